@@ -1,0 +1,123 @@
+"""Settings from the environment (and `.env`). Names are the public contract in DESIGN.md."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from typing import Literal
+
+from pydantic import Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ANONYMOUS_TENANT = "anonymous"
+
+
+def running_on_lambda() -> bool:
+    return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
+
+
+class Settings(BaseSettings):
+    """Service configuration. Every field is read from the upper-case environment variable."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+
+    # auth and webhooks
+    api_keys: str = Field("", description="tenant:key pairs, comma-separated")
+    webhook_signing_secret: str | None = Field(
+        None, description="Master secret from which each tenant's whsec_ secret is derived"
+    )
+    webhook_allow_private: bool = False
+    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_timeout_s: float = 15.0
+
+    # serving
+    host: str = "127.0.0.1"
+    port: int = 8000
+    rate_limit: str = "120/minute"
+    max_body_bytes: int = 1_000_000
+    batch_max_requests: int = 50_000
+    batch_max_bytes: int = 100_000_000
+
+    # backends
+    redis_url: str | None = None
+    queue_backend: Literal["inprocess", "arq", "sqs"] | None = None
+    cache_backend: Literal["memory", "redis", "none"] | None = None
+    store_backend: Literal["sqlite", "dynamodb"] | None = None
+    sqlite_path: str = "data/chatjobs.db"
+    sqs_queue_url: str | None = None
+    dynamodb_table: str = "chatjobs"
+    aws_endpoint_url: str | None = None
+    cache_ttl_s: int = 86_400
+    cache_max_entries: int = 10_000
+
+    # LLM
+    gemini_api_key: str | None = None
+    gemini_model: str = "gemini-2.5-flash"
+    gemini_base_url: str | None = None
+    openrouter_api_key: str | None = None
+    openrouter_model: str = "openai/gpt-4o-mini"
+    openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    llm_timeout_s: float = 20.0
+    circuit_failure_threshold: int = 5
+    circuit_cooldown_s: float = 30.0
+
+    # workers
+    worker_concurrency: int = 16
+    job_max_attempts: int = 3
+    job_retry_base_s: float = 2.0
+
+    @field_validator("api_keys")
+    @classmethod
+    def _well_formed_keys(cls, value: str) -> str:
+        for pair in filter(None, (p.strip() for p in value.split(","))):
+            tenant, sep, key = pair.partition(":")
+            if not sep or not tenant.strip() or not key.strip():
+                raise ValueError("API_KEYS must look like 'tenant1:key1,tenant2:key2'")
+        return value
+
+    @field_validator("webhook_retry_schedule")
+    @classmethod
+    def _numeric_schedule(cls, value: str) -> str:
+        try:
+            delays = [float(p) for p in value.split(",") if p.strip()]
+        except ValueError:
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds") from None
+        if not delays or any(d < 0 for d in delays):
+            raise ValueError("WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
+        return value
+
+    @cached_property
+    def tenants_by_key(self) -> dict[str, str]:
+        pairs = (p.strip().partition(":") for p in self.api_keys.split(",") if p.strip())
+        return {key.strip(): tenant.strip() for tenant, _, key in pairs}
+
+    @property
+    def retry_delays_s(self) -> list[float]:
+        return [float(p) for p in self.webhook_retry_schedule.split(",") if p.strip()]
+
+    @property
+    def job_timeout_s(self) -> float:
+        """Longest a job may run: primary and fallback each get one LLM timeout."""
+        return 2 * self.llm_timeout_s + 5
+
+    @property
+    def on_lambda(self) -> bool:
+        return running_on_lambda()
+
+    @property
+    def resolved_store(self) -> str:
+        return self.store_backend or ("dynamodb" if self.on_lambda else "sqlite")
+
+    @property
+    def resolved_queue(self) -> str:
+        if self.queue_backend:
+            return self.queue_backend
+        if self.on_lambda:
+            return "sqs"
+        return "arq" if self.redis_url else "inprocess"
+
+    @property
+    def resolved_cache(self) -> str:
+        if self.cache_backend:
+            return self.cache_backend
+        return "redis" if self.redis_url else "memory"

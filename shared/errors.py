@@ -1,0 +1,36 @@
+"""Typed errors that cross the port boundaries."""
+
+
+class ChatJobsError(Exception):
+    """Base class for the service's own errors."""
+
+
+class LLMError(ChatJobsError):
+    def __init__(self, message: str, *, provider: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.provider = provider
+        self.status_code = status_code
+
+
+class TransientLLMError(LLMError):
+    """Worth retrying or falling back: 429, 5xx, timeout, connection failure, open circuit."""
+
+
+class PermanentLLMError(LLMError):
+    """Retrying will not help: 400-class request errors, blocked prompts, bad credentials."""
+
+
+class QueueUnavailable(ChatJobsError):
+    """The queue could not take the job; the API answers 503."""
+
+
+class NotFound(ChatJobsError):
+    """No such job or batch for this tenant."""
+
+
+class Conflict(ChatJobsError):
+    """The request conflicts with the resource's state (e.g. cancelling a running job)."""
+
+
+class InvalidWebhookUrl(ChatJobsError):
+    """The webhook URL is malformed or points at a refused address."""

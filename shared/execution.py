@@ -1,0 +1,124 @@
+"""JobExecutor: runs one job for whichever queue delivered it (arq, in-process, SQS)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+
+from shared.errors import PermanentLLMError, TransientLLMError
+from shared.models import Completion, Job, JobError, JobStatus, utcnow
+from shared.ports import JobStore, LLMProvider, ResultCache
+
+log = logging.getLogger(__name__)
+
+JobFinished = Callable[[Job], Awaitable[None]]
+
+
+async def _ignore(job: Job) -> None:
+    return None
+
+
+class JobExecutor:
+    """Claims a job with a compare-and-set, calls the LLM, and records the outcome.
+
+    `run` returns None when the job needs nothing more, or a delay in seconds after which the
+    caller's queue should deliver it again (a transient failure with attempts left).
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        cache: ResultCache | None,
+        llm: LLMProvider,
+        *,
+        job_timeout_s: float,
+        max_attempts: int,
+        retry_base_s: float,
+        cache_ttl_s: int,
+        on_finished: JobFinished = _ignore,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.llm = llm
+        self.job_timeout_s = job_timeout_s
+        self.max_attempts = max_attempts
+        self.retry_base_s = retry_base_s
+        self.cache_ttl_s = cache_ttl_s
+        self.on_finished = on_finished
+
+    async def run(self, job_id: str) -> float | None:
+        now = utcnow()
+        lease = now + timedelta(seconds=self.job_timeout_s + 5)
+        job = await self.store.claim(job_id, lease_until=lease, now=now)
+        if job is None:  # finished, cancelled, unknown, or held by a live worker: acknowledge
+            return None
+        if job.attempts > self.max_attempts:
+            await self._fail(job, "attempts_exhausted", "the job was delivered too many times")
+            return None
+        try:
+            completion = await asyncio.wait_for(self.llm.complete(job.request), self.job_timeout_s)
+        except PermanentLLMError as exc:
+            await self._fail(job, "llm_rejected", f"{exc.provider}: {exc}")
+            return None
+        except (TransientLLMError, TimeoutError) as exc:
+            return await self._retry_or_fail(job, _describe(exc))
+        except Exception as exc:
+            log.exception("job %s crashed", job.id)
+            return await self._retry_or_fail(job, f"internal error: {type(exc).__name__}")
+        await self._succeed(job, completion)
+        return None
+
+    def backoff_s(self, attempts: int) -> float:
+        return float(self.retry_base_s * 2 ** max(attempts - 1, 0))
+
+    async def _retry_or_fail(self, job: Job, reason: str) -> float | None:
+        if job.attempts >= self.max_attempts:
+            message = f"all LLM providers failed after {job.attempts} attempts: {reason}"
+            await self._fail(job, "llm_unavailable", message)
+            return None
+        error = JobError(code="retrying", message=reason)
+        requeued = await self.store.transition(
+            job.id, [JobStatus.running], JobStatus.queued, error=error, lease_until=None
+        )
+        return self.backoff_s(job.attempts) if requeued else None
+
+    async def _succeed(self, job: Job, completion: Completion) -> None:
+        now = utcnow()
+        done = await self.store.transition(
+            job.id,
+            [JobStatus.running],
+            JobStatus.succeeded,
+            result=completion,
+            error=None,
+            completed_at=now,
+            lease_until=None,
+        )
+        if done is None:
+            return
+        if job.cache_key and self.cache is not None:
+            try:
+                await self.cache.set(job.cache_key, completion, self.cache_ttl_s)
+            except Exception:
+                log.warning("cache write failed for job %s", job.id, exc_info=True)
+        await self.on_finished(done)
+
+    async def _fail(self, job: Job, code: str, message: str) -> None:
+        failed = await self.store.transition(
+            job.id,
+            [JobStatus.running],
+            JobStatus.failed,
+            error=JobError(code=code, message=message),
+            completed_at=utcnow(),
+            lease_until=None,
+        )
+        if failed is not None:
+            log.warning("job %s failed: %s", job.id, message)
+            await self.on_finished(failed)
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, TimeoutError):
+        return "the LLM call timed out"
+    return str(exc)

@@ -1,0 +1,246 @@
+"""Domain models shared by the API and the workers.
+
+`*Create` models are what clients send; `Job` and `Batch` are the stored records;
+`*Public` models are what clients see (no tenant, no internal bookkeeping).
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from enum import StrEnum
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_MESSAGES = 100
+MAX_CONTENT_CHARS = 100_000
+MAX_METADATA_KEYS = 16
+MAX_METADATA_VALUE_CHARS = 512
+MAX_CUSTOM_ID_CHARS = 64
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    return f"{prefix}_{uuid.uuid4().hex}"
+
+
+class JobStatus(StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    cancelled = "cancelled"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self in TERMINAL_STATUSES
+
+
+TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled})
+
+
+class BatchStatus(StrEnum):
+    in_progress = "in_progress"
+    completed = "completed"
+    cancelling = "cancelling"
+    cancelled = "cancelled"
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    role: Literal["system", "user", "assistant"]
+    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
+
+
+Metadata = dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]]
+
+
+class ChatRequest(BaseModel):
+    """Everything that changes the LLM's answer; hashed into the cache key."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
+    model: Annotated[str | None, Field(max_length=200)] = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+    max_tokens: Annotated[int | None, Field(ge=1, le=65_536)] = None
+
+    @field_validator("messages")
+    @classmethod
+    def _needs_a_user_turn(cls, messages: list[Message]) -> list[Message]:
+        if not any(m.role == "user" for m in messages):
+            raise ValueError("at least one message must have role 'user'")
+        return messages
+
+
+class JobCreate(ChatRequest):
+    """Body of POST /v1/jobs."""
+
+    webhook_url: Annotated[str | None, Field(max_length=2048)] = None
+    metadata: Metadata = Field(default_factory=dict)
+    cache: bool = True
+
+    @field_validator("metadata")
+    @classmethod
+    def _bounded_metadata(cls, metadata: dict[str, str]) -> dict[str, str]:
+        if len(metadata) > MAX_METADATA_KEYS:
+            raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys are allowed")
+        return metadata
+
+    def chat_request(self) -> ChatRequest:
+        return ChatRequest.model_validate(
+            self.model_dump(include={"messages", "model", "temperature", "max_tokens"})
+        )
+
+
+class BatchItem(ChatRequest):
+    """One request of a batch: a job body plus the caller's unique `custom_id`."""
+
+    custom_id: Annotated[str, Field(min_length=1, max_length=MAX_CUSTOM_ID_CHARS)]
+    metadata: Metadata = Field(default_factory=dict)
+    cache: bool = True
+
+
+class BatchCreate(BaseModel):
+    """JSON body of POST /v1/batches (NDJSON bodies carry only the `requests`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    requests: Annotated[list[BatchItem], Field(min_length=1)]
+    webhook_url: Annotated[str | None, Field(max_length=2048)] = None
+    metadata: Metadata = Field(default_factory=dict)
+
+
+class Usage(BaseModel):
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Completion(BaseModel):
+    """What an LLMProvider returns."""
+
+    content: str
+    provider: str
+    model: str
+    usage: Usage = Field(default_factory=Usage)
+    latency_ms: int = 0
+
+
+class JobError(BaseModel):
+    code: str
+    message: str
+
+
+class WebhookState(StrEnum):
+    pending = "pending"
+    delivered = "delivered"
+    failed = "failed"
+
+
+class WebhookDelivery(BaseModel):
+    """Visible delivery state of a job's or batch's webhook."""
+
+    id: str
+    state: WebhookState = WebhookState.pending
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+class Job(BaseModel):
+    """A stored job; `tenant` and the fields after it are internal."""
+
+    id: str = Field(default_factory=lambda: new_id("job"))
+    status: JobStatus = JobStatus.queued
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    cached: bool = False
+    batch_id: str | None = None
+    custom_id: str | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    attempts: int = 0
+    result: Completion | None = None
+    error: JobError | None = None
+    webhook: WebhookDelivery | None = None
+
+    tenant: str
+    request: ChatRequest
+    webhook_url: str | None = None
+    cache_key: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
+    lease_until: datetime | None = None
+
+    def public(self) -> JobPublic:
+        fields = self.model_dump(include=set(JobPublic.model_fields))
+        return JobPublic.model_validate({**fields, "model": self.request.model})
+
+
+class JobPublic(BaseModel):
+    id: str
+    object: Literal["job"] = "job"
+    status: JobStatus
+    created_at: datetime
+    updated_at: datetime
+    completed_at: datetime | None
+    cached: bool
+    batch_id: str | None
+    custom_id: str | None
+    metadata: dict[str, str]
+    attempts: int
+    model: str | None = None
+    result: Completion | None
+    error: JobError | None
+    webhook: WebhookDelivery | None
+
+
+class BatchCounts(BaseModel):
+    total: int = 0
+    queued: int = 0
+    running: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    cancelled: int = 0
+
+    @property
+    def done(self) -> int:
+        return self.succeeded + self.failed + self.cancelled
+
+
+class Batch(BaseModel):
+    id: str = Field(default_factory=lambda: new_id("batch"))
+    status: BatchStatus = BatchStatus.in_progress
+    counts: BatchCounts = Field(default_factory=BatchCounts)
+    created_at: datetime = Field(default_factory=utcnow)
+    completed_at: datetime | None = None
+    metadata: dict[str, str] = Field(default_factory=dict)
+    webhook: WebhookDelivery | None = None
+
+    tenant: str
+    webhook_url: str | None = None
+
+    def public(self) -> BatchPublic:
+        return BatchPublic.model_validate(self.model_dump(include=set(BatchPublic.model_fields)))
+
+
+class BatchPublic(BaseModel):
+    id: str
+    object: Literal["batch"] = "batch"
+    status: BatchStatus
+    counts: BatchCounts
+    created_at: datetime
+    completed_at: datetime | None
+    metadata: dict[str, str]
+    webhook: WebhookDelivery | None
+
+
+class JobPage(BaseModel):
+    data: list[JobPublic]
+    next_cursor: str | None

@@ -1,0 +1,123 @@
+"""Ports: the interfaces the service depends on. Adapters in `shared/adapters/` implement them."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from datetime import datetime
+from typing import Any, Protocol
+
+from shared.models import (
+    Batch,
+    ChatRequest,
+    Completion,
+    Job,
+    JobStatus,
+    WebhookDelivery,
+)
+
+JobHandler = Callable[[str], Awaitable[None]]
+
+
+class JobStore(Protocol):
+    """Durable job and batch records. Every status change is a compare-and-set."""
+
+    async def start(self) -> None:
+        """Open connections and create the schema if needed."""
+
+    async def close(self) -> None: ...
+
+    async def ping(self) -> bool:
+        """True when the store answers (used by /readyz)."""
+
+    async def create_job(self, job: Job) -> Job:
+        """Insert a job and return it. If the job has an idempotency_key that the same tenant used
+        within the last 24 h, insert nothing and return that earlier job instead."""
+
+    async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
+        """A job by id; with `tenant`, only if it belongs to that tenant."""
+
+    async def list_jobs(
+        self,
+        tenant: str,
+        *,
+        status: JobStatus | None = None,
+        batch_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        """Jobs newest first (oldest first when `batch_id` is given), with an opaque next cursor."""
+
+    async def transition(
+        self,
+        job_id: str,
+        from_statuses: Sequence[JobStatus],
+        to_status: JobStatus,
+        **changes: Any,
+    ) -> Job | None:
+        """Move a job to `to_status` only if its status is one of `from_statuses`.
+
+        `changes` sets other Job fields in the same write. Keeps the job's batch counters in step.
+        Returns the updated job, or None when the condition did not hold.
+        """
+
+    async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
+        """queued → running (or running with an expired lease → running); attempts += 1."""
+
+    async def unfinished_job_ids(self, limit: int = 10_000) -> list[str]:
+        """Ids of jobs still queued or running (for re-enqueueing after a restart)."""
+
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
+        """Store a batch and all its jobs in one bulk write."""
+
+    async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None: ...
+
+    async def set_batch_status(
+        self, batch_id: str, from_statuses: Sequence[str], to_status: str, **changes: Any
+    ) -> Batch | None:
+        """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
+
+    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
+        """Record webhook delivery state on a job or batch (by its id)."""
+
+    async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
+        """Claim ids of jobs/batches whose pending webhook is due; pushes their next attempt to
+        `lease_until` so no other worker takes them meanwhile."""
+
+
+class ResultCache(Protocol):
+    """Completed results by cache key, with a time to live."""
+
+    async def get(self, key: str) -> Completion | None: ...
+
+    async def set(self, key: str, value: Completion, ttl_s: int) -> None: ...
+
+    async def ping(self) -> bool: ...
+
+    async def close(self) -> None: ...
+
+
+class JobQueue(Protocol):
+    """Where accepted jobs wait for a worker. Delivery is at least once."""
+
+    async def start(self, handler: JobHandler | None = None) -> None:
+        """Connect. An in-process queue also starts its workers, which call `handler(job_id)`."""
+
+    async def close(self) -> None: ...
+
+    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+        """Raise QueueUnavailable when the queue cannot take the job."""
+
+    async def enqueue_many(self, job_ids: Sequence[str]) -> None:
+        """Enqueue a batch's jobs in one pipelined call."""
+
+    async def ping(self) -> bool: ...
+
+
+class LLMProvider(Protocol):
+    """One LLM backend. Raises TransientLLMError or PermanentLLMError."""
+
+    name: str
+
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+    async def close(self) -> None: ...

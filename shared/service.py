@@ -1,0 +1,144 @@
+"""ChatService: the use cases behind the API (submit, get, wait, list, cancel)."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+import time
+
+from shared.errors import Conflict, NotFound, QueueUnavailable
+from shared.models import (
+    ChatRequest,
+    Completion,
+    Job,
+    JobCreate,
+    JobError,
+    JobStatus,
+    utcnow,
+)
+from shared.ports import JobQueue, JobStore, ResultCache
+
+log = logging.getLogger(__name__)
+
+MAX_WAIT_S = 30.0
+
+
+def cache_key(tenant: str, request: ChatRequest) -> str:
+    """SHA-256 of the canonical JSON of everything that changes the answer, scoped to the tenant."""
+    payload = {"tenant": tenant, **request.model_dump(mode="json")}
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def body_hash(body: JobCreate) -> str:
+    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+class ChatService:
+    def __init__(self, store: JobStore, cache: ResultCache | None, queue: JobQueue) -> None:
+        self.store = store
+        self.cache = cache
+        self.queue = queue
+
+    async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
+        """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
+        request = body.chat_request()
+        job = Job(
+            tenant=tenant,
+            request=request,
+            webhook_url=body.webhook_url,
+            metadata=body.metadata,
+            cache_key=cache_key(tenant, request) if body.cache else None,
+            idempotency_key=idempotency_key,
+            request_hash=body_hash(body),
+        )
+        hit = await self._cached(job.cache_key)
+        if hit is not None:
+            now = utcnow()
+            job = job.model_copy(
+                update={
+                    "status": JobStatus.succeeded,
+                    "cached": True,
+                    "result": hit,
+                    "completed_at": now,
+                    "updated_at": now,
+                }
+            )
+        stored = await self.store.create_job(job)
+        if stored.id != job.id:
+            return self._check_same_body(stored, job)
+        if stored.status is JobStatus.queued:
+            await self._enqueue_or_fail(stored)
+        return stored
+
+    @staticmethod
+    def _check_same_body(existing: Job, job: Job) -> Job:
+        if existing.request_hash != job.request_hash:
+            raise Conflict("Idempotency-Key was already used with a different request body")
+        return existing
+
+    async def _cached(self, key: str | None) -> Completion | None:
+        if key is None or self.cache is None:
+            return None
+        try:
+            return await self.cache.get(key)
+        except Exception:  # a cache outage must not fail a submit
+            log.warning("cache read failed; treating as a miss", exc_info=True)
+            return None
+
+    async def _enqueue_or_fail(self, job: Job) -> None:
+        try:
+            await self.queue.enqueue(job.id)
+        except QueueUnavailable:
+            await self.store.transition(
+                job.id,
+                [JobStatus.queued],
+                JobStatus.failed,
+                error=JobError(code="queue_unavailable", message="the queue refused the job"),
+                completed_at=utcnow(),
+            )
+            raise
+
+    async def get(self, tenant: str, job_id: str, wait_s: float = 0) -> Job:
+        """The job; with `wait_s`, hold until it is terminal or the wait is over."""
+        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        delay = 0.05
+        while True:
+            job = await self.store.get_job(job_id, tenant)
+            if job is None:
+                raise NotFound(job_id)
+            if job.status.is_terminal or time.monotonic() >= deadline:
+                return job
+            await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
+            delay = min(delay * 1.5, 0.5)
+
+    async def list(
+        self,
+        tenant: str,
+        *,
+        status: JobStatus | None,
+        batch_id: str | None,
+        limit: int,
+        cursor: str | None,
+    ) -> tuple[list[Job], str | None]:
+        return await self.store.list_jobs(
+            tenant, status=status, batch_id=batch_id, limit=limit, cursor=cursor
+        )
+
+    async def cancel(self, tenant: str, job_id: str) -> Job:
+        """queued → cancelled; a running or finished job answers Conflict."""
+        job = await self.store.get_job(job_id, tenant)
+        if job is None:
+            raise NotFound(job_id)
+        now = utcnow()
+        cancelled = await self.store.transition(
+            job_id, [JobStatus.queued], JobStatus.cancelled, completed_at=now
+        )
+        if cancelled is None:
+            current = await self.store.get_job(job_id, tenant)
+            state = current.status if current else job.status
+            raise Conflict(f"job is {state.value} and can no longer be cancelled")
+        return cancelled
