@@ -1,0 +1,57 @@
+# Every target bootstraps what it needs: uv (if missing), then the venv from uv.lock.
+SHELL := /bin/bash
+UV := $(shell command -v uv 2>/dev/null)
+ifeq ($(UV),)
+UV := python3 -m uv
+endif
+RUN := $(UV) run --frozen
+CODE := api worker shared
+
+.PHONY: help bootstrap run api worker test test-unit test-integration test-e2e lint format bench clean
+
+help:  ## list targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
+
+.venv/.synced: pyproject.toml uv.lock
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip" >&2; python3 -m pip install --quiet uv; }
+	$(UV) sync --frozen
+	@touch $@
+
+bootstrap: .venv/.synced  ## create the venv from uv.lock
+
+run: bootstrap  ## serve the embedded service on http://127.0.0.1:8000 (no config needed)
+	$(RUN) python -m api
+
+api: bootstrap  ## run the API alone (uses REDIS_URL / *_BACKEND from the environment)
+	$(RUN) python -m api
+
+worker: bootstrap  ## run one arq worker (needs REDIS_URL)
+	$(RUN) python -m worker
+
+test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers)
+	$(MAKE) --no-print-directory lint
+	$(RUN) pytest -q -p no:cacheprovider
+
+test-unit: bootstrap
+	$(RUN) pytest -q tests/unit
+
+test-integration: bootstrap
+	$(RUN) pytest -q tests/contract tests/integration
+
+test-e2e: bootstrap
+	$(RUN) pytest -q tests/e2e
+
+lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
+	$(RUN) ruff check $(CODE) tests
+	$(RUN) ruff format --check $(CODE) tests
+	$(RUN) mypy $(CODE)
+
+format: bootstrap
+	$(RUN) ruff check --fix $(CODE) tests
+	$(RUN) ruff format $(CODE) tests
+
+bench: bootstrap  ## throughput and memory benchmarks (ratios against an in-script baseline)
+	$(RUN) python -m tests.bench
+
+clean:
+	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache data

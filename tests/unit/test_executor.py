@@ -1,0 +1,107 @@
+"""JobExecutor: claim, run, retry, fail — with fakes at the ports."""
+
+from __future__ import annotations
+
+import pytest
+
+from shared.errors import PermanentLLMError, TransientLLMError
+from shared.execution import JobExecutor
+from shared.models import JobCreate, JobStatus
+from shared.service import ChatService
+from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
+
+
+class Harness:
+    def __init__(self, max_attempts: int = 3) -> None:
+        self.store, self.cache, self.queue = FakeJobStore(), FakeResultCache(), FakeJobQueue()
+        self.llm = FakeLLM("gemini")
+        self.finished: list[str] = []
+        self.chat = ChatService(self.store, self.cache, self.queue)
+        self.executor = JobExecutor(
+            self.store, self.cache, self.llm, job_timeout_s=5, max_attempts=max_attempts,
+            retry_base_s=1, cache_ttl_s=60, on_finished=self._record,
+        )
+
+    async def _record(self, job) -> None:  # type: ignore[no-untyped-def]
+        self.finished.append(job.status.value)
+
+    async def submit(self, prompt: str = "abc") -> str:
+        body = JobCreate.model_validate({"messages": [{"role": "user", "content": prompt}]})
+        return (await self.chat.submit("t1", body)).id
+
+
+async def test_success_records_result_fills_cache_and_notifies() -> None:
+    h = Harness()
+    job_id = await h.submit("abc")
+    assert await h.executor.run(job_id) is None
+    job = h.store.jobs[job_id]
+    assert job.status is JobStatus.succeeded and job.attempts == 1
+    assert job.result is not None and job.result.content == "cba"
+    assert job.result.provider == "gemini" and job.completed_at is not None
+    assert job.cache_key in h.cache.entries
+    assert h.finished == ["succeeded"]
+
+
+async def test_redelivery_of_a_finished_job_does_nothing() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    await h.executor.run(job_id)
+    assert await h.executor.run(job_id) is None
+    assert len(h.llm.requests) == 1 and h.store.jobs[job_id].attempts == 1
+
+
+async def test_transient_failure_requeues_with_backoff_then_fails_when_exhausted() -> None:
+    h = Harness(max_attempts=2)
+    job_id = await h.submit()
+    h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")] * 2
+    assert await h.executor.run(job_id) == 1.0
+    assert h.store.jobs[job_id].status is JobStatus.queued
+    assert await h.executor.run(job_id) is None
+    job = h.store.jobs[job_id]
+    assert job.status is JobStatus.failed and job.attempts == 2
+    assert job.error is not None and job.error.code == "llm_unavailable"
+    assert "HTTP 503" in job.error.message and "2 attempts" in job.error.message
+    assert h.finished == ["failed"]
+
+
+async def test_permanent_failure_fails_at_once() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    h.llm.errors = [PermanentLLMError("prompt blocked: SAFETY", provider="gemini")]
+    assert await h.executor.run(job_id) is None
+    job = h.store.jobs[job_id]
+    assert job.status is JobStatus.failed and job.attempts == 1
+    assert job.error is not None and job.error.code == "llm_rejected"
+    assert "SAFETY" in job.error.message
+
+
+async def test_a_cancelled_job_is_never_run() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    await h.chat.cancel("t1", job_id)
+    assert await h.executor.run(job_id) is None
+    assert h.llm.requests == []
+
+
+@pytest.mark.parametrize("attempts,expected", [(1, 1.0), (2, 2.0), (3, 4.0)])
+def test_backoff_doubles(attempts: int, expected: float) -> None:
+    assert Harness().executor.backoff_s(attempts) == expected
+
+
+async def test_a_job_held_by_a_live_worker_is_left_alone_but_a_dead_ones_runs_again() -> None:
+    from datetime import timedelta
+
+    from shared.models import utcnow
+
+    h = Harness()
+    job_id = await h.submit()
+    now = utcnow()
+    assert await h.store.claim(job_id, lease_until=now + timedelta(seconds=60), now=now)
+    assert await h.executor.run(job_id) is None  # duplicate delivery while the lease is live
+    assert h.llm.requests == []
+    await h.store.transition(
+        job_id, [JobStatus.running], JobStatus.running, lease_until=now - timedelta(seconds=1)
+    )
+    assert await h.executor.run(job_id) is None  # the worker died: its lease ran out
+    job = h.store.jobs[job_id]
+    assert job.status is JobStatus.succeeded and job.attempts == 2
