@@ -10,6 +10,7 @@ from datetime import timedelta
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.models import Completion, Job, JobError, JobStatus, utcnow
 from shared.ports import JobStore, LLMProvider, ResultCache
+from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +39,7 @@ class JobExecutor:
         retry_base_s: float,
         cache_ttl_s: int,
         on_finished: JobFinished = _ignore,
+        hooks: WebhookHooks | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -47,13 +49,14 @@ class JobExecutor:
         self.retry_base_s = retry_base_s
         self.cache_ttl_s = cache_ttl_s
         self.on_finished = on_finished
+        self.hooks = hooks or WebhookHooks()
 
     async def run(self, job_id: str) -> float | None:
         now = utcnow()
         lease = now + timedelta(seconds=self.job_timeout_s + 5)
         job = await self.store.claim(job_id, lease_until=lease, now=now)
-        if job is None:  # finished, cancelled, unknown, or held by a live worker: acknowledge
-            return None
+        if job is None:
+            return await self.redelivery_delay(job_id)
         if job.attempts > self.max_attempts:
             await self._fail(job, "attempts_exhausted", "the job was delivered too many times")
             return None
@@ -69,6 +72,15 @@ class JobExecutor:
             return await self._retry_or_fail(job, f"internal error: {type(exc).__name__}")
         await self._succeed(job, completion)
         return None
+
+    async def redelivery_delay(self, job_id: str) -> float | None:
+        """For a job this delivery did not run. Finished, cancelled or unknown: None (acknowledge).
+        Running under a lease: come back just after the lease ends, in case its holder has died
+        (acknowledging would leave the job running forever)."""
+        job = await self.store.get_job(job_id)
+        if job is None or job.status is not JobStatus.running or job.lease_until is None:
+            return None
+        return max((job.lease_until - utcnow()).total_seconds(), 0.0) + 1.0
 
     def backoff_s(self, attempts: int) -> float:
         return float(self.retry_base_s * 2 ** max(attempts - 1, 0))

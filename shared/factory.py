@@ -6,14 +6,20 @@ imported only in the branch that needs them, and nothing connects until `start()
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass, field
+from pathlib import Path
 
+from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor
-from shared.models import JobStatus
+from shared.models import Job, JobStatus
 from shared.ports import JobQueue, JobStore, LLMProvider, ResultCache
 from shared.service import ChatService
+from shared.webhook_hooks import WebhookHooks
+from shared.webhooks import WebhookDispatcher, WebhookSender, check_url, tenant_secret
+from shared.webhooks.secrets import load_or_create_master
 
 log = logging.getLogger(__name__)
 
@@ -27,24 +33,61 @@ class Services:
     cache: ResultCache | None
     queue: JobQueue
     llm: LLMProvider
+    webhook_master: str
     chat: ChatService = field(init=False)
+    batches: BatchService = field(init=False)
     executor: JobExecutor = field(init=False)
+    webhooks: WebhookDispatcher = field(init=False)
+    _sender: WebhookSender = field(init=False)
+    _background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
+    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
-        self.chat = ChatService(self.store, self.cache, self.queue)
+        s = self.settings
+        self._sender = WebhookSender(
+            timeout_s=s.webhook_timeout_s, allow_private=s.webhook_allow_private
+        )
+        self.webhooks = WebhookDispatcher(
+            self.store, self._sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
+        )
+        hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
+        self.chat = ChatService(self.store, self.cache, self.queue, hooks)
+        self.batches = BatchService(self.store, self.cache, self.queue, hooks)
         self.executor = JobExecutor(
             self.store,
             self.cache,
             self.llm,
-            job_timeout_s=self.settings.job_timeout_s,
-            max_attempts=self.settings.job_max_attempts,
-            retry_base_s=self.settings.job_retry_base_s,
-            cache_ttl_s=self.settings.cache_ttl_s,
+            job_timeout_s=s.job_timeout_s,
+            max_attempts=s.job_max_attempts,
+            retry_base_s=s.job_retry_base_s,
+            cache_ttl_s=s.cache_ttl_s,
+            on_finished=self._job_finished,
+            hooks=hooks,
         )
+
+    def webhook_secret(self, tenant: str) -> str:
+        """The tenant's own `whsec_` signing secret."""
+        return tenant_secret(self.webhook_master, tenant)
+
+    async def _check_webhook_url(self, url: str) -> None:
+        await check_url(url, allow_private=self.settings.webhook_allow_private)
+
+    async def _job_finished(self, job: Job) -> None:
+        if job.batch_id:
+            await self.batches.check_completed(job.batch_id)
+
+    def deliver_webhooks_in_background(self, interval_s: float = 0.5) -> None:
+        """Run the webhook sweeper in this process until `close()`."""
+        task = asyncio.create_task(self.webhooks.run_forever(interval_s, self._stop))
+        self._background.append(task)
 
     async def handle_job(self, job_id: str) -> None:
         """In-process consumer: run the job, and put it back on the queue when it must retry."""
-        delay = await self.executor.run(job_id)
+        try:
+            delay = await self.executor.run(job_id)
+        except Exception:  # e.g. the store is briefly locked: try again rather than drop it
+            log.exception("job %s could not be run; retrying", job_id)
+            delay = self.settings.job_retry_base_s
         if delay is not None:
             await self.queue.enqueue(job_id, delay_s=delay)
 
@@ -61,7 +104,10 @@ class Services:
             await self.queue.enqueue_many(job_ids)
 
     async def close(self) -> None:
+        self._stop.set()
+        await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.close()
+        await self._sender.close()
         if self.cache is not None:
             await self.cache.close()
         await self.llm.close()
@@ -81,20 +127,33 @@ class ServiceFactory:
         self.settings = settings or Settings()
         self._store, self._cache, self._queue, self._llm = store, cache, queue, llm
 
-    async def start(self, *, consume: bool) -> Services:
-        """Build and start everything. `consume` starts in-process workers (embedded mode)."""
+    async def start(self, *, consume: bool, deliver_webhooks: bool | None = None) -> Services:
+        """Build and start everything. `consume` starts in-process workers (embedded mode);
+        `deliver_webhooks` (default: same as `consume`) runs the webhook sweeper here."""
         services = Services(
             settings=self.settings,
             store=self._store or self.build_store(),
             cache=self._cache if self._cache is not None else self.build_cache(),
             queue=self._queue or self.build_queue(),
             llm=self._llm or self.build_llm(),
+            webhook_master=self.webhook_master(),
         )
         await services.store.start()
         await services.queue.start(services.handle_job if consume else None)
         if consume:
             await services.recover_unfinished()
+        if consume if deliver_webhooks is None else deliver_webhooks:
+            services.deliver_webhooks_in_background()
         return services
+
+    def webhook_master(self) -> str:
+        """WEBHOOK_SIGNING_SECRET, or a per-install secret kept beside the SQLite database."""
+        s = self.settings
+        if s.webhook_signing_secret:
+            return s.webhook_signing_secret
+        if s.on_lambda:
+            raise ValueError("WEBHOOK_SIGNING_SECRET must be set on Lambda")
+        return load_or_create_master(Path(s.sqlite_path).parent / "webhook-master-secret")
 
     def build_store(self) -> JobStore:
         s = self.settings

@@ -77,6 +77,10 @@ class ChatRequest(BaseModel):
             raise ValueError("at least one message must have role 'user'")
         return messages
 
+    def chat_request(self) -> ChatRequest:
+        """Just the fields that reach the LLM (subclasses add job bookkeeping)."""
+        return ChatRequest.model_validate(self.model_dump(include=set(ChatRequest.model_fields)))
+
 
 class JobCreate(ChatRequest):
     """Body of POST /v1/jobs."""
@@ -91,11 +95,6 @@ class JobCreate(ChatRequest):
         if len(metadata) > MAX_METADATA_KEYS:
             raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys are allowed")
         return metadata
-
-    def chat_request(self) -> ChatRequest:
-        return ChatRequest.model_validate(
-            self.model_dump(include={"messages", "model", "temperature", "max_tokens"})
-        )
 
 
 class BatchItem(ChatRequest):

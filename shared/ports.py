@@ -89,6 +89,9 @@ class ResultCache(Protocol):
 
     async def get(self, key: str) -> Completion | None: ...
 
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
+        """The hits among `keys`, in one round trip where the backend allows it."""
+
     async def set(self, key: str, value: Completion, ttl_s: int) -> None: ...
 
     async def ping(self) -> bool: ...
@@ -107,8 +110,11 @@ class JobQueue(Protocol):
     async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
         """Raise QueueUnavailable when the queue cannot take the job."""
 
-    async def enqueue_many(self, job_ids: Sequence[str]) -> None:
-        """Enqueue a batch's jobs in one pipelined call."""
+    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+        """Enqueue a batch's jobs in one pipelined call.
+
+        Jobs enqueued one by one go ahead of batch jobs, and the jobs of different groups
+        (batches) are interleaved, so one tenant's big batch cannot starve everyone else."""
 
     async def ping(self) -> bool: ...
 

@@ -19,6 +19,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobQueue, JobStore, ResultCache
+from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 
@@ -38,13 +39,22 @@ def body_hash(body: JobCreate) -> str:
 
 
 class ChatService:
-    def __init__(self, store: JobStore, cache: ResultCache | None, queue: JobQueue) -> None:
+    def __init__(
+        self,
+        store: JobStore,
+        cache: ResultCache | None,
+        queue: JobQueue,
+        hooks: WebhookHooks | None = None,
+    ) -> None:
         self.store = store
         self.cache = cache
         self.queue = queue
+        self.hooks = hooks or WebhookHooks()
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
+        if body.webhook_url:
+            await self.hooks.check_url(body.webhook_url)
         request = body.chat_request()
         job = Job(
             tenant=tenant,
@@ -135,7 +145,11 @@ class ChatService:
             raise NotFound(job_id)
         now = utcnow()
         cancelled = await self.store.transition(
-            job_id, [JobStatus.queued], JobStatus.cancelled, completed_at=now
+            job_id,
+            [JobStatus.queued],
+            JobStatus.cancelled,
+            completed_at=now,
+            webhook=self.hooks.delivery_for(job.webhook_url),
         )
         if cancelled is None:
             current = await self.store.get_job(job_id, tenant)

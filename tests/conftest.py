@@ -64,6 +64,8 @@ def make_settings(**overrides: Any) -> Settings:
         "rate_limit": "10000/minute",
         "webhook_allow_private": True,
         "job_retry_base_s": 0.01,
+        "webhook_signing_secret": "test-master-secret",
+        "sqlite_path": "/nonexistent/set-sqlite_path-in-the-test.db",
     }
     return Settings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
 

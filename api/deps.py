@@ -1,0 +1,41 @@
+"""Dependency aliases that routes take as parameters."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from api.auth import authenticate
+from api.metrics import ApiMetrics
+from api.ratelimit import enforce_rate_limit
+from shared.config import Settings
+from shared.factory import Services
+from shared.service import ChatService
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def get_chat(services: Annotated[Services, Depends(get_services)]) -> ChatService:
+    return services.chat
+
+
+def get_metrics(request: Request) -> ApiMetrics:
+    metrics: ApiMetrics = request.app.state.metrics
+    return metrics
+
+
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ServicesDep = Annotated[Services, Depends(get_services)]
+ChatDep = Annotated[ChatService, Depends(get_chat)]
+MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
+TenantDep = Annotated[str, Depends(authenticate)]
+RateLimited = Depends(enforce_rate_limit)

@@ -1,0 +1,175 @@
+"""One error envelope for every failure: `{"error": {"code", "message", "fields"?}}`."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
+
+from shared.errors import Conflict, InvalidWebhookUrl, NotFound, QueueUnavailable
+
+log = logging.getLogger(__name__)
+
+QUEUE_RETRY_AFTER_S = 5
+_LOCATIONS = ("body", "query", "path", "header", "cookie")
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid_request",
+    429: "rate_limited",
+    503: "unavailable",
+}
+
+
+class FieldError(BaseModel):
+    field: str
+    message: str
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    fields: list[FieldError] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every error answer."""
+
+    error: ErrorDetail
+
+
+class ApiError(HTTPException):
+    """An HTTP error with a machine-readable `code` (and optional field errors)."""
+
+    def __init__(
+        self,
+        status_code: int,
+        code: str,
+        message: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        fields: list[FieldError] | None = None,
+    ) -> None:
+        super().__init__(status_code, message, dict(headers) if headers else None)
+        self.code = code
+        self.fields = fields
+
+
+def error_response(
+    status_code: int,
+    code: str,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    fields: list[FieldError] | None = None,
+) -> JSONResponse:
+    body = ErrorResponse(error=ErrorDetail(code=code, message=message, fields=fields))
+    content = body.model_dump(exclude_none=True)
+    return JSONResponse(content, status_code=status_code, headers=headers)
+
+
+async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HTTPException)
+    status = exc.status_code
+    code = getattr(exc, "code", None) or _CODES.get(status, HTTPStatus(status).phrase.lower())
+    message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
+    fields: list[FieldError] | None = getattr(exc, "fields", None)
+    return error_response(status, code, message, headers=exc.headers, fields=fields)
+
+
+async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    json_body = _is_json(request.headers.get("content-type"))
+    fields = [_field_error(error, json_body) for error in exc.errors()]
+    message = f"{fields[0].field}: {fields[0].message}" if fields else "invalid request"
+    if len(fields) > 1:
+        message += f" (and {len(fields) - 1} more)"
+    return error_response(422, "invalid_request", message, fields=fields)
+
+
+def _field_error(error: Mapping[str, Any], json_body: bool) -> FieldError:
+    loc = [str(part) for part in error.get("loc", ())]
+    whole_body = loc == ["body"] or error.get("type") == "json_invalid"
+    path = loc[1:] if loc and loc[0] in _LOCATIONS else loc
+    field = "body" if whole_body else _printable(".".join(path)) or "body"
+    return FieldError(field=field, message=_printable(_explain(error, whole_body, json_body)))
+
+
+def _explain(error: Mapping[str, Any], whole_body: bool, json_body: bool) -> str:
+    kind = error.get("type")
+    if kind == "json_invalid":
+        return f"request body is not valid JSON: {error.get('ctx', {}).get('error', '?')}"
+    if whole_body and kind == "missing":
+        return "a JSON request body is required"
+    if whole_body and not json_body:
+        return "Content-Type must be application/json"
+    return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+
+
+def _printable(text: str, limit: int = 200) -> str:
+    """Echoed client input must be valid UTF-8 (no lone surrogates) and short."""
+    clean = text.encode("utf-8", "replace").decode("utf-8")
+    return clean if len(clean) <= limit else clean[:limit] + "…"
+
+
+def _is_json(content_type: str | None) -> bool:
+    media = (content_type or "").split(";")[0].strip().lower()
+    return media == "application/json" or media.endswith("+json")
+
+
+async def on_not_found(request: Request, exc: Exception) -> JSONResponse:
+    subject = _printable(str(exc))
+    return error_response(404, "not_found", f"{subject} was not found" if subject else "not found")
+
+
+async def on_conflict(request: Request, exc: Exception) -> JSONResponse:
+    return error_response(409, "conflict", str(exc) or "conflict")
+
+
+async def on_queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
+    log.warning("queue unavailable: %s", exc)
+    message = "the job queue is unavailable; retry later"
+    headers = {"Retry-After": str(QUEUE_RETRY_AFTER_S)}
+    return error_response(503, "queue_unavailable", message, headers=headers)
+
+
+async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONResponse:
+    message = str(exc) or "webhook_url is refused"
+    fields = [FieldError(field="webhook_url", message=message)]
+    return error_response(422, "invalid_request", message, fields=fields)
+
+
+async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return error_response(500, "internal_error", "internal server error")
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(HTTPException, on_http_error)
+    app.add_exception_handler(RequestValidationError, on_validation_error)
+    app.add_exception_handler(NotFound, on_not_found)
+    app.add_exception_handler(Conflict, on_conflict)
+    app.add_exception_handler(QueueUnavailable, on_queue_unavailable)
+    app.add_exception_handler(InvalidWebhookUrl, on_invalid_webhook_url)
+    app.add_exception_handler(Exception, on_unexpected)
+
+
+def documented(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for the error answers a route can give."""
+    return {
+        code: {"model": ErrorResponse, "description": HTTPStatus(code).phrase}
+        for code in status_codes
+    }

@@ -1,0 +1,83 @@
+"""Per-tenant request budget (RATE_LIMIT) with the `limits` library; fails open on outages."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from typing import Annotated
+
+from fastapi import Depends, Request
+from limits import RateLimitItem, parse
+from limits.aio.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
+
+from api.auth import authenticate
+from api.errors import ApiError
+from shared.config import Settings
+
+log = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 1.0
+WARN_EVERY_S = 60.0
+
+
+def storage_uri(redis_url: str | None) -> str:
+    """`async+redis://…` for a Redis URL (shared by all API processes), else process memory."""
+    if redis_url and redis_url.startswith(("redis://", "rediss://")):
+        return f"async+{redis_url}"
+    if redis_url and redis_url.startswith("unix://"):
+        return f"async+redis+{redis_url}"
+    return "async+memory://"
+
+
+class TenantRateLimiter:
+    """A moving window of `rate` requests per tenant."""
+
+    def __init__(self, rate: str, uri: str = "async+memory://") -> None:
+        self.item: RateLimitItem = parse(rate)
+        options: dict[str, float | str | bool] = {}
+        if uri.startswith("async+redis"):
+            options = {
+                "implementation": "redispy",
+                "socket_timeout": REDIS_TIMEOUT_S,
+                "socket_connect_timeout": REDIS_TIMEOUT_S,
+            }
+        self.limiter = MovingWindowRateLimiter(storage_from_string(uri, **options))
+        self._warned_at = -math.inf
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> TenantRateLimiter:
+        return cls(settings.rate_limit, storage_uri(settings.redis_url))
+
+    async def hit(self, tenant: str) -> float | None:
+        """Spend one request: None when allowed, else the seconds until the tenant may retry."""
+        try:
+            if await self.limiter.hit(self.item, "tenant", tenant):
+                return None
+            stats = await self.limiter.get_window_stats(self.item, "tenant", tenant)
+        except Exception:
+            self._warn_failing_open()
+            return None
+        return max(stats.reset_time - time.time(), 1.0)
+
+    def _warn_failing_open(self) -> None:
+        if time.monotonic() - self._warned_at >= WARN_EVERY_S:
+            self._warned_at = time.monotonic()
+            log.warning("rate limit storage unreachable; allowing requests", exc_info=True)
+
+
+async def enforce_rate_limit(
+    request: Request, tenant: Annotated[str, Depends(authenticate)]
+) -> None:
+    """429 with Retry-After once the tenant has spent its RATE_LIMIT."""
+    limiter: TenantRateLimiter = request.app.state.limiter
+    retry_after = await limiter.hit(tenant)
+    if retry_after is not None:
+        seconds = math.ceil(retry_after)
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"rate limit of {limiter.item} exceeded; retry in {seconds} s",
+            headers={"Retry-After": str(seconds)},
+        )

@@ -1,0 +1,42 @@
+"""Chooses the LLM provider(s) from Settings; SDKs are imported only in the branch using them."""
+
+from __future__ import annotations
+
+import logging
+
+from shared.adapters.llm.circuit import CircuitBreaker
+from shared.adapters.llm.fallback import FallbackLLM
+from shared.config import Settings
+from shared.ports import LLMProvider
+
+log = logging.getLogger(__name__)
+
+
+def build_llm(settings: Settings) -> LLMProvider:
+    """Gemini first and OpenRouter as fallback; whichever has a key; offline when neither has."""
+    providers = [p for p in (_gemini(settings), _openrouter(settings)) if p is not None]
+    if not providers:
+        from shared.adapters.llm.offline import OfflineProvider
+
+        log.warning("no LLM key set: answering with the offline provider")
+        return OfflineProvider()
+    breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
+    fallback = providers[1] if len(providers) > 1 else None
+    return FallbackLLM(providers[0], fallback, breaker)
+
+
+def _gemini(s: Settings) -> LLMProvider | None:
+    if not s.gemini_api_key:
+        return None
+    from shared.adapters.llm.gemini import GeminiProvider
+
+    return GeminiProvider(s.gemini_api_key, s.gemini_model, s.gemini_base_url, s.llm_timeout_s)
+
+
+def _openrouter(s: Settings) -> LLMProvider | None:
+    if not s.openrouter_api_key:
+        return None
+    from shared.adapters.llm.openrouter import OpenRouterProvider
+
+    key, model, url = s.openrouter_api_key, s.openrouter_model, s.openrouter_base_url
+    return OpenRouterProvider(key, model, url, s.llm_timeout_s)

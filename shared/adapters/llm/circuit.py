@@ -1,0 +1,58 @@
+"""A circuit breaker that stops calling a provider that keeps failing."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from enum import StrEnum
+
+
+class CircuitState(StrEnum):
+    closed = "closed"
+    open = "open"
+    half_open = "half_open"
+
+
+class CircuitBreaker:
+    """closed → open after `failure_threshold` consecutive failures; after `cooldown_s` the next
+    call is let through as a single probe (half-open): success closes, failure opens again."""
+
+    def __init__(
+        self,
+        failure_threshold: int,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.failure_threshold = max(failure_threshold, 1)
+        self.cooldown_s = cooldown_s
+        self.clock = clock
+        self.state = CircuitState.closed
+        self.failures = 0
+        self.opened_at = 0.0
+        self._probing = False
+
+    def allow(self) -> bool:
+        """May a call go through now? In half-open state only one probe is in flight at a time."""
+        if self.state == CircuitState.open and self.clock() - self.opened_at >= self.cooldown_s:
+            self.state = CircuitState.half_open
+        if self.state == CircuitState.half_open:
+            if self._probing:
+                return False
+            self._probing = True
+        return self.state != CircuitState.open
+
+    def record_success(self) -> None:
+        self.state, self.failures, self._probing = CircuitState.closed, 0, False
+
+    def record_failure(self) -> None:
+        self.failures += 1
+        if self.state == CircuitState.half_open or self.failures >= self.failure_threshold:
+            self.state, self.opened_at = CircuitState.open, self.clock()
+        self._probing = False
+
+    def release(self) -> None:
+        """The call ended with no verdict (e.g. cancelled): let the next call probe instead."""
+        self._probing = False
+
+    def retry_in_s(self) -> float:
+        return max(self.cooldown_s - (self.clock() - self.opened_at), 0.0)

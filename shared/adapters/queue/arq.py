@@ -1,0 +1,161 @@
+"""ArqJobQueue: the producer side of arq on Redis. `python -m worker` consumes.
+
+Jobs are written with arq's own key layout and serializer (`arq:job:<id>` + the `arq:queue` sorted
+set), in one pipelined MULTI/EXEC for any number of jobs.
+
+Single jobs go straight into arq's queue. Batch jobs wait in one Redis list per group; workers
+`promote()` them into arq's queue only as they have free slots, taking one job from each group in
+turn. arq's queue so stays short: a single job waits behind a few batch jobs at most, and a big
+batch cannot keep a smaller one waiting.
+
+arq job ids: an immediate enqueue uses the job id itself, so enqueueing a job that arq already holds
+(waiting or running) is a no-op. A delayed enqueue is a request to run the job again later, which
+must not be swallowed by the arq job asking for it, so it gets its own arq id `<job id>@<due ms>`.
+Duplicates are harmless: the executor claims a job with a compare-and-set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import replace
+from typing import Any
+
+from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import default_queue_name, job_key_prefix
+from arq.jobs import serialize_job
+from arq.utils import timestamp_ms
+from redis.commands.core import AsyncScript
+from redis.exceptions import RedisError
+
+from shared.errors import QueueUnavailable
+from shared.ports import JobHandler
+
+log = logging.getLogger(__name__)
+
+FUNCTION = "run_job"
+QUEUE_NAME = default_queue_name
+GROUPS_KEY = "chatjobs:groups"  # sorted set: group -> turn; the lowest turn goes next
+GROUP_PREFIX = "chatjobs:group:"  # list of the group's waiting job ids
+DEFAULT_GROUP = "_"
+JOB_EXPIRES_MS = 7 * 86_400_000  # arq drops a job never started within this (its default: 1 day)
+# connection refused/reset, timeouts, and refusals such as OOM, READONLY or NOAUTH all mean
+# "this job was not taken"
+UNAVAILABLE = (RedisError, OSError)
+
+PROMOTE = """
+local moved = 0
+while moved < tonumber(ARGV[2]) do
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+  if #head == 0 then break end
+  local waiting = ARGV[3] .. head[1]
+  local job_id = redis.call('LPOP', waiting)
+  if job_id then
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], job_id)
+    moved = moved + 1
+  end
+  if redis.call('LLEN', waiting) == 0 then
+    redis.call('ZREM', KEYS[1], head[1])
+  else
+    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    redis.call('ZADD', KEYS[1], tonumber(last[2]) + 1, head[1])
+  end
+end
+return moved
+"""
+
+Pipe = Any  # redis.asyncio.client.Pipeline, untyped enough that Any reads better
+
+
+class ArqJobQueue:
+    def __init__(self, redis_url: str, *, timeout_s: float = 5.0) -> None:
+        # no connection retries inside a request: an unreachable Redis answers 503 at once
+        self._settings = replace(RedisSettings.from_dsn(redis_url), conn_retries=0)
+        self._timeout_s = timeout_s
+        self._pool: ArqRedis | None = None
+        self._owns_pool = True
+        self._connecting = asyncio.Lock()
+        self._promote: AsyncScript | None = None
+
+    @classmethod
+    def from_pool(cls, pool: ArqRedis, *, timeout_s: float = 5.0) -> ArqJobQueue:
+        """Share a pool someone else owns (the arq worker's); `close()` leaves it open."""
+        queue = cls("redis://unused", timeout_s=timeout_s)
+        queue._pool, queue._owns_pool = pool, False
+        return queue
+
+    async def start(self, handler: JobHandler | None = None) -> None:
+        if handler is not None:
+            log.warning("arq jobs are consumed by `python -m worker`, not by this process")
+        try:
+            await self._connected()
+        except QueueUnavailable as exc:  # keep serving: /readyz reports it, submits answer 503
+            log.warning("Redis is not reachable yet: %s", exc)
+
+    async def close(self) -> None:
+        if self._pool is not None and self._owns_pool:
+            await self._pool.aclose()
+        self._pool, self._promote = None, None
+
+    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+        def write(pipe: Pipe, now: int) -> None:
+            due = now + max(round(delay_s * 1000), 0)
+            arq_id = job_id if due == now else f"{job_id}@{due}"
+            _write_job(pipe, arq_id, job_id, now, expires_ms=due - now + JOB_EXPIRES_MS)
+            pipe.zadd(QUEUE_NAME, {arq_id: due}, nx=True)
+
+        await self._transaction(write)
+
+    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+        if not job_ids:
+            return
+        name = group or DEFAULT_GROUP
+
+        def write(pipe: Pipe, now: int) -> None:
+            for job_id in job_ids:
+                _write_job(pipe, job_id, job_id, now, expires_ms=JOB_EXPIRES_MS)
+            pipe.rpush(GROUP_PREFIX + name, *job_ids)
+            pipe.zadd(GROUPS_KEY, {name: 0}, nx=True)  # a new group's first job goes next
+
+        await self._transaction(write, extra_s=len(job_ids) / 10_000)  # 50k jobs: ~0.6 s
+
+    async def promote(self, limit: int) -> int:
+        """Move up to `limit` batch jobs into arq's queue, one group at a time in turn."""
+        if limit < 1:
+            return 0
+        if self._promote is None:
+            self._promote = (await self._connected()).register_script(PROMOTE)
+        args: list[int | str] = [timestamp_ms(), limit, GROUP_PREFIX]
+        return int(await self._promote(keys=[GROUPS_KEY, QUEUE_NAME], args=args))
+
+    async def ping(self) -> bool:
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                return bool(await (await self._connected()).ping())
+        except (QueueUnavailable, *UNAVAILABLE):
+            return False
+
+    async def _transaction(self, write: Callable[[Pipe, int], None], extra_s: float = 0) -> None:
+        try:
+            async with asyncio.timeout(self._timeout_s + extra_s):
+                pool = await self._connected()
+                async with pool.pipeline(transaction=True) as pipe:
+                    write(pipe, timestamp_ms())
+                    await pipe.execute()
+        except UNAVAILABLE as exc:
+            raise QueueUnavailable(f"Redis queue unavailable: {exc!r}") from exc
+
+    async def _connected(self) -> ArqRedis:
+        async with self._connecting:
+            if self._pool is None:
+                try:
+                    self._pool = await create_pool(self._settings)
+                except UNAVAILABLE as exc:
+                    raise QueueUnavailable(f"cannot connect to Redis: {exc!r}") from exc
+        return self._pool
+
+
+def _write_job(pipe: Pipe, arq_id: str, job_id: str, now: int, *, expires_ms: int) -> None:
+    payload = serialize_job(FUNCTION, (job_id,), {}, None, now)
+    pipe.set(job_key_prefix + arq_id, payload, px=expires_ms, nx=True)

@@ -1,0 +1,124 @@
+"""InProcessJobQueue: an asyncio worker pool inside the API process (embedded mode).
+
+Single jobs (and retries, once due) are taken first; batch jobs are taken one group at a time in
+turn. Nothing here is durable: the store is. Jobs still queued when the process stops are found
+again by `Services.recover_unfinished()` on the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict, deque
+from collections.abc import Sequence
+
+from shared.errors import QueueUnavailable
+from shared.ports import JobHandler
+
+log = logging.getLogger(__name__)
+
+
+class InProcessJobQueue:
+    def __init__(self, concurrency: int, *, drain_timeout_s: float = 30.0) -> None:
+        if concurrency < 1:
+            raise ValueError("concurrency must be at least 1")
+        self.concurrency = concurrency
+        self.drain_timeout_s = drain_timeout_s
+        self._singles: deque[str] = deque()
+        self._groups: OrderedDict[str | None, deque[str]] = OrderedDict()
+        self._available = asyncio.Semaphore(0)  # one permit per waiting job
+        self._workers: list[asyncio.Task[None]] = []
+        self._idle: set[asyncio.Task[None]] = set()
+        self._timers: set[asyncio.TimerHandle] = set()
+        self._started = False
+        self._closed = False
+
+    def __len__(self) -> int:
+        """Jobs waiting now (delayed ones not counted)."""
+        return len(self._singles) + sum(map(len, self._groups.values()))
+
+    async def start(self, handler: JobHandler | None = None) -> None:
+        self._started = True
+        if handler is not None and not self._workers:
+            self._workers = [
+                asyncio.create_task(self._work(handler), name=f"inprocess-worker-{n}")
+                for n in range(self.concurrency)
+            ]
+
+    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+        self._refuse_when_closed()
+        if delay_s > 0:
+            self._schedule(job_id, delay_s)
+        else:
+            self._put_single(job_id)
+
+    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+        self._refuse_when_closed()
+        if job_ids:
+            self._groups.setdefault(group, deque()).extend(job_ids)
+            for _ in job_ids:
+                self._available.release()
+
+    async def ping(self) -> bool:
+        return self._started and not self._closed
+
+    async def close(self) -> None:
+        """Take no new work, let running handlers finish (up to `drain_timeout_s`), stop."""
+        self._closed = True
+        for timer in self._timers:
+            timer.cancel()
+        self._timers.clear()
+        for idle in list(self._idle):
+            idle.cancel()
+        if self._workers:
+            _, late = await asyncio.wait(self._workers, timeout=self.drain_timeout_s)
+            for task in late:
+                log.warning("cancelling a job still running after %ss", self.drain_timeout_s)
+                task.cancel()
+            await asyncio.gather(*self._workers, return_exceptions=True)
+        self._workers.clear()
+
+    def _refuse_when_closed(self) -> None:
+        if self._closed:
+            raise QueueUnavailable("the in-process queue is shutting down")
+
+    def _put_single(self, job_id: str) -> None:
+        self._singles.append(job_id)
+        self._available.release()
+
+    def _schedule(self, job_id: str, delay_s: float) -> None:
+        def release() -> None:
+            self._timers.discard(timer)
+            self._put_single(job_id)
+
+        timer = asyncio.get_running_loop().call_later(delay_s, release)
+        self._timers.add(timer)
+
+    def _take(self) -> str:
+        if self._singles:
+            return self._singles.popleft()
+        group, jobs = next(iter(self._groups.items()))
+        job_id = jobs.popleft()
+        if jobs:
+            self._groups.move_to_end(group)  # round robin: the next group's turn
+        else:
+            del self._groups[group]
+        return job_id
+
+    async def _work(self, handler: JobHandler) -> None:
+        me = asyncio.current_task()
+        assert me is not None
+        while not self._closed:
+            self._idle.add(me)
+            try:
+                await self._available.acquire()
+            finally:
+                self._idle.discard(me)
+            await self._handle(handler, self._take())
+
+    @staticmethod
+    async def _handle(handler: JobHandler, job_id: str) -> None:
+        try:
+            await handler(job_id)
+        except Exception:
+            log.exception("job handler failed for %s; the worker carries on", job_id)

@@ -1,0 +1,202 @@
+"""SQLite schema and row codecs for SqliteJobStore.
+
+Each row holds the full record as pydantic JSON (`data`) plus copies of the fields that SQL filters,
+orders or counts on. Datetimes in those columns are fixed-width UTC ISO strings, so comparing and
+sorting the text compares the instants.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from functools import cache
+from typing import Any
+
+from pydantic import BaseModel, TypeAdapter
+
+from shared.models import Batch, BatchCounts, Job, WebhookDelivery
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    batch_id TEXT,
+    created_at TEXT NOT NULL,
+    idempotency_key TEXT,
+    lease_until TEXT,
+    webhook_state TEXT,
+    webhook_next_at TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jobs_tenant_created ON jobs (tenant, created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_tenant_status_created ON jobs (tenant, status, created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_batch_created ON jobs (batch_id, created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status);
+CREATE INDEX IF NOT EXISTS jobs_webhook_due ON jobs (webhook_state, webhook_next_at);
+CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (tenant, idempotency_key)
+    WHERE idempotency_key IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS batches (
+    id TEXT PRIMARY KEY,
+    tenant TEXT NOT NULL,
+    status TEXT NOT NULL,
+    total INTEGER NOT NULL,
+    queued INTEGER NOT NULL,
+    running INTEGER NOT NULL,
+    succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL,
+    cancelled INTEGER NOT NULL,
+    webhook_state TEXT,
+    webhook_next_at TEXT,
+    data TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant);
+CREATE INDEX IF NOT EXISTS batches_webhook_due ON batches (webhook_state, webhook_next_at);
+
+-- A job's status change moves its batch's counters inside the same statement, whoever writes it.
+CREATE TRIGGER IF NOT EXISTS jobs_batch_counts AFTER UPDATE OF status ON jobs
+WHEN NEW.batch_id IS NOT NULL AND NEW.status <> OLD.status
+BEGIN
+    UPDATE batches SET
+        queued = queued + (NEW.status = 'queued') - (OLD.status = 'queued'),
+        running = running + (NEW.status = 'running') - (OLD.status = 'running'),
+        succeeded = succeeded + (NEW.status = 'succeeded') - (OLD.status = 'succeeded'),
+        failed = failed + (NEW.status = 'failed') - (OLD.status = 'failed'),
+        cancelled = cancelled + (NEW.status = 'cancelled') - (OLD.status = 'cancelled')
+    WHERE id = NEW.batch_id;
+END;
+"""
+
+COUNT_COLUMNS = tuple(BatchCounts.model_fields)
+JOB_COLUMNS = (
+    "id",
+    "tenant",
+    "status",
+    "batch_id",
+    "created_at",
+    "idempotency_key",
+    "lease_until",
+    "webhook_state",
+    "webhook_next_at",
+)
+BATCH_COLUMNS = ("id", "tenant", "status", *COUNT_COLUMNS, "webhook_state", "webhook_next_at")
+_JOB_FIELDS = (*(c for c in JOB_COLUMNS if not c.startswith("webhook_")), "webhook")
+_BATCH_FIELDS = ("id", "tenant", "status", "counts", "webhook")
+BATCH_SELECT = f"SELECT data, {', '.join(COUNT_COLUMNS)} FROM batches"
+ONLY_IN_COLUMNS = frozenset({"counts"})  # a batch's counts are kept current by the trigger
+
+
+def insert_sql(table: str, columns: tuple[str, ...]) -> str:
+    names = ", ".join((*columns, "data"))
+    marks = ", ".join("?" for _ in range(len(columns) + 1))
+    return f"INSERT INTO {table} ({names}) VALUES ({marks})"
+
+
+def ts(value: datetime | None) -> str | None:
+    """A fixed-width UTC text form that sorts like the instant (naive datetimes count as UTC)."""
+    if value is None:
+        return None
+    if value.tzinfo is None:
+        value = value.replace(tzinfo=UTC)
+    return value.astimezone(UTC).isoformat(timespec="microseconds")
+
+
+def _webhook_columns(hook: WebhookDelivery | None) -> dict[str, Any]:
+    if hook is None:
+        return {"webhook_state": None, "webhook_next_at": None}
+    return {"webhook_state": hook.state.value, "webhook_next_at": ts(hook.next_attempt_at)}
+
+
+def job_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values for whichever Job fields are given (validated values)."""
+    cols = {k: fields[k] for k in ("id", "tenant", "batch_id") if k in fields}
+    if "idempotency_key" in fields:
+        cols["idempotency_key"] = fields["idempotency_key"] or None
+    if "status" in fields:
+        cols["status"] = fields["status"].value
+    cols |= {k: ts(fields[k]) for k in ("created_at", "lease_until") if k in fields}
+    if "webhook" in fields:
+        cols |= _webhook_columns(fields["webhook"])
+    return cols
+
+
+def batch_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """Column values for whichever Batch fields are given (validated values)."""
+    cols = {k: fields[k] for k in ("id", "tenant") if k in fields}
+    if "status" in fields:
+        cols["status"] = fields["status"].value
+    if "counts" in fields:
+        cols |= fields["counts"].model_dump()
+    if "webhook" in fields:
+        cols |= _webhook_columns(fields["webhook"])
+    return cols
+
+
+def job_row(job: Job) -> tuple[Any, ...]:
+    cols = job_columns({f: getattr(job, f) for f in _JOB_FIELDS})
+    return (*(cols[c] for c in JOB_COLUMNS), job.model_dump_json())
+
+
+def batch_row(batch: Batch) -> tuple[Any, ...]:
+    cols = batch_columns({f: getattr(batch, f) for f in _BATCH_FIELDS})
+    return (*(cols[c] for c in BATCH_COLUMNS), batch.model_dump_json(exclude={"counts"}))
+
+
+def batch_from_row(row: Any) -> Batch:
+    """Counts live in their columns (kept current by the trigger), the rest in `data`."""
+    batch = Batch.model_validate_json(row[0])
+    counts = BatchCounts(**dict(zip(COUNT_COLUMNS, row[1:], strict=True)))
+    return batch.model_copy(update={"counts": counts})
+
+
+@cache
+def _adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
+    info = model.model_fields.get(field)
+    if info is None or info.annotation is None:
+        raise ValueError(f"{model.__name__} has no field {field!r}")
+    return TypeAdapter(info.annotation)
+
+
+def field_json(model: type[BaseModel], field: str, value: Any) -> str:
+    """A validated value in the JSON form pydantic gives that field inside `data`."""
+    adapter = _adapter(model, field)
+    return adapter.dump_json(adapter.validate_python(value)).decode()
+
+
+def validated(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
+    return {k: _adapter(model, k).validate_python(v) for k, v in values.items()}
+
+
+def update_sql(
+    model: type[BaseModel],
+    fields: Mapping[str, Any],
+    columns: Mapping[str, Any],
+    data: str = "data",
+) -> tuple[str, list[Any]]:
+    """`SET` assignments writing validated `fields` into the JSON `data` and their `columns`."""
+    in_json = {k: v for k, v in fields.items() if k not in ONLY_IN_COLUMNS}
+    paths = "".join(f", '$.{k}', json(?)" for k in in_json)
+    params = [field_json(model, k, v) for k, v in in_json.items()]
+    assignments = [f"{c} = ?" for c in columns] + [f"data = json_set({data}{paths})"]
+    return ", ".join(assignments), [*columns.values(), *params]
+
+
+def encode_cursor(created_at: datetime, job_id: str) -> str:
+    raw = json.dumps([ts(created_at), job_id]).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[str, str]:
+    """The (created_at column text, id) a page ends at; ValueError when the cursor is not ours."""
+    try:
+        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        datetime.fromisoformat(created_at)
+    except (binascii.Error, UnicodeError, TypeError, ValueError):
+        raise ValueError("invalid cursor") from None
+    if not isinstance(job_id, str):
+        raise ValueError("invalid cursor")
+    return created_at, job_id

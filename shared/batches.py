@@ -1,0 +1,175 @@
+"""BatchService: many prompts as one batch — one bulk write, one pipelined enqueue, exact counters."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from typing import Any
+
+from shared.errors import NotFound, QueueUnavailable
+from shared.models import (
+    Batch,
+    BatchCounts,
+    BatchItem,
+    BatchStatus,
+    Job,
+    JobError,
+    JobStatus,
+    utcnow,
+)
+from shared.ports import JobQueue, JobStore, ResultCache
+from shared.service import cache_key
+from shared.webhook_hooks import WebhookHooks
+
+log = logging.getLogger(__name__)
+
+PAGE = 500
+
+
+class BatchService:
+    def __init__(
+        self,
+        store: JobStore,
+        cache: ResultCache | None,
+        queue: JobQueue,
+        hooks: WebhookHooks | None = None,
+    ) -> None:
+        self.store = store
+        self.cache = cache
+        self.queue = queue
+        self.hooks = hooks or WebhookHooks()
+
+    async def create(
+        self,
+        tenant: str,
+        items: Sequence[BatchItem],
+        *,
+        webhook_url: str | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> Batch:
+        """Store the batch and its jobs in one write, answer cache hits, enqueue the rest."""
+        if webhook_url:
+            await self.hooks.check_url(webhook_url)
+        batch = Batch(tenant=tenant, webhook_url=webhook_url, metadata=metadata or {})
+        jobs = [self._job(batch, item) for item in items]
+        hits = await self._cached([j.cache_key for j in jobs])
+        jobs = [self._answered(j, hits[j.cache_key]) if j.cache_key in hits else j for j in jobs]
+        queued = [j.id for j in jobs if j.status is JobStatus.queued]
+        batch.counts = BatchCounts(
+            total=len(jobs), queued=len(queued), succeeded=len(jobs) - len(queued)
+        )
+        await self.store.create_batch(batch, jobs)
+        if queued:
+            await self._enqueue_or_fail(batch, queued)
+        return await self.check_completed(batch.id) or batch
+
+    @staticmethod
+    def _job(batch: Batch, item: BatchItem) -> Job:
+        request = item.chat_request()
+        return Job(
+            tenant=batch.tenant,
+            request=request,
+            batch_id=batch.id,
+            custom_id=item.custom_id,
+            metadata=item.metadata,
+            cache_key=cache_key(batch.tenant, request) if item.cache else None,
+            created_at=batch.created_at,
+            updated_at=batch.created_at,
+        )
+
+    @staticmethod
+    def _answered(job: Job, hit: Any) -> Job:
+        return job.model_copy(
+            update={
+                "status": JobStatus.succeeded,
+                "cached": True,
+                "result": hit,
+                "completed_at": job.created_at,
+            }
+        )
+
+    async def _cached(self, keys: Sequence[str | None]) -> dict[str, Any]:
+        wanted = [k for k in keys if k]
+        if not wanted or self.cache is None:
+            return {}
+        try:
+            return await self.cache.get_many(wanted)
+        except Exception:
+            log.warning("cache read failed for a batch; treating as misses", exc_info=True)
+            return {}
+
+    async def _enqueue_or_fail(self, batch: Batch, job_ids: list[str]) -> None:
+        try:
+            await self.queue.enqueue_many(job_ids, group=batch.id)
+        except QueueUnavailable:
+            error = JobError(code="queue_unavailable", message="the queue refused the batch")
+            for job_id in job_ids:
+                await self.store.transition(
+                    job_id, [JobStatus.queued], JobStatus.failed, error=error, completed_at=utcnow()
+                )
+            await self.check_completed(batch.id)
+            raise
+
+    async def get(self, tenant: str, batch_id: str) -> Batch:
+        batch = await self.store.get_batch(batch_id, tenant)
+        if batch is None:
+            raise NotFound(batch_id)
+        return batch
+
+    async def cancel(self, tenant: str, batch_id: str) -> Batch:
+        """Cancel every job of the batch that is still queued; running ones finish."""
+        batch = await self.get(tenant, batch_id)
+        await self.store.set_batch_status(
+            batch_id, [BatchStatus.in_progress], BatchStatus.cancelling
+        )
+        async for job in self._jobs(tenant, batch_id, JobStatus.queued):
+            await self.store.transition(
+                job.id, [JobStatus.queued], JobStatus.cancelled, completed_at=utcnow()
+            )
+        return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
+
+    async def check_completed(self, batch_id: str) -> Batch | None:
+        """Close the batch once every job is terminal (a compare-and-set: it closes only once)."""
+        batch = await self.store.get_batch(batch_id)
+        if batch is None or batch.counts.done < batch.counts.total:
+            return None
+        final = (
+            BatchStatus.cancelled
+            if batch.status is BatchStatus.cancelling
+            else BatchStatus.completed
+        )
+        return await self.store.set_batch_status(
+            batch_id,
+            [BatchStatus.in_progress, BatchStatus.cancelling],
+            final,
+            completed_at=utcnow(),
+            webhook=self.hooks.delivery_for(batch.webhook_url),
+        )
+
+    async def results(self, tenant: str, batch_id: str) -> AsyncIterator[dict[str, Any]]:
+        """One line per request, in submission order."""
+        await self.get(tenant, batch_id)
+        async for job in self._jobs(tenant, batch_id):
+            yield result_line(job)
+
+    async def _jobs(
+        self, tenant: str, batch_id: str, status: JobStatus | None = None
+    ) -> AsyncIterator[Job]:
+        cursor: str | None = None
+        while True:
+            page, cursor = await self.store.list_jobs(
+                tenant, batch_id=batch_id, status=status, limit=PAGE, cursor=cursor
+            )
+            for job in page:
+                yield job
+            if cursor is None:
+                return
+
+
+def result_line(job: Job) -> dict[str, Any]:
+    line: dict[str, Any] = {"custom_id": job.custom_id, "job_id": job.id, "status": job.status}
+    if job.result is not None:
+        line["result"] = job.result.model_dump(mode="json")
+    if job.error is not None and job.status is not JobStatus.succeeded:
+        line["error"] = job.error.model_dump(mode="json")
+    return line

@@ -1,0 +1,348 @@
+"""The JobQueue contract, run against the fake and every adapter.
+
+Each adapter comes with a harness: it owns the queue, records each delivery with its time, and
+`deliver(expected)` runs consumers until every expected delivery has arrived, counting repeats
+(the fake drains; the arq harness runs a real burst arq Worker against the test Redis).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import time
+from collections import Counter
+from collections.abc import AsyncIterator, Collection
+from typing import Any
+
+import pytest
+from arq import Worker
+from arq.connections import RedisSettings
+from arq.worker import func
+
+from shared.adapters.queue.arq import (
+    FUNCTION,
+    GROUP_PREFIX,
+    GROUPS_KEY,
+    QUEUE_NAME,
+    ArqJobQueue,
+)
+from shared.adapters.queue.inprocess import InProcessJobQueue
+from shared.errors import QueueUnavailable
+from shared.ports import JobQueue
+from tests.fakes import FakeJobQueue
+
+pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
+DELAY_S = 0.5
+
+
+class Harness:
+    def __init__(self, queue: JobQueue) -> None:
+        self.queue = queue
+        self.deliveries: list[tuple[str, float]] = []
+        self.delivered = asyncio.Condition()
+
+    @property
+    def seen(self) -> list[str]:
+        return [job_id for job_id, _ in self.deliveries]
+
+    async def record(self, job_id: str) -> None:
+        async with self.delivered:
+            self.deliveries.append((job_id, time.monotonic()))
+            self.delivered.notify_all()
+
+    async def deliver(self, expected: Collection[str]) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        await self.queue.close()
+
+
+class FakeHarness(Harness):
+    queue: FakeJobQueue
+
+    async def deliver(self, expected: Collection[str]) -> None:
+        await self.queue.start(self.record)
+        await self.queue.drain()
+
+
+class InProcessHarness(Harness):
+    async def deliver(self, expected: Collection[str]) -> None:
+        await self.queue.start(self.record)  # idempotent: workers start once
+        async with asyncio.timeout(10), self.delivered:
+            await self.delivered.wait_for(lambda: not Counter(expected) - Counter(self.seen))
+
+
+class ArqHarness(Harness):
+    queue: ArqJobQueue
+
+    def __init__(self, queue: ArqJobQueue, redis_url: str) -> None:
+        super().__init__(queue)
+        self.redis_url = redis_url
+
+    async def deliver(self, expected: Collection[str], max_jobs: int = 10) -> None:
+        async def run_job(ctx: dict[str, Any], job_id: str) -> None:
+            await self.record(job_id)
+
+        while await self.queue.promote(1000):  # what workers do as they have free slots
+            pass
+        worker = Worker(
+            functions=[func(run_job, name=FUNCTION)],  # type: ignore[arg-type]
+            redis_settings=RedisSettings.from_dsn(self.redis_url),
+            burst=True,
+            poll_delay=0,
+            handle_signals=False,
+            keep_result=0,
+            max_jobs=max_jobs,
+        )
+        try:
+            async with asyncio.timeout(10):
+                await worker.async_run()
+        finally:
+            await worker.close()
+
+
+def closed_port_url() -> str:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
+
+
+class JobQueueContract:
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[Harness]:
+        raise NotImplementedError
+        yield
+
+    @pytest.fixture
+    async def unavailable(self) -> AsyncIterator[JobQueue]:
+        """A queue that cannot take jobs."""
+        raise NotImplementedError
+        yield
+
+    async def test_everything_enqueued_is_delivered(self, harness: Harness) -> None:
+        for job_id in ("job_a", "job_b", "job_c"):
+            await harness.queue.enqueue(job_id)
+        await harness.deliver({"job_a", "job_b", "job_c"})
+        assert set(harness.seen) == {"job_a", "job_b", "job_c"}
+
+    async def test_enqueue_many_delivers_all(self, harness: Harness) -> None:
+        batch = [f"job_{n}" for n in range(50)]
+        await harness.queue.enqueue_many(batch, group="batch_1")
+        await harness.queue.enqueue_many(["job_x", "job_y"])
+        await harness.deliver({*batch, "job_x", "job_y"})
+        assert set(harness.seen) == {*batch, "job_x", "job_y"}
+
+    async def test_enqueue_many_of_nothing_is_fine(self, harness: Harness) -> None:
+        await harness.queue.enqueue_many([], group="empty")
+
+    async def test_a_finished_job_can_be_enqueued_again(self, harness: Harness) -> None:
+        await harness.queue.enqueue("job_a")
+        await harness.deliver({"job_a"})
+        await harness.queue.enqueue("job_a")
+        await harness.deliver(["job_a", "job_a"])
+        assert harness.seen == ["job_a", "job_a"]
+
+    async def test_delay_defers_delivery(self, harness: Harness) -> None:
+        start = time.monotonic()
+        await harness.queue.enqueue("job_later", delay_s=DELAY_S)
+        await harness.queue.enqueue("job_now")
+        await harness.deliver({"job_later", "job_now"})
+        at = dict(harness.deliveries)
+        assert at["job_now"] - start < DELAY_S
+        assert at["job_later"] - start >= DELAY_S - 0.01  # arq keeps whole milliseconds
+
+    async def test_unreachable_queue_refuses_jobs(self, unavailable: JobQueue) -> None:
+        with pytest.raises(QueueUnavailable):
+            await unavailable.enqueue("job_a")
+        with pytest.raises(QueueUnavailable):
+            await unavailable.enqueue_many(["job_b", "job_c"], group="batch_1")
+        assert await unavailable.ping() is False
+
+
+class TestFakeJobQueue(JobQueueContract):
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[Harness]:
+        harness = FakeHarness(FakeJobQueue())
+        yield harness
+        await harness.close()
+
+    @pytest.fixture
+    async def unavailable(self) -> AsyncIterator[JobQueue]:
+        queue = FakeJobQueue()
+        queue.refuse = True
+        yield queue
+
+    async def test_delay_defers_delivery(self, harness: Harness) -> None:
+        """The fake only records the delay; `drain()` delivers at once."""
+        await harness.queue.enqueue("job_later", delay_s=DELAY_S)
+        assert isinstance(harness.queue, FakeJobQueue)
+        assert harness.queue.delays["job_later"] == DELAY_S
+
+
+class TestInProcessJobQueue(JobQueueContract):
+    @pytest.fixture
+    async def harness(self) -> AsyncIterator[Harness]:
+        harness = InProcessHarness(InProcessJobQueue(concurrency=4))
+        yield harness
+        await harness.close()
+
+    @pytest.fixture
+    async def unavailable(self) -> AsyncIterator[JobQueue]:
+        queue = InProcessJobQueue(concurrency=1)
+        await queue.start()
+        await queue.close()
+        yield queue
+
+    async def test_singles_go_first_then_groups_take_turns(self) -> None:
+        harness = InProcessHarness(InProcessJobQueue(concurrency=1))
+        await harness.queue.enqueue_many(["a1", "a2", "a3"], group="A")
+        await harness.queue.enqueue_many(["b1"], group="B")
+        await harness.queue.enqueue("single")
+        await harness.deliver({"a1", "a2", "a3", "b1", "single"})
+        await harness.close()
+        assert harness.seen == ["single", "a1", "b1", "a2", "a3"]
+
+    async def test_a_failing_handler_does_not_stop_its_worker(self) -> None:
+        seen: list[str] = []
+        fine = asyncio.Event()
+
+        async def handler(job_id: str) -> None:
+            seen.append(job_id)
+            if job_id == "boom":
+                raise RuntimeError("handler bug")
+            fine.set()
+
+        queue = InProcessJobQueue(concurrency=1)
+        await queue.start(handler)
+        await queue.enqueue("boom")
+        await queue.enqueue("fine")
+        await asyncio.wait_for(fine.wait(), 5)
+        await queue.close()
+        assert seen == ["boom", "fine"]
+
+    async def test_close_lets_running_jobs_finish(self) -> None:
+        started, finished = asyncio.Event(), []
+
+        async def handler(job_id: str) -> None:
+            started.set()
+            await asyncio.sleep(0.2)
+            finished.append(job_id)
+
+        queue = InProcessJobQueue(concurrency=2)
+        await queue.start(handler)
+        await queue.enqueue("slow")
+        await queue.enqueue("later", delay_s=60)
+        await started.wait()
+        await queue.close()
+        assert finished == ["slow"]
+        assert await queue.ping() is False
+
+    async def test_close_gives_up_on_a_job_after_the_drain_timeout(self) -> None:
+        started = asyncio.Event()
+
+        async def handler(job_id: str) -> None:
+            started.set()
+            await asyncio.sleep(60)
+
+        queue = InProcessJobQueue(concurrency=2, drain_timeout_s=0.1)
+        await queue.start(handler)
+        await queue.enqueue("stuck")
+        await started.wait()
+        begun = time.monotonic()
+        await queue.close()
+        assert time.monotonic() - begun < 2
+
+    async def test_ping_is_true_only_while_running(self) -> None:
+        queue = InProcessJobQueue(concurrency=1)
+        assert await queue.ping() is False
+        await queue.start()
+        assert await queue.ping() is True
+        await queue.close()
+        assert await queue.ping() is False
+
+
+@pytest.mark.integration
+class TestArqJobQueue(JobQueueContract):
+    @pytest.fixture
+    async def harness(self, redis_url: str, redis_db: Any) -> AsyncIterator[Harness]:
+        queue = ArqJobQueue(redis_url)
+        await queue.start()
+        harness = ArqHarness(queue, redis_url)
+        yield harness
+        await harness.close()
+
+    @pytest.fixture
+    async def unavailable(self) -> AsyncIterator[JobQueue]:
+        queue = ArqJobQueue(closed_port_url(), timeout_s=2)
+        await queue.start()  # logs a warning, does not raise: the API still starts
+        yield queue
+        await queue.close()
+
+    async def test_enqueue_many_is_one_transaction_in_arqs_layout(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await redis_db.config_resetstat()
+        await harness.queue.enqueue_many([f"job_{n}" for n in range(100)], group="batch_1")
+        stats = await redis_db.info("commandstats")
+        assert stats["cmdstat_multi"]["calls"] == 1
+        assert stats["cmdstat_set"]["calls"] == 100
+        assert "cmdstat_watch" not in stats
+        await harness.queue.promote(100)
+        pool = await harness.queue._connected()
+        queued = await pool.queued_jobs(queue_name=QUEUE_NAME)
+        assert {(j.function, j.args) for j in queued} == {
+            (FUNCTION, (f"job_{n}",)) for n in range(100)
+        }
+
+    async def test_an_immediate_enqueue_of_a_waiting_job_is_a_no_op(
+        self, harness: ArqHarness
+    ) -> None:
+        await harness.queue.enqueue("job_a")
+        await harness.queue.enqueue("job_a")
+        await harness.deliver({"job_a"})
+        assert harness.seen == ["job_a"]
+
+    async def test_a_delayed_enqueue_of_a_waiting_job_is_kept(self, harness: ArqHarness) -> None:
+        await harness.queue.enqueue("job_a")
+        await harness.queue.enqueue("job_a", delay_s=0.1)
+        await harness.deliver(["job_a", "job_a"])
+        assert harness.seen == ["job_a", "job_a"]
+
+    async def test_batch_jobs_wait_outside_arq_until_promoted(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await harness.queue.enqueue_many(["a1", "a2", "a3"], group="A")
+        await harness.queue.enqueue_many(["b1"], group="B")
+        await harness.queue.enqueue("single")
+        assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"single"]
+
+        assert await harness.queue.promote(3) == 3
+        assert set(await redis_db.zrange(QUEUE_NAME, 0, -1)) == {b"single", b"a1", b"b1", b"a2"}
+        assert await redis_db.lrange(GROUP_PREFIX + "A", 0, -1) == [b"a3"]
+        assert await redis_db.zrange(GROUPS_KEY, 0, -1) == [b"A"]  # B is done
+
+        assert await harness.queue.promote(10) == 1
+        assert await redis_db.exists(GROUPS_KEY, GROUP_PREFIX + "A") == 0
+        assert await harness.queue.promote(10) == 0
+
+    async def test_a_new_group_gets_the_next_turn(self, harness: ArqHarness, redis_db: Any) -> None:
+        await harness.queue.enqueue_many([f"a{n}" for n in range(10)], group="A")
+        await harness.queue.promote(5)
+        await harness.queue.enqueue_many(["b1", "b2"], group="B")
+        await harness.queue.promote(2)
+        queued = set(await redis_db.zrange(QUEUE_NAME, 0, -1))
+        assert {b"b1", b"a5"} <= queued and b"b2" not in queued
+
+    async def test_start_survives_an_unreachable_redis(self) -> None:
+        queue = ArqJobQueue(closed_port_url(), timeout_s=2)
+        await queue.start()
+        assert await queue.ping() is False
+        await queue.close()
+
+    async def test_connects_later_when_redis_comes_up(self, redis_url: str, redis_db: Any) -> None:
+        queue = ArqJobQueue(redis_url)  # never started: the first enqueue connects
+        await queue.enqueue("job_a")
+        assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"job_a"]
+        assert await queue.ping() is True
+        await queue.close()

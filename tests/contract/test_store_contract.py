@@ -1,0 +1,495 @@
+"""The JobStore contract, run against the in-memory fake and every real adapter.
+
+`JobStoreContract` holds the tests; each `Test…` subclass only says how to build its store.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.adapters.store.sqlite import SqliteJobStore
+from shared.models import (
+    Batch,
+    BatchCounts,
+    BatchStatus,
+    ChatRequest,
+    Completion,
+    Job,
+    JobError,
+    JobStatus,
+    Message,
+    WebhookDelivery,
+    WebhookState,
+    utcnow,
+)
+from shared.ports import JobStore
+from tests.fakes import FakeJobStore
+
+T0 = datetime(2024, 1, 1, tzinfo=UTC)  # whole second: microsecond 0 must still sort first
+REQUEST = ChatRequest(messages=[Message(role="user", content="hello")])
+
+
+def make_job(tenant: str = "t1", **fields: Any) -> Job:
+    return Job(tenant=tenant, request=REQUEST, **fields)
+
+
+def make_batch(n: int, tenant: str = "t1", cached: int = 0) -> tuple[Batch, list[Job]]:
+    batch = Batch(tenant=tenant, metadata={"run": "nightly"})
+    jobs = [
+        make_job(tenant, batch_id=batch.id, custom_id=f"r{i}", created_at=T0 + timedelta(seconds=i))
+        for i in range(n)
+    ]
+    for i in range(cached):
+        jobs[i] = jobs[i].model_copy(update={"status": JobStatus.succeeded, "cached": True})
+    batch.counts = BatchCounts(total=n, queued=n - cached, succeeded=cached)
+    return batch, jobs
+
+
+async def all_pages(store: JobStore, tenant: str = "t1", **filters: Any) -> list[Job]:
+    seen: list[Job] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = await store.list_jobs(tenant, cursor=cursor, **filters)
+        seen.extend(page)
+        if cursor is None:
+            return seen
+
+
+def ids(jobs: list[Job]) -> list[str]:
+    return [j.id for j in jobs]
+
+
+class JobStoreContract:
+    @pytest.fixture
+    def store(self) -> JobStore:
+        raise NotImplementedError
+
+    # jobs: create, get, idempotency
+
+    async def test_created_job_reads_back_equal(self, store: JobStore) -> None:
+        job = make_job(
+            metadata={"k": "v"},
+            result=Completion(content="hi", provider="p", model="m", latency_ms=3),
+            lease_until=T0 + timedelta(microseconds=1),
+            webhook_url="https://example.com/hook",
+        )
+        assert await store.create_job(job) == job
+        assert await store.get_job(job.id) == job
+
+    async def test_get_job_is_scoped_to_the_tenant(self, store: JobStore) -> None:
+        job = await store.create_job(make_job("t1"))
+        assert await store.get_job(job.id, "t1") == job
+        assert await store.get_job(job.id, "t2") is None
+        assert await store.get_job("job_missing") is None
+
+    async def test_idempotency_key_within_a_day_returns_the_earlier_job(
+        self, store: JobStore
+    ) -> None:
+        first = await store.create_job(make_job(idempotency_key="k1"))
+        again = await store.create_job(make_job(idempotency_key="k1"))
+        other_tenant = await store.create_job(make_job("t2", idempotency_key="k1"))
+        assert again == first
+        assert other_tenant.id != first.id
+        assert ids(await all_pages(store)) == [first.id]
+
+    async def test_idempotency_key_older_than_a_day_no_longer_blocks(self, store: JobStore) -> None:
+        old = await store.create_job(
+            make_job(idempotency_key="k1", created_at=utcnow() - timedelta(hours=25))
+        )
+        fresh = make_job(idempotency_key="k1")
+        assert await store.create_job(fresh) == fresh
+        assert await store.create_job(make_job(idempotency_key="k1")) == fresh
+        assert await store.get_job(old.id) is not None
+
+    async def test_concurrent_creates_with_one_key_store_one_job(self, store: JobStore) -> None:
+        results = await asyncio.gather(
+            *(store.create_job(make_job(idempotency_key="k1")) for _ in range(10))
+        )
+        assert len({job.id for job in results}) == 1
+        assert len(await all_pages(store)) == 1
+
+    # listing
+
+    async def test_list_is_newest_first_across_pages(self, store: JobStore) -> None:
+        jobs = [
+            await store.create_job(make_job(created_at=T0 + timedelta(seconds=i))) for i in range(7)
+        ]
+        first, cursor = await store.list_jobs("t1", limit=3)
+        assert ids(first) == ids(jobs[::-1][:3])
+        assert cursor is not None
+        assert ids(await all_pages(store, limit=3)) == ids(jobs[::-1])
+
+    async def test_sub_second_created_at_orders_correctly(self, store: JobStore) -> None:
+        offsets = [timedelta(0), timedelta(microseconds=1), timedelta(milliseconds=500)]
+        jobs = [await store.create_job(make_job(created_at=T0 + d)) for d in offsets]
+        eastern = timezone(timedelta(hours=5))
+        later = await store.create_job(
+            make_job(created_at=(T0 + timedelta(seconds=1)).astimezone(eastern))
+        )
+        assert ids(await all_pages(store, limit=2)) == [later.id, *ids(jobs[::-1])]
+
+    async def test_equal_created_at_pages_by_id_without_gaps(self, store: JobStore) -> None:
+        jobs = [await store.create_job(make_job(created_at=T0)) for _ in range(10)]
+        listed = await all_pages(store, limit=3)
+        assert ids(listed) == sorted(ids(jobs), reverse=True)
+
+    async def test_last_page_has_no_cursor(self, store: JobStore) -> None:
+        for i in range(6):
+            await store.create_job(make_job(created_at=T0 + timedelta(seconds=i)))
+        _, cursor = await store.list_jobs("t1", limit=3)
+        assert cursor is not None
+        second, end = await store.list_jobs("t1", limit=3, cursor=cursor)
+        assert (len(second), end) == (3, None)
+        assert (await store.list_jobs("t1", limit=10))[1] is None
+        assert await store.list_jobs("nobody") == ([], None)
+
+    async def test_list_filters_by_tenant_status_and_batch(self, store: JobStore) -> None:
+        batch, batch_jobs = make_batch(2)
+        await store.create_batch(batch, batch_jobs)
+        done = await store.create_job(make_job(status=JobStatus.succeeded))
+        await store.create_job(make_job("t2"))
+        assert ids(await all_pages(store, status=JobStatus.succeeded)) == [done.id]
+        assert ids(await all_pages(store, batch_id=batch.id)) == ids(batch_jobs)
+        assert ids(await all_pages(store, "t2", batch_id=batch.id)) == []
+        assert len(await all_pages(store)) == 3
+
+    async def test_batch_listing_is_oldest_first_across_pages(self, store: JobStore) -> None:
+        batch, jobs = make_batch(7)
+        await store.create_batch(batch, jobs)
+        assert ids(await all_pages(store, batch_id=batch.id, limit=2)) == ids(jobs)
+
+    async def test_cursor_does_not_repeat_rows_after_newer_inserts(self, store: JobStore) -> None:
+        jobs = [
+            await store.create_job(make_job(created_at=T0 + timedelta(seconds=i))) for i in range(6)
+        ]
+        first, cursor = await store.list_jobs("t1", limit=3)
+        await store.create_job(make_job(created_at=T0 + timedelta(hours=1)))
+        second, _ = await store.list_jobs("t1", limit=3, cursor=cursor)
+        assert ids(first + second) == ids(jobs[::-1])
+
+    async def test_cursor_skips_nothing_while_listed_rows_change_status(
+        self, store: JobStore
+    ) -> None:
+        batch, jobs = make_batch(7)
+        await store.create_batch(batch, jobs)
+        visited: list[str] = []
+        cursor: str | None = None
+        while True:  # what cancelling a batch does: page through queued jobs, cancelling each
+            page, cursor = await store.list_jobs(
+                "t1", batch_id=batch.id, status=JobStatus.queued, limit=2, cursor=cursor
+            )
+            for job in page:
+                visited.append(job.id)
+                await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled)
+            if cursor is None:
+                break
+        assert visited == ids(jobs)
+
+    @pytest.mark.parametrize(
+        "cursor",
+        ["not base64!", base64.urlsafe_b64encode(b"\xff\xfe").decode(), "W10=", "bm9wZQ=="],
+    )
+    async def test_foreign_cursor_is_a_value_error(self, store: JobStore, cursor: str) -> None:
+        await store.create_job(make_job())
+        with pytest.raises(ValueError):
+            await store.list_jobs("t1", cursor=cursor)
+
+    async def test_limit_below_one_is_a_value_error(self, store: JobStore) -> None:
+        with pytest.raises(ValueError):
+            await store.list_jobs("t1", limit=0)
+
+    # transitions and claims
+
+    async def test_transition_is_compare_and_set_with_changes(self, store: JobStore) -> None:
+        job = await store.create_job(make_job(created_at=T0, updated_at=T0))
+        result = Completion(content="ok", provider="p", model="m")
+        done = await store.transition(
+            job.id, [JobStatus.queued], JobStatus.succeeded, result=result, completed_at=T0
+        )
+        assert done is not None
+        assert (done.status, done.result, done.completed_at) == (JobStatus.succeeded, result, T0)
+        assert done.updated_at > T0
+        assert await store.get_job(job.id) == done
+        assert await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled) is None
+        assert await store.get_job(job.id) == done
+        assert await store.transition("job_missing", [JobStatus.queued], JobStatus.failed) is None
+
+    async def test_transition_can_clear_fields(self, store: JobStore) -> None:
+        job = await store.create_job(
+            make_job(
+                status=JobStatus.running,
+                lease_until=T0,
+                error=JobError(code="retrying", message="x"),
+            )
+        )
+        queued = await store.transition(
+            job.id, [JobStatus.running], JobStatus.queued, lease_until=None, error=None
+        )
+        assert queued is not None
+        assert (queued.lease_until, queued.error) == (None, None)
+        assert await store.get_job(job.id) == queued
+
+    async def test_concurrent_transitions_have_one_winner(self, store: JobStore) -> None:
+        job = await store.create_job(make_job())
+        targets = [JobStatus.running, JobStatus.cancelled] * 5
+        results = await asyncio.gather(
+            *(store.transition(job.id, [JobStatus.queued], to) for to in targets)
+        )
+        winners = [r for r in results if r is not None]
+        assert len(winners) == 1
+        assert await store.get_job(job.id) == winners[0]
+
+    async def test_claim_takes_queued_jobs_and_expired_leases_only(self, store: JobStore) -> None:
+        job = await store.create_job(make_job())
+        now = utcnow()
+        claimed = await store.claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
+        assert claimed is not None
+        assert (claimed.status, claimed.attempts) == (JobStatus.running, 1)
+        assert claimed.lease_until == now + timedelta(minutes=1)
+        assert await store.claim(job.id, lease_until=now + timedelta(minutes=2), now=now) is None
+        later = now + timedelta(minutes=1, microseconds=1)
+        reclaimed = await store.claim(job.id, lease_until=later + timedelta(minutes=1), now=later)
+        assert reclaimed is not None
+        assert reclaimed.attempts == 2
+        assert await store.get_job(job.id) == reclaimed
+
+    async def test_claim_refuses_finished_and_unknown_jobs(self, store: JobStore) -> None:
+        done = await store.create_job(make_job(status=JobStatus.succeeded))
+        now = utcnow()
+        assert await store.claim(done.id, lease_until=now, now=now) is None
+        assert await store.claim("job_missing", lease_until=now, now=now) is None
+
+    async def test_concurrent_claims_have_one_winner(self, store: JobStore) -> None:
+        job = await store.create_job(make_job())
+        now = utcnow()
+        lease = now + timedelta(minutes=1)
+        results = await asyncio.gather(*(store.claim(job.id, lease, now) for _ in range(8)))
+        assert len([r for r in results if r is not None]) == 1
+        stored = await store.get_job(job.id)
+        assert stored is not None and stored.attempts == 1
+
+    async def test_unfinished_job_ids(self, store: JobStore) -> None:
+        queued = await store.create_job(make_job())
+        running = await store.create_job(make_job(status=JobStatus.running))
+        for status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled):
+            await store.create_job(make_job(status=status))
+        assert set(await store.unfinished_job_ids()) == {queued.id, running.id}
+        assert len(await store.unfinished_job_ids(limit=1)) == 1
+
+    # batches
+
+    async def test_create_batch_stores_batch_and_jobs(self, store: JobStore) -> None:
+        batch, jobs = make_batch(3, cached=1)
+        await store.create_batch(batch, jobs)
+        assert await store.get_batch(batch.id) == batch
+        assert await store.get_batch(batch.id, "t1") == batch
+        assert await store.get_batch(batch.id, "t2") is None
+        assert await store.get_batch("batch_missing") is None
+        for job in jobs:
+            assert await store.get_job(job.id, "t1") == job
+
+    async def test_transitions_move_batch_counters(self, store: JobStore) -> None:
+        batch, jobs = make_batch(3, cached=1)
+        await store.create_batch(batch, jobs)
+        a, b = jobs[1].id, jobs[2].id
+        await store.transition(a, [JobStatus.queued], JobStatus.running)
+        await store.transition(a, [JobStatus.running], JobStatus.running, attempts=2)
+        await store.transition(a, [JobStatus.running], JobStatus.failed)
+        await store.transition(a, [JobStatus.queued], JobStatus.cancelled)  # refused: no change
+        await store.claim(b, lease_until=utcnow() + timedelta(minutes=1), now=utcnow())
+        stored = await store.get_batch(batch.id)
+        assert stored is not None
+        expected = BatchCounts(total=3, queued=0, running=1, succeeded=1, failed=1, cancelled=0)
+        assert stored.counts == expected
+
+    async def test_big_batch_counts_and_pages(self, store: JobStore) -> None:
+        batch, jobs = make_batch(2_000, cached=500)
+        await store.create_batch(batch, jobs)
+        for job in jobs[500:510]:
+            await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled)
+        stored = await store.get_batch(batch.id)
+        assert stored is not None
+        assert stored.counts == BatchCounts(total=2_000, queued=1_490, succeeded=500, cancelled=10)
+        assert ids(await all_pages(store, batch_id=batch.id, limit=300)) == ids(jobs)
+        newest_first = await all_pages(store, status=JobStatus.queued, limit=500)
+        assert ids(newest_first) == ids(jobs[510:][::-1])
+
+    async def test_set_batch_status_is_compare_and_set(self, store: JobStore) -> None:
+        batch, jobs = make_batch(2)
+        await store.create_batch(batch, jobs)
+        now = utcnow()
+        closed = await store.set_batch_status(
+            batch.id, ["in_progress"], "completed", completed_at=now
+        )
+        assert closed is not None
+        assert (closed.status, closed.completed_at) == (BatchStatus.completed, now)
+        assert closed.counts == batch.counts
+        assert await store.get_batch(batch.id) == closed
+        assert await store.set_batch_status(batch.id, ["in_progress"], "cancelled") is None
+        assert await store.set_batch_status("batch_missing", ["in_progress"], "completed") is None
+
+    async def test_concurrent_batch_completion_has_one_winner(self, store: JobStore) -> None:
+        batch, jobs = make_batch(1)
+        await store.create_batch(batch, jobs)
+        from_statuses = [BatchStatus.in_progress, BatchStatus.cancelling]
+        results = await asyncio.gather(
+            *(
+                store.set_batch_status(batch.id, from_statuses, BatchStatus.completed)
+                for _ in range(8)
+            )
+        )
+        assert len([r for r in results if r is not None]) == 1
+
+    # webhooks
+
+    async def test_set_webhook_on_jobs_and_batches(self, store: JobStore) -> None:
+        job = await store.create_job(make_job())
+        batch, jobs = make_batch(1)
+        await store.create_batch(batch, jobs)
+        delivery = WebhookDelivery(id="msg_1", attempts=2, last_status_code=500, next_attempt_at=T0)
+        await store.set_webhook(job.id, delivery)
+        await store.set_webhook(batch.id, delivery.model_copy(update={"id": "msg_2"}))
+        await store.set_webhook("job_missing", delivery)
+        stored_job, stored_batch = await store.get_job(job.id), await store.get_batch(batch.id)
+        assert stored_job is not None and stored_job.webhook == delivery
+        assert stored_batch is not None and stored_batch.webhook is not None
+        assert stored_batch.webhook.id == "msg_2"
+
+    async def test_due_webhooks_claims_due_pending_deliveries(self, store: JobStore) -> None:
+        now = utcnow()
+        due_job = await store.create_job(make_job())
+        later_job = await store.create_job(make_job())
+        delivered_job = await store.create_job(make_job())
+        batch, jobs = make_batch(1)
+        await store.create_batch(batch, jobs)
+        await store.set_webhook(due_job.id, WebhookDelivery(id="a", next_attempt_at=now))
+        await store.set_webhook(
+            batch.id, WebhookDelivery(id="b", next_attempt_at=T0 - timedelta(days=9999))
+        )
+        await store.set_webhook(
+            later_job.id, WebhookDelivery(id="c", next_attempt_at=now + timedelta(seconds=1))
+        )
+        done = WebhookDelivery(id="d", state=WebhookState.delivered, next_attempt_at=now)
+        await store.set_webhook(delivered_job.id, done)
+        lease = now + timedelta(seconds=30)
+        assert set(await store.due_webhooks(now, lease, limit=10)) == {due_job.id, batch.id}
+        assert await store.due_webhooks(now, lease, limit=10) == []
+        stored = await store.get_job(due_job.id)
+        assert stored is not None and stored.webhook is not None
+        assert stored.webhook.next_attempt_at == lease
+        assert set(await store.due_webhooks(lease, lease, limit=10)) == {
+            due_job.id,
+            batch.id,
+            later_job.id,
+        }
+
+    async def test_concurrent_due_webhook_calls_are_disjoint(self, store: JobStore) -> None:
+        now = utcnow()
+        for i in range(10):
+            job = await store.create_job(make_job())
+            await store.set_webhook(job.id, WebhookDelivery(id=f"m{i}", next_attempt_at=now))
+        lease = now + timedelta(seconds=30)
+        first, second = await asyncio.gather(
+            store.due_webhooks(now, lease, limit=6), store.due_webhooks(now, lease, limit=6)
+        )
+        assert not set(first) & set(second)
+        assert sorted(map(len, (first, second))) == [4, 6]
+
+
+class TestFakeJobStore(JobStoreContract):
+    @pytest.fixture
+    def store(self) -> JobStore:
+        return FakeJobStore()
+
+
+class TestSqliteJobStore(JobStoreContract):
+    @pytest.fixture
+    async def store(self, tmp_path: Path) -> AsyncIterator[JobStore]:
+        store = SqliteJobStore(str(tmp_path / "data" / "chatjobs.db"))
+        await store.start()
+        yield store
+        await store.close()
+
+    async def test_nothing_touches_disk_before_start(self, tmp_path: Path) -> None:
+        store = SqliteJobStore(str(tmp_path / "later" / "db.sqlite"))
+        assert not (tmp_path / "later").exists()
+        assert await store.ping() is False
+        await store.start()
+        assert await store.ping() is True
+        await store.close()
+
+    async def test_records_survive_a_restart(self, tmp_path: Path) -> None:
+        path = str(tmp_path / "db.sqlite")
+        first = SqliteJobStore(path)
+        await first.start()
+        job = await first.create_job(make_job())
+        await first.close()
+        second = SqliteJobStore(path)
+        await second.start()
+        assert await second.get_job(job.id) == job
+        await second.close()
+
+    async def test_schema_uses_wal_and_indexes(self, tmp_path: Path, store: JobStore) -> None:
+        db = sqlite3.connect(tmp_path / "data" / "chatjobs.db")
+        assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        indexed = {
+            (table, row[2])
+            for table in ("jobs", "batches")
+            for index in db.execute(f"PRAGMA index_list({table})").fetchall()
+            for row in db.execute(f"PRAGMA index_info({index[1]})").fetchall()
+        }
+        for column in (
+            "tenant",
+            "status",
+            "batch_id",
+            "created_at",
+            "idempotency_key",
+            "webhook_state",
+            "webhook_next_at",
+        ):
+            assert ("jobs", column) in indexed
+        for column in ("tenant", "webhook_state", "webhook_next_at"):
+            assert ("batches", column) in indexed
+        unique = [
+            i for i in db.execute("PRAGMA index_list(jobs)") if i[2] and i[4]
+        ]  # unique, partial
+        assert [r[2] for r in db.execute(f"PRAGMA index_info({unique[0][1]})")] == [
+            "tenant",
+            "idempotency_key",
+        ]
+        db.close()
+
+    async def test_failed_batch_write_leaves_nothing_behind(self, store: JobStore) -> None:
+        batch, jobs = make_batch(3)
+        taken = await store.create_job(make_job(created_at=T0))
+        jobs[2] = jobs[2].model_copy(update={"id": taken.id})
+        with pytest.raises(sqlite3.IntegrityError):
+            await store.create_batch(batch, jobs)
+        assert await store.get_batch(batch.id) is None
+        assert await store.get_job(jobs[0].id) is None
+
+    async def test_two_stores_on_one_file_still_compare_and_set(
+        self, tmp_path: Path, store: JobStore
+    ) -> None:
+        other = SqliteJobStore(str(tmp_path / "data" / "chatjobs.db"))
+        await other.start()
+        try:
+            job = await store.create_job(make_job(idempotency_key="k"))
+            assert await other.create_job(make_job(idempotency_key="k")) == job
+            results = await asyncio.gather(
+                *(
+                    s.transition(job.id, [JobStatus.queued], JobStatus.running)
+                    for s in [store, other] * 4
+                )
+            )
+            assert len([r for r in results if r is not None]) == 1
+        finally:
+            await other.close()

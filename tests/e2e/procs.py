@@ -1,0 +1,112 @@
+"""Start the service's own processes (API, workers, stub servers) for end-to-end tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# Variables a developer's shell might carry that would change what the processes do.
+_SCRUBBED = (
+    "API_KEYS",
+    "REDIS_URL",
+    "QUEUE_BACKEND",
+    "CACHE_BACKEND",
+    "STORE_BACKEND",
+    "SQLITE_PATH",
+    "GEMINI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "GEMINI_BASE_URL",
+    "OPENROUTER_BASE_URL",
+    "AWS_LAMBDA_FUNCTION_NAME",
+    "WEBHOOK_SIGNING_SECRET",
+)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def child_env(**overrides: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env.update(overrides)
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+@dataclass
+class Proc:
+    name: str
+    popen: subprocess.Popen[bytes]
+    log_path: Path
+    url: str | None = None
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        if self.popen.poll() is None:
+            self.popen.send_signal(sig)
+
+    def stop(self, timeout: float = 30) -> int:
+        if self.popen.poll() is None:
+            self.popen.send_signal(signal.SIGTERM)
+            try:
+                self.popen.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.popen.kill()
+                self.popen.wait(5)
+        return self.popen.returncode
+
+
+def start(
+    name: str, args: list[str], env: Mapping[str, str], log_dir: Path, ready_url: str | None = None
+) -> Proc:
+    log_path = log_dir / f"{name}.log"
+    out = log_path.open("wb")
+    popen = subprocess.Popen(
+        [sys.executable, *args], cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
+    )
+    proc = Proc(name, popen, log_path, url=ready_url)
+    if ready_url:
+        wait_ready(proc, ready_url)
+    return proc
+
+
+def wait_ready(proc: Proc, url: str, timeout: float = 30) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.popen.poll() is not None:
+            raise RuntimeError(f"{proc.name} exited early:\n{proc.log()}")
+        try:
+            if httpx.get(url, timeout=1).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.1)
+    proc.stop()
+    raise RuntimeError(f"{proc.name} not ready after {timeout}s:\n{proc.log()}")
+
+
+def wait_for(predicate: object, timeout: float, interval: float = 0.2) -> bool:
+    """Poll `predicate()` until it is truthy or `timeout` passes."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():  # type: ignore[operator]
+            return True
+        time.sleep(interval)
+    return False

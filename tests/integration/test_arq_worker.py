@@ -1,0 +1,248 @@
+"""A real arq worker (burst mode) built by `build_worker`, against the test Redis and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from shared.adapters.queue.arq import QUEUE_NAME
+from shared.adapters.store.sqlite import SqliteJobStore
+from shared.config import Settings
+from shared.errors import TransientLLMError
+from shared.factory import ServiceFactory, Services
+from shared.models import ChatRequest, Completion, Job, JobCreate, JobStatus, Message, utcnow
+from shared.ports import JobStore
+from tests.conftest import make_settings
+from tests.fakes import FakeLLM
+from worker import settings as worker_settings
+from worker.settings import build_worker
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning"),
+]
+REPO = Path(__file__).resolve().parents[2]
+
+
+def body(prompt: str) -> JobCreate:
+    return JobCreate(messages=[Message(role="user", content=prompt)])
+
+
+@pytest.fixture
+def settings(redis_url: str, redis_db: Any, tmp_path: Path) -> Settings:
+    return make_settings(
+        queue_backend="arq",
+        cache_backend="none",
+        redis_url=redis_url,
+        sqlite_path=str(tmp_path / "db.sqlite"),
+        job_max_attempts=3,
+        job_retry_base_s=0.01,
+    )
+
+
+@pytest.fixture
+def llm() -> FakeLLM:
+    return FakeLLM()
+
+
+@pytest.fixture
+async def services(settings: Settings, llm: FakeLLM) -> AsyncIterator[Services]:
+    services = await ServiceFactory(settings, llm=llm).start(consume=False)
+    yield services
+    await services.close()
+
+
+async def run_worker(services: Services) -> None:
+    worker = build_worker(services.settings, burst=True, services_override=services)
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+
+
+async def status_of(services: Services, job_id: str) -> Job:
+    job = await services.store.get_job(job_id)
+    assert job is not None
+    return job
+
+
+async def test_submitted_jobs_succeed(services: Services, llm: FakeLLM) -> None:
+    jobs = [await services.chat.submit("t1", body(f"prompt {n}")) for n in range(3)]
+    await run_worker(services)
+    for n, job in enumerate(jobs):
+        done = await status_of(services, job.id)
+        assert done.status is JobStatus.succeeded
+        assert done.attempts == 1
+        assert done.result is not None and done.result.content == f"prompt {n}"[::-1]
+    assert len(llm.requests) == 3
+
+
+async def test_batch_jobs_enqueued_as_a_group_succeed(services: Services) -> None:
+    jobs = [Job(tenant="t1", request=body(f"p{n}").chat_request()) for n in range(20)]
+    for job in jobs:
+        await services.store.create_job(job)
+    await services.queue.enqueue_many([j.id for j in jobs], group="batch_1")
+    await run_worker(services)
+    statuses = {(await status_of(services, j.id)).status for j in jobs}
+    assert statuses == {JobStatus.succeeded}
+
+
+async def test_transient_failures_are_retried_through_arq(services: Services, llm: FakeLLM) -> None:
+    llm.errors = [TransientLLMError("busy", provider="fake", status_code=503) for _ in range(2)]
+    job = await services.chat.submit("t1", body("try again"))
+    await run_worker(services)
+    done = await status_of(services, job.id)
+    assert done.status is JobStatus.succeeded
+    assert done.attempts == 3
+    assert len(llm.requests) == 3
+
+
+async def test_a_finished_job_delivered_again_is_acknowledged_not_rerun(
+    services: Services, llm: FakeLLM, redis_db: Any
+) -> None:
+    job = await services.chat.submit("t1", body("once"))
+    await run_worker(services)
+    await services.queue.enqueue(job.id)
+    await run_worker(services)
+    done = await status_of(services, job.id)
+    assert done.status is JobStatus.succeeded and done.attempts == 1
+    assert len(llm.requests) == 1
+    assert await redis_db.zcard(QUEUE_NAME) == 0
+
+
+async def test_a_job_left_running_by_a_dead_worker_runs_once_its_lease_ends(
+    services: Services, llm: FakeLLM
+) -> None:
+    job = await services.chat.submit("t1", body("orphan"))
+    now = utcnow()
+    held = await services.store.claim(job.id, lease_until=now + timedelta(seconds=0.5), now=now)
+    assert held is not None  # a worker took it, then died without a word
+    await run_worker(services)
+    done = await status_of(services, job.id)
+    assert done.status is JobStatus.succeeded
+    assert done.attempts == 2
+    assert len(llm.requests) == 1
+
+
+class LockedOnceStore(SqliteJobStore):
+    """The first claim meets a locked database."""
+
+    locked = True
+
+    async def claim(self, job_id: str, lease_until: Any, now: Any) -> Job | None:
+        if self.locked:
+            self.locked = False
+            raise sqlite3.OperationalError("database is locked")
+        return await super().claim(job_id, lease_until, now)
+
+
+async def test_an_unexpected_error_is_retried_not_dropped(
+    settings: Settings, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(worker_settings, "ERROR_RETRY_S", 0.01)
+    store: JobStore = LockedOnceStore(settings.sqlite_path)
+    services = await ServiceFactory(settings, store=store, llm=llm).start(consume=False)
+    try:
+        job = await services.chat.submit("t1", body("locked"))
+        await run_worker(services)
+        done = await status_of(services, job.id)
+    finally:
+        await services.close()
+    assert done.status is JobStatus.succeeded and done.attempts == 1
+
+
+async def test_the_worker_builds_its_own_services(settings: Settings, services: Services) -> None:
+    job = await services.chat.submit("t1", body("no keys here"))
+    worker = build_worker(settings, burst=True)  # composition root: Settings → offline LLM
+    try:
+        await worker.async_run()
+    finally:
+        await worker.close()
+    done = await status_of(services, job.id)
+    assert done.status is JobStatus.succeeded
+    assert done.result is not None and done.result.provider == "offline"
+
+
+class SlowLLM(FakeLLM):
+    def __init__(self) -> None:
+        super().__init__()
+        self.started = asyncio.Event()
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.started.set()
+        await asyncio.sleep(0.5)
+        return await super().complete(request)
+
+
+async def wait_until_done(services: Services, job_ids: list[str]) -> None:
+    async with asyncio.timeout(20):
+        while True:
+            jobs = [await status_of(services, job_id) for job_id in job_ids]
+            if all(job.status.is_terminal for job in jobs):
+                return
+            await asyncio.sleep(0.05)
+
+
+async def test_a_running_worker_feeds_batches_and_stops_gracefully_on_sigterm(
+    settings: Settings,
+) -> None:
+    llm = SlowLLM()
+    services = await ServiceFactory(settings, llm=llm).start(consume=False)
+    worker = build_worker(settings, services_override=services)  # polling, signal handlers
+    running = asyncio.create_task(worker.async_run())
+    try:
+        batch = [Job(tenant="t1", request=body(f"p{n}").chat_request()) for n in range(5)]
+        for job in batch:
+            await services.store.create_job(job)
+        await services.queue.enqueue_many([j.id for j in batch], group="batch_1")
+        await wait_until_done(services, [j.id for j in batch])
+
+        llm.started.clear()
+        last = await services.chat.submit("t1", body("in flight at SIGTERM"))
+        await llm.started.wait()
+        os.kill(os.getpid(), signal.SIGTERM)
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(running, 10)
+        assert (await status_of(services, last.id)).status is JobStatus.succeeded
+        for job in batch:
+            assert (await status_of(services, job.id)).status is JobStatus.succeeded
+    finally:
+        await worker.close()
+        await services.close()
+
+
+def test_arq_timing_lets_a_dead_workers_job_be_taken_again(settings: Settings) -> None:
+    worker = build_worker(settings)
+    lease_s = settings.job_timeout_s + 5  # JobExecutor's lease
+    assert worker.job_timeout_s is not None and worker.job_timeout_s > settings.job_timeout_s
+    assert lease_s < worker.in_progress_timeout_s <= 60 + 1e-9  # taken again within a minute
+    assert worker._job_completion_wait > worker.job_timeout_s  # SIGTERM lets jobs finish
+    assert worker.max_jobs == settings.worker_concurrency
+    assert worker.max_tries >= 50 and worker.keep_result_s == 0
+    assert worker.poll_delay_s <= 0.1
+
+
+def test_python_m_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k not in {"REDIS_URL", "QUEUE_BACKEND"}}
+    env["PYTHONPATH"] = str(REPO)
+    proc = subprocess.run(
+        [sys.executable, "-m", "worker"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert "REDIS_URL" in proc.stderr

@@ -1,0 +1,215 @@
+"""The real google-genai SDK and httpx against the stub LLM server on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import pytest
+
+from shared.adapters.llm.circuit import CircuitBreaker
+from shared.adapters.llm.fallback import FallbackLLM
+from shared.adapters.llm.gemini import GeminiProvider
+from shared.adapters.llm.openrouter import OpenRouterProvider
+from shared.errors import PermanentLLMError, TransientLLMError
+from shared.models import ChatRequest, Message
+from shared.ports import LLMProvider
+from tests.stubs.fixtures import LLMStub, llm_stub, llm_stub_server  # noqa: F401
+
+pytestmark = pytest.mark.integration
+
+TIMEOUT_S = 0.5
+
+
+def ask(text: str = "hello stub", **options: object) -> ChatRequest:
+    return ChatRequest.model_validate({"messages": [{"role": "user", "content": text}], **options})
+
+
+@pytest.fixture
+async def gemini(llm_stub: LLMStub) -> AsyncIterator[GeminiProvider]:  # noqa: F811
+    provider = GeminiProvider("g-key", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S)
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture
+async def openrouter(llm_stub: LLMStub) -> AsyncIterator[OpenRouterProvider]:  # noqa: F811
+    url = llm_stub.openrouter_base_url
+    provider = OpenRouterProvider("o-key", "openai/gpt-4o-mini", url, TIMEOUT_S)
+    yield provider
+    await provider.close()
+
+
+@pytest.fixture(params=["gemini", "openrouter"])
+def provider(
+    request: pytest.FixtureRequest, gemini: GeminiProvider, openrouter: OpenRouterProvider
+) -> LLMProvider:
+    chosen: LLMProvider = gemini if request.param == "gemini" else openrouter
+    return chosen
+
+
+async def test_gemini_success(gemini: GeminiProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+    completion = await gemini.complete(ask("what is up", temperature=0.2, max_tokens=50))
+
+    assert completion.content == "gemini says: what is up"
+    assert (completion.provider, completion.model) == ("gemini", "gemini-2.5-flash")
+    assert completion.usage.input_tokens > 0 and completion.usage.output_tokens == 5
+    seen = llm_stub.last_request("gemini")
+    assert seen is not None
+    assert seen["path"].endswith("/models/gemini-2.5-flash:generateContent")
+    assert seen["headers"]["x-goog-api-key"] == "g-key"
+    assert seen["body"]["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 50}
+
+
+async def test_openrouter_success(openrouter: OpenRouterProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+    completion = await openrouter.complete(ask("what is up", temperature=0.2, max_tokens=50))
+
+    assert completion.content == "openrouter says: what is up"
+    assert (completion.provider, completion.model) == ("openrouter", "openai/gpt-4o-mini")
+    assert completion.usage.input_tokens > 0 and completion.usage.output_tokens == 5
+    seen = llm_stub.last_request("openrouter")
+    assert seen is not None
+    assert seen["headers"]["authorization"] == "Bearer o-key"
+    assert seen["body"]["temperature"] == 0.2 and seen["body"]["max_tokens"] == 50
+
+
+async def test_request_model_is_used_only_when_it_fits_the_provider(
+    gemini: GeminiProvider,
+    openrouter: OpenRouterProvider,
+) -> None:
+    assert (await gemini.complete(ask(model="gemini-2.0-pro"))).model == "gemini-2.0-pro"
+    assert (await gemini.complete(ask(model="anthropic/claude"))).model == "gemini-2.5-flash"
+    assert (await openrouter.complete(ask(model="anthropic/claude"))).model == "anthropic/claude"
+    assert (await openrouter.complete(ask(model="gemini-2.0-pro"))).model == "openai/gpt-4o-mini"
+
+
+async def test_gemini_maps_system_and_assistant_messages(
+    gemini: GeminiProvider,
+    llm_stub: LLMStub,  # noqa: F811
+) -> None:
+    messages = [
+        Message(role="system", content="be terse"),
+        Message(role="user", content="hi"),
+        Message(role="assistant", content="hello"),
+        Message(role="user", content="again"),
+    ]
+    completion = await gemini.complete(ChatRequest(messages=messages))
+
+    assert completion.content == "gemini says: again"
+    body = (llm_stub.last_request("gemini") or {})["body"]
+    assert body["systemInstruction"]["parts"] == [{"text": "be terse"}]
+    assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+
+
+@pytest.mark.parametrize(
+    ("status", "error"),
+    [(500, TransientLLMError), (503, TransientLLMError), (400, PermanentLLMError),
+     (401, PermanentLLMError), (404, PermanentLLMError)],
+)  # fmt: skip
+async def test_http_status_maps_to_typed_error(
+    provider: LLMProvider,
+    llm_stub: LLMStub,  # noqa: F811
+    status: int,
+    error: type[Exception],
+) -> None:
+    llm_stub.set(provider.name, "fail", status=status)
+    with pytest.raises(error, match=f"HTTP {status}") as caught:
+        await provider.complete(ask())
+    assert getattr(caught.value, "status_code", None) == status
+    assert llm_stub.stats()[provider.name] == 1  # the SDK did not retry on its own
+
+
+async def test_rate_limit_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+    llm_stub.set(provider.name, "rate_limit", retry_after=7)
+    with pytest.raises(TransientLLMError, match="HTTP 429"):
+        await provider.complete(ask())
+    assert llm_stub.stats()[provider.name] == 1
+
+
+async def test_stall_past_the_timeout_is_transient(
+    provider: LLMProvider,
+    llm_stub: LLMStub,  # noqa: F811
+) -> None:
+    llm_stub.set(provider.name, "stall", seconds=2)
+    started = time.monotonic()
+    with pytest.raises(TransientLLMError, match="timed out"):
+        await provider.complete(ask())
+    assert time.monotonic() - started < 1.5
+
+
+async def test_refused_connection_is_transient(provider: LLMProvider) -> None:
+    provider_url = "http://127.0.0.1:9"  # discard port: nothing listens there
+    dead: LLMProvider = (
+        GeminiProvider("k", "gemini-2.5-flash", provider_url, TIMEOUT_S)
+        if provider.name == "gemini"
+        else OpenRouterProvider("k", "a/b", provider_url, TIMEOUT_S)
+    )
+    with pytest.raises(TransientLLMError):
+        await dead.complete(ask())
+    await dead.close()
+
+
+async def test_malformed_body_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+    llm_stub.set(provider.name, "garbage")
+    with pytest.raises(TransientLLMError):
+        await provider.complete(ask())
+
+
+@pytest.mark.parametrize("mode", ["block", "safety"])
+async def test_safety_refusal_is_permanent(
+    provider: LLMProvider,
+    llm_stub: LLMStub,  # noqa: F811
+    mode: str,
+) -> None:
+    llm_stub.set(provider.name, mode)
+    with pytest.raises(PermanentLLMError, match=r"blocked|withheld"):
+        await provider.complete(ask())
+
+
+async def test_fallback_answers_from_openrouter_when_gemini_fails(
+    gemini: GeminiProvider,
+    openrouter: OpenRouterProvider,
+    llm_stub: LLMStub,  # noqa: F811
+) -> None:
+    llm = FallbackLLM(gemini, openrouter, CircuitBreaker(2, cooldown_s=60))
+    llm_stub.set("gemini", "fail", status=500)
+
+    completions = [await llm.complete(ask(f"question {n}")) for n in range(3)]
+
+    assert [c.content for c in completions] == [f"openrouter says: question {n}" for n in range(3)]
+    assert llm_stub.stats() == {"gemini": 2, "openrouter": 3}  # the breaker opened after two
+
+
+async def test_fallback_names_both_errors_when_both_fail(
+    gemini: GeminiProvider,
+    openrouter: OpenRouterProvider,
+    llm_stub: LLMStub,  # noqa: F811
+) -> None:
+    llm = FallbackLLM(gemini, openrouter, CircuitBreaker(5, cooldown_s=60))
+    llm_stub.set("gemini", "fail", status=500)
+    llm_stub.set("openrouter", "fail", status=503)
+    with pytest.raises(TransientLLMError, match=r"gemini: HTTP 500.*; openrouter: HTTP 503"):
+        await llm.complete(ask())
+
+
+async def test_stub_behaviour_can_be_limited_to_a_few_requests(
+    gemini: GeminiProvider,
+    llm_stub: LLMStub,  # noqa: F811
+) -> None:
+    llm_stub.set("gemini", "fail", status=503, times=1)
+    with pytest.raises(TransientLLMError):
+        await gemini.complete(ask())
+    assert (await gemini.complete(ask("later"))).content == "gemini says: later"
+
+
+def test_a_provider_survives_a_new_event_loop(llm_stub: LLMStub) -> None:  # noqa: F811
+    """Lambda-style callers run each batch in a fresh loop: pooled connections stay behind."""
+    providers: list[LLMProvider] = [
+        GeminiProvider("k", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S),
+        OpenRouterProvider("k", "a/b", llm_stub.openrouter_base_url, TIMEOUT_S),
+    ]
+    for _ in range(2):
+        answers = [asyncio.run(p.complete(ask("again"))).content for p in providers]
+        assert answers == ["gemini says: again", "openrouter says: again"]
+    assert llm_stub.stats() == {"gemini": 2, "openrouter": 2}

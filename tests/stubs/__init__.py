@@ -1,0 +1,1 @@
+"""Stub servers that stand in for paid APIs in tests."""

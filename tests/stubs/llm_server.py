@@ -1,0 +1,227 @@
+"""A stub LLM server speaking Gemini's generateContent and OpenRouter's chat completions.
+
+Answers are deterministic ("gemini says: <last user message>"), behaviour is switchable per
+provider at runtime (in-process through `StubState`, or over HTTP with `POST /_control`), and it
+counts and records requests (`GET /_stats`, `GET /_requests/{provider}`).
+
+Run it as a process: `python -m tests.stubs.llm_server --port 8099`, then point `GEMINI_BASE_URL`
+at `http://127.0.0.1:8099` and `OPENROUTER_BASE_URL` at `http://127.0.0.1:8099/api/v1`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import threading
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from typing import Any
+
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+
+PROVIDERS = ("gemini", "openrouter")
+MODES = ("ok", "fail", "stall", "rate_limit", "block", "safety", "garbage")
+GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
+                 404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
+                 503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Behaviour:
+    """How a provider answers. `times`: only the next N requests, then back to ok."""
+
+    mode: str = "ok"
+    status: int = 500
+    seconds: float = 5.0
+    retry_after: int = 1
+    times: int | None = None
+
+
+class StubState:
+    """Per-provider behaviour, request counts and the last request seen. Thread-safe."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.reset()
+
+    def reset(self) -> None:
+        with self._lock:
+            self.behaviours = {p: Behaviour() for p in PROVIDERS}
+            self.counts = dict.fromkeys(PROVIDERS, 0)
+            self.requests: dict[str, list[dict[str, Any]]] = {p: [] for p in PROVIDERS}
+
+    def set(self, provider: str, mode: str = "ok", **options: Any) -> None:
+        if provider not in PROVIDERS or mode not in MODES:
+            raise ValueError(f"unknown provider {provider!r} or mode {mode!r}")
+        with self._lock:
+            self.behaviours[provider] = Behaviour(mode=mode, **options)
+
+    def take(self, provider: str, record: dict[str, Any]) -> Behaviour:
+        """Count and record a request; return the behaviour that applies to it."""
+        with self._lock:
+            self.counts[provider] += 1
+            self.requests[provider].append(record)
+            current = self.behaviours[provider]
+            if current.times is not None:
+                left = current.times - 1
+                self.behaviours[provider] = replace(current, times=left) if left else Behaviour()
+            return current
+
+    def stats(self) -> dict[str, int]:
+        with self._lock:
+            return dict(self.counts)
+
+    def last_request(self, provider: str) -> dict[str, Any] | None:
+        with self._lock:
+            seen = self.requests[provider]
+            return seen[-1] if seen else None
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {p: asdict(b) for p, b in self.behaviours.items()}
+
+
+def create_app(state: StubState | None = None) -> Starlette:
+    app = Starlette(routes=_routes())
+    app.state.stub = state or StubState()
+    return app
+
+
+def _routes() -> list[Route]:
+    return [
+        Route("/{version}/models/{target}", _gemini, methods=["POST"]),
+        Route("/chat/completions", _openrouter, methods=["POST"]),
+        Route("/api/v1/chat/completions", _openrouter, methods=["POST"]),
+        Route("/_control", _control, methods=["GET", "POST"]),
+        Route("/_reset", _reset, methods=["POST"]),
+        Route("/_stats", _stats, methods=["GET"]),
+        Route("/_requests/{provider}", _last_request, methods=["GET"]),
+    ]
+
+
+async def _record(request: Request) -> dict[str, Any]:
+    headers = {k: v for k, v in request.headers.items() if k in ("authorization", "x-goog-api-key")}
+    return {"path": request.url.path, "headers": headers, "body": await request.json()}
+
+
+async def _gemini(request: Request) -> Response:
+    model, _, action = request.path_params["target"].partition(":")
+    if action != "generateContent":
+        return JSONResponse({"error": {"code": 404, "message": "no such method"}}, 404)
+    record = await _record(request)
+    behaviour = request.app.state.stub.take("gemini", record)
+    if behaviour.mode == "stall":
+        await asyncio.sleep(behaviour.seconds)
+    return _gemini_response(behaviour, record["body"], model)
+
+
+def _gemini_response(behaviour: Behaviour, body: dict[str, Any], model: str) -> Response:
+    mode = behaviour.mode
+    if mode in ("fail", "rate_limit"):
+        status = 429 if mode == "rate_limit" else behaviour.status
+        error = {"code": status, "message": f"stub {mode}", "status": GOOGLE_STATUS.get(status)}
+        return JSONResponse({"error": error}, status, headers=_retry_after(behaviour))
+    if mode == "garbage":
+        return PlainTextResponse("{not json", 200, media_type="application/json")
+    if mode == "block":
+        return JSONResponse({"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model})
+    prompt = _last_text(body.get("contents", []), "user", _parts_text)
+    answer = f"gemini says: {prompt}"
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": answer}]}}
+    candidate["finishReason"] = "STOP"
+    if mode == "safety":
+        candidate = {"finishReason": "SAFETY", "index": 0}
+    words_in, words_out = len(str(body.get("contents")).split()), len(answer.split())
+    usage = {
+        "promptTokenCount": words_in,
+        "candidatesTokenCount": words_out,
+        "totalTokenCount": words_in + words_out,
+    }
+    return JSONResponse({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model})
+
+
+async def _openrouter(request: Request) -> Response:
+    record = await _record(request)
+    behaviour = request.app.state.stub.take("openrouter", record)
+    if behaviour.mode == "stall":
+        await asyncio.sleep(behaviour.seconds)
+    return _openrouter_response(behaviour, record["body"])
+
+
+def _openrouter_response(behaviour: Behaviour, body: dict[str, Any]) -> Response:
+    mode = behaviour.mode
+    if mode in ("fail", "rate_limit"):
+        status = 429 if mode == "rate_limit" else behaviour.status
+        error = {"code": status, "message": f"stub {mode}"}
+        return JSONResponse({"error": error}, status, headers=_retry_after(behaviour))
+    if mode == "garbage":
+        return PlainTextResponse("{not json", 200, media_type="application/json")
+    prompt = _last_text(body.get("messages", []), "user", lambda m: str(m.get("content", "")))
+    answer = f"openrouter says: {prompt}"
+    refused = mode in ("block", "safety")
+    message = {"role": "assistant", "content": None if refused else answer}
+    finish = "content_filter" if refused else "stop"
+    words_in, words_out = len(str(body.get("messages")).split()), len(answer.split())
+    usage = {"prompt_tokens": words_in, "completion_tokens": words_out}
+    choice = {"index": 0, "message": message, "finish_reason": finish}
+    model = body.get("model", "stub/model")
+    return JSONResponse({"id": "gen-stub", "model": model, "choices": [choice], "usage": usage})
+
+
+def _retry_after(behaviour: Behaviour) -> dict[str, str]:
+    return {"Retry-After": str(behaviour.retry_after)} if behaviour.mode == "rate_limit" else {}
+
+
+def _parts_text(content: dict[str, Any]) -> str:
+    return "".join(str(p.get("text", "")) for p in content.get("parts", []))
+
+
+def _last_text(
+    items: list[dict[str, Any]], role: str, text_of: Callable[[dict[str, Any]], str]
+) -> str:
+    return next((str(text_of(i)) for i in reversed(items) if i.get("role") == role), "")
+
+
+async def _control(request: Request) -> Response:
+    """GET: current behaviours. POST `{"gemini": {"mode": "fail", "status": 500}, ...}`."""
+    stub: StubState = request.app.state.stub
+    if request.method == "POST":
+        try:
+            for provider, options in (await request.json()).items():
+                stub.set(provider, **options)
+        except (TypeError, ValueError, AttributeError) as exc:
+            return JSONResponse({"error": str(exc)}, 422)
+    return JSONResponse(stub.snapshot())
+
+
+async def _reset(request: Request) -> Response:
+    request.app.state.stub.reset()
+    return JSONResponse({"reset": True})
+
+
+async def _stats(request: Request) -> Response:
+    return JSONResponse(request.app.state.stub.stats())
+
+
+async def _last_request(request: Request) -> Response:
+    provider = request.path_params["provider"]
+    if provider not in PROVIDERS:
+        return JSONResponse({"error": f"unknown provider {provider!r}"}, 404)
+    return JSONResponse(request.app.state.stub.last_request(provider))
+
+
+def main(argv: list[str] | None = None) -> None:
+    import uvicorn
+
+    parser = argparse.ArgumentParser(description="Stub Gemini/OpenRouter server for tests")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8099)
+    args = parser.parse_args(argv)
+    uvicorn.run(create_app(), host=args.host, port=args.port, log_level="warning")
+
+
+if __name__ == "__main__":
+    main()

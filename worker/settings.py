@@ -1,0 +1,137 @@
+"""arq worker configuration. `startup` is the worker process's composition root.
+
+Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM call):
+- the executor gives up on the LLM after T and records a retry or a failure itself;
+- `run_job` gives up on the whole run after T + GUARD_MARGIN_S and asks arq to deliver it again;
+- arq's hard `job_timeout` is T + HARD_MARGIN_S, so arq's own timeout (which would drop the job as
+  failed) never fires first; arq's in-progress key lives job_timeout + 10 s = T + 15 s, so a job
+  whose worker was SIGKILLed is picked up by another worker after at most T + 15 s (60 s by
+  default), by which time its store lease (claim + T + 5 s) has run out and the claim succeeds;
+- batch jobs wait outside arq's queue; each worker promotes as many as it has free slots, every
+  FEED_INTERVAL_S (see shared/adapters/queue/arq.py);
+- on SIGTERM arq stops taking jobs and waits `job_completion_wait` (longer than job_timeout) for
+  running ones, so a graceful stop never cancels a job half-way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any, cast
+
+from arq import Retry, Worker
+from arq.connections import RedisSettings
+from arq.typing import WorkerCoroutine
+from arq.worker import func
+
+from shared.adapters.queue.arq import FUNCTION, QUEUE_NAME, ArqJobQueue
+from shared.config import Settings
+from shared.factory import ServiceFactory, Services
+
+log = logging.getLogger(__name__)
+
+POLL_DELAY_S = 0.05
+MAX_TRIES = 50  # the executor bounds attempts; arq must never drop a job on its own
+GUARD_MARGIN_S = 2.0
+HARD_MARGIN_S = 5.0
+HEALTH_CHECK_INTERVAL_S = 30
+FEED_INTERVAL_S = POLL_DELAY_S
+ERROR_RETRY_S = 5.0  # times arq's try number, up to MAX_ERROR_RETRY_S
+MAX_ERROR_RETRY_S = 60.0
+
+
+async def run_job(ctx: dict[str, Any], job_id: str) -> None:
+    """Run one delivery. A delay (a retry, or a job still owed) becomes an arq Retry of the same
+    arq job; so does an unexpected error, which arq would otherwise drop as a failed job."""
+    services: Services = ctx["services"]
+    try:
+        delay = await _deliver(services, job_id)
+    except Exception:
+        delay = min(ERROR_RETRY_S * ctx.get("job_try", 1), MAX_ERROR_RETRY_S)
+        log.exception("delivering job %s failed; arq delivers it again in %.0f s", job_id, delay)
+    if delay is not None:
+        raise Retry(defer=delay)
+
+
+async def _deliver(services: Services, job_id: str) -> float | None:
+    limit = services.settings.job_timeout_s + GUARD_MARGIN_S
+    try:
+        async with asyncio.timeout(limit):
+            return await services.executor.run(job_id)
+    except TimeoutError:
+        log.error("job %s overran %.0f s; it will be delivered again", job_id, limit)
+        return await services.executor.redelivery_delay(job_id)
+
+
+async def feed_batches(queue: ArqJobQueue, worker: Worker) -> None:
+    """Keep this worker's free slots supplied with batch jobs, one batch at a time in turn."""
+    while worker.allow_pick_jobs:  # False once a SIGTERM asked this worker to stop
+        try:
+            await queue.promote(worker.max_jobs - worker.job_counter)
+        except Exception:
+            log.warning("could not promote batch jobs; retrying", exc_info=True)
+            await asyncio.sleep(1)
+        await asyncio.sleep(FEED_INTERVAL_S)
+
+
+async def startup(ctx: dict[str, Any]) -> None:
+    worker: Worker = ctx["worker"]
+    queue = ArqJobQueue.from_pool(ctx["redis"])
+    if worker.burst:  # drain everything, batches included, then stop
+        while await queue.promote(10_000):
+            pass
+    else:
+        ctx["feeder"] = asyncio.create_task(feed_batches(queue, worker), name="feed-batches")
+    override: Services | None = ctx.get("services_override")
+    if override is not None:
+        ctx["services"] = override
+        return
+    ctx["services"] = await ServiceFactory(ctx["settings"], queue=queue).start(consume=False)
+    ctx["owns_services"] = True
+
+
+async def shutdown(ctx: dict[str, Any]) -> None:
+    feeder: asyncio.Task[None] | None = ctx.get("feeder")
+    if feeder is not None:
+        feeder.cancel()
+        await asyncio.gather(feeder, return_exceptions=True)
+    if ctx.get("owns_services"):
+        await ctx["services"].close()
+
+
+def worker_options(settings: Settings) -> dict[str, Any]:
+    """arq `Worker` keyword arguments (what arq calls WorkerSettings) for these Settings."""
+    if not settings.redis_url:
+        raise ValueError("REDIS_URL must be set to run arq workers")
+    job_timeout = settings.job_timeout_s + HARD_MARGIN_S
+    return {
+        "functions": [func(cast(WorkerCoroutine, run_job), name=FUNCTION)],
+        "queue_name": QUEUE_NAME,
+        "redis_settings": RedisSettings.from_dsn(settings.redis_url),
+        "on_startup": startup,
+        "on_shutdown": shutdown,
+        "max_jobs": settings.worker_concurrency,
+        "job_timeout": job_timeout,
+        "max_tries": MAX_TRIES,
+        "keep_result": 0,  # results live in the store; no result key also lets a finished job
+        # be enqueued again under the same arq id
+        "poll_delay": POLL_DELAY_S,
+        "handle_signals": True,
+        "job_completion_wait": math.ceil(job_timeout) + 1,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+    }
+
+
+def build_worker(
+    settings: Settings, *, burst: bool = False, services_override: Services | None = None
+) -> Worker:
+    """The arq worker. `burst=True` drains the queue and returns (tests: no signals, no polling
+    delay). `services_override` is used as-is and not closed on shutdown."""
+    options = worker_options(settings)
+    if burst:
+        options.update(poll_delay=0, handle_signals=False)
+    ctx: dict[str, Any] = {"settings": settings, "services_override": services_override}
+    worker = Worker(**options, burst=burst, ctx=ctx)
+    ctx["worker"] = worker  # arq keeps this very dict as the jobs' context
+    return worker
