@@ -1,4 +1,4 @@
-"""BatchService: many prompts as one batch — one bulk write, one pipelined enqueue, exact counters."""
+"""BatchService: many prompts as one batch: one bulk write, one pipelined enqueue, exact counts."""
 
 from __future__ import annotations
 

@@ -113,7 +113,7 @@ async def test_wait_returns_as_soon_as_the_job_ends(parts) -> None:  # type: ign
 
 
 async def test_cancel_only_while_queued(parts) -> None:  # type: ignore[no-untyped-def]
-    chat, store, *_ = parts
+    chat, *_ = parts
     job = await chat.submit("t1", body())
     cancelled = await chat.cancel("t1", job.id)
     assert cancelled.status is JobStatus.cancelled and cancelled.completed_at is not None
