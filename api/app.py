@@ -14,7 +14,7 @@ from api.errors import install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.ratelimit import TenantRateLimiter
-from api.routes import health, jobs
+from api.routes import batches, health, jobs, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
 
@@ -71,9 +71,15 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.state.metrics = ApiMetrics()
     app.state.limiter = TenantRateLimiter.from_settings(settings)
     install_error_handlers(app)
-    app.add_middleware(BodyLimitMiddleware, limit=settings.max_body_bytes)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_body_bytes,
+        overrides={"/v1/batches": settings.batch_max_bytes},
+    )
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
     app.include_router(jobs.router)
+    app.include_router(batches.router)
+    app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     return app

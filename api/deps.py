@@ -9,6 +9,7 @@ from fastapi import Depends, Request
 from api.auth import authenticate
 from api.metrics import ApiMetrics
 from api.ratelimit import enforce_rate_limit
+from shared.batches import BatchService
 from shared.config import Settings
 from shared.factory import Services
 from shared.service import ChatService
@@ -28,6 +29,10 @@ def get_chat(services: Annotated[Services, Depends(get_services)]) -> ChatServic
     return services.chat
 
 
+def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchService:
+    return services.batches
+
+
 def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -36,6 +41,7 @@ def get_metrics(request: Request) -> ApiMetrics:
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ChatDep = Annotated[ChatService, Depends(get_chat)]
+BatchesDep = Annotated[BatchService, Depends(get_batches)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
 RateLimited = Depends(enforce_rate_limit)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from datetime import timedelta
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -51,7 +52,7 @@ class BatchService:
         if webhook_url:
             await self.hooks.check_url(webhook_url)
         batch = Batch(tenant=tenant, webhook_url=webhook_url, metadata=metadata or {})
-        jobs = [self._job(batch, item) for item in items]
+        jobs = [self._job(batch, item, n) for n, item in enumerate(items)]
         hits = await self._cached([j.cache_key for j in jobs])
         jobs = [self._answered(j, hits[j.cache_key]) if j.cache_key in hits else j for j in jobs]
         queued = [j.id for j in jobs if j.status is JobStatus.queued]
@@ -64,7 +65,9 @@ class BatchService:
         return await self.check_completed(batch.id) or batch
 
     @staticmethod
-    def _job(batch: Batch, item: BatchItem) -> Job:
+    def _job(batch: Batch, item: BatchItem, position: int) -> Job:
+        # A microsecond apart, so "oldest first" is submission order (results come in that order).
+        created = batch.created_at + timedelta(microseconds=position)
         request = item.chat_request()
         return Job(
             tenant=batch.tenant,
@@ -73,8 +76,8 @@ class BatchService:
             custom_id=item.custom_id,
             metadata=item.metadata,
             cache_key=cache_key(batch.tenant, request) if item.cache else None,
-            created_at=batch.created_at,
-            updated_at=batch.created_at,
+            created_at=created,
+            updated_at=created,
         )
 
     @staticmethod

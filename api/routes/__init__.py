@@ -1,1 +1,1 @@
-"""HTTP routes, one module per resource (`jobs`, `health`; `batches` and webhooks to come)."""
+"""HTTP routes, one module per resource: jobs, batches, webhooks, health."""
