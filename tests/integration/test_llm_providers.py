@@ -15,7 +15,7 @@ from shared.adapters.llm.openrouter import OpenRouterProvider
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.models import ChatRequest, Message
 from shared.ports import LLMProvider
-from tests.stubs.fixtures import LLMStub, llm_stub, llm_stub_server  # noqa: F401
+from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +27,14 @@ def ask(text: str = "hello stub", **options: object) -> ChatRequest:
 
 
 @pytest.fixture
-async def gemini(llm_stub: LLMStub) -> AsyncIterator[GeminiProvider]:  # noqa: F811
+async def gemini(llm_stub: LLMStub) -> AsyncIterator[GeminiProvider]:
     provider = GeminiProvider("g-key", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S)
     yield provider
     await provider.close()
 
 
 @pytest.fixture
-async def openrouter(llm_stub: LLMStub) -> AsyncIterator[OpenRouterProvider]:  # noqa: F811
+async def openrouter(llm_stub: LLMStub) -> AsyncIterator[OpenRouterProvider]:
     url = llm_stub.openrouter_base_url
     provider = OpenRouterProvider("o-key", "openai/gpt-4o-mini", url, TIMEOUT_S)
     yield provider
@@ -49,7 +49,7 @@ def provider(
     return chosen
 
 
-async def test_gemini_success(gemini: GeminiProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+async def test_gemini_success(gemini: GeminiProvider, llm_stub: LLMStub) -> None:
     completion = await gemini.complete(ask("what is up", temperature=0.2, max_tokens=50))
 
     assert completion.content == "gemini says: what is up"
@@ -62,7 +62,7 @@ async def test_gemini_success(gemini: GeminiProvider, llm_stub: LLMStub) -> None
     assert seen["body"]["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 50}
 
 
-async def test_openrouter_success(openrouter: OpenRouterProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+async def test_openrouter_success(openrouter: OpenRouterProvider, llm_stub: LLMStub) -> None:
     completion = await openrouter.complete(ask("what is up", temperature=0.2, max_tokens=50))
 
     assert completion.content == "openrouter says: what is up"
@@ -86,7 +86,7 @@ async def test_request_model_is_used_only_when_it_fits_the_provider(
 
 async def test_gemini_maps_system_and_assistant_messages(
     gemini: GeminiProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
 ) -> None:
     messages = [
         Message(role="system", content="be terse"),
@@ -109,7 +109,7 @@ async def test_gemini_maps_system_and_assistant_messages(
 )  # fmt: skip
 async def test_http_status_maps_to_typed_error(
     provider: LLMProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
     status: int,
     error: type[Exception],
 ) -> None:
@@ -120,7 +120,7 @@ async def test_http_status_maps_to_typed_error(
     assert llm_stub.stats()[provider.name] == 1  # the SDK did not retry on its own
 
 
-async def test_rate_limit_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+async def test_rate_limit_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:
     llm_stub.set(provider.name, "rate_limit", retry_after=7)
     with pytest.raises(TransientLLMError, match="HTTP 429"):
         await provider.complete(ask())
@@ -129,7 +129,7 @@ async def test_rate_limit_is_transient(provider: LLMProvider, llm_stub: LLMStub)
 
 async def test_stall_past_the_timeout_is_transient(
     provider: LLMProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
 ) -> None:
     llm_stub.set(provider.name, "stall", seconds=2)
     started = time.monotonic()
@@ -150,7 +150,7 @@ async def test_refused_connection_is_transient(provider: LLMProvider) -> None:
     await dead.close()
 
 
-async def test_malformed_body_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:  # noqa: F811
+async def test_malformed_body_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:
     llm_stub.set(provider.name, "garbage")
     with pytest.raises(TransientLLMError):
         await provider.complete(ask())
@@ -159,7 +159,7 @@ async def test_malformed_body_is_transient(provider: LLMProvider, llm_stub: LLMS
 @pytest.mark.parametrize("mode", ["block", "safety"])
 async def test_safety_refusal_is_permanent(
     provider: LLMProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
     mode: str,
 ) -> None:
     llm_stub.set(provider.name, mode)
@@ -170,7 +170,7 @@ async def test_safety_refusal_is_permanent(
 async def test_fallback_answers_from_openrouter_when_gemini_fails(
     gemini: GeminiProvider,
     openrouter: OpenRouterProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
 ) -> None:
     llm = FallbackLLM(gemini, openrouter, CircuitBreaker(2, cooldown_s=60))
     llm_stub.set("gemini", "fail", status=500)
@@ -184,7 +184,7 @@ async def test_fallback_answers_from_openrouter_when_gemini_fails(
 async def test_fallback_names_both_errors_when_both_fail(
     gemini: GeminiProvider,
     openrouter: OpenRouterProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
 ) -> None:
     llm = FallbackLLM(gemini, openrouter, CircuitBreaker(5, cooldown_s=60))
     llm_stub.set("gemini", "fail", status=500)
@@ -195,7 +195,7 @@ async def test_fallback_names_both_errors_when_both_fail(
 
 async def test_stub_behaviour_can_be_limited_to_a_few_requests(
     gemini: GeminiProvider,
-    llm_stub: LLMStub,  # noqa: F811
+    llm_stub: LLMStub,
 ) -> None:
     llm_stub.set("gemini", "fail", status=503, times=1)
     with pytest.raises(TransientLLMError):
@@ -203,7 +203,7 @@ async def test_stub_behaviour_can_be_limited_to_a_few_requests(
     assert (await gemini.complete(ask("later"))).content == "gemini says: later"
 
 
-def test_a_provider_survives_a_new_event_loop(llm_stub: LLMStub) -> None:  # noqa: F811
+def test_a_provider_survives_a_new_event_loop(llm_stub: LLMStub) -> None:
     """Lambda-style callers run each batch in a fresh loop: pooled connections stay behind."""
     providers: list[LLMProvider] = [
         GeminiProvider("k", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S),

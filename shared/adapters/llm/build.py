@@ -18,7 +18,10 @@ def build_llm(settings: Settings) -> LLMProvider:
     if not providers:
         from shared.adapters.llm.offline import OfflineProvider
 
-        log.warning("no LLM key set: answering with the offline provider")
+        log.warning(
+            "NO LLM KEY SET: every job is answered by the offline provider (provider 'offline', "
+            "canned text). Set GEMINI_API_KEY and/or OPENROUTER_API_KEY for real answers."
+        )
         return OfflineProvider()
     breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
     fallback = providers[1] if len(providers) > 1 else None
