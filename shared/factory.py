@@ -94,7 +94,7 @@ class Services:
     async def recover_unfinished(self) -> None:
         """Embedded mode after a restart: this process is the only worker, so jobs left running
         died with the previous process: put them back to queued and enqueue all unfinished."""
-        job_ids = await self.store.unfinished_job_ids()
+        job_ids = await self.store.unfinished_job_ids(limit=10_000_000)
         for job_id in job_ids:
             await self.store.transition(
                 job_id, [JobStatus.running], JobStatus.queued, lease_until=None

@@ -182,7 +182,8 @@ class FakeJobStore:
     async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
         due: list[str] = []
         async with self._lock:
-            for subject in [*self.jobs.values(), *self.batches.values()]:
+            subjects: list[Job | Batch] = [*self.jobs.values(), *self.batches.values()]
+            for subject in subjects:
                 hook = subject.webhook
                 if hook is None or hook.state != WebhookState.pending or len(due) >= limit:
                     continue

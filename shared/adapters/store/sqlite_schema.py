@@ -7,15 +7,9 @@ sorting the text compares the instants.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from functools import cache
 from typing import Any
-
-from pydantic import BaseModel, TypeAdapter
 
 from shared.models import Batch, BatchCounts, Job, WebhookDelivery
 
@@ -86,14 +80,6 @@ JOB_COLUMNS = (
 BATCH_COLUMNS = ("id", "tenant", "status", *COUNT_COLUMNS, "webhook_state", "webhook_next_at")
 _JOB_FIELDS = (*(c for c in JOB_COLUMNS if not c.startswith("webhook_")), "webhook")
 _BATCH_FIELDS = ("id", "tenant", "status", "counts", "webhook")
-BATCH_SELECT = f"SELECT data, {', '.join(COUNT_COLUMNS)} FROM batches"
-ONLY_IN_COLUMNS = frozenset({"counts"})  # a batch's counts are kept current by the trigger
-
-
-def insert_sql(table: str, columns: tuple[str, ...]) -> str:
-    names = ", ".join((*columns, "data"))
-    marks = ", ".join("?" for _ in range(len(columns) + 1))
-    return f"INSERT INTO {table} ({names}) VALUES ({marks})"
 
 
 def ts(value: datetime | None) -> str | None:
@@ -151,52 +137,3 @@ def batch_from_row(row: Any) -> Batch:
     batch = Batch.model_validate_json(row[0])
     counts = BatchCounts(**dict(zip(COUNT_COLUMNS, row[1:], strict=True)))
     return batch.model_copy(update={"counts": counts})
-
-
-@cache
-def _adapter(model: type[BaseModel], field: str) -> TypeAdapter[Any]:
-    info = model.model_fields.get(field)
-    if info is None or info.annotation is None:
-        raise ValueError(f"{model.__name__} has no field {field!r}")
-    return TypeAdapter(info.annotation)
-
-
-def field_json(model: type[BaseModel], field: str, value: Any) -> str:
-    """A validated value in the JSON form pydantic gives that field inside `data`."""
-    adapter = _adapter(model, field)
-    return adapter.dump_json(adapter.validate_python(value)).decode()
-
-
-def validated(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, Any]:
-    return {k: _adapter(model, k).validate_python(v) for k, v in values.items()}
-
-
-def update_sql(
-    model: type[BaseModel],
-    fields: Mapping[str, Any],
-    columns: Mapping[str, Any],
-    data: str = "data",
-) -> tuple[str, list[Any]]:
-    """`SET` assignments writing validated `fields` into the JSON `data` and their `columns`."""
-    in_json = {k: v for k, v in fields.items() if k not in ONLY_IN_COLUMNS}
-    paths = "".join(f", '$.{k}', json(?)" for k in in_json)
-    params = [field_json(model, k, v) for k, v in in_json.items()]
-    assignments = [f"{c} = ?" for c in columns] + [f"data = json_set({data}{paths})"]
-    return ", ".join(assignments), [*columns.values(), *params]
-
-
-def encode_cursor(created_at: datetime, job_id: str) -> str:
-    raw = json.dumps([ts(created_at), job_id]).encode()
-    return base64.urlsafe_b64encode(raw).decode()
-
-
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    """The (created_at column text, id) a page ends at; ValueError when the cursor is not ours."""
-    try:
-        created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
-        datetime.fromisoformat(created_at)
-    except (binascii.Error, UnicodeError, TypeError, ValueError):
-        raise ValueError("invalid cursor") from None
-    if not isinstance(job_id, str):
-        raise ValueError("invalid cursor")
-    return created_at, job_id
