@@ -63,8 +63,11 @@ class JobStore(Protocol):
     async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
         """queued → running (or running with an expired lease → running); attempts += 1."""
 
-    async def unfinished_job_ids(self, limit: int = 10_000) -> list[str]:
-        """Ids of jobs still queued or running (for re-enqueueing after a restart)."""
+    async def unfinished_job_ids(
+        self, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[str]:
+        """Ids of jobs still queued or running, oldest first; with `updated_before`, only those
+        unchanged since then (for re-enqueueing after a restart or a lost queue message)."""
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
         """Store a batch and all its jobs in one bulk write."""

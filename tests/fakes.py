@@ -145,9 +145,16 @@ class FakeJobStore:
             changes = {"lease_until": lease_until, "attempts": job.attempts + 1}
             return self._apply(job, JobStatus.running, changes)
 
-    async def unfinished_job_ids(self, limit: int = 10_000) -> list[str]:
+    async def unfinished_job_ids(
+        self, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[str]:
         unfinished = (JobStatus.queued, JobStatus.running)
-        return [j.id for j in self.jobs.values() if j.status in unfinished][:limit]
+        jobs = sorted(self.jobs.values(), key=lambda j: j.created_at)
+        return [
+            j.id
+            for j in jobs
+            if j.status in unfinished and (updated_before is None or j.updated_at < updated_before)
+        ][:limit]
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
         async with self._lock:

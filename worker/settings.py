@@ -28,6 +28,7 @@ from arq.worker import func
 from shared.adapters.queue.arq import FUNCTION, QUEUE_NAME, ArqJobQueue
 from shared.config import Settings
 from shared.factory import ServiceFactory, Services
+from worker.recovery import sweep_forever
 
 log = logging.getLogger(__name__)
 
@@ -87,15 +88,18 @@ async def startup(ctx: dict[str, Any]) -> None:
     if override is not None:
         ctx["services"] = override
         return
-    ctx["services"] = await ServiceFactory(ctx["settings"], queue=queue).start(consume=False)
-    ctx["owns_services"] = True
+    services = await ServiceFactory(ctx["settings"], queue=queue).start(
+        consume=False, deliver_webhooks=True
+    )
+    ctx["services"], ctx["owns_services"] = services, True
+    ctx["sweeper"] = asyncio.create_task(sweep_forever(services, ctx["redis"]), name="lost-jobs")
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    feeder: asyncio.Task[None] | None = ctx.get("feeder")
-    if feeder is not None:
-        feeder.cancel()
-        await asyncio.gather(feeder, return_exceptions=True)
+    tasks = [t for t in (ctx.get("feeder"), ctx.get("sweeper")) if t is not None]
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
     if ctx.get("owns_services"):
         await ctx["services"].close()
 

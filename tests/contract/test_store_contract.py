@@ -284,6 +284,15 @@ class JobStoreContract:
         assert set(await store.unfinished_job_ids()) == {queued.id, running.id}
         assert len(await store.unfinished_job_ids(limit=1)) == 1
 
+    async def test_unfinished_job_ids_updated_before(self, store: JobStore) -> None:
+        old = await store.create_job(make_job())
+        cutoff = utcnow()
+        await asyncio.sleep(0.002)
+        await store.create_job(make_job())
+        assert await store.unfinished_job_ids(updated_before=cutoff) == [old.id]
+        await store.transition(old.id, [JobStatus.queued], JobStatus.queued)  # touched: fresh
+        assert await store.unfinished_job_ids(updated_before=cutoff) == []
+
     # batches
 
     async def test_create_batch_stores_batch_and_jobs(self, store: JobStore) -> None:

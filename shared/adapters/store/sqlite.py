@@ -165,9 +165,13 @@ class SqliteJobStore:
         rows = await self._write_returning(sql, [*params, job_id, ts(now)])
         return Job.model_validate_json(rows[0][0]) if rows else None
 
-    async def unfinished_job_ids(self, limit: int = 10_000) -> list[str]:
-        rows = await self._read.execute_fetchall(UNFINISHED, (max(limit, 0),))
-        return [row[0] for row in rows]
+    async def unfinished_job_ids(
+        self, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[str]:
+        rows = await self._read.execute_fetchall(UNFINISHED)
+        if updated_before is not None:
+            rows = [r for r in rows if datetime.fromisoformat(r[1]) < updated_before]
+        return [row[0] for row in rows][: max(limit, 0)]
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
         rows = [job_row(job) for job in jobs]

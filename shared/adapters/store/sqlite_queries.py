@@ -22,7 +22,10 @@ ATTEMPTS_PLUS_ONE = "json_set(data, '$.attempts', json_extract(data, '$.attempts
 CLAIMABLE = (
     "(status = 'queued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < ?)))"
 )
-UNFINISHED = "SELECT id FROM jobs WHERE status IN ('queued', 'running') ORDER BY created_at LIMIT ?"
+UNFINISHED = (
+    "SELECT id, json_extract(data, '$.updated_at') FROM jobs"
+    " WHERE status IN ('queued', 'running') ORDER BY created_at"
+)
 DUE_WEBHOOKS = """
     SELECT 'jobs', id, webhook_next_at FROM jobs
         WHERE webhook_state = 'pending' AND webhook_next_at <= ?
