@@ -39,8 +39,8 @@ def parse_batch(
 def parse_json(body: bytes, max_requests: int) -> BatchCreate:
     try:
         document = json.loads(body)
-    except ValueError as exc:
-        raise invalid("body", f"request body is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
+        raise invalid("body", f"request body is not valid JSON: {_reason(exc)}") from None
     if isinstance(document, dict) and isinstance(document.get("requests"), list):
         check_count(len(document["requests"]), max_requests)
     try:
@@ -73,8 +73,9 @@ def parse_ndjson(body: bytes, max_requests: int) -> list[BatchItem]:
 def parse_line(number: int, raw: bytes) -> BatchItem:
     try:
         document = json.loads(raw)
-    except ValueError as exc:
-        raise invalid(f"line {number}", f"line {number} is not valid JSON: {exc}") from None
+    except (ValueError, RecursionError) as exc:
+        message = f"line {number} is not valid JSON: {_reason(exc)}"
+        raise invalid(f"line {number}", message) from None
     try:
         return BatchItem.model_validate(document)
     except ValidationError as exc:
@@ -86,10 +87,14 @@ def parse_line(number: int, raw: bytes) -> BatchItem:
         raise invalid(f"line {number}.{where}", message) from None
 
 
+def _reason(exc: ValueError | RecursionError) -> str:
+    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
+
+
 def from_validation(exc: ValidationError, document: Any) -> ApiError:
     error = exc.errors()[0]
     loc = [str(p) for p in error["loc"]]
-    message = f"{'.'.join(loc)}: {error['msg'].removeprefix('Value error, ')}"
+    message = f"{'.'.join(loc) or 'body'}: {error['msg'].removeprefix('Value error, ')}"
     if len(loc) >= 2 and loc[0] == "requests" and loc[1].isdigit():
         custom_id = _custom_id(document, int(loc[1]))
         if custom_id:

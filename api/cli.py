@@ -12,6 +12,7 @@ from typing import Any
 
 import httpx
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
 TERMINAL = {"succeeded", "failed", "cancelled"}
@@ -35,7 +36,10 @@ def checked(response: httpx.Response) -> Any:
         except (ValueError, KeyError, TypeError):
             message = response.text[:500]
         raise CliError(f"HTTP {response.status_code}: {message}")
-    return response.json()
+    try:
+        return response.json()
+    except ValueError:
+        raise CliError(f"HTTP {response.status_code}: the answer is not JSON") from None
 
 
 def wait_job(http: httpx.Client, job_id: str, timeout: float) -> dict[str, Any]:
@@ -71,14 +75,19 @@ def show_job(job: dict[str, Any], as_json: bool) -> int:
     elif job["status"] == "succeeded":
         print(job["result"]["content"])
     else:
-        err.print(f"[red]job {job['id']} {job['status']}[/red]: {job.get('error')}")
+        error = escape(str(job.get("error")))
+        err.print(f"[red]job {escape(job['id'])} {job['status']}[/red]: {error}")
     return 0 if job["status"] in {"succeeded", "queued", "running"} else 1
 
 
 def batch_lines(path: Path) -> bytes:
     """The file as NDJSON; a line may say just {"prompt": ...} and custom_id defaults to line-N."""
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CliError(f"cannot read {path}: {exc}") from None
     out = []
-    for number, raw in enumerate(path.read_text().splitlines(), start=1):
+    for number, raw in enumerate(text.splitlines(), start=1):
         if not raw.strip():
             continue
         try:
@@ -99,12 +108,12 @@ def cmd_batch(args: argparse.Namespace) -> int:
     params = {"webhook_url": args.webhook_url} if args.webhook_url else {}
     with client(args) as http:
         batch = checked(http.post("/v1/batches", content=content, headers=headers, params=params))
-        err.print(f"batch {batch['id']}: {batch['counts']['total']} requests")
+        err.print(f"batch {escape(batch['id'])}: {batch['counts']['total']} requests")
         if args.wait:
             batch = follow_batch(http, batch, args.poll)
         if args.out:
             written = save_results(http, batch["id"], Path(args.out))
-            err.print(f"wrote {written} results to {args.out}")
+            err.print(f"wrote {written} results to {escape(args.out)}")
     if not args.wait and not args.out:
         print(json.dumps(batch, indent=2))
     counts = batch["counts"]
@@ -193,11 +202,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         code: int = args.func(args)
     except CliError as exc:
-        err.print(f"[red]error:[/red] {exc}")
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
         return 2
     except httpx.HTTPError as exc:
-        err.print(f"[red]error:[/red] cannot reach {args.base_url}: {exc}")
+        err.print(f"[red]error:[/red] cannot reach {escape(args.base_url)}: {escape(str(exc))}")
         return 2
+    except KeyboardInterrupt:
+        return 130
     return code
 
 

@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.models import Completion, Job, JobError, JobStatus, utcnow
-from shared.ports import JobStore, LLMProvider, ResultCache
+from shared.ports import JobFinished, JobStore, LLMProvider, ResultCache
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
-
-JobFinished = Callable[[Job], Awaitable[None]]
 
 
 async def _ignore(job: Job) -> None:
@@ -106,6 +103,7 @@ class JobExecutor:
             error=None,
             completed_at=now,
             lease_until=None,
+            webhook=self.hooks.delivery_for(job.webhook_url),
         )
         if done is None:
             return
@@ -124,6 +122,7 @@ class JobExecutor:
             error=JobError(code=code, message=message),
             completed_at=utcnow(),
             lease_until=None,
+            webhook=self.hooks.delivery_for(job.webhook_url),
         )
         if failed is not None:
             log.warning("job %s failed: %s", job.id, message)

@@ -51,7 +51,7 @@ class Services:
             self.store, self._sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
         )
         hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
-        self.chat = ChatService(self.store, self.cache, self.queue, hooks)
+        self.chat = ChatService(self.store, self.cache, self.queue, hooks, self._job_finished)
         self.batches = BatchService(self.store, self.cache, self.queue, hooks)
         self.executor = JobExecutor(
             self.store,

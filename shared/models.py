@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
@@ -57,7 +57,16 @@ class Message(BaseModel):
     content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
 
 
-Metadata = dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]]
+def _bounded_metadata(metadata: dict[str, str]) -> dict[str, str]:
+    if len(metadata) > MAX_METADATA_KEYS:
+        raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys are allowed")
+    return metadata
+
+
+Metadata = Annotated[
+    dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]],
+    AfterValidator(_bounded_metadata),
+]
 
 
 class ChatRequest(BaseModel):
@@ -88,13 +97,6 @@ class JobCreate(ChatRequest):
     webhook_url: Annotated[str | None, Field(max_length=2048)] = None
     metadata: Metadata = Field(default_factory=dict)
     cache: bool = True
-
-    @field_validator("metadata")
-    @classmethod
-    def _bounded_metadata(cls, metadata: dict[str, str]) -> dict[str, str]:
-        if len(metadata) > MAX_METADATA_KEYS:
-            raise ValueError(f"at most {MAX_METADATA_KEYS} metadata keys are allowed")
-        return metadata
 
 
 class BatchItem(ChatRequest):

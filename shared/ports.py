@@ -16,6 +16,7 @@ from shared.models import (
 )
 
 JobHandler = Callable[[str], Awaitable[None]]
+JobFinished = Callable[[Job], Awaitable[None]]
 
 
 class JobStore(Protocol):

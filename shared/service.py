@@ -18,7 +18,7 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobQueue, JobStore, ResultCache
+from shared.ports import JobFinished, JobQueue, JobStore, ResultCache
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -45,11 +45,13 @@ class ChatService:
         cache: ResultCache | None,
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
+        on_finished: JobFinished | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
+        self.on_finished = on_finished
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
@@ -75,6 +77,7 @@ class ChatService:
                     "result": hit,
                     "completed_at": now,
                     "updated_at": now,
+                    "webhook": self.hooks.delivery_for(body.webhook_url),
                 }
             )
         stored = await self.store.create_job(job)
@@ -155,4 +158,6 @@ class ChatService:
             current = await self.store.get_job(job_id, tenant)
             state = current.status if current else job.status
             raise Conflict(f"job is {state.value} and can no longer be cancelled")
+        if self.on_finished is not None:
+            await self.on_finished(cancelled)
         return cancelled

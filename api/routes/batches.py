@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch
@@ -43,6 +44,7 @@ BATCH_BODY: dict[str, Any] = {
 )
 async def create_batch(
     request: Request,
+    response: Response,
     batches: BatchesDep,
     tenant: TenantDep,
     settings: SettingsDep,
@@ -50,7 +52,8 @@ async def create_batch(
 ) -> BatchPublic:
     """Submit a batch (JSON `{"requests": [...]}` or NDJSON, one request a line)."""
     body = await request.body()
-    parsed = parse_batch(
+    parsed = await asyncio.to_thread(  # up to BATCH_MAX_BYTES of JSON: not on the event loop
+        parse_batch,
         body,
         request.headers.get("content-type"),
         max_requests=settings.batch_max_requests,
@@ -59,6 +62,7 @@ async def create_batch(
     batch = await batches.create(
         tenant, parsed.requests, webhook_url=parsed.webhook_url, metadata=parsed.metadata
     )
+    response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch.public()
 
 

@@ -209,7 +209,7 @@ def test_build_llm_without_keys_is_offline_and_says_so(caplog: pytest.LogCapture
     with caplog.at_level(logging.WARNING):
         llm = build_llm(make_settings())
     assert isinstance(llm, OfflineProvider)
-    assert "no LLM key set: answering with the offline provider" in caplog.text
+    assert "NO LLM KEY SET" in caplog.text and "offline provider" in caplog.text
 
 
 def test_build_llm_with_both_keys_falls_back_from_gemini_to_openrouter() -> None:

@@ -1,0 +1,136 @@
+"""Signed webhooks end to end: a receiver built on `standardwebhooks` verifies every delivery;
+failed deliveries come again with the same `webhook-id`, also after the worker is replaced."""
+
+from __future__ import annotations
+
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from standardwebhooks import Webhook, WebhookVerificationError
+
+from tests.e2e.services import Stack, WebhookReceiver, flush_redis, wait_job, wait_until
+from tests.stubs.fixtures import LLMStub
+
+pytestmark = pytest.mark.e2e
+
+SCHEDULE = "0,3,3,3"  # seconds before each attempt: room to replace the worker in between
+
+
+@pytest.fixture
+def receiver() -> Iterator[WebhookReceiver]:
+    started = WebhookReceiver(answers=[500]).start()
+    try:
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture
+def stacks() -> Iterator[list[Stack]]:
+    made: list[Stack] = []
+    yield made
+    for stack in made:
+        stack.close()
+        print(stack.log_tails())  # shown only when the test failed
+
+
+def submit_with_webhook(http: httpx.Client, prompt: str, url: str) -> dict[str, Any]:
+    body = {"messages": [{"role": "user", "content": prompt}], "webhook_url": url}
+    response = http.post("/v1/jobs", json=body)
+    assert response.status_code == 202, response.text
+    job: dict[str, Any] = response.json()
+    return job
+
+
+def webhook_of(http: httpx.Client, job_id: str) -> dict[str, Any]:
+    hook: dict[str, Any] = http.get(f"/v1/jobs/{job_id}").json()["webhook"] or {}
+    return hook
+
+
+def test_failed_deliveries_are_retried_with_the_same_id_until_delivered(
+    tmp_path: Path, llm_stub: LLMStub, receiver: WebhookReceiver, stacks: list[Stack]
+) -> None:
+    stack = Stack(tmp_path, llm_stub, WEBHOOK_RETRY_SCHEDULE="0,1,1,1")  # embedded mode
+    stacks.append(stack)
+    stack.start_api()
+    receiver.answers = [500, 503, 200]
+    with stack.client("t1") as http, stack.client("t2") as other:
+        receiver.secret = http.get("/v1/webhook-secret").json()["secret"]
+        other_secret = other.get("/v1/webhook-secret").json()["secret"]
+        job = submit_with_webhook(http, "hook me", receiver.url)
+        done = wait_job(http, job["id"], timeout=20)
+        assert done["status"] == "succeeded"
+        assert done["webhook"] is not None, "no webhook scheduled with the job's last transition"
+        hook = wait_until(
+            lambda: webhook_of(http, job["id"]),
+            lambda w: w.get("state") == "delivered",
+            timeout=20,
+            what="webhook delivered",
+        )
+
+    assert hook["attempts"] == 3 and hook["last_status_code"] == 200
+    deliveries = receiver.received()
+    assert [d.status for d in deliveries] == [500, 503, 200]
+    assert all(d.verified for d in deliveries)
+    assert {d.webhook_id for d in deliveries} == {hook["id"]}
+    event = deliveries[-1].payload
+    assert event["type"] == "job.succeeded"
+    assert event["data"]["id"] == job["id"]
+    assert event["data"]["result"]["content"] == "gemini says: hook me"
+    with pytest.raises(WebhookVerificationError):  # signed for t1 only
+        Webhook(other_secret).verify(deliveries[-1].body, deliveries[-1].headers)
+
+
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
+def test_a_delivery_survives_the_worker_being_replaced(
+    tmp_path: Path,
+    llm_stub: LLMStub,
+    redis_url: str,
+    receiver: WebhookReceiver,
+    stacks: list[Stack],
+    stop: signal.Signals,
+) -> None:
+    flush_redis(redis_url)
+    stack = Stack(tmp_path, llm_stub, redis_url, WEBHOOK_RETRY_SCHEDULE=SCHEDULE)
+    stacks.append(stack)
+    stack.start_api()
+    first_worker = stack.start_worker()
+    receiver.answers = [500, 200]
+    with stack.client() as http:
+        receiver.secret = http.get("/v1/webhook-secret").json()["secret"]
+        job = submit_with_webhook(http, "survive a restart", receiver.url)
+        done = wait_job(http, job["id"], timeout=20)
+        assert done["status"] == "succeeded"
+        assert done["webhook"] is not None, "no webhook scheduled with the job's last transition"
+
+        # the first attempt fails and is recorded; then the worker goes away
+        failed = wait_until(
+            lambda: webhook_of(http, job["id"]),
+            lambda w: w.get("attempts") == 1,
+            timeout=10,
+            what="first attempt recorded",
+        )
+        assert failed["state"] == "pending" and failed["last_status_code"] == 500
+        first_worker.kill(stop)
+        first_worker.popen.wait(20)
+        assert len(receiver.received()) == 1
+
+        stack.start_worker()
+        hook = wait_until(
+            lambda: webhook_of(http, job["id"]),
+            lambda w: w.get("state") == "delivered",
+            timeout=20,
+            what="webhook delivered by the new worker",
+        )
+
+    assert hook["attempts"] == 2 and hook["last_status_code"] == 200
+    deliveries = receiver.received()
+    assert [d.status for d in deliveries] == [500, 200]
+    assert all(d.verified for d in deliveries)
+    assert {d.webhook_id for d in deliveries} == {hook["id"]}
+    assert deliveries[-1].payload["type"] == "job.succeeded"
+    assert deliveries[-1].payload["data"]["id"] == job["id"]
