@@ -14,6 +14,8 @@ from pathlib import Path
 
 import httpx
 
+from shared.config import Settings
+
 ROOT = Path(__file__).resolve().parents[2]
 
 # Variables a developer's shell might carry that would change what the processes do.
@@ -30,6 +32,9 @@ _SCRUBBED = (
     "OPENROUTER_BASE_URL",
     "AWS_LAMBDA_FUNCTION_NAME",
     "WEBHOOK_SIGNING_SECRET",
+    # ...and every other setting (PORT, RATE_LIMIT, LLM_TIMEOUT_S, ...): pydantic-settings reads
+    # names case-insensitively, so the check below is too.
+    *(name.upper() for name in Settings.model_fields),
 )
 
 
@@ -41,7 +46,7 @@ def free_port() -> int:
 
 
 def child_env(**overrides: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _SCRUBBED}
+    env = {k: v for k, v in os.environ.items() if k.upper() not in _SCRUBBED}
     env.update(overrides)
     env["PYTHONPATH"] = str(ROOT)
     return env
@@ -74,13 +79,24 @@ class Proc:
 
 
 def start(
-    name: str, args: list[str], env: Mapping[str, str], log_dir: Path, ready_url: str | None = None
+    name: str,
+    args: list[str],
+    env: Mapping[str, str],
+    log_dir: Path,
+    ready_url: str | None = None,
+    cwd: Path | None = None,
 ) -> Proc:
+    """Start `python <args>`, output to `log_dir/<name>.log`. `cwd` defaults to the repository;
+    pass a scratch directory to keep the processes away from a developer's `.env` there."""
     log_path = log_dir / f"{name}.log"
-    out = log_path.open("wb")
-    popen = subprocess.Popen(
-        [sys.executable, *args], cwd=ROOT, env=dict(env), stdout=out, stderr=subprocess.STDOUT
-    )
+    with log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
+        popen = subprocess.Popen(
+            [sys.executable, *args],
+            cwd=cwd or ROOT,
+            env=dict(env),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     proc = Proc(name, popen, log_path, url=ready_url)
     if ready_url:
         wait_ready(proc, ready_url)
