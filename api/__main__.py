@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import logging
-
 import uvicorn
 
 from api.app import create_app
+from shared.logs import configure_logging
 
 
 def main() -> None:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging()
     app = create_app()
     settings = app.state.settings
     uvicorn.run(app, host=settings.host, port=settings.port)

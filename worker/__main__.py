@@ -8,6 +8,7 @@ import logging
 import sys
 
 from shared.config import Settings
+from shared.logs import configure_logging
 from worker.settings import build_worker
 
 log = logging.getLogger("worker")
@@ -23,7 +24,7 @@ async def serve(settings: Settings) -> None:
 
 
 def main() -> int:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    configure_logging()
     settings = Settings()
     if settings.resolved_queue != "arq" or not settings.redis_url:
         log.error(
