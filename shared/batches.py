@@ -134,10 +134,7 @@ class BatchService:
         await self.store.set_batch_status(
             batch_id, [BatchStatus.in_progress], BatchStatus.cancelling
         )
-        async for job in self._jobs(tenant, batch_id, JobStatus.queued):
-            await self.store.transition(
-                job.id, [JobStatus.queued], JobStatus.cancelled, completed_at=utcnow()
-            )
+        await self.store.cancel_queued_jobs(batch_id)
         return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
 
     async def check_completed(self, batch_id: str) -> Batch | None:

@@ -80,6 +80,9 @@ class JobStore(Protocol):
     ) -> Batch | None:
         """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
 
+    async def cancel_queued_jobs(self, batch_id: str) -> int:
+        """queued → cancelled for every job of the batch, in one write; returns how many."""
+
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         """Record webhook delivery state on a job or batch (by its id)."""
 

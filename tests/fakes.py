@@ -179,6 +179,17 @@ class FakeJobStore:
             self.batches[batch_id] = updated
             return updated
 
+    async def cancel_queued_jobs(self, batch_id: str) -> int:
+        async with self._lock:
+            queued = [
+                j
+                for j in self.jobs.values()
+                if j.batch_id == batch_id and j.status == JobStatus.queued
+            ]
+            for job in queued:
+                self._apply(job, JobStatus.cancelled, {"completed_at": utcnow()})
+            return len(queued)
+
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         if subject_id in self.jobs:
             self.jobs[subject_id] = self.jobs[subject_id].model_copy(update={"webhook": delivery})

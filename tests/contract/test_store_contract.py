@@ -295,6 +295,26 @@ class JobStoreContract:
 
     # batches
 
+    async def test_cancel_queued_jobs_of_a_batch_in_one_write(self, store: JobStore) -> None:
+        batch, jobs = make_batch(4, cached=1)
+        other_batch, other_jobs = make_batch(2)
+        await store.create_batch(batch, jobs)
+        await store.create_batch(other_batch, other_jobs)
+        await store.claim(jobs[1].id, utcnow() + timedelta(minutes=1), utcnow())
+
+        assert await store.cancel_queued_jobs(batch.id) == 2
+        stored = await store.get_batch(batch.id)
+        assert stored is not None
+        assert (stored.counts.queued, stored.counts.running) == (0, 1)
+        assert (stored.counts.cancelled, stored.counts.succeeded) == (2, 1)
+        for job in jobs[2:]:
+            cancelled = await store.get_job(job.id)
+            assert cancelled is not None and cancelled.status is JobStatus.cancelled
+            assert cancelled.completed_at is not None
+        untouched = await store.get_batch(other_batch.id)
+        assert untouched is not None and untouched.counts.queued == 2
+        assert await store.cancel_queued_jobs(batch.id) == 0
+
     async def test_create_batch_stores_batch_and_jobs(self, store: JobStore) -> None:
         batch, jobs = make_batch(3, cached=1)
         await store.create_batch(batch, jobs)

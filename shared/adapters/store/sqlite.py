@@ -196,6 +196,14 @@ class SqliteJobStore:
         rows = await self._write_returning(sql + RETURNING_BATCH, [*params, batch_id, *statuses])
         return batch_from_row(rows[0]) if rows else None
 
+    async def cancel_queued_jobs(self, batch_id: str) -> int:
+        now = utcnow()
+        values = {"status": JobStatus.cancelled, "updated_at": now, "completed_at": now}
+        assignments, params = update_sql(Job, values, job_columns)
+        sql = f"UPDATE jobs SET {assignments} WHERE batch_id = ? AND status = 'queued'"
+        async with self._transaction() as db:
+            return (await db.execute(sql, [*params, batch_id])).rowcount
+
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         # jobs and batches store `webhook` alike: the same assignments fit either table
         assignments, params = update_sql(Job, {"webhook": delivery}, job_columns)
