@@ -13,7 +13,10 @@ help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
 
 .venv/.synced: pyproject.toml uv.lock
-	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip" >&2; python3 -m pip install --quiet uv; }
+	@$(UV) --version >/dev/null 2>&1 || { echo "installing uv with pip" >&2; \
+	  python3 -m pip install --quiet --user uv 2>/dev/null \
+	  || python3 -m pip install --quiet --user --break-system-packages uv \
+	  || python3 -m pip install --quiet uv; }
 	$(UV) sync --frozen
 	@touch $@
 

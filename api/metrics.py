@@ -34,7 +34,7 @@ class ApiMetrics:
         )
         self.jobs_submitted = Counter(
             "chatjobs_jobs_submitted",
-            "Job submissions by outcome (queued, cached, replayed, rejected)",
+            "Job submissions by outcome (queued, cached, rejected)",
             ["outcome"],
             registry=self.registry,
         )

@@ -50,8 +50,8 @@ class BatchService:
         metadata: dict[str, str] | None = None,
     ) -> Batch:
         """Store the batch and its jobs in one write, answer cache hits, enqueue the rest."""
-        if webhook_url:
-            await self.hooks.check_url(webhook_url)
+        for url in {u for u in (webhook_url, *(i.webhook_url for i in items)) if u}:
+            await self.hooks.check_url(url)
         batch = Batch(tenant=tenant, webhook_url=webhook_url, metadata=metadata or {})
         # ~40 µs a job: 50,000 of them would hold the event loop for seconds, so not on it
         jobs = await asyncio.to_thread(self._build_jobs, batch, items)
@@ -80,20 +80,21 @@ class BatchService:
             request=request,
             batch_id=batch.id,
             custom_id=item.custom_id,
+            webhook_url=item.webhook_url,
             metadata=item.metadata,
             cache_key=cache_key(batch.tenant, request) if item.cache else None,
             created_at=created,
             updated_at=created,
         )
 
-    @staticmethod
-    def _answered(job: Job, hit: Any) -> Job:
+    def _answered(self, job: Job, hit: Any) -> Job:
         return job.model_copy(
             update={
                 "status": JobStatus.succeeded,
                 "cached": True,
                 "result": hit,
                 "completed_at": job.created_at,
+                "webhook": self.hooks.delivery_for(job.webhook_url),
             }
         )
 
@@ -112,10 +113,7 @@ class BatchService:
             await self.queue.enqueue_many(job_ids, group=batch.id)
         except QueueUnavailable:
             error = JobError(code="queue_unavailable", message="the queue refused the batch")
-            for job_id in job_ids:
-                await self.store.transition(
-                    job_id, [JobStatus.queued], JobStatus.failed, error=error, completed_at=utcnow()
-                )
+            await self.store.end_queued_jobs(batch.id, JobStatus.failed, error)
             # Closed without a webhook: the caller was answered 503, not given this batch.
             await self.store.set_batch_status(
                 batch.id, [BatchStatus.in_progress], BatchStatus.completed, completed_at=utcnow()
@@ -134,8 +132,14 @@ class BatchService:
         await self.store.set_batch_status(
             batch_id, [BatchStatus.in_progress], BatchStatus.cancelling
         )
-        await self.store.cancel_queued_jobs(batch_id)
+        await self.store.end_queued_jobs(batch_id, JobStatus.cancelled)
         return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
+
+    async def close_finished(self) -> int:
+        """Close batches whose completion check was missed (a crash between a job's last write
+        and the check); returns how many were closed."""
+        closed = [await self.check_completed(b) for b in await self.store.closable_batch_ids()]
+        return len([c for c in closed if c is not None])
 
     async def check_completed(self, batch_id: str) -> Batch | None:
         """Close the batch once every job is terminal (a compare-and-set: it closes only once)."""
@@ -161,13 +165,12 @@ class BatchService:
         async for job in self._jobs(tenant, batch_id):
             yield result_line(job)
 
-    async def _jobs(
-        self, tenant: str, batch_id: str, status: JobStatus | None = None
-    ) -> AsyncIterator[Job]:
+    async def _jobs(self, tenant: str, batch_id: str) -> AsyncIterator[Job]:
+        """The batch's jobs in submission order, a page at a time."""
         cursor: str | None = None
         while True:
             page, cursor = await self.store.list_jobs(
-                tenant, batch_id=batch_id, status=status, limit=PAGE, cursor=cursor
+                tenant, batch_id=batch_id, limit=PAGE, cursor=cursor, oldest_first=True
             )
             for job in page:
                 yield job

@@ -75,6 +75,8 @@ class JobExecutor:
         Running under a lease: come back just after the lease ends, in case its holder has died
         (acknowledging would leave the job running forever)."""
         job = await self.store.get_job(job_id)
+        if job is not None and job.status.is_terminal and job.batch_id:
+            await self.on_finished(job)  # repeat the batch check a crash may have skipped
         if job is None or job.status is not JobStatus.running or job.lease_until is None:
             return None
         return max((job.lease_until - utcnow()).total_seconds(), 0.0) + 1.0

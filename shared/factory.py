@@ -14,7 +14,7 @@ from pathlib import Path
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor
-from shared.models import Job, JobStatus
+from shared.models import Job
 from shared.ports import JobQueue, JobStore, LLMProvider, ResultCache
 from shared.service import ChatService
 from shared.webhook_hooks import WebhookHooks
@@ -22,6 +22,8 @@ from shared.webhooks import WebhookDispatcher, WebhookSender, check_url, tenant_
 from shared.webhooks.secrets import load_or_create_master
 
 log = logging.getLogger(__name__)
+
+SWEEP_GRACE_S = 5.0
 
 
 @dataclass
@@ -94,18 +96,22 @@ class Services:
     async def recover_unfinished(self) -> None:
         """Embedded mode after a restart: this process is the only worker, so jobs left running
         died with the previous process: put them back to queued and enqueue all unfinished."""
+        await self.store.requeue_running()
+        await self.batches.close_finished()
         job_ids = await self.store.unfinished_job_ids(limit=10_000_000)
-        for job_id in job_ids:
-            await self.store.transition(
-                job_id, [JobStatus.running], JobStatus.queued, lease_until=None
-            )
         if job_ids:
             log.info("re-enqueueing %d unfinished jobs", len(job_ids))
             await self.queue.enqueue_many(job_ids)
 
     async def close(self) -> None:
         self._stop.set()
-        await asyncio.gather(*self._background, return_exceptions=True)
+        # A sweep in flight gets a moment to record its attempts; deliveries it leaves are still
+        # pending in the store and are retried once their lease ends.
+        if self._background:
+            _, unfinished = await asyncio.wait(self._background, timeout=SWEEP_GRACE_S)
+            for task in unfinished:
+                task.cancel()
+            await asyncio.gather(*self._background, return_exceptions=True)
         await self.queue.close()
         await self._sender.close()
         if self.cache is not None:
@@ -132,10 +138,10 @@ class ServiceFactory:
         `deliver_webhooks` (default: same as `consume`) runs the webhook sweeper here."""
         services = Services(
             settings=self.settings,
-            store=self._store or self.build_store(),
+            store=self._store if self._store is not None else self.build_store(),
             cache=self._cache if self._cache is not None else self.build_cache(),
-            queue=self._queue or self.build_queue(),
-            llm=self._llm or self.build_llm(),
+            queue=self._queue if self._queue is not None else self.build_queue(),
+            llm=self._llm if self._llm is not None else self.build_llm(),
             webhook_master=self.webhook_master(),
         )
         await services.store.start()

@@ -103,6 +103,7 @@ class BatchItem(ChatRequest):
     """One request of a batch: a job body plus the caller's unique `custom_id`."""
 
     custom_id: Annotated[str, Field(min_length=1, max_length=MAX_CUSTOM_ID_CHARS)]
+    webhook_url: Annotated[str | None, Field(max_length=2048)] = None
     metadata: Metadata = Field(default_factory=dict)
     cache: bool = True
 

@@ -11,6 +11,7 @@ from shared.models import (
     ChatRequest,
     Completion,
     Job,
+    JobError,
     JobStatus,
     WebhookDelivery,
 )
@@ -45,8 +46,10 @@ class JobStore(Protocol):
         batch_id: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[Job], str | None]:
-        """Jobs newest first (oldest first when `batch_id` is given), with an opaque next cursor."""
+        """Jobs newest first (or oldest first: a batch's submission order), with an opaque cursor
+        for the next page; ValueError for a cursor this store did not make."""
 
     async def transition(
         self,
@@ -80,8 +83,17 @@ class JobStore(Protocol):
     ) -> Batch | None:
         """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
 
-    async def cancel_queued_jobs(self, batch_id: str) -> int:
-        """queued → cancelled for every job of the batch, in one write; returns how many."""
+    async def end_queued_jobs(
+        self, batch_id: str, to_status: JobStatus, error: JobError | None = None
+    ) -> int:
+        """queued → `to_status` (cancelled or failed) for every job of the batch, in one write;
+        returns how many jobs moved."""
+
+    async def requeue_running(self) -> int:
+        """running → queued for every job (embedded start-up: the previous process is gone)."""
+
+    async def closable_batch_ids(self) -> list[str]:
+        """Batches still open although every job has ended (a completion check was missed)."""
 
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         """Record webhook delivery state on a job or batch (by its id)."""

@@ -112,6 +112,7 @@ class ChatService:
                 JobStatus.failed,
                 error=JobError(code="queue_unavailable", message="the queue refused the job"),
                 completed_at=utcnow(),
+                idempotency_key=None,  # a 503 must stay retryable with the same key
             )
             raise
 
@@ -152,6 +153,7 @@ class ChatService:
             [JobStatus.queued],
             JobStatus.cancelled,
             completed_at=now,
+            error=None,  # a queued job may carry the last attempt's "retrying" note
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
         if cancelled is None:

@@ -15,6 +15,7 @@ from shared.models import (
     ChatRequest,
     Completion,
     Job,
+    JobError,
     JobStatus,
     Usage,
     WebhookDelivery,
@@ -73,6 +74,7 @@ class FakeJobStore:
         batch_id: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[Job], str | None]:
         rows = [
             j
@@ -83,7 +85,6 @@ class FakeJobStore:
         ]
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        oldest_first = batch_id is not None
         rows.sort(key=lambda j: (j.created_at, j.id), reverse=not oldest_first)
         if cursor is not None:  # keyset: resume after the last row seen, whatever changed since
             after = self._decode_cursor(cursor)
@@ -179,7 +180,9 @@ class FakeJobStore:
             self.batches[batch_id] = updated
             return updated
 
-    async def cancel_queued_jobs(self, batch_id: str) -> int:
+    async def end_queued_jobs(
+        self, batch_id: str, to_status: JobStatus, error: JobError | None = None
+    ) -> int:
         async with self._lock:
             queued = [
                 j
@@ -187,8 +190,23 @@ class FakeJobStore:
                 if j.batch_id == batch_id and j.status == JobStatus.queued
             ]
             for job in queued:
-                self._apply(job, JobStatus.cancelled, {"completed_at": utcnow()})
+                self._apply(job, to_status, {"completed_at": utcnow(), "error": error})
             return len(queued)
+
+    async def requeue_running(self) -> int:
+        async with self._lock:
+            running = [j for j in self.jobs.values() if j.status == JobStatus.running]
+            for job in running:
+                self._apply(job, JobStatus.queued, {"lease_until": None})
+            return len(running)
+
+    async def closable_batch_ids(self) -> list[str]:
+        open_statuses = (BatchStatus.in_progress, BatchStatus.cancelling)
+        return [
+            b.id
+            for b in self.batches.values()
+            if b.status in open_statuses and b.counts.done >= b.counts.total
+        ]
 
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         if subject_id in self.jobs:

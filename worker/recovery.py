@@ -1,4 +1,5 @@
-"""Re-enqueue jobs the queue has lost (e.g. Redis restarted without persistence).
+"""Re-enqueue jobs the queue has lost (e.g. Redis restarted without persistence), and close
+batches whose completion check was missed.
 
 The store is the source of truth: a job still queued or running long after its last change, and
 unknown to arq (no `arq:job:<id>` key), is enqueued again. One worker sweeps at a time (a Redis
@@ -32,6 +33,7 @@ async def reenqueue_lost_jobs(services: Services, redis: ArqRedis) -> int:
     stale = await services.store.unfinished_job_ids(
         limit=50_000, updated_before=utcnow() - timedelta(seconds=age)
     )
+    await services.batches.close_finished()
     lost = await _unknown_to_arq(redis, stale)
     for job_id in lost:
         await services.queue.enqueue(job_id)

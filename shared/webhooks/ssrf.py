@@ -34,6 +34,8 @@ _FLAGS = (
     ("is_private", "private"),
 )
 
+RESOLVE_TIMEOUT_S = 5.0
+
 
 def validate_url_syntax(url: str) -> httpx.URL:
     """Parse `url` and refuse anything but http(s)://host[:port]/… without credentials."""
@@ -114,8 +116,11 @@ async def _addresses(host: str, port: int, resolve: Resolver) -> list[IPAddress]
     if literal is not None:
         return [literal]
     try:
-        answers = await resolve(host, port)
-    except OSError as exc:
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            answers = await resolve(host, port)
+    except TimeoutError:
+        raise InvalidWebhookUrl(f"webhook_url host {host!r} did not resolve in time") from None
+    except (OSError, UnicodeError) as exc:  # UnicodeError: an empty or over-long DNS label
         raise InvalidWebhookUrl(f"webhook_url host {host!r} does not resolve: {exc}") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(a.split("%")[0]) for a in answers))
     if not addresses:

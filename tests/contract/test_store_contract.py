@@ -157,14 +157,15 @@ class JobStoreContract:
         done = await store.create_job(make_job(status=JobStatus.succeeded))
         await store.create_job(make_job("t2"))
         assert ids(await all_pages(store, status=JobStatus.succeeded)) == [done.id]
-        assert ids(await all_pages(store, batch_id=batch.id)) == ids(batch_jobs)
+        assert ids(await all_pages(store, batch_id=batch.id)) == ids(batch_jobs[::-1])
         assert ids(await all_pages(store, "t2", batch_id=batch.id)) == []
         assert len(await all_pages(store)) == 3
 
-    async def test_batch_listing_is_oldest_first_across_pages(self, store: JobStore) -> None:
+    async def test_oldest_first_listing_across_pages(self, store: JobStore) -> None:
         batch, jobs = make_batch(7)
         await store.create_batch(batch, jobs)
-        assert ids(await all_pages(store, batch_id=batch.id, limit=2)) == ids(jobs)
+        pages = await all_pages(store, batch_id=batch.id, limit=2, oldest_first=True)
+        assert ids(pages) == ids(jobs)
 
     async def test_cursor_does_not_repeat_rows_after_newer_inserts(self, store: JobStore) -> None:
         jobs = [
@@ -184,7 +185,12 @@ class JobStoreContract:
         cursor: str | None = None
         while True:  # what cancelling a batch does: page through queued jobs, cancelling each
             page, cursor = await store.list_jobs(
-                "t1", batch_id=batch.id, status=JobStatus.queued, limit=2, cursor=cursor
+                "t1",
+                batch_id=batch.id,
+                status=JobStatus.queued,
+                limit=2,
+                cursor=cursor,
+                oldest_first=True,
             )
             for job in page:
                 visited.append(job.id)
@@ -295,14 +301,14 @@ class JobStoreContract:
 
     # batches
 
-    async def test_cancel_queued_jobs_of_a_batch_in_one_write(self, store: JobStore) -> None:
+    async def test_end_queued_jobs_of_a_batch_in_one_write(self, store: JobStore) -> None:
         batch, jobs = make_batch(4, cached=1)
         other_batch, other_jobs = make_batch(2)
         await store.create_batch(batch, jobs)
         await store.create_batch(other_batch, other_jobs)
         await store.claim(jobs[1].id, utcnow() + timedelta(minutes=1), utcnow())
 
-        assert await store.cancel_queued_jobs(batch.id) == 2
+        assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 2
         stored = await store.get_batch(batch.id)
         assert stored is not None
         assert (stored.counts.queued, stored.counts.running) == (0, 1)
@@ -313,7 +319,36 @@ class JobStoreContract:
             assert cancelled.completed_at is not None
         untouched = await store.get_batch(other_batch.id)
         assert untouched is not None and untouched.counts.queued == 2
-        assert await store.cancel_queued_jobs(batch.id) == 0
+        assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
+
+    async def test_end_queued_jobs_can_fail_them_with_an_error(self, store: JobStore) -> None:
+        batch, jobs = make_batch(2)
+        await store.create_batch(batch, jobs)
+        error = JobError(code="queue_unavailable", message="refused")
+        assert await store.end_queued_jobs(batch.id, JobStatus.failed, error) == 2
+        failed = await store.get_job(jobs[0].id)
+        assert failed is not None and failed.status is JobStatus.failed and failed.error == error
+        stored = await store.get_batch(batch.id)
+        assert stored is not None and stored.counts.failed == 2
+
+    async def test_requeue_running(self, store: JobStore) -> None:
+        batch, jobs = make_batch(2)
+        await store.create_batch(batch, jobs)
+        await store.claim(jobs[0].id, utcnow() + timedelta(minutes=1), utcnow())
+        assert await store.requeue_running() == 1
+        job = await store.get_job(jobs[0].id)
+        assert job is not None and job.status is JobStatus.queued and job.lease_until is None
+        stored = await store.get_batch(batch.id)
+        assert stored is not None and (stored.counts.queued, stored.counts.running) == (2, 0)
+
+    async def test_closable_batch_ids(self, store: JobStore) -> None:
+        done, done_jobs = make_batch(2, cached=2)
+        busy, busy_jobs = make_batch(2, cached=1)
+        closed, closed_jobs = make_batch(1, cached=1)
+        for batch, jobs in ((done, done_jobs), (busy, busy_jobs), (closed, closed_jobs)):
+            await store.create_batch(batch, jobs)
+        await store.set_batch_status(closed.id, ["in_progress"], "completed")
+        assert await store.closable_batch_ids() == [done.id]
 
     async def test_create_batch_stores_batch_and_jobs(self, store: JobStore) -> None:
         batch, jobs = make_batch(3, cached=1)
@@ -347,7 +382,8 @@ class JobStoreContract:
         stored = await store.get_batch(batch.id)
         assert stored is not None
         assert stored.counts == BatchCounts(total=2_000, queued=1_490, succeeded=500, cancelled=10)
-        assert ids(await all_pages(store, batch_id=batch.id, limit=300)) == ids(jobs)
+        in_order = await all_pages(store, batch_id=batch.id, limit=300, oldest_first=True)
+        assert ids(in_order) == ids(jobs)
         newest_first = await all_pages(store, status=JobStatus.queued, limit=500)
         assert ids(newest_first) == ids(jobs[510:][::-1])
 

@@ -171,7 +171,7 @@ async def test_more_than_batch_max_requests_is_422() -> None:
     [
         {"requests": []},
         {"requests": [item("a")], "unknown": 1},
-        {"requests": [{**item("a"), "webhook_url": HOOK}]},  # webhooks are per batch
+        {"requests": [{**item("a"), "webhook_url": 7}]},
         {"requests": [item("a", metadata={"k": "v" * 513})]},
         {"requests": [item("x" * 65)]},
         {"requests": [item("")]},
@@ -448,6 +448,8 @@ async def test_refused_webhook_urls_are_422_for_jobs_and_batches(
     body = {"requests": [item("a")], "webhook_url": url}
     assert_refused_naming_webhook_url(await post_json(api, body))
     assert_refused_naming_webhook_url(await post_ndjson(api, ndjson(item("a")), webhook_url=url))
+    per_request = {"requests": [item("a"), {**item("b"), "webhook_url": url}]}
+    assert_refused_naming_webhook_url(await post_json(api, per_request))
     assert_nothing_stored(api)
 
 
@@ -523,3 +525,13 @@ async def test_batch_metadata_is_bounded_like_a_jobs(api: Api, where: str) -> No
         body = {"requests": [item("a")], "metadata": many}
     response = await post_json(api, body)
     assert response.status_code == 422, response.text
+
+
+async def test_a_batch_request_may_carry_its_own_webhook(api: Api) -> None:
+    body = {"requests": [{**item("a"), "webhook_url": HOOK}, item("b")]}
+    assert (await post_json(api, body)).status_code == 202
+    await api.queue.drain()
+    jobs = {j.custom_id: j for j in api.store.jobs.values()}
+    assert jobs["a"].webhook_url == HOOK and jobs["a"].webhook is not None
+    assert jobs["a"].webhook.state == "pending"
+    assert jobs["b"].webhook is None

@@ -8,7 +8,6 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.errors import InvalidWebhookUrl
 from tests.unit.conftest import T1, Api, chat, running_api
 
 JSON = {"Content-Type": "application/json", **T1}
@@ -187,6 +186,12 @@ ODD_BODIES: list[bytes | Any] = [
     chat(metadata={"a": {"b": {"c": []}}}),
     chat(metadata={"k" * 10_000: "v"}),
     chat(webhook_url=123),
+    chat(webhook_url="http://a..b/"),
+    chat(webhook_url="http://" + "a" * 300 + ".example/"),
+    chat(webhook_url="http://[::1"),
+    chat(webhook_url="http://:80/"),
+    chat(webhook_url="javascript:alert(1)"),
+    chat(webhook_url="http://user:pw@127.0.0.1/"),
     chat("\u0000\u202e\ufeff💥" * 100),
     chat(model=None, temperature=None, max_tokens=None, webhook_url=None),
     b'{"messages": [{"role": "user", "content": "\\ud800"}]}',
@@ -214,14 +219,13 @@ async def test_odd_bodies_never_cause_a_server_error(api: Api, body: Any) -> Non
         assert set(response.json()["error"]) >= {"code", "message"}
 
 
-async def test_refused_webhook_url_is_422_naming_it(
-    api: Api, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    async def refuse(*args: Any, **kwargs: Any) -> None:
-        raise InvalidWebhookUrl("webhook_url host '10.0.0.1' is a private address")
-
-    monkeypatch.setattr(api.app.state.services.chat, "submit", refuse)
-    response = await api.submit(chat(webhook_url="http://10.0.0.1/hook"))
-    assert response.status_code == 422
-    [field] = response.json()["error"]["fields"]
-    assert field["field"] == "webhook_url" and "private" in field["message"]
+@pytest.mark.parametrize(
+    "url", ["http://10.0.0.1/hook", "http://127.0.0.1/", "http://[::1]/", "http://169.254.169.254/"]
+)
+async def test_refused_webhook_url_is_422_naming_it(url: str) -> None:
+    async with running_api(webhook_allow_private=False) as api:
+        response = await api.submit(chat(webhook_url=url))
+        assert response.status_code == 422
+        [field] = response.json()["error"]["fields"]
+        assert field["field"] == "webhook_url" and "address" in field["message"]
+        assert api.store.jobs == {}

@@ -6,7 +6,7 @@ import pytest
 
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.execution import JobExecutor
-from shared.models import JobCreate, JobStatus
+from shared.models import Job, JobCreate, JobStatus
 from shared.service import ChatService
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
 
@@ -113,3 +113,27 @@ async def test_a_job_held_by_a_live_worker_is_left_alone_but_a_dead_ones_runs_ag
     assert await h.executor.run(job_id) is None  # the worker died: its lease ran out
     job = h.store.jobs[job_id]
     assert job.status is JobStatus.succeeded and job.attempts == 2
+
+
+async def test_a_redelivered_batch_job_closes_a_batch_whose_check_was_missed() -> None:
+    from shared.batches import BatchService
+    from shared.models import BatchItem, BatchStatus, Message
+
+    h = Harness()
+    batches = BatchService(h.store, h.cache, h.queue)
+    batch = await batches.create(
+        "t1", [BatchItem(custom_id="a", messages=[Message(role="user", content="x")])]
+    )
+    (job_id,) = h.queue.pending
+    await h.executor.run(job_id)  # finishes, but nothing checks the batch (the crash)
+    assert (await batches.get("t1", batch.id)).status is BatchStatus.in_progress
+
+    async def check_batch(job: Job) -> None:
+        assert job.batch_id is not None
+        await batches.check_completed(job.batch_id)
+
+    h.executor.on_finished = check_batch
+    assert await h.executor.run(job_id) is None  # the queue delivers it again
+    closed = await batches.get("t1", batch.id)
+    assert closed.status is BatchStatus.completed and closed.counts.succeeded == 1
+    assert len(h.llm.requests) == 1

@@ -64,7 +64,7 @@ class GeminiProvider:
     def _sdk(self) -> genai.Client:
         loop = asyncio.get_running_loop()
         if self._client is None or self._loop is not loop:  # pooled connections belong to a loop
-            # Our own httpx client keeps the SDK off aiohttp (installed for aioboto3), so failures
+            # Our own httpx client keeps the SDK off aiohttp (if installed), so failures
             # arrive as httpx errors; one attempt, because FallbackLLM and the job retries decide.
             self._loop, self._http = loop, httpx.AsyncClient(follow_redirects=False)
             options = types.HttpOptions(

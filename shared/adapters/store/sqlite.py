@@ -21,6 +21,7 @@ from shared.adapters.store.sqlite_queries import (
     ATTEMPTS_PLUS_ONE,
     BATCH_SELECT,
     CLAIMABLE,
+    CLOSABLE_BATCHES,
     DUE_WEBHOOKS,
     LEASE_WEBHOOK,
     RETURNING_BATCH,
@@ -43,7 +44,7 @@ from shared.adapters.store.sqlite_schema import (
     job_row,
     ts,
 )
-from shared.models import Batch, Job, JobStatus, WebhookDelivery, utcnow
+from shared.models import Batch, Job, JobError, JobStatus, WebhookDelivery, utcnow
 
 if TYPE_CHECKING:
     from shared.ports import JobStore
@@ -132,10 +133,11 @@ class SqliteJobStore:
         batch_id: str | None = None,
         limit: int = 20,
         cursor: str | None = None,
+        oldest_first: bool = False,
     ) -> tuple[list[Job], str | None]:
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        sql, params = list_query(tenant, status, batch_id, cursor)
+        sql, params = list_query(tenant, status, batch_id, cursor, oldest_first)
         rows = list(await self._read.execute_fetchall(sql, [*params, limit + 1]))
         jobs = [Job.model_validate_json(row[0]) for row in rows[:limit]]
         more = len(rows) > limit
@@ -174,7 +176,8 @@ class SqliteJobStore:
         return [row[0] for row in rows][: max(limit, 0)]
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
-        rows = [job_row(job) for job in jobs]
+        # serialising tens of thousands of jobs would hold the event loop: do it in a thread
+        rows = await asyncio.to_thread(lambda: [job_row(job) for job in jobs])
         async with self._transaction() as db:
             await db.execute(insert_sql("batches", BATCH_COLUMNS), batch_row(batch))
             await db.executemany(insert_sql("jobs", JOB_COLUMNS), rows)
@@ -196,13 +199,25 @@ class SqliteJobStore:
         rows = await self._write_returning(sql + RETURNING_BATCH, [*params, batch_id, *statuses])
         return batch_from_row(rows[0]) if rows else None
 
-    async def cancel_queued_jobs(self, batch_id: str) -> int:
+    async def end_queued_jobs(
+        self, batch_id: str, to_status: JobStatus, error: JobError | None = None
+    ) -> int:
         now = utcnow()
-        values = {"status": JobStatus.cancelled, "updated_at": now, "completed_at": now}
+        values = {"status": to_status, "updated_at": now, "completed_at": now, "error": error}
+        return await self._update_all(values, "batch_id = ? AND status = 'queued'", [batch_id])
+
+    async def requeue_running(self) -> int:
+        values = {"status": JobStatus.queued, "updated_at": utcnow(), "lease_until": None}
+        return await self._update_all(values, "status = 'running'", [])
+
+    async def _update_all(self, values: dict[str, Any], where: str, args: list[Any]) -> int:
         assignments, params = update_sql(Job, values, job_columns)
-        sql = f"UPDATE jobs SET {assignments} WHERE batch_id = ? AND status = 'queued'"
         async with self._transaction() as db:
-            return (await db.execute(sql, [*params, batch_id])).rowcount
+            cursor = await db.execute(f"UPDATE jobs SET {assignments} WHERE {where}", params + args)
+            return cursor.rowcount
+
+    async def closable_batch_ids(self) -> list[str]:
+        return [row[0] for row in await self._read.execute_fetchall(CLOSABLE_BATCHES)]
 
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         # jobs and batches store `webhook` alike: the same assignments fit either table

@@ -26,6 +26,10 @@ UNFINISHED = (
     "SELECT id, json_extract(data, '$.updated_at') FROM jobs"
     " WHERE status IN ('queued', 'running') ORDER BY created_at"
 )
+CLOSABLE_BATCHES = (
+    "SELECT id FROM batches WHERE status IN ('in_progress', 'cancelling')"
+    " AND succeeded + failed + cancelled >= total"
+)
 DUE_WEBHOOKS = """
     SELECT 'jobs', id, webhook_next_at FROM jobs
         WHERE webhook_state = 'pending' AND webhook_next_at <= ?
@@ -86,10 +90,13 @@ def scoped(select: str, subject_id: str, tenant: str | None) -> tuple[str, list[
 
 
 def list_query(
-    tenant: str, status: JobStatus | None, batch_id: str | None, cursor: str | None
+    tenant: str,
+    status: JobStatus | None,
+    batch_id: str | None,
+    cursor: str | None,
+    oldest_first: bool,
 ) -> tuple[str, list[Any]]:
-    """Keyset pagination on (created_at, id): newest first, or oldest first within a batch."""
-    oldest_first = batch_id is not None
+    """Keyset pagination on (created_at, id), newest or oldest first."""
     where, params = ["tenant = ?"], [tenant]
     if status is not None:
         where.append("status = ?")
