@@ -91,7 +91,12 @@ class JobExecutor:
             return None
         error = JobError(code="retrying", message=reason)
         requeued = await self.store.transition(
-            job.id, [JobStatus.running], JobStatus.queued, error=error, lease_until=None
+            job.id,
+            [JobStatus.running],
+            JobStatus.queued,
+            if_attempts=job.attempts,
+            error=error,
+            lease_until=None,
         )
         return self.backoff_s(job.attempts) if requeued else None
 
@@ -101,6 +106,7 @@ class JobExecutor:
             job.id,
             [JobStatus.running],
             JobStatus.succeeded,
+            if_attempts=job.attempts,
             result=completion,
             error=None,
             completed_at=now,
@@ -121,6 +127,7 @@ class JobExecutor:
             job.id,
             [JobStatus.running],
             JobStatus.failed,
+            if_attempts=job.attempts,
             error=JobError(code=code, message=message),
             completed_at=utcnow(),
             lease_until=None,

@@ -56,9 +56,12 @@ class JobStore(Protocol):
         job_id: str,
         from_statuses: Sequence[JobStatus],
         to_status: JobStatus,
+        *,
+        if_attempts: int | None = None,
         **changes: Any,
     ) -> Job | None:
-        """Move a job to `to_status` only if its status is one of `from_statuses`.
+        """Move a job to `to_status` only if its status is one of `from_statuses` (and, with
+        `if_attempts`, only if no later claim happened: it fences off a worker whose lease ran out).
 
         `changes` sets other Job fields in the same write. Keeps the job's batch counters in step.
         Returns the updated job, or None when the condition did not hold.

@@ -114,11 +114,15 @@ class FakeJobStore:
         job_id: str,
         from_statuses: Sequence[JobStatus],
         to_status: JobStatus,
+        *,
+        if_attempts: int | None = None,
         **changes: Any,
     ) -> Job | None:
         async with self._lock:
             job = self.jobs.get(job_id)
             if job is None or job.status not in from_statuses:
+                return None
+            if if_attempts is not None and job.attempts != if_attempts:
                 return None
             return self._apply(job, to_status, changes)
 

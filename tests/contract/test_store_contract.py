@@ -243,6 +243,21 @@ class JobStoreContract:
         assert (queued.lease_until, queued.error) == (None, None)
         assert await store.get_job(job.id) == queued
 
+    async def test_transition_fenced_by_attempts(self, store: JobStore) -> None:
+        job = await store.create_job(make_job())
+        now = utcnow()
+        first = await store.claim(job.id, now - timedelta(seconds=1), now)  # lease already over
+        second = await store.claim(job.id, now + timedelta(minutes=1), now)  # another worker
+        assert first is not None and second is not None and second.attempts == 2
+        stale = await store.transition(
+            job.id, [JobStatus.running], JobStatus.succeeded, if_attempts=first.attempts
+        )
+        assert stale is None
+        current = await store.transition(
+            job.id, [JobStatus.running], JobStatus.succeeded, if_attempts=second.attempts
+        )
+        assert current is not None and current.status is JobStatus.succeeded
+
     async def test_concurrent_transitions_have_one_winner(self, store: JobStore) -> None:
         job = await store.create_job(make_job())
         targets = [JobStatus.running, JobStatus.cancelled] * 5

@@ -148,6 +148,8 @@ class SqliteJobStore:
         job_id: str,
         from_statuses: Sequence[JobStatus],
         to_status: JobStatus,
+        *,
+        if_attempts: int | None = None,
         **changes: Any,
     ) -> Job | None:
         if not from_statuses:
@@ -155,9 +157,12 @@ class SqliteJobStore:
         values = {**changes, "status": to_status, "updated_at": utcnow()}
         assignments, params = update_sql(Job, values, job_columns)
         marks = ", ".join("?" for _ in from_statuses)
-        sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND status IN ({marks}) RETURNING data"
-        statuses = [JobStatus(s).value for s in from_statuses]
-        rows = await self._write_returning(sql, [*params, job_id, *statuses])
+        where: list[Any] = [job_id, *(JobStatus(s).value for s in from_statuses)]
+        sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND status IN ({marks})"
+        if if_attempts is not None:
+            sql += " AND json_extract(data, '$.attempts') = ?"
+            where.append(if_attempts)
+        rows = await self._write_returning(sql + " RETURNING data", [*params, *where])
         return Job.model_validate_json(rows[0][0]) if rows else None
 
     async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
