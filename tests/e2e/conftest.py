@@ -2,7 +2,8 @@
 
 - `launcher`: starts API and worker processes for one test (`launcher.api(...)`,
   `launcher.worker(...)`) and always stops them afterwards, failed test or not. On a failure the
-  tail of every process's log is printed with the test's report.
+  tail of every process's log is printed with the test's report. `module_launcher` is the same
+  for processes shared by a module's tests. It is the only way the e2e tests start processes.
 - `llm_stub` (tests/stubs/fixtures.py): the stub Gemini/OpenRouter server, in a thread of the test
   process, reset before and after each test; the processes reach it over loopback.
 
@@ -62,12 +63,12 @@ class Api:
     http: httpx.Client = field(init=False)
 
     def __post_init__(self) -> None:
-        self.http = httpx.Client(base_url=self.url, timeout=40)
+        self.http = self.client()
 
     def client(self, key: str | None = None) -> httpx.Client:
         """A new client (closed by the caller), authenticated with `key` if given."""
         headers = {"Authorization": f"Bearer {key}"} if key else {}
-        return httpx.Client(base_url=self.url, headers=headers, timeout=40)
+        return httpx.Client(base_url=self.url, headers=headers, timeout=40, trust_env=False)
 
     def submit(self, prompt: str, **fields: Any) -> dict[str, Any]:
         response = self.http.post("/v1/jobs", json=chat(prompt, **fields))

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
@@ -57,8 +57,6 @@ class Proc:
     name: str
     popen: subprocess.Popen[bytes]
     log_path: Path
-    url: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -83,11 +81,11 @@ def start(
     args: list[str],
     env: Mapping[str, str],
     log_dir: Path,
-    ready_url: str | None = None,
     cwd: Path | None = None,
 ) -> Proc:
-    """Start `python <args>`, output to `log_dir/<name>.log`. `cwd` defaults to the repository;
-    pass a scratch directory to keep the processes away from a developer's `.env` there."""
+    """Start `python <args>`, output to `log_dir/<name>.log`; `Launcher` (conftest.py) waits for
+    readiness. `cwd` defaults to the repository; pass a scratch directory to keep the processes
+    away from a developer's `.env` there."""
     log_path = log_dir / f"{name}.log"
     with log_path.open("ab") as out:  # the child keeps its own copy of the descriptor
         popen = subprocess.Popen(
@@ -97,10 +95,7 @@ def start(
             stdout=out,
             stderr=subprocess.STDOUT,
         )
-    proc = Proc(name, popen, log_path, url=ready_url)
-    if ready_url:
-        wait_ready(proc, ready_url)
-    return proc
+    return Proc(name, popen, log_path)
 
 
 def wait_ready(proc: Proc, url: str, timeout: float = 30) -> None:

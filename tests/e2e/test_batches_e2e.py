@@ -7,13 +7,13 @@ import json
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 
-from tests.e2e.services import Stack, WebhookReceiver, flush_redis, wait_until
+from tests.e2e.conftest import Launcher
+from tests.e2e.services import KEYS, WebhookReceiver, flush_redis, service_env, wait_until
 from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.e2e
@@ -28,23 +28,6 @@ def receiver() -> Iterator[WebhookReceiver]:
         yield started
     finally:
         started.stop()
-
-
-@pytest.fixture
-def redis_stack(tmp_path: Path, llm_stub: LLMStub, redis_url: str) -> Iterator[Stack]:
-    flush_redis(redis_url)
-    stack = Stack(
-        tmp_path,
-        llm_stub,
-        redis_url,
-        WORKER_CONCURRENCY="32",
-        WEBHOOK_RETRY_SCHEDULE="0,2,2,2",
-    )
-    try:
-        yield stack
-    finally:
-        stack.close()
-        print(stack.log_tails())  # shown only when the test failed
 
 
 def sample_counts(http: httpx.Client, batch_id: str, timeout: float) -> list[dict[str, Any]]:
@@ -69,11 +52,15 @@ def batch_webhooks(receiver: WebhookReceiver) -> list[Any]:
 
 
 def test_a_1000_prompt_batch_completes_exactly_with_one_webhook(
-    redis_stack: Stack, receiver: WebhookReceiver, llm_stub: LLMStub
+    llm_stub: LLMStub, launcher: Launcher, receiver: WebhookReceiver, redis_url: str
 ) -> None:
-    redis_stack.start_api()
-    redis_stack.start_worker()
-    redis_stack.start_worker()
+    flush_redis(redis_url)
+    env = service_env(
+        llm_stub, redis_url, WORKER_CONCURRENCY="32", WEBHOOK_RETRY_SCHEDULE="0,2,2,2"
+    )
+    api = launcher.api(**env)
+    launcher.worker("worker-1", **env)
+    launcher.worker("worker-2", **env)
     run = uuid.uuid4().hex[:8]  # fresh prompts: nothing is answered from the cache
     custom_ids = [f"req-{(n * 7919) % PROMPTS:04d}" for n in range(PROMPTS)]  # not sorted
     prompts = [f"{run} prompt {n}" for n in range(PROMPTS)]
@@ -82,7 +69,7 @@ def test_a_1000_prompt_batch_completes_exactly_with_one_webhook(
         for c, p in zip(custom_ids, prompts, strict=True)
     ]
 
-    with redis_stack.client() as http:
+    with api.client(KEYS["t1"]) as http:
         receiver.secret = http.get("/v1/webhook-secret").json()["secret"]
         response = http.post(
             "/v1/batches",

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from tests.e2e import procs
-from tests.e2e.services import KEYS, Stack, WebhookReceiver, wait_until
+from tests.e2e.conftest import Api, Launcher
+from tests.e2e.services import KEYS, WebhookReceiver, service_env, wait_until
 from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.e2e
@@ -30,57 +31,52 @@ def stub() -> Iterator[LLMStub]:
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory: pytest.TempPathFactory, stub: LLMStub) -> Iterator[Stack]:
-    started = Stack(
-        tmp_path_factory.mktemp("cli"), stub, WORKER_CONCURRENCY="8", WEBHOOK_RETRY_SCHEDULE="0,1"
+def api(stub: LLMStub, module_launcher: Launcher) -> Api:  # stopped before the stub
+    return module_launcher.api(
+        **service_env(stub, WORKER_CONCURRENCY="8", WEBHOOK_RETRY_SCHEDULE="0,1")
     )
-    try:
-        started.start_api()
-        yield started
-    finally:
-        started.close()
 
 
 def chatjobs(
-    stack: Stack, *args: str, key: str = KEYS["t1"], cwd: Path | None = None
+    api: Api, *args: str, key: str = KEYS["t1"], cwd: Path | None = None
 ) -> subprocess.CompletedProcess[str]:
-    env = procs.child_env(CHATJOBS_URL=stack.url, CHATJOBS_API_KEY=key, COLUMNS="120")
+    env = procs.child_env(CHATJOBS_URL=api.url, CHATJOBS_API_KEY=key, COLUMNS="120")
     return subprocess.run(
         [*COMMAND, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
     )
 
 
-def test_submit_wait_prints_the_answer_and_get_shows_the_job(stack: Stack) -> None:
-    done = chatjobs(stack, "submit", "hi", "--wait")
+def test_submit_wait_prints_the_answer_and_get_shows_the_job(api: Api) -> None:
+    done = chatjobs(api, "submit", "hi", "--wait")
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "gemini says: hi"
 
-    queued = chatjobs(stack, "submit", "hello there", "--json")
+    queued = chatjobs(api, "submit", "hello there", "--json")
     assert queued.returncode == 0, queued.stderr
     job_id = json.loads(queued.stdout)["id"]
-    shown = chatjobs(stack, "get", job_id, "--wait", "10")
+    shown = chatjobs(api, "get", job_id, "--wait", "10")
     assert shown.returncode == 0, shown.stderr
     job = json.loads(shown.stdout)
     assert job["id"] == job_id and job["status"] == "succeeded"
     assert job["result"]["content"] == "gemini says: hello there"
 
 
-def test_webhook_secret_prints_the_tenants_secret(stack: Stack) -> None:
-    printed = chatjobs(stack, "webhook-secret")
+def test_webhook_secret_prints_the_tenants_secret(api: Api) -> None:
+    printed = chatjobs(api, "webhook-secret")
     assert printed.returncode == 0, printed.stderr
-    with stack.client("t1") as http:
+    with api.client(KEYS["t1"]) as http:
         assert printed.stdout.strip() == http.get("/v1/webhook-secret").json()["secret"]
     assert printed.stdout.startswith("whsec_")
-    other = chatjobs(stack, "webhook-secret", key=KEYS["t2"])
+    other = chatjobs(api, "webhook-secret", key=KEYS["t2"])
     assert other.stdout.startswith("whsec_") and other.stdout != printed.stdout
 
 
 def test_batch_wait_shows_progress_and_writes_one_result_per_prompt(
-    stack: Stack, tmp_path: Path
+    api: Api, tmp_path: Path
 ) -> None:
     receiver = WebhookReceiver().start()
     try:
-        with stack.client() as http:
+        with api.client(KEYS["t1"]) as http:
             receiver.secret = http.get("/v1/webhook-secret").json()["secret"]
         lines = [json.dumps({"prompt": f"cli prompt {n}"}) for n in range(60)]
         lines[10] = json.dumps(
@@ -89,7 +85,7 @@ def test_batch_wait_shows_progress_and_writes_one_result_per_prompt(
         (tmp_path / "prompts.jsonl").write_text("\n".join(lines) + "\n")
 
         ran = chatjobs(
-            stack,
+            api,
             "batch", "prompts.jsonl", "--wait", "--out", "r.jsonl", "--poll", "0.2",
             "--webhook-url", receiver.url,
             cwd=tmp_path,
@@ -114,34 +110,34 @@ def test_batch_wait_shows_progress_and_writes_one_result_per_prompt(
         receiver.stop()
 
 
-def test_batch_without_wait_prints_the_batch(stack: Stack, tmp_path: Path) -> None:
+def test_batch_without_wait_prints_the_batch(api: Api, tmp_path: Path) -> None:
     (tmp_path / "one.jsonl").write_text(json.dumps({"prompt": "just one"}) + "\n")
-    ran = chatjobs(stack, "batch", str(tmp_path / "one.jsonl"))
+    ran = chatjobs(api, "batch", str(tmp_path / "one.jsonl"))
     assert ran.returncode == 0, ran.stderr
     batch = json.loads(ran.stdout)
     assert batch["object"] == "batch" and batch["counts"]["total"] == 1
 
 
-def test_errors_exit_2_with_a_message(stack: Stack, tmp_path: Path) -> None:
+def test_errors_exit_2_with_a_message(api: Api, tmp_path: Path) -> None:
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"prompt": "fine"}\n{"custom_id": "[x]", "messages": []}\n')
-    refused = chatjobs(stack, "batch", str(bad))
+    refused = chatjobs(api, "batch", str(bad))
     assert refused.returncode == 2
     assert "HTTP 422" in refused.stderr and "line 2" in refused.stderr
     assert "[x]" in refused.stderr  # server text is printed as is, not read as markup
 
     not_json = tmp_path / "not.jsonl"
     not_json.write_text("{nope\n")
-    assert "not JSON" in chatjobs(stack, "batch", str(not_json)).stderr
+    assert "not JSON" in chatjobs(api, "batch", str(not_json)).stderr
 
-    missing = chatjobs(stack, "batch", str(tmp_path / "missing.jsonl"))
+    missing = chatjobs(api, "batch", str(tmp_path / "missing.jsonl"))
     assert missing.returncode == 2 and "missing.jsonl" in missing.stderr
     assert "Traceback" not in missing.stderr
 
-    unauthorised = chatjobs(stack, "get", "job_x", key="wrong")
+    unauthorised = chatjobs(api, "get", "job_x", key="wrong")
     assert unauthorised.returncode == 2 and "HTTP 401" in unauthorised.stderr
-    unknown = chatjobs(stack, "get", "job_x")
+    unknown = chatjobs(api, "get", "job_x")
     assert unknown.returncode == 2 and "HTTP 404" in unknown.stderr
     nobody = f"http://127.0.0.1:{procs.free_port()}"
-    unreachable = chatjobs(stack, "--base-url", nobody, "webhook-secret")
+    unreachable = chatjobs(api, "--base-url", nobody, "webhook-secret")
     assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr

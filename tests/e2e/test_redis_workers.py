@@ -16,10 +16,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime
 
 import pytest
-import redis
 
 from tests.e2e import procs
 from tests.e2e.conftest import Launcher, stub_llm_env
+from tests.e2e.services import flush_redis
 from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.e2e
@@ -40,7 +40,7 @@ def started_jobs(proc: procs.Proc) -> set[str]:
 def test_jobs_survive_a_killed_worker(
     launcher: Launcher, llm_stub: LLMStub, redis_url: str
 ) -> None:
-    redis.Redis.from_url(redis_url).flushdb()
+    flush_redis(redis_url)
     llm_stub.set("gemini", "stall", seconds=LLM_CALL_S)
     env = stub_llm_env(llm_stub) | {
         "REDIS_URL": redis_url,

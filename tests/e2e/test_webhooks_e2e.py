@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
-from tests.e2e.services import Stack, WebhookReceiver, flush_redis, wait_job, wait_until
+from tests.e2e.conftest import Launcher, chat
+from tests.e2e.services import KEYS, WebhookReceiver, flush_redis, service_env, wait_until
 from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.e2e
@@ -29,18 +29,8 @@ def receiver() -> Iterator[WebhookReceiver]:
         started.stop()
 
 
-@pytest.fixture
-def stacks() -> Iterator[list[Stack]]:
-    made: list[Stack] = []
-    yield made
-    for stack in made:
-        stack.close()
-        print(stack.log_tails())  # shown only when the test failed
-
-
 def submit_with_webhook(http: httpx.Client, prompt: str, url: str) -> dict[str, Any]:
-    body = {"messages": [{"role": "user", "content": prompt}], "webhook_url": url}
-    response = http.post("/v1/jobs", json=body)
+    response = http.post("/v1/jobs", json=chat(prompt, webhook_url=url))
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
     return job
@@ -52,17 +42,15 @@ def webhook_of(http: httpx.Client, job_id: str) -> dict[str, Any]:
 
 
 def test_failed_deliveries_are_retried_with_the_same_id_until_delivered(
-    tmp_path: Path, llm_stub: LLMStub, receiver: WebhookReceiver, stacks: list[Stack]
+    llm_stub: LLMStub, receiver: WebhookReceiver, launcher: Launcher
 ) -> None:
-    stack = Stack(tmp_path, llm_stub, WEBHOOK_RETRY_SCHEDULE="0,1,1,1")  # embedded mode
-    stacks.append(stack)
-    stack.start_api()
+    api = launcher.api(**service_env(llm_stub, WEBHOOK_RETRY_SCHEDULE="0,1,1,1"))  # embedded mode
     receiver.answers = [500, 503, 200]
-    with stack.client("t1") as http, stack.client("t2") as other:
+    with api.client(KEYS["t1"]) as http, api.client(KEYS["t2"]) as other:
         receiver.secret = http.get("/v1/webhook-secret").json()["secret"]
         other_secret = other.get("/v1/webhook-secret").json()["secret"]
         job = submit_with_webhook(http, "hook me", receiver.url)
-        done = wait_job(http, job["id"], timeout=20)
+        done = api.wait_terminal([job["id"]], timeout=20, client=http)[job["id"]]
         assert done["status"] == "succeeded"
         assert done["webhook"] is not None, "no webhook scheduled with the job's last transition"
         hook = wait_until(
@@ -87,23 +75,21 @@ def test_failed_deliveries_are_retried_with_the_same_id_until_delivered(
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGKILL], ids=["sigterm", "sigkill"])
 def test_a_delivery_survives_the_worker_being_replaced(
-    tmp_path: Path,
     llm_stub: LLMStub,
     redis_url: str,
     receiver: WebhookReceiver,
-    stacks: list[Stack],
+    launcher: Launcher,
     stop: signal.Signals,
 ) -> None:
     flush_redis(redis_url)
-    stack = Stack(tmp_path, llm_stub, redis_url, WEBHOOK_RETRY_SCHEDULE=SCHEDULE)
-    stacks.append(stack)
-    stack.start_api()
-    first_worker = stack.start_worker()
+    env = service_env(llm_stub, redis_url, WEBHOOK_RETRY_SCHEDULE=SCHEDULE)
+    api = launcher.api(**env)
+    first_worker = launcher.worker("worker-1", **env)
     receiver.answers = [500, 200]
-    with stack.client() as http:
+    with api.client(KEYS["t1"]) as http:
         receiver.secret = http.get("/v1/webhook-secret").json()["secret"]
         job = submit_with_webhook(http, "survive a restart", receiver.url)
-        done = wait_job(http, job["id"], timeout=20)
+        done = api.wait_terminal([job["id"]], timeout=20, client=http)[job["id"]]
         assert done["status"] == "succeeded"
         assert done["webhook"] is not None, "no webhook scheduled with the job's last transition"
 
@@ -119,7 +105,7 @@ def test_a_delivery_survives_the_worker_being_replaced(
         first_worker.popen.wait(20)
         assert len(receiver.received()) == 1
 
-        stack.start_worker()
+        launcher.worker("worker-2", **env)
         hook = wait_until(
             lambda: webhook_of(http, job["id"]),
             lambda w: w.get("state") == "delivered",
