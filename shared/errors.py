@@ -13,7 +13,19 @@ class LLMError(ChatJobsError):
 
 
 class TransientLLMError(LLMError):
-    """Worth retrying or falling back: 429, 5xx, timeout, connection failure, open circuit."""
+    """Worth retrying or falling back: 429, 5xx, timeout, connection failure, open circuit.
+    `retry_after_s` is how long the provider asked us to wait (its Retry-After), if it said."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        provider: str,
+        status_code: int | None = None,
+        retry_after_s: float | None = None,
+    ) -> None:
+        super().__init__(message, provider=provider, status_code=status_code)
+        self.retry_after_s = retry_after_s
 
 
 class PermanentLLMError(LLMError):

@@ -63,7 +63,8 @@ class JobExecutor:
             await self._fail(job, "llm_rejected", f"{exc.provider}: {exc}")
             return None
         except (TransientLLMError, TimeoutError) as exc:
-            return await self._retry_or_fail(job, _describe(exc))
+            wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
+            return await self._retry_or_fail(job, _describe(exc), wait)
         except Exception as exc:
             log.exception("job %s crashed", job.id)
             return await self._retry_or_fail(job, f"internal error: {type(exc).__name__}")
@@ -84,7 +85,9 @@ class JobExecutor:
     def backoff_s(self, attempts: int) -> float:
         return float(self.retry_base_s * 2 ** max(attempts - 1, 0))
 
-    async def _retry_or_fail(self, job: Job, reason: str) -> float | None:
+    async def _retry_or_fail(
+        self, job: Job, reason: str, retry_after_s: float | None = None
+    ) -> float | None:
         if job.attempts >= self.max_attempts:
             message = f"all LLM providers failed after {job.attempts} attempts: {reason}"
             await self._fail(job, "llm_unavailable", message)
@@ -98,7 +101,9 @@ class JobExecutor:
             error=error,
             lease_until=None,
         )
-        return self.backoff_s(job.attempts) if requeued else None
+        if requeued is None:
+            return None
+        return max(self.backoff_s(job.attempts), retry_after_s or 0.0)  # honour the provider
 
     async def _succeed(self, job: Job, completion: Completion) -> None:
         now = utcnow()

@@ -122,8 +122,9 @@ async def test_http_status_maps_to_typed_error(
 
 async def test_rate_limit_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:
     llm_stub.set(provider.name, "rate_limit", retry_after=7)
-    with pytest.raises(TransientLLMError, match="HTTP 429"):
+    with pytest.raises(TransientLLMError, match="HTTP 429") as raised:
         await provider.complete(ask())
+    assert raised.value.retry_after_s == 7.0  # the provider's Retry-After reaches the retry logic
     assert llm_stub.stats()[provider.name] == 1
 
 

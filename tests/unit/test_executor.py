@@ -137,3 +137,12 @@ async def test_a_redelivered_batch_job_closes_a_batch_whose_check_was_missed() -
     closed = await batches.get("t1", batch.id)
     assert closed.status is BatchStatus.completed and closed.counts.succeeded == 1
     assert len(h.llm.requests) == 1
+
+
+async def test_a_providers_retry_after_stretches_the_backoff() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    h.llm.errors = [TransientLLMError("HTTP 429", provider="gemini", retry_after_s=30)]
+    assert await h.executor.run(job_id) == 30.0
+    h.llm.errors = [TransientLLMError("HTTP 429", provider="gemini", retry_after_s=0.1)]
+    assert await h.executor.run(job_id) == 2.0  # the backoff, when it is the longer wait

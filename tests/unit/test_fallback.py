@@ -235,3 +235,24 @@ async def test_offline_provider_is_deterministic() -> None:
     assert first == second
     assert (first.provider, first.model) == ("offline", "offline")
     assert first.content.startswith("[offline] ") and "ping" in first.content
+
+
+@pytest.mark.parametrize(
+    "header,expected",
+    [("7", 7.0), ("0", 0.0), ("-3", 0.0), ("99999", 3600.0), ("soon", None), (None, None)],
+)
+def test_retry_after_header_in_seconds(header: str | None, expected: float | None) -> None:
+    from shared.adapters.llm.http_errors import retry_after_seconds
+
+    assert retry_after_seconds(header) == expected
+
+
+def test_retry_after_as_an_http_date() -> None:
+    from datetime import UTC, datetime, timedelta
+    from email.utils import format_datetime
+
+    from shared.adapters.llm.http_errors import retry_after_seconds
+
+    later = format_datetime(datetime.now(UTC) + timedelta(seconds=120), usegmt=True)
+    seconds = retry_after_seconds(later)
+    assert seconds is not None and 100 < seconds <= 120

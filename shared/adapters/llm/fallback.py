@@ -67,8 +67,9 @@ class FallbackLLM:
         except LLMError as exc:
             # The primary's failure was transient, so a later attempt may still succeed there.
             message = f"{primary_error.provider}: {primary_error}; {exc.provider}: {exc}"
+            wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
             raise TransientLLMError(
-                message, provider=self.name, status_code=exc.status_code
+                message, provider=self.name, status_code=exc.status_code, retry_after_s=wait
             ) from exc
 
 

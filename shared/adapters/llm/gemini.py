@@ -142,4 +142,6 @@ def _api_error(exc: genai_errors.APIError) -> LLMError:
     detail = " ".join(filter(None, [exc.status, shorten(str(exc.message or ""))]))
     if not isinstance(exc.code, int):
         return TransientLLMError(f"unexpected API error: {detail}", provider="gemini")
-    return error_for_status("gemini", exc.code, detail)
+    headers = getattr(exc.response, "headers", None)
+    retry_after = headers.get("retry-after") if headers is not None else None
+    return error_for_status("gemini", exc.code, detail, retry_after)

@@ -70,7 +70,12 @@ def _payload(request: ChatRequest, model: str) -> dict[str, Any]:
 
 def _body_of(response: httpx.Response) -> dict[str, Any]:
     if response.status_code != 200:
-        raise error_for_status("openrouter", response.status_code, _error_detail(response))
+        raise error_for_status(
+            "openrouter",
+            response.status_code,
+            _error_detail(response),
+            response.headers.get("retry-after"),
+        )
     try:
         body = response.json()
     except ValueError as exc:
