@@ -1,8 +1,13 @@
-"""Prometheus metrics: requests by route template and status, and job submissions by outcome."""
+"""Prometheus metrics: requests by route template and status, and job submissions by outcome.
+
+GET /metrics serves these together with the Services registry: job execution (real in embedded
+mode, where jobs run in this process) and the store's backlog.
+"""
 
 from __future__ import annotations
 
 import time
+from typing import TYPE_CHECKING
 
 from fastapi import APIRouter, Request, Response
 from prometheus_client import (
@@ -13,6 +18,9 @@ from prometheus_client import (
     generate_latest,
 )
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+if TYPE_CHECKING:
+    from shared.factory import Services
 
 
 class ApiMetrics:
@@ -79,4 +87,7 @@ router = APIRouter(tags=["operations"])
 async def read_metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
     metrics: ApiMetrics = request.app.state.metrics
-    return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+    services: Services = request.app.state.services
+    await services.backlog.refresh()  # the store is counted here, not in the sync collect()
+    body = generate_latest(metrics.registry) + generate_latest(services.registry)
+    return Response(body, media_type=CONTENT_TYPE_LATEST)

@@ -63,6 +63,13 @@ class Settings(BaseSettings):
 
     # workers
     worker_concurrency: int = 16
+    worker_metrics_port: int | None = Field(
+        None,
+        ge=1,
+        le=65_535,
+        description="Port on which `python -m worker` serves Prometheus /metrics (bound to HOST); "
+        "unset: not served",
+    )
     job_max_attempts: int = 3
     job_retry_base_s: float = 2.0
 

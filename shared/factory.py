@@ -11,9 +11,12 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from prometheus_client import CollectorRegistry
+
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor
+from shared.metrics import Backlog, JobMetrics
 from shared.models import Job
 from shared.ports import JobQueue, JobStore, LLMProvider, ResultCache
 from shared.service import ChatService
@@ -28,7 +31,11 @@ SWEEP_GRACE_S = 5.0
 
 @dataclass
 class Services:
-    """Everything a process needs, started and ready."""
+    """Everything a process needs, started and ready.
+
+    `registry` holds this process's job metrics and the store's backlog (see shared/metrics.py);
+    the API serves it on /metrics, an arq worker on WORKER_METRICS_PORT.
+    """
 
     settings: Settings
     store: JobStore
@@ -36,6 +43,9 @@ class Services:
     queue: JobQueue
     llm: LLMProvider
     webhook_master: str
+    registry: CollectorRegistry = field(init=False, default_factory=CollectorRegistry)
+    metrics: JobMetrics = field(init=False)
+    backlog: Backlog = field(init=False)
     chat: ChatService = field(init=False)
     batches: BatchService = field(init=False)
     executor: JobExecutor = field(init=False)
@@ -46,6 +56,9 @@ class Services:
 
     def __post_init__(self) -> None:
         s = self.settings
+        self.metrics = JobMetrics(self.registry)
+        self.backlog = Backlog(self.store)
+        self.registry.register(self.backlog)
         self._sender = WebhookSender(
             timeout_s=s.webhook_timeout_s, allow_private=s.webhook_allow_private
         )
@@ -65,6 +78,7 @@ class Services:
             cache_ttl_s=s.cache_ttl_s,
             on_finished=self._job_finished,
             hooks=hooks,
+            metrics=self.metrics,
         )
 
     def webhook_secret(self, tenant: str) -> str:

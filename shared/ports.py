@@ -76,6 +76,10 @@ class JobStore(Protocol):
         """Ids of jobs still queued or running, oldest first; with `updated_before`, only those
         unchanged since then (for re-enqueueing after a restart or a lost queue message)."""
 
+    async def count_unfinished(self) -> dict[JobStatus, int]:
+        """How many jobs are queued and how many running (both keys always present): the
+        backlog that /metrics reports for scaling decisions. One cheap query, not a scan."""
+
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
         """Store a batch and all its jobs in one bulk write."""
 

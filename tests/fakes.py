@@ -161,6 +161,10 @@ class FakeJobStore:
             if j.status in unfinished and (updated_before is None or j.updated_at < updated_before)
         ][:limit]
 
+    async def count_unfinished(self) -> dict[JobStatus, int]:
+        statuses = [j.status for j in self.jobs.values()]
+        return {s: statuses.count(s) for s in (JobStatus.queued, JobStatus.running)}
+
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
         async with self._lock:
             self.batches[batch.id] = batch

@@ -28,6 +28,7 @@ from arq.worker import func
 from shared.adapters.queue.arq import FUNCTION, QUEUE_NAME, ArqJobQueue
 from shared.config import Settings
 from shared.factory import ServiceFactory, Services
+from worker.metrics import serve_metrics, stop_metrics
 from worker.recovery import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -84,15 +85,21 @@ async def startup(ctx: dict[str, Any]) -> None:
             pass
     else:
         ctx["feeder"] = asyncio.create_task(feed_batches(queue, worker), name="feed-batches")
-    override: Services | None = ctx.get("services_override")
-    if override is not None:
-        ctx["services"] = override
-        return
+    services: Services | None = ctx.get("services_override")
+    if services is None:
+        services = await _start_services(ctx, queue)
+    ctx["services"] = services
+    ctx["metrics_server"] = serve_metrics(ctx["settings"], services.registry)
+
+
+async def _start_services(ctx: dict[str, Any], queue: ArqJobQueue) -> Services:
+    """The worker's own Services and lost-job sweeper, which `shutdown` stops again."""
     services = await ServiceFactory(ctx["settings"], queue=queue).start(
         consume=False, deliver_webhooks=True
     )
-    ctx["services"], ctx["owns_services"] = services, True
+    ctx["owns_services"] = True
     ctx["sweeper"] = asyncio.create_task(sweep_forever(services, ctx["redis"]), name="lost-jobs")
+    return services
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -100,6 +107,8 @@ async def shutdown(ctx: dict[str, Any]) -> None:
     for task in tasks:
         task.cancel()
     await asyncio.gather(*tasks, return_exceptions=True)
+    if ctx.get("metrics_server") is not None:
+        await stop_metrics(ctx["metrics_server"])
     if ctx.get("owns_services"):
         await ctx["services"].close()
 

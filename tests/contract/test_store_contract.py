@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from shared.adapters.store.sqlite import SqliteJobStore
+from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED
 from shared.models import (
     Batch,
     BatchCounts,
@@ -314,6 +315,17 @@ class JobStoreContract:
         await store.transition(old.id, [JobStatus.queued], JobStatus.queued)  # touched: fresh
         assert await store.unfinished_job_ids(updated_before=cutoff) == []
 
+    async def test_count_unfinished(self, store: JobStore) -> None:
+        assert await store.count_unfinished() == {JobStatus.queued: 0, JobStatus.running: 0}
+        singles = [await store.create_job(make_job()) for _ in range(3)]
+        await store.create_job(make_job("t2", status=JobStatus.running))
+        for status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled):
+            await store.create_job(make_job(status=status))
+        batch, jobs = make_batch(3, cached=1)
+        await store.create_batch(batch, jobs)
+        await store.claim(singles[0].id, utcnow() + timedelta(minutes=1), utcnow())
+        assert await store.count_unfinished() == {JobStatus.queued: 4, JobStatus.running: 2}
+
     # batches
 
     async def test_end_queued_jobs_of_a_batch_in_one_write(self, store: JobStore) -> None:
@@ -550,6 +562,17 @@ class TestSqliteJobStore(JobStoreContract):
             ]
         finally:
             db.close()
+
+    async def test_count_unfinished_reads_the_status_index(
+        self, tmp_path: Path, store: JobStore
+    ) -> None:
+        db = sqlite3.connect(tmp_path / "data" / "chatjobs.db")
+        try:
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {COUNT_UNFINISHED}")]
+        finally:
+            db.close()
+        assert any("COVERING INDEX jobs_status" in step for step in plan), plan
+        assert not any(step.startswith("SCAN") for step in plan), plan
 
     async def test_failed_batch_write_leaves_nothing_behind(self, store: JobStore) -> None:
         batch, jobs = make_batch(3)

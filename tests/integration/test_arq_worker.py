@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -14,7 +15,9 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from shared.adapters.queue.arq import QUEUE_NAME
 from shared.adapters.store.sqlite import SqliteJobStore
@@ -220,6 +223,67 @@ async def test_a_running_worker_feeds_batches_and_stops_gracefully_on_sigterm(
     finally:
         await worker.close()
         await services.close()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
+
+
+async def test_a_worker_serves_its_job_metrics_on_worker_metrics_port(
+    settings: Settings, llm: FakeLLM
+) -> None:
+    port = free_port()
+    settings = settings.model_copy(update={"worker_metrics_port": port})
+    services = await ServiceFactory(settings, llm=llm).start(consume=False)
+    url = f"http://127.0.0.1:{port}/metrics"
+    worker = build_worker(settings, burst=True, services_override=services)
+    try:
+        llm.errors = [TransientLLMError("busy", provider="fake", status_code=503)]
+        for n in range(3):
+            await services.chat.submit("t1", body(f"metered {n}"))
+        await worker.async_run()
+        async with httpx.AsyncClient() as client:
+            response = await client.get(url)
+    finally:
+        await worker.close()
+        await services.close()
+    assert response.status_code == 200
+    found = samples(response.text)
+    succeeded = frozenset({("status", "succeeded"), ("provider", "fake")})
+    assert found[("chatjobs_jobs_finished_total", succeeded)] == 3
+    assert found[("chatjobs_job_retries_total", frozenset())] == 1
+    assert found[("chatjobs_job_run_seconds_count", frozenset({("outcome", "retried")}))] == 1
+    assert not any(name == "chatjobs_jobs" for name, _ in found)  # the backlog is the API's
+    with pytest.raises(httpx.ConnectError):  # shutdown stopped the server and freed the port
+        async with httpx.AsyncClient() as client:
+            await client.get(url)
+
+
+async def test_a_worker_whose_metrics_port_is_taken_refuses_to_start(
+    settings: Settings, services: Services
+) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        settings = settings.model_copy(update={"worker_metrics_port": port})
+        worker = build_worker(settings, burst=True, services_override=services)
+        try:
+            with pytest.raises(RuntimeError, match="WORKER_METRICS_PORT"):
+                await worker.async_run()
+        finally:
+            await worker.close()
 
 
 def test_arq_timing_lets_a_dead_workers_job_be_taken_again(settings: Settings) -> None:

@@ -47,6 +47,13 @@ def test_worker_service_can_scale() -> None:
     assert worker["depends_on"]["redis"]["condition"] == "service_healthy"
 
 
+def test_workers_serve_metrics_inside_the_compose_network_only() -> None:
+    worker = compose()["services"]["worker"]
+    assert worker["environment"]["WORKER_METRICS_PORT"] == "9100"
+    assert worker["environment"]["HOST"] == "0.0.0.0"  # reachable by a Prometheus service
+    assert "ports" not in worker  # not published: the scaled workers would collide
+
+
 def test_api_and_workers_share_the_store_and_the_queue() -> None:
     services = compose()["services"]
     api, worker = services["api"], services["worker"]

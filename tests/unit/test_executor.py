@@ -1,12 +1,17 @@
-"""JobExecutor: claim, run, retry, fail — with fakes at the ports."""
+"""JobExecutor: claim, run, retry, fail, and the metrics it records — with fakes at the ports."""
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 import pytest
 
+from shared.adapters.llm.circuit import CircuitBreaker
+from shared.adapters.llm.fallback import FallbackLLM
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.execution import JobExecutor
-from shared.models import Job, JobCreate, JobStatus
+from shared.metrics import JobMetrics
+from shared.models import ChatRequest, Completion, Job, JobCreate, JobStatus, utcnow
 from shared.service import ChatService
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
 
@@ -16,6 +21,7 @@ class Harness:
         self.store, self.cache, self.queue = FakeJobStore(), FakeResultCache(), FakeJobQueue()
         self.llm = FakeLLM("gemini")
         self.finished: list[str] = []
+        self.metrics = JobMetrics()
         self.chat = ChatService(self.store, self.cache, self.queue)
         self.executor = JobExecutor(
             self.store,
@@ -26,6 +32,7 @@ class Harness:
             retry_base_s=1,
             cache_ttl_s=60,
             on_finished=self._record,
+            metrics=self.metrics,
         )
 
     async def _record(self, job) -> None:  # type: ignore[no-untyped-def]
@@ -34,6 +41,12 @@ class Harness:
     async def submit(self, prompt: str = "abc") -> str:
         body = JobCreate.model_validate({"messages": [{"role": "user", "content": prompt}]})
         return (await self.chat.submit("t1", body)).id
+
+    def metric(self, name: str, **labels: str) -> float:
+        return self.metrics.registry.get_sample_value(name, labels) or 0.0
+
+    def finished_count(self, status: str, provider: str) -> float:
+        return self.metric("chatjobs_jobs_finished_total", status=status, provider=provider)
 
 
 async def test_success_records_result_fills_cache_and_notifies() -> None:
@@ -146,3 +159,84 @@ async def test_a_providers_retry_after_stretches_the_backoff() -> None:
     assert await h.executor.run(job_id) == 30.0
     h.llm.errors = [TransientLLMError("HTTP 429", provider="gemini", retry_after_s=0.1)]
     assert await h.executor.run(job_id) == 2.0  # the backoff, when it is the longer wait
+
+
+# metrics
+
+
+async def test_a_success_is_counted_under_the_provider_that_answered() -> None:
+    h = Harness()
+    await h.executor.run(await h.submit())
+    assert h.finished_count("succeeded", "gemini") == 1
+    assert h.metric("chatjobs_job_run_seconds_count", outcome="succeeded") == 1
+    assert h.metric("chatjobs_llm_call_seconds_count", provider="gemini") == 1
+    assert h.metric("chatjobs_job_queue_wait_seconds_count") == 1
+    assert h.metric("chatjobs_job_retries_total") == 0
+
+
+async def test_an_answer_from_the_fallback_is_counted_under_the_fallback() -> None:
+    h = Harness()
+    h.executor.llm = FallbackLLM(h.llm, FakeLLM("openrouter"), CircuitBreaker(5, 30))
+    h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")]
+    await h.executor.run(await h.submit())
+    assert h.finished_count("succeeded", "openrouter") == 1
+    assert h.finished_count("succeeded", "gemini") == 0
+    assert h.metric("chatjobs_llm_call_seconds_count", provider="openrouter") == 1
+
+
+async def test_a_transient_failure_counts_a_retry_and_the_retried_run() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")]
+    assert await h.executor.run(job_id) is not None
+    assert h.metric("chatjobs_job_retries_total") == 1
+    assert h.metric("chatjobs_job_run_seconds_count", outcome="retried") == 1
+    assert h.finished_count("succeeded", "gemini") == 0
+    await h.executor.run(job_id)
+    assert h.finished_count("succeeded", "gemini") == 1
+    assert h.metric("chatjobs_job_retries_total") == 1
+    assert h.metric("chatjobs_job_queue_wait_seconds_count") == 1  # the first run only
+
+
+async def test_a_permanent_failure_is_counted_under_the_provider_that_rejected_it() -> None:
+    h = Harness()
+    h.llm.errors = [PermanentLLMError("prompt blocked: SAFETY", provider="gemini")]
+    await h.executor.run(await h.submit())
+    assert h.finished_count("failed", "gemini") == 1
+    assert h.metric("chatjobs_job_run_seconds_count", outcome="failed") == 1
+    assert h.metric("chatjobs_job_retries_total") == 0
+
+
+async def test_exhausted_retries_are_counted_as_failed_with_no_provider() -> None:
+    h = Harness(max_attempts=2)
+    job_id = await h.submit()
+    h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")] * 2
+    await h.executor.run(job_id)
+    await h.executor.run(job_id)
+    assert h.finished_count("failed", "none") == 1
+    assert h.metric("chatjobs_job_retries_total") == 1
+
+
+async def test_redelivery_of_a_finished_job_counts_nothing_more() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    await h.executor.run(job_id)
+    await h.executor.run(job_id)
+    assert h.finished_count("succeeded", "gemini") == 1
+    assert h.metric("chatjobs_job_run_seconds_count", outcome="succeeded") == 1
+
+
+async def test_a_run_fenced_off_by_a_later_claim_is_not_counted() -> None:
+    h = Harness()
+    job_id = await h.submit()
+
+    class Overtaken(FakeLLM):
+        async def complete(self, request: ChatRequest) -> Completion:
+            later = utcnow() + timedelta(hours=1)  # our lease ran out; another worker took it
+            assert await h.store.claim(job_id, lease_until=later + timedelta(minutes=1), now=later)
+            return await super().complete(request)
+
+    h.executor.llm = Overtaken("gemini")
+    assert await h.executor.run(job_id) is None
+    assert h.store.jobs[job_id].status is JobStatus.running  # the new holder's to finish
+    assert h.finished_count("succeeded", "gemini") == 0

@@ -22,6 +22,7 @@ from shared.adapters.store.sqlite_queries import (
     BATCH_SELECT,
     CLAIMABLE,
     CLOSABLE_BATCHES,
+    COUNT_UNFINISHED,
     DUE_WEBHOOKS,
     LEASE_WEBHOOK,
     RETURNING_BATCH,
@@ -179,6 +180,12 @@ class SqliteJobStore:
         if updated_before is not None:
             rows = [r for r in rows if datetime.fromisoformat(r[1]) < updated_before]
         return [row[0] for row in rows][: max(limit, 0)]
+
+    async def count_unfinished(self) -> dict[JobStatus, int]:
+        counts = dict.fromkeys((JobStatus.queued, JobStatus.running), 0)
+        for status, count in await self._read.execute_fetchall(COUNT_UNFINISHED):
+            counts[JobStatus(status)] = count
+        return counts
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
         # serialising tens of thousands of jobs would hold the event loop: do it in a thread

@@ -26,6 +26,9 @@ UNFINISHED = (
     "SELECT id, json_extract(data, '$.updated_at') FROM jobs"
     " WHERE status IN ('queued', 'running') ORDER BY created_at"
 )
+COUNT_UNFINISHED = (  # answered from the jobs_status index
+    "SELECT status, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status"
+)
 CLOSABLE_BATCHES = (
     "SELECT id FROM batches WHERE status IN ('in_progress', 'cancelling')"
     " AND succeeded + failed + cancelled >= total"
