@@ -13,8 +13,9 @@ import httpx
 import pytest
 
 from tests.e2e.conftest import Launcher
-from tests.e2e.services import KEYS, WebhookReceiver, flush_redis, service_env, wait_until
+from tests.e2e.services import KEYS, flush_redis, service_env, wait_until
 from tests.stubs.fixtures import LLMStub
+from tests.stubs.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 

@@ -12,8 +12,9 @@ import pytest
 
 from tests.e2e import procs
 from tests.e2e.conftest import Api, Launcher
-from tests.e2e.services import KEYS, WebhookReceiver, service_env, wait_until
+from tests.e2e.services import KEYS, service_env, wait_until
 from tests.stubs.fixtures import LLMStub
+from tests.stubs.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.e2e
 

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import ssl
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
 
 import pytest
-from standardwebhooks import Webhook
 
 from shared.models import (
     Batch,
@@ -37,6 +31,7 @@ from shared.webhooks import (
     tenant_secret,
 )
 from tests.fakes import FakeJobStore
+from tests.stubs.webhook_receiver import WebhookReceiver
 
 pytestmark = pytest.mark.integration
 
@@ -45,83 +40,18 @@ TENANT = "tenant1"
 RECEIVER_SECRET = tenant_secret(MASTER, TENANT)
 
 
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    payload: Any
-    verified: bool
-
-
-@dataclass
-class Receiver:
-    """Answers POSTs with `answers` in turn (the last one repeats); 3xx point at /redirected."""
-
-    answers: list[int]
-    secret: str = RECEIVER_SECRET
-    requests: list[Received] = field(default_factory=list)
-    server: ThreadingHTTPServer | None = None
-
-    @property
-    def url(self) -> str:
-        assert self.server is not None
-        host, port = self.server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def handle(self, path: str, headers: dict[str, str], body: bytes) -> tuple[int, str | None]:
-        try:
-            payload, verified = Webhook(self.secret).verify(body, headers), True
-        except Exception:
-            payload, verified = json.loads(body or b"null"), False
-        self.requests.append(Received(path, headers, payload, verified))
-        status = self.answers[min(len(self.requests), len(self.answers)) - 1]
-        return status, f"{self.url}/redirected" if 300 <= status < 400 else None
-
-    @property
-    def webhook_ids(self) -> set[str]:
-        return {r.headers["webhook-id"] for r in self.requests}
-
-
-def serve(receiver: Receiver, tls: ssl.SSLContext | None = None) -> ThreadingHTTPServer:
-    class Handler(BaseHTTPRequestHandler):
-        def do_POST(self) -> None:
-            body = self.rfile.read(int(self.headers.get("content-length", 0)))
-            status, location = receiver.handle(
-                self.path, {k.lower(): v for k, v in self.headers.items()}, body
-            )
-            self.send_response(status)
-            if location:
-                self.send_header("location", location)
-            self.send_header("content-length", "0")
-            self.end_headers()
-
-        do_GET = do_POST
-
-        def log_message(self, format: str, *args: Any) -> None:
-            return None
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    if tls is not None:
-        server.socket = tls.wrap_socket(server.socket, server_side=True)
-    poll = {"poll_interval": 0.02}
-    threading.Thread(target=server.serve_forever, kwargs=poll, daemon=True).start()
-    receiver.server = server
-    return server
-
-
 @pytest.fixture
-def receiver_factory() -> Iterator[Callable[..., Receiver]]:
-    servers: list[ThreadingHTTPServer] = []
+def receiver_factory() -> Iterator[Callable[..., WebhookReceiver]]:
+    started: list[WebhookReceiver] = []
 
-    def make(answers: list[int], tls: ssl.SSLContext | None = None) -> Receiver:
-        receiver = Receiver(answers)
-        servers.append(serve(receiver, tls))
+    def make(answers: list[int], tls: ssl.SSLContext | None = None) -> WebhookReceiver:
+        receiver = WebhookReceiver(answers, secret=RECEIVER_SECRET).start(tls)
+        started.append(receiver)
         return receiver
 
     yield make
-    for server in servers:
-        server.shutdown()
-        server.server_close()
+    for receiver in started:
+        receiver.stop()
 
 
 @pytest.fixture
@@ -172,11 +102,11 @@ async def settle(hooks: WebhookDispatcher, store: FakeJobStore, subject_id: str)
 
 
 async def test_retries_with_a_stable_id_until_delivered(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([500, 500, 200])
     store = FakeJobStore()
-    job = await store.create_job(finished_job(f"{receiver.url}/hook"))
+    job = await store.create_job(finished_job(receiver.url))
     hooks = dispatcher(store, senders, [0, 0.2, 0.2])
 
     await hooks.schedule(job, "job.succeeded")
@@ -184,17 +114,17 @@ async def test_retries_with_a_stable_id_until_delivered(
 
     assert (hook.state, hook.attempts, hook.last_status_code) == ("delivered", 3, 200)
     assert hook.last_error is None
-    assert len(receiver.requests) == 3
-    assert all(r.verified for r in receiver.requests)
+    assert len(receiver.received()) == 3
+    assert all(r.verified for r in receiver.received())
     assert receiver.webhook_ids == {hook.id}
-    body = receiver.requests[-1].payload
+    body = receiver.received()[-1].payload
     assert body["type"] == "job.succeeded"
     assert body["data"]["id"] == job.id and body["data"]["result"]["content"] == "olleh"
-    assert receiver.requests[-1].headers["content-type"] == "application/json"
+    assert receiver.received()[-1].headers["content-type"] == "application/json"
 
 
 async def test_gives_up_when_the_schedule_is_exhausted(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([500])
     store = FakeJobStore()
@@ -206,26 +136,26 @@ async def test_gives_up_when_the_schedule_is_exhausted(
 
     assert (hook.state, hook.attempts, hook.last_status_code) == ("failed", 3, 500)
     assert hook.next_attempt_at is None and "500" in (hook.last_error or "")
-    assert len(receiver.requests) == 3 and all(r.verified for r in receiver.requests)
+    assert len(receiver.received()) == 3 and all(r.verified for r in receiver.received())
 
 
 async def test_redirects_are_failures_and_are_not_followed(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([302])
     store = FakeJobStore()
-    job = await store.create_job(finished_job(f"{receiver.url}/hook"))
+    job = await store.create_job(finished_job(receiver.url))
     hooks = dispatcher(store, senders, [0, 0.1])
 
     await hooks.schedule(job)
     hook = await settle(hooks, store, job.id)
 
     assert (hook.state, hook.attempts, hook.last_status_code) == ("failed", 2, 302)
-    assert [r.path for r in receiver.requests] == ["/hook", "/hook"]
+    assert [r.path for r in receiver.received()] == ["/hook", "/hook"]
 
 
 async def test_a_fresh_dispatcher_resumes_pending_deliveries(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([500, 200])
     store = FakeJobStore()
@@ -238,11 +168,11 @@ async def test_a_fresh_dispatcher_resumes_pending_deliveries(
     hook = await settle(dispatcher(store, senders, [0, 0.1, 0.1]), store, job.id)
 
     assert (hook.state, hook.attempts) == ("delivered", 2)
-    assert receiver.webhook_ids == {hook.id} and len(receiver.requests) == 2
+    assert receiver.webhook_ids == {hook.id} and len(receiver.received()) == 2
 
 
 async def test_batches_announce_completion(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([204])
     store = FakeJobStore()
@@ -260,13 +190,13 @@ async def test_batches_announce_completion(
     hook = await settle(hooks, store, batch.id)
 
     assert (hook.state, hook.last_status_code) == ("delivered", 204)
-    (request,) = receiver.requests
+    (request,) = receiver.received()
     assert request.verified and request.payload["type"] == "batch.completed"
     assert request.payload["data"]["counts"]["succeeded"] == 1
 
 
 async def test_loopback_is_refused_at_delivery_time_without_allow_private(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([200])
     store = FakeJobStore()
@@ -282,11 +212,11 @@ async def test_loopback_is_refused_at_delivery_time_without_allow_private(
 
     hook = await settle(hooks, store, job.id)
     assert (hook.state, hook.attempts, hook.last_status_code) == ("failed", 2, None)
-    assert receiver.requests == []
+    assert receiver.received() == []
 
 
 async def test_run_forever_delivers_and_stops(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender]
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender]
 ) -> None:
     receiver = receiver_factory([200])
     store = FakeJobStore()
@@ -304,7 +234,7 @@ async def test_run_forever_delivers_and_stops(
     stop.set()
     await asyncio.wait_for(sweeper, 2)
 
-    assert len(receiver.requests) == 1 and receiver.requests[0].verified
+    assert len(receiver.received()) == 1 and receiver.received()[0].verified
 
 
 def tls_pair(tmp_path: Path, hostname: str) -> tuple[ssl.SSLContext, ssl.SSLContext]:
@@ -346,7 +276,7 @@ def tls_pair(tmp_path: Path, hostname: str) -> tuple[ssl.SSLContext, ssl.SSLCont
 
 
 async def test_https_goes_to_the_vetted_address_and_checks_the_certificate_of_the_host(
-    receiver_factory: Callable[..., Receiver], senders: list[WebhookSender], tmp_path: Path
+    receiver_factory: Callable[..., WebhookReceiver], senders: list[WebhookSender], tmp_path: Path
 ) -> None:
     server_tls, client_tls = tls_pair(tmp_path, "hooks.test")
     sni: list[str | None] = []
@@ -356,7 +286,7 @@ async def test_https_goes_to_the_vetted_address_and_checks_the_certificate_of_th
 
     server_tls.sni_callback = record_sni
     receiver = receiver_factory([200], server_tls)
-    port = receiver.url.rsplit(":", 1)[1]
+    port = receiver.base_url.rsplit(":", 1)[1]
     lookups: list[str] = []
 
     async def resolve(host: str, _port: int) -> list[str]:
@@ -370,9 +300,9 @@ async def test_https_goes_to_the_vetted_address_and_checks_the_certificate_of_th
     )
 
     assert status == 200 and lookups == ["hooks.test"] and sni == ["hooks.test"]
-    (request,) = receiver.requests
+    (request,) = receiver.received()
     assert request.verified and request.headers["host"] == f"hooks.test:{port}"
 
     with pytest.raises(WebhookSendError, match="certificate"):
         await sender.send(f"https://other.test:{port}/hook", "msg_2", {}, RECEIVER_SECRET)
-    assert len(receiver.requests) == 1
+    assert len(receiver.received()) == 1
