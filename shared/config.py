@@ -41,12 +41,21 @@ class Settings(BaseSettings):
     # backends
     redis_url: str | None = None
     queue_backend: Literal["inprocess", "arq", "sqs"] | None = None
-    cache_backend: Literal["memory", "redis", "none"] | None = None
+    cache_backend: Literal["memory", "redis", "dynamodb", "none"] | None = None
     store_backend: Literal["sqlite", "dynamodb"] | None = None
     sqlite_path: str = "data/chatjobs.db"
     sqs_queue_url: str | None = None
+    sqs_batch_queue_url: str | None = Field(
+        None, description="SQS queue for batch jobs; unset: batch jobs share SQS_QUEUE_URL"
+    )
     dynamodb_table: str = "chatjobs"
-    aws_endpoint_url: str | None = None
+    aws_endpoint_url: str | None = Field(
+        None, description="Send every AWS call here (moto, LocalStack); unset: AWS itself"
+    )
+    aws_region: str | None = Field(None, description="AWS region; unset: AWS_REGION / default")
+    aws_secret_id: str | None = Field(
+        None, description="Secrets Manager secret (JSON) read once at start-up"
+    )
     cache_ttl_s: int = 86_400
     cache_max_entries: int = 10_000
 
@@ -127,4 +136,6 @@ class Settings(BaseSettings):
     def resolved_cache(self) -> str:
         if self.cache_backend:
             return self.cache_backend
-        return "redis" if self.redis_url else "memory"
+        if self.redis_url:
+            return "redis"
+        return "dynamodb" if self.resolved_store == "dynamodb" else "memory"

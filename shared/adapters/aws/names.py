@@ -1,0 +1,43 @@
+"""Names of the AWS resources: one source for the adapters, `python -m shared.adapters.aws.setup`
+(moto, LocalStack) and the test that ties `infra/terraform` to the code.
+
+Single-table design: jobs, batches, idempotency keys, cached results and rate-limit windows all
+live in one DynamoDB table (DYNAMODB_TABLE), told apart by the prefix of their partition key.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+TABLE: Final = "chatjobs"
+PARTITION_KEY: Final = "pk"
+SORT_KEY: Final = "sk"
+TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; DynamoDB deletes expired items late
+
+# Global secondary indexes: name -> (partition key attribute, sort key attribute). All string keys.
+# tenant_jobs: a tenant's jobs newest first. batch_jobs: a batch's jobs in submission order.
+# unfinished, due_webhooks: sparse (only items that carry the attribute are indexed), so sweeps
+# read what they need and never scan.
+INDEXES: Final[dict[str, tuple[str, str]]] = {
+    "tenant_jobs": ("gsi_tenant", "gsi_tenant_sk"),
+    "batch_jobs": ("gsi_batch", "gsi_batch_sk"),
+    "unfinished": ("gsi_unfinished", "gsi_unfinished_sk"),
+    "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
+}
+
+JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries
+BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their own concurrency cap
+DLQ_SUFFIX: Final = "-dlq"
+MAX_RECEIVE_COUNT: Final = 5
+SECRET_ID: Final = "chatjobs/app"  # one JSON secret: API_KEYS, GEMINI_API_KEY, ...
+SECRET_KEYS: Final = (
+    "API_KEYS",
+    "GEMINI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "WEBHOOK_SIGNING_SECRET",
+)
+
+# Lambda handlers in the one container image (image_config.command).
+API_HANDLER: Final = "api.lambda_handler.handler"
+WORKER_HANDLER: Final = "worker.lambda_handler.handler"
+SCHEDULED_HANDLER: Final = "worker.lambda_handler.scheduled"
