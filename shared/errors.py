@@ -46,3 +46,7 @@ class Conflict(ChatJobsError):
 
 class InvalidWebhookUrl(ChatJobsError):
     """The webhook URL is malformed or points at a refused address."""
+
+
+class InvalidCursor(ChatJobsError):
+    """A pagination cursor this store did not make."""

@@ -133,8 +133,17 @@ class Completion(BaseModel):
     latency_ms: int = 0
 
 
+JobErrorCode = Literal[
+    "retrying",  # not final: the job waits for its next attempt (message says why)
+    "llm_rejected",  # a provider refused the prompt (400-class, safety block)
+    "llm_unavailable",  # every provider kept failing until the retry budget ran out
+    "attempts_exhausted",  # delivered more times than JOB_MAX_ATTEMPTS allows
+    "queue_unavailable",  # the queue refused the job at submit
+]
+
+
 class JobError(BaseModel):
-    code: str
+    code: JobErrorCode
     message: str
 
 
@@ -179,6 +188,7 @@ class Job(BaseModel):
     idempotency_key: str | None = None
     request_hash: str | None = None
     lease_until: datetime | None = None
+    not_before: datetime | None = None  # a retry must not run before this (SQS caps delays)
 
     def public(self) -> JobPublic:
         fields = self.model_dump(include=set(JobPublic.model_fields))
@@ -227,6 +237,8 @@ class Batch(BaseModel):
 
     tenant: str
     webhook_url: str | None = None
+    idempotency_key: str | None = None
+    request_hash: str | None = None
 
     def public(self) -> BatchPublic:
         return BatchPublic.model_validate(self.model_dump(include=set(BatchPublic.model_fields)))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from shared.models import (
     Batch,
+    BatchStatus,
     ChatRequest,
     Completion,
     Job,
@@ -20,8 +22,33 @@ JobHandler = Callable[[str], Awaitable[None]]
 JobFinished = Callable[[Job], Awaitable[None]]
 
 
+class JobRef(NamedTuple):
+    """An unfinished job as sweeps see it: enough to enqueue it again in its batch's group."""
+
+    id: str
+    batch_id: str | None
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ends: the typed change set of `JobStore.finish`.
+
+    The write happens only while the job's status is `expect` (and, with `attempt`, only while no
+    later claim has happened: that fences off a worker whose lease ran out). The store sets
+    `completed_at` and `updated_at`, clears the lease, and keeps the batch counters in step.
+    """
+
+    status: Literal[JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled]
+    expect: JobStatus
+    attempt: int | None = None
+    result: Completion | None = None
+    error: JobError | None = None  # None also clears a queued job's "retrying" note
+    webhook: WebhookDelivery | None = None
+    release_idempotency_key: bool = False  # a refused submit stays retryable with its key
+
+
 class JobStore(Protocol):
-    """Durable job and batch records. Every status change is a compare-and-set."""
+    """Durable job records. Every status change is a compare-and-set."""
 
     async def start(self) -> None:
         """Open connections and create the schema if needed."""
@@ -49,58 +76,69 @@ class JobStore(Protocol):
         oldest_first: bool = False,
     ) -> tuple[list[Job], str | None]:
         """Jobs newest first (or oldest first: a batch's submission order), with an opaque cursor
-        for the next page; ValueError for a cursor this store did not make."""
+        for the next page. Raises InvalidCursor for a cursor this store did not make."""
 
-    async def transition(
-        self,
-        job_id: str,
-        from_statuses: Sequence[JobStatus],
-        to_status: JobStatus,
-        *,
-        if_attempts: int | None = None,
-        **changes: Any,
+    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
+        """queued (and not before `not_before`) → running, or running with an expired lease →
+        running; attempts += 1. None when the job is not claimable now."""
+
+    async def requeue(
+        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
     ) -> Job | None:
-        """Move a job to `to_status` only if its status is one of `from_statuses` (and, with
-        `if_attempts`, only if no later claim happened: it fences off a worker whose lease ran out).
+        """running → queued for a retry, fenced by `attempt`; `note` says why it waits and
+        `not_before` when it may run again."""
 
-        `changes` sets other Job fields in the same write. Keeps the job's batch counters in step.
-        Returns the updated job, or None when the condition did not hold.
-        """
+    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
+        """End the job as `outcome` says; None when its condition did not hold."""
 
-    async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
-        """queued → running (or running with an expired lease → running); attempts += 1."""
-
-    async def unfinished_job_ids(
-        self, limit: int = 10_000, updated_before: datetime | None = None
-    ) -> list[str]:
-        """Ids of jobs still queued or running, oldest first; with `updated_before`, only those
-        unchanged since then (for re-enqueueing after a restart or a lost queue message)."""
+    async def unfinished_jobs(
+        self, *, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[JobRef]:
+        """Jobs still queued or running, oldest first; with `updated_before`, only those unchanged
+        since then (for re-enqueueing after a restart or a lost queue message). No scan."""
 
     async def count_unfinished(self) -> dict[JobStatus, int]:
         """How many jobs are queued and how many running (both keys always present): the
-        backlog that /metrics reports for scaling decisions. One cheap query, not a scan."""
-
-    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
-        """Store a batch and all its jobs in one bulk write."""
-
-    async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None: ...
-
-    async def set_batch_status(
-        self, batch_id: str, from_statuses: Sequence[str], to_status: str, **changes: Any
-    ) -> Batch | None:
-        """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
-
-    async def end_queued_jobs(
-        self, batch_id: str, to_status: JobStatus, error: JobError | None = None
-    ) -> int:
-        """queued → `to_status` (cancelled or failed) for every job of the batch, in one write;
-        returns how many jobs moved."""
+        backlog that /metrics reports for scaling decisions. Cheap, not a scan of every job."""
 
     async def requeue_running(self) -> int:
         """running → queued for every job (embedded start-up: the previous process is gone)."""
 
+
+class BatchStore(Protocol):
+    """Durable batch records; their counts move in the same write as their jobs' statuses."""
+
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
+        """Store a batch and all its jobs. If the batch has an idempotency_key that the same
+        tenant used within 24 h, store nothing and return that earlier batch instead."""
+
+    async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None: ...
+
+    async def mark_batch(
+        self,
+        batch_id: str,
+        *,
+        expect: Sequence[BatchStatus],
+        to: BatchStatus,
+        completed_at: datetime | None = None,
+        webhook: WebhookDelivery | None = None,
+    ) -> Batch | None:
+        """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
+
+    async def end_queued_jobs(
+        self,
+        batch_id: str,
+        to: Literal[JobStatus.failed, JobStatus.cancelled],
+        error: JobError | None = None,
+    ) -> int:
+        """queued → `to` for every job of the batch that is still queued; returns how many."""
+
     async def closable_batch_ids(self) -> list[str]:
         """Batches still open although every job has ended (a completion check was missed)."""
+
+
+class WebhookOutbox(Protocol):
+    """Pending webhook deliveries, kept on the job or batch they announce."""
 
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         """Record webhook delivery state on a job or batch (by its id)."""
@@ -108,6 +146,13 @@ class JobStore(Protocol):
     async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
         """Claim ids of jobs/batches whose pending webhook is due; pushes their next attempt to
         `lease_until` so no other worker takes them meanwhile."""
+
+    async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
+        """The job or batch with this id (any tenant)."""
+
+
+class Store(JobStore, BatchStore, WebhookOutbox, Protocol):
+    """What one storage technology provides; the composition root hands out its narrower ports."""
 
 
 class ResultCache(Protocol):
@@ -146,9 +191,14 @@ class JobQueue(Protocol):
 
 
 class LLMProvider(Protocol):
-    """One LLM backend. Raises TransientLLMError or PermanentLLMError."""
+    """One LLM backend. Raises TransientLLMError or PermanentLLMError.
+
+    `start()` creates the provider's HTTP client (once per process: per Lambda container);
+    `close()` closes it."""
 
     name: str
+
+    async def start(self) -> None: ...
 
     async def complete(self, request: ChatRequest) -> Completion: ...
 
