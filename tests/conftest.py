@@ -18,7 +18,7 @@ import pytest
 
 from shared.config import Settings
 
-pytest_plugins = ["tests.stubs.fixtures"]
+pytest_plugins = ["tests.stubs.fixtures", "tests.aws.fixtures"]
 
 for _name in ("GEMINI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_BASE_URL", "OPENROUTER_BASE_URL"):
     os.environ.pop(_name, None)

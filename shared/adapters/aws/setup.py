@@ -1,0 +1,140 @@
+"""Create the AWS layout's table, queues and secret where AWS_ENDPOINT_URL points (moto,
+LocalStack), with the names Terraform gives them. Idempotent: what exists is left alone.
+
+    AWS_ENDPOINT_URL=http://127.0.0.1:5000 python -m shared.adapters.aws.setup
+
+Prints the environment to give the API and workers (SQS_QUEUE_URL=…, SQS_BATCH_QUEUE_URL=…).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from dataclasses import dataclass
+from typing import Any
+
+from shared.adapters.aws import names
+from shared.adapters.aws.clients import AwsClients
+
+ALL = {"ProjectionType": "ALL"}
+VISIBILITY_TIMEOUT_S = 300  # at least 6x the worker's job timeout (45 s by default)
+
+
+@dataclass(frozen=True)
+class AwsLayout:
+    table: str
+    queue_url: str
+    batch_queue_url: str
+    secret_id: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "STORE_BACKEND": "dynamodb",
+            "QUEUE_BACKEND": "sqs",
+            "CACHE_BACKEND": "dynamodb",
+            "DYNAMODB_TABLE": self.table,
+            "SQS_QUEUE_URL": self.queue_url,
+            "SQS_BATCH_QUEUE_URL": self.batch_queue_url,
+            "AWS_SECRET_ID": self.secret_id,
+        }
+
+
+def table_definition(table: str) -> dict[str, Any]:
+    keys = {names.PARTITION_KEY, names.SORT_KEY} | {a for p in names.INDEXES.values() for a in p}
+    return {
+        "TableName": table,
+        "BillingMode": "PAY_PER_REQUEST",
+        "AttributeDefinitions": [{"AttributeName": k, "AttributeType": "S"} for k in sorted(keys)],
+        "KeySchema": _key_schema(names.PARTITION_KEY, names.SORT_KEY),
+        "GlobalSecondaryIndexes": [
+            {
+                "IndexName": n,
+                "KeySchema": _key_schema(h, r),
+                "Projection": {"ProjectionType": "ALL"},
+            }
+            for n, (h, r) in names.INDEXES.items()
+        ],
+    }
+
+
+def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
+    return [
+        {"AttributeName": hash_key, "KeyType": "HASH"},
+        {"AttributeName": range_key, "KeyType": "RANGE"},
+    ]
+
+
+async def create_table(clients: AwsClients, table: str) -> None:
+    ddb = await clients.client("dynamodb")
+    existing = await ddb.list_tables()
+    if table in existing.get("TableNames", []):
+        return
+    await ddb.create_table(**table_definition(table))
+    await ddb.get_waiter("table_exists").wait(TableName=table)
+    ttl = {"Enabled": True, "AttributeName": names.TTL_ATTRIBUTE}
+    await ddb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
+
+
+async def create_queue(clients: AwsClients, name: str) -> str:
+    """The queue and its DLQ (redrive after MAX_RECEIVE_COUNT receives); returns the queue URL."""
+    sqs = await clients.client("sqs")
+    dlq = await sqs.create_queue(QueueName=name + names.DLQ_SUFFIX)
+    dlq_attrs = await sqs.get_queue_attributes(
+        QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
+    )
+    redrive = {
+        "deadLetterTargetArn": dlq_attrs["Attributes"]["QueueArn"],
+        "maxReceiveCount": str(names.MAX_RECEIVE_COUNT),
+    }
+    attributes = {
+        "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
+        "RedrivePolicy": json.dumps(redrive),
+        "SqsManagedSseEnabled": "true",
+    }
+    queue = await sqs.create_queue(QueueName=name, Attributes=attributes)
+    return str(queue["QueueUrl"])
+
+
+async def create_secret(clients: AwsClients, secret_id: str, values: dict[str, str]) -> None:
+    sm = await clients.client("secretsmanager")
+    try:
+        await sm.create_secret(Name=secret_id, SecretString=json.dumps(values))
+    except sm.exceptions.ResourceExistsException:
+        await sm.put_secret_value(SecretId=secret_id, SecretString=json.dumps(values))
+
+
+async def create_layout(
+    clients: AwsClients,
+    *,
+    prefix: str = "",
+    table: str | None = None,
+    secret: dict[str, str] | None = None,
+) -> AwsLayout:
+    """Everything the AWS layout needs. `prefix` keeps parallel test runs apart."""
+    table = table or prefix + names.TABLE
+    await create_table(clients, table)
+    queue_url = await create_queue(clients, prefix + names.JOBS_QUEUE)
+    batch_queue_url = await create_queue(clients, prefix + names.BATCH_QUEUE)
+    secret_id = prefix + names.SECRET_ID
+    await create_secret(clients, secret_id, secret or {})
+    return AwsLayout(table, queue_url, batch_queue_url, secret_id)
+
+
+async def _main() -> int:
+    endpoint = os.environ.get("AWS_ENDPOINT_URL")
+    clients = AwsClients(endpoint_url=endpoint, region=os.environ.get("AWS_REGION"))
+    try:
+        secret = {k: os.environ[k] for k in names.SECRET_KEYS if os.environ.get(k)}
+        table = os.environ.get("DYNAMODB_TABLE") or names.TABLE
+        layout = await create_layout(clients, table=table, secret=secret)
+    finally:
+        await clients.close()
+    for key, value in layout.env().items():
+        print(f"{key}={value}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(asyncio.run(_main()))

@@ -1,0 +1,38 @@
+"""`python -m shared.adapters.aws.setup` creates what Terraform describes, on moto."""
+
+from __future__ import annotations
+
+import json
+
+from shared.adapters.aws import names
+from shared.adapters.aws.clients import AwsClients
+from shared.adapters.aws.setup import AwsLayout, create_layout
+
+
+async def test_table_has_every_index_and_a_ttl(
+    aws_layout: AwsLayout, aws_clients: AwsClients
+) -> None:
+    ddb = await aws_clients.client("dynamodb")
+    table = (await ddb.describe_table(TableName=aws_layout.table))["Table"]
+    assert {i["IndexName"] for i in table["GlobalSecondaryIndexes"]} == set(names.INDEXES)
+    ttl = await ddb.describe_time_to_live(TableName=aws_layout.table)
+    assert ttl["TimeToLiveDescription"]["AttributeName"] == names.TTL_ATTRIBUTE
+
+
+async def test_queues_redrive_to_their_dlq(aws_layout: AwsLayout, aws_clients: AwsClients) -> None:
+    sqs = await aws_clients.client("sqs")
+    for url in (aws_layout.queue_url, aws_layout.batch_queue_url):
+        attrs = await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["RedrivePolicy"])
+        redrive = json.loads(attrs["Attributes"]["RedrivePolicy"])
+        assert redrive["maxReceiveCount"] == names.MAX_RECEIVE_COUNT
+        assert redrive["deadLetterTargetArn"].endswith(names.DLQ_SUFFIX)
+
+
+async def test_setup_twice_is_harmless(aws_clients: AwsClients) -> None:
+    first = await create_layout(aws_clients, prefix="twice-", secret={"API_KEYS": "t:k"})
+    second = await create_layout(aws_clients, prefix="twice-", secret={"API_KEYS": "t:k2"})
+    assert first == second
+    sm = await aws_clients.client("secretsmanager")
+    value = await sm.get_secret_value(SecretId=second.secret_id)
+    assert json.loads(value["SecretString"]) == {"API_KEYS": "t:k2"}
+    assert aws_clients.opened == 3  # one client per service, however many calls
