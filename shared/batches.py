@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
-from shared.errors import NotFound, QueueUnavailable
+from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.models import (
     Batch,
     BatchCounts,
@@ -19,7 +19,7 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobQueue, JobStore, ResultCache
+from shared.ports import JobQueue, ResultCache, Store
 from shared.service import cache_key
 from shared.webhook_hooks import WebhookHooks
 
@@ -31,7 +31,7 @@ PAGE = 500
 class BatchService:
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         cache: ResultCache | None,
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
@@ -48,11 +48,22 @@ class BatchService:
         *,
         webhook_url: str | None = None,
         metadata: dict[str, str] | None = None,
+        idempotency_key: str | None = None,
+        request_hash: str | None = None,
     ) -> Batch:
-        """Store the batch and its jobs in one write, answer cache hits, enqueue the rest."""
+        """Store the batch and its jobs in one write, answer cache hits, enqueue the rest.
+
+        With `idempotency_key`: the same key within 24 h returns the batch it made (Conflict when
+        `request_hash` differs), and nothing new is stored or run."""
         for url in {u for u in (webhook_url, *(i.webhook_url for i in items)) if u}:
             await self.hooks.check_url(url)
-        batch = Batch(tenant=tenant, webhook_url=webhook_url, metadata=metadata or {})
+        batch = Batch(
+            tenant=tenant,
+            webhook_url=webhook_url,
+            metadata=metadata or {},
+            idempotency_key=idempotency_key,
+            request_hash=request_hash,
+        )
         # ~40 µs a job: 50,000 of them would hold the event loop for seconds, so not on it
         jobs = await asyncio.to_thread(self._build_jobs, batch, items)
         hits = await self._cached([j.cache_key for j in jobs])
@@ -61,7 +72,9 @@ class BatchService:
         batch.counts = BatchCounts(
             total=len(jobs), queued=len(queued), succeeded=len(jobs) - len(queued)
         )
-        await self.store.create_batch(batch, jobs)
+        stored = await self.store.create_batch(batch, jobs)
+        if stored.id != batch.id:  # this key made a batch already: that one is the answer
+            return _same_body(stored, batch)
         if queued:
             await self._enqueue_or_fail(batch, queued)
         return await self.check_completed(batch.id) or batch
@@ -115,8 +128,11 @@ class BatchService:
             error = JobError(code="queue_unavailable", message="the queue refused the batch")
             await self.store.end_queued_jobs(batch.id, JobStatus.failed, error)
             # Closed without a webhook: the caller was answered 503, not given this batch.
-            await self.store.set_batch_status(
-                batch.id, [BatchStatus.in_progress], BatchStatus.completed, completed_at=utcnow()
+            await self.store.mark_batch(
+                batch.id,
+                expect=[BatchStatus.in_progress],
+                to=BatchStatus.completed,
+                completed_at=utcnow(),
             )
             raise
 
@@ -129,8 +145,8 @@ class BatchService:
     async def cancel(self, tenant: str, batch_id: str) -> Batch:
         """Cancel every job of the batch that is still queued; running ones finish."""
         batch = await self.get(tenant, batch_id)
-        await self.store.set_batch_status(
-            batch_id, [BatchStatus.in_progress], BatchStatus.cancelling
+        await self.store.mark_batch(
+            batch_id, expect=[BatchStatus.in_progress], to=BatchStatus.cancelling
         )
         await self.store.end_queued_jobs(batch_id, JobStatus.cancelled)
         return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
@@ -151,10 +167,10 @@ class BatchService:
             if batch.status is BatchStatus.cancelling
             else BatchStatus.completed
         )
-        return await self.store.set_batch_status(
+        return await self.store.mark_batch(
             batch_id,
-            [BatchStatus.in_progress, BatchStatus.cancelling],
-            final,
+            expect=[BatchStatus.in_progress, BatchStatus.cancelling],
+            to=final,
             completed_at=utcnow(),
             webhook=self.hooks.delivery_for(batch.webhook_url),
         )
@@ -176,6 +192,12 @@ class BatchService:
                 yield job
             if cursor is None:
                 return
+
+
+def _same_body(existing: Batch, submitted: Batch) -> Batch:
+    if existing.request_hash != submitted.request_hash:
+        raise Conflict("Idempotency-Key was already used with a different request body")
+    return existing
 
 
 def result_line(job: Job) -> dict[str, Any]:

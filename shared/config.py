@@ -79,8 +79,14 @@ class Settings(BaseSettings):
         description="Port on which `python -m worker` serves Prometheus /metrics (bound to HOST); "
         "unset: not served",
     )
-    job_max_attempts: int = 3
-    job_retry_base_s: float = 2.0
+    job_retry_budget_s: float = Field(
+        900.0, gt=0, description="How long after submission a job keeps retrying transient failures"
+    )
+    job_retry_base_s: float = Field(2.0, gt=0, description="First retry delay; it doubles")
+    job_retry_max_delay_s: float = Field(60.0, gt=0, description="Longest delay between retries")
+    job_max_attempts: int = Field(
+        30, ge=1, description="Guard against a job that keeps crashing its worker"
+    )
 
     @field_validator("api_keys")
     @classmethod

@@ -1,19 +1,42 @@
-"""JobExecutor: runs one job for whichever queue delivered it (arq, in-process, SQS)."""
+"""JobExecutor: runs one job for whichever consumer delivered it (in-process, arq, SQS).
+
+Every consumer calls `deliver(job_id)` and acts on its answer: None means acknowledge (the job
+needs nothing more from this delivery), a number means deliver it again after that many seconds.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Protocol, runtime_checkable
 
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.metrics import NO_PROVIDER, JobMetrics
-from shared.models import ChatRequest, Completion, Job, JobError, JobStatus, utcnow
-from shared.ports import JobFinished, JobStore, LLMProvider, ResultCache
+from shared.models import ChatRequest, Completion, Job, JobError, JobErrorCode, JobStatus, utcnow
+from shared.ports import (
+    JobFinished,
+    JobHandler,
+    JobOutcome,
+    JobQueue,
+    JobStore,
+    LLMProvider,
+    ResultCache,
+)
+from shared.retry import RetryPolicy
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
+
+GUARD_MARGIN_S = 2.0  # the whole delivery may overrun the LLM timeout by this much
+ERROR_RETRY_S = 5.0  # after an unexpected error (e.g. the store briefly unreachable)
+
+
+@runtime_checkable
+class Availability(Protocol):
+    def unavailable_for_s(self) -> float:
+        """0 when a provider may be tried now; else seconds until one may (circuits open)."""
 
 
 async def _ignore(job: Job) -> None:
@@ -23,10 +46,8 @@ async def _ignore(job: Job) -> None:
 class JobExecutor:
     """Claims a job with a compare-and-set, calls the LLM, and records the outcome.
 
-    `run` returns None when the job needs nothing more, or a delay in seconds after which the
-    caller's queue should deliver it again (a transient failure with attempts left). Outcomes
-    are reported to `metrics` only when their write took effect, so a run fenced off by a later
-    claim is not counted twice.
+    Outcomes are reported to `metrics` only when their write took effect, so a run fenced off by
+    a later claim is not counted twice.
     """
 
     def __init__(
@@ -36,8 +57,7 @@ class JobExecutor:
         llm: LLMProvider,
         *,
         job_timeout_s: float,
-        max_attempts: int,
-        retry_base_s: float,
+        retry: RetryPolicy,
         cache_ttl_s: int,
         on_finished: JobFinished = _ignore,
         hooks: WebhookHooks | None = None,
@@ -47,14 +67,33 @@ class JobExecutor:
         self.cache = cache
         self.llm = llm
         self.job_timeout_s = job_timeout_s
-        self.max_attempts = max_attempts
-        self.retry_base_s = retry_base_s
+        self.retry = retry
         self.cache_ttl_s = cache_ttl_s
         self.on_finished = on_finished
         self.hooks = hooks or WebhookHooks()
         self.metrics = metrics or JobMetrics()
 
+    async def deliver(self, job_id: str) -> float | None:
+        """Run one delivery of the job, bounded in time; never raises."""
+        limit = self.job_timeout_s + GUARD_MARGIN_S
+        try:
+            async with asyncio.timeout(limit):
+                return await self.run(job_id)
+        except TimeoutError:
+            log.error("job %s overran %.0f s; it will be delivered again", job_id, limit)
+        except Exception:
+            log.exception("job %s could not be run; it will be delivered again", job_id)
+            return ERROR_RETRY_S
+        try:
+            return await self.redelivery_delay(job_id)
+        except Exception:
+            log.exception("job %s: could not read it back after an overrun", job_id)
+            return ERROR_RETRY_S
+
     async def run(self, job_id: str) -> float | None:
+        wait = self._providers_down_for()
+        if wait > 0:  # no attempt spent while every provider's circuit is open
+            return self.retry.jittered(wait)
         now = utcnow()
         lease = now + timedelta(seconds=self.job_timeout_s + 5)
         job = await self.store.claim(job_id, lease_until=lease, now=now)
@@ -63,11 +102,13 @@ class JobExecutor:
         started = time.perf_counter()
         if job.attempts == 1:
             self.metrics.job_started(waited_s=(now - job.created_at).total_seconds())
-        if job.attempts > self.max_attempts:
-            await self._fail(
-                job, started, "attempts_exhausted", "the job was delivered too many times"
-            )
+        if job.attempts > self.retry.max_attempts:
+            message = "the job was delivered too many times"
+            await self._fail(job, started, "attempts_exhausted", message)
             return None
+        return await self._attempt(job, started)
+
+    async def _attempt(self, job: Job, started: float) -> float | None:
         try:
             completion = await self._complete(job.request)
         except PermanentLLMError as exc:
@@ -82,6 +123,9 @@ class JobExecutor:
         await self._succeed(job, started, completion)
         return None
 
+    def _providers_down_for(self) -> float:
+        return self.llm.unavailable_for_s() if isinstance(self.llm, Availability) else 0.0
+
     async def _complete(self, request: ChatRequest) -> Completion:
         started = time.perf_counter()
         completion = await asyncio.wait_for(self.llm.complete(request), self.job_timeout_s)
@@ -91,51 +135,46 @@ class JobExecutor:
     async def redelivery_delay(self, job_id: str) -> float | None:
         """For a job this delivery did not run. Finished, cancelled or unknown: None (acknowledge).
         Running under a lease: come back just after the lease ends, in case its holder has died
-        (acknowledging would leave the job running forever)."""
+        (acknowledging would leave the job running forever). Queued but not due yet (a retry
+        whose delay the queue could not hold): come back when it is due."""
         job = await self.store.get_job(job_id)
         if job is not None and job.status.is_terminal and job.batch_id:
             await self.on_finished(job)  # repeat the batch check a crash may have skipped
-        if job is None or job.status is not JobStatus.running or job.lease_until is None:
+        if job is None:
             return None
-        return max((job.lease_until - utcnow()).total_seconds(), 0.0) + 1.0
-
-    def backoff_s(self, attempts: int) -> float:
-        return float(self.retry_base_s * 2 ** max(attempts - 1, 0))
+        if job.status is JobStatus.running and job.lease_until is not None:
+            return _seconds_until(job.lease_until) + 1.0
+        if job.status is JobStatus.queued and job.not_before is not None:
+            return _seconds_until(job.not_before) + 0.1
+        return None
 
     async def _retry_or_fail(
         self, job: Job, started: float, reason: str, retry_after_s: float | None = None
     ) -> float | None:
-        if job.attempts >= self.max_attempts:
+        delay = self.retry.delay_s(job.attempts, retry_after_s)
+        if not self.retry.allows(job, delay):
             message = f"all LLM providers failed after {job.attempts} attempts: {reason}"
             await self._fail(job, started, "llm_unavailable", message)
             return None
-        error = JobError(code="retrying", message=reason)
-        requeued = await self.store.transition(
-            job.id,
-            [JobStatus.running],
-            JobStatus.queued,
-            if_attempts=job.attempts,
-            error=error,
-            lease_until=None,
+        not_before = utcnow() + timedelta(seconds=delay)
+        note = JobError(code="retrying", message=_waiting(job.attempts, not_before, reason))
+        requeued = await self.store.requeue(
+            job.id, attempt=job.attempts, note=note, not_before=not_before
         )
         if requeued is None:
             return None
         self.metrics.job_retried(time.perf_counter() - started)
-        return max(self.backoff_s(job.attempts), retry_after_s or 0.0)  # honour the provider
+        return delay
 
     async def _succeed(self, job: Job, started: float, completion: Completion) -> None:
-        now = utcnow()
-        done = await self.store.transition(
-            job.id,
-            [JobStatus.running],
+        outcome = JobOutcome(
             JobStatus.succeeded,
-            if_attempts=job.attempts,
+            expect=JobStatus.running,
+            attempt=job.attempts,
             result=completion,
-            error=None,
-            completed_at=now,
-            lease_until=None,
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
+        done = await self.store.finish(job.id, outcome)
         if done is None:
             return
         elapsed = time.perf_counter() - started
@@ -148,23 +187,47 @@ class JobExecutor:
         await self.on_finished(done)
 
     async def _fail(
-        self, job: Job, started: float, code: str, message: str, provider: str = NO_PROVIDER
+        self,
+        job: Job,
+        started: float,
+        code: JobErrorCode,
+        message: str,
+        provider: str = NO_PROVIDER,
     ) -> None:
         """`provider`: the one that rejected the prompt, if one answered at all."""
-        failed = await self.store.transition(
-            job.id,
-            [JobStatus.running],
+        outcome = JobOutcome(
             JobStatus.failed,
-            if_attempts=job.attempts,
+            expect=JobStatus.running,
+            attempt=job.attempts,
             error=JobError(code=code, message=message),
-            completed_at=utcnow(),
-            lease_until=None,
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
+        failed = await self.store.finish(job.id, outcome)
         if failed is not None:
             log.warning("job %s failed: %s", job.id, message)
             self.metrics.job_finished(JobStatus.failed, provider, time.perf_counter() - started)
             await self.on_finished(failed)
+
+
+def requeueing_consumer(executor: JobExecutor, queue: JobQueue) -> JobHandler:
+    """A consumer for a queue with no redelivery of its own (in-process): a delay becomes a
+    delayed enqueue of the same job."""
+
+    async def consume(job_id: str) -> None:
+        delay = await executor.deliver(job_id)
+        if delay is not None:
+            await queue.enqueue(job_id, delay_s=delay)
+
+    return consume
+
+
+def _seconds_until(moment: datetime) -> float:
+    return max((moment - utcnow()).total_seconds(), 0.0)
+
+
+def _waiting(attempts: int, not_before: datetime, reason: str) -> str:
+    when = not_before.isoformat(timespec="seconds")
+    return f"attempt {attempts} failed ({reason}); next attempt at {when}"
 
 
 def _describe(exc: BaseException) -> str:

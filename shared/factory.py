@@ -1,25 +1,33 @@
 """ServiceFactory: the one composition root. Chooses and wires adapters from Settings.
 
-The API calls it in its lifespan, the worker in its startup hook, tests with overrides. Drivers are
-imported only in the branch that needs them, and nothing connects until `start()`.
+The API calls it in its lifespan, workers in their startup, tests with overrides. Drivers are
+imported only in the branch that needs them, nothing connects until `start()`, and everything
+started is closed through one AsyncExitStack: a failed start closes what had started, and one
+failing close does not skip the rest.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import CollectorRegistry
 
+from shared.adapters.aws.clients import AwsClients
 from shared.batches import BatchService
 from shared.config import Settings
-from shared.execution import JobExecutor
+from shared.execution import JobExecutor, requeueing_consumer
 from shared.metrics import Backlog, JobMetrics
 from shared.models import Job
-from shared.ports import JobQueue, JobStore, LLMProvider, ResultCache
+from shared.ports import JobQueue, LLMProvider, ResultCache, Store
+from shared.retry import RetryPolicy
 from shared.service import ChatService
+from shared.sweeps import Sweeper
 from shared.webhook_hooks import WebhookHooks
 from shared.webhooks import WebhookDispatcher, WebhookSender, check_url, tenant_secret
 from shared.webhooks.secrets import load_or_create_master
@@ -31,39 +39,39 @@ SWEEP_GRACE_S = 5.0
 
 @dataclass
 class Services:
-    """Everything a process needs, started and ready.
+    """Everything a process needs, started and ready; `close()` stops it all.
 
     `registry` holds this process's job metrics and the store's backlog (see shared/metrics.py);
-    the API serves it on /metrics, an arq worker on WORKER_METRICS_PORT.
+    the API serves it on /metrics, a worker on WORKER_METRICS_PORT.
     """
 
     settings: Settings
-    store: JobStore
+    store: Store
     cache: ResultCache | None
     queue: JobQueue
     llm: LLMProvider
     webhook_master: str
-    registry: CollectorRegistry = field(init=False, default_factory=CollectorRegistry)
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: JobMetrics = field(init=False)
     backlog: Backlog = field(init=False)
     chat: ChatService = field(init=False)
     batches: BatchService = field(init=False)
     executor: JobExecutor = field(init=False)
     webhooks: WebhookDispatcher = field(init=False)
-    _sender: WebhookSender = field(init=False)
-    _background: list[asyncio.Task[None]] = field(init=False, default_factory=list)
-    _stop: asyncio.Event = field(init=False, default_factory=asyncio.Event)
+    sweeper: Sweeper = field(init=False)
+    sender: WebhookSender = field(init=False)
+    stack: AsyncExitStack = field(init=False, default_factory=AsyncExitStack)
 
     def __post_init__(self) -> None:
         s = self.settings
         self.metrics = JobMetrics(self.registry)
         self.backlog = Backlog(self.store)
         self.registry.register(self.backlog)
-        self._sender = WebhookSender(
+        self.sender = WebhookSender(
             timeout_s=s.webhook_timeout_s, allow_private=s.webhook_allow_private
         )
         self.webhooks = WebhookDispatcher(
-            self.store, self._sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
+            self.store, self.sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
         )
         hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
         self.chat = ChatService(self.store, self.cache, self.queue, hooks, self._job_finished)
@@ -73,13 +81,13 @@ class Services:
             self.cache,
             self.llm,
             job_timeout_s=s.job_timeout_s,
-            max_attempts=s.job_max_attempts,
-            retry_base_s=s.job_retry_base_s,
+            retry=retry_policy(s),
             cache_ttl_s=s.cache_ttl_s,
             on_finished=self._job_finished,
             hooks=hooks,
             metrics=self.metrics,
         )
+        self.sweeper = Sweeper(self.store, self.batches, self.queue)
 
     def webhook_secret(self, tenant: str) -> str:
         """The tenant's own `whsec_` signing secret."""
@@ -92,46 +100,33 @@ class Services:
         if job.batch_id:
             await self.batches.check_completed(job.batch_id)
 
-    def deliver_webhooks_in_background(self, interval_s: float = 0.5) -> None:
-        """Run the webhook sweeper in this process until `close()`."""
-        task = asyncio.create_task(self.webhooks.run_forever(interval_s, self._stop))
-        self._background.append(task)
+    def run_in_background(
+        self, name: str, loop: Callable[[asyncio.Event], Coroutine[Any, Any, None]]
+    ) -> None:
+        """Run `loop(stop)` until `close()` sets `stop` (then give it SWEEP_GRACE_S to end)."""
+        stop = asyncio.Event()
+        task = asyncio.create_task(loop(stop), name=name)
 
-    async def handle_job(self, job_id: str) -> None:
-        """In-process consumer: run the job, and put it back on the queue when it must retry."""
-        try:
-            delay = await self.executor.run(job_id)
-        except Exception:  # e.g. the store is briefly locked: try again rather than drop it
-            log.exception("job %s could not be run; retrying", job_id)
-            delay = self.settings.job_retry_base_s
-        if delay is not None:
-            await self.queue.enqueue(job_id, delay_s=delay)
+        async def end() -> None:
+            stop.set()
+            done, _ = await asyncio.wait([task], timeout=SWEEP_GRACE_S)
+            if not done:
+                task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
 
-    async def recover_unfinished(self) -> None:
-        """Embedded mode after a restart: this process is the only worker, so jobs left running
-        died with the previous process: put them back to queued and enqueue all unfinished."""
-        await self.store.requeue_running()
-        await self.batches.close_finished()
-        job_ids = await self.store.unfinished_job_ids(limit=10_000_000)
-        if job_ids:
-            log.info("re-enqueueing %d unfinished jobs", len(job_ids))
-            await self.queue.enqueue_many(job_ids)
+        self.stack.push_async_callback(end)
 
     async def close(self) -> None:
-        self._stop.set()
-        # A sweep in flight gets a moment to record its attempts; deliveries it leaves are still
-        # pending in the store and are retried once their lease ends.
-        if self._background:
-            _, unfinished = await asyncio.wait(self._background, timeout=SWEEP_GRACE_S)
-            for task in unfinished:
-                task.cancel()
-            await asyncio.gather(*self._background, return_exceptions=True)
-        await self.queue.close()
-        await self._sender.close()
-        if self.cache is not None:
-            await self.cache.close()
-        await self.llm.close()
-        await self.store.close()
+        await self.stack.aclose()
+
+
+def retry_policy(s: Settings) -> RetryPolicy:
+    return RetryPolicy(
+        budget_s=s.job_retry_budget_s,
+        base_s=s.job_retry_base_s,
+        max_delay_s=s.job_retry_max_delay_s,
+        max_attempts=s.job_max_attempts,
+    )
 
 
 class ServiceFactory:
@@ -139,32 +134,61 @@ class ServiceFactory:
         self,
         settings: Settings | None = None,
         *,
-        store: JobStore | None = None,
+        store: Store | None = None,
         cache: ResultCache | None = None,
         queue: JobQueue | None = None,
         llm: LLMProvider | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._store, self._cache, self._queue, self._llm = store, cache, queue, llm
+        self._aws: AwsClients | None = None
 
     async def start(self, *, consume: bool, deliver_webhooks: bool | None = None) -> Services:
         """Build and start everything. `consume` starts in-process workers (embedded mode);
         `deliver_webhooks` (default: same as `consume`) runs the webhook sweeper here."""
-        services = Services(
-            settings=self.settings,
-            store=self._store if self._store is not None else self.build_store(),
-            cache=self._cache if self._cache is not None else self.build_cache(),
-            queue=self._queue if self._queue is not None else self.build_queue(),
-            llm=self._llm if self._llm is not None else self.build_llm(),
-            webhook_master=self.webhook_master(),
-        )
-        await services.store.start()
-        await services.queue.start(services.handle_job if consume else None)
-        if consume:
-            await services.recover_unfinished()
+        async with AsyncExitStack() as stack:  # closes what started if anything below fails
+            services = await self._start(stack, consume)
+            services.stack = stack.pop_all()
         if consume if deliver_webhooks is None else deliver_webhooks:
-            services.deliver_webhooks_in_background()
+            webhooks = services.webhooks
+            services.run_in_background("webhooks", lambda stop: webhooks.run_forever(0.5, stop))
         return services
+
+    async def _start(self, stack: AsyncExitStack, consume: bool) -> Services:
+        if self._aws_needed():
+            self._aws = AwsClients(
+                endpoint_url=self.settings.aws_endpoint_url, region=self.settings.aws_region
+            )
+            stack.push_async_callback(_logged, "AWS clients", self._aws.close)
+        store = self._store if self._store is not None else self.build_store()
+        await store.start()
+        stack.push_async_callback(_logged, "store", store.close)
+        cache = self._cache if self._cache is not None else self.build_cache()
+        if cache is not None:
+            stack.push_async_callback(_logged, "cache", cache.close)
+        llm = self._llm if self._llm is not None else self.build_llm()
+        await llm.start()
+        stack.push_async_callback(_logged, "LLM", llm.close)
+        queue = self._queue if self._queue is not None else self.build_queue()
+        services = Services(self.settings, store, cache, queue, llm, self.webhook_master())
+        stack.push_async_callback(_logged, "webhook sender", services.sender.close)
+        handler = requeueing_consumer(services.executor, queue) if consume else None
+        await queue.start(handler)
+        stack.push_async_callback(_logged, "queue", queue.close)
+        if consume:
+            await services.sweeper.recover_after_restart()
+        return services
+
+    def _aws_needed(self) -> bool:
+        s = self.settings
+        kinds = (s.resolved_store, s.resolved_queue, s.resolved_cache)
+        return self._aws is None and any(k in ("dynamodb", "sqs") for k in kinds)
+
+    @property
+    def aws(self) -> AwsClients:
+        if self._aws is None:
+            raise RuntimeError("no AWS backend is configured")
+        return self._aws
 
     def webhook_master(self) -> str:
         """WEBHOOK_SIGNING_SECRET, or a per-install secret kept beside the SQLite database."""
@@ -175,10 +199,12 @@ class ServiceFactory:
             raise ValueError("WEBHOOK_SIGNING_SECRET must be set on Lambda")
         return load_or_create_master(Path(s.sqlite_path).parent / "webhook-master-secret")
 
-    def build_store(self) -> JobStore:
+    def build_store(self) -> Store:
         s = self.settings
         if s.resolved_store == "dynamodb":
-            raise NotImplementedError("STORE_BACKEND=dynamodb is not built yet")
+            from shared.adapters.store.dynamodb import DynamoDbJobStore
+
+            return DynamoDbJobStore(self.aws, s.dynamodb_table)
         from shared.adapters.store.sqlite import SqliteJobStore
 
         return SqliteJobStore(s.sqlite_path)
@@ -192,6 +218,10 @@ class ServiceFactory:
             from shared.adapters.cache.redis import RedisResultCache
 
             return RedisResultCache(_require(s.redis_url, "REDIS_URL", "CACHE_BACKEND=redis"))
+        if kind == "dynamodb":
+            from shared.adapters.cache.dynamodb import DynamoDbResultCache
+
+            return DynamoDbResultCache(self.aws, s.dynamodb_table)
         from shared.adapters.cache.memory import MemoryResultCache
 
         return MemoryResultCache(max_entries=s.cache_max_entries)
@@ -204,7 +234,10 @@ class ServiceFactory:
 
             return ArqJobQueue(_require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
         if kind == "sqs":
-            raise NotImplementedError("QUEUE_BACKEND=sqs is not built yet")
+            from shared.adapters.queue.sqs import SqsJobQueue
+
+            url = _require(s.sqs_queue_url, "SQS_QUEUE_URL", "QUEUE_BACKEND=sqs")
+            return SqsJobQueue(self.aws, url, s.sqs_batch_queue_url)
         from shared.adapters.queue.inprocess import InProcessJobQueue
 
         return InProcessJobQueue(concurrency=s.worker_concurrency)
@@ -213,6 +246,14 @@ class ServiceFactory:
         from shared.adapters.llm.build import build_llm
 
         return build_llm(self.settings)
+
+
+async def _logged(what: str, close: Callable[[], Awaitable[None]]) -> None:
+    """Close one part; a failure is logged, and the stack goes on closing the others."""
+    try:
+        await close()
+    except Exception:
+        log.exception("closing the %s failed", what)
 
 
 def _require(value: str | None, name: str, because: str) -> str:

@@ -18,7 +18,7 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobFinished, JobQueue, JobStore, ResultCache
+from shared.ports import JobFinished, JobOutcome, JobQueue, JobStore, ResultCache
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -106,14 +106,13 @@ class ChatService:
         try:
             await self.queue.enqueue(job.id)
         except QueueUnavailable:
-            await self.store.transition(
-                job.id,
-                [JobStatus.queued],
+            refused = JobOutcome(
                 JobStatus.failed,
+                expect=JobStatus.queued,
                 error=JobError(code="queue_unavailable", message="the queue refused the job"),
-                completed_at=utcnow(),
-                idempotency_key=None,  # a 503 must stay retryable with the same key
+                release_idempotency_key=True,  # a 503 must stay retryable with the same key
             )
+            await self.store.finish(job.id, refused)
             raise
 
     async def get(self, tenant: str, job_id: str, wait_s: float = 0) -> Job:
@@ -147,15 +146,12 @@ class ChatService:
         job = await self.store.get_job(job_id, tenant)
         if job is None:
             raise NotFound(job_id)
-        now = utcnow()
-        cancelled = await self.store.transition(
-            job_id,
-            [JobStatus.queued],
+        cancel = JobOutcome(  # error None also clears the last attempt's "retrying" note
             JobStatus.cancelled,
-            completed_at=now,
-            error=None,  # a queued job may carry the last attempt's "retrying" note
+            expect=JobStatus.queued,
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
+        cancelled = await self.store.finish(job_id, cancel)
         if cancelled is None:
             current = await self.store.get_job(job_id, tenant)
             state = current.status if current else job.status

@@ -6,9 +6,10 @@ import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 
-from shared.errors import QueueUnavailable
+from shared.adapters.store.outcome import outcome_changes
+from shared.errors import InvalidCursor, QueueUnavailable
 from shared.models import (
     Batch,
     BatchStatus,
@@ -22,7 +23,7 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
-from shared.ports import JobHandler
+from shared.ports import JobHandler, JobOutcome, JobRef
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -103,28 +104,41 @@ class FakeJobStore:
 
     @staticmethod
     def _decode_cursor(cursor: str) -> tuple[datetime, str]:
-        created_at, sep, job_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
-        after = datetime.fromisoformat(created_at)
+        try:
+            raw = base64.urlsafe_b64decode(cursor.encode()).decode()
+            created_at, sep, job_id = raw.partition("|")
+            after = datetime.fromisoformat(created_at)
+        except (ValueError, UnicodeError):
+            raise InvalidCursor("invalid cursor") from None
         if not sep or not job_id or after.tzinfo is None:
-            raise ValueError("invalid cursor")
+            raise InvalidCursor("invalid cursor")
         return after, job_id
 
-    async def transition(
+    async def requeue(
+        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
+    ) -> Job | None:
+        changes = {"error": note, "lease_until": None, "not_before": not_before}
+        return await self._move(job_id, JobStatus.running, JobStatus.queued, changes, attempt)
+
+    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
+        changes = outcome_changes(outcome, utcnow())
+        return await self._move(job_id, outcome.expect, outcome.status, changes, outcome.attempt)
+
+    async def _move(
         self,
         job_id: str,
-        from_statuses: Sequence[JobStatus],
-        to_status: JobStatus,
-        *,
-        if_attempts: int | None = None,
-        **changes: Any,
+        expect: JobStatus,
+        to: JobStatus,
+        changes: dict[str, Any],
+        attempt: int | None,
     ) -> Job | None:
         async with self._lock:
             job = self.jobs.get(job_id)
-            if job is None or job.status not in from_statuses:
+            if job is None or job.status != expect:
                 return None
-            if if_attempts is not None and job.attempts != if_attempts:
+            if attempt is not None and job.attempts != attempt:
                 return None
-            return self._apply(job, to_status, changes)
+            return self._apply(job, to, changes)
 
     def _apply(self, job: Job, to_status: JobStatus, changes: dict[str, Any]) -> Job:
         updated = job.model_copy(update={**changes, "status": to_status, "updated_at": utcnow()})
@@ -137,7 +151,7 @@ class FakeJobStore:
             self.batches[batch.id] = batch.model_copy(update={"counts": counts})
         return updated
 
-    async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
+    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
         async with self._lock:
             job = self.jobs.get(job_id)
             if job is None:
@@ -145,18 +159,21 @@ class FakeJobStore:
             stale = job.status == JobStatus.running and (
                 job.lease_until is None or job.lease_until < now
             )
-            if job.status != JobStatus.queued and not stale:
+            due = job.status == JobStatus.queued and (
+                job.not_before is None or job.not_before <= now
+            )
+            if not due and not stale:
                 return None
             changes = {"lease_until": lease_until, "attempts": job.attempts + 1}
             return self._apply(job, JobStatus.running, changes)
 
-    async def unfinished_job_ids(
-        self, limit: int = 10_000, updated_before: datetime | None = None
-    ) -> list[str]:
+    async def unfinished_jobs(
+        self, *, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[JobRef]:
         unfinished = (JobStatus.queued, JobStatus.running)
         jobs = sorted(self.jobs.values(), key=lambda j: j.created_at)
         return [
-            j.id
+            JobRef(j.id, j.batch_id)
             for j in jobs
             if j.status in unfinished and (updated_before is None or j.updated_at < updated_before)
         ][:limit]
@@ -165,11 +182,25 @@ class FakeJobStore:
         statuses = [j.status for j in self.jobs.values()]
         return {s: statuses.count(s) for s in (JobStatus.queued, JobStatus.running)}
 
-    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
         async with self._lock:
+            earlier = self._batch_holding(batch)
+            if earlier is not None:
+                return earlier
             self.batches[batch.id] = batch
             for job in jobs:
                 self.jobs[job.id] = job
+            return batch
+
+    def _batch_holding(self, batch: Batch) -> Batch | None:
+        if not batch.idempotency_key:
+            return None
+        cutoff = utcnow() - IDEMPOTENCY_WINDOW
+        for other in self.batches.values():
+            same = other.tenant == batch.tenant and other.idempotency_key == batch.idempotency_key
+            if same and other.created_at > cutoff:
+                return other
+        return None
 
     async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None:
         batch = self.batches.get(batch_id)
@@ -177,19 +208,33 @@ class FakeJobStore:
             return None
         return batch
 
-    async def set_batch_status(
-        self, batch_id: str, from_statuses: Sequence[str], to_status: str, **changes: Any
+    async def mark_batch(
+        self,
+        batch_id: str,
+        *,
+        expect: Sequence[BatchStatus],
+        to: BatchStatus,
+        completed_at: datetime | None = None,
+        webhook: WebhookDelivery | None = None,
     ) -> Batch | None:
         async with self._lock:
             batch = self.batches.get(batch_id)
-            if batch is None or batch.status not in from_statuses:
+            if batch is None or batch.status not in expect:
                 return None
-            updated = batch.model_copy(update={**changes, "status": BatchStatus(to_status)})
+            changes: dict[str, Any] = {"status": to}
+            if completed_at is not None:
+                changes["completed_at"] = completed_at
+            if webhook is not None:
+                changes["webhook"] = webhook
+            updated = batch.model_copy(update=changes)
             self.batches[batch_id] = updated
             return updated
 
     async def end_queued_jobs(
-        self, batch_id: str, to_status: JobStatus, error: JobError | None = None
+        self,
+        batch_id: str,
+        to: Literal[JobStatus.failed, JobStatus.cancelled],
+        error: JobError | None = None,
     ) -> int:
         async with self._lock:
             queued = [
@@ -198,7 +243,7 @@ class FakeJobStore:
                 if j.batch_id == batch_id and j.status == JobStatus.queued
             ]
             for job in queued:
-                self._apply(job, to_status, {"completed_at": utcnow(), "error": error})
+                self._apply(job, to, {"completed_at": utcnow(), "error": error})
             return len(queued)
 
     async def requeue_running(self) -> int:
@@ -236,6 +281,9 @@ class FakeJobStore:
                     leased = hook.model_copy(update={"next_attempt_at": lease_until})
                     await self.set_webhook(subject.id, leased)
         return due
+
+    async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
+        return self.jobs.get(subject_id) or self.batches.get(subject_id)
 
 
 class FakeResultCache:
@@ -301,6 +349,9 @@ class FakeLLM:
         self.name = name
         self.errors: list[Exception] = []
         self.requests: list[ChatRequest] = []
+
+    async def start(self) -> None:
+        return None
 
     async def complete(self, request: ChatRequest) -> Completion:
         self.requests.append(request)

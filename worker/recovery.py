@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from datetime import timedelta
 
 from arq.connections import ArqRedis
 from arq.constants import job_key_prefix
 
 from shared.factory import Services
-from shared.models import utcnow
+from shared.ports import JobRef
 
 log = logging.getLogger(__name__)
 
@@ -30,26 +29,15 @@ async def reenqueue_lost_jobs(services: Services, redis: ArqRedis) -> int:
     age = max(MIN_AGE_S, 2 * services.settings.job_timeout_s)
     if not await redis.set(LOCK_KEY, "1", nx=True, ex=int(SWEEP_INTERVAL_S)):
         return 0  # another worker swept within the interval
-    stale = await services.store.unfinished_job_ids(
-        limit=50_000, updated_before=utcnow() - timedelta(seconds=age)
-    )
-    await services.batches.close_finished()
-    lost = await _unknown_to_arq(redis, stale)
-    for job_id in lost:
-        await services.queue.enqueue(job_id)
-    if lost:
-        log.warning("re-enqueued %d jobs that the queue no longer held", len(lost))
-    return len(lost)
 
+    async def unknown_to_arq(refs: list[JobRef]) -> list[JobRef]:
+        async with redis.pipeline(transaction=False) as pipe:
+            for ref in refs:
+                pipe.exists(job_key_prefix + ref.id)
+            held = await pipe.execute()
+        return [ref for ref, exists in zip(refs, held, strict=True) if not exists]
 
-async def _unknown_to_arq(redis: ArqRedis, job_ids: list[str]) -> list[str]:
-    if not job_ids:
-        return []
-    async with redis.pipeline(transaction=False) as pipe:
-        for job_id in job_ids:
-            pipe.exists(job_key_prefix + job_id)
-        held = await pipe.execute()
-    return [job_id for job_id, exists in zip(job_ids, held, strict=True) if not exists]
+    return await services.sweeper.sweep(age, unknown_to_arq)
 
 
 async def sweep_forever(services: Services, redis: ArqRedis) -> None:

@@ -2,7 +2,8 @@
 
 Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM call):
 - the executor gives up on the LLM after T and records a retry or a failure itself;
-- `run_job` gives up on the whole run after T + GUARD_MARGIN_S and asks arq to deliver it again;
+- `executor.deliver` gives up on the whole run after T + GUARD_MARGIN_S (shared/execution.py) and
+  arq delivers it again;
 - arq's hard `job_timeout` is T + HARD_MARGIN_S, so arq's own timeout (which would drop the job as
   failed) never fires first; arq's in-progress key lives job_timeout + 10 s = T + 15 s, so a job
   whose worker was SIGKILLed is picked up by another worker after at most T + 15 s (60 s by
@@ -34,36 +35,20 @@ from worker.recovery import sweep_forever
 log = logging.getLogger(__name__)
 
 POLL_DELAY_S = 0.05
-MAX_TRIES = 50  # the executor bounds attempts; arq must never drop a job on its own
-GUARD_MARGIN_S = 2.0
+MAX_TRIES = 1_000  # the executor bounds attempts (and waits out open circuits without spending
+# any); arq must never drop a job on its own
 HARD_MARGIN_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
 FEED_INTERVAL_S = POLL_DELAY_S
-ERROR_RETRY_S = 5.0  # times arq's try number, up to MAX_ERROR_RETRY_S
-MAX_ERROR_RETRY_S = 60.0
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-    """Run one delivery. A delay (a retry, or a job still owed) becomes an arq Retry of the same
-    arq job; so does an unexpected error, which arq would otherwise drop as a failed job."""
+    """Run one delivery. A delay (a retry, a job still owed, an unexpected error) becomes an arq
+    Retry of the same arq job, which arq would otherwise drop as a failed job."""
     services: Services = ctx["services"]
-    try:
-        delay = await _deliver(services, job_id)
-    except Exception:
-        delay = min(ERROR_RETRY_S * ctx.get("job_try", 1), MAX_ERROR_RETRY_S)
-        log.exception("delivering job %s failed; arq delivers it again in %.0f s", job_id, delay)
+    delay = await services.executor.deliver(job_id)
     if delay is not None:
         raise Retry(defer=delay)
-
-
-async def _deliver(services: Services, job_id: str) -> float | None:
-    limit = services.settings.job_timeout_s + GUARD_MARGIN_S
-    try:
-        async with asyncio.timeout(limit):
-            return await services.executor.run(job_id)
-    except TimeoutError:
-        log.error("job %s overran %.0f s; it will be delivered again", job_id, limit)
-        return await services.executor.redelivery_delay(job_id)
 
 
 async def feed_batches(queue: ArqJobQueue, worker: Worker) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -13,6 +14,7 @@ from fastapi.responses import StreamingResponse
 from api.batch_body import parse_batch
 from api.deps import BatchesDep, RateLimited, SettingsDep, TenantDep
 from api.errors import documented
+from api.routes.jobs import IdempotencyKey
 from shared.models import BatchCreate, BatchPublic
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"])
@@ -40,7 +42,7 @@ BATCH_BODY: dict[str, Any] = {
     status_code=202,
     dependencies=[RateLimited],
     openapi_extra=BATCH_BODY,
-    responses=documented(401, 413, 415, 422, 429, 503),
+    responses=documented(401, 409, 413, 415, 422, 429, 503),
 )
 async def create_batch(
     request: Request,
@@ -49,21 +51,36 @@ async def create_batch(
     tenant: TenantDep,
     settings: SettingsDep,
     webhook_url: WebhookUrl = None,
+    idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Submit a batch (JSON `{"requests": [...]}` or NDJSON, one request a line)."""
     body = await request.body()
+    content_type = request.headers.get("content-type")
     parsed = await asyncio.to_thread(  # up to BATCH_MAX_BYTES of JSON: not on the event loop
         parse_batch,
         body,
-        request.headers.get("content-type"),
+        content_type,
         max_requests=settings.batch_max_requests,
         webhook_url=webhook_url,
     )
     batch = await batches.create(
-        tenant, parsed.requests, webhook_url=parsed.webhook_url, metadata=parsed.metadata
+        tenant,
+        parsed.requests,
+        webhook_url=parsed.webhook_url,
+        metadata=parsed.metadata,
+        idempotency_key=idempotency_key,
+        request_hash=await _request_hash(body, content_type, webhook_url)
+        if idempotency_key
+        else None,
     )
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch.public()
+
+
+async def _request_hash(body: bytes, content_type: str | None, webhook_url: str | None) -> str:
+    """What an Idempotency-Key replay must repeat exactly: the body as sent and its framing."""
+    framing = f"\n{content_type or ''}\n{webhook_url or ''}".encode()
+    return await asyncio.to_thread(lambda: hashlib.sha256(body + framing).hexdigest())
 
 
 @router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404))

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Header, Query, Response
 
 from api.deps import ChatDep, MetricsDep, RateLimited, TenantDep
 from api.errors import ApiError, FieldError, documented
-from shared.errors import QueueUnavailable
+from shared.errors import InvalidCursor, QueueUnavailable
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
 
@@ -20,7 +20,8 @@ IdempotencyKey = Annotated[
         alias="Idempotency-Key",
         min_length=1,
         max_length=255,
-        description="Same key and body within 24 h returns the same job.",
+        description="Same key and body within 24 h returns the same job (or batch); "
+        "the same key with another body answers 409.",
     ),
 ]
 Wait = Annotated[
@@ -82,7 +83,7 @@ async def list_jobs(
         jobs, next_cursor = await chat.list(
             tenant, status=status, batch_id=batch_id, limit=limit, cursor=cursor
         )
-    except ValueError:
+    except InvalidCursor:
         fields = [FieldError(field="cursor", message="not a cursor returned by this endpoint")]
         raise ApiError(422, "invalid_request", "cursor: invalid cursor", fields=fields) from None
     return JobPage(data=[job.public() for job in jobs], next_cursor=next_cursor)

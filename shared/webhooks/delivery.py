@@ -19,7 +19,7 @@ from standardwebhooks import Webhook
 
 from shared.errors import ChatJobsError, InvalidWebhookUrl
 from shared.models import Batch, Job, WebhookDelivery, WebhookState, utcnow
-from shared.ports import JobStore
+from shared.ports import WebhookOutbox
 from shared.webhooks.events import build_event, event_type_for, pending_delivery
 from shared.webhooks.ssrf import IPAddress, Resolver, check_url
 
@@ -115,11 +115,11 @@ class WebhookSender:
 
 
 class WebhookDispatcher:
-    """Keeps each job's/batch's webhook state in the JobStore; any worker can deliver it."""
+    """Keeps each job's/batch's webhook state in the outbox (the store); any worker delivers it."""
 
     def __init__(
         self,
-        store: JobStore,
+        store: WebhookOutbox,
         sender: Sender,
         *,
         schedule: list[float],
@@ -138,7 +138,7 @@ class WebhookDispatcher:
 
     def new_delivery(self) -> WebhookDelivery:
         """A fresh pending delivery; put it in the same store write that finishes the subject
-        (`transition(..., webhook=...)`) so a crash in between cannot lose the webhook."""
+        (`JobOutcome.webhook`) so a crash in between cannot lose the webhook."""
         return pending_delivery(self._clock(), self._schedule, f"msg_{uuid.uuid4().hex}")
 
     async def schedule(self, subject: Job | Batch, event_type: str | None = None) -> None:
@@ -233,5 +233,4 @@ class WebhookDispatcher:
         )
 
     async def _load(self, subject_id: str) -> Job | Batch | None:
-        job = await self._store.get_job(subject_id)
-        return job if job is not None else await self._store.get_batch(subject_id)
+        return await self._store.webhook_subject(subject_id)

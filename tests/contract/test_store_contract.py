@@ -1,4 +1,4 @@
-"""The JobStore contract, run against the in-memory fake and every real adapter.
+"""The Store contract, run against the in-memory fake and every real adapter.
 
 `JobStoreContract` holds the tests; each `Test…` subclass only says how to build its store.
 """
@@ -17,6 +17,7 @@ import pytest
 
 from shared.adapters.store.sqlite import SqliteJobStore
 from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED
+from shared.errors import InvalidCursor
 from shared.models import (
     Batch,
     BatchCounts,
@@ -31,7 +32,7 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
-from shared.ports import JobStore
+from shared.ports import JobOutcome, JobRef, Store
 from tests.fakes import FakeJobStore
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # whole second: microsecond 0 must still sort first
@@ -54,7 +55,7 @@ def make_batch(n: int, tenant: str = "t1", cached: int = 0) -> tuple[Batch, list
     return batch, jobs
 
 
-async def all_pages(store: JobStore, tenant: str = "t1", **filters: Any) -> list[Job]:
+async def all_pages(store: Store, tenant: str = "t1", **filters: Any) -> list[Job]:
     seen: list[Job] = []
     cursor: str | None = None
     while True:
@@ -68,14 +69,23 @@ def ids(jobs: list[Job]) -> list[str]:
     return [j.id for j in jobs]
 
 
+def cancel(job_id: str) -> tuple[str, JobOutcome]:
+    return job_id, JobOutcome(JobStatus.cancelled, expect=JobStatus.queued)
+
+
+def lease(minutes: float = 1) -> dict[str, datetime]:
+    now = utcnow()
+    return {"lease_until": now + timedelta(minutes=minutes), "now": now}
+
+
 class JobStoreContract:
     @pytest.fixture
-    def store(self) -> JobStore:
+    def store(self) -> Store:
         raise NotImplementedError
 
     # jobs: create, get, idempotency
 
-    async def test_created_job_reads_back_equal(self, store: JobStore) -> None:
+    async def test_created_job_reads_back_equal(self, store: Store) -> None:
         job = make_job(
             metadata={"k": "v"},
             result=Completion(content="hi", provider="p", model="m", latency_ms=3),
@@ -85,15 +95,13 @@ class JobStoreContract:
         assert await store.create_job(job) == job
         assert await store.get_job(job.id) == job
 
-    async def test_get_job_is_scoped_to_the_tenant(self, store: JobStore) -> None:
+    async def test_get_job_is_scoped_to_the_tenant(self, store: Store) -> None:
         job = await store.create_job(make_job("t1"))
         assert await store.get_job(job.id, "t1") == job
         assert await store.get_job(job.id, "t2") is None
         assert await store.get_job("job_missing") is None
 
-    async def test_idempotency_key_within_a_day_returns_the_earlier_job(
-        self, store: JobStore
-    ) -> None:
+    async def test_idempotency_key_within_a_day_returns_the_earlier_job(self, store: Store) -> None:
         first = await store.create_job(make_job(idempotency_key="k1"))
         again = await store.create_job(make_job(idempotency_key="k1"))
         other_tenant = await store.create_job(make_job("t2", idempotency_key="k1"))
@@ -101,7 +109,7 @@ class JobStoreContract:
         assert other_tenant.id != first.id
         assert ids(await all_pages(store)) == [first.id]
 
-    async def test_idempotency_key_older_than_a_day_no_longer_blocks(self, store: JobStore) -> None:
+    async def test_idempotency_key_older_than_a_day_no_longer_blocks(self, store: Store) -> None:
         old = await store.create_job(
             make_job(idempotency_key="k1", created_at=utcnow() - timedelta(hours=25))
         )
@@ -110,7 +118,7 @@ class JobStoreContract:
         assert await store.create_job(make_job(idempotency_key="k1")) == fresh
         assert await store.get_job(old.id) is not None
 
-    async def test_concurrent_creates_with_one_key_store_one_job(self, store: JobStore) -> None:
+    async def test_concurrent_creates_with_one_key_store_one_job(self, store: Store) -> None:
         results = await asyncio.gather(
             *(store.create_job(make_job(idempotency_key="k1")) for _ in range(10))
         )
@@ -119,7 +127,7 @@ class JobStoreContract:
 
     # listing
 
-    async def test_list_is_newest_first_across_pages(self, store: JobStore) -> None:
+    async def test_list_is_newest_first_across_pages(self, store: Store) -> None:
         jobs = [
             await store.create_job(make_job(created_at=T0 + timedelta(seconds=i))) for i in range(7)
         ]
@@ -128,7 +136,7 @@ class JobStoreContract:
         assert cursor is not None
         assert ids(await all_pages(store, limit=3)) == ids(jobs[::-1])
 
-    async def test_sub_second_created_at_orders_correctly(self, store: JobStore) -> None:
+    async def test_sub_second_created_at_orders_correctly(self, store: Store) -> None:
         offsets = [timedelta(0), timedelta(microseconds=1), timedelta(milliseconds=500)]
         jobs = [await store.create_job(make_job(created_at=T0 + d)) for d in offsets]
         eastern = timezone(timedelta(hours=5))
@@ -137,12 +145,12 @@ class JobStoreContract:
         )
         assert ids(await all_pages(store, limit=2)) == [later.id, *ids(jobs[::-1])]
 
-    async def test_equal_created_at_pages_by_id_without_gaps(self, store: JobStore) -> None:
+    async def test_equal_created_at_pages_by_id_without_gaps(self, store: Store) -> None:
         jobs = [await store.create_job(make_job(created_at=T0)) for _ in range(10)]
         listed = await all_pages(store, limit=3)
         assert ids(listed) == sorted(ids(jobs), reverse=True)
 
-    async def test_last_page_has_no_cursor(self, store: JobStore) -> None:
+    async def test_last_page_has_no_cursor(self, store: Store) -> None:
         for i in range(6):
             await store.create_job(make_job(created_at=T0 + timedelta(seconds=i)))
         _, cursor = await store.list_jobs("t1", limit=3)
@@ -152,7 +160,7 @@ class JobStoreContract:
         assert (await store.list_jobs("t1", limit=10))[1] is None
         assert await store.list_jobs("nobody") == ([], None)
 
-    async def test_list_filters_by_tenant_status_and_batch(self, store: JobStore) -> None:
+    async def test_list_filters_by_tenant_status_and_batch(self, store: Store) -> None:
         batch, batch_jobs = make_batch(2)
         await store.create_batch(batch, batch_jobs)
         done = await store.create_job(make_job(status=JobStatus.succeeded))
@@ -162,13 +170,13 @@ class JobStoreContract:
         assert ids(await all_pages(store, "t2", batch_id=batch.id)) == []
         assert len(await all_pages(store)) == 3
 
-    async def test_oldest_first_listing_across_pages(self, store: JobStore) -> None:
+    async def test_oldest_first_listing_across_pages(self, store: Store) -> None:
         batch, jobs = make_batch(7)
         await store.create_batch(batch, jobs)
         pages = await all_pages(store, batch_id=batch.id, limit=2, oldest_first=True)
         assert ids(pages) == ids(jobs)
 
-    async def test_cursor_does_not_repeat_rows_after_newer_inserts(self, store: JobStore) -> None:
+    async def test_cursor_does_not_repeat_rows_after_newer_inserts(self, store: Store) -> None:
         jobs = [
             await store.create_job(make_job(created_at=T0 + timedelta(seconds=i))) for i in range(6)
         ]
@@ -177,9 +185,7 @@ class JobStoreContract:
         second, _ = await store.list_jobs("t1", limit=3, cursor=cursor)
         assert ids(first + second) == ids(jobs[::-1])
 
-    async def test_cursor_skips_nothing_while_listed_rows_change_status(
-        self, store: JobStore
-    ) -> None:
+    async def test_cursor_skips_nothing_while_listed_rows_change_status(self, store: Store) -> None:
         batch, jobs = make_batch(7)
         await store.create_batch(batch, jobs)
         visited: list[str] = []
@@ -195,7 +201,7 @@ class JobStoreContract:
             )
             for job in page:
                 visited.append(job.id)
-                await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled)
+                await store.finish(*cancel(job.id))
             if cursor is None:
                 break
         assert visited == ids(jobs)
@@ -204,72 +210,107 @@ class JobStoreContract:
         "cursor",
         ["not base64!", base64.urlsafe_b64encode(b"\xff\xfe").decode(), "W10=", "bm9wZQ=="],
     )
-    async def test_foreign_cursor_is_a_value_error(self, store: JobStore, cursor: str) -> None:
+    async def test_foreign_cursor_is_invalid(self, store: Store, cursor: str) -> None:
         await store.create_job(make_job())
-        with pytest.raises(ValueError):
+        with pytest.raises(InvalidCursor):
             await store.list_jobs("t1", cursor=cursor)
 
-    async def test_limit_below_one_is_a_value_error(self, store: JobStore) -> None:
+    async def test_limit_below_one_is_a_value_error(self, store: Store) -> None:
         with pytest.raises(ValueError):
             await store.list_jobs("t1", limit=0)
 
     # transitions and claims
 
-    async def test_transition_is_compare_and_set_with_changes(self, store: JobStore) -> None:
+    async def test_finish_is_compare_and_set(self, store: Store) -> None:
         job = await store.create_job(make_job(created_at=T0, updated_at=T0))
+        claimed = await store.claim(job.id, **lease())
+        assert claimed is not None
         result = Completion(content="ok", provider="p", model="m")
-        done = await store.transition(
-            job.id, [JobStatus.queued], JobStatus.succeeded, result=result, completed_at=T0
+        hook = WebhookDelivery(id="msg_1", next_attempt_at=T0)
+        outcome = JobOutcome(
+            JobStatus.succeeded, expect=JobStatus.running, result=result, webhook=hook
         )
+        done = await store.finish(job.id, outcome)
         assert done is not None
-        assert (done.status, done.result, done.completed_at) == (JobStatus.succeeded, result, T0)
-        assert done.updated_at > T0
+        assert (done.status, done.result, done.webhook) == (JobStatus.succeeded, result, hook)
+        assert done.completed_at is not None and done.updated_at > T0
+        assert done.lease_until is None
         assert await store.get_job(job.id) == done
-        assert await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled) is None
+        assert await store.finish(*cancel(job.id)) is None
         assert await store.get_job(job.id) == done
-        assert await store.transition("job_missing", [JobStatus.queued], JobStatus.failed) is None
+        assert await store.finish(*cancel("job_missing")) is None
 
-    async def test_transition_can_clear_fields(self, store: JobStore) -> None:
-        job = await store.create_job(
-            make_job(
-                status=JobStatus.running,
-                lease_until=T0,
-                error=JobError(code="retrying", message="x"),
-            )
+    async def test_cancel_clears_the_retry_note(self, store: Store) -> None:
+        note = JobError(code="retrying", message="x")
+        job = await store.create_job(make_job(error=note))
+        cancelled = await store.finish(*cancel(job.id))
+        assert cancelled is not None
+        assert (cancelled.status, cancelled.error) == (JobStatus.cancelled, None)
+
+    async def test_finish_can_release_the_idempotency_key(self, store: Store) -> None:
+        job = await store.create_job(make_job(idempotency_key="k1"))
+        refused = JobOutcome(
+            JobStatus.failed,
+            expect=JobStatus.queued,
+            error=JobError(code="queue_unavailable", message="refused"),
+            release_idempotency_key=True,
         )
-        queued = await store.transition(
-            job.id, [JobStatus.running], JobStatus.queued, lease_until=None, error=None
-        )
+        failed = await store.finish(job.id, refused)
+        assert failed is not None and failed.idempotency_key is None
+        retried = make_job(idempotency_key="k1")
+        assert await store.create_job(retried) == retried
+
+    async def test_requeue_notes_why_and_when(self, store: Store) -> None:
+        job = await store.create_job(make_job())
+        claimed = await store.claim(job.id, **lease())
+        assert claimed is not None
+        note = JobError(code="retrying", message="provider down")
+        later = utcnow() + timedelta(minutes=5)
+        queued = await store.requeue(job.id, attempt=1, note=note, not_before=later)
         assert queued is not None
-        assert (queued.lease_until, queued.error) == (None, None)
+        assert (queued.status, queued.error, queued.not_before) == (JobStatus.queued, note, later)
+        assert queued.lease_until is None
         assert await store.get_job(job.id) == queued
+        assert await store.requeue(job.id, attempt=1, note=note, not_before=None) is None
 
-    async def test_transition_fenced_by_attempts(self, store: JobStore) -> None:
+    async def test_claim_waits_for_not_before(self, store: Store) -> None:
+        job = await store.create_job(make_job())
+        assert await store.claim(job.id, **lease()) is not None
+        later = utcnow() + timedelta(seconds=30)
+        note = JobError(code="retrying", message="x")
+        await store.requeue(job.id, attempt=1, note=note, not_before=later)
+        assert await store.claim(job.id, **lease()) is None
+        after = later + timedelta(microseconds=1)
+        again = await store.claim(job.id, lease_until=after + timedelta(minutes=1), now=after)
+        assert again is not None and again.attempts == 2
+
+    async def test_finish_fenced_by_attempts(self, store: Store) -> None:
         job = await store.create_job(make_job())
         now = utcnow()
-        first = await store.claim(job.id, now - timedelta(seconds=1), now)  # lease already over
-        second = await store.claim(job.id, now + timedelta(minutes=1), now)  # another worker
+        first = await store.claim(job.id, lease_until=now - timedelta(seconds=1), now=now)
+        second = await store.claim(job.id, **lease())  # another worker, the lease was over
         assert first is not None and second is not None and second.attempts == 2
-        stale = await store.transition(
-            job.id, [JobStatus.running], JobStatus.succeeded, if_attempts=first.attempts
-        )
-        assert stale is None
-        current = await store.transition(
-            job.id, [JobStatus.running], JobStatus.succeeded, if_attempts=second.attempts
-        )
+
+        def succeeded(attempt: int) -> JobOutcome:
+            return JobOutcome(JobStatus.succeeded, expect=JobStatus.running, attempt=attempt)
+
+        assert await store.finish(job.id, succeeded(first.attempts)) is None
+        note = JobError(code="retrying", message="x")
+        assert await store.requeue(job.id, attempt=1, note=note, not_before=None) is None
+        current = await store.finish(job.id, succeeded(second.attempts))
         assert current is not None and current.status is JobStatus.succeeded
 
-    async def test_concurrent_transitions_have_one_winner(self, store: JobStore) -> None:
+    async def test_concurrent_finishes_have_one_winner(self, store: Store) -> None:
         job = await store.create_job(make_job())
-        targets = [JobStatus.running, JobStatus.cancelled] * 5
+        ends = [JobStatus.cancelled, JobStatus.failed] * 5
         results = await asyncio.gather(
-            *(store.transition(job.id, [JobStatus.queued], to) for to in targets)
+            *(store.finish(job.id, JobOutcome(end, expect=JobStatus.queued)) for end in ends)
         )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
         assert await store.get_job(job.id) == winners[0]
 
-    async def test_claim_takes_queued_jobs_and_expired_leases_only(self, store: JobStore) -> None:
+    async def test_claim_takes_queued_jobs_and_expired_leases_only(self, store: Store) -> None:
         job = await store.create_job(make_job())
         now = utcnow()
         claimed = await store.claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
@@ -283,39 +324,49 @@ class JobStoreContract:
         assert reclaimed.attempts == 2
         assert await store.get_job(job.id) == reclaimed
 
-    async def test_claim_refuses_finished_and_unknown_jobs(self, store: JobStore) -> None:
+    async def test_claim_refuses_finished_and_unknown_jobs(self, store: Store) -> None:
         done = await store.create_job(make_job(status=JobStatus.succeeded))
         now = utcnow()
         assert await store.claim(done.id, lease_until=now, now=now) is None
         assert await store.claim("job_missing", lease_until=now, now=now) is None
 
-    async def test_concurrent_claims_have_one_winner(self, store: JobStore) -> None:
+    async def test_concurrent_claims_have_one_winner(self, store: Store) -> None:
         job = await store.create_job(make_job())
         now = utcnow()
         lease = now + timedelta(minutes=1)
-        results = await asyncio.gather(*(store.claim(job.id, lease, now) for _ in range(8)))
+        results = await asyncio.gather(
+            *(store.claim(job.id, lease_until=lease, now=now) for _ in range(8))
+        )
         assert len([r for r in results if r is not None]) == 1
         stored = await store.get_job(job.id)
         assert stored is not None and stored.attempts == 1
 
-    async def test_unfinished_job_ids(self, store: JobStore) -> None:
+    async def test_unfinished_jobs(self, store: Store) -> None:
         queued = await store.create_job(make_job())
         running = await store.create_job(make_job(status=JobStatus.running))
         for status in (JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled):
             await store.create_job(make_job(status=status))
-        assert set(await store.unfinished_job_ids()) == {queued.id, running.id}
-        assert len(await store.unfinished_job_ids(limit=1)) == 1
+        batch, jobs = make_batch(1)
+        await store.create_batch(batch, jobs)
+        refs = await store.unfinished_jobs()
+        assert set(refs) == {
+            JobRef(queued.id, None),
+            JobRef(running.id, None),
+            JobRef(jobs[0].id, batch.id),
+        }
+        assert len(await store.unfinished_jobs(limit=1)) == 1
 
-    async def test_unfinished_job_ids_updated_before(self, store: JobStore) -> None:
+    async def test_unfinished_jobs_updated_before(self, store: Store) -> None:
         old = await store.create_job(make_job())
+        await asyncio.sleep(0.002)
         cutoff = utcnow()
         await asyncio.sleep(0.002)
         await store.create_job(make_job())
-        assert await store.unfinished_job_ids(updated_before=cutoff) == [old.id]
-        await store.transition(old.id, [JobStatus.queued], JobStatus.queued)  # touched: fresh
-        assert await store.unfinished_job_ids(updated_before=cutoff) == []
+        assert await store.unfinished_jobs(updated_before=cutoff) == [JobRef(old.id, None)]
+        await store.claim(old.id, **lease())  # touched: fresh
+        assert await store.unfinished_jobs(updated_before=cutoff) == []
 
-    async def test_count_unfinished(self, store: JobStore) -> None:
+    async def test_count_unfinished(self, store: Store) -> None:
         assert await store.count_unfinished() == {JobStatus.queued: 0, JobStatus.running: 0}
         singles = [await store.create_job(make_job()) for _ in range(3)]
         await store.create_job(make_job("t2", status=JobStatus.running))
@@ -323,17 +374,17 @@ class JobStoreContract:
             await store.create_job(make_job(status=status))
         batch, jobs = make_batch(3, cached=1)
         await store.create_batch(batch, jobs)
-        await store.claim(singles[0].id, utcnow() + timedelta(minutes=1), utcnow())
+        await store.claim(singles[0].id, **lease())
         assert await store.count_unfinished() == {JobStatus.queued: 4, JobStatus.running: 2}
 
     # batches
 
-    async def test_end_queued_jobs_of_a_batch_in_one_write(self, store: JobStore) -> None:
+    async def test_end_queued_jobs_of_a_batch_in_one_write(self, store: Store) -> None:
         batch, jobs = make_batch(4, cached=1)
         other_batch, other_jobs = make_batch(2)
         await store.create_batch(batch, jobs)
         await store.create_batch(other_batch, other_jobs)
-        await store.claim(jobs[1].id, utcnow() + timedelta(minutes=1), utcnow())
+        await store.claim(jobs[1].id, **lease())
 
         assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 2
         stored = await store.get_batch(batch.id)
@@ -348,7 +399,7 @@ class JobStoreContract:
         assert untouched is not None and untouched.counts.queued == 2
         assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
 
-    async def test_end_queued_jobs_can_fail_them_with_an_error(self, store: JobStore) -> None:
+    async def test_end_queued_jobs_can_fail_them_with_an_error(self, store: Store) -> None:
         batch, jobs = make_batch(2)
         await store.create_batch(batch, jobs)
         error = JobError(code="queue_unavailable", message="refused")
@@ -358,26 +409,49 @@ class JobStoreContract:
         stored = await store.get_batch(batch.id)
         assert stored is not None and stored.counts.failed == 2
 
-    async def test_requeue_running(self, store: JobStore) -> None:
+    async def test_requeue_running(self, store: Store) -> None:
         batch, jobs = make_batch(2)
         await store.create_batch(batch, jobs)
-        await store.claim(jobs[0].id, utcnow() + timedelta(minutes=1), utcnow())
+        await store.claim(jobs[0].id, **lease())
         assert await store.requeue_running() == 1
         job = await store.get_job(jobs[0].id)
         assert job is not None and job.status is JobStatus.queued and job.lease_until is None
         stored = await store.get_batch(batch.id)
         assert stored is not None and (stored.counts.queued, stored.counts.running) == (2, 0)
 
-    async def test_closable_batch_ids(self, store: JobStore) -> None:
+    async def test_closable_batch_ids(self, store: Store) -> None:
         done, done_jobs = make_batch(2, cached=2)
         busy, busy_jobs = make_batch(2, cached=1)
         closed, closed_jobs = make_batch(1, cached=1)
         for batch, jobs in ((done, done_jobs), (busy, busy_jobs), (closed, closed_jobs)):
             await store.create_batch(batch, jobs)
-        await store.set_batch_status(closed.id, ["in_progress"], "completed")
+        await store.mark_batch(
+            closed.id, expect=[BatchStatus.in_progress], to=BatchStatus.completed
+        )
         assert await store.closable_batch_ids() == [done.id]
 
-    async def test_create_batch_stores_batch_and_jobs(self, store: JobStore) -> None:
+    async def test_batch_idempotency_key_returns_the_earlier_batch(self, store: Store) -> None:
+        batch, jobs = make_batch(2)
+        batch.idempotency_key, batch.request_hash = "k1", "h1"
+        assert await store.create_batch(batch, jobs) == batch
+        again, again_jobs = make_batch(2)
+        again.idempotency_key = "k1"
+        assert await store.create_batch(again, again_jobs) == batch
+        assert await store.get_batch(again.id) is None
+        assert await store.get_job(again_jobs[0].id) is None
+        other_tenant, other_jobs = make_batch(1, tenant="t2")
+        other_tenant.idempotency_key = "k1"
+        assert await store.create_batch(other_tenant, other_jobs) == other_tenant
+
+    async def test_concurrent_batches_with_one_key_store_one(self, store: Store) -> None:
+        made = [make_batch(3) for _ in range(6)]
+        for batch, _ in made:
+            batch.idempotency_key = "k1"
+        results = await asyncio.gather(*(store.create_batch(b, j) for b, j in made))
+        assert len({b.id for b in results}) == 1
+        assert len(await all_pages(store)) == 3
+
+    async def test_create_batch_stores_batch_and_jobs(self, store: Store) -> None:
         batch, jobs = make_batch(3, cached=1)
         await store.create_batch(batch, jobs)
         assert await store.get_batch(batch.id) == batch
@@ -387,25 +461,27 @@ class JobStoreContract:
         for job in jobs:
             assert await store.get_job(job.id, "t1") == job
 
-    async def test_transitions_move_batch_counters(self, store: JobStore) -> None:
+    async def test_transitions_move_batch_counters(self, store: Store) -> None:
         batch, jobs = make_batch(3, cached=1)
         await store.create_batch(batch, jobs)
         a, b = jobs[1].id, jobs[2].id
-        await store.transition(a, [JobStatus.queued], JobStatus.running)
-        await store.transition(a, [JobStatus.running], JobStatus.running, attempts=2)
-        await store.transition(a, [JobStatus.running], JobStatus.failed)
-        await store.transition(a, [JobStatus.queued], JobStatus.cancelled)  # refused: no change
-        await store.claim(b, lease_until=utcnow() + timedelta(minutes=1), now=utcnow())
+        note = JobError(code="retrying", message="x")
+        await store.claim(a, **lease())
+        await store.requeue(a, attempt=1, note=note, not_before=None)
+        await store.claim(a, **lease())
+        await store.finish(a, JobOutcome(JobStatus.failed, expect=JobStatus.running, attempt=2))
+        await store.finish(*cancel(a))  # refused: no change
+        await store.claim(b, **lease())
         stored = await store.get_batch(batch.id)
         assert stored is not None
         expected = BatchCounts(total=3, queued=0, running=1, succeeded=1, failed=1, cancelled=0)
         assert stored.counts == expected
 
-    async def test_big_batch_counts_and_pages(self, store: JobStore) -> None:
+    async def test_big_batch_counts_and_pages(self, store: Store) -> None:
         batch, jobs = make_batch(2_000, cached=500)
         await store.create_batch(batch, jobs)
         for job in jobs[500:510]:
-            await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled)
+            await store.finish(*cancel(job.id))
         stored = await store.get_batch(batch.id)
         assert stored is not None
         assert stored.counts == BatchCounts(total=2_000, queued=1_490, succeeded=500, cancelled=10)
@@ -414,28 +490,34 @@ class JobStoreContract:
         newest_first = await all_pages(store, status=JobStatus.queued, limit=500)
         assert ids(newest_first) == ids(jobs[510:][::-1])
 
-    async def test_set_batch_status_is_compare_and_set(self, store: JobStore) -> None:
+    async def test_mark_batch_is_compare_and_set(self, store: Store) -> None:
         batch, jobs = make_batch(2)
         await store.create_batch(batch, jobs)
         now = utcnow()
-        closed = await store.set_batch_status(
-            batch.id, ["in_progress"], "completed", completed_at=now
+        closed = await store.mark_batch(
+            batch.id, expect=[BatchStatus.in_progress], to=BatchStatus.completed, completed_at=now
         )
         assert closed is not None
         assert closed.status is BatchStatus.completed
         assert closed.completed_at == now
         assert closed.counts == batch.counts
         assert await store.get_batch(batch.id) == closed
-        assert await store.set_batch_status(batch.id, ["in_progress"], "cancelled") is None
-        assert await store.set_batch_status("batch_missing", ["in_progress"], "completed") is None
+        in_progress = [BatchStatus.in_progress]
+        assert (
+            await store.mark_batch(batch.id, expect=in_progress, to=BatchStatus.cancelled) is None
+        )
+        missing = await store.mark_batch(
+            "batch_missing", expect=in_progress, to=BatchStatus.completed
+        )
+        assert missing is None
 
-    async def test_concurrent_batch_completion_has_one_winner(self, store: JobStore) -> None:
+    async def test_concurrent_batch_completion_has_one_winner(self, store: Store) -> None:
         batch, jobs = make_batch(1)
         await store.create_batch(batch, jobs)
         from_statuses = [BatchStatus.in_progress, BatchStatus.cancelling]
         results = await asyncio.gather(
             *(
-                store.set_batch_status(batch.id, from_statuses, BatchStatus.completed)
+                store.mark_batch(batch.id, expect=from_statuses, to=BatchStatus.completed)
                 for _ in range(8)
             )
         )
@@ -443,7 +525,7 @@ class JobStoreContract:
 
     # webhooks
 
-    async def test_set_webhook_on_jobs_and_batches(self, store: JobStore) -> None:
+    async def test_set_webhook_on_jobs_and_batches(self, store: Store) -> None:
         job = await store.create_job(make_job())
         batch, jobs = make_batch(1)
         await store.create_batch(batch, jobs)
@@ -456,7 +538,7 @@ class JobStoreContract:
         assert stored_batch is not None and stored_batch.webhook is not None
         assert stored_batch.webhook.id == "msg_2"
 
-    async def test_due_webhooks_claims_due_pending_deliveries(self, store: JobStore) -> None:
+    async def test_due_webhooks_claims_due_pending_deliveries(self, store: Store) -> None:
         now = utcnow()
         due_job = await store.create_job(make_job())
         later_job = await store.create_job(make_job())
@@ -484,7 +566,7 @@ class JobStoreContract:
             later_job.id,
         }
 
-    async def test_concurrent_due_webhook_calls_are_disjoint(self, store: JobStore) -> None:
+    async def test_concurrent_due_webhook_calls_are_disjoint(self, store: Store) -> None:
         now = utcnow()
         for i in range(10):
             job = await store.create_job(make_job())
@@ -519,13 +601,13 @@ def indexed_columns(db: sqlite3.Connection, table: str) -> set[str]:
 
 class TestFakeJobStore(JobStoreContract):
     @pytest.fixture
-    def store(self) -> JobStore:
+    def store(self) -> Store:
         return FakeJobStore()
 
 
 class TestSqliteJobStore(JobStoreContract):
     @pytest.fixture
-    async def store(self, tmp_path: Path) -> AsyncIterator[JobStore]:
+    async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
         store = SqliteJobStore(str(tmp_path / "data" / "chatjobs.db"))
         await store.start()
         yield store
@@ -550,7 +632,7 @@ class TestSqliteJobStore(JobStoreContract):
         assert await second.get_job(job.id) == job
         await second.close()
 
-    async def test_schema_uses_wal_and_indexes(self, tmp_path: Path, store: JobStore) -> None:
+    async def test_schema_uses_wal_and_indexes(self, tmp_path: Path, store: Store) -> None:
         db = sqlite3.connect(tmp_path / "data" / "chatjobs.db")
         try:
             assert db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
@@ -564,7 +646,7 @@ class TestSqliteJobStore(JobStoreContract):
             db.close()
 
     async def test_count_unfinished_reads_the_status_index(
-        self, tmp_path: Path, store: JobStore
+        self, tmp_path: Path, store: Store
     ) -> None:
         db = sqlite3.connect(tmp_path / "data" / "chatjobs.db")
         try:
@@ -574,7 +656,7 @@ class TestSqliteJobStore(JobStoreContract):
         assert any("COVERING INDEX jobs_status" in step for step in plan), plan
         assert not any(step.startswith("SCAN") for step in plan), plan
 
-    async def test_failed_batch_write_leaves_nothing_behind(self, store: JobStore) -> None:
+    async def test_failed_batch_write_leaves_nothing_behind(self, store: Store) -> None:
         batch, jobs = make_batch(3)
         taken = await store.create_job(make_job(created_at=T0))
         jobs[2] = jobs[2].model_copy(update={"id": taken.id})
@@ -584,7 +666,7 @@ class TestSqliteJobStore(JobStoreContract):
         assert await store.get_job(jobs[0].id) is None
 
     async def test_two_stores_on_one_file_still_compare_and_set(
-        self, tmp_path: Path, store: JobStore
+        self, tmp_path: Path, store: Store
     ) -> None:
         other = SqliteJobStore(str(tmp_path / "data" / "chatjobs.db"))
         await other.start()
@@ -592,10 +674,7 @@ class TestSqliteJobStore(JobStoreContract):
             job = await store.create_job(make_job(idempotency_key="k"))
             assert await other.create_job(make_job(idempotency_key="k")) == job
             results = await asyncio.gather(
-                *(
-                    s.transition(job.id, [JobStatus.queued], JobStatus.running)
-                    for s in [store, other] * 4
-                )
+                *(s.claim(job.id, **lease()) for s in [store, other] * 4)
             )
             assert len([r for r in results if r is not None]) == 1
         finally:

@@ -23,9 +23,12 @@ def build_llm(settings: Settings) -> LLMProvider:
             "canned text). Set GEMINI_API_KEY and/or OPENROUTER_API_KEY for real answers."
         )
         return OfflineProvider()
-    breaker = CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
+
+    def breaker() -> CircuitBreaker:
+        return CircuitBreaker(settings.circuit_failure_threshold, settings.circuit_cooldown_s)
+
     fallback = providers[1] if len(providers) > 1 else None
-    return FallbackLLM(providers[0], fallback, breaker)
+    return FallbackLLM(providers[0], fallback, breaker(), breaker() if fallback else None)
 
 
 def _gemini(s: Settings) -> LLMProvider | None:

@@ -54,5 +54,14 @@ class CircuitBreaker:
         """The call ended with no verdict (e.g. cancelled): let the next call probe instead."""
         self._probing = False
 
+    def wait_s(self, probe_poll_s: float = 1.0) -> float:
+        """0 when `allow()` would let a call through; otherwise roughly how long until it might
+        (the rest of the cooldown, or `probe_poll_s` while another call is probing)."""
+        if self.state == CircuitState.closed:
+            return 0.0
+        if self.state == CircuitState.open:
+            return self.retry_in_s()
+        return probe_poll_s if self._probing else 0.0
+
     def retry_in_s(self) -> float:
         return max(self.cooldown_s - (self.clock() - self.opened_at), 0.0)

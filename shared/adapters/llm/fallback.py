@@ -22,9 +22,14 @@ class FallbackLLM:
     name = "fallback"
 
     def __init__(
-        self, primary: LLMProvider, fallback: LLMProvider | None, breaker: CircuitBreaker
+        self,
+        primary: LLMProvider,
+        fallback: LLMProvider | None,
+        breaker: CircuitBreaker,
+        fallback_breaker: CircuitBreaker | None = None,
     ) -> None:
         self.primary, self.fallback, self.breaker = primary, fallback, breaker
+        self.fallback_breaker = fallback_breaker
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
@@ -36,34 +41,33 @@ class FallbackLLM:
             log.warning("%s failed (%s); falling back to %s", *names)
             return await self._call_fallback(request, primary_error)
 
+    async def start(self) -> None:
+        await self.primary.start()
+        if self.fallback is not None:
+            await self.fallback.start()
+
+    def unavailable_for_s(self) -> float:
+        """0 when a call may go through now; else how long until a circuit lets a probe through.
+        Only when every provider's circuit is open is there nothing to try."""
+        waits = [self.breaker.wait_s()]
+        if self.fallback is not None:
+            waits.append(self.fallback_breaker.wait_s() if self.fallback_breaker else 0.0)
+        return min(waits)
+
     async def close(self) -> None:
         await self.primary.close()
         if self.fallback is not None:
             await self.fallback.close()
 
     async def _call_primary(self, request: ChatRequest) -> Completion:
-        if not self.breaker.allow():
-            retry_in = self.breaker.retry_in_s()
-            message = f"circuit open after repeated failures; next probe in {retry_in:.0f} s"
-            raise TransientLLMError(message, provider=self.primary.name)
-        try:
-            completion = await _typed(self.primary, request)
-        except TransientLLMError:
-            self.breaker.record_failure()
-            raise
-        except PermanentLLMError:
-            self.breaker.record_success()  # it answered: the request was at fault, not the provider
-            raise
-        except BaseException:
-            self.breaker.release()
-            raise
-        self.breaker.record_success()
-        return completion
+        return await _guarded(self.primary, self.breaker, request)
 
     async def _call_fallback(self, request: ChatRequest, primary_error: LLMError) -> Completion:
         assert self.fallback is not None
         try:
-            return await _typed(self.fallback, request)
+            if self.fallback_breaker is None:
+                return await _typed(self.fallback, request)
+            return await _guarded(self.fallback, self.fallback_breaker, request)
         except LLMError as exc:
             # The primary's failure was transient, so a later attempt may still succeed there.
             message = f"{primary_error.provider}: {primary_error}; {exc.provider}: {exc}"
@@ -71,6 +75,29 @@ class FallbackLLM:
             raise TransientLLMError(
                 message, provider=self.name, status_code=exc.status_code, retry_after_s=wait
             ) from exc
+
+
+async def _guarded(
+    provider: LLMProvider, breaker: CircuitBreaker, request: ChatRequest
+) -> Completion:
+    """One call through the provider's circuit breaker."""
+    if not breaker.allow():
+        retry_in = breaker.retry_in_s()
+        message = f"circuit open after repeated failures; next probe in {retry_in:.0f} s"
+        raise TransientLLMError(message, provider=provider.name)
+    try:
+        completion = await _typed(provider, request)
+    except TransientLLMError:
+        breaker.record_failure()
+        raise
+    except PermanentLLMError:
+        breaker.record_success()  # it answered: the request was at fault, not the provider
+        raise
+    except BaseException:
+        breaker.release()
+        raise
+    breaker.record_success()
+    return completion
 
 
 async def _typed(provider: LLMProvider, request: ChatRequest) -> Completion:

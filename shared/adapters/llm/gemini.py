@@ -27,7 +27,21 @@ class GeminiProvider:
         self.timeout_s = timeout_s
         self._http: httpx.AsyncClient | None = None
         self._client: genai.Client | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Create the SDK client once for this process. Our own httpx client keeps the SDK off
+        aiohttp (if installed), so failures arrive as httpx errors; one attempt, because
+        FallbackLLM and the job retries decide."""
+        if self._client is not None:
+            return
+        self._http = httpx.AsyncClient(follow_redirects=False)
+        options = types.HttpOptions(
+            base_url=self.base_url,
+            timeout=int(self.timeout_s * 1000),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            httpx_async_client=self._http,
+        )
+        self._client = genai.Client(api_key=self.api_key, http_options=options)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = _pick_model(request.model, self.model)
@@ -48,7 +62,7 @@ class GeminiProvider:
         contents, config = _to_gemini(request)
         try:
             async with asyncio.timeout(self.timeout_s):
-                return await self._sdk().aio.models.generate_content(
+                return await (await self._sdk()).aio.models.generate_content(
                     model=model, contents=contents, config=config
                 )
         except genai_errors.APIError as exc:
@@ -61,19 +75,10 @@ class GeminiProvider:
         except json.JSONDecodeError as exc:
             raise TransientLLMError("malformed JSON in the response", provider="gemini") from exc
 
-    def _sdk(self) -> genai.Client:
-        loop = asyncio.get_running_loop()
-        if self._client is None or self._loop is not loop:  # pooled connections belong to a loop
-            # Our own httpx client keeps the SDK off aiohttp (if installed), so failures
-            # arrive as httpx errors; one attempt, because FallbackLLM and the job retries decide.
-            self._loop, self._http = loop, httpx.AsyncClient(follow_redirects=False)
-            options = types.HttpOptions(
-                base_url=self.base_url,
-                timeout=int(self.timeout_s * 1000),
-                retry_options=types.HttpRetryOptions(attempts=1),
-                httpx_async_client=self._http,
-            )
-            self._client = genai.Client(api_key=self.api_key, http_options=options)
+    async def _sdk(self) -> genai.Client:
+        if self._client is None:
+            await self.start()
+        assert self._client is not None
         return self._client
 
 

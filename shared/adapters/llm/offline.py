@@ -12,6 +12,9 @@ class OfflineProvider:
 
     name = "offline"
 
+    async def start(self) -> None:
+        return None
+
     async def complete(self, request: ChatRequest) -> Completion:
         prompt = next(m.content for m in reversed(request.messages) if m.role == "user")
         echo = prompt if len(prompt) <= ECHO_CHARS else prompt[:ECHO_CHARS] + "…"

@@ -20,7 +20,13 @@ class OpenRouterProvider:
         self.api_key, self.model, self.timeout_s = api_key, model, timeout_s
         self.url = base_url.rstrip("/") + "/chat/completions"
         self._http: httpx.AsyncClient | None = None
-        self._loop: asyncio.AbstractEventLoop | None = None
+
+    async def start(self) -> None:
+        """Create the HTTP client once for this process."""
+        if self._http is None:
+            headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
+            timeout = httpx.Timeout(self.timeout_s)
+            self._http = httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = request.model if request.model and "/" in request.model else self.model
@@ -37,7 +43,7 @@ class OpenRouterProvider:
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
         try:
             async with asyncio.timeout(self.timeout_s):
-                response = await self._client().post(self.url, json=payload)
+                response = await (await self._client()).post(self.url, json=payload)
                 return _body_of(response)
         except (TimeoutError, httpx.TimeoutException) as exc:
             message = f"timed out after {self.timeout_s:g} s"
@@ -46,13 +52,10 @@ class OpenRouterProvider:
             message = f"{type(exc).__name__}: {exc}"
             raise TransientLLMError(message, provider="openrouter") from exc
 
-    def _client(self) -> httpx.AsyncClient:
-        loop = asyncio.get_running_loop()
-        if self._http is None or self._loop is not loop:  # pooled connections belong to a loop
-            self._loop = loop
-            headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
-            timeout = httpx.Timeout(self.timeout_s)
-            self._http = httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False)
+    async def _client(self) -> httpx.AsyncClient:
+        if self._http is None:
+            await self.start()
+        assert self._http is not None
         return self._http
 
 

@@ -13,10 +13,11 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import aiosqlite
 
+from shared.adapters.store.outcome import outcome_changes
 from shared.adapters.store.sqlite_queries import (
     ATTEMPTS_PLUS_ONE,
     BATCH_SELECT,
@@ -45,10 +46,19 @@ from shared.adapters.store.sqlite_schema import (
     job_row,
     ts,
 )
-from shared.models import Batch, Job, JobError, JobStatus, WebhookDelivery, utcnow
+from shared.models import (
+    Batch,
+    BatchStatus,
+    Job,
+    JobError,
+    JobStatus,
+    WebhookDelivery,
+    utcnow,
+)
+from shared.ports import JobOutcome, JobRef
 
 if TYPE_CHECKING:
-    from shared.ports import JobStore
+    from shared.ports import Store
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -144,42 +154,49 @@ class SqliteJobStore:
         more = len(rows) > limit
         return jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
 
-    async def transition(
-        self,
-        job_id: str,
-        from_statuses: Sequence[JobStatus],
-        to_status: JobStatus,
-        *,
-        if_attempts: int | None = None,
-        **changes: Any,
-    ) -> Job | None:
-        if not from_statuses:
-            return None
-        values = {**changes, "status": to_status, "updated_at": utcnow()}
-        assignments, params = update_sql(Job, values, job_columns)
-        marks = ", ".join("?" for _ in from_statuses)
-        where: list[Any] = [job_id, *(JobStatus(s).value for s in from_statuses)]
-        sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND status IN ({marks})"
-        if if_attempts is not None:
-            sql += " AND json_extract(data, '$.attempts') = ?"
-            where.append(if_attempts)
-        rows = await self._write_returning(sql + " RETURNING data", [*params, *where])
-        return Job.model_validate_json(rows[0][0]) if rows else None
-
-    async def claim(self, job_id: str, lease_until: datetime, now: datetime) -> Job | None:
+    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
         values = {"status": JobStatus.running, "lease_until": lease_until, "updated_at": utcnow()}
         assignments, params = update_sql(Job, values, job_columns, base=ATTEMPTS_PLUS_ONE)
         sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND {CLAIMABLE} RETURNING data"
-        rows = await self._write_returning(sql, [*params, job_id, ts(now)])
+        rows = await self._write_returning(sql, [*params, job_id, ts(now), ts(now)])
         return Job.model_validate_json(rows[0][0]) if rows else None
 
-    async def unfinished_job_ids(
-        self, limit: int = 10_000, updated_before: datetime | None = None
-    ) -> list[str]:
+    async def requeue(
+        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
+    ) -> Job | None:
+        values = {"error": note, "lease_until": None, "not_before": not_before}
+        return await self._move(job_id, JobStatus.running, JobStatus.queued, values, attempt)
+
+    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
+        values = outcome_changes(outcome, utcnow())
+        return await self._move(job_id, outcome.expect, outcome.status, values, outcome.attempt)
+
+    async def _move(
+        self,
+        job_id: str,
+        expect: JobStatus,
+        to: JobStatus,
+        changes: dict[str, Any],
+        attempt: int | None,
+    ) -> Job | None:
+        """One conditional UPDATE: `expect` → `to` (the trigger moves the batch counters)."""
+        values = {**changes, "status": to, "updated_at": utcnow()}
+        assignments, params = update_sql(Job, values, job_columns)
+        sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND status = ?"
+        where: list[Any] = [job_id, expect.value]
+        if attempt is not None:
+            sql += " AND json_extract(data, '$.attempts') = ?"
+            where.append(attempt)
+        rows = await self._write_returning(sql + " RETURNING data", [*params, *where])
+        return Job.model_validate_json(rows[0][0]) if rows else None
+
+    async def unfinished_jobs(
+        self, *, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[JobRef]:
         rows = await self._read.execute_fetchall(UNFINISHED)
         if updated_before is not None:
-            rows = [r for r in rows if datetime.fromisoformat(r[1]) < updated_before]
-        return [row[0] for row in rows][: max(limit, 0)]
+            rows = [r for r in rows if datetime.fromisoformat(r[2]) < updated_before]
+        return [JobRef(row[0], row[1]) for row in rows][: max(limit, 0)]
 
     async def count_unfinished(self) -> dict[JobStatus, int]:
         counts = dict.fromkeys((JobStatus.queued, JobStatus.running), 0)
@@ -187,35 +204,54 @@ class SqliteJobStore:
             counts[JobStatus(status)] = count
         return counts
 
-    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
         # serialising tens of thousands of jobs would hold the event loop: do it in a thread
         rows = await asyncio.to_thread(lambda: [job_row(job) for job in jobs])
         async with self._transaction() as db:
+            if batch.idempotency_key:
+                earlier = await _batch_holding_key(db, batch)
+                if earlier is not None:
+                    return earlier
             await db.execute(insert_sql("batches", BATCH_COLUMNS), batch_row(batch))
             await db.executemany(insert_sql("jobs", JOB_COLUMNS), rows)
+        return batch
 
     async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None:
         sql, params = scoped(BATCH_SELECT, batch_id, tenant)
         rows = list(await self._read.execute_fetchall(sql, params))
         return batch_from_row(rows[0]) if rows else None
 
-    async def set_batch_status(
-        self, batch_id: str, from_statuses: Sequence[str], to_status: str, **changes: Any
+    async def mark_batch(
+        self,
+        batch_id: str,
+        *,
+        expect: Sequence[BatchStatus],
+        to: BatchStatus,
+        completed_at: datetime | None = None,
+        webhook: WebhookDelivery | None = None,
     ) -> Batch | None:
-        if not from_statuses:
+        if not expect:
             return None
-        assignments, params = update_sql(Batch, {**changes, "status": to_status}, batch_columns)
-        marks = ", ".join("?" for _ in from_statuses)
+        changes: dict[str, Any] = {"status": to}
+        if completed_at is not None:
+            changes["completed_at"] = completed_at
+        if webhook is not None:
+            changes["webhook"] = webhook
+        assignments, params = update_sql(Batch, changes, batch_columns)
+        marks = ", ".join("?" for _ in expect)
         sql = f"UPDATE batches SET {assignments} WHERE id = ? AND status IN ({marks}) "
-        statuses = [str(s) for s in from_statuses]
+        statuses = [BatchStatus(s).value for s in expect]
         rows = await self._write_returning(sql + RETURNING_BATCH, [*params, batch_id, *statuses])
         return batch_from_row(rows[0]) if rows else None
 
     async def end_queued_jobs(
-        self, batch_id: str, to_status: JobStatus, error: JobError | None = None
+        self,
+        batch_id: str,
+        to: Literal[JobStatus.failed, JobStatus.cancelled],
+        error: JobError | None = None,
     ) -> int:
         now = utcnow()
-        values = {"status": to_status, "updated_at": now, "completed_at": now, "error": error}
+        values = {"status": to, "updated_at": now, "completed_at": now, "error": error}
         return await self._update_all(values, "batch_id = ? AND status = 'queued'", [batch_id])
 
     async def requeue_running(self) -> int:
@@ -250,6 +286,30 @@ class SqliteJobStore:
                 await db.executemany(LEASE_WEBHOOK.format(table=table), leased)
         return [subject_id for _, subject_id, _ in due]
 
+    async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
+        job = await self.get_job(subject_id)
+        return job if job is not None else await self.get_batch(subject_id)
+
+
+async def _batch_holding_key(db: aiosqlite.Connection, batch: Batch) -> Batch | None:
+    """The batch that holds `batch.idempotency_key` within the window, or None after taking the
+    key for `batch` (a holder older than the window gives the key up)."""
+    key, tenant, now = batch.idempotency_key, batch.tenant, utcnow()
+    await db.execute(
+        "DELETE FROM batch_idempotency"
+        " WHERE tenant = ? AND idempotency_key = ? AND created_at <= ?",
+        (tenant, key, ts(now - IDEMPOTENCY_WINDOW)),
+    )
+    sql = "SELECT batch_id FROM batch_idempotency WHERE tenant = ? AND idempotency_key = ?"
+    rows = list(await db.execute_fetchall(sql, (tenant, key)))
+    if not rows:
+        await db.execute(
+            "INSERT INTO batch_idempotency VALUES (?, ?, ?, ?)", (tenant, key, batch.id, ts(now))
+        )
+        return None
+    found = list(await db.execute_fetchall(f"{BATCH_SELECT} WHERE id = ?", (rows[0][0],)))
+    return batch_from_row(found[0]) if found else None
+
 
 async def _idempotent_holder(db: aiosqlite.Connection, tenant: str, key: str) -> Job | None:
     """The job that used `key` within the window. A holder older than that gives the key up."""
@@ -264,4 +324,4 @@ async def _idempotent_holder(db: aiosqlite.Connection, tenant: str, key: str) ->
 
 
 if TYPE_CHECKING:
-    _satisfies_port: JobStore = SqliteJobStore("")
+    _satisfies_port: Store = SqliteJobStore("")

@@ -13,6 +13,7 @@ from typing import Any
 from pydantic import BaseModel, TypeAdapter
 
 from shared.adapters.store.sqlite_schema import COUNT_COLUMNS, ts
+from shared.errors import InvalidCursor
 from shared.models import JobStatus
 
 BATCH_SELECT = f"SELECT data, {', '.join(COUNT_COLUMNS)} FROM batches"
@@ -20,10 +21,12 @@ RETURNING_BATCH = f"RETURNING data, {', '.join(COUNT_COLUMNS)}"
 ONLY_IN_COLUMNS = frozenset({"counts"})  # a batch's counts are kept current by the trigger
 ATTEMPTS_PLUS_ONE = "json_set(data, '$.attempts', json_extract(data, '$.attempts') + 1)"
 CLAIMABLE = (
-    "(status = 'queued' OR (status = 'running' AND (lease_until IS NULL OR lease_until < ?)))"
+    "((status = 'queued'"
+    " AND coalesce(julianday(json_extract(data, '$.not_before')), 0) <= julianday(?))"
+    " OR (status = 'running' AND (lease_until IS NULL OR lease_until < ?)))"
 )
 UNFINISHED = (
-    "SELECT id, json_extract(data, '$.updated_at') FROM jobs"
+    "SELECT id, batch_id, json_extract(data, '$.updated_at') FROM jobs"
     " WHERE status IN ('queued', 'running') ORDER BY created_at"
 )
 COUNT_UNFINISHED = (  # answered from the jobs_status index
@@ -121,12 +124,12 @@ def encode_cursor(created_at: datetime, job_id: str) -> str:
 
 
 def decode_cursor(cursor: str) -> tuple[str, str]:
-    """The (created_at column text, id) a page ended at; ValueError when the cursor is not ours."""
+    """The (created_at column text, id) a page ended at; InvalidCursor when it is not ours."""
     try:
         created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         datetime.fromisoformat(created_at)
     except (binascii.Error, UnicodeError, TypeError, ValueError):
-        raise ValueError("invalid cursor") from None
+        raise InvalidCursor("invalid cursor") from None
     if not isinstance(job_id, str):
-        raise ValueError("invalid cursor")
+        raise InvalidCursor("invalid cursor")
     return created_at, job_id

@@ -49,6 +49,14 @@ CREATE TABLE IF NOT EXISTS batches (
     data TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant);
+
+CREATE TABLE IF NOT EXISTS batch_idempotency (
+    tenant TEXT NOT NULL,
+    idempotency_key TEXT NOT NULL,
+    batch_id TEXT NOT NULL,
+    created_at TEXT NOT NULL,
+    PRIMARY KEY (tenant, idempotency_key)
+);
 CREATE INDEX IF NOT EXISTS batches_webhook_due ON batches (webhook_state, webhook_next_at);
 
 -- A job's status change moves its batch's counters inside the same statement, whoever writes it.
