@@ -22,6 +22,7 @@ from rich.table import Table
 from shared.adapters.store.sqlite import SqliteJobStore
 from shared.factory import ServiceFactory, Services
 from shared.models import BatchItem, Job, JobCreate, JobStatus, Message, utcnow
+from shared.ports import JobOutcome
 from tests.conftest import make_settings
 from tests.fakes import FakeJobQueue, FakeLLM
 
@@ -83,8 +84,8 @@ async def bench_pipeline(tmp: Path) -> tuple[float, float]:
 async def _bare_store_writes(store: SqliteJobStore, count: int) -> None:
     for n in range(count):
         job = await store.create_job(Job(tenant="t", request=body(n).chat_request()))
-        await store.claim(job.id, utcnow() + timedelta(seconds=60), utcnow())
-        await store.transition(job.id, [JobStatus.running], JobStatus.succeeded)
+        await store.claim(job.id, lease_until=utcnow() + timedelta(seconds=60), now=utcnow())
+        await store.finish(job.id, JobOutcome(JobStatus.succeeded, expect=JobStatus.running))
 
 
 async def _submit_and_finish(services: Services, count: int) -> None:

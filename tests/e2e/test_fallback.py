@@ -62,7 +62,8 @@ def test_both_providers_failing_fails_the_job_after_bounded_attempts(
 ) -> None:
     llm_stub.set("gemini", "fail", status=503)
     llm_stub.set("openrouter", "fail", status=502)
-    api = start_api(launcher, llm_stub)
+    # Once both circuits open, jobs wait for the probe without spending attempts: keep it short.
+    api = start_api(launcher, llm_stub, CIRCUIT_COOLDOWN_S="0.5")
 
     for job in run_jobs(api, "nobody answers"):
         assert job["status"] == "failed", job
@@ -72,7 +73,9 @@ def test_both_providers_failing_fails_the_job_after_bounded_attempts(
         message = job["error"]["message"]
         assert "gemini" in message and "openrouter" in message, message
     stats = llm_stub.stats()
-    assert stats["openrouter"] == 2 * JOBS  # every attempt fell back once; none beyond the limit
+    # Every attempt fell back once, none beyond the limit; the fallback's own circuit (threshold
+    # 5) may have skipped the last call if it came within the cooldown.
+    assert 2 * JOBS - 1 <= stats["openrouter"] <= 2 * JOBS
     assert stats["gemini"] <= 2 * JOBS
 
 

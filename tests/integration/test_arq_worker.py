@@ -19,16 +19,16 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from shared import execution
 from shared.adapters.queue.arq import QUEUE_NAME
 from shared.adapters.store.sqlite import SqliteJobStore
 from shared.config import Settings
 from shared.errors import TransientLLMError
 from shared.factory import ServiceFactory, Services
 from shared.models import ChatRequest, Completion, Job, JobCreate, JobStatus, Message, utcnow
-from shared.ports import JobStore
+from shared.ports import Store
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
-from worker import settings as worker_settings
 from worker.settings import build_worker
 
 pytestmark = [
@@ -143,18 +143,18 @@ class LockedOnceStore(SqliteJobStore):
 
     locked = True
 
-    async def claim(self, job_id: str, lease_until: Any, now: Any) -> Job | None:
+    async def claim(self, job_id: str, *, lease_until: Any, now: Any) -> Job | None:
         if self.locked:
             self.locked = False
             raise sqlite3.OperationalError("database is locked")
-        return await super().claim(job_id, lease_until, now)
+        return await super().claim(job_id, lease_until=lease_until, now=now)
 
 
 async def test_an_unexpected_error_is_retried_not_dropped(
     settings: Settings, llm: FakeLLM, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(worker_settings, "ERROR_RETRY_S", 0.01)
-    store: JobStore = LockedOnceStore(settings.sqlite_path)
+    monkeypatch.setattr(execution, "ERROR_RETRY_S", 0.01)
+    store: Store = LockedOnceStore(settings.sqlite_path)
     services = await ServiceFactory(settings, store=store, llm=llm).start(consume=False)
     try:
         job = await services.chat.submit("t1", body("locked"))

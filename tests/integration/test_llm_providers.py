@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 
@@ -204,13 +203,20 @@ async def test_stub_behaviour_can_be_limited_to_a_few_requests(
     assert (await gemini.complete(ask("later"))).content == "gemini says: later"
 
 
-def test_a_provider_survives_a_new_event_loop(llm_stub: LLMStub) -> None:
-    """Lambda-style callers run each batch in a fresh loop: pooled connections stay behind."""
-    providers: list[LLMProvider] = [
-        GeminiProvider("k", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S),
-        OpenRouterProvider("k", "a/b", llm_stub.openrouter_base_url, TIMEOUT_S),
-    ]
-    for _ in range(2):
-        answers = [asyncio.run(p.complete(ask("again"))).content for p in providers]
+async def test_a_provider_creates_its_client_once_and_closes_it(llm_stub: LLMStub) -> None:
+    """One HTTP client per process (per Lambda container): made by start(), reused, closed."""
+    gemini = GeminiProvider("k", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S)
+    openrouter = OpenRouterProvider("k", "a/b", llm_stub.openrouter_base_url, TIMEOUT_S)
+    for provider in (gemini, openrouter):
+        await provider.start()
+    clients = (gemini._http, gemini._client, openrouter._http)
+    assert all(c is not None for c in clients)
+    for _ in range(3):
+        answers = [(await p.complete(ask("again"))).content for p in (gemini, openrouter)]
         assert answers == ["gemini says: again", "openrouter says: again"]
-    assert llm_stub.stats() == {"gemini": 2, "openrouter": 2}
+    await gemini.start()  # a second start is a no-op
+    assert (gemini._http, gemini._client, openrouter._http) == clients
+    for provider in (gemini, openrouter):
+        await provider.close()
+    assert (gemini._http, gemini._client, openrouter._http) == (None, None, None)
+    assert llm_stub.stats() == {"gemini": 3, "openrouter": 3}

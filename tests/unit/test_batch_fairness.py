@@ -29,6 +29,9 @@ class RecordingLLM:
         self.delay_s = delay_s
         self.finished: list[str] = []
 
+    async def start(self) -> None:
+        return None
+
     async def complete(self, request: ChatRequest) -> Completion:
         await asyncio.sleep(self.delay_s)
         prompt = request.messages[-1].content

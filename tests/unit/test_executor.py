@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 from datetime import timedelta
 
 import pytest
@@ -12,12 +13,20 @@ from shared.errors import PermanentLLMError, TransientLLMError
 from shared.execution import JobExecutor
 from shared.metrics import JobMetrics
 from shared.models import ChatRequest, Completion, Job, JobCreate, JobStatus, utcnow
+from shared.retry import RetryPolicy
 from shared.service import ChatService
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
 
 
+class NoJitter(random.Random):
+    """Jitter at its ceiling, so delays are exact in assertions."""
+
+    def uniform(self, a: float, b: float) -> float:
+        return b
+
+
 class Harness:
-    def __init__(self, max_attempts: int = 3) -> None:
+    def __init__(self, max_attempts: int = 3, budget_s: float = 900) -> None:
         self.store, self.cache, self.queue = FakeJobStore(), FakeResultCache(), FakeJobQueue()
         self.llm = FakeLLM("gemini")
         self.finished: list[str] = []
@@ -28,8 +37,13 @@ class Harness:
             self.cache,
             self.llm,
             job_timeout_s=5,
-            max_attempts=max_attempts,
-            retry_base_s=1,
+            retry=RetryPolicy(
+                budget_s=budget_s,
+                base_s=1,
+                max_delay_s=8,
+                max_attempts=max_attempts,
+                rng=NoJitter(),
+            ),
             cache_ttl_s=60,
             on_finished=self._record,
             metrics=self.metrics,
@@ -41,6 +55,11 @@ class Harness:
     async def submit(self, prompt: str = "abc") -> str:
         body = JobCreate.model_validate({"messages": [{"role": "user", "content": prompt}]})
         return (await self.chat.submit("t1", body)).id
+
+    def make_due(self, job_id: str) -> None:
+        """Time passes: the job's retry delay is over."""
+        job = self.store.jobs[job_id]
+        self.store.jobs[job_id] = job.model_copy(update={"not_before": None})
 
     def metric(self, name: str, **labels: str) -> float:
         return self.metrics.registry.get_sample_value(name, labels) or 0.0
@@ -74,7 +93,11 @@ async def test_transient_failure_requeues_with_backoff_then_fails_when_exhausted
     job_id = await h.submit()
     h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")] * 2
     assert await h.executor.run(job_id) == 1.0
-    assert h.store.jobs[job_id].status is JobStatus.queued
+    queued = h.store.jobs[job_id]
+    assert queued.status is JobStatus.queued and queued.not_before is not None
+    assert queued.error is not None and queued.error.code == "retrying"
+    assert "HTTP 503" in queued.error.message and "next attempt at" in queued.error.message
+    h.make_due(job_id)
     assert await h.executor.run(job_id) is None
     job = h.store.jobs[job_id]
     assert job.status is JobStatus.failed and job.attempts == 2
@@ -102,9 +125,55 @@ async def test_a_cancelled_job_is_never_run() -> None:
     assert h.llm.requests == []
 
 
-@pytest.mark.parametrize("attempts,expected", [(1, 1.0), (2, 2.0), (3, 4.0)])
-def test_backoff_doubles(attempts: int, expected: float) -> None:
-    assert Harness().executor.backoff_s(attempts) == expected
+@pytest.mark.parametrize("attempts,expected", [(1, 1.0), (2, 2.0), (3, 4.0), (4, 8.0), (9, 8.0)])
+def test_backoff_doubles_up_to_its_cap(attempts: int, expected: float) -> None:
+    assert Harness().executor.retry.delay_s(attempts) == expected
+
+
+def test_backoff_is_jittered_between_half_and_all() -> None:
+    policy = RetryPolicy(budget_s=900, base_s=2, max_delay_s=60, max_attempts=30)
+    delays = {policy.delay_s(3) for _ in range(50)}
+    assert all(4 <= d <= 8 for d in delays) and len(delays) > 1
+
+
+async def test_a_retry_that_comes_back_early_waits_for_its_time() -> None:
+    h = Harness()
+    job_id = await h.submit()
+    h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")]
+    assert await h.executor.run(job_id) == 1.0
+    early = await h.executor.run(job_id)  # e.g. SQS capped the delay: the message is early
+    assert early is not None and 0 < early <= 1.2
+    assert len(h.llm.requests) == 1 and h.store.jobs[job_id].attempts == 1
+
+
+async def test_retries_stop_when_the_budget_is_spent() -> None:
+    h = Harness(max_attempts=30, budget_s=2.5)
+    job_id = await h.submit()
+    h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")] * 5
+    assert await h.executor.run(job_id) == 1.0  # 1 s fits in 2.5 s
+    h.make_due(job_id)
+    assert await h.executor.run(job_id) == 2.0  # about 2 s later than creation still fits
+    h.make_due(job_id)
+    assert await h.executor.run(job_id) is None  # 4 s more would overrun the budget
+    job = h.store.jobs[job_id]
+    assert job.status is JobStatus.failed and job.attempts == 3
+    assert job.error is not None and job.error.code == "llm_unavailable"
+
+
+async def test_no_attempt_is_spent_while_every_circuit_is_open() -> None:
+    h = Harness()
+    clock = [0.0]
+    primary, fallback = CircuitBreaker(1, 30, clock=lambda: clock[0]), CircuitBreaker(1, 30)
+    h.executor.llm = FallbackLLM(h.llm, FakeLLM("openrouter"), primary, fallback)
+    primary.record_failure()
+    fallback.record_failure()
+    job_id = await h.submit()
+    wait = await h.executor.run(job_id)
+    assert wait is not None and 15 <= wait <= 30  # until the probe, jittered
+    assert h.store.jobs[job_id].attempts == 0 and h.llm.requests == []
+    clock[0] = 31  # the primary may probe again
+    assert await h.executor.run(job_id) is None
+    assert h.store.jobs[job_id].status is JobStatus.succeeded
 
 
 async def test_a_job_held_by_a_live_worker_is_left_alone_but_a_dead_ones_runs_again() -> None:
@@ -120,9 +189,8 @@ async def test_a_job_held_by_a_live_worker_is_left_alone_but_a_dead_ones_runs_ag
     delay = await h.executor.run(job_id)
     assert delay is not None and 55 < delay <= 62
     assert h.llm.requests == []
-    await h.store.transition(
-        job_id, [JobStatus.running], JobStatus.running, lease_until=now - timedelta(seconds=1)
-    )
+    held = h.store.jobs[job_id]
+    h.store.jobs[job_id] = held.model_copy(update={"lease_until": now - timedelta(seconds=1)})
     assert await h.executor.run(job_id) is None  # the worker died: its lease ran out
     job = h.store.jobs[job_id]
     assert job.status is JobStatus.succeeded and job.attempts == 2
@@ -157,6 +225,7 @@ async def test_a_providers_retry_after_stretches_the_backoff() -> None:
     job_id = await h.submit()
     h.llm.errors = [TransientLLMError("HTTP 429", provider="gemini", retry_after_s=30)]
     assert await h.executor.run(job_id) == 30.0
+    h.make_due(job_id)
     h.llm.errors = [TransientLLMError("HTTP 429", provider="gemini", retry_after_s=0.1)]
     assert await h.executor.run(job_id) == 2.0  # the backoff, when it is the longer wait
 
@@ -192,6 +261,7 @@ async def test_a_transient_failure_counts_a_retry_and_the_retried_run() -> None:
     assert h.metric("chatjobs_job_retries_total") == 1
     assert h.metric("chatjobs_job_run_seconds_count", outcome="retried") == 1
     assert h.finished_count("succeeded", "gemini") == 0
+    h.make_due(job_id)
     await h.executor.run(job_id)
     assert h.finished_count("succeeded", "gemini") == 1
     assert h.metric("chatjobs_job_retries_total") == 1
@@ -212,6 +282,7 @@ async def test_exhausted_retries_are_counted_as_failed_with_no_provider() -> Non
     job_id = await h.submit()
     h.llm.errors = [TransientLLMError("HTTP 503", provider="gemini")] * 2
     await h.executor.run(job_id)
+    h.make_due(job_id)
     await h.executor.run(job_id)
     assert h.finished_count("failed", "none") == 1
     assert h.metric("chatjobs_job_retries_total") == 1

@@ -6,6 +6,7 @@ import pytest
 
 from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.models import ChatRequest, Completion, JobCreate, JobStatus, Message
+from shared.ports import JobOutcome
 from shared.service import ChatService, cache_key
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeResultCache
 
@@ -104,7 +105,7 @@ async def test_wait_returns_as_soon_as_the_job_ends(parts) -> None:  # type: ign
 
     async def finish_later() -> None:
         await asyncio.sleep(0.1)
-        await store.transition(job.id, [JobStatus.queued], JobStatus.cancelled)
+        await store.finish(job.id, JobOutcome(JobStatus.cancelled, expect=JobStatus.queued))
 
     finisher = asyncio.create_task(finish_later())
     waited = await chat.get("t1", job.id, wait_s=10)
