@@ -1,0 +1,364 @@
+"""DynamoDbJobStore: the Store ports on one DynamoDB table (single-table design).
+
+Items, keys and indexes: dynamodb_items.py. Status changes are pure functions
+(dynamodb_changes.py) written by compare-and-set, with batch counters moved in the same
+transaction (dynamodb_table.py). Idempotency keys: dynamodb_keys.py. Query parameters and the
+listing cursor: dynamodb_queries.py. Nothing here scans the table: every read is a GetItem or a
+Query of the table or of an index. Index reads are eventually consistent, so a sweep may see a
+job as it was a moment ago; every write re-checks the record it changes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from contextlib import aclosing, suppress
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from shared.adapters.aws import names
+from shared.adapters.aws.clients import AwsClients
+from shared.adapters.store.dynamodb_calls import (
+    batch_write,
+    bounded,
+    count,
+    merged,
+    query_items,
+)
+from shared.adapters.store.dynamodb_changes import (
+    claimed,
+    ended,
+    finished,
+    marked,
+    requeued,
+    restarted,
+    webhook_leased,
+    with_webhook,
+)
+from shared.adapters.store.dynamodb_items import (
+    BATCH_JOBS,
+    DUE_WEBHOOKS,
+    OPEN_BATCHES,
+    PK,
+    SK,
+    UNFINISHED,
+    Item,
+    all_shards,
+    batch_item,
+    before,
+    idempotency_key,
+    job_item,
+    job_key,
+    s,
+    stored_batch,
+    stored_job,
+    subject_id_of,
+    up_to,
+)
+from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reserve_batch_key
+from shared.adapters.store.dynamodb_queries import encode_cursor, index_query, list_query
+from shared.adapters.store.dynamodb_table import ItemTable, Write
+from shared.errors import Conflict
+from shared.models import (
+    Batch,
+    BatchStatus,
+    Job,
+    JobError,
+    JobStatus,
+    WebhookDelivery,
+)
+from shared.ports import JobOutcome, JobRef
+
+if TYPE_CHECKING:
+    from shared.ports import Store
+
+SHARD_PAGE = 1_000  # items per Query page when merging shards
+
+
+class DynamoDbJobStore:
+    def __init__(self, clients: AwsClients, table: str) -> None:
+        self._clients = clients
+        self.table = table
+        self._items: ItemTable | None = None
+
+    async def start(self) -> None:
+        """Take the process's DynamoDB client. The table is made by setup or Terraform."""
+        if self._items is None:
+            self._items = ItemTable(await self._clients.client("dynamodb"), self.table)
+
+    async def close(self) -> None:
+        self._items = None  # the client is the process's: AwsClients closes it
+
+    @property
+    def _db(self) -> ItemTable:
+        if self._items is None:
+            raise RuntimeError("DynamoDbJobStore.start() has not been called")
+        return self._items
+
+    async def ping(self) -> bool:
+        try:
+            await self._db.get({PK: s("PING"), SK: s("PING")})
+        except Exception:
+            return False
+        return True
+
+    # jobs
+
+    async def create_job(self, job: Job) -> Job:
+        if job.idempotency_key:
+            return await create_keyed_job(self._db, job, job.idempotency_key)
+        if not await self._db.put_new(job_item(job, 1)):
+            raise Conflict(f"job {job.id} already exists")
+        return job
+
+    async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
+        stored = await self._db.read_job(job_id)
+        if stored is None or tenant not in (None, stored.job.tenant):
+            return None
+        return stored.job
+
+    async def list_jobs(
+        self,
+        tenant: str,
+        *,
+        status: JobStatus | None = None,
+        batch_id: str | None = None,
+        limit: int = 20,
+        cursor: str | None = None,
+        oldest_first: bool = False,
+    ) -> tuple[list[Job], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        by_batch = batch_id is not None
+        params = list_query(
+            self.table,
+            batch_id if batch_id is not None else tenant,
+            by_batch=by_batch,
+            status=status,
+            cursor=cursor,
+            oldest_first=oldest_first,
+            limit=limit,
+        )
+        if batch_id is not None and await self.get_batch(batch_id, tenant) is None:
+            return [], None  # another tenant's batch, or one not (yet) stored
+        found: list[Item] = []
+        async with aclosing(query_items(self._db.ddb, params)) as items:
+            async for item in items:
+                found.append(item)
+                if len(found) > limit:
+                    break
+        jobs = [stored_job(item).job for item in found[:limit]]
+        return jobs, encode_cursor(jobs[-1]) if len(found) > limit else None
+
+    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
+        return await self._db.change_job(job_id, lambda job: claimed(job, lease_until, now))
+
+    async def requeue(
+        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
+    ) -> Job | None:
+        return await self._db.change_job(
+            job_id, lambda job: requeued(job, attempt, note, not_before)
+        )
+
+    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
+        return await self._db.change_job(job_id, lambda job: finished(job, outcome))
+
+    async def unfinished_jobs(
+        self, *, limit: int = 10_000, updated_before: datetime | None = None
+    ) -> list[JobRef]:
+        if limit < 1:
+            return []
+        below = before(updated_before) if updated_before is not None else None
+        page = min(limit, SHARD_PAGE)
+        sources = [
+            query_items(self._db.ddb, self._query(UNFINISHED, shard, below=below, page=page))
+            for shard in all_shards("JOB")
+        ]
+        items = await merged(sources, key=lambda item: item["gsi_unfinished_sk"]["S"], limit=limit)
+        return [
+            JobRef(subject_id_of(i), i["batch_id"]["S"] if "batch_id" in i else None) for i in items
+        ]
+
+    async def count_unfinished(self) -> dict[JobStatus, int]:
+        """Select=COUNT per shard and status: reads only the sparse index of unfinished jobs."""
+        statuses = (JobStatus.queued, JobStatus.running)
+        queries = [
+            (st, self._query(UNFINISHED, sh, status=st))
+            for st in statuses
+            for sh in all_shards("JOB")
+        ]
+        counted = await asyncio.gather(*(count(self._db.ddb, params) for _, params in queries))
+        totals = dict.fromkeys(statuses, 0)
+        for (status, _), number in zip(queries, counted, strict=True):
+            totals[status] += number
+        return totals
+
+    async def requeue_running(self) -> int:
+        shards = all_shards("JOB")
+        queries = [self._query(UNFINISHED, shard, status=JobStatus.running) for shard in shards]
+        found = await asyncio.gather(*(self._collect(params) for params in queries))
+        return await self._db.move_jobs(
+            [stored_job(i) for items in found for i in items], restarted
+        )
+
+    # batches
+
+    async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
+        """Store the jobs (BatchWriteItem, 25 a call, several calls at once), then the batch.
+
+        Up to 50,000 jobs cannot be one transaction (DynamoDB allows 100 items), so the order
+        is what keeps a half-written batch harmless:
+        - the batch item is written last, so get_batch, a batch's job listing and
+          closable_batch_ids see nothing of a batch until all its jobs are stored;
+        - the jobs are enqueued only after this returns, and until BATCH_WRITE_GRACE has passed a
+          job whose batch item is missing cannot change status (its counter update needs the
+          batch item; claim answers None), so counts never miss a move;
+        - on an error the jobs written are deleted and the idempotency key is released.
+        Crash window: if the process dies between the first job write and the batch item, the
+        jobs written stay, without a batch. They are listed among the tenant's jobs, and once
+        BATCH_WRITE_GRACE has passed a sweep may run them as jobs of their own (nothing counts
+        them). The idempotency key stays reserved: a retry with it waits BATCH_KEY_WAIT for the
+        batch and then gets Conflict, until the grace has passed; after that it takes the key
+        over and stores a new batch.
+        """
+        if batch.idempotency_key:
+            earlier = await reserve_batch_key(self._db, batch, batch.idempotency_key)
+            if earlier is not None:
+                return earlier
+        try:
+            requests = await asyncio.to_thread(_put_requests, jobs)  # 50,000 dumps hold the loop
+            await batch_write(self._db.ddb, self.table, requests)
+            if not await self._db.put_new(batch_item(batch, 1)):
+                raise Conflict(f"batch {batch.id} already exists")
+        except Exception:
+            await self._undo_batch(batch, jobs)
+            raise
+        return batch
+
+    async def _undo_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
+        with suppress(Exception):
+            deletes = [{"DeleteRequest": {"Key": job_key(job.id)}} for job in jobs]
+            await batch_write(self._db.ddb, self.table, deletes)
+        if batch.idempotency_key:
+            with suppress(Exception):
+                key = idempotency_key("BATCH", batch.tenant, batch.idempotency_key)
+                await release(self._db, key, batch.id)
+
+    async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None:
+        stored = await self._db.read_batch(batch_id)
+        if stored is None or tenant not in (None, stored.batch.tenant):
+            return None
+        return stored.batch
+
+    async def mark_batch(
+        self,
+        batch_id: str,
+        *,
+        expect: Sequence[BatchStatus],
+        to: BatchStatus,
+        completed_at: datetime | None = None,
+        webhook: WebhookDelivery | None = None,
+    ) -> Batch | None:
+        return await self._db.change_batch(
+            batch_id, lambda batch: marked(batch, expect, to, completed_at, webhook)
+        )
+
+    async def end_queued_jobs(
+        self,
+        batch_id: str,
+        to: Literal[JobStatus.failed, JobStatus.cancelled],
+        error: JobError | None = None,
+    ) -> int:
+        queued = await self._collect(self._query(BATCH_JOBS, batch_id, status=JobStatus.queued))
+        snapshots = [stored_job(item) for item in queued]
+        return await self._db.move_jobs(snapshots, lambda job: ended(job, to, error))
+
+    async def closable_batch_ids(self) -> list[str]:
+        open_batches = await self._collect(self._query(UNFINISHED, OPEN_BATCHES))
+        batches = [stored_batch(item).batch for item in open_batches]
+        return [batch.id for batch in batches if batch.counts.done >= batch.counts.total]
+
+    # webhooks
+
+    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
+        for kind in _kinds(subject_id):
+            if kind == "job":
+                changed: Job | Batch | None = await self._db.change_job(
+                    subject_id, lambda job: with_webhook(job, delivery)
+                )
+            else:
+                changed = await self._db.change_batch(
+                    subject_id, lambda batch: batch.model_copy(update={"webhook": delivery})
+                )
+            if changed is not None:
+                return
+
+    async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
+        """Take up to `limit` due deliveries. Each is leased by a write pinned to the version read,
+        so of two sweepers only one takes it; the loser goes on to the next due ones."""
+        won: list[str] = []
+        tried: set[str] = set()
+        while len(won) < limit:
+            due = await self._due(now, limit - len(won) + len(tried))
+            fresh = [item for item in due if subject_id_of(item) not in tried][: limit - len(won)]
+            if not fresh:
+                break
+            tried.update(subject_id_of(item) for item in fresh)
+            leased = await bounded(self._lease_webhook(item, lease_until) for item in fresh)
+            won += [subject_id_of(item) for item, ok in zip(fresh, leased, strict=True) if ok]
+        return won
+
+    async def _due(self, now: datetime, limit: int) -> list[Item]:
+        sources = [
+            query_items(
+                self._db.ddb, self._query(DUE_WEBHOOKS, shard, below=up_to(now), page=limit)
+            )
+            for shard in all_shards("DUE")
+        ]
+        return await merged(sources, key=lambda item: item["gsi_webhook_sk"]["S"], limit=limit)
+
+    async def _lease_webhook(self, item: Item, lease_until: datetime) -> bool:
+        if item[PK]["S"].startswith("JOB#"):
+            old = stored_job(item)
+            if old.job.webhook is None:
+                return False
+            leased = with_webhook(old.job, webhook_leased(old.job.webhook, lease_until))
+            return await self._db.write_job(old, leased) is Write.done
+        stored = stored_batch(item)
+        if stored.batch.webhook is None:
+            return False
+        hook = webhook_leased(stored.batch.webhook, lease_until)
+        return (
+            await self._db.update_batch(stored, stored.batch.model_copy(update={"webhook": hook}))
+            is not None
+        )
+
+    async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
+        for kind in _kinds(subject_id):
+            found = await (
+                self.get_job(subject_id) if kind == "job" else self.get_batch(subject_id)
+            )
+            if found is not None:
+                return found
+        return None
+
+    # helpers
+
+    def _query(self, index: str, partition: str, **options: Any) -> dict[str, Any]:
+        return index_query(self.table, index, partition, **options)
+
+    async def _collect(self, params: dict[str, Any]) -> list[Item]:
+        return [item async for item in query_items(self._db.ddb, params)]
+
+
+def _put_requests(jobs: Sequence[Job]) -> list[Item]:
+    return [{"PutRequest": {"Item": job_item(job, 1)}} for job in jobs]
+
+
+def _kinds(subject_id: str) -> tuple[str, str]:
+    """Where to look for a webhook subject first: ids say job_… or batch_…."""
+    return ("batch", "job") if subject_id.startswith("batch_") else ("job", "batch")
+
+
+if TYPE_CHECKING:
+    _satisfies_port: Store = DynamoDbJobStore(AwsClients(), names.TABLE)

@@ -1,0 +1,208 @@
+"""Items of DynamoDbJobStore's single table: keys, attribute maps, and the way back to models.
+
+A job or batch item keeps its record as pydantic JSON in `data`, plus copies of what conditions,
+indexes and counters read. Timestamps in key attributes are fixed-width UTC ISO text, so string
+order is time order. Every write raises the item's `version` by one, and writers compare-and-set
+on it (see dynamodb.py). Index attributes are present only while they apply, so the sparse
+indexes `unfinished` and `due_webhooks` hold only what sweeps look for.
+"""
+
+from __future__ import annotations
+
+import time
+import zlib
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+from urllib.parse import quote
+
+from shared.adapters.aws import names
+from shared.models import (
+    Batch,
+    BatchCounts,
+    BatchStatus,
+    Job,
+    JobStatus,
+    WebhookDelivery,
+    WebhookState,
+)
+
+Item = dict[str, Any]  # attribute name -> {"S": ...} | {"N": ...}
+
+PK, SK, TTL = names.PARTITION_KEY, names.SORT_KEY, names.TTL_ATTRIBUTE
+TENANT_JOBS, BATCH_JOBS, UNFINISHED, DUE_WEBHOOKS = (
+    "tenant_jobs",
+    "batch_jobs",
+    "unfinished",
+    "due_webhooks",
+)
+SHARDS = 8  # key values per sparse index: spreads its writes over partitions (see shard_of)
+OPEN_BATCHES = "BATCH"  # the `unfinished` partition of open batches (few: not sharded)
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+COUNTS = tuple(BatchCounts.model_fields)  # total, queued, running, succeeded, failed, cancelled
+OPTIONAL_INDEX_ATTRS = tuple(
+    a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]
+)
+UNFINISHED_STATUSES = frozenset({JobStatus.queued, JobStatus.running})
+OPEN_STATUSES = frozenset({BatchStatus.in_progress, BatchStatus.cancelling})
+
+
+class StoredJob(NamedTuple):
+    job: Job
+    version: int
+    size: int  # bytes of its JSON, to keep transactions under DynamoDB's 4 MB
+
+
+class StoredBatch(NamedTuple):
+    batch: Batch
+    version: int
+
+
+def s(value: str) -> dict[str, str]:
+    return {"S": value}
+
+
+def n(value: int) -> dict[str, str]:
+    return {"N": str(value)}
+
+
+def utc(value: datetime) -> datetime:
+    """Naive datetimes count as UTC."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def iso(value: datetime) -> str:
+    """Fixed-width UTC text that sorts like the instant."""
+    return utc(value).isoformat(timespec="microseconds")
+
+
+def sort_key(at: datetime, subject_id: str) -> str:
+    return f"{iso(at)}#{subject_id}"
+
+
+def before(at: datetime) -> str:
+    """Upper bound (exclusive) for sort keys of instants before `at`."""
+    return iso(at)
+
+
+def up_to(at: datetime) -> str:
+    """Upper bound (exclusive) for sort keys of instants up to and including `at`:
+    '$' sorts just after the '#' that ends the timestamp in every sort key."""
+    return iso(at) + "$"
+
+
+def shard_of(prefix: str, subject_id: str) -> str:
+    """One of SHARDS key values for a sparse index. With one value, every job's index entry
+    would share one partition, whose write ceiling (~1,000 WCU/s) every status change of every
+    job counts against; readers query the shards in parallel and merge."""
+    return f"{prefix}#{zlib.crc32(subject_id.encode()) % SHARDS}"
+
+
+def all_shards(prefix: str) -> list[str]:
+    return [f"{prefix}#{i}" for i in range(SHARDS)]
+
+
+def job_key(job_id: str) -> Item:
+    return {PK: s(f"JOB#{job_id}"), SK: s("JOB")}
+
+
+def batch_key(batch_id: str) -> Item:
+    return {PK: s(f"BATCH#{batch_id}"), SK: s("BATCH")}
+
+
+def idempotency_key(kind: str, tenant: str, key: str) -> Item:
+    """Quoted parts: a '#' inside a tenant or key cannot make two tenants' keys collide."""
+    return {PK: s(f"IDEM#{kind}#{quote(tenant, safe='')}#{quote(key, safe='')}"), SK: s("IDEM")}
+
+
+def subject_id_of(item: Item) -> str:
+    return str(item[PK]["S"]).split("#", 1)[1]
+
+
+def is_live(item: Item, now: float | None = None) -> bool:
+    """False once the item's TTL has passed: DynamoDB deletes expired items late."""
+    ttl = item.get(TTL)
+    return ttl is None or int(ttl["N"]) > (time.time() if now is None else now)
+
+
+def job_item(job: Job, version: int) -> Item:
+    item: Item = {
+        **job_key(job.id),
+        "data": s(job.model_dump_json()),
+        "version": n(version),
+        "status": s(job.status.value),
+        "attempts": n(job.attempts),
+        "tenant": s(job.tenant),
+        "created_at": s(iso(job.created_at)),
+        "gsi_tenant": s(job.tenant),
+        "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),
+    }
+    for field in ("lease_until", "not_before"):
+        if (value := getattr(job, field)) is not None:
+            item[field] = s(iso(value))
+    if job.batch_id is not None:
+        item |= {"batch_id": s(job.batch_id), "gsi_batch": s(job.batch_id)}
+        item["gsi_batch_sk"] = s(sort_key(job.created_at, job.id))
+    if job.status in UNFINISHED_STATUSES:
+        item["gsi_unfinished"] = s(shard_of("JOB", job.id))
+        item["gsi_unfinished_sk"] = s(sort_key(job.updated_at, job.id))
+    return item | _due_webhook(job.id, job.webhook)
+
+
+def stored_job(item: Item) -> StoredJob:
+    data = item["data"]["S"]
+    return StoredJob(Job.model_validate_json(data), int(item["version"]["N"]), len(data))
+
+
+def batch_attributes(batch: Batch, version: int) -> Item:
+    """Everything of a batch item but its key and counters (which job writes move)."""
+    item: Item = {
+        "data": s(batch.model_dump_json(exclude={"counts"})),
+        "version": n(version),
+        "status": s(batch.status.value),
+        "tenant": s(batch.tenant),
+        "created_at": s(iso(batch.created_at)),
+    }
+    if batch.status in OPEN_STATUSES:
+        item["gsi_unfinished"] = s(OPEN_BATCHES)
+        item["gsi_unfinished_sk"] = s(sort_key(batch.created_at, batch.id))
+    return item | _due_webhook(batch.id, batch.webhook)
+
+
+def batch_item(batch: Batch, version: int) -> Item:
+    counters = {f"c_{name}": n(getattr(batch.counts, name)) for name in COUNTS}
+    return {**batch_key(batch.id), **batch_attributes(batch, version), **counters}
+
+
+def stored_batch(item: Item) -> StoredBatch:
+    counts = BatchCounts(**{name: int(item[f"c_{name}"]["N"]) for name in COUNTS})
+    batch = Batch.model_validate_json(item["data"]["S"]).model_copy(update={"counts": counts})
+    return StoredBatch(batch, int(item["version"]["N"]))
+
+
+def counter_deltas(moves: list[tuple[JobStatus, JobStatus]]) -> dict[str, int]:
+    """Net change of each counter for these (old, new) job statuses; zero deltas left out."""
+    deltas: dict[str, int] = {}
+    for old, new in moves:
+        if old != new:
+            deltas[f"c_{old.value}"] = deltas.get(f"c_{old.value}", 0) - 1
+            deltas[f"c_{new.value}"] = deltas.get(f"c_{new.value}", 0) + 1
+    return {name: delta for name, delta in deltas.items() if delta}
+
+
+def idempotency_item(kind: str, tenant: str, key: str, holder: str, created_at: datetime) -> Item:
+    expires = created_at + IDEMPOTENCY_WINDOW
+    return {
+        **idempotency_key(kind, tenant, key),
+        "holder": s(holder),
+        "reserved_at": n(int(time.time())),
+        TTL: n(int(utc(expires).timestamp())),
+    }
+
+
+def _due_webhook(subject_id: str, hook: WebhookDelivery | None) -> Item:
+    if hook is None or hook.state is not WebhookState.pending or hook.next_attempt_at is None:
+        return {}
+    return {
+        "gsi_webhook": s(shard_of("DUE", subject_id)),
+        "gsi_webhook_sk": s(sort_key(hook.next_attempt_at, subject_id)),
+    }

@@ -1,0 +1,220 @@
+"""Compare-and-set reads and writes of job and batch items, for DynamoDbJobStore.
+
+A change (dynamodb_changes.py) is computed from a consistent read of the record, and the write
+replaces the item only while its `version` and `status` are still what was read; otherwise the
+record is read again and the change reconsidered. So a redelivered or raced change finds a newer
+version and is refused, exactly as a conditional UPDATE would refuse it. A job whose status
+changes moves its batch's counters in the same TransactWriteItems, so a write whose condition
+fails cannot count twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import timedelta
+from enum import Enum
+from typing import Any
+
+from shared.adapters.store.dynamodb_calls import (
+    bounded,
+    condition_failed,
+    conditional,
+    expression,
+    transact,
+)
+from shared.adapters.store.dynamodb_items import (
+    OPTIONAL_INDEX_ATTRS,
+    PK,
+    Item,
+    StoredBatch,
+    StoredJob,
+    batch_attributes,
+    batch_key,
+    counter_deltas,
+    idempotency_key,
+    is_live,
+    job_item,
+    job_key,
+    n,
+    s,
+    stored_batch,
+    stored_job,
+    utc,
+)
+from shared.models import Batch, Job, JobStatus, utcnow
+
+JobChange = Callable[[Job], Job | None]
+BatchChange = Callable[[Batch], Batch | None]
+
+# No batch is still being stored after this long (a Lambda runs for 15 minutes at most).
+BATCH_WRITE_GRACE = timedelta(minutes=15)
+MAX_TRIES = 10
+TRANSACTION_JOBS = 99  # plus one counter update: DynamoDB's limit is 100 items
+TRANSACTION_BYTES = 3_000_000  # of DynamoDB's 4 MB per transaction
+
+
+class Write(Enum):
+    done = "done"
+    stale = "stale"  # the item changed since it was read, or is gone: read it again
+    refused = "refused"  # its batch item is not stored yet (the batch is still being created)
+
+
+class ItemTable:
+    def __init__(self, ddb: Any, table: str) -> None:
+        self.ddb = ddb
+        self.table = table
+
+    async def get(self, key: Item) -> Item | None:
+        response = await self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
+        item: Item | None = response.get("Item")
+        return item if item is not None and is_live(item) else None
+
+    async def read_job(self, job_id: str) -> StoredJob | None:
+        item = await self.get(job_key(job_id))
+        return stored_job(item) if item is not None else None
+
+    async def read_batch(self, batch_id: str) -> StoredBatch | None:
+        item = await self.get(batch_key(batch_id))
+        return stored_batch(item) if item is not None else None
+
+    async def put_new(self, item: Item) -> bool:
+        """Put an item whose key is not taken; False when it is."""
+        params = expression(ConditionExpression=f"attribute_not_exists(#{PK})")
+        put = {"TableName": self.table, "Item": item, **params}
+        return await conditional(lambda: self.ddb.put_item(**put)) is not None
+
+    async def change_job(self, job_id: str, change: JobChange) -> Job | None:
+        """Apply `change` to the job as stored now; None when it does not apply (or no job)."""
+        for _ in range(MAX_TRIES):
+            old = await self.read_job(job_id)
+            new = change(old.job) if old is not None else None
+            if old is None or new is None:
+                return None
+            written = await self.write_job(old, new)
+            if written is not Write.stale:
+                return new if written is Write.done else None
+        raise RuntimeError(f"job {job_id} kept changing while being written")
+
+    async def write_job(self, old: StoredJob, new: Job) -> Write:
+        """Replace `old` by `new` if it is still stored as read, with its batch's counters and
+        (when `new` gives up its idempotency key) the key's item."""
+        ops = {"job": self._job_put(old, new)}
+        if (
+            counts := self._counter_update(new.batch_id, [(old.job.status, new.status)])
+        ) is not None:
+            ops["counts"] = counts
+        if old.job.idempotency_key and new.idempotency_key is None:
+            ops["key"] = self._key_release(old.job)
+        while len(ops) > 1:
+            reasons = await transact(self.ddb, list(ops.values()))
+            if reasons is None:
+                return Write.done
+            failed = {
+                name for name, reason in zip(ops, reasons, strict=True) if condition_failed(reason)
+            }
+            if "job" in failed:
+                return Write.stale
+            if "counts" in failed and utcnow() - utc(new.created_at) < BATCH_WRITE_GRACE:
+                return Write.refused
+            # an orphan of a batch never stored has nothing to count; a key held by another job
+            # (after the 24 h window) is not ours to release
+            ops = {name: op for name, op in ops.items() if name not in failed}
+        put = ops["job"]["Put"]
+        written = await conditional(lambda: self.ddb.put_item(**put))
+        return Write.done if written is not None else Write.stale
+
+    async def move_jobs(self, snapshots: list[StoredJob], change: JobChange) -> int:
+        """Apply `change` to many jobs read moments ago: one transaction per chunk of a batch's
+        jobs, which moves the batch's counters once. A chunk that meets a job changed since it
+        was read falls back to writing its jobs one by one. Returns how many changed."""
+        moved = await bounded(self._move_chunk(chunk, change) for chunk in _chunks(snapshots))
+        return sum(moved)
+
+    async def _move_chunk(self, chunk: list[StoredJob], change: JobChange) -> int:
+        pairs = [(old, new) for old in chunk if (new := change(old.job)) is not None]
+        if not pairs:
+            return 0
+        ops = [self._job_put(old, new) for old, new in pairs]
+        moves = [(old.job.status, new.status) for old, new in pairs]
+        if (counts := self._counter_update(pairs[0][1].batch_id, moves)) is not None:
+            ops.append(counts)
+        if await transact(self.ddb, ops) is None:
+            return len(pairs)
+        one_by_one = await bounded(self.change_job(old.job.id, change) for old, _ in pairs)
+        return sum(job is not None for job in one_by_one)
+
+    async def change_batch(self, batch_id: str, change: BatchChange) -> Batch | None:
+        for _ in range(MAX_TRIES):
+            old = await self.read_batch(batch_id)
+            new = change(old.batch) if old is not None else None
+            if old is None or new is None:
+                return None
+            if (written := await self.update_batch(old, new)) is not None:
+                return written
+        raise RuntimeError(f"batch {batch_id} kept changing while being written")
+
+    async def update_batch(self, old: StoredBatch, new: Batch) -> Batch | None:
+        """Write `new` over `old` if its version is unchanged (the counters, which job writes
+        move, are left alone); the batch as now stored, or None."""
+        attrs = batch_attributes(new, old.version + 1)
+        update = "SET " + ", ".join(f"#{name} = :{name}" for name in attrs)
+        if removed := [name for name in OPTIONAL_INDEX_ATTRS if name not in attrs]:
+            update += " REMOVE " + ", ".join(f"#{name}" for name in removed)
+        values = {f":{name}": value for name, value in attrs.items()} | {":read": n(old.version)}
+        params = expression(values, UpdateExpression=update, ConditionExpression="#version = :read")
+        response = await conditional(
+            lambda: self.ddb.update_item(
+                TableName=self.table, Key=batch_key(new.id), ReturnValues="ALL_NEW", **params
+            )
+        )
+        return stored_batch(response["Attributes"]).batch if response is not None else None
+
+    def _job_put(self, old: StoredJob, new: Job) -> Item:
+        values = {":version": n(old.version), ":status": s(old.job.status.value)}
+        condition = "#version = :version AND #status = :status"
+        item = job_item(new, old.version + 1)
+        put = {
+            "TableName": self.table,
+            "Item": item,
+            **expression(values, ConditionExpression=condition),
+        }
+        return {"Put": put}
+
+    def _counter_update(
+        self, batch_id: str | None, moves: list[tuple[JobStatus, JobStatus]]
+    ) -> Item | None:
+        deltas = counter_deltas(moves)
+        if batch_id is None or not deltas:
+            return None
+        update = "ADD " + ", ".join(f"#{name} :{name}" for name in deltas)
+        values = {f":{name}": n(delta) for name, delta in deltas.items()}
+        params = expression(
+            values, UpdateExpression=update, ConditionExpression=f"attribute_exists(#{PK})"
+        )
+        return {"Update": {"TableName": self.table, "Key": batch_key(batch_id), **params}}
+
+    def _key_release(self, job: Job) -> Item:
+        assert job.idempotency_key is not None
+        key = idempotency_key("JOB", job.tenant, job.idempotency_key)
+        condition = f"attribute_not_exists(#{PK}) OR #holder = :job"
+        params = expression({":job": s(job.id)}, ConditionExpression=condition)
+        return {"Delete": {"TableName": self.table, "Key": key, **params}}
+
+
+def _chunks(snapshots: list[StoredJob]) -> list[list[StoredJob]]:
+    """Transaction-sized chunks, each of one batch's jobs (or of jobs without a batch)."""
+    groups: dict[str | None, list[StoredJob]] = {}
+    for snapshot in snapshots:
+        groups.setdefault(snapshot.job.batch_id, []).append(snapshot)
+    chunks: list[list[StoredJob]] = []
+    for group in groups.values():
+        chunk: list[StoredJob] = []
+        size = 0
+        for snapshot in group:
+            size += snapshot.size
+            if chunk and (len(chunk) == TRANSACTION_JOBS or size > TRANSACTION_BYTES):
+                chunks.append(chunk)
+                chunk, size = [], snapshot.size
+            chunk.append(snapshot)
+        chunks.append(chunk)
+    return chunks
