@@ -285,18 +285,22 @@ async def test_status_filtered_listing_across_dynamodb_pages(store: DynamoDbJobS
     assert seen == done
 
 
+def b64(value: object) -> str:
+    raw = value if isinstance(value, bytes) else json.dumps(value).encode()
+    return base64.urlsafe_b64encode(raw).decode()
+
+
 @pytest.mark.parametrize(
     "cursor",
     [
-        "not base64!",
-        "",
-        base64.urlsafe_b64encode(b"\xff\xfe").decode(),
-        base64.urlsafe_b64encode(
-            json.dumps(["2024-01-01T00:00:00+00:00", "job_1"]).encode()
-        ).decode(),
-        base64.urlsafe_b64encode(json.dumps(["j1", "yesterday", "job_1"]).encode()).decode(),
-        base64.urlsafe_b64encode(json.dumps(["j1", "2024-01-01T00:00:00", ""]).encode()).decode(),
-        base64.urlsafe_b64encode(b"[" * 5000).decode(),
+        pytest.param("not base64!", id="not-base64"),
+        pytest.param("", id="empty"),
+        pytest.param(b64(b"\xff\xfe"), id="not-utf8"),
+        pytest.param(b64(["2024-01-01T00:00:00.000000+00:00", "job_1"]), id="sqlite-shape"),
+        pytest.param(b64(["j1", "yesterday", "job_1"]), id="bad-time"),
+        pytest.param(b64(["j1", "2024-01-01T00:00:00", "job_1"]), id="not-our-time-form"),
+        pytest.param(b64(["j1", "2024-01-01T00:00:00.000000+00:00", ""]), id="no-id"),
+        pytest.param(b64(b"[" * 5000), id="deeply-nested"),
     ],
 )
 async def test_garbage_cursor_is_invalid_cursor(store: DynamoDbJobStore, cursor: str) -> None:
@@ -391,6 +395,23 @@ async def test_sweeps_query_indexes_and_never_scan(
     assert await store.closable_batch_ids() == []
     assert set(calls) <= {"Query", "GetItem", "PutItem", "UpdateItem", "TransactWriteItems"}
     assert "Query" in calls
+
+
+async def test_start_makes_no_table_and_close_leaves_the_clients_open(
+    aws_clients: AwsClients, aws_layout: AwsLayout
+) -> None:
+    opened = aws_clients.opened
+    missing = DynamoDbJobStore(aws_clients, "no-such-table")
+    assert await missing.ping() is False  # before start
+    await missing.start()
+    assert await missing.ping() is False
+    await missing.close()
+    ddb = await aws_clients.client("dynamodb")
+    assert "no-such-table" not in (await ddb.list_tables())["TableNames"]
+    store = DynamoDbJobStore(aws_clients, aws_layout.table)
+    await store.start()
+    assert await store.ping() is True
+    assert aws_clients.opened == opened  # the stores took the process's client, left it open
 
 
 def test_no_module_of_the_store_calls_scan() -> None:
