@@ -7,7 +7,7 @@ endif
 RUN := $(UV) run --frozen
 CODE := api worker shared
 
-.PHONY: help bootstrap run api worker test test-unit test-integration test-e2e lint format bench clean
+.PHONY: help bootstrap run api worker aws-local test test-unit test-integration test-e2e lint format bench clean
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -52,6 +52,9 @@ lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
 format: bootstrap
 	$(RUN) ruff check --fix $(CODE) tests
 	$(RUN) ruff format $(CODE) tests
+
+aws-local: bootstrap  ## the AWS layout (DynamoDB, SQS, Secrets Manager) on moto: API + SQS worker
+	$(RUN) python -m shared.adapters.aws.local
 
 bench: bootstrap  ## throughput and memory benchmarks (ratios against an in-script baseline)
 	$(RUN) python -m tests.bench
