@@ -167,7 +167,9 @@ class TestDynamoDbResultCache(ResultCacheContract):
     ) -> AsyncIterator[ResultCache]:
         self.fake_clock = FakeClock()
         self.fake_clock.now = time.time()
-        cache = DynamoDbResultCache(aws_clients, aws_layout.table, clock=self.fake_clock)
+        cache = DynamoDbResultCache(
+            aws_clients, aws_layout.table, timeout_s=10, clock=self.fake_clock
+        )
         yield cache
         await cache.close()
 

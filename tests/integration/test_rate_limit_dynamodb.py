@@ -40,7 +40,8 @@ async def containers(
     moto_endpoint: str, aws_layout: AwsLayout, clock: Clock
 ) -> AsyncIterator[list[DynamoDbRateWindow]]:
     clients = [AwsClients(endpoint_url=moto_endpoint, region=REGION) for _ in range(2)]
-    yield [DynamoDbRateWindow(c, aws_layout.table, clock=clock) for c in clients]
+    # a generous deadline: these tests are about counting, not about a loaded machine
+    yield [DynamoDbRateWindow(c, aws_layout.table, timeout_s=10, clock=clock) for c in clients]
     for c in clients:
         await c.close()
 

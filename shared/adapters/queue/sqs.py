@@ -231,8 +231,11 @@ class SqsJobQueue:
     async def _sqs(self, action: str, extra_s: float = 0) -> AsyncIterator[Any]:
         """The shared SQS client, with a deadline, and any failure as QueueUnavailable."""
         try:
+            sqs = await self._clients.client(
+                "sqs"
+            )  # a cold start opens it: not within the deadline
             async with asyncio.timeout(self._timeout_s + extra_s):
-                yield await self._clients.client("sqs")
+                yield sqs
         except UNAVAILABLE as exc:
             raise QueueUnavailable(f"SQS {action} failed: {exc!r}") from exc
 

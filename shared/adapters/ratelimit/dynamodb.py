@@ -47,6 +47,7 @@ class DynamoDbRateWindow:
         now = self._clock()
         start = int(now // window_s) * window_s
         elapsed = now - start
+        await self._clients.client("dynamodb")  # a cold start opens it: not within the deadline
         async with asyncio.timeout(self._timeout_s):
             previous = await self._previous_count(key, start - window_s)
             room = limit - math.ceil(previous * (window_s - elapsed) / window_s)
