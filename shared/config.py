@@ -7,7 +7,9 @@ from functools import cached_property
 from typing import Literal
 
 from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from shared.adapters.aws.secrets import SecretsManagerSource
 
 ANONYMOUS_TENANT = "anonymous"
 
@@ -87,6 +89,24 @@ class Settings(BaseSettings):
     job_max_attempts: int = Field(
         30, ge=1, description="Guard against a job that keeps crashing its worker"
     )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """init kwargs > environment > Secrets Manager (AWS_SECRET_ID) > .env > defaults.
+
+        Explicit arguments (tests, tools) win. The environment beats the secret so an operator
+        can override one value on a function without editing the shared secret (e.g. mid
+        rotation). The secret beats .env: a stray .env baked into an image must never shadow
+        production secrets."""
+        secrets = SecretsManagerSource(settings_cls)
+        return init_settings, env_settings, secrets, dotenv_settings, file_secret_settings
 
     @field_validator("api_keys")
     @classmethod
