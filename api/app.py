@@ -69,7 +69,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
-    app.state.limiter = TenantRateLimiter.from_settings(settings)
+    app.state.limiter = TenantRateLimiter.from_settings(settings, factory.build_rate_window())
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -30,4 +30,6 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         configure_logging()
         _runtime = LambdaRuntime()
         _adapter = build(_runtime)
+    assert _runtime is not None
+    _runtime.enter()
     return _adapter(event, context)

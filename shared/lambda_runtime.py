@@ -30,7 +30,12 @@ class LambdaRuntime:
         return self.factory.settings
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
+        self.enter()
         return self.loop.run_until_complete(coroutine)
+
+    def enter(self) -> None:
+        """Make this runtime's loop the current one (Mangum runs on the current loop)."""
+        asyncio.set_event_loop(self.loop)
 
     def services(self) -> Services:
         """Started on first use (a cold start), then the same object for every invocation."""
