@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import hcl2
+import limits
 import pytest
 
 from shared.adapters.aws import names
@@ -167,22 +168,49 @@ def resolve_or_none(value: Any) -> Any:
         return None
 
 
-_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
-_OBJECT_KEY = re.compile(r"(?<![=!<>])\b([A-Za-z_][A-Za-z0-9_]*)\s*=(?!=)")
+def _split_top(text: str, separator: str) -> list[str]:
+    """Split at `separator` outside quotes and brackets."""
+    parts, depth, quoted, current = [], 0, False, ""
+    for index, char in enumerate(text):
+        if char == '"' and (index == 0 or text[index - 1] != "\\"):
+            quoted = not quoted
+        elif not quoted and char in "([{":
+            depth += 1
+        elif not quoted and char in ")]}":
+            depth -= 1
+        elif not quoted and depth == 0 and char == separator:
+            parts.append(current)
+            current = ""
+            continue
+        current += char
+    return [*parts, current]
+
+
+def _env_expression(expression: str) -> dict[str, Any]:
+    expression = expression.strip()
+    if ref := re.fullmatch(r"local\.(\w+)", expression):
+        return env_map(locals_()[ref[1]])
+    if expression.startswith("merge(") and expression.endswith(")"):
+        merged: dict[str, Any] = {}
+        for argument in _split_top(expression[len("merge(") : -1], ","):
+            merged.update(_env_expression(argument))
+        return merged
+    if expression.startswith("{") and expression.endswith("}"):
+        pairs = (item.partition("=") for item in _split_top(expression[1:-1], ",") if item.strip())
+        return {key.strip(): resolve_or_none("${" + value + "}") for key, _, value in pairs}
+    if len(condition := _split_top(expression, "?")) == 2:  # cond ? a : b -> keys of either
+        branches = _split_top(condition[1], ":")
+        return {key: None for branch in branches for key in _env_expression(branch)}
+    raise AssertionError(f"cannot read the environment expression {expression!r}")
 
 
 def env_map(value: Any) -> dict[str, Any]:
-    """Keys (and, where static, values) of an environment map: a literal or a merge() of locals."""
+    """Keys (and, where static, values) of an environment map: a literal, locals, merge(), ?:."""
     if isinstance(value, dict):
         return {key: resolve_or_none(item) for key, item in value.items()}
-    assert isinstance(value, str), value
-    merged: dict[str, Any] = {}
-    for kind, name in _REF.findall(value):
-        if kind == "local":
-            merged.update(env_map(locals_()[name]))
-    for key in _OBJECT_KEY.findall(_QUOTED.sub('""', value)):
-        merged.setdefault(key, None)
-    return merged
+    parts = _template_parts(value)
+    assert len(parts) == 1 and parts[0][0], f"not an expression: {value!r}"
+    return _env_expression(parts[0][1])
 
 
 def function_env(name: str) -> dict[str, Any]:
@@ -328,6 +356,8 @@ def test_function_env_holds_only_settings(function: str) -> None:
     # Every value known before apply must be one Settings accepts.
     static = {key.lower(): value for key, value in env.items() if value is not None}
     Settings(_env_file=None, **static)  # type: ignore[call-arg]
+    if "rate_limit" in static:
+        limits.parse(static["rate_limit"])  # the API's parser (api/ratelimit.py)
 
 
 def test_cache_backend_follows_the_optional_elasticache() -> None:
