@@ -79,6 +79,18 @@ class Settings(BaseSettings):
         description="Port on which `python -m worker` serves Prometheus /metrics (bound to HOST); "
         "unset: not served",
     )
+    worker_outage_limit_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long an arq worker rides out an unreachable Redis (keeping its running "
+        "jobs) before it exits with status 1 for its supervisor to restart",
+    )
+    lost_job_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A job unchanged this long that Redis no longer holds is enqueued again "
+        "(never less than a job's lease, LLM timeout-based)",
+    )
     job_max_attempts: int = 3
     job_retry_base_s: float = 2.0
 
