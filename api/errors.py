@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
 from shared.errors import Conflict, InvalidWebhookUrl, NotFound, QueueUnavailable
 
@@ -87,7 +88,30 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     code = getattr(exc, "code", None) or _CODES.get(status, HTTPStatus(status).phrase.lower())
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     fields: list[FieldError] | None = getattr(exc, "fields", None)
-    return error_response(status, code, message, headers=exc.headers, fields=fields)
+    headers = dict(exc.headers or {})
+    if status == 405:  # Starlette names only the first route on the path; name them all
+        headers["Allow"] = ", ".join(allowed_methods(request))
+        message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return error_response(status, code, message, headers=headers, fields=fields)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on the request's path."""
+    methods: set[str] = set()
+    for route in _flat(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # how FastAPI keeps included routers
+        if included is not None:
+            yield from _flat(included.routes)
+        else:
+            yield route
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:

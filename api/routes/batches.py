@@ -13,9 +13,10 @@ from fastapi.responses import StreamingResponse
 from api.batch_body import parse_batch
 from api.deps import BatchesDep, RateLimited, SettingsDep, TenantDep
 from api.errors import documented
+from api.jsonbody import StrictJsonRoute
 from shared.models import BatchCreate, BatchPublic
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
 WebhookUrl = Annotated[
     str | None,

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Header, Query, Response
 
 from api.deps import ChatDep, MetricsDep, RateLimited, TenantDep
 from api.errors import ApiError, FieldError, documented
+from api.jsonbody import StrictJsonRoute
 from shared.errors import QueueUnavailable
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 
 IdempotencyKey = Annotated[
     str | None,

@@ -7,8 +7,9 @@ from pydantic import BaseModel
 
 from api.deps import ServicesDep, TenantDep
 from api.errors import documented
+from api.jsonbody import StrictJsonRoute
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=StrictJsonRoute)
 
 
 class WebhookSecret(BaseModel):
