@@ -10,9 +10,10 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from api.bodylimit import BodyLimitMiddleware
-from api.errors import install_error_handlers
+from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.routes import batches, health, jobs, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
@@ -66,6 +67,8 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        responses={500: {"model": ErrorResponse, "description": "Unexpected (`internal_error`)"}},
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
@@ -82,4 +85,5 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
+    install_openapi(app)
     return app

@@ -10,7 +10,7 @@ malformed body; the batch parser uses `loads` directly.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from fastapi import Request, Response
@@ -49,7 +49,7 @@ class StrictJsonRequest(Request):
 class StrictJsonRoute(APIRoute):
     """An APIRoute whose handlers parse JSON bodies with `loads`."""
 
-    def get_route_handler(self) -> Callable[[Request], Awaitable[Response]]:
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
 
         async def strict_json_handler(request: Request) -> Response:

@@ -14,7 +14,7 @@ from api.batch_body import parse_batch
 from api.deps import BatchesDep, RateLimited, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
-from shared.models import BatchCreate, BatchPublic
+from shared.models import BatchPublic
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
@@ -22,15 +22,37 @@ WebhookUrl = Annotated[
     str | None,
     Query(max_length=2048, description="For NDJSON bodies: where `batch.completed` is sent."),
 ]
+# The body is parsed by hand (JSON or NDJSON), so FastAPI cannot describe it: `BatchCreate` is
+# added to the document's components by api/openapi.py, and referenced from here.
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": BatchCreate.model_json_schema()},
+            "application/json": {"schema": {"$ref": "#/components/schemas/BatchCreate"}},
             "application/x-ndjson": {
-                "schema": {"type": "string", "description": "one batch request (JSON) a line"}
+                "schema": {
+                    "type": "string",
+                    "description": "One `BatchItem` (JSON, without line breaks) a line.",
+                },
+                "example": '{"custom_id": "a", "messages": [{"role": "user", "content": "Hi"}]}\n'
+                '{"custom_id": "b", "messages": [{"role": "user", "content": "Bye"}]}\n',
             },
         },
+    }
+}
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Accepted: follow it at `Location`",
+        "headers": {
+            "Location": {"description": "`/v1/batches/{id}`", "schema": {"type": "string"}}
+        },
+    }
+}
+RESULTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One line per request, in submission order: "
+        '`{"custom_id", "job_id", "status", "result"|"error"}`',
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
     }
 }
 
@@ -41,7 +63,7 @@ BATCH_BODY: dict[str, Any] = {
     status_code=202,
     dependencies=[RateLimited],
     openapi_extra=BATCH_BODY,
-    responses=documented(401, 413, 415, 422, 429, 503),
+    responses={**ACCEPTED, **documented(401, 413, 415, 422, 429, 503)},
 )
 async def create_batch(
     request: Request,
@@ -67,8 +89,8 @@ async def create_batch(
     return batch.public()
 
 
-@router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404))
-async def read_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
+@router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404, 422))
+async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Get a batch with its exact counts."""
     return (await batches.get(tenant, batch_id)).public()
 
@@ -76,12 +98,9 @@ async def read_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> B
 @router.get(
     "/{batch_id}/results",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/x-ndjson": {}}, "description": "one line per request"},
-        **documented(401, 404),
-    },
+    responses={**RESULTS, **documented(401, 404, 422)},
 )
-async def read_batch_results(
+async def get_batch_results(
     batch_id: str, batches: BatchesDep, tenant: TenantDep
 ) -> StreamingResponse:
     """Stream the results as NDJSON: `{"custom_id", "job_id", "status", "result"|"error"}`."""
@@ -94,7 +113,7 @@ async def read_batch_results(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=documented(401, 404))
+@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=documented(401, 404, 422))
 async def cancel_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Cancel the batch's queued jobs; running ones finish."""
     return (await batches.cancel(tenant, batch_id)).public()

@@ -7,7 +7,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Header, Query, Response
 
 from api.deps import ChatDep, MetricsDep, RateLimited, TenantDep
-from api.errors import ApiError, FieldError, documented
+from api.errors import HEADERS, ApiError, FieldError, documented
 from api.jsonbody import StrictJsonRoute
 from shared.errors import QueueUnavailable
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
@@ -33,7 +33,13 @@ Cursor = Annotated[str | None, Query(max_length=1024, description="`next_cursor`
 BatchId = Annotated[str | None, Query(max_length=128)]
 
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Queued: poll the `Location`, or wait for the webhook"},
+    202: {
+        "description": "Queued: poll the `Location`, or wait for the webhook",
+        "headers": {
+            "Location": {"description": "`/v1/jobs/{id}`", "schema": {"type": "string"}},
+            "Retry-After": HEADERS["Retry-After"] | {"description": "Seconds before polling."},
+        },
+    },
     200: {"model": JobPublic, "description": "Answered from the cache, or a finished replay"},
     **documented(401, 409, 413, 422, 429, 503),
 }
@@ -90,13 +96,13 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=documented(401, 404, 422))
-async def read_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
+async def get_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
     """Get a job; with `wait`, hold until it is finished or `wait` seconds pass."""
     job = await chat.get(tenant, job_id, wait_s=wait)
     return job.public()
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, responses=documented(401, 404, 409))
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=documented(401, 404, 409, 422))
 async def cancel_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> JobPublic:
     """Cancel a queued job; a running or finished job answers 409."""
     job = await chat.cancel(tenant, job_id)
