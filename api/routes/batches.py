@@ -31,11 +31,14 @@ BATCH_BODY: dict[str, Any] = {
             "application/json": {"schema": {"$ref": "#/components/schemas/BatchCreate"}},
             "application/x-ndjson": {
                 "schema": {
-                    "type": "string",
-                    "description": "One `BatchItem` (JSON, without line breaks) a line.",
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/BatchItem"},
+                    "description": "NDJSON: each item is sent as one line of JSON.",
                 },
-                "example": '{"custom_id": "a", "messages": [{"role": "user", "content": "Hi"}]}\n'
-                '{"custom_id": "b", "messages": [{"role": "user", "content": "Bye"}]}\n',
+                "example": [
+                    {"custom_id": "a", "messages": [{"role": "user", "content": "Hi"}]},
+                    {"custom_id": "b", "messages": [{"role": "user", "content": "Bye"}]},
+                ],
             },
         },
     }

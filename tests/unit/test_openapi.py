@@ -77,7 +77,8 @@ def test_both_batch_body_types_are_described(document: dict[str, Any]) -> None:
     assert set(batch["properties"]) == {"requests", "webhook_url", "metadata"}
     item = resolve(document, batch["properties"]["requests"]["items"]["$ref"])
     assert "custom_id" in item["required"]
-    assert content["application/x-ndjson"]["schema"]["type"] == "string"
+    lines = content["application/x-ndjson"]["schema"]
+    assert lines["type"] == "array" and resolve(document, lines["items"]["$ref"]) == item
 
 
 def test_operation_ids_are_verb_noun_names(document: dict[str, Any]) -> None:
