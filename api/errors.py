@@ -14,7 +14,10 @@ from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.routing import BaseRoute, Match
 
+from api.requestid import HEADER as REQUEST_ID
+from api.requestid import request_id_of
 from shared.errors import Conflict, InvalidWebhookUrl, NotFound, QueueUnavailable
+from shared.logs import bound
 
 log = logging.getLogger(__name__)
 
@@ -198,8 +201,12 @@ async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONRespon
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error")
+    # Starlette answers these outside every middleware: restore what RequestIdMiddleware did
+    request_id = request_id_of(request)
+    with bound(request_id=request_id):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    headers = {REQUEST_ID: request_id} if request_id else None
+    return error_response(500, "internal_error", "internal server error", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -11,13 +11,20 @@ from fastapi import FastAPI, Header
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, create_model
 
+from api.requestid import HEADER as REQUEST_ID
+from api.requestid import MAX_CHARS
 from shared.models import BatchCreate, BatchPublic, JobPublic
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Models a route refers to with a `$ref` that FastAPI does not put in the components itself.
 HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (BatchCreate,)
-# Headers on every response: {name: OpenAPI header object}; see api/requestid.py.
-COMMON_HEADERS: dict[str, dict[str, Any]] = {}
+# Headers on every response: {name: OpenAPI header object}.
+COMMON_HEADERS: dict[str, dict[str, Any]] = {
+    REQUEST_ID: {
+        "description": "The request's `X-Request-ID` (sanitized), or one made up for it.",
+        "schema": {"type": "string", "maxLength": MAX_CHARS},
+    }
+}
 
 
 def operation_id(route: APIRoute) -> str:
@@ -134,8 +141,6 @@ def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
 
 
 def _add_common_headers(document: dict[str, Any]) -> None:
-    if not COMMON_HEADERS:
-        return
     for path_item in document.get("paths", {}).values():
         for operation in path_item.values():
             for response in operation.get("responses", {}).values():

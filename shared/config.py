@@ -31,6 +31,11 @@ class Settings(BaseSettings):
     webhook_timeout_s: float = 15.0
 
     # serving
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="`json`: one object a line; `text`: for people; `auto`: text on a "
+        "terminal, JSON otherwise",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: str = "120/minute"

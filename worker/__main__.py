@@ -79,8 +79,8 @@ def _leave_despite_lingering_threads(code: int) -> None:
 
 
 def main() -> int:
-    configure_logging()
     settings = Settings()
+    configure_logging(settings.log_format)
     if settings.resolved_queue != "arq" or not settings.redis_url:
         log.error(
             "python -m worker runs arq workers, but the queue resolves to %r: set REDIS_URL "

@@ -33,6 +33,7 @@ from arq.worker import func
 from shared.adapters.queue.arq import FUNCTION, QUEUE_NAME, ArqJobQueue
 from shared.config import Settings
 from shared.factory import ServiceFactory, Services
+from shared.logs import bound
 from worker.metrics import serve_metrics, stop_metrics
 from worker.outage import UNREACHABLE, Outage, ResilientWorker
 from worker.recovery import sweep_forever
@@ -54,11 +55,12 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     """Run one delivery. A delay (a retry, or a job still owed) becomes an arq Retry of the same
     arq job; so does an unexpected error, which arq would otherwise drop as a failed job."""
     services: Services = ctx["services"]
-    try:
-        delay = await _deliver(services, job_id)
-    except Exception:
-        delay = min(ERROR_RETRY_S * ctx.get("job_try", 1), MAX_ERROR_RETRY_S)
-        log.exception("delivering job %s failed; arq delivers it again in %.0f s", job_id, delay)
+    with bound(job_id=job_id):
+        try:
+            delay = await _deliver(services, job_id)
+        except Exception:
+            delay = min(ERROR_RETRY_S * ctx.get("job_try", 1), MAX_ERROR_RETRY_S)
+            log.exception("delivering job %s failed; arq runs it again in %.0f s", job_id, delay)
     if delay is not None:
         raise Retry(defer=delay)
 

@@ -11,12 +11,18 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch
-from api.deps import BatchesDep, RateLimited, SettingsDep, TenantDep
+from api.deps import BatchesDep, LogIds, RateLimited, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
+from shared.logs import bind
 from shared.models import BatchPublic
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
+router = APIRouter(
+    prefix="/v1/batches",
+    tags=["batches"],
+    dependencies=[LogIds],
+    route_class=StrictJsonRoute,
+)
 
 WebhookUrl = Annotated[
     str | None,
@@ -88,6 +94,7 @@ async def create_batch(
     batch = await batches.create(
         tenant, parsed.requests, webhook_url=parsed.webhook_url, metadata=parsed.metadata
     )
+    bind(batch_id=batch.id)
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch.public()
 

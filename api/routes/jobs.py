@@ -6,14 +6,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import ChatDep, MetricsDep, RateLimited, TenantDep
+from api.deps import ChatDep, LogIds, MetricsDep, RateLimited, TenantDep
 from api.errors import HEADERS, ApiError, FieldError, documented
 from api.jsonbody import StrictJsonRoute
 from shared.errors import QueueUnavailable
+from shared.logs import bind
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[LogIds],
+    route_class=StrictJsonRoute,
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -66,6 +72,7 @@ async def create_job(
     except QueueUnavailable:
         metrics.jobs_submitted.labels("rejected").inc()
         raise
+    bind(job_id=job.id)
     metrics.jobs_submitted.labels("cached" if job.cached else "queued").inc()
     if job.status.is_terminal:
         response.status_code = 200
