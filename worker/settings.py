@@ -139,6 +139,8 @@ async def close_step(what: str, close: Callable[..., Awaitable[object]], *args: 
     try:
         async with asyncio.timeout(CLOSE_TIMEOUT_S):
             await close(*args)
+    except UNREACHABLE as exc:  # expected while Redis is down: no traceback
+        log.warning("shutdown: could not %s: %r", what, exc)
     except Exception:
         log.exception("shutdown: could not %s", what)
 
