@@ -95,6 +95,8 @@ class ResilientWorker(Worker):
         # arq counts a job as started (job_counter, semaphore) before it asks Redis whether it may
         # start it; when that Redis call fails the slot is never given back. Give it back.
         for job_id in job_ids:
+            if self.job_counter >= self.max_jobs:
+                return
             key = job_id.decode()
             task_before = self.tasks.get(key)
             try:
