@@ -205,7 +205,7 @@ class ServiceFactory:
         """WEBHOOK_SIGNING_SECRET, or a per-install secret kept beside the SQLite database."""
         s = self.settings
         if s.webhook_signing_secret:
-            return s.webhook_signing_secret
+            return s.webhook_signing_secret.get_secret_value()
         if s.on_lambda:
             raise ValueError("WEBHOOK_SIGNING_SECRET must be set on Lambda")
         return load_or_create_master(Path(s.sqlite_path).parent / "webhook-master-secret")

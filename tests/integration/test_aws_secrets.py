@@ -73,9 +73,9 @@ def settings(**overrides: Any) -> Settings:
 async def test_settings_take_their_secrets_from_the_secret(secret_env: str) -> None:
     s = settings()
     assert s.tenants_by_key == {"key-from-secret": "acme"}
-    assert s.gemini_api_key == "gemini-from-secret"
-    assert s.openrouter_api_key == "openrouter-from-secret"
-    assert s.webhook_signing_secret == "signing-from-secret"
+    assert s.gemini_api_key.get_secret_value() == "gemini-from-secret"
+    assert s.openrouter_api_key.get_secret_value() == "openrouter-from-secret"
+    assert s.webhook_signing_secret.get_secret_value() == "signing-from-secret"
 
 
 async def test_the_environment_and_init_arguments_override_the_secret(
@@ -83,8 +83,8 @@ async def test_the_environment_and_init_arguments_override_the_secret(
 ) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", "gemini-from-env")
     s = settings(openrouter_api_key="openrouter-from-init")
-    assert s.gemini_api_key == "gemini-from-env"
-    assert s.openrouter_api_key == "openrouter-from-init"
+    assert s.gemini_api_key.get_secret_value() == "gemini-from-env"
+    assert s.openrouter_api_key.get_secret_value() == "openrouter-from-init"
     assert s.api_keys == SECRET["API_KEYS"]
 
 
@@ -101,7 +101,9 @@ async def test_the_secret_is_named_by_an_init_argument_too(
 ) -> None:
     monkeypatch.delenv("AWS_SECRET_ID")
     assert settings().gemini_api_key is None
-    assert settings(aws_secret_id=secret_env).gemini_api_key == "gemini-from-secret"
+    assert (
+        settings(aws_secret_id=secret_env).gemini_api_key.get_secret_value() == "gemini-from-secret"
+    )
 
 
 async def test_a_missing_secret_is_a_clear_error(
