@@ -7,7 +7,7 @@ endif
 RUN := $(UV) run --frozen
 CODE := api worker shared
 
-.PHONY: help bootstrap run api worker aws-local test test-unit test-integration test-e2e lint format bench clean diagrams
+.PHONY: help bootstrap run api worker aws-local test test-unit test-integration test-e2e lint format bench clean dev diagrams
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ help:  ## list targets
 	@touch $@
 
 bootstrap: .venv/.synced  ## create the venv from uv.lock
+
+dev: bootstrap  ## set up development: venv with dev deps, .env, the ruff pre-commit hook
+	@UV="$(UV)" scripts/dev-setup
 
 run: bootstrap  ## serve the embedded service on http://127.0.0.1:8000 (no config needed)
 	$(RUN) python -m api
