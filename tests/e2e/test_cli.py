@@ -248,7 +248,7 @@ def test_unreachable_server_exits_4(api: Api) -> None:
 
 
 def test_a_wait_that_runs_out_exits_5(api: Api, stub: LLMStub, tmp_path: Path) -> None:
-    stub.set("gemini", "stall", seconds=4)
+    stub.set("gemini", "stall", seconds=6)  # far longer than the waits below
     try:
         submitted = chatjobs(api, "submit", "slow answer", "--wait", "--timeout", "1")
         assert submitted.returncode == 5, submitted.stderr
