@@ -78,7 +78,7 @@ DELIVER = C(
     "shared.webhooks:WebhookDispatcher.deliver_due",
     "step",
 )
-POLL = C("read_job\nGET /v1/jobs/{id}?wait=30", "code", "api.routes.jobs:read_job", "step")
+POLL = C("get_job\nGET /v1/jobs/{id}?wait=30", "code", "api.routes.jobs:get_job", "step")
 
 COMPONENTS = [
     CLIENT,
