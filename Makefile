@@ -7,7 +7,7 @@ endif
 RUN := $(UV) run --frozen
 CODE := api worker shared
 
-.PHONY: help bootstrap run api worker test test-unit test-integration test-e2e lint format bench clean
+.PHONY: help bootstrap run api worker aws-local test test-unit test-integration test-e2e lint format bench clean dev diagrams
 
 help:  ## list targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -21,6 +21,9 @@ help:  ## list targets
 	@touch $@
 
 bootstrap: .venv/.synced  ## create the venv from uv.lock
+
+dev: bootstrap  ## set up development: venv with dev deps, .env, the ruff pre-commit hook
+	@UV="$(UV)" scripts/dev-setup
 
 run: bootstrap  ## serve the embedded service on http://127.0.0.1:8000 (no config needed)
 	$(RUN) python -m api
@@ -52,6 +55,22 @@ lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
 format: bootstrap
 	$(RUN) ruff check --fix $(CODE) tests
 	$(RUN) ruff format $(CODE) tests
+
+aws-local: bootstrap  ## the AWS layout (DynamoDB, SQS, Secrets Manager) on moto: API + SQS worker
+	$(RUN) python -m shared.adapters.aws.local
+
+# Graphviz's `dot` renders the diagrams. The PyPI wheel graphviz-pure (a `dot` port in one binary)
+# lays the graphs out but draws no node images into PNGs, so every icon would be missing; the target
+# installs the distribution's package instead when `dot` is absent: Debian's `graphviz` with
+# apt-get (as root, else through sudo). Elsewhere install Graphviz first (brew install graphviz).
+diagrams: bootstrap  ## draw docs/asset/*.png from docs/diagrams/ (installs Graphviz if missing)
+	@command -v dot >/dev/null || { \
+	  command -v apt-get >/dev/null || { echo "install Graphviz (dot) first" >&2; exit 1; }; \
+	  sudo=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  export DEBIAN_FRONTEND=noninteractive; \
+	  $$sudo apt-get install -y -qq graphviz >/dev/null \
+	  || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq graphviz >/dev/null; }; }
+	$(RUN) python docs/diagrams/generate_diagrams.py
 
 bench: bootstrap  ## throughput and memory benchmarks (ratios against an in-script baseline)
 	$(RUN) python -m tests.bench

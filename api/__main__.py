@@ -5,14 +5,17 @@ from __future__ import annotations
 import uvicorn
 
 from api.app import create_app
+from shared.config import Settings
+from shared.factory import ServiceFactory
 from shared.logs import configure_logging
 
 
 def main() -> None:
-    configure_logging()
-    app = create_app()
-    settings = app.state.settings
-    uvicorn.run(app, host=settings.host, port=settings.port)
+    settings = Settings()
+    configure_logging(settings.log_format)
+    app = create_app(ServiceFactory(settings))
+    # log_config=None: uvicorn's own records (access log included) go through ours
+    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
 
 
 if __name__ == "__main__":

@@ -10,10 +10,12 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from api.bodylimit import BodyLimitMiddleware
-from api.errors import install_error_handlers
+from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
+from api.requestid import RequestIdMiddleware
 from api.routes import batches, health, jobs, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
@@ -24,7 +26,8 @@ DESCRIPTION = """\
 Asynchronous LLM chat jobs. Submit a chat request to `POST /v1/jobs`: a cached answer comes back
 at once (200), otherwise the job is queued (202) and you poll `GET /v1/jobs/{id}?wait=…` for it.
 Authenticate with `Authorization: Bearer <key>`. Every error answers
-`{"error": {"code", "message"}}`.
+`{"error": {"code", "message"}}`. Send `X-Request-ID` (up to 128 of `A-Z a-z 0-9 . _ : / + = @ -`)
+to tie a request to the service's logs; every response echoes it, or the id it was given instead.
 """
 
 
@@ -66,20 +69,24 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        generate_unique_id_function=operation_id,
+        responses={500: {"model": ErrorResponse, "description": "Unexpected (`internal_error`)"}},
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
-    app.state.limiter = TenantRateLimiter.from_settings(settings)
+    app.state.limiter = TenantRateLimiter.from_settings(settings, factory.build_rate_window())
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
         overrides={"/v1/batches": settings.batch_max_bytes},
     )
-    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)  # outermost
+    app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
+    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
+    install_openapi(app)
     return app

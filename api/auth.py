@@ -11,6 +11,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError
 from shared.config import ANONYMOUS_TENANT, Settings
+from shared.logs import bind
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -35,6 +36,7 @@ async def authenticate(
     """The caller's tenant, or 401."""
     settings: Settings = request.app.state.settings
     if not settings.tenants_by_key:
+        bind(tenant=ANONYMOUS_TENANT)
         return ANONYMOUS_TENANT
     given = credentials.credentials if credentials else ""
     tenant = tenant_for_key(given, settings.tenants_by_key) if given else None
@@ -45,4 +47,5 @@ async def authenticate(
             "a valid API key is required: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    bind(tenant=tenant)  # the request's log records carry it from here on
     return tenant

@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from api.errors import ApiError, FieldError
+from api.jsonbody import loads, reason
 from shared.models import BatchCreate, BatchItem
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/ndjson"}
@@ -38,9 +39,9 @@ def parse_batch(
 
 def parse_json(body: bytes, max_requests: int) -> BatchCreate:
     try:
-        document = json.loads(body)
-    except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
-        raise invalid("body", f"request body is not valid JSON: {_reason(exc)}") from None
+        document = loads(body)
+    except json.JSONDecodeError as exc:
+        raise invalid("body", f"request body is not valid JSON: {reason(exc)}") from None
     if isinstance(document, dict) and isinstance(document.get("requests"), list):
         check_count(len(document["requests"]), max_requests)
     try:
@@ -72,9 +73,9 @@ def parse_ndjson(body: bytes, max_requests: int) -> list[BatchItem]:
 
 def parse_line(number: int, raw: bytes) -> BatchItem:
     try:
-        document = json.loads(raw)
-    except (ValueError, RecursionError) as exc:
-        message = f"line {number} is not valid JSON: {_reason(exc)}"
+        document = loads(raw)
+    except json.JSONDecodeError as exc:
+        message = f"line {number} is not valid JSON: {reason(exc)}"
         raise invalid(f"line {number}", message) from None
     try:
         return BatchItem.model_validate(document)
@@ -85,10 +86,6 @@ def parse_line(number: int, raw: bytes) -> BatchItem:
         label = f"line {number}" + (f" (custom_id {custom_id!r})" if custom_id else "")
         message = f"{label}: {where}: {error['msg'].removeprefix('Value error, ')}"
         raise invalid(f"line {number}.{where}", message) from None
-
-
-def _reason(exc: ValueError | RecursionError) -> str:
-    return "nested too deeply" if isinstance(exc, RecursionError) else str(exc)
 
 
 def from_validation(exc: ValidationError, document: Any) -> ApiError:

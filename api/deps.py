@@ -12,6 +12,7 @@ from api.ratelimit import enforce_rate_limit
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.factory import Services
+from shared.logs import bind
 from shared.service import ChatService
 
 
@@ -33,6 +34,13 @@ def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchSe
     return services.batches
 
 
+async def bind_log_ids(request: Request) -> None:
+    """Log records of a request about one job or batch carry its id (async: a sync dependency
+    would run in a thread, whose context changes do not reach the request)."""
+    params = request.path_params
+    bind(job_id=params.get("job_id"), batch_id=params.get("batch_id"))
+
+
 def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
@@ -45,3 +53,4 @@ BatchesDep = Annotated[BatchService, Depends(get_batches)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
 RateLimited = Depends(enforce_rate_limit)
+LogIds = Depends(bind_log_ids)

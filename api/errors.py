@@ -3,23 +3,44 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match
 
+from api.requestid import HEADER as REQUEST_ID
+from api.requestid import request_id_of
 from shared.errors import Conflict, InvalidWebhookUrl, NotFound, QueueUnavailable
+from shared.logs import bound
 
 log = logging.getLogger(__name__)
 
 QUEUE_RETRY_AFTER_S = 5
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
-_CODES = {
+
+ErrorCode = Literal[
+    "bad_request",
+    "unauthorized",
+    "forbidden",
+    "not_found",
+    "method_not_allowed",
+    "conflict",
+    "payload_too_large",
+    "unsupported_media_type",
+    "invalid_request",  # the request is malformed; `fields` names what is wrong
+    "rate_limited",
+    "queue_unavailable",  # the queue could not take the job; retry after Retry-After
+    "unavailable",
+    "not_ready",  # /readyz: a dependency is unreachable
+    "internal_error",
+]
+_CODES: dict[int, ErrorCode] = {
     400: "bad_request",
     401: "unauthorized",
     403: "forbidden",
@@ -34,15 +55,19 @@ _CODES = {
 }
 
 
+def code_for(status: int) -> ErrorCode:
+    return _CODES.get(status) or ("bad_request" if status < 500 else "internal_error")
+
+
 class FieldError(BaseModel):
-    field: str
+    field: str = Field(description="Where: a dotted path into the body, or a parameter name.")
     message: str
 
 
 class ErrorDetail(BaseModel):
-    code: str
+    code: ErrorCode
     message: str
-    fields: list[FieldError] | None = None
+    fields: list[FieldError] | None = Field(None, description="For `invalid_request`.")
 
 
 class ErrorResponse(BaseModel):
@@ -57,7 +82,7 @@ class ApiError(HTTPException):
     def __init__(
         self,
         status_code: int,
-        code: str,
+        code: ErrorCode,
         message: str,
         *,
         headers: Mapping[str, str] | None = None,
@@ -70,7 +95,7 @@ class ApiError(HTTPException):
 
 def error_response(
     status_code: int,
-    code: str,
+    code: ErrorCode,
     message: str,
     *,
     headers: Mapping[str, str] | None = None,
@@ -84,10 +109,33 @@ def error_response(
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
-    code = getattr(exc, "code", None) or _CODES.get(status, HTTPStatus(status).phrase.lower())
+    code: ErrorCode = getattr(exc, "code", None) or code_for(status)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     fields: list[FieldError] | None = getattr(exc, "fields", None)
-    return error_response(status, code, message, headers=exc.headers, fields=fields)
+    headers = dict(exc.headers or {})
+    if status == 405:  # Starlette names only the first route on the path; name them all
+        headers["Allow"] = ", ".join(allowed_methods(request))
+        message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
+    return error_response(status, code, message, headers=headers, fields=fields)
+
+
+def allowed_methods(request: Request) -> list[str]:
+    """Every method some route takes on the request's path."""
+    methods: set[str] = set()
+    for route in _flat(request.app.router.routes):
+        match, _ = route.matches(request.scope)
+        if match is not Match.NONE:
+            methods |= getattr(route, "methods", None) or set()
+    return sorted(methods)
+
+
+def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
+    for route in routes:
+        included = getattr(route, "original_router", None)  # how FastAPI keeps included routers
+        if included is not None:
+            yield from _flat(included.routes)
+        else:
+            yield route
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
@@ -153,8 +201,12 @@ async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONRespon
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
-    return error_response(500, "internal_error", "internal server error")
+    # Starlette answers these outside every middleware: restore what RequestIdMiddleware did
+    request_id = request_id_of(request)
+    with bound(request_id=request_id):
+        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    headers = {REQUEST_ID: request_id} if request_id else None
+    return error_response(500, "internal_error", "internal server error", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
@@ -167,9 +219,36 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Exception, on_unexpected)
 
 
+HEADERS: dict[str, dict[str, Any]] = {
+    "Retry-After": {
+        "description": "Seconds to wait before trying again.",
+        "schema": {"type": "integer", "minimum": 1},
+    },
+    "WWW-Authenticate": {"description": "`Bearer`", "schema": {"type": "string"}},
+}
+_ERROR_HEADERS = {401: ["WWW-Authenticate"], 429: ["Retry-After"], 503: ["Retry-After"]}
+_DESCRIPTIONS = {
+    401: "No valid API key (`unauthorized`)",
+    404: "No such resource for this key's tenant (`not_found`)",
+    409: "Conflicts with the resource's state (`conflict`)",
+    413: "The body is over the size limit (`payload_too_large`)",
+    415: "Unsupported Content-Type (`unsupported_media_type`)",
+    422: "The request is malformed; `fields` names what (`invalid_request`)",
+    429: "Over the tenant's RATE_LIMIT (`rate_limited`); retry after Retry-After",
+    503: "The queue could not take the work (`queue_unavailable`); retry after Retry-After",
+}
+
+
 def documented(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` entries for the error answers a route can give."""
-    return {
-        code: {"model": ErrorResponse, "description": HTTPStatus(code).phrase}
-        for code in status_codes
+    return {code: _documented(code) for code in status_codes}
+
+
+def _documented(code: int) -> dict[str, Any]:
+    entry: dict[str, Any] = {
+        "model": ErrorResponse,
+        "description": _DESCRIPTIONS.get(code, HTTPStatus(code).phrase),
     }
+    if code in _ERROR_HEADERS:
+        entry["headers"] = {name: HEADERS[name] for name in _ERROR_HEADERS[code]}
+    return entry

@@ -83,11 +83,15 @@ class MetricsMiddleware:
 router = APIRouter(tags=["operations"])
 
 
-@router.get("/metrics", response_class=Response)
-async def read_metrics(request: Request) -> Response:
+@router.get(
+    "/metrics",
+    response_class=Response,
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}}},
+)
+async def metrics(request: Request) -> Response:
     """Prometheus metrics in the text exposition format."""
-    metrics: ApiMetrics = request.app.state.metrics
+    api_metrics: ApiMetrics = request.app.state.metrics
     services: Services = request.app.state.services
     await services.backlog.refresh()  # the store is counted here, not in the sync collect()
-    body = generate_latest(metrics.registry) + generate_latest(services.registry)
+    body = generate_latest(api_metrics.registry) + generate_latest(services.registry)
     return Response(body, media_type=CONTENT_TYPE_LATEST)

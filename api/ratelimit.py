@@ -14,6 +14,7 @@ from limits.storage import storage_from_string
 
 from api.auth import authenticate
 from api.errors import ApiError
+from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
 
 log = logging.getLogger(__name__)
@@ -32,9 +33,12 @@ def storage_uri(redis_url: str | None) -> str:
 
 
 class TenantRateLimiter:
-    """A moving window of `rate` requests per tenant."""
+    """A moving window of `rate` requests per tenant; with `window`, that shared window instead
+    (DynamoDB on Lambda, where containers share no memory)."""
 
-    def __init__(self, rate: str, uri: str = "async+memory://") -> None:
+    def __init__(
+        self, rate: str, uri: str = "async+memory://", window: RateWindow | None = None
+    ) -> None:
         self.item: RateLimitItem = parse(rate)
         options: dict[str, float | str | bool] = {}
         if uri.startswith("async+redis"):
@@ -44,15 +48,23 @@ class TenantRateLimiter:
                 "socket_connect_timeout": REDIS_TIMEOUT_S,
             }
         self.limiter = MovingWindowRateLimiter(storage_from_string(uri, **options))
+        self.window = window
         self._warned_at = -math.inf
 
     @classmethod
-    def from_settings(cls, settings: Settings) -> TenantRateLimiter:
-        return cls(settings.rate_limit, storage_uri(settings.redis_url))
+    def from_settings(
+        cls, settings: Settings, window: RateWindow | None = None
+    ) -> TenantRateLimiter:
+        return cls(settings.rate_limit, storage_uri(settings.redis_url), window)
 
     async def hit(self, tenant: str) -> float | None:
         """Spend one request: None when allowed, else the seconds until the tenant may retry."""
         try:
+            if self.window is not None:
+                allowed, wait_s = await self.window.hit(
+                    tenant, self.item.amount, self.item.get_expiry()
+                )
+                return None if allowed else max(float(wait_s), 1.0)
             if await self.limiter.hit(self.item, "tenant", tenant):
                 return None
             stats = await self.limiter.get_window_stats(self.item, "tenant", tenant)

@@ -4,12 +4,66 @@ from __future__ import annotations
 
 import os
 from functools import cached_property
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    NonNegativeFloat,
+    SecretStr,
+    field_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from shared.adapters.aws.secrets import SecretsManagerSource
 
 ANONYMOUS_TENANT = "anonymous"
+
+
+class ApiKey(BaseModel):
+    """An API key and the tenant it authenticates."""
+
+    model_config = ConfigDict(frozen=True)
+
+    tenant: str
+    key: SecretStr
+
+
+def _api_keys(value: object) -> object:
+    """`tenant1:key1,tenant2:key2` (API_KEYS) → ApiKey items."""
+    if not isinstance(value, str):
+        return value
+    keys = []
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        tenant, sep, key = pair.partition(":")
+        if not sep or not tenant.strip() or not key.strip():
+            raise ValueError("API_KEYS must look like 'tenant1:key1,tenant2:key2'")
+        keys.append({"tenant": tenant.strip(), "key": key.strip()})
+    return keys
+
+
+def _seconds(value: object) -> object:
+    """`0,5,300` (WEBHOOK_RETRY_SCHEDULE) → seconds."""
+    if not isinstance(value, str):
+        return value
+    try:
+        return [float(p) for p in value.split(",") if p.strip()]
+    except ValueError:
+        raise ValueError("WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds") from None
+
+
+# NoDecode: the environment keeps its plain comma-separated formats (not JSON)
+ApiKeys = Annotated[tuple[ApiKey, ...], NoDecode, BeforeValidator(_api_keys)]
+Schedule = Annotated[
+    tuple[NonNegativeFloat, ...], NoDecode, BeforeValidator(_seconds), Field(min_length=1)
+]
 
 
 def running_on_lambda() -> bool:
@@ -19,18 +73,27 @@ def running_on_lambda() -> bool:
 class Settings(BaseSettings):
     """Service configuration. Every field is read from the upper-case environment variable."""
 
-    model_config = SettingsConfigDict(env_file=".env", extra="ignore")
+    # hide_input_in_errors: a malformed API_KEYS must not print the keys
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", hide_input_in_errors=True)
 
     # auth and webhooks
-    api_keys: str = Field("", description="tenant:key pairs, comma-separated")
-    webhook_signing_secret: str | None = Field(
+    api_keys: ApiKeys = Field((), description="tenant:key pairs, comma-separated")
+    webhook_signing_secret: SecretStr | None = Field(
         None, description="Master secret from which each tenant's whsec_ secret is derived"
     )
     webhook_allow_private: bool = False
-    webhook_retry_schedule: str = "0,5,300,1800,7200,18000,36000,36000"
+    webhook_retry_schedule: Schedule = Field(
+        (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
+        description="Seconds before each webhook delivery attempt, comma-separated",
+    )
     webhook_timeout_s: float = 15.0
 
     # serving
+    log_format: Literal["auto", "json", "text"] = Field(
+        "auto",
+        description="`json`: one object a line; `text`: for people; `auto`: text on a "
+        "terminal, JSON otherwise",
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: str = "120/minute"
@@ -39,7 +102,7 @@ class Settings(BaseSettings):
     batch_max_bytes: int = 100_000_000
 
     # backends
-    redis_url: str | None = None
+    redis_url: str | None = Field(None, repr=False)  # may hold a password
     queue_backend: Literal["inprocess", "arq", "sqs"] | None = None
     cache_backend: Literal["memory", "redis", "dynamodb", "none"] | None = None
     store_backend: Literal["sqlite", "dynamodb"] | None = None
@@ -60,10 +123,10 @@ class Settings(BaseSettings):
     cache_max_entries: int = 10_000
 
     # LLM
-    gemini_api_key: str | None = None
+    gemini_api_key: SecretStr | None = None
     gemini_model: str = "gemini-2.5-flash"
     gemini_base_url: str | None = None
-    openrouter_api_key: str | None = None
+    openrouter_api_key: SecretStr | None = None
     openrouter_model: str = "openai/gpt-4o-mini"
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
     llm_timeout_s: float = 20.0
@@ -79,6 +142,18 @@ class Settings(BaseSettings):
         description="Port on which `python -m worker` serves Prometheus /metrics (bound to HOST); "
         "unset: not served",
     )
+    worker_outage_limit_s: float = Field(
+        60.0,
+        gt=0,
+        description="How long an arq worker rides out an unreachable Redis (keeping its running "
+        "jobs) before it exits with status 1 for its supervisor to restart",
+    )
+    lost_job_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A job unchanged this long that Redis no longer holds is enqueued again "
+        "(never less than a job's lease, LLM timeout-based)",
+    )
     job_retry_budget_s: float = Field(
         900.0, gt=0, description="How long after submission a job keeps retrying transient failures"
     )
@@ -88,34 +163,39 @@ class Settings(BaseSettings):
         30, ge=1, description="Guard against a job that keeps crashing its worker"
     )
 
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        """init kwargs > environment > Secrets Manager (AWS_SECRET_ID) > .env > defaults.
+
+        Explicit arguments (tests, tools) win. The environment beats the secret so an operator
+        can override one value on a function without editing the shared secret (e.g. mid
+        rotation). The secret beats .env: a stray .env baked into an image must never shadow
+        production secrets."""
+        secrets = SecretsManagerSource(settings_cls)
+        return init_settings, env_settings, secrets, dotenv_settings, file_secret_settings
+
     @field_validator("api_keys")
     @classmethod
-    def _well_formed_keys(cls, value: str) -> str:
-        for pair in filter(None, (p.strip() for p in value.split(","))):
-            tenant, sep, key = pair.partition(":")
-            if not sep or not tenant.strip() or not key.strip():
-                raise ValueError("API_KEYS must look like 'tenant1:key1,tenant2:key2'")
-        return value
-
-    @field_validator("webhook_retry_schedule")
-    @classmethod
-    def _numeric_schedule(cls, value: str) -> str:
-        try:
-            delays = [float(p) for p in value.split(",") if p.strip()]
-        except ValueError:
-            raise ValueError("WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds") from None
-        if not delays or any(d < 0 for d in delays):
-            raise ValueError("WEBHOOK_RETRY_SCHEDULE needs at least one non-negative delay")
-        return value
+    def _one_tenant_per_key(cls, keys: tuple[ApiKey, ...]) -> tuple[ApiKey, ...]:
+        values = [k.key.get_secret_value() for k in keys]
+        if len(set(values)) < len(values):
+            raise ValueError("API_KEYS gives the same key to more than one tenant")
+        return keys
 
     @cached_property
     def tenants_by_key(self) -> dict[str, str]:
-        pairs = (p.strip().partition(":") for p in self.api_keys.split(",") if p.strip())
-        return {key.strip(): tenant.strip() for tenant, _, key in pairs}
+        return {k.key.get_secret_value(): k.tenant for k in self.api_keys}
 
     @property
     def retry_delays_s(self) -> list[float]:
-        return [float(p) for p in self.webhook_retry_schedule.split(",") if p.strip()]
+        return list(self.webhook_retry_schedule)
 
     @property
     def job_timeout_s(self) -> float:

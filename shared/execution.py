@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from shared.errors import PermanentLLMError, TransientLLMError
+from shared.logs import bound
 from shared.metrics import NO_PROVIDER, JobMetrics
 from shared.models import ChatRequest, Completion, Job, JobError, JobErrorCode, JobStatus, utcnow
 from shared.ports import (
@@ -99,14 +100,15 @@ class JobExecutor:
         job = await self.store.claim(job_id, lease_until=lease, now=now)
         if job is None:
             return await self.redelivery_delay(job_id)
-        started = time.perf_counter()
-        if job.attempts == 1:
-            self.metrics.job_started(waited_s=(now - job.created_at).total_seconds())
-        if job.attempts > self.retry.max_attempts:
-            message = "the job was delivered too many times"
-            await self._fail(job, started, "attempts_exhausted", message)
-            return None
-        return await self._attempt(job, started)
+        with bound(job_id=job.id, tenant=job.tenant, batch_id=job.batch_id):
+            started = time.perf_counter()
+            if job.attempts == 1:
+                self.metrics.job_started(waited_s=(now - job.created_at).total_seconds())
+            if job.attempts > self.retry.max_attempts:
+                message = "the job was delivered too many times"
+                await self._fail(job, started, "attempts_exhausted", message)
+                return None
+            return await self._attempt(job, started)
 
     async def _attempt(self, job: Job, started: float) -> float | None:
         try:

@@ -19,6 +19,7 @@ from typing import Any
 from prometheus_client import CollectorRegistry
 
 from shared.adapters.aws.clients import AwsClients
+from shared.adapters.ratelimit import RateWindow
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
@@ -142,6 +143,9 @@ class ServiceFactory:
         self.settings = settings or Settings()
         self._store, self._cache, self._queue, self._llm = store, cache, queue, llm
         self._aws: AwsClients | None = None
+        if self._aws_needed():  # built now (it connects on first use), shared by every adapter
+            s = self.settings
+            self._aws = AwsClients(endpoint_url=s.aws_endpoint_url, region=s.aws_region)
 
     async def start(self, *, consume: bool, deliver_webhooks: bool | None = None) -> Services:
         """Build and start everything. `consume` starts in-process workers (embedded mode);
@@ -155,10 +159,7 @@ class ServiceFactory:
         return services
 
     async def _start(self, stack: AsyncExitStack, consume: bool) -> Services:
-        if self._aws_needed():
-            self._aws = AwsClients(
-                endpoint_url=self.settings.aws_endpoint_url, region=self.settings.aws_region
-            )
+        if self._aws is not None:
             stack.push_async_callback(_logged, "AWS clients", self._aws.close)
         store = self._store if self._store is not None else self.build_store()
         await store.start()
@@ -182,7 +183,17 @@ class ServiceFactory:
     def _aws_needed(self) -> bool:
         s = self.settings
         kinds = (s.resolved_store, s.resolved_queue, s.resolved_cache)
-        return self._aws is None and any(k in ("dynamodb", "sqs") for k in kinds)
+        return any(k in ("dynamodb", "sqs") for k in kinds)
+
+    def build_rate_window(self) -> RateWindow | None:
+        """A rate-limit window every API process shares: DynamoDB in the AWS layout (Lambda
+        containers share no memory); None elsewhere (memory, or Redis with REDIS_URL)."""
+        s = self.settings
+        if s.redis_url or s.resolved_store != "dynamodb":
+            return None
+        from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
+
+        return DynamoDbRateWindow(self.aws, s.dynamodb_table)
 
     @property
     def aws(self) -> AwsClients:
@@ -194,7 +205,7 @@ class ServiceFactory:
         """WEBHOOK_SIGNING_SECRET, or a per-install secret kept beside the SQLite database."""
         s = self.settings
         if s.webhook_signing_secret:
-            return s.webhook_signing_secret
+            return s.webhook_signing_secret.get_secret_value()
         if s.on_lambda:
             raise ValueError("WEBHOOK_SIGNING_SECRET must be set on Lambda")
         return load_or_create_master(Path(s.sqlite_path).parent / "webhook-master-secret")

@@ -16,6 +16,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validat
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
 MAX_METADATA_KEYS = 16
+MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_CUSTOM_ID_CHARS = 64
 
@@ -50,8 +51,13 @@ class BatchStatus(StrEnum):
     cancelled = "cancelled"
 
 
+# What clients send is validated strictly: no coercion ("yes" is not a bool, "1" not a number, true
+# not an integer), so a typo answers 422 naming the field instead of meaning something else.
+REQUEST_CONFIG = ConfigDict(extra="forbid", strict=True)
+
+
 class Message(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     role: Literal["system", "user", "assistant"]
     content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
@@ -64,19 +70,23 @@ def _bounded_metadata(metadata: dict[str, str]) -> dict[str, str]:
 
 
 Metadata = Annotated[
-    dict[str, Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)]],
+    dict[
+        Annotated[str, Field(max_length=MAX_METADATA_KEY_CHARS)],
+        Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
+    ],
     AfterValidator(_bounded_metadata),
+    Field(description=f"Up to {MAX_METADATA_KEYS} string pairs, echoed back on the job."),
 ]
 
 
 class ChatRequest(BaseModel):
     """Everything that changes the LLM's answer; hashed into the cache key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
     model: Annotated[str | None, Field(max_length=200)] = None
-    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None
+    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None  # strict: 1 is fine, "1" not
     max_tokens: Annotated[int | None, Field(ge=1, le=65_536)] = None
 
     @field_validator("messages")
@@ -111,7 +121,7 @@ class BatchItem(ChatRequest):
 class BatchCreate(BaseModel):
     """JSON body of POST /v1/batches (NDJSON bodies carry only the `requests`)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = REQUEST_CONFIG
 
     requests: Annotated[list[BatchItem], Field(min_length=1)]
     webhook_url: Annotated[str | None, Field(max_length=2048)] = None

@@ -1,40 +1,115 @@
-"""`python -m worker`: run an arq worker against REDIS_URL."""
+"""`python -m worker`: run an arq worker against REDIS_URL.
+
+Exit status: 0 after a signal (SIGTERM, SIGINT) stopped it, 1 when it failed: Redis unreachable for
+WORKER_OUTAGE_LIMIT_S, or an error while starting. Either way its services are closed first, and
+the process does exit, so a supervisor (Compose's `restart:`, systemd, Kubernetes) can restart it.
+"""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
+import os
+import signal
 import sys
+import threading
 
 from shared.config import Settings
 from shared.logs import configure_logging
-from worker.settings import build_worker
+from worker.outage import RedisGaveUp, ResilientWorker
+from worker.settings import build_worker, close_step, shutdown
 
 log = logging.getLogger("worker")
 
+JOB_GRACE_S = 5.0  # a failing worker lets its running jobs record their outcome this long
+THREAD_JOIN_S = 2.0
 
-async def serve(settings: Settings) -> None:
+
+async def serve(settings: Settings) -> int:
     worker = build_worker(settings)
+    code = 1
     try:
-        with contextlib.suppress(asyncio.CancelledError):  # how arq ends after a signal
-            await worker.async_run()
+        await worker.async_run()
+        code = 0
+    except asyncio.CancelledError:  # how arq ends after a signal
+        code = 0
+    except RedisGaveUp as exc:
+        log.error("%s: exiting with status 1", exc)
+    except Exception:
+        log.exception("the worker failed: exiting with status 1")
     finally:
-        await worker.close()
+        await stop(worker)
+    return code
+
+
+async def stop(worker: ResilientWorker) -> None:
+    """arq's `Worker.close()`, made safe while Redis is down: running jobs get a short grace and
+    are then cancelled, the shutdown hook closes the services, the Redis pool is let go. Each step
+    is bounded, and one failing does not skip the others."""
+    await close_step("stop the running jobs", _finish_jobs, worker)
+    redis = worker.ctx.get("redis")
+    if redis is not None:
+        await close_step("remove the health-check key", redis.delete, worker.health_check_key)
+    await close_step("shut down", shutdown, worker.ctx)
+    if redis is not None:
+        await close_step("close the Redis pool", redis.aclose)
+
+
+async def _finish_jobs(worker: ResilientWorker) -> None:
+    running = [task for task in worker.tasks.values() if not task.done()]
+    if running:
+        _, unfinished = await asyncio.wait(running, timeout=JOB_GRACE_S)
+        for task in unfinished:  # their jobs are taken again once their lease runs out
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+
+def _leave_despite_lingering_threads(code: int) -> None:
+    """A thread that is not a daemon (an unclosed aiosqlite connection's, say) would keep the
+    interpreter alive after `main` returns: a worker that hangs instead of exiting is never
+    restarted. Leave anyway, and say so."""
+    current = threading.current_thread()
+    lingering = [t for t in threading.enumerate() if t is not current and not t.daemon]
+    for thread in lingering:
+        thread.join(THREAD_JOIN_S / len(lingering))
+    names = [t.name for t in lingering if t.is_alive()]
+    if names:
+        log.error("threads still running after shutdown: %s; exiting anyway", names)
+        logging.shutdown()
+        os._exit(code or 1)
 
 
 def main() -> int:
-    configure_logging()
     settings = Settings()
+    configure_logging(settings.log_format)
+    if settings.resolved_queue == "sqs":
+        return poll_sqs(settings)
     if settings.resolved_queue != "arq" or not settings.redis_url:
         log.error(
-            "python -m worker runs arq workers, but the queue resolves to %r: set REDIS_URL "
-            "(and leave QUEUE_BACKEND unset or 'arq'); in embedded mode the API runs its workers.",
+            "python -m worker runs arq workers (REDIS_URL) or polls SQS (QUEUE_BACKEND=sqs), but "
+            "the queue resolves to %r; in embedded mode the API runs its workers.",
             settings.resolved_queue,
         )
         return 2
     log.info("arq worker: concurrency %d", settings.worker_concurrency)
-    asyncio.run(serve(settings))
+    code = asyncio.run(serve(settings))
+    _leave_despite_lingering_threads(code)
+    return code
+
+
+def poll_sqs(settings: Settings) -> int:
+    """Long-poll SQS until SIGTERM or SIGINT; running jobs finish first."""
+    from worker.sqs_poller import serve as serve_sqs
+
+    async def run() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        await serve_sqs(settings, stop)
+
+    log.info("SQS worker: concurrency %d per queue", settings.worker_concurrency)
+    asyncio.run(run())
     return 0
 
 

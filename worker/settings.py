@@ -11,7 +11,10 @@ Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM cal
 - batch jobs wait outside arq's queue; each worker promotes as many as it has free slots, every
   FEED_INTERVAL_S (see shared/adapters/queue/arq.py);
 - on SIGTERM arq stops taking jobs and waits `job_completion_wait` (longer than job_timeout) for
-  running ones, so a graceful stop never cancels a job half-way.
+  running ones, so a graceful stop never cancels a job half-way;
+- while Redis is unreachable the worker keeps its running jobs and retries with backoff; after
+  WORKER_OUTAGE_LIMIT_S of continuous outage it gives up (worker/outage.py, `python -m worker`
+  then exits 1).
 """
 
 from __future__ import annotations
@@ -19,6 +22,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from collections.abc import Awaitable, Callable, Coroutine
+from contextlib import AsyncExitStack
 from typing import Any, cast
 
 from arq import Retry, Worker
@@ -29,7 +34,9 @@ from arq.worker import func
 from shared.adapters.queue.arq import FUNCTION, QUEUE_NAME, ArqJobQueue
 from shared.config import Settings
 from shared.factory import ServiceFactory, Services
+from shared.logs import bound
 from worker.metrics import serve_metrics, stop_metrics
+from worker.outage import UNREACHABLE, Outage, ResilientWorker
 from worker.recovery import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -40,62 +47,87 @@ MAX_TRIES = 1_000  # the executor bounds attempts (and waits out open circuits w
 HARD_MARGIN_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
 FEED_INTERVAL_S = POLL_DELAY_S
+CLOSE_TIMEOUT_S = 20.0  # for each step of shutdown
 
 
 async def run_job(ctx: dict[str, Any], job_id: str) -> None:
     """Run one delivery. A delay (a retry, a job still owed, an unexpected error) becomes an arq
     Retry of the same arq job, which arq would otherwise drop as a failed job."""
     services: Services = ctx["services"]
-    delay = await services.executor.deliver(job_id)
+    with bound(job_id=job_id):
+        delay = await services.executor.deliver(job_id)
     if delay is not None:
         raise Retry(defer=delay)
 
 
 async def feed_batches(queue: ArqJobQueue, worker: Worker) -> None:
     """Keep this worker's free slots supplied with batch jobs, one batch at a time in turn."""
+    outage = Outage("batch feeder")
     while worker.allow_pick_jobs:  # False once a SIGTERM asked this worker to stop
         try:
             await queue.promote(worker.max_jobs - worker.job_counter)
-        except Exception:
-            log.warning("could not promote batch jobs; retrying", exc_info=True)
-            await asyncio.sleep(1)
+        except Exception as exc:
+            if not isinstance(exc, UNREACHABLE):
+                log.warning("could not promote batch jobs; retrying", exc_info=True)
+            await asyncio.sleep(outage.failed(exc))
+        else:
+            outage.recovered()
         await asyncio.sleep(FEED_INTERVAL_S)
 
 
 async def startup(ctx: dict[str, Any]) -> None:
+    """The worker's composition root. Everything it starts is closed by `shutdown`, in reverse
+    order, even when starting fails half-way."""
+    resources = ctx["resources"] = AsyncExitStack()
     worker: Worker = ctx["worker"]
     queue = ArqJobQueue.from_pool(ctx["redis"])
     if worker.burst:  # drain everything, batches included, then stop
         while await queue.promote(10_000):
             pass
     else:
-        ctx["feeder"] = asyncio.create_task(feed_batches(queue, worker), name="feed-batches")
+        _background(resources, feed_batches(queue, worker), "feed-batches")
     services: Services | None = ctx.get("services_override")
-    if services is None:
-        services = await _start_services(ctx, queue)
+    if services is None:  # the worker's own, with its lost-job sweeper
+        services = await ServiceFactory(ctx["settings"], queue=queue).start(
+            consume=False, deliver_webhooks=True
+        )
+        resources.push_async_callback(close_step, "close the services", services.close)
+        _background(resources, sweep_forever(services, ctx["redis"]), "lost-jobs")
     ctx["services"] = services
-    ctx["metrics_server"] = serve_metrics(ctx["settings"], services.registry)
-
-
-async def _start_services(ctx: dict[str, Any], queue: ArqJobQueue) -> Services:
-    """The worker's own Services and lost-job sweeper, which `shutdown` stops again."""
-    services = await ServiceFactory(ctx["settings"], queue=queue).start(
-        consume=False, deliver_webhooks=True
-    )
-    ctx["owns_services"] = True
-    ctx["sweeper"] = asyncio.create_task(sweep_forever(services, ctx["redis"]), name="lost-jobs")
-    return services
+    server = serve_metrics(ctx["settings"], services.registry)
+    if server is not None:
+        resources.push_async_callback(close_step, "stop the metrics server", stop_metrics, server)
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
-    tasks = [t for t in (ctx.get("feeder"), ctx.get("sweeper")) if t is not None]
-    for task in tasks:
+    resources: AsyncExitStack | None = ctx.pop("resources", None)
+    if resources is not None:
+        await resources.aclose()
+
+
+def _background(
+    resources: AsyncExitStack, work: Coroutine[Any, Any, None], name: str
+) -> asyncio.Task[None]:
+    task = asyncio.create_task(work, name=name)
+
+    async def cancel() -> None:
         task.cancel()
-    await asyncio.gather(*tasks, return_exceptions=True)
-    if ctx.get("metrics_server") is not None:
-        await stop_metrics(ctx["metrics_server"])
-    if ctx.get("owns_services"):
-        await ctx["services"].close()
+        await asyncio.gather(task, return_exceptions=True)
+
+    resources.push_async_callback(close_step, f"stop {name}", cancel)
+    return task
+
+
+async def close_step(what: str, close: Callable[..., Awaitable[object]], *args: Any) -> None:
+    """One step of a shutdown: bounded in time, and a failure is logged, never raised, so the
+    steps after it still run."""
+    try:
+        async with asyncio.timeout(CLOSE_TIMEOUT_S):
+            await close(*args)
+    except UNREACHABLE as exc:  # expected while Redis is down: no traceback
+        log.warning("shutdown: could not %s: %r", what, exc)
+    except Exception:
+        log.exception("shutdown: could not %s", what)
 
 
 def worker_options(settings: Settings) -> dict[str, Any]:
@@ -118,18 +150,19 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "handle_signals": True,
         "job_completion_wait": math.ceil(job_timeout) + 1,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "outage_limit_s": settings.worker_outage_limit_s,
     }
 
 
 def build_worker(
     settings: Settings, *, burst: bool = False, services_override: Services | None = None
-) -> Worker:
+) -> ResilientWorker:
     """The arq worker. `burst=True` drains the queue and returns (tests: no signals, no polling
     delay). `services_override` is used as-is and not closed on shutdown."""
     options = worker_options(settings)
     if burst:
         options.update(poll_delay=0, handle_signals=False)
     ctx: dict[str, Any] = {"settings": settings, "services_override": services_override}
-    worker = Worker(**options, burst=burst, ctx=ctx)
+    worker = ResilientWorker(**options, burst=burst, ctx=ctx)
     ctx["worker"] = worker  # arq keeps this very dict as the jobs' context
     return worker

@@ -12,26 +12,58 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch
-from api.deps import BatchesDep, RateLimited, SettingsDep, TenantDep
+from api.deps import BatchesDep, LogIds, RateLimited, SettingsDep, TenantDep
 from api.errors import documented
+from api.jsonbody import StrictJsonRoute
 from api.routes.jobs import IdempotencyKey
-from shared.models import BatchCreate, BatchPublic
+from shared.logs import bind
+from shared.models import BatchPublic
 
-router = APIRouter(prefix="/v1/batches", tags=["batches"])
+router = APIRouter(
+    prefix="/v1/batches",
+    tags=["batches"],
+    dependencies=[LogIds],
+    route_class=StrictJsonRoute,
+)
 
 WebhookUrl = Annotated[
     str | None,
     Query(max_length=2048, description="For NDJSON bodies: where `batch.completed` is sent."),
 ]
+# The body is parsed by hand (JSON or NDJSON), so FastAPI cannot describe it: `BatchCreate` is
+# added to the document's components by api/openapi.py, and referenced from here.
 BATCH_BODY: dict[str, Any] = {
     "requestBody": {
         "required": True,
         "content": {
-            "application/json": {"schema": BatchCreate.model_json_schema()},
+            "application/json": {"schema": {"$ref": "#/components/schemas/BatchCreate"}},
             "application/x-ndjson": {
-                "schema": {"type": "string", "description": "one batch request (JSON) a line"}
+                "schema": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/BatchItem"},
+                    "description": "NDJSON: each item is sent as one line of JSON.",
+                },
+                "example": [
+                    {"custom_id": "a", "messages": [{"role": "user", "content": "Hi"}]},
+                    {"custom_id": "b", "messages": [{"role": "user", "content": "Bye"}]},
+                ],
             },
         },
+    }
+}
+ACCEPTED: dict[int | str, dict[str, Any]] = {
+    202: {
+        "description": "Accepted: follow it at `Location`",
+        "headers": {
+            "Location": {"description": "`/v1/batches/{id}`", "schema": {"type": "string"}}
+        },
+    }
+}
+RESULTS: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "One line per request, in submission order: "
+        '`{"custom_id", "job_id", "status", "result"|"error"}`',
+        "content": {"application/x-ndjson": {"schema": {"type": "string"}}},
     }
 }
 
@@ -42,7 +74,7 @@ BATCH_BODY: dict[str, Any] = {
     status_code=202,
     dependencies=[RateLimited],
     openapi_extra=BATCH_BODY,
-    responses=documented(401, 409, 413, 415, 422, 429, 503),
+    responses={**ACCEPTED, **documented(401, 409, 413, 415, 422, 429, 503)},
 )
 async def create_batch(
     request: Request,
@@ -73,6 +105,7 @@ async def create_batch(
         if idempotency_key
         else None,
     )
+    bind(batch_id=batch.id)
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch.public()
 
@@ -83,8 +116,8 @@ async def _request_hash(body: bytes, content_type: str | None, webhook_url: str 
     return await asyncio.to_thread(lambda: hashlib.sha256(body + framing).hexdigest())
 
 
-@router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404))
-async def read_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
+@router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404, 422))
+async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Get a batch with its exact counts."""
     return (await batches.get(tenant, batch_id)).public()
 
@@ -92,12 +125,9 @@ async def read_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> B
 @router.get(
     "/{batch_id}/results",
     response_class=StreamingResponse,
-    responses={
-        200: {"content": {"application/x-ndjson": {}}, "description": "one line per request"},
-        **documented(401, 404),
-    },
+    responses={**RESULTS, **documented(401, 404, 422)},
 )
-async def read_batch_results(
+async def get_batch_results(
     batch_id: str, batches: BatchesDep, tenant: TenantDep
 ) -> StreamingResponse:
     """Stream the results as NDJSON: `{"custom_id", "job_id", "status", "result"|"error"}`."""
@@ -110,7 +140,7 @@ async def read_batch_results(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=documented(401, 404))
+@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=documented(401, 404, 422))
 async def cancel_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Cancel the batch's queued jobs; running ones finish."""
     return (await batches.cancel(tenant, batch_id)).public()

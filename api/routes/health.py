@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Literal
 
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep
-from api.errors import ErrorResponse
+from api.errors import ErrorDetail
 
 log = logging.getLogger(__name__)
 
@@ -19,18 +20,30 @@ PING_TIMEOUT_S = 2.0
 
 router = APIRouter(tags=["operations"])
 
+CheckState = Literal["ok", "failing", "disabled"]
+Checks = dict[str, CheckState]
+CHECKS_DESCRIPTION = "Each dependency (`store`, `queue`, `cache`) and its state."
+
 
 class Health(BaseModel):
-    status: str
+    status: Literal["ok"]
 
 
 class Readiness(BaseModel):
-    status: str
-    checks: dict[str, str]
+    status: Literal["ready"]
+    checks: Checks = Field(description=CHECKS_DESCRIPTION)
+
+
+class Unready(BaseModel):
+    """/readyz when a dependency does not answer: the checks, and the error naming it."""
+
+    status: Literal["unavailable"]
+    checks: Checks = Field(description=CHECKS_DESCRIPTION)
+    error: ErrorDetail
 
 
 @router.get("/healthz", response_model=Health)
-async def read_health() -> Health:
+async def healthz() -> Health:
     """Liveness: the process is up and serving."""
     return Health(status="ok")
 
@@ -38,9 +51,9 @@ async def read_health() -> Health:
 @router.get(
     "/readyz",
     response_model=Readiness,
-    responses={503: {"model": ErrorResponse, "description": "A dependency is unreachable"}},
+    responses={503: {"model": Unready, "description": "A dependency is unreachable"}},
 )
-async def read_readiness(services: ServicesDep) -> JSONResponse:
+async def readyz(services: ServicesDep) -> JSONResponse:
     """Readiness: the store, the queue and the cache all answer."""
     pings: dict[str, Callable[[], Awaitable[bool]]] = {
         "store": services.store.ping,
@@ -49,18 +62,19 @@ async def read_readiness(services: ServicesDep) -> JSONResponse:
     if services.cache is not None:
         pings["cache"] = services.cache.ping
     results = await asyncio.gather(*(_check(name, ping) for name, ping in pings.items()))
-    checks = dict(zip(pings, results, strict=True))
+    checks: Checks = dict(zip(pings, results, strict=True))
     if services.cache is None:
         checks["cache"] = "disabled"
     failing = [name for name, state in checks.items() if state == "failing"]
     if not failing:
         return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
     message = f"not ready: {', '.join(failing)} unreachable"
-    error = {"code": "not_ready", "message": message}
-    return JSONResponse({"status": "unavailable", "checks": checks, "error": error}, 503)
+    error = ErrorDetail(code="not_ready", message=message)
+    unready = Unready(status="unavailable", checks=checks, error=error)
+    return JSONResponse(unready.model_dump(exclude_none=True), 503)
 
 
-async def _check(name: str, ping: Callable[[], Awaitable[bool]]) -> str:
+async def _check(name: str, ping: Callable[[], Awaitable[bool]]) -> CheckState:
     try:
         ok = await asyncio.wait_for(ping(), PING_TIMEOUT_S)
     except Exception:

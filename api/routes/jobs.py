@@ -6,13 +6,20 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import ChatDep, MetricsDep, RateLimited, TenantDep
-from api.errors import ApiError, FieldError, documented
+from api.deps import ChatDep, LogIds, MetricsDep, RateLimited, TenantDep
+from api.errors import HEADERS, ApiError, FieldError, documented
+from api.jsonbody import StrictJsonRoute
 from shared.errors import InvalidCursor, QueueUnavailable
+from shared.logs import bind
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
 
-router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
+router = APIRouter(
+    prefix="/v1/jobs",
+    tags=["jobs"],
+    dependencies=[LogIds],
+    route_class=StrictJsonRoute,
+)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -33,7 +40,13 @@ Cursor = Annotated[str | None, Query(max_length=1024, description="`next_cursor`
 BatchId = Annotated[str | None, Query(max_length=128)]
 
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
-    202: {"description": "Queued: poll the `Location`, or wait for the webhook"},
+    202: {
+        "description": "Queued: poll the `Location`, or wait for the webhook",
+        "headers": {
+            "Location": {"description": "`/v1/jobs/{id}`", "schema": {"type": "string"}},
+            "Retry-After": HEADERS["Retry-After"] | {"description": "Seconds before polling."},
+        },
+    },
     200: {"model": JobPublic, "description": "Answered from the cache, or a finished replay"},
     **documented(401, 409, 413, 422, 429, 503),
 }
@@ -60,6 +73,7 @@ async def create_job(
     except QueueUnavailable:
         metrics.jobs_submitted.labels("rejected").inc()
         raise
+    bind(job_id=job.id)
     metrics.jobs_submitted.labels("cached" if job.cached else "queued").inc()
     if job.status.is_terminal:
         response.status_code = 200
@@ -90,13 +104,13 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", response_model=JobPublic, responses=documented(401, 404, 422))
-async def read_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
+async def get_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
     """Get a job; with `wait`, hold until it is finished or `wait` seconds pass."""
     job = await chat.get(tenant, job_id, wait_s=wait)
     return job.public()
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, responses=documented(401, 404, 409))
+@router.post("/{job_id}/cancel", response_model=JobPublic, responses=documented(401, 404, 409, 422))
 async def cancel_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> JobPublic:
     """Cancel a queued job; a running or finished job answers 409."""
     job = await chat.cancel(tenant, job_id)

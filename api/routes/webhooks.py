@@ -7,8 +7,9 @@ from pydantic import BaseModel
 
 from api.deps import ServicesDep, TenantDep
 from api.errors import documented
+from api.jsonbody import StrictJsonRoute
 
-router = APIRouter(prefix="/v1", tags=["webhooks"])
+router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=StrictJsonRoute)
 
 
 class WebhookSecret(BaseModel):
@@ -16,6 +17,6 @@ class WebhookSecret(BaseModel):
 
 
 @router.get("/webhook-secret", response_model=WebhookSecret, responses=documented(401))
-async def read_webhook_secret(services: ServicesDep, tenant: TenantDep) -> WebhookSecret:
+async def get_webhook_secret(services: ServicesDep, tenant: TenantDep) -> WebhookSecret:
     """The `whsec_` secret this key's webhooks are signed with (verify with standardwebhooks)."""
     return WebhookSecret(secret=services.webhook_secret(tenant))

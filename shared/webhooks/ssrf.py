@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import logging
 import socket
 from collections.abc import Awaitable, Callable
 
 import httpx
 
 from shared.errors import InvalidWebhookUrl
+
+log = logging.getLogger(__name__)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 Resolver = Callable[[str, int], Awaitable[list[str]]]
@@ -70,10 +73,19 @@ async def check_url(
         for address in addresses:
             reason = refusal_reason(address)
             if reason is not None:
-                raise InvalidWebhookUrl(
-                    f"webhook_url host {host!r} resolves to {address}, a {reason} address"
-                )
+                raise _refused(host, address, reason)
     return addresses
+
+
+def _refused(host: str, address: IPAddress, reason: str) -> InvalidWebhookUrl:
+    """The caller learns that the URL is refused, never what its host resolved to: that would
+    map internal DNS names for anyone. An address the caller wrote itself may be named."""
+    if _ip_literal(host) is not None:
+        return InvalidWebhookUrl(f"webhook_url address {host} is a {reason} address: not allowed")
+    log.info("webhook_url host %r refused: it resolves to %s (%s)", host, address, reason)
+    return InvalidWebhookUrl(
+        f"webhook_url host {host!r} resolves to an address that is not allowed"
+    )
 
 
 def refusal_reason(address: IPAddress) -> str | None:

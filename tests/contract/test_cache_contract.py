@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
+from shared.adapters.aws.clients import AwsClients
+from shared.adapters.aws.setup import AwsLayout
+from shared.adapters.cache.dynamodb import DynamoDbResultCache
 from shared.adapters.cache.memory import MemoryResultCache
 from shared.adapters.cache.redis import KEY_PREFIX, RedisResultCache
 from shared.models import Completion, Usage
@@ -153,3 +157,30 @@ class TestRedisResultCache(ResultCacheContract):
         cache = RedisResultCache("redis://127.0.0.1:1/0", timeout_s=0.5)
         assert await cache.ping() is False
         await cache.close()
+
+
+@pytest.mark.integration
+class TestDynamoDbResultCache(ResultCacheContract):
+    @pytest.fixture
+    async def cache(
+        self, aws_clients: AwsClients, aws_layout: AwsLayout
+    ) -> AsyncIterator[ResultCache]:
+        self.fake_clock = FakeClock()
+        self.fake_clock.now = time.time()
+        cache = DynamoDbResultCache(
+            aws_clients, aws_layout.table, timeout_s=10, clock=self.fake_clock
+        )
+        yield cache
+        await cache.close()
+
+    async def let_time_pass(self, seconds: float) -> None:
+        self.fake_clock.now += seconds
+
+    async def test_zero_ttl_keeps_nothing(self, cache: ResultCache) -> None:
+        await cache.set("k", completion(), ttl_s=60)
+        await cache.set("k", completion(), ttl_s=0)
+        assert await cache.get("k") is None
+
+    async def test_ping_is_false_when_the_table_is_missing(self, aws_clients: AwsClients) -> None:
+        cache = DynamoDbResultCache(aws_clients, "no-such-table")
+        assert await cache.ping() is False

@@ -19,6 +19,8 @@ from arq import Worker
 from arq.connections import RedisSettings
 from arq.worker import func
 
+from shared.adapters.aws.clients import AwsClients
+from shared.adapters.aws.setup import AwsLayout
 from shared.adapters.queue.arq import (
     FUNCTION,
     GROUP_PREFIX,
@@ -27,6 +29,7 @@ from shared.adapters.queue.arq import (
     ArqJobQueue,
 )
 from shared.adapters.queue.inprocess import InProcessJobQueue
+from shared.adapters.queue.sqs import SqsJobQueue
 from shared.errors import QueueUnavailable
 from shared.ports import JobQueue
 from tests.fakes import FakeJobQueue
@@ -346,3 +349,50 @@ class TestArqJobQueue(JobQueueContract):
         assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"job_a"]
         assert await queue.ping() is True
         await queue.close()
+
+
+class SqsHarness(Harness):
+    """Long-polls both queues at once, recording and acking each message as it arrives."""
+
+    queue: SqsJobQueue
+
+    async def deliver(self, expected: Collection[str]) -> None:
+        def done() -> bool:
+            return not Counter(expected) - Counter(self.seen)
+
+        async def consume(url: str) -> None:
+            while not done():  # each poll ends by itself (1 s), so none is left in flight
+                for message in await self.queue.receive(url, wait_s=1):
+                    await self.record(message.job_id)
+                    await self.queue.ack(message)
+
+        async with asyncio.timeout(15), asyncio.TaskGroup() as consumers:
+            for url in self.queue.queue_urls:
+                consumers.create_task(consume(url))
+
+
+@pytest.mark.integration
+class TestSqsJobQueue(JobQueueContract):
+    @pytest.fixture
+    async def harness(
+        self, aws_clients: AwsClients, aws_layout: AwsLayout
+    ) -> AsyncIterator[Harness]:
+        queue = SqsJobQueue(aws_clients, aws_layout.queue_url, aws_layout.batch_queue_url)
+        await queue.start()
+        harness = SqsHarness(queue)
+        yield harness
+        await harness.close()
+
+    @pytest.fixture
+    async def unavailable(self, moto_endpoint: str) -> AsyncIterator[JobQueue]:
+        """Nothing listens at the endpoint (moto_endpoint only provides fake credentials)."""
+        endpoint = closed_port_url().replace("redis://", "http://").removesuffix("/0")
+        clients = AwsClients(endpoint_url=endpoint, region="us-east-1")
+        yield SqsJobQueue(clients, f"{endpoint}/123456789012/nowhere", timeout_s=1)
+        await clients.close()
+
+    async def test_sub_second_delays_round_up_to_whole_seconds(self, harness: Harness) -> None:
+        start = time.monotonic()
+        await harness.queue.enqueue("job_later", delay_s=0.2)
+        await harness.deliver({"job_later"})
+        assert harness.deliveries[0][1] - start >= 0.99  # SQS takes DelaySeconds in seconds

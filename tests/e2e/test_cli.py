@@ -6,13 +6,14 @@ import json
 import subprocess
 import sys
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
 
 from tests.e2e import procs
-from tests.e2e.conftest import Api, Launcher
-from tests.e2e.services import KEYS, service_env, wait_until
+from tests.e2e.conftest import Api, Launcher, chat
+from tests.e2e.services import KEYS, service_env, wait_batch, wait_until
 from tests.stubs.fixtures import LLMStub
 from tests.stubs.webhook_receiver import WebhookReceiver
 
@@ -119,26 +120,151 @@ def test_batch_without_wait_prints_the_batch(api: Api, tmp_path: Path) -> None:
     assert batch["object"] == "batch" and batch["counts"]["total"] == 1
 
 
-def test_errors_exit_2_with_a_message(api: Api, tmp_path: Path) -> None:
-    bad = tmp_path / "bad.jsonl"
-    bad.write_text('{"prompt": "fine"}\n{"custom_id": "[x]", "messages": []}\n')
-    refused = chatjobs(api, "batch", str(bad))
-    assert refused.returncode == 2
-    assert "HTTP 422" in refused.stderr and "line 2" in refused.stderr
-    assert "[x]" in refused.stderr  # server text is printed as is, not read as markup
+def test_list_pages_through_cursors_and_filters(api: Api) -> None:
+    with api.client(KEYS["t2"]) as http:
+        submitted = [http.post("/v1/jobs", json=chat(f"listed {n}")).json()["id"] for n in range(5)]
+        api.wait_terminal(submitted, timeout=20, client=http)
+        everything = http.get("/v1/jobs", params={"limit": 100}).json()["data"]
+    newest_first = [job["id"] for job in everything]
+    assert newest_first[:5] == submitted[::-1]
+
+    first = chatjobs(api, "list", "--limit", "2", "--json", key=KEYS["t2"])
+    assert first.returncode == 0, first.stderr
+    assert [json.loads(line)["id"] for line in first.stdout.splitlines()] == newest_first[:2]
+    assert "--cursor" in first.stderr  # where the next page starts
+    cursor = first.stderr.split("--cursor", 1)[1].split()[0]
+    second = chatjobs(api, "list", "--limit", "2", "--cursor", cursor, "--json", key=KEYS["t2"])
+    assert [json.loads(line)["id"] for line in second.stdout.splitlines()] == newest_first[2:4]
+
+    every = chatjobs(api, "list", "--limit", "2", "--all", "--json", key=KEYS["t2"])
+    assert every.returncode == 0, every.stderr
+    assert [json.loads(line)["id"] for line in every.stdout.splitlines()] == newest_first
+    assert "--cursor" not in every.stderr
+
+    table = chatjobs(api, "list", "--status", "succeeded", "--all", key=KEYS["t2"])
+    header, *rows = table.stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "CREATED", "BATCH", "CUSTOM_ID"]
+    assert [row.split()[0] for row in rows] == newest_first
+    assert all(row.split()[1] == "succeeded" for row in rows)
+    none = chatjobs(api, "list", "--status", "cancelled", "--json", key=KEYS["t2"])
+    assert none.returncode == 0 and none.stdout == ""
+
+
+def test_cancel_a_job_and_a_batch_then_list_and_fetch_results(
+    api: Api, stub: LLMStub, tmp_path: Path
+) -> None:
+    prompts = tmp_path / "slow.jsonl"
+    prompts.write_text("".join(json.dumps({"prompt": f"slow {n}"}) + "\n" for n in range(24)))
+    stub.set("gemini", "stall", seconds=3)  # 8 workers busy, the other 16 jobs stay queued
+    try:
+        submitted = chatjobs(api, "batch", str(prompts))
+        assert submitted.returncode == 0, submitted.stderr
+        batch_id = json.loads(submitted.stdout)["id"]
+        queued = chatjobs(api, "list", "--batch", batch_id, "--status", "queued", "--json")
+        job_id = json.loads(queued.stdout.splitlines()[0])["id"]  # the newest: run last
+
+        cancelled = chatjobs(api, "cancel", job_id)
+        assert cancelled.returncode == 0, cancelled.stderr
+        assert json.loads(cancelled.stdout)["status"] == "cancelled"
+        again = chatjobs(api, "cancel", job_id)  # already terminal: 409
+        assert again.returncode == 3 and "HTTP 409" in again.stderr
+
+        batch = chatjobs(api, "cancel", "--batch", batch_id)
+        assert batch.returncode == 0, batch.stderr
+        assert json.loads(batch.stdout)["status"] in ("cancelling", "cancelled")
+    finally:
+        stub.reset()
+    with api.client(KEYS["t1"]) as http:
+        done = wait_batch(http, batch_id, timeout=20)
+    assert done["counts"]["cancelled"] >= 2
+
+    listed = chatjobs(api, "list", "--batch", batch_id, "--status", "cancelled", "--all", "--json")
+    ids = [json.loads(line)["id"] for line in listed.stdout.splitlines()]
+    assert job_id in ids and len(ids) == done["counts"]["cancelled"]
+
+    printed = chatjobs(api, "results", batch_id)
+    assert printed.returncode == 0, printed.stderr
+    lines = [json.loads(line) for line in printed.stdout.splitlines()]
+    assert [line["custom_id"] for line in lines] == [f"line-{n + 1}" for n in range(24)]
+    assert sum(line["status"] == "cancelled" for line in lines) == done["counts"]["cancelled"]
+
+    saved = chatjobs(api, "results", batch_id, "--out", "r.ndjson", cwd=tmp_path)
+    assert saved.returncode == 0 and saved.stdout == ""
+    assert "wrote 24 results to r.ndjson" in saved.stderr
+    assert (tmp_path / "r.ndjson").read_text() == printed.stdout
+
+
+def test_version_and_help_name_the_environment_and_exit_codes(api: Api) -> None:
+    shown = chatjobs(api, "--version")
+    assert shown.returncode == 0
+    assert shown.stdout.strip() == f"chatjobs {version('chatjobs')}"
+    helped = chatjobs(api, "--help")
+    assert helped.returncode == 0
+    text = " ".join(helped.stdout.split())
+    assert "CHATJOBS_URL" in text and "CHATJOBS_API_KEY" in text
+    for code in ("0 ok", "2 usage error", "3 HTTP error", "4 server unreachable", "5 --wait"):
+        assert code in text
+
+
+def test_usage_errors_exit_2(api: Api, tmp_path: Path) -> None:
+    for args in (["nope"], ["get"], ["list", "--limit", "0"], ["list", "--status", "done"]):
+        ran = chatjobs(api, *args)
+        assert ran.returncode == 2, (args, ran.stderr)
+        assert "Error" in ran.stderr and "Traceback" not in ran.stderr
 
     not_json = tmp_path / "not.jsonl"
     not_json.write_text("{nope\n")
-    assert "not JSON" in chatjobs(api, "batch", str(not_json)).stderr
-
+    refused = chatjobs(api, "batch", str(not_json))
+    assert refused.returncode == 2 and "not JSON" in refused.stderr
     missing = chatjobs(api, "batch", str(tmp_path / "missing.jsonl"))
     assert missing.returncode == 2 and "missing.jsonl" in missing.stderr
     assert "Traceback" not in missing.stderr
 
+
+def test_http_errors_exit_3(api: Api, tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"prompt": "fine"}\n{"custom_id": "[x]", "messages": []}\n')
+    refused = chatjobs(api, "batch", str(bad))
+    assert refused.returncode == 3
+    assert "HTTP 422" in refused.stderr and "line 2" in refused.stderr
+    assert "[x]" in refused.stderr  # server text is printed as is, not read as markup
+
     unauthorised = chatjobs(api, "get", "job_x", key="wrong")
-    assert unauthorised.returncode == 2 and "HTTP 401" in unauthorised.stderr
+    assert unauthorised.returncode == 3 and "HTTP 401" in unauthorised.stderr
     unknown = chatjobs(api, "get", "job_x")
-    assert unknown.returncode == 2 and "HTTP 404" in unknown.stderr
+    assert unknown.returncode == 3 and "HTTP 404" in unknown.stderr
+    no_batch = chatjobs(api, "results", "batch_x", "--out", "never.ndjson", cwd=tmp_path)
+    assert no_batch.returncode == 3 and "HTTP 404" in no_batch.stderr
+    assert not (tmp_path / "never.ndjson").exists()
+
+
+def test_unreachable_server_exits_4(api: Api) -> None:
     nobody = f"http://127.0.0.1:{procs.free_port()}"
-    unreachable = chatjobs(api, "--base-url", nobody, "webhook-secret")
-    assert unreachable.returncode == 2 and "cannot reach" in unreachable.stderr
+    for args in (["webhook-secret"], ["list"], ["submit", "hi", "--wait"]):
+        ran = chatjobs(api, "--base-url", nobody, *args)
+        assert ran.returncode == 4, (args, ran.stderr)
+        assert f"cannot reach {nobody}" in ran.stderr and "Traceback" not in ran.stderr
+        assert ran.stdout == ""
+
+
+def test_a_wait_that_runs_out_exits_5(api: Api, stub: LLMStub, tmp_path: Path) -> None:
+    stub.set("gemini", "stall", seconds=6)  # far longer than the waits below
+    try:
+        submitted = chatjobs(api, "submit", "slow answer", "--wait", "--timeout", "1")
+        assert submitted.returncode == 5, submitted.stderr
+        job = json.loads(submitted.stdout)
+        assert job["status"] in ("queued", "running")
+
+        polled = chatjobs(api, "get", job["id"], "--wait", "1")
+        assert polled.returncode == 5, polled.stderr
+        assert json.loads(polled.stdout)["status"] in ("queued", "running")
+        assert chatjobs(api, "get", job["id"]).returncode == 0  # no --wait: just a look
+
+        (tmp_path / "slow.jsonl").write_text(json.dumps({"prompt": "slow batch"}) + "\n")
+        batch = chatjobs(api, "batch", "slow.jsonl", "--wait", "--timeout", "1", cwd=tmp_path)
+        assert batch.returncode == 5, batch.stderr
+        assert "still in_progress" in batch.stderr
+    finally:
+        stub.reset()
+    finished = chatjobs(api, "get", job["id"], "--wait", "10")
+    assert finished.returncode == 0 and json.loads(finished.stdout)["status"] == "succeeded"

@@ -146,7 +146,7 @@ ODD_INPUTS: list[tuple[str, str, str, dict[str, Any], set[int]]] = [
       "headers": JSON}, {422}),  # batches may be larger; the line is not
     ("invalid JSON", "POST", "/v1/jobs", {"content": b'{"messages": [', "headers": JSON}, {422}),
     ("not UTF-8", "POST", "/v1/jobs", {"content": b'{"m": "\xff\xfe"}', "headers": JSON},
-     {400}),
+     {422}),
     ("wrong content type", "POST", "/v1/jobs",
      {"content": json.dumps(chat("hi")), "headers": {"Content-Type": "text/plain"}}, {422}),
     ("form body", "POST", "/v1/jobs", {"data": {"messages": "hi"}}, {422}),
@@ -156,7 +156,7 @@ ODD_INPUTS: list[tuple[str, str, str, dict[str, Any], set[int]]] = [
     ("JSON string", "POST", "/v1/jobs", {"json": "hi"}, {422}),
     ("deeply nested", "POST", "/v1/jobs",
      {"content": b'{"messages": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "headers": JSON},
-     {400}),
+     {422}),
     ("NaN temperature", "POST", "/v1/jobs",
      {"content": b'{"messages": [{"role": "user", "content": "x"}], "temperature": NaN}',
       "headers": JSON}, {422}),
@@ -200,6 +200,20 @@ def test_odd_input_never_answers_500(
     assert response.status_code in expected, response.text[:500]
     if response.status_code >= 400:
         assert response.json()["error"]["code"], response.text[:500]
+
+
+def test_the_api_logs_json_lines_carrying_the_request_id_and_tenant(
+    api: Api, t1: httpx.Client
+) -> None:
+    """Not a terminal, no LOG_FORMAT: JSON. uvicorn's access line goes through the same handler."""
+    response = t1.get("/v1/jobs/job_nowhere", headers={"X-Request-ID": "e2e-trace-7"})
+    assert response.status_code == 404 and response.headers["x-request-id"] == "e2e-trace-7"
+    records = [json.loads(line) for line in api.proc.log().splitlines() if line.startswith("{")]
+    assert len(records) >= 3
+    traced = [r for r in records if r.get("request_id") == "e2e-trace-7"]
+    assert traced, records[-3:]
+    assert traced[-1]["tenant"] == "t1" and traced[-1]["job_id"] == "job_nowhere"
+    assert "GET /v1/jobs/job_nowhere" in traced[-1]["message"]  # the access line
 
 
 def test_the_api_logged_no_unhandled_error(api: Api) -> None:

@@ -9,12 +9,13 @@ from typing import Any
 
 import pytest
 from arq.connections import ArqRedis, RedisSettings, create_pool
+from arq.constants import job_key_prefix
 
 from shared.factory import ServiceFactory, Services
 from shared.models import ChatRequest, Job, JobStatus, Message, utcnow
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
-from worker.recovery import LOCK_KEY, reenqueue_lost_jobs
+from worker.recovery import LOCK_KEY, lost_after_s, reenqueue_lost_jobs, sweep_interval_s
 from worker.settings import build_worker
 
 pytestmark = pytest.mark.integration
@@ -37,7 +38,7 @@ async def arq_redis(redis_url: str) -> AsyncIterator[ArqRedis]:
     await pool.aclose()
 
 
-def stale_job(minutes: int) -> Job:
+def stale_job(minutes: float) -> Job:
     then = utcnow() - timedelta(minutes=minutes)
     request = ChatRequest(messages=[Message(role="user", content=f"lost {minutes}")])
     return Job(tenant="t", request=request, created_at=then, updated_at=then)
@@ -70,3 +71,23 @@ async def test_nothing_to_do_when_the_queue_holds_everything(
     await services.queue.enqueue(job.id)
     await arq_redis.delete(LOCK_KEY)
     assert await reenqueue_lost_jobs(services, arq_redis) == 0
+
+
+async def test_a_job_lost_about_a_minute_ago_is_enqueued_again(
+    services: Services, arq_redis: ArqRedis
+) -> None:
+    """The default LOST_JOB_AFTER_S is a minute; a job's lease (45 + 5 s) is shorter."""
+    assert lost_after_s(services.settings) == 60
+    assert sweep_interval_s(services.settings) <= 15
+    lost = await services.store.create_job(stale_job(minutes=1.1))
+    young = await services.store.create_job(stale_job(minutes=0.9))
+    assert await reenqueue_lost_jobs(services, arq_redis) == 1
+    assert await arq_redis.exists(job_key_prefix + lost.id)
+    assert not await arq_redis.exists(job_key_prefix + young.id)
+
+
+def test_a_job_is_never_taken_for_lost_within_its_lease() -> None:
+    settings = make_settings(llm_timeout_s=60, lost_job_after_s=10)
+    lease_s = settings.job_timeout_s + 5  # JobExecutor's lease
+    assert lost_after_s(settings) > lease_s
+    assert sweep_interval_s(settings) == 15

@@ -5,6 +5,7 @@ from __future__ import annotations
 import socket
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +56,9 @@ class LLMStub:
 
     def stats(self) -> dict[str, int]:
         return self.state.stats()
+
+    def calls_by_prompt(self) -> Counter[str]:
+        return self.state.calls_by_prompt()
 
     def last_request(self, provider: str) -> dict[str, Any] | None:
         return self.state.last_request(provider)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import threading
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
@@ -78,6 +79,12 @@ class StubState:
         with self._lock:
             seen = self.requests[provider]
             return seen[-1] if seen else None
+
+    def calls_by_prompt(self) -> Counter[str]:
+        """How many requests (to either provider) each last user message was sent in."""
+        with self._lock:
+            seen = [record for records in self.requests.values() for record in records]
+        return Counter(_request_prompt(record["body"]) for record in seen)
 
     def snapshot(self) -> dict[str, Any]:
         with self._lock:
@@ -169,6 +176,12 @@ def _openrouter_response(behaviour: Behaviour, body: dict[str, Any]) -> Response
     choice = {"index": 0, "message": message, "finish_reason": finish}
     model = body.get("model", "stub/model")
     return JSONResponse({"id": "gen-stub", "model": model, "choices": [choice], "usage": usage})
+
+
+def _request_prompt(body: dict[str, Any]) -> str:
+    if "contents" in body:
+        return _last_text(body["contents"], "user", _parts_text)
+    return _last_text(body.get("messages", []), "user", lambda m: str(m.get("content", "")))
 
 
 def _retry_after(behaviour: Behaviour) -> dict[str, str]:

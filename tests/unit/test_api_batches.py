@@ -453,6 +453,20 @@ async def test_refused_webhook_urls_are_422_for_jobs_and_batches(
     assert_nothing_stored(api)
 
 
+async def test_a_refused_webhook_url_does_not_reveal_the_address_its_host_resolves_to(
+    guarded_api: Api,
+) -> None:
+    url = "http://internal.example/hook"  # resolves to 10.0.0.1
+    for response in (
+        await guarded_api.submit(chat(webhook_url=url)),
+        await post_json(guarded_api, {"requests": [item("a")], "webhook_url": url}),
+    ):
+        assert_refused_naming_webhook_url(response)
+        assert "not allowed" in response.json()["error"]["message"]
+        assert "10.0.0.1" not in response.text
+        assert "private" not in response.text
+
+
 async def test_a_public_webhook_url_is_accepted(guarded_api: Api) -> None:
     url = "https://public.example/hook"
     assert (await guarded_api.submit(chat(webhook_url=url))).status_code == 202

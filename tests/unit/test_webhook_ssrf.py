@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 
+import httpx
 import pytest
 
 from shared.errors import InvalidWebhookUrl
@@ -55,8 +56,23 @@ async def fake_resolve(host: str, port: int) -> list[str]:
     ],
 )
 async def test_refuses_non_public_addresses(url: str, reason: str) -> None:
-    with pytest.raises(InvalidWebhookUrl, match=reason):
+    with pytest.raises(InvalidWebhookUrl, match="not allowed") as refused:
         await check_url(url, allow_private=False, resolve=fake_resolve)
+    host = httpx.URL(url).host
+    if host in DNS:  # a name: the refusal says neither what it resolved to nor what that is
+        assert all(address not in str(refused.value) for address in DNS[host])
+        assert reason not in str(refused.value)
+    else:  # an address the caller wrote: naming what kind it is tells them nothing new
+        assert reason in str(refused.value)
+
+
+@pytest.mark.parametrize("host", ["internal.example", "mixed.example", "localhost"])
+async def test_a_refusal_does_not_reveal_what_a_host_resolves_to(host: str) -> None:
+    with pytest.raises(InvalidWebhookUrl) as refused:
+        await check_url(f"https://{host}/hook", allow_private=False, resolve=fake_resolve)
+    message = str(refused.value)
+    assert message == f"webhook_url host {host!r} resolves to an address that is not allowed"
+    assert not any(address in message for address in DNS[host])
 
 
 @pytest.mark.parametrize(

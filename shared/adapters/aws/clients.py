@@ -37,4 +37,5 @@ class AwsClients:
 
     async def close(self) -> None:
         self._clients.clear()
-        await self._stack.aclose()
+        stack, self._stack = self._stack, AsyncExitStack()  # usable again after a close
+        await stack.aclose()

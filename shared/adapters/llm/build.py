@@ -36,7 +36,8 @@ def _gemini(s: Settings) -> LLMProvider | None:
         return None
     from shared.adapters.llm.gemini import GeminiProvider
 
-    return GeminiProvider(s.gemini_api_key, s.gemini_model, s.gemini_base_url, s.llm_timeout_s)
+    key = s.gemini_api_key.get_secret_value()
+    return GeminiProvider(key, s.gemini_model, s.gemini_base_url, s.llm_timeout_s)
 
 
 def _openrouter(s: Settings) -> LLMProvider | None:
@@ -44,5 +45,6 @@ def _openrouter(s: Settings) -> LLMProvider | None:
         return None
     from shared.adapters.llm.openrouter import OpenRouterProvider
 
-    key, model, url = s.openrouter_api_key, s.openrouter_model, s.openrouter_base_url
+    key = s.openrouter_api_key.get_secret_value()
+    model, url = s.openrouter_model, s.openrouter_base_url
     return OpenRouterProvider(key, model, url, s.llm_timeout_s)

@@ -13,6 +13,7 @@ from collections import OrderedDict, deque
 from collections.abc import Sequence
 
 from shared.errors import QueueUnavailable
+from shared.logs import bound
 from shared.ports import JobHandler
 
 log = logging.getLogger(__name__)
@@ -118,7 +119,8 @@ class InProcessJobQueue:
 
     @staticmethod
     async def _handle(handler: JobHandler, job_id: str) -> None:
-        try:
-            await handler(job_id)
-        except Exception:
-            log.exception("job handler failed for %s; the worker carries on", job_id)
+        with bound(job_id=job_id):
+            try:
+                await handler(job_id)
+            except Exception:
+                log.exception("job handler failed for %s; the worker carries on", job_id)

@@ -1,0 +1,5 @@
+import sys
+
+from api.cli.app import main
+
+sys.exit(main())

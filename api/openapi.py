@@ -1,0 +1,147 @@
+"""What FastAPI cannot infer for the OpenAPI document: operation ids, the batch body's schema (the
+route parses JSON or NDJSON by hand), the webhook events, and headers every response carries."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import FastAPI, Header
+from fastapi.routing import APIRoute
+from pydantic import BaseModel, Field, create_model
+
+from api.requestid import HEADER as REQUEST_ID
+from api.requestid import MAX_CHARS
+from shared.models import BatchCreate, BatchPublic, JobPublic
+
+REF_TEMPLATE = "#/components/schemas/{model}"
+# Models a route refers to with a `$ref` that FastAPI does not put in the components itself.
+HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (BatchCreate,)
+# Headers on every response: {name: OpenAPI header object}.
+COMMON_HEADERS: dict[str, dict[str, Any]] = {
+    REQUEST_ID: {
+        "description": "The request's `X-Request-ID` (sanitized), or one made up for it.",
+        "schema": {"type": "string", "maxLength": MAX_CHARS},
+    }
+}
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route function's name (verb_noun, e.g. `create_job`) is its operation id."""
+    return route.name
+
+
+def _without_webhook(model: type[BaseModel], name: str) -> type[BaseModel]:
+    """A webhook's `data` is the public job/batch without its own delivery state."""
+    fields: dict[str, Any] = {
+        field: (info.annotation, info)
+        for field, info in model.model_fields.items()
+        if field != "webhook"
+    }
+    return create_model(name, __doc__=model.__doc__, **fields)
+
+
+JobEventData = _without_webhook(JobPublic, "JobEventData")
+BatchEventData = _without_webhook(BatchPublic, "BatchEventData")
+
+
+class JobEvent(BaseModel):
+    """Sent when a job finishes: `job.succeeded`, `job.failed` or `job.cancelled`."""
+
+    type: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    timestamp: datetime = Field(description="When the job finished; the same on every retry.")
+    data: JobEventData  # type: ignore[valid-type]
+
+
+class BatchEvent(BaseModel):
+    """Sent once when every job of a batch is finished (or the batch was cancelled)."""
+
+    type: Literal["batch.completed"]
+    timestamp: datetime = Field(description="When the batch finished; the same on every retry.")
+    data: BatchEventData  # type: ignore[valid-type]
+
+
+WebhookId = Annotated[
+    str, Header(alias="webhook-id", description="Stable across retries: deduplicate on it.")
+]
+WebhookTimestamp = Annotated[
+    str, Header(alias="webhook-timestamp", description="Unix seconds of this attempt.")
+]
+WebhookSignature = Annotated[
+    str,
+    Header(
+        alias="webhook-signature",
+        description="`v1,<base64 HMAC-SHA256 of id.timestamp.body>` keyed with the secret from "
+        "`GET /v1/webhook-secret` (Standard Webhooks).",
+    ),
+]
+DELIVERY: dict[int | str, dict[str, Any]] = {
+    200: {"description": "Any 2xx acknowledges the event."},
+    "default": {
+        "description": "Anything else, or no answer within WEBHOOK_TIMEOUT_S, is retried on "
+        "WEBHOOK_RETRY_SCHEDULE. Redirects are not followed."
+    },
+}
+
+
+def _job_webhook(event: str) -> Callable[..., None]:
+    def receive(
+        body: JobEvent,
+        webhook_id: WebhookId,
+        webhook_timestamp: WebhookTimestamp,
+        webhook_signature: WebhookSignature,
+    ) -> None:
+        pass
+
+    receive.__name__ = event.replace(".", "_")
+    receive.__doc__ = f"`{event}`: sent to the job's `webhook_url`, signed (Standard Webhooks)."
+    return receive
+
+
+def _batch_completed(
+    body: BatchEvent,
+    webhook_id: WebhookId,
+    webhook_timestamp: WebhookTimestamp,
+    webhook_signature: WebhookSignature,
+) -> None:
+    """`batch.completed`: sent to the batch's `webhook_url`, signed (Standard Webhooks)."""
+
+
+def add_webhooks(app: FastAPI) -> None:
+    for event in ("job.succeeded", "job.failed", "job.cancelled"):
+        receive = _job_webhook(event)
+        app.webhooks.post(event, operation_id=receive.__name__, responses=DELIVERY)(receive)
+    app.webhooks.post("batch.completed", operation_id="batch_completed", responses=DELIVERY)(
+        _batch_completed
+    )
+
+
+def install_openapi(app: FastAPI) -> None:
+    """Complete the app's document: webhooks now; the rest each time it is generated."""
+    add_webhooks(app)
+    generate = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        document = generate()
+        schemas = document.setdefault("components", {}).setdefault("schemas", {})
+        for model in HAND_PARSED_BODIES:
+            _add_schema(schemas, model)
+        _add_common_headers(document)
+        return document
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
+    schema = model.model_json_schema(ref_template=REF_TEMPLATE, mode="validation")
+    for name, definition in schema.pop("$defs", {}).items():
+        schemas.setdefault(name, definition)
+    schemas.setdefault(model.__name__, schema)
+
+
+def _add_common_headers(document: dict[str, Any]) -> None:
+    for path_item in document.get("paths", {}).values():
+        for operation in path_item.values():
+            for response in operation.get("responses", {}).values():
+                response.setdefault("headers", {}).update(COMMON_HEADERS)

@@ -1,0 +1,130 @@
+"""03: one job's way through the code, from the submit to the webhook or the poll."""
+
+from __future__ import annotations
+
+import itertools
+from pathlib import Path
+
+from diagram_parts import FALLBACK, FAST_PATH, canvas, edge, group, node
+from diagram_parts import Component as C
+
+FILENAME = "03_request_flow"
+TITLE = "chatjobs: request flow (POST /v1/jobs)"
+
+CLIENT = C(
+    "create_job\nPOST /v1/jobs",
+    "code",
+    "api.routes.jobs:create_job",
+    "diagrams.onprem.client.Users",
+)
+AUTH = C("authenticate\nBearer key → tenant (401)", "code", "api.auth:authenticate", "step")
+VALIDATE = C("JobCreate\nvalidated body (413, 422)", "code", "shared.models:JobCreate", "step")
+LIMIT = C(
+    "enforce_rate_limit\nRATE_LIMIT per tenant (429)",
+    "code",
+    "api.ratelimit:enforce_rate_limit",
+    "step",
+)
+KEY = C("cache_key\nSHA-256 of tenant + request", "code", "shared.service:cache_key", "step")
+LOOKUP = C("ResultCache.get\ncache check", "code", "shared.ports:ResultCache.get", "step")
+HIT = C(
+    "ChatService.submit\nhit: stored as cached,\n200 at once",
+    "code",
+    "shared.service:ChatService.submit",
+    "fast",
+)
+CREATE = C(
+    "JobStore.create_job\nmiss: status queued", "code", "shared.ports:JobStore.create_job", "step"
+)
+ENQUEUE = C(
+    "JobQueue.enqueue\n202 + Location (503 if refused)",
+    "code",
+    "shared.ports:JobQueue.enqueue",
+    "step",
+)
+RUN = C(
+    "JobExecutor.run\nclaim: queued → running", "code", "shared.execution:JobExecutor.run", "step"
+)
+COMPLETE = C(
+    "FallbackLLM.complete\ncircuit breakers",
+    "code",
+    "shared.adapters.llm.fallback:FallbackLLM.complete",
+    "step",
+)
+GEMINI = C(
+    "GeminiProvider\nfirst",
+    "code",
+    "shared.adapters.llm.gemini:GeminiProvider",
+    "diagrams.gcp.ml.AIPlatform",
+)
+OPENROUTER = C(
+    "OpenRouterProvider\nfallback",
+    "code",
+    "shared.adapters.llm.openrouter:OpenRouterProvider",
+    "diagrams.onprem.network.Internet",
+)
+FINISH = C(
+    "JobStore.finish\nresult + webhook outbox,\none conditional write",
+    "code",
+    "shared.ports:JobStore.finish",
+    "step",
+)
+FILL = C(
+    "ResultCache.set\ncache fill (CACHE_TTL_S)", "code", "shared.ports:ResultCache.set", "step"
+)
+DELIVER = C(
+    "WebhookDispatcher.deliver_due\nsigned POST, retried",
+    "code",
+    "shared.webhooks:WebhookDispatcher.deliver_due",
+    "step",
+)
+POLL = C("get_job\nGET /v1/jobs/{id}?wait=30", "code", "api.routes.jobs:get_job", "step")
+
+COMPONENTS = [
+    CLIENT,
+    AUTH,
+    VALIDATE,
+    LIMIT,
+    KEY,
+    LOOKUP,
+    HIT,
+    CREATE,
+    ENQUEUE,
+    RUN,
+    COMPLETE,
+    GEMINI,
+    OPENROUTER,
+    FINISH,
+    FILL,
+    DELIVER,
+    POLL,
+]
+
+
+def draw(out_dir: Path, render: bool = True) -> None:
+    with canvas(TITLE, out_dir / FILENAME, render=render, splines="spline", ranksep="0.6"):
+        client = node(CLIENT)
+        with group("API process: api/ and ChatService"):
+            steps = [node(c) for c in (AUTH, VALIDATE, LIMIT, KEY, LOOKUP)]
+            hit, create, enqueue = node(HIT), node(CREATE), node(ENQUEUE)
+        with group("worker: JobExecutor (in-process, arq, SQS Lambda)"):
+            run, complete = node(RUN), node(COMPLETE)
+            gemini, openrouter = node(GEMINI), node(OPENROUTER)
+            finish, fill, deliver = node(FINISH), node(FILL), node(DELIVER)
+        poll = node(POLL)
+
+        client >> edge() >> steps[0]
+        for before, after in itertools.pairwise(steps):
+            before >> edge() >> after
+        steps[-1] >> edge("hit", color=FAST_PATH, penwidth="2.5") >> hit
+        back = {"constraint": "false"}  # answers go back to the client without moving it
+        hit >> edge("200, cached: true", color=FAST_PATH, penwidth="2.5", **back) >> client
+        steps[-1] >> edge("miss") >> create >> edge() >> enqueue
+        enqueue >> edge("queue message", **back) >> run >> edge() >> complete
+        complete >> edge("first") >> gemini
+        complete >> edge("transient error,\nopen circuit", color=FALLBACK) >> openrouter
+        [gemini, openrouter] >> edge() >> finish
+        finish >> edge("succeeded") >> fill >> edge() >> deliver
+        deliver >> edge("webhook: job.succeeded", **back) >> client
+        client >> edge("or poll", style="dashed", **back) >> poll
+        poll >> edge("reads", style="dashed", **back) >> finish

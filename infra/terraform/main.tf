@@ -1,0 +1,52 @@
+locals {
+  dlq_suffix = "-dlq" # names.DLQ_SUFFIX
+
+  # Lambda's guidance for SQS event sources: visibility timeout at least 6x the function timeout,
+  # so a record is not redelivered while a (retried, throttled) invocation may still hold it.
+  queue_visibility_timeout_s = var.worker_timeout_s * 6
+
+  # Failed receives before a message moves to its DLQ (names.MAX_RECEIVE_COUNT).
+  max_receive_count = 5
+
+  functions = {
+    api       = "${var.name}-api"
+    worker    = "${var.name}-worker"
+    scheduler = "${var.name}-scheduler"
+  }
+
+  image_uri = "${aws_ecr_repository.app.repository_url}:${var.image_tag}"
+
+  # Environment: Settings fields only (shared/config.py), the same for every function where the
+  # API and the workers must agree (models feed the cache key). Secrets come from AWS_SECRET_ID.
+  common_env = {
+    STORE_BACKEND          = "dynamodb"
+    QUEUE_BACKEND          = "sqs"
+    CACHE_BACKEND          = var.enable_elasticache ? "redis" : "dynamodb"
+    DYNAMODB_TABLE         = aws_dynamodb_table.main.name
+    SQS_QUEUE_URL          = aws_sqs_queue.jobs.url
+    SQS_BATCH_QUEUE_URL    = aws_sqs_queue.batch.url
+    AWS_SECRET_ID          = aws_secretsmanager_secret.app.name
+    CACHE_TTL_S            = tostring(var.cache_ttl_s)
+    GEMINI_MODEL           = var.gemini_model
+    OPENROUTER_MODEL       = var.openrouter_model
+    LLM_TIMEOUT_S          = tostring(var.llm_timeout_s)
+    WEBHOOK_RETRY_SCHEDULE = var.webhook_retry_schedule
+  }
+
+  redis_env = var.enable_elasticache ? {
+    REDIS_URL = "rediss://${aws_elasticache_replication_group.cache[0].primary_endpoint_address}:6379/0"
+  } : {}
+
+  api_env = merge(local.common_env, local.redis_env, {
+    RATE_LIMIT         = var.rate_limit
+    BATCH_MAX_REQUESTS = tostring(var.batch_max_requests)
+  })
+
+  worker_env = merge(local.common_env, local.redis_env, {
+    WORKER_CONCURRENCY = tostring(var.worker_concurrency)
+  })
+
+  scheduler_env = merge(local.common_env, local.redis_env)
+
+  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+}

@@ -1,0 +1,353 @@
+# ---------------------------------------------------------------------------------------------
+# Names. The defaults equal shared/adapters/aws/names.py (tests/infra/test_terraform.py checks).
+# ---------------------------------------------------------------------------------------------
+
+variable "aws_region" {
+  description = "AWS region to deploy into."
+  type        = string
+  default     = "us-east-1"
+}
+
+variable "name" {
+  description = "Prefix of the per-deployment resource names: Lambda functions, IAM roles, log groups, the API, the ECR repository, alarms."
+  type        = string
+  default     = "chatjobs"
+}
+
+variable "table_name" {
+  description = "DynamoDB table (DYNAMODB_TABLE). Default: names.TABLE."
+  type        = string
+  default     = "chatjobs"
+}
+
+variable "jobs_queue_name" {
+  description = "SQS queue for single submits and retries (SQS_QUEUE_URL). Default: names.JOBS_QUEUE. Its DLQ is this name + \"-dlq\"."
+  type        = string
+  default     = "chatjobs-jobs"
+}
+
+variable "batch_queue_name" {
+  description = "SQS queue for batch jobs (SQS_BATCH_QUEUE_URL). Default: names.BATCH_QUEUE. Its DLQ is this name + \"-dlq\"."
+  type        = string
+  default     = "chatjobs-batch-jobs"
+}
+
+variable "secret_name" {
+  description = "Secrets Manager secret holding the JSON object of API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET (AWS_SECRET_ID). Default: names.SECRET_ID. Terraform creates the secret, never its value."
+  type        = string
+  default     = "chatjobs/app"
+}
+
+variable "tags" {
+  description = "Extra tags applied to every resource."
+  type        = map(string)
+  default     = {}
+}
+
+# ---------------------------------------------------------------------------------------------
+# Image and functions
+# ---------------------------------------------------------------------------------------------
+
+variable "image_tag" {
+  description = "Tag of the image (built from infra/docker/Dockerfile.lambda) in the ECR repository this stack creates, e.g. the git commit SHA. Tags are immutable: push a new tag for every release."
+  type        = string
+}
+
+variable "lambda_architecture" {
+  description = "CPU architecture of the image and the functions: x86_64, or arm64 (about 20% cheaper per GB-second; build the image with --platform linux/arm64)."
+  type        = string
+  default     = "x86_64"
+
+  validation {
+    condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
+    error_message = "lambda_architecture must be x86_64 or arm64."
+  }
+}
+
+variable "api_memory_mb" {
+  description = "Memory of the API function in MB (CPU scales with it)."
+  type        = number
+  default     = 512
+}
+
+variable "api_timeout_s" {
+  description = "Timeout of the API function in seconds. API Gateway HTTP APIs give up after 30 s, so long-polls (?wait=) must finish inside it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.api_timeout_s >= 3 && var.api_timeout_s <= 30
+    error_message = "api_timeout_s must be between 3 and 30 (the HTTP API integration limit)."
+  }
+}
+
+variable "worker_memory_mb" {
+  description = "Memory of the SQS worker function in MB."
+  type        = number
+  default     = 512
+}
+
+variable "worker_timeout_s" {
+  description = "Timeout of the SQS worker function in seconds. Must cover one job (2 x llm_timeout_s + 5, primary then fallback) plus its first webhook attempt. The queues' visibility timeout is 6x this value."
+  type        = number
+  default     = 90
+
+  validation {
+    condition     = var.worker_timeout_s >= 30 && var.worker_timeout_s <= 900
+    error_message = "worker_timeout_s must be between 30 and 900 seconds."
+  }
+}
+
+variable "scheduler_memory_mb" {
+  description = "Memory of the scheduled (sweeps, webhook retries) function in MB."
+  type        = number
+  default     = 256
+}
+
+variable "scheduler_timeout_s" {
+  description = "Timeout of the scheduled function in seconds; it runs every minute, so keep it at most 60."
+  type        = number
+  default     = 55
+
+  validation {
+    condition     = var.scheduler_timeout_s >= 10 && var.scheduler_timeout_s <= 60
+    error_message = "scheduler_timeout_s must be between 10 and 60 (it runs every minute)."
+  }
+}
+
+variable "api_reserved_concurrency" {
+  description = "Reserved concurrency of the API function; null leaves it on the account's unreserved pool (accounts whose concurrency quota is still 10 cannot reserve any)."
+  type        = number
+  default     = null
+}
+
+variable "worker_reserved_concurrency" {
+  description = "Reserved concurrency of the worker function; null: unreserved. The per-queue caps are jobs_max_concurrency and batch_max_concurrency."
+  type        = number
+  default     = null
+}
+
+variable "scheduler_reserved_concurrency" {
+  description = "Reserved concurrency of the scheduled function (1 guarantees sweeps never overlap); null: unreserved."
+  type        = number
+  default     = null
+}
+
+variable "log_retention_days" {
+  description = "Retention of every CloudWatch log group (functions and API access logs), in days."
+  type        = number
+  default     = 30
+}
+
+# ---------------------------------------------------------------------------------------------
+# Application settings passed as environment variables (names from shared/config.py Settings).
+# Secrets are NOT here: they live in the Secrets Manager secret.
+# ---------------------------------------------------------------------------------------------
+
+variable "gemini_model" {
+  description = "GEMINI_MODEL: the primary model."
+  type        = string
+  default     = "gemini-2.5-flash"
+}
+
+variable "openrouter_model" {
+  description = "OPENROUTER_MODEL: the fallback model."
+  type        = string
+  default     = "openai/gpt-4o-mini"
+}
+
+variable "llm_timeout_s" {
+  description = "LLM_TIMEOUT_S: timeout of one LLM call in seconds."
+  type        = number
+  default     = 20
+}
+
+variable "rate_limit" {
+  description = "RATE_LIMIT: per-tenant API rate limit, e.g. 120/minute (enforced in DynamoDB, shared by every API container)."
+  type        = string
+  default     = "120/minute"
+}
+
+variable "worker_concurrency" {
+  description = "WORKER_CONCURRENCY: how many SQS records one worker invocation runs at the same time (at most the batch size is delivered per invocation)."
+  type        = number
+  default     = 10
+}
+
+variable "cache_ttl_s" {
+  description = "CACHE_TTL_S: lifetime of a cached result in seconds."
+  type        = number
+  default     = 86400
+}
+
+variable "webhook_retry_schedule" {
+  description = "WEBHOOK_RETRY_SCHEDULE: seconds between webhook attempts, comma-separated."
+  type        = string
+  default     = "0,5,300,1800,7200,18000,36000,36000"
+}
+
+variable "batch_max_requests" {
+  description = "BATCH_MAX_REQUESTS: most requests accepted in one batch."
+  type        = number
+  default     = 50000
+}
+
+# ---------------------------------------------------------------------------------------------
+# Queues and scaling
+# ---------------------------------------------------------------------------------------------
+
+variable "jobs_batch_size" {
+  description = "Records per worker invocation from the jobs queue (1-10)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.jobs_batch_size >= 1 && var.jobs_batch_size <= 10
+    error_message = "jobs_batch_size must be between 1 and 10."
+  }
+}
+
+variable "jobs_batching_window_s" {
+  description = "Seconds Lambda may wait to fill a batch from the jobs queue; 0 keeps single submits fast."
+  type        = number
+  default     = 0
+}
+
+variable "jobs_max_concurrency" {
+  description = "scaling_config.maximum_concurrency of the jobs queue: most concurrent worker invocations for single jobs (2-1000). Keep it above batch_max_concurrency so a huge batch never delays single submits."
+  type        = number
+  default     = 20
+
+  validation {
+    condition     = var.jobs_max_concurrency >= 2 && var.jobs_max_concurrency <= 1000
+    error_message = "jobs_max_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "batch_batch_size" {
+  description = "Records per worker invocation from the batch queue (1-10)."
+  type        = number
+  default     = 10
+
+  validation {
+    condition     = var.batch_batch_size >= 1 && var.batch_batch_size <= 10
+    error_message = "batch_batch_size must be between 1 and 10."
+  }
+}
+
+variable "batch_batching_window_s" {
+  description = "Seconds Lambda may wait to fill a batch from the batch queue (fuller invocations, fewer of them)."
+  type        = number
+  default     = 2
+}
+
+variable "batch_max_concurrency" {
+  description = "scaling_config.maximum_concurrency of the batch queue: most concurrent worker invocations for batch jobs (2-1000). Lower than jobs_max_concurrency."
+  type        = number
+  default     = 5
+
+  validation {
+    condition     = var.batch_max_concurrency >= 2 && var.batch_max_concurrency <= 1000
+    error_message = "batch_max_concurrency must be between 2 and 1000."
+  }
+}
+
+# ---------------------------------------------------------------------------------------------
+# API Gateway
+# ---------------------------------------------------------------------------------------------
+
+variable "api_throttling_burst_limit" {
+  description = "API Gateway stage burst limit (requests)."
+  type        = number
+  default     = 100
+}
+
+variable "api_throttling_rate_limit" {
+  description = "API Gateway stage steady-state rate limit (requests per second)."
+  type        = number
+  default     = 50
+}
+
+# ---------------------------------------------------------------------------------------------
+# Alarms
+# ---------------------------------------------------------------------------------------------
+
+variable "alarm_sns_topic_arn" {
+  description = "SNS topic notified when an alarm fires or recovers; null: alarms only show in the console."
+  type        = string
+  default     = null
+}
+
+variable "jobs_queue_max_age_s" {
+  description = "Alarm when the oldest message on the jobs queue is older than this (seconds)."
+  type        = number
+  default     = 300
+}
+
+variable "batch_queue_max_age_s" {
+  description = "Alarm when the oldest message on the batch queue is older than this (seconds); big batches legitimately wait longer."
+  type        = number
+  default     = 3600
+}
+
+variable "lambda_errors_threshold" {
+  description = "Alarm when a function reports more than this many Errors in 5 minutes."
+  type        = number
+  default     = 0
+}
+
+# ---------------------------------------------------------------------------------------------
+# Data protection
+# ---------------------------------------------------------------------------------------------
+
+variable "table_deletion_protection" {
+  description = "Deletion protection of the DynamoDB table (turn off only to destroy a test stack)."
+  type        = bool
+  default     = true
+}
+
+# ---------------------------------------------------------------------------------------------
+# Optional ElastiCache (off by default: it needs a VPC, so the Lambdas need a NAT gateway to reach
+# the LLM APIs and webhooks, which costs more than the whole default stack).
+# ---------------------------------------------------------------------------------------------
+
+variable "enable_elasticache" {
+  description = "Create an ElastiCache (Valkey/Redis) node for the cache and rate limits and put the functions in the VPC (CACHE_BACKEND=redis, REDIS_URL). Requires vpc_id and private_subnet_ids with a NAT route."
+  type        = bool
+  default     = false
+}
+
+variable "vpc_id" {
+  description = "VPC of the ElastiCache node and the functions (only with enable_elasticache)."
+  type        = string
+  default     = null
+}
+
+variable "private_subnet_ids" {
+  description = "Private subnets (with a route to a NAT gateway) for the functions and the cache (only with enable_elasticache)."
+  type        = list(string)
+  default     = []
+}
+
+variable "elasticache_engine" {
+  description = "ElastiCache engine: valkey (cheaper) or redis."
+  type        = string
+  default     = "valkey"
+
+  validation {
+    condition     = contains(["valkey", "redis"], var.elasticache_engine)
+    error_message = "elasticache_engine must be valkey or redis."
+  }
+}
+
+variable "elasticache_engine_version" {
+  description = "ElastiCache engine version (major.minor, e.g. 8.0 for valkey, 7.1 for redis); null: the engine's current default."
+  type        = string
+  default     = null
+}
+
+variable "elasticache_node_type" {
+  description = "ElastiCache node type."
+  type        = string
+  default     = "cache.t4g.micro"
+}

@@ -1,0 +1,13 @@
+"""Rate-limit windows kept outside the process, for API processes that share no memory (Lambda
+containers). `api.ratelimit.TenantRateLimiter` uses one when it is given one."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+
+class RateWindow(Protocol):
+    async def hit(self, key: str, limit: int, window_s: int) -> tuple[bool, int]:
+        """Spend one of `key`'s `limit` requests per `window_s` seconds. Returns whether the
+        request is allowed and, when it is not, the whole seconds until one would be (else 0)."""
+        ...

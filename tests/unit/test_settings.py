@@ -1,0 +1,72 @@
+"""Settings are parsed once into typed fields, keep their environment formats, and never print
+their secrets."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import SecretStr, ValidationError
+
+from shared.config import ApiKey, Settings
+
+SECRETS = {
+    "API_KEYS": "t1:sk-one-secret, t2 : sk-two-secret ",
+    "WEBHOOK_SIGNING_SECRET": "whsec-master-secret",
+    "GEMINI_API_KEY": "gemini-secret",
+    "OPENROUTER_API_KEY": "openrouter-secret",
+    "REDIS_URL": "redis://:redis-secret@127.0.0.1:6379/0",
+}
+
+
+def from_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    return Settings(_env_file=None)  # type: ignore[call-arg]
+
+
+def test_api_keys_and_the_retry_schedule_are_parsed_from_their_env_formats(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = from_env(monkeypatch, **SECRETS, WEBHOOK_RETRY_SCHEDULE="0, 5,300 ,1800")
+    assert settings.api_keys == (
+        ApiKey(tenant="t1", key=SecretStr("sk-one-secret")),
+        ApiKey(tenant="t2", key=SecretStr("sk-two-secret")),
+    )
+    assert settings.tenants_by_key == {"sk-one-secret": "t1", "sk-two-secret": "t2"}
+    assert settings.webhook_retry_schedule == (0.0, 5.0, 300.0, 1800.0)
+    assert settings.retry_delays_s == [0.0, 5.0, 300.0, 1800.0]
+
+
+def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("API_KEYS", "WEBHOOK_RETRY_SCHEDULE"):
+        monkeypatch.delenv(name, raising=False)
+    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    assert settings.api_keys == () and settings.tenants_by_key == {}
+    assert settings.retry_delays_s == [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
+
+
+def test_secrets_never_print(monkeypatch: pytest.MonkeyPatch) -> None:
+    settings = from_env(monkeypatch, **SECRETS)
+    printed = repr(settings) + str(settings) + f"{settings}"
+    for secret in ("sk-one", "sk-two", "whsec-master", "gemini-secret", "openrouter-secret"):
+        assert secret not in printed, secret
+    assert "redis-secret" not in printed
+    assert "sk-one" not in settings.model_dump_json()  # SecretStr: masked when serialized too
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"API_KEYS": "t1:sk-leaky-secret,broken"}, "tenant1:key1"),
+        ({"API_KEYS": "t1:sk-leaky-secret,:k2"}, "tenant1:key1"),
+        ({"API_KEYS": "t1:sk-leaky-secret,t2:sk-leaky-secret"}, "same key"),
+        ({"WEBHOOK_RETRY_SCHEDULE": "0,soon"}, "comma-separated seconds"),
+        ({"WEBHOOK_RETRY_SCHEDULE": "0,-5"}, "greater than or equal to 0"),
+        ({"WEBHOOK_RETRY_SCHEDULE": " , "}, "at least 1 item"),
+    ],
+)
+def test_malformed_values_are_refused_without_echoing_them(
+    monkeypatch: pytest.MonkeyPatch, env: dict[str, str], message: str
+) -> None:
+    with pytest.raises(ValidationError, match=message) as refused:
+        from_env(monkeypatch, **env)
+    assert "sk-leaky-secret" not in str(refused.value)
