@@ -22,6 +22,7 @@ from shared.adapters.aws.setup import AwsLayout
 from shared.adapters.store import dynamodb_items as items
 from shared.adapters.store import dynamodb_keys
 from shared.adapters.store.dynamodb import DynamoDbJobStore
+from shared.adapters.store.dynamodb_changes import ended
 from shared.errors import Conflict, InvalidCursor
 from shared.models import (
     Batch,
@@ -198,6 +199,22 @@ async def test_ending_a_big_batch_moves_counters_in_chunks(
     assert await counts(store, batch.id) == BatchCounts(total=250, succeeded=25, cancelled=225)
     assert calls.count("TransactWriteItems") == 3  # 99 + 99 + 27 jobs, each with the counters
     assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
+
+
+async def test_a_chunk_meeting_a_changed_job_falls_back_to_one_by_one(
+    store: DynamoDbJobStore,
+) -> None:
+    batch, jobs = make_batch(5)
+    await store.create_batch(batch, jobs)
+    read = [await store._db.read_job(job.id) for job in jobs]  # as end_queued_jobs reads them
+    now = utcnow()
+    await store.claim(jobs[2].id, lease_until=now + timedelta(minutes=1), now=now)  # meanwhile
+    snapshots = [snapshot for snapshot in read if snapshot is not None]
+    moved = await store._db.move_jobs(snapshots, lambda job: ended(job, JobStatus.cancelled, None))
+    assert moved == 4
+    assert await counts(store, batch.id) == BatchCounts(total=5, running=1, cancelled=4)
+    running = await store.get_job(jobs[2].id)
+    assert running is not None and running.status is JobStatus.running
 
 
 # idempotency

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
+from shared.adapters.store.dynamodb_items import utc
 from shared.adapters.store.outcome import outcome_changes
 from shared.models import (
     Batch,
@@ -25,9 +26,11 @@ from shared.ports import JobOutcome
 
 
 def claimed(job: Job, lease_until: datetime, now: datetime) -> Job | None:
-    waiting = job.status is JobStatus.queued and (job.not_before is None or job.not_before <= now)
+    waiting = job.status is JobStatus.queued and (
+        job.not_before is None or utc(job.not_before) <= utc(now)
+    )
     lease_over = job.status is JobStatus.running and (
-        job.lease_until is None or job.lease_until < now
+        job.lease_until is None or utc(job.lease_until) < utc(now)
     )
     if not (waiting or lease_over):
         return None
