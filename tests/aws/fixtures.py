@@ -7,8 +7,10 @@ Fake credentials are set for the whole session: nothing here can reach real AWS.
 from __future__ import annotations
 
 import os
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
 import pytest
 
@@ -18,10 +20,30 @@ from shared.adapters.aws.setup import AwsLayout, create_layout
 REGION = "us-east-1"
 
 
+_MOTO_DYNAMODB = threading.Lock()
+
+
+def _one_dynamodb_request_at_a_time() -> None:
+    """DynamoDB applies each request atomically; moto's server does not. It serves each request
+    on its own thread, and a transaction deep-copies the table and puts the copy back when a
+    condition fails, undoing what other requests wrote meanwhile. So moto's DynamoDB requests are
+    run one at a time here, for the whole session (the server runs in this process)."""
+    from moto.dynamodb.responses import DynamoHandler
+
+    call_action = DynamoHandler.call_action
+
+    def one_at_a_time(handler: DynamoHandler) -> Any:
+        with _MOTO_DYNAMODB:
+            return call_action(handler)
+
+    DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
+    _one_dynamodb_request_at_a_time()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",

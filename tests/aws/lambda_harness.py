@@ -34,6 +34,8 @@ def api_event(
     all_headers = {"host": "abc123.execute-api.us-east-1.amazonaws.com", "user-agent": "curl/8"}
     if key:
         all_headers["authorization"] = f"Bearer {key}"
+    if body is not None:
+        all_headers["content-type"] = "application/json"
     all_headers |= {k.lower(): v for k, v in (headers or {}).items()}
     raw = body.encode() if isinstance(body, str) else body
     now = time.time()

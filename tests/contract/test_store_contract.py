@@ -576,7 +576,9 @@ class JobStoreContract:
             store.due_webhooks(now, lease, limit=6), store.due_webhooks(now, lease, limit=6)
         )
         assert not set(first) & set(second)
-        assert sorted(map(len, (first, second))) == [4, 6]
+        # All ten are taken, none twice; how they split depends on interleaving (a store whose
+        # sweeps serialise gives 6 + 4, DynamoDB may give 5 + 5).
+        assert len(first) + len(second) == 10 and max(len(first), len(second)) <= 6
 
 
 JOB_QUERIED = (

@@ -11,18 +11,13 @@ from shared.adapters.aws.setup import AwsLayout
 from shared.adapters.store.dynamodb import DynamoDbJobStore
 from shared.ports import Store
 from tests.contract.test_store_contract import JobStoreContract
-from tests.integration.test_dynamodb_store import linearizable_moto
 
 pytestmark = pytest.mark.integration
-
-__all__ = ["linearizable_moto"]  # the fixture, for this module's tests
 
 
 class TestDynamoDbJobStore(JobStoreContract):
     @pytest.fixture
-    async def store(
-        self, aws_clients: AwsClients, aws_layout: AwsLayout, linearizable_moto: None
-    ) -> AsyncIterator[Store]:
+    async def store(self, aws_clients: AwsClients, aws_layout: AwsLayout) -> AsyncIterator[Store]:
         store = DynamoDbJobStore(aws_clients, aws_layout.table)
         await store.start()
         yield store

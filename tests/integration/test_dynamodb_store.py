@@ -8,7 +8,6 @@ import asyncio
 import base64
 import json
 import re
-import threading
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -72,28 +71,6 @@ def make_batch(
     return batch, jobs
 
 
-_MOTO_DYNAMODB = threading.Lock()
-
-
-@pytest.fixture
-def linearizable_moto(monkeypatch: pytest.MonkeyPatch) -> None:
-    """One DynamoDB request at a time in moto's server, as DynamoDB applies each atomically.
-
-    moto serves each request on its own thread, and its DynamoDB is not thread-safe: a
-    transaction deep-copies the table and puts the copy back when a condition fails, undoing
-    whatever other requests wrote meanwhile. Without this, races the store settles correctly
-    on DynamoDB fail on moto."""
-    from moto.dynamodb.responses import DynamoHandler
-
-    call_action = DynamoHandler.call_action
-
-    def one_at_a_time(handler: DynamoHandler) -> Any:
-        with _MOTO_DYNAMODB:
-            return call_action(handler)
-
-    monkeypatch.setattr(DynamoHandler, "call_action", one_at_a_time)
-
-
 @pytest.fixture
 def calls() -> list[str]:
     """Names of the DynamoDB operations the store makes; a Scan fails the test at once."""
@@ -102,7 +79,7 @@ def calls() -> list[str]:
 
 @pytest.fixture
 async def store(
-    aws_clients: AwsClients, aws_layout: AwsLayout, calls: list[str], linearizable_moto: None
+    aws_clients: AwsClients, aws_layout: AwsLayout, calls: list[str]
 ) -> AsyncIterator[DynamoDbJobStore]:
     ddb = await aws_clients.client("dynamodb")
 
