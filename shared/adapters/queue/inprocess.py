@@ -2,7 +2,7 @@
 
 Single jobs (and retries, once due) are taken first; batch jobs are taken one group at a time in
 turn. Nothing here is durable: the store is. Jobs still queued when the process stops are found
-again by `Services.recover_unfinished()` on the next start.
+again by `Sweeper.recover_after_restart()` on the next start.
 """
 
 from __future__ import annotations
