@@ -39,11 +39,66 @@ def _one_dynamodb_request_at_a_time() -> None:
     DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
 
 
+def _transactions_roll_back_only_their_items() -> None:
+    """moto makes a transaction undoable by deep-copying the whole table, once per item: with a
+    few thousand items that is most of a test's time. Here a transaction snapshots just the items
+    it names and puts those back when it fails, which undoes the same writes (DynamoDB requests
+    are already serialised, so nothing else writes meanwhile)."""
+    from moto.dynamodb import models
+    from moto.dynamodb.models.dynamo_type import DynamoType
+    from moto.dynamodb.models.table import Table
+
+    real_copy = models.copy
+
+    class TablesKept:
+        @staticmethod
+        def deepcopy(value: Any) -> Any:
+            return value if isinstance(value, Table) else real_copy.deepcopy(value)
+
+    transact = models.DynamoDBBackend.transact_write_items
+
+    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+        saved = []
+        for entry in transact_items:
+            op = next(iter(entry.values()))
+            table = backend.tables.get(op.get("TableName"))
+            if table is None:
+                continue
+            key = op.get("Key") or op["Item"]
+            h = DynamoType(key[table.hash_key_attr])
+            r = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
+            saved.append((table, h, r, real_copy.deepcopy(table.get_item(h, r))))
+        models.copy = TablesKept  # type: ignore[assignment]
+        try:
+            transact(backend, transact_items)
+        except Exception:
+            for table, h, r, item in reversed(saved):
+                _put_back(table, h, r, item)
+            raise
+        finally:
+            models.copy = real_copy
+
+    models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
+
+
+def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
+    """Make the table hold `item` (None: nothing) under the key again."""
+    if table.get_item(hash_key, range_key) is not None:
+        table.delete_item(hash_key, range_key)
+    if item is None:
+        return
+    if range_key is None:
+        table.items[hash_key] = item
+    else:
+        table.items[hash_key][range_key] = item
+
+
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     _one_dynamodb_request_at_a_time()
+    _transactions_roll_back_only_their_items()
     for name, value in {
         "AWS_ACCESS_KEY_ID": "testing",
         "AWS_SECRET_ACCESS_KEY": "testing",
