@@ -549,3 +549,39 @@ async def test_a_batch_request_may_carry_its_own_webhook(api: Api) -> None:
     assert jobs["a"].webhook_url == HOOK and jobs["a"].webhook is not None
     assert jobs["a"].webhook.state == "pending"
     assert jobs["b"].webhook is None
+
+
+# Idempotency-Key on batches
+
+
+async def test_a_batch_sent_twice_with_one_idempotency_key_is_one_batch(api: Api) -> None:
+    body = ndjson(item("a"), item("b"))
+    keyed = {**NDJSON, "Idempotency-Key": "upload-7"}
+    first = await api.client.post("/v1/batches", content=body, headers=keyed)
+    again = await api.client.post("/v1/batches", content=body, headers=keyed)
+    assert (first.status_code, again.status_code) == (202, 202), again.text
+    assert again.json()["id"] == first.json()["id"]
+    assert len(api.store.batches) == 1 and len(api.store.jobs) == 2
+    assert len(api.queue.pending) == 2  # its jobs were enqueued once
+
+
+async def test_the_same_key_with_another_body_is_a_conflict(api: Api) -> None:
+    keyed = {**JSON, "Idempotency-Key": "upload-8"}
+    first = await post_json(api, {"requests": [item("a")]}, keyed)
+    other = await post_json(api, {"requests": [item("a", "another prompt")]}, keyed)
+    assert first.status_code == 202
+    assert other.status_code == 409 and other.json()["error"]["code"] == "conflict"
+    assert len(api.store.batches) == 1
+
+
+async def test_an_idempotency_key_is_per_tenant(api: Api) -> None:
+    body = ndjson(item("a"))
+    mine = await api.client.post(
+        "/v1/batches", content=body, headers={**NDJSON, "Idempotency-Key": "k"}
+    )
+    theirs = await api.client.post(
+        "/v1/batches",
+        content=body,
+        headers={"Content-Type": "application/x-ndjson", **T2, "Idempotency-Key": "k"},
+    )
+    assert theirs.status_code == 202 and theirs.json()["id"] != mine.json()["id"]
