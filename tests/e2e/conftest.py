@@ -132,6 +132,18 @@ class Launcher:
         self.apis.append(api)
         return api
 
+    def aws_local(self, name: str = "aws-local", **env: str) -> Api:
+        """Start `make aws-local`'s program (moto, the AWS layout, the API and an SQS-polling
+        worker) on a free port, and wait until its API answers /readyz."""
+        port = procs.free_port()
+        full_env = self.env(PORT=str(port), **env)
+        url = f"http://127.0.0.1:{port}"
+        args = ["-m", "shared.adapters.aws.local"]
+        proc = self._start(name, args, full_env, ready_url=f"{url}/readyz")
+        api = Api(proc, url, Path(full_env["SQLITE_PATH"]), full_env)
+        self.apis.append(api)
+        return api
+
     def restart(self, api: Api, name: str, **env: str) -> Api:
         """The same API (port, SQLite file, settings) started again as a new process."""
         assert api.proc.popen.poll() is not None, "stop or kill the old process first"

@@ -4,8 +4,9 @@ Commands live in ```sh blocks. Each block is either run by a test below (`RUN`) 
 `NOT_RUN` with the reason; a block that is neither fails `test_every_shell_block_is_run_or_listed`.
 A block is known by the first line of its first command.
 
-The README walk-through runs against `python -m api` in embedded mode (no API keys, the offline
-provider, a free port): `http://127.0.0.1:8000` becomes that port, `CHATJOBS_URL` points the
+The README walk-through runs twice: against `python -m api` in embedded mode (no API keys, the
+offline provider, a free port), and against what `make aws-local` starts (DynamoDB, SQS and
+Secrets Manager on moto, the API and an SQS-polling worker). In both, `http://127.0.0.1:8000` becomes that port, `CHATJOBS_URL` points the
 `chatjobs` command at it, and the placeholders `job_…` / `batch_…` become the ids the walk-through
 made. Commands run one by one, in order, in a scratch directory (the heredoc writes prompts.jsonl
 there), with `uv` offline and frozen on this project. A comment under a command is what the README
@@ -67,8 +68,8 @@ NOT_RUN = {
         "on a Valkey of its own",
         "docker compose up": "needs Docker; tests/unit/test_deploy_files.py checks "
         "docker-compose.yml and the Dockerfile",
-        "make aws-local": "serves until Ctrl-C; tests/integration/test_aws_lambda.py runs the "
-        "AWS layout through its Lambda handlers on moto's server",
+        "make aws-local": "serves until Ctrl-C; test_readme_walk_through[aws-local] runs the "
+        "walk-through against the program it starts, `python -m shared.adapters.aws.local`",
     },
     DEPLOYMENT: {
         "export AWS_REGION=": f"{_AWS}, and `terraform init` downloads the AWS provider",
@@ -312,21 +313,24 @@ def test_make_run_serves_python_m_api() -> None:
     assert dry.stdout.strip().splitlines()[-1].endswith("python -m api")
 
 
-@pytest.fixture(scope="module")
-def embedded(module_launcher: Launcher) -> Api:
-    """`python -m api` as `make run` starts it: no API keys, no LLM key (the offline provider)."""
-    return module_launcher.api("docs-api")
+@pytest.fixture(scope="module", params=["embedded", "aws-local"])
+def served(request: pytest.FixtureRequest, module_launcher: Launcher) -> Api:
+    """The walk-through's server: `make run`'s, and `make aws-local`'s (DynamoDB, SQS and Secrets
+    Manager on moto, an SQS-polling worker) — the README says it works unchanged on both."""
+    if request.param == "embedded":
+        return module_launcher.api("docs-api")
+    return module_launcher.aws_local("docs-aws-local")
 
 
 @pytest.fixture
-def shell(embedded: Api, tmp_path: Path) -> Iterator[Shell]:
+def shell(served: Api, tmp_path: Path) -> Iterator[Shell]:
     work = tmp_path / "work"
     work.mkdir()
-    yield Shell(work, tmp_path / "bin", embedded.url)
+    yield Shell(work, tmp_path / "bin", served.url)
 
 
-@pytest.mark.timeout(60)
-def test_readme_walk_through(shell: Shell, embedded: Api) -> None:
+@pytest.mark.timeout(90)
+def test_readme_walk_through(shell: Shell, served: Api) -> None:
     # Submit, then poll.
     (submit,) = block(README, SUBMIT).commands
     status, headers, job = http_answer(shell.run(submit).stdout)
@@ -374,7 +378,7 @@ def test_readme_walk_through(shell: Shell, embedded: Api) -> None:
     assert batch["counts"]["total"] == 2 and post.shown('"total": 2')
     assert batch["status"] in ("in_progress", "completed") and post.shown('"in_progress"')
     shell.ids["batch"] = batch["id"]
-    with embedded.client() as http:
+    with served.client() as http:
         wait_batch(http, batch["id"], timeout=20)
 
     # List, as the walk-through's prose writes it, for this batch.
