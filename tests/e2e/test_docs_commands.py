@@ -5,13 +5,13 @@ Commands live in ```sh blocks. Each block is either run by a test below (`RUN`) 
 A block is known by the first line of its first command.
 
 The README walk-through runs twice: against `python -m api` in embedded mode (no API keys, the
-offline provider, a free port), and against what `make aws-local` starts (DynamoDB, SQS and
-Secrets Manager on moto, the API and an SQS-polling worker). In both, `http://127.0.0.1:8000`
-becomes that port, `CHATJOBS_URL` points the `chatjobs` command at it, and the placeholders `job_…` / `batch_…` become the ids the walk-through
-made. Commands run one by one, in order, in a scratch directory (the heredoc writes prompts.jsonl
-there), with `uv` offline and frozen on this project. A comment under a command is what the README
-shows it printing, and each check below compares with it; `exit N` in a command's comment is the
-exit status it must end with (otherwise 0).
+offline provider, a free port), and against what `make aws-local` starts (DynamoDB, SQS and Secrets
+Manager on moto, the API and an SQS-polling worker). In both, `http://127.0.0.1:8000` becomes that
+port, `CHATJOBS_URL` points the `chatjobs` command at it, and the placeholders `job_…` / `batch_…`
+become the ids the walk-through made. Commands run one by one, in order, in a scratch directory
+(the heredoc writes prompts.jsonl there), with `uv` offline and frozen on this project. A comment
+under a command is what the README shows it printing, and each check below compares with it; `exit
+N` in a command's comment is the exit status it must end with (otherwise 0).
 """
 
 from __future__ import annotations
