@@ -40,6 +40,10 @@ locals {
   api_env = merge(local.common_env, local.redis_env, {
     RATE_LIMIT         = var.rate_limit
     BATCH_MAX_REQUESTS = tostring(var.batch_max_requests)
+    # A job is one DynamoDB item (400 KB at most), holding the request and its answer: keep a
+    # request well under that. A Lambda request payload is at most 6 MB, so is a batch body.
+    MAX_BODY_BYTES  = "300000"
+    BATCH_MAX_BYTES = "6000000"
   })
 
   worker_env = merge(local.common_env, local.redis_env, {
