@@ -13,7 +13,6 @@ import time
 from typing import Any
 
 from shared.adapters.queue.sqs import SqsJobQueue
-
 from shared.factory import Services
 from shared.lambda_runtime import LambdaRuntime
 from shared.logs import configure_logging

@@ -15,9 +15,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from shared.adapters.queue.sqs import SqsJobQueue, SqsMessage
-
 from shared.adapters.aws.names import MAX_RECEIVE_COUNT
+from shared.adapters.queue.sqs import SqsJobQueue, SqsMessage
 from shared.execution import JobExecutor
 
 log = logging.getLogger(__name__)

@@ -14,7 +14,6 @@ import logging
 import math
 
 from shared.adapters.queue.sqs import SqsJobQueue
-
 from shared.config import Settings
 from shared.factory import ServiceFactory, Services
 from worker.lambda_handler import sweep_once
