@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared.adapters.aws.clients import AwsClients
+from shared.adapters.aws.local import moto_server
 from shared.adapters.aws.setup import AwsLayout, create_layout
 
 REGION = "us-east-1"
@@ -95,8 +96,6 @@ def _put_back(table: Any, hash_key: Any, range_key: Any, item: Any) -> None:
 
 @pytest.fixture(scope="session")
 def moto_endpoint() -> Iterator[str]:
-    from moto.server import ThreadedMotoServer
-
     _one_dynamodb_request_at_a_time()
     _transactions_roll_back_only_their_items()
     for name, value in {
@@ -108,13 +107,8 @@ def moto_endpoint() -> Iterator[str]:
     }.items():
         os.environ[name] = value
     os.environ.pop("AWS_PROFILE", None)
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    try:
-        yield f"http://{host}:{port}"
-    finally:
-        server.stop()
+    with moto_server() as endpoint:
+        yield endpoint
 
 
 @pytest.fixture
