@@ -308,9 +308,16 @@ def test_every_shell_block_is_run_or_listed() -> None:
 
 def test_make_run_serves_python_m_api() -> None:
     dry = subprocess.run(
-        ["make", "-n", "run"], cwd=ROOT, capture_output=True, text=True, timeout=30, check=True
-    )
-    assert dry.stdout.strip().splitlines()[-1].endswith("python -m api")
+        ["make", "--no-print-directory", "-n", "run"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+        env={k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL")},
+    )  # run from `make test` too, where make would add "Leaving directory" lines
+    recipe = [line for line in dry.stdout.splitlines() if not line.startswith("make")]
+    assert recipe[-1].endswith("python -m api")
 
 
 @pytest.fixture(scope="module", params=["embedded", "aws-local"])
