@@ -60,12 +60,7 @@ from shared.adapters.store.dynamodb_items import (
 from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reserve_batch_key
 from shared.adapters.store.dynamodb_queries import encode_cursor, index_query, list_query
 from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
-from shared.adapters.store.dynamodb_usage import (
-    added_by,
-    counters_of,
-    usage_query,
-    usage_updates,
-)
+from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.errors import Conflict
 from shared.models import (
     Batch,
@@ -116,7 +111,7 @@ class DynamoDbJobStore:
     async def create_job(self, job: Job) -> Job:
         if job.idempotency_key:
             return await create_keyed_job(self._db, job, job.idempotency_key)
-        counted = usage_updates(self.table, added_by([job] if job.status.is_terminal else []))
+        counted = usage_updates(self.table, [job] if job.status.is_terminal else [])
         if not await self._db.put_new(job_item(job, 1), also=counted):
             raise Conflict(f"job {job.id} already exists")
         return job
@@ -240,7 +235,7 @@ class DynamoDbJobStore:
             earlier = await reserve_batch_key(self._db, batch, batch.idempotency_key)
             if earlier is not None:
                 return earlier
-        counted = usage_updates(self.table, added_by(j for j in jobs if j.status.is_terminal))
+        counted = usage_updates(self.table, [j for j in jobs if j.status.is_terminal])
         first, rest = counted[: TRANSACTION_ITEMS - 1], counted[TRANSACTION_ITEMS - 1 :]
         try:
             requests = await asyncio.to_thread(_put_requests, jobs)  # 50,000 dumps hold the loop
@@ -366,7 +361,7 @@ class DynamoDbJobStore:
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
         """One Query of the tenant's USAGE# partition: counter items only."""
         params = usage_query(self.table, tenant, start, end)
-        return [counters_of(item) async for item in query_items(self._db.ddb, params)]
+        return merged_shards([item async for item in query_items(self._db.ddb, params)])
 
     # helpers
 

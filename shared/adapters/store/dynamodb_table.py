@@ -42,7 +42,7 @@ from shared.adapters.store.dynamodb_items import (
     stored_job,
     utc,
 )
-from shared.adapters.store.dynamodb_usage import added_by, usage_updates
+from shared.adapters.store.dynamodb_usage import usage_updates
 from shared.models import Batch, Job, JobStatus, utcnow
 from shared.usage import UsageKey, counts_usage, usage_key
 
@@ -113,7 +113,7 @@ class ItemTable:
         if old.job.idempotency_key and new.idempotency_key is None:
             ops["key"] = self._key_release(old.job)
         if counts_usage(old.job.status, new.status):
-            (ops["usage"],) = usage_updates(self.table, added_by([new]))
+            (ops["usage"],) = usage_updates(self.table, [new])
         while len(ops) > 1:
             reasons = await transact(self.ddb, list(ops.values()))
             if reasons is None:
@@ -151,7 +151,7 @@ class ItemTable:
         if (counts := self._counter_update(pairs[0][1].batch_id, moves)) is not None:
             ops.append(counts)
         ended = [new for old, new in pairs if counts_usage(old.job.status, new.status)]
-        ops += usage_updates(self.table, added_by(ended))
+        ops += usage_updates(self.table, ended)
         if await transact(self.ddb, ops) is None:
             return len(pairs)
         one_by_one = await bounded(self.change_job(old.job.id, change) for old, _ in pairs)

@@ -1,17 +1,23 @@
 """Usage counter items of DynamoDbJobStore's single table, and their read.
 
-One item per tenant x UTC day x model x provider: pk `USAGE#<tenant>`, sk `<day>#<model>#<provider>`
-(tenant, model and provider URL-quoted, so a '#' in a name cannot make two keys collide), with
-the figures as number attributes (`requests`, …, `fc_<error code>`, `lat_00`…`lat_39`) moved by
-ADD, and the key's parts as plain attributes. The updates ride in the TransactWriteItems that ends
-the job (see dynamodb_table.py), so a write whose condition fails counts nothing. A tenant's period
-is one Query of its partition, `sk BETWEEN '<from>' AND '<to>$'` ('$' sorts just after the '#'
-that ends the day): no scan, no job item read.
+Items of pk `USAGE#<tenant>`, sk `<day>#<model>#<provider>#<shard>` (tenant, model and provider
+URL-quoted, so a '#' in a name cannot make two keys collide), with the figures as number
+attributes (`requests`, …, `fc_<error code>`, `lat_00`…`lat_39`) moved by ADD, and the key's parts
+as plain attributes. The updates ride in the TransactWriteItems that ends the job (see
+dynamodb_table.py), so a write whose condition fails counts nothing.
+
+Each tenant x day x model x provider has SHARDS items, and a write picks one by its (first) job's
+id: concurrent transactions on one item conflict (TransactionConflict, retried with backoff), so
+one item per key would serialise every job a tenant finishes. Reads add the shards up.
+
+A tenant's period is one Query of its partition, `sk BETWEEN '<from>' AND '<to>$'` ('$' sorts just
+after the '#' that ends the day): no scan, no job item read.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import zlib
+from collections.abc import Iterable, Sequence
 from datetime import date
 from typing import Any
 from urllib.parse import quote
@@ -33,14 +39,16 @@ PREFIX = "USAGE#"
 CODE_PREFIX = "fc_"
 LATENCY_ATTRS = tuple(f"lat_{k:02d}" for k in range(LATENCY_BUCKETS))
 NAME_ATTRS = ("day", "model", "provider")
+SHARDS = 8
 
 
 def usage_partition(tenant: str) -> str:
     return PREFIX + quote(tenant, safe="")
 
 
-def usage_item_key(key: UsageKey) -> Item:
-    sort = f"{key.day.isoformat()}#{quote(key.model, safe='')}#{quote(key.provider, safe='')}"
+def usage_item_key(key: UsageKey, shard: int) -> Item:
+    names = f"{quote(key.model, safe='')}#{quote(key.provider, safe='')}"
+    sort = f"{key.day.isoformat()}#{names}#{shard}"
     return {PARTITION_KEY: s(usage_partition(key.tenant)), SORT_KEY: s(sort)}
 
 
@@ -53,12 +61,16 @@ def added_by(jobs: Iterable[Job]) -> dict[UsageKey, UsageCounters]:
     return added
 
 
-def usage_updates(table: str, added: dict[UsageKey, UsageCounters]) -> list[Item]:
-    """One TransactWriteItems Update per counter item (a transaction names an item once)."""
-    return [_update(table, key, counters) for key, counters in added.items()]
+def usage_updates(table: str, ended: Sequence[Job]) -> list[Item]:
+    """TransactWriteItems Updates adding what these just-ended jobs count: one per counter item
+    (a transaction names an item once), all on the shard of the first job."""
+    if not ended:
+        return []
+    shard = zlib.crc32(ended[0].id.encode()) % SHARDS
+    return [_update(table, key, counters, shard) for key, counters in added_by(ended).items()]
 
 
-def _update(table: str, key: UsageKey, counters: UsageCounters) -> Item:
+def _update(table: str, key: UsageKey, counters: UsageCounters, shard: int) -> Item:
     sums = {name: getattr(counters, name) for name in COUNTER_FIELDS}
     sums |= {CODE_PREFIX + code: count for code, count in counters.failed_by_code.items()}
     sums |= {attr: count for attr, count in zip(LATENCY_ATTRS, counters.latency, strict=True)}
@@ -70,7 +82,7 @@ def _update(table: str, key: UsageKey, counters: UsageCounters) -> Item:
     values = {f":{name}": s(value) for name, value in names.items()}
     values |= {f":{name}": n(value) for name, value in sums.items()}
     params = expression(values, UpdateExpression=update)
-    return {"Update": {"TableName": table, "Key": usage_item_key(key), **params}}
+    return {"Update": {"TableName": table, "Key": usage_item_key(key, shard), **params}}
 
 
 def usage_query(table: str, tenant: str, start: date, end: date) -> dict[str, Any]:
@@ -85,6 +97,16 @@ def usage_query(table: str, tenant: str, start: date, end: date) -> dict[str, An
         "ConsistentRead": True,  # the figures of jobs that have just ended
         **expression(values, KeyConditionExpression=condition),
     }
+
+
+def merged_shards(items: Iterable[Item]) -> list[UsageCounters]:
+    """One UsageCounters per day x model x provider, its shards added up, in key order."""
+    found: dict[tuple[str, ...], UsageCounters] = {}
+    for item in items:
+        counters = counters_of(item)
+        key = tuple(item[name]["S"] for name in NAME_ATTRS)
+        found[key] = found[key].plus(counters) if key in found else counters
+    return [found[key] for key in sorted(found)]
 
 
 def counters_of(item: Item) -> UsageCounters:
