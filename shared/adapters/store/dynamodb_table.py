@@ -53,7 +53,8 @@ BatchChange = Callable[[Batch], Batch | None]
 BATCH_WRITE_GRACE = timedelta(minutes=15)
 MAX_TRIES = 10
 TRANSACTION_ITEMS = 100  # DynamoDB's limit
-TRANSACTION_JOBS = 99  # plus the batch's counter update (usage counters may split a chunk)
+# plus the batch's counter update and a usage counter update (more of those split a chunk)
+TRANSACTION_JOBS = 98
 TRANSACTION_BYTES = 3_000_000  # of DynamoDB's 4 MB per transaction
 
 

@@ -11,7 +11,7 @@ id: concurrent transactions on one item conflict (TransactionConflict, retried w
 one item per key would serialise every job a tenant finishes. Reads add the shards up.
 
 A tenant's period is one Query of its partition, `sk BETWEEN '<from>' AND '<to>$'` ('$' sorts just
-after the '#' that ends the day): no scan, no job item read.
+after the '#' that ends the day), which reads counter items and nothing else.
 """
 
 from __future__ import annotations
