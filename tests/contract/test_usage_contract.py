@@ -206,12 +206,17 @@ class UsageContract:
         assert [row.group for row in await rows(store, GroupBy.model)] == ["m-asked"]
 
     async def test_cancellations_count_when_they_happen(self, store: Store) -> None:
-        job = await store.create_job(make_job(request=ChatRequest(messages=REQUEST.messages)))
+        unnamed = ChatRequest(messages=REQUEST.messages, model="")
+        jobs = [
+            await store.create_job(make_job(request=r))
+            for r in (unnamed, unnamed.model_copy(update={"model": None}))
+        ]
         assert await total(store) == figures(groups=[])
         cancel = JobOutcome(JobStatus.cancelled, expect=JobStatus.queued)
-        assert await store.finish(job.id, cancel) is not None
-        assert await store.finish(job.id, cancel) is None
-        assert await total(store) == figures(requests=1, cancelled=1, groups=["none"])
+        for job in jobs:
+            assert await store.finish(job.id, cancel) is not None
+            assert await store.finish(job.id, cancel) is None
+        assert await total(store) == figures(requests=2, cancelled=2, groups=["none"])
         assert [row.group for row in await rows(store, GroupBy.model)] == ["default"]
 
     async def test_a_fallback_answer_counts_as_a_fallback(self, store: Store) -> None:

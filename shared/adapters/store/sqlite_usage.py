@@ -49,7 +49,8 @@ _CODE = f"coalesce({_field('error.code')}, 'unknown')"
 _JOB = f"""SELECT
     NEW.tenant AS tenant,
     coalesce(date(coalesce({_field("completed_at")}, {_field("updated_at")})), date('now')) AS day,
-    coalesce({_field("result.model")}, {_field("request.model")}, '{DEFAULT_MODEL}') AS model,
+    coalesce({_field("result.model")}, nullif({_field("request.model")}, ''), '{DEFAULT_MODEL}')
+        AS model,
     CASE WHEN {_CACHED} THEN '{CACHE_PROVIDER}'
         ELSE coalesce({_field("result.provider")}, '{NO_PROVIDER}') END AS provider,
     NEW.status AS status,
