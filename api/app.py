@@ -16,7 +16,7 @@ from api.metrics import router as metrics_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.requestid import RequestIdMiddleware
-from api.routes import batches, health, jobs, webhooks
+from api.routes import batches, health, jobs, usage, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
 
@@ -86,6 +86,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)
+    app.include_router(usage.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     install_openapi(app)

@@ -14,6 +14,7 @@ from shared.config import Settings
 from shared.factory import Services
 from shared.logs import bind
 from shared.service import ChatService
+from shared.usage_report import UsageService
 
 
 def get_settings(request: Request) -> Settings:
@@ -34,6 +35,10 @@ def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchSe
     return services.batches
 
 
+def get_usage_service(services: Annotated[Services, Depends(get_services)]) -> UsageService:
+    return services.usage
+
+
 async def bind_log_ids(request: Request) -> None:
     """Log records of a request about one job or batch carry its id (async: a sync dependency
     would run in a thread, whose context changes do not reach the request)."""
@@ -50,6 +55,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 BatchesDep = Annotated[BatchService, Depends(get_batches)]
+UsageDep = Annotated[UsageService, Depends(get_usage_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
 RateLimited = Depends(enforce_rate_limit)

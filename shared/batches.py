@@ -203,7 +203,7 @@ def _same_body(existing: Batch, submitted: Batch) -> Batch:
 def result_line(job: Job) -> dict[str, Any]:
     line: dict[str, Any] = {"custom_id": job.custom_id, "job_id": job.id, "status": job.status}
     if job.result is not None:
-        line["result"] = job.result.model_dump(mode="json")
+        line["result"] = job.result.public().model_dump(mode="json")
     if job.error is not None and job.status is not JobStatus.succeeded:
         line["error"] = job.error.model_dump(mode="json")
     return line

@@ -50,3 +50,12 @@ class InvalidWebhookUrl(ChatJobsError):
 
 class InvalidCursor(ChatJobsError):
     """A pagination cursor this store did not make."""
+
+
+class InvalidPeriod(ChatJobsError):
+    """A usage period that cannot be read (from after to, or too long); `fields` names the
+    parameters at fault."""
+
+    def __init__(self, message: str, fields: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.fields = fields

@@ -29,6 +29,7 @@ from shared.ports import JobQueue, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
 from shared.service import ChatService
 from shared.sweeps import Sweeper
+from shared.usage_report import UsageService
 from shared.webhook_hooks import WebhookHooks
 from shared.webhooks import WebhookDispatcher, WebhookSender, check_url, tenant_secret
 from shared.webhooks.secrets import load_or_create_master
@@ -57,6 +58,7 @@ class Services:
     backlog: Backlog = field(init=False)
     chat: ChatService = field(init=False)
     batches: BatchService = field(init=False)
+    usage: UsageService = field(init=False)
     executor: JobExecutor = field(init=False)
     webhooks: WebhookDispatcher = field(init=False)
     sweeper: Sweeper = field(init=False)
@@ -77,6 +79,7 @@ class Services:
         hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
         self.chat = ChatService(self.store, self.cache, self.queue, hooks, self._job_finished)
         self.batches = BatchService(self.store, self.cache, self.queue, hooks)
+        self.usage = UsageService(self.store)
         self.executor = JobExecutor(
             self.store,
             self.cache,

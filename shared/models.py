@@ -133,14 +133,24 @@ class Usage(BaseModel):
     output_tokens: int = 0
 
 
-class Completion(BaseModel):
-    """What an LLMProvider returns."""
+class CompletionPublic(BaseModel):
+    """An answer as clients see it: the job's `result`."""
 
     content: str
     provider: str
     model: str
     usage: Usage = Field(default_factory=Usage)
     latency_ms: int = 0
+
+
+class Completion(CompletionPublic):
+    """What an LLMProvider returns. `fallback` is set by FallbackLLM on an answer from its
+    fallback provider (usage counts those); clients see only which `provider` answered."""
+
+    fallback: bool = False
+
+    def public(self) -> CompletionPublic:
+        return CompletionPublic.model_validate(self.model_dump(exclude={"fallback"}))
 
 
 JobErrorCode = Literal[
@@ -218,7 +228,7 @@ class JobPublic(BaseModel):
     metadata: dict[str, str]
     attempts: int
     model: str | None = None
-    result: Completion | None
+    result: CompletionPublic | None
     error: JobError | None
     webhook: WebhookDelivery | None
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
 from typing import Literal, NamedTuple, Protocol
 
 from shared.models import (
@@ -17,6 +17,7 @@ from shared.models import (
     JobStatus,
     WebhookDelivery,
 )
+from shared.usage import UsageCounters
 
 JobHandler = Callable[[str], Awaitable[None]]
 JobFinished = Callable[[Job], Awaitable[None]]
@@ -151,7 +152,18 @@ class WebhookOutbox(Protocol):
         """The job or batch with this id (any tenant)."""
 
 
-class Store(JobStore, BatchStore, WebhookOutbox, Protocol):
+class UsageStore(Protocol):
+    """Usage counters per tenant x day x model x provider (shared/usage.py says what a job adds).
+
+    The write that ends a job, or stores it already ended (a cache hit), moves its counters in
+    the same transaction, so a write whose condition fails counts nothing."""
+
+    async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
+        """The tenant's counters for the UTC days `start`..`end` (both included), one per day x
+        model x provider that has any. Reads counters only, never jobs."""
+
+
+class Store(JobStore, BatchStore, WebhookOutbox, UsageStore, Protocol):
     """What one storage technology provides; the composition root hands out its narrower ports."""
 
 

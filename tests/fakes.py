@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any, Literal
 
 from shared.adapters.store.outcome import outcome_changes
@@ -24,6 +24,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobHandler, JobOutcome, JobRef
+from shared.usage import UsageCounters, UsageKey, counts_usage, usage_key, usage_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -32,6 +33,7 @@ class FakeJobStore:
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
         self.batches: dict[str, Batch] = {}
+        self.usage_counters: dict[UsageKey, UsageCounters] = {}
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -49,7 +51,22 @@ class FakeJobStore:
             if earlier is not None:
                 return earlier
             self.jobs[job.id] = job
+            self._count(None, job)
             return job
+
+    def _count(self, before: JobStatus | None, job: Job) -> None:
+        """Usage counters move with the write that ends a job (or stores it ended)."""
+        if counts_usage(before, job.status):
+            key, added = usage_key(job), usage_of(job)
+            held = self.usage_counters.get(key)
+            self.usage_counters[key] = held.plus(added) if held is not None else added
+
+    async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
+        return [
+            counters
+            for key, counters in sorted(self.usage_counters.items())
+            if key.tenant == tenant and start <= key.day <= end
+        ]
 
     def _idempotent_match(self, job: Job) -> Job | None:
         if not job.idempotency_key:
@@ -143,6 +160,7 @@ class FakeJobStore:
     def _apply(self, job: Job, to_status: JobStatus, changes: dict[str, Any]) -> Job:
         updated = job.model_copy(update={**changes, "status": to_status, "updated_at": utcnow()})
         self.jobs[job.id] = updated
+        self._count(job.status, updated)
         batch = self.batches.get(job.batch_id) if job.batch_id else None
         if batch is not None and job.status != to_status:
             counts = batch.counts.model_copy()
@@ -190,6 +208,7 @@ class FakeJobStore:
             self.batches[batch.id] = batch
             for job in jobs:
                 self.jobs[job.id] = job
+                self._count(None, job)
             return batch
 
     def _batch_holding(self, batch: Batch) -> Batch | None:

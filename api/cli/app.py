@@ -9,7 +9,7 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli import batches, jobs
+from api.cli import batches, jobs, usage
 from api.cli.exits import (
     EPILOG,
     EXIT_HTTP,
@@ -24,7 +24,7 @@ from api.cli.http import Target, checked, target
 app = typer.Typer(
     name="chatjobs",
     help="Command-line client for the chatjobs API: submit prompts and batches, follow them, "
-    "list, cancel, and fetch results.",
+    "list, cancel, fetch results, and see your usage.",
     epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
@@ -122,6 +122,7 @@ app.command()(command(jobs.cancel))
 app.command("batch")(command(batches.submit_batch))
 app.command()(command(batches.results))
 app.command("webhook-secret")(command(webhook_secret))
+app.command()(command(usage.usage))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -268,3 +268,58 @@ def test_a_wait_that_runs_out_exits_5(api: Api, stub: LLMStub, tmp_path: Path) -
         stub.reset()
     finished = chatjobs(api, "get", job["id"], "--wait", "10")
     assert finished.returncode == 0 and json.loads(finished.stdout)["status"] == "succeeded"
+
+
+USAGE_FIELDS = (
+    "requests",
+    "succeeded",
+    "failed",
+    "cancelled",
+    "cache_hits",
+    "llm_calls",
+    "fallbacks",
+    "input_tokens",
+    "output_tokens",
+    "latency_ms_p50",
+    "latency_ms_p95",
+)
+
+
+def test_usage_renders_the_table_and_json_and_names_a_bad_parameter(api: Api) -> None:
+    for prompt in ("usage one", "usage two", "usage one"):  # the third is a cache hit
+        ran = chatjobs(api, "submit", prompt, "--wait", key=KEYS["t2"])
+        assert ran.returncode == 0, ran.stderr
+    as_json = chatjobs(api, "usage", "--json", key=KEYS["t2"])
+    assert as_json.returncode == 0, as_json.stderr
+    report = json.loads(as_json.stdout)
+    (row,) = report["data"]
+    assert row["group"] == report["to"] and report["group_by"] == "day"
+    assert row["requests"] >= 3 and row["cache_hits"] >= 1
+
+    table = chatjobs(api, "usage", key=KEYS["t2"])
+    assert table.returncode == 0, table.stderr
+    assert f"usage {report['from']} to {report['to']} by day" in table.stdout
+    lines = [line.split() for line in table.stdout.splitlines()]
+    assert ["day", "requests", "succeeded", "failed", "cancelled", "cache", "hits"] in [
+        line[:7] for line in lines
+    ]
+    (cells,) = [line[1:] for line in lines if line[:1] == [row["group"]]]
+    shown = ["-" if row[field] is None else f"{row[field]:,}" for field in USAGE_FIELDS]
+    assert cells == shown
+    assert ["total", f"{row['requests']:,}"] in [line[:2] for line in lines]
+
+    by_provider = chatjobs(api, "usage", "--group-by", "provider", key=KEYS["t2"])
+    assert by_provider.returncode == 0, by_provider.stderr
+    providers = {line[0] for line in map(str.split, by_provider.stdout.splitlines()) if line}
+    assert {"gemini", "cache"} <= providers
+
+    for args, field in (
+        (["--from", "2024-03-02", "--to", "2024-03-01"], "from (2024-03-02) is after to"),
+        (["--from", "2023-01-01", "--to", "2024-06-01"], "at most 366"),
+        (["--to", "2024-02-30"], "to:"),
+    ):
+        refused = chatjobs(api, "usage", *args)
+        assert refused.returncode == 3, (args, refused.stderr)
+        assert "HTTP 422" in refused.stderr and field in " ".join(refused.stderr.split())
+    unknown = chatjobs(api, "usage", "--group-by", "week")
+    assert unknown.returncode == 2 and "--group-by" in unknown.stderr

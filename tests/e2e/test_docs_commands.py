@@ -50,11 +50,12 @@ POLL = "curl -s 'http://127.0.0.1:8000/v1/jobs/job_5f0c…?wait=10'"
 SECRET = "curl -s http://127.0.0.1:8000/v1/webhook-secret"
 BATCH = "cat > prompts.jsonl <<'EOF'"
 BATCH_FOLLOW = "curl -s http://127.0.0.1:8000/v1/batches/batch_9a…"
+USAGE = "curl -s 'http://127.0.0.1:8000/v1/usage?group_by=provider'"
 CLI = "uv run chatjobs submit "
 ONE_TEST = "uv run pytest tests/unit/test_service.py -k cache_key"
 COUNT = "uv run pytest --collect-only -q tests/unit | tail -1"
 RUN = {
-    README: (SUBMIT, POLL, SECRET, BATCH, BATCH_FOLLOW, CLI),
+    README: (SUBMIT, POLL, SECRET, BATCH, BATCH_FOLLOW, USAGE, CLI),
     TESTING: (ONE_TEST, COUNT),
 }
 
@@ -406,6 +407,19 @@ def test_readme_walk_through(shell: Shell, served: Api) -> None:
     (after_cancel,) = json_values(shell.run(cancel_batch).stdout)
     assert after_cancel["status"] == "completed"  # nothing was still queued
 
+    # Usage: one job from the LLM, its cache hit, then the batch's two.
+    (usage,) = block(README, USAGE).commands
+    (report,) = json_values(shell.run(usage).stdout)
+    assert report["group_by"] == "provider" and usage.shown('"group_by": "provider"')
+    cache, offline = report["data"]
+    assert cache["group"] == "cache" and usage.shown('{"group": "cache", "requests": 1,')
+    assert (cache["requests"], cache["cache_hits"], cache["llm_calls"]) == (1, 1, 0)
+    assert usage.shown('"cache_hits": 1') and usage.shown('"llm_calls": 0')
+    assert offline["group"] == "offline"  # the README shows Gemini's
+    assert (offline["requests"], offline["llm_calls"], offline["cache_hits"]) == (3, 3, 0)
+    assert usage.shown('"requests": 3') and usage.shown('"llm_calls": 3')
+    assert "**LLM calls the cache saved**" in text
+
     # The `chatjobs` command: every line, with the exit status its comment names.
     for command in block(README, CLI).commands:
         ran = shell.run(command)
@@ -452,6 +466,9 @@ def check_cli(shell: Shell, args: list[str], ran: subprocess.CompletedProcess[st
         assert [line["custom_id"] for line in lines] == ["q1", "q2"]
     elif name == "webhook-secret":
         assert ran.stdout.startswith("whsec_")
+    elif name == "usage":
+        assert "by provider" in ran.stdout and "cache hits" in ran.stdout
+        assert any(line.split()[:1] == ["total"] for line in ran.stdout.splitlines())
     elif name == "--version":
         assert ran.stdout.startswith("chatjobs ")
     else:

@@ -122,6 +122,8 @@ async def test_a_finished_job_delivered_again_is_acknowledged_not_rerun(
     assert done.status is JobStatus.succeeded and done.attempts == 1
     assert len(llm.requests) == 1
     assert await redis_db.zcard(QUEUE_NAME) == 0
+    (usage,) = (await services.usage.report("t1")).data  # counted once
+    assert (usage.requests, usage.succeeded, usage.llm_calls) == (1, 1, 1)
 
 
 async def test_a_job_left_running_by_a_dead_worker_runs_once_its_lease_ends(

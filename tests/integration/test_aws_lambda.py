@@ -192,6 +192,9 @@ def test_the_same_message_twice_runs_the_llm_once(aws_env: AwsLayout, llm_stub: 
     # The copy delivered again later finds the job finished: acknowledged, nothing run.
     assert driver.invoke(aws_env.queue_url, [duplicate]) == []
     assert llm_stub.stats()["gemini"] == 1
+    # ... and counted once in the tenant's usage.
+    (usage,) = call_api(api_event("GET", "/v1/usage")).json()["data"]
+    assert (usage["requests"], usage["succeeded"], usage["llm_calls"]) == (1, 1, 1)
 
 
 def test_a_poison_message_reaches_the_dlq_after_five_receives(aws_env: AwsLayout) -> None:

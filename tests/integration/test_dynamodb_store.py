@@ -174,7 +174,8 @@ async def test_ending_a_big_batch_moves_counters_in_chunks(
     calls.clear()
     assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 225
     assert await counts(store, batch.id) == BatchCounts(total=250, succeeded=25, cancelled=225)
-    assert calls.count("TransactWriteItems") == 3  # 99 + 99 + 27 jobs, each with the counters
+    # 98 + 98 + 29 jobs, each chunk with its batch's counters and one usage counter item
+    assert calls.count("TransactWriteItems") == 3
     assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
 
 

@@ -77,6 +77,16 @@ async def test_transient_primary_failure_uses_the_fallback(
     assert len(primary.requests) == len(backup.requests) == 1
 
 
+async def test_only_an_answer_from_the_fallback_is_marked_as_one(
+    llm: FallbackLLM, primary: FakeLLM
+) -> None:
+    assert (await llm.complete(ask())).fallback is False
+    primary.errors.append(down())
+    marked = await llm.complete(ask())
+    assert marked.provider == "backup" and marked.fallback is True
+    assert "fallback" not in marked.public().model_dump()  # usage counts it; clients see provider
+
+
 async def test_untyped_primary_failure_counts_as_transient(
     llm: FallbackLLM, primary: FakeLLM
 ) -> None:

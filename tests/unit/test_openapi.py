@@ -20,6 +20,7 @@ OPERATIONS = {
     ("get", "/v1/batches/{batch_id}/results"): "get_batch_results",
     ("post", "/v1/batches/{batch_id}/cancel"): "cancel_batch",
     ("get", "/v1/webhook-secret"): "get_webhook_secret",
+    ("get", "/v1/usage"): "get_usage",
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",

@@ -1,8 +1,9 @@
 """Names of the AWS resources: one source for the adapters, `python -m shared.adapters.aws.setup`
 (moto, LocalStack) and the test that ties `infra/terraform` to the code.
 
-Single-table design: jobs, batches, idempotency keys, cached results and rate-limit windows all
-live in one DynamoDB table (DYNAMODB_TABLE), told apart by the prefix of their partition key.
+Single-table design: jobs, batches, idempotency keys, cached results, rate-limit windows and
+usage counters all live in one DynamoDB table (DYNAMODB_TABLE), told apart by the prefix of their
+partition key.
 """
 
 from __future__ import annotations

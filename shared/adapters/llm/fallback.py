@@ -66,8 +66,9 @@ class FallbackLLM:
         assert self.fallback is not None
         try:
             if self.fallback_breaker is None:
-                return await _typed(self.fallback, request)
-            return await _guarded(self.fallback, self.fallback_breaker, request)
+                answer = await _typed(self.fallback, request)
+            else:
+                answer = await _guarded(self.fallback, self.fallback_breaker, request)
         except LLMError as exc:
             # The primary's failure was transient, so a later attempt may still succeed there.
             message = f"{primary_error.provider}: {primary_error}; {exc.provider}: {exc}"
@@ -75,6 +76,7 @@ class FallbackLLM:
             raise TransientLLMError(
                 message, provider=self.name, status_code=exc.status_code, retry_after_s=wait
             ) from exc
+        return answer.model_copy(update={"fallback": True})  # usage counts fallback answers
 
 
 async def _guarded(

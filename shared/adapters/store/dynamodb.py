@@ -2,7 +2,8 @@
 
 Items, keys and indexes: dynamodb_items.py. Status changes are pure functions
 (dynamodb_changes.py) written by compare-and-set, with batch counters moved in the same
-transaction (dynamodb_table.py). Idempotency keys: dynamodb_keys.py. Query parameters and the
+transaction (dynamodb_table.py), and usage counters with every job that ends (dynamodb_usage.py).
+Idempotency keys: dynamodb_keys.py. Query parameters and the
 listing cursor: dynamodb_queries.py. Nothing here scans the table: every read is a GetItem or a
 Query of the table or of an index. Index reads are eventually consistent, so a sweep may see a
 job as it was a moment ago; every write re-checks the record it changes.
@@ -13,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from contextlib import aclosing, suppress
-from datetime import datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from shared.adapters.aws import names
@@ -24,6 +25,7 @@ from shared.adapters.store.dynamodb_calls import (
     count,
     merged,
     query_items,
+    transact,
 )
 from shared.adapters.store.dynamodb_changes import (
     claimed,
@@ -57,7 +59,8 @@ from shared.adapters.store.dynamodb_items import (
 )
 from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reserve_batch_key
 from shared.adapters.store.dynamodb_queries import encode_cursor, index_query, list_query
-from shared.adapters.store.dynamodb_table import ItemTable, Write
+from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
+from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.errors import Conflict
 from shared.models import (
     Batch,
@@ -68,6 +71,7 @@ from shared.models import (
     WebhookDelivery,
 )
 from shared.ports import JobOutcome, JobRef
+from shared.usage import UsageCounters
 
 if TYPE_CHECKING:
     from shared.ports import Store
@@ -107,7 +111,8 @@ class DynamoDbJobStore:
     async def create_job(self, job: Job) -> Job:
         if job.idempotency_key:
             return await create_keyed_job(self._db, job, job.idempotency_key)
-        if not await self._db.put_new(job_item(job, 1)):
+        counted = usage_updates(self.table, [job] if job.status.is_terminal else [])
+        if not await self._db.put_new(job_item(job, 1), also=counted):
             raise Conflict(f"job {job.id} already exists")
         return job
 
@@ -220,19 +225,28 @@ class DynamoDbJobStore:
         them). The idempotency key stays reserved: a retry with it waits BATCH_KEY_WAIT for the
         batch and then gets Conflict, until the grace has passed; after that it takes the key
         over and stores a new batch.
+
+        Jobs stored already answered (cache hits) count in the usage counters in the transaction
+        that writes the batch item. Should they need more than TRANSACTION_ITEMS - 1 counter
+        items (cache hits of that many distinct models), the rest follow in transactions of
+        their own just after, and a crash in between leaves those uncounted.
         """
         if batch.idempotency_key:
             earlier = await reserve_batch_key(self._db, batch, batch.idempotency_key)
             if earlier is not None:
                 return earlier
+        counted = usage_updates(self.table, [j for j in jobs if j.status.is_terminal])
+        first, rest = counted[: TRANSACTION_ITEMS - 1], counted[TRANSACTION_ITEMS - 1 :]
         try:
             requests = await asyncio.to_thread(_put_requests, jobs)  # 50,000 dumps hold the loop
             await batch_write(self._db.ddb, self.table, requests)
-            if not await self._db.put_new(batch_item(batch, 1)):
+            if not await self._db.put_new(batch_item(batch, 1), also=first):
                 raise Conflict(f"batch {batch.id} already exists")
         except Exception:
             await self._undo_batch(batch, jobs)
             raise
+        for start in range(0, len(rest), TRANSACTION_ITEMS):
+            await transact(self._db.ddb, rest[start : start + TRANSACTION_ITEMS])
         return batch
 
     async def _undo_batch(self, batch: Batch, jobs: Sequence[Job]) -> None:
@@ -341,6 +355,13 @@ class DynamoDbJobStore:
             if found is not None:
                 return found
         return None
+
+    # usage
+
+    async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
+        """One Query of the tenant's USAGE# partition: counter items only."""
+        params = usage_query(self.table, tenant, start, end)
+        return merged_shards([item async for item in query_items(self._db.ddb, params)])
 
     # helpers
 

@@ -25,6 +25,7 @@ from shared.adapters.store.dynamodb_items import (
     s,
 )
 from shared.adapters.store.dynamodb_table import BATCH_WRITE_GRACE, MAX_TRIES, ItemTable
+from shared.adapters.store.dynamodb_usage import usage_updates
 from shared.errors import Conflict
 from shared.models import Batch, Job
 
@@ -48,12 +49,14 @@ async def release(db: ItemTable, key: Item, holder: str) -> None:
 
 
 async def create_keyed_job(db: ItemTable, job: Job, key: str) -> Job:
-    """The job and its key's item in one transaction; when the key is held, the earlier job."""
+    """The job and its key's item in one transaction (with the usage counters of a job stored
+    already answered); when the key is held, the earlier job."""
     absent = expression(ConditionExpression=f"attribute_not_exists(#{PK})")
     create = {"Put": {"TableName": db.table, "Item": job_item(job, 1), **absent}}
     reserve = reservation(db.table, "JOB", job.tenant, key, job.id, job.created_at)
+    counted = usage_updates(db.table, [job] if job.status.is_terminal else [])
     for _ in range(MAX_TRIES):
-        reasons = await transact(db.ddb, [reserve, create])
+        reasons = await transact(db.ddb, [reserve, create, *counted])
         if reasons is None:
             return job
         if condition_failed(reasons[1]):

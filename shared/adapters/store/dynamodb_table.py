@@ -4,13 +4,14 @@ A change (dynamodb_changes.py) is computed from a consistent read of the record,
 replaces the item only while its `version` and `status` are still what was read; otherwise the
 record is read again and the change reconsidered. So a redelivered or raced change finds a newer
 version and is refused, exactly as a conditional UPDATE would refuse it. A job whose status
-changes moves its batch's counters in the same TransactWriteItems, so a write whose condition
-fails cannot count twice.
+changes moves its batch's counters, and a job that ends moves its tenant's usage counters
+(dynamodb_usage.py), in the same TransactWriteItems, so a write whose condition fails cannot
+count twice.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from enum import Enum
 from typing import Any
@@ -41,7 +42,9 @@ from shared.adapters.store.dynamodb_items import (
     stored_job,
     utc,
 )
+from shared.adapters.store.dynamodb_usage import usage_updates
 from shared.models import Batch, Job, JobStatus, utcnow
+from shared.usage import UsageKey, counts_usage, usage_key
 
 JobChange = Callable[[Job], Job | None]
 BatchChange = Callable[[Batch], Batch | None]
@@ -49,7 +52,9 @@ BatchChange = Callable[[Batch], Batch | None]
 # No batch is still being stored after this long (a Lambda runs for 15 minutes at most).
 BATCH_WRITE_GRACE = timedelta(minutes=15)
 MAX_TRIES = 10
-TRANSACTION_JOBS = 99  # plus one counter update: DynamoDB's limit is 100 items
+TRANSACTION_ITEMS = 100  # DynamoDB's limit
+# plus the batch's counter update and a usage counter update (more of those split a chunk)
+TRANSACTION_JOBS = 98
 TRANSACTION_BYTES = 3_000_000  # of DynamoDB's 4 MB per transaction
 
 
@@ -77,10 +82,13 @@ class ItemTable:
         item = await self.get(batch_key(batch_id))
         return stored_batch(item) if item is not None else None
 
-    async def put_new(self, item: Item) -> bool:
-        """Put an item whose key is not taken; False when it is."""
+    async def put_new(self, item: Item, also: Sequence[Item] = ()) -> bool:
+        """Put an item whose key is not taken; False when it is. `also`: unconditional writes
+        (usage counter updates) made in the same transaction, so only with the item."""
         params = expression(ConditionExpression=f"attribute_not_exists(#{PK})")
         put = {"TableName": self.table, "Item": item, **params}
+        if also:
+            return await transact(self.ddb, [{"Put": put}, *also]) is None
         return await conditional(lambda: self.ddb.put_item(**put)) is not None
 
     async def change_job(self, job_id: str, change: JobChange) -> Job | None:
@@ -105,6 +113,8 @@ class ItemTable:
             ops["counts"] = counts
         if old.job.idempotency_key and new.idempotency_key is None:
             ops["key"] = self._key_release(old.job)
+        if counts_usage(old.job.status, new.status):
+            (ops["usage"],) = usage_updates(self.table, [new])
         while len(ops) > 1:
             reasons = await transact(self.ddb, list(ops.values()))
             if reasons is None:
@@ -132,12 +142,17 @@ class ItemTable:
 
     async def _move_chunk(self, chunk: list[StoredJob], change: JobChange) -> int:
         pairs = [(old, new) for old in chunk if (new := change(old.job)) is not None]
+        return sum([await self._move_pairs(part, change) for part in _fitting(pairs)])
+
+    async def _move_pairs(self, pairs: list[tuple[StoredJob, Job]], change: JobChange) -> int:
         if not pairs:
             return 0
         ops = [self._job_put(old, new) for old, new in pairs]
         moves = [(old.job.status, new.status) for old, new in pairs]
         if (counts := self._counter_update(pairs[0][1].batch_id, moves)) is not None:
             ops.append(counts)
+        ended = [new for old, new in pairs if counts_usage(old.job.status, new.status)]
+        ops += usage_updates(self.table, ended)
         if await transact(self.ddb, ops) is None:
             return len(pairs)
         one_by_one = await bounded(self.change_job(old.job.id, change) for old, _ in pairs)
@@ -199,6 +214,21 @@ class ItemTable:
         condition = f"attribute_not_exists(#{PK}) OR #holder = :job"
         params = expression({":job": s(job.id)}, ConditionExpression=condition)
         return {"Delete": {"TableName": self.table, "Key": key, **params}}
+
+
+def _fitting(pairs: list[tuple[StoredJob, Job]]) -> list[list[tuple[StoredJob, Job]]]:
+    """`pairs` in parts that each fit one transaction with their batch's counter update and an
+    update per usage counter item they move (a batch's jobs may name many models)."""
+    parts: list[list[tuple[StoredJob, Job]]] = [[]]
+    keys: set[UsageKey] = set()
+    for old, new in pairs:
+        key = {usage_key(new)} if counts_usage(old.job.status, new.status) else set()
+        if parts[-1] and len(parts[-1]) + 2 + len(keys | key) > TRANSACTION_ITEMS:
+            parts.append([])
+            keys = set()
+        parts[-1].append((old, new))
+        keys |= key
+    return parts
 
 
 def _chunks(snapshots: list[StoredJob]) -> list[list[StoredJob]]:

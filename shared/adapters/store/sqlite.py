@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -46,6 +46,7 @@ from shared.adapters.store.sqlite_schema import (
     job_row,
     ts,
 )
+from shared.adapters.store.sqlite_usage import read_usage
 from shared.models import (
     Batch,
     BatchStatus,
@@ -56,6 +57,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobOutcome, JobRef
+from shared.usage import UsageCounters
 
 if TYPE_CHECKING:
     from shared.ports import Store
@@ -289,6 +291,10 @@ class SqliteJobStore:
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         job = await self.get_job(subject_id)
         return job if job is not None else await self.get_batch(subject_id)
+
+    async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
+        """Counter rows only (the triggers in sqlite_usage.py keep them)."""
+        return await read_usage(self._read, tenant, start, end)
 
 
 async def _batch_holding_key(db: aiosqlite.Connection, batch: Batch) -> Batch | None:

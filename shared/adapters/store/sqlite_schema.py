@@ -11,9 +11,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.adapters.store.sqlite_usage import USAGE_SCHEMA
 from shared.models import Batch, BatchCounts, Job, WebhookDelivery
 
-SCHEMA = """
+SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS jobs (
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
@@ -72,6 +74,8 @@ BEGIN
     WHERE id = NEW.batch_id;
 END;
 """
+    + USAGE_SCHEMA
+)
 
 COUNT_COLUMNS = tuple(BatchCounts.model_fields)
 JOB_COLUMNS = (

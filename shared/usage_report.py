@@ -1,0 +1,114 @@
+"""UsageService: a tenant's usage for a period, grouped by day, model or provider.
+
+The store hands back its counters (one per day x model x provider, see shared/usage.py); they are
+added up here, once for every store, and the latency percentiles read from the summed histograms.
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from enum import StrEnum
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.errors import InvalidPeriod
+from shared.models import utcnow
+from shared.ports import UsageStore
+from shared.usage import UsageCounters
+
+DEFAULT_DAYS = 7
+MAX_DAYS = 366
+
+
+class GroupBy(StrEnum):
+    day = "day"
+    model = "model"
+    provider = "provider"
+
+
+class UsageRow(BaseModel):
+    """One group's figures. Jobs count on the UTC day they ended."""
+
+    group: str = Field(description="The day (YYYY-MM-DD), model or provider.")
+    requests: int = Field(description="Jobs that ended: succeeded + failed + cancelled.")
+    succeeded: int
+    failed: int
+    cancelled: int
+    cache_hits: int = Field(description="Requests answered from the cache: LLM calls saved.")
+    llm_calls: int = Field(description="Attempts that called the LLM (retries included).")
+    fallbacks: int = Field(description="Answers given by the fallback provider.")
+    input_tokens: int = Field(description="Tokens the LLM answers used (cache hits add none).")
+    output_tokens: int
+    latency_ms_p50: int | None = Field(description="Median LLM call latency (±13%); null: none.")
+    latency_ms_p95: int | None = Field(description="95th percentile LLM call latency (±13%).")
+    failed_by_code: dict[str, int] = Field(description="`failed` by the job's error code.")
+
+
+class UsageReport(BaseModel):
+    """GET /v1/usage: the caller's usage from `from` to `to` (UTC days, both included)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    from_: date = Field(alias="from")
+    to: date
+    group_by: GroupBy
+    data: list[UsageRow] = Field(description="One row per group that has usage, in group order.")
+
+
+def group_of(counters: UsageCounters, group_by: GroupBy) -> str:
+    if group_by is GroupBy.day:
+        return counters.day.isoformat()
+    return counters.model if group_by is GroupBy.model else counters.provider
+
+
+def summarize(counters: list[UsageCounters], group_by: GroupBy) -> list[UsageRow]:
+    groups: dict[str, UsageCounters] = {}
+    for row in counters:
+        group = group_of(row, group_by)
+        groups[group] = groups[group].plus(row) if group in groups else row
+    return [_row(group, groups[group]) for group in sorted(groups)]
+
+
+def _row(group: str, total: UsageCounters) -> UsageRow:
+    return UsageRow(
+        group=group,
+        **total.model_dump(include=set(UsageRow.model_fields)),
+        latency_ms_p50=total.percentile_ms(50),
+        latency_ms_p95=total.percentile_ms(95),
+    )
+
+
+def period(start: date | None, end: date | None, today: date) -> tuple[date, date]:
+    """The days asked for: by default the last DEFAULT_DAYS up to today (or up to `end`).
+    InvalidPeriod when `start` is after `end` or the period is over MAX_DAYS long."""
+    end = end or today
+    start = start or _days_before(end, DEFAULT_DAYS - 1)
+    if start > end:
+        raise InvalidPeriod(f"from ({start}) is after to ({end})", ("from", "to"))
+    if (end - start).days + 1 > MAX_DAYS:
+        days = (end - start).days + 1
+        raise InvalidPeriod(f"from..to spans {days} days; at most {MAX_DAYS}", ("from", "to"))
+    return start, end
+
+
+def _days_before(day: date, days: int) -> date:
+    return day - timedelta(days=min(days, (day - date.min).days))
+
+
+class UsageService:
+    def __init__(self, store: UsageStore) -> None:
+        self.store = store
+
+    async def report(
+        self,
+        tenant: str,
+        start: date | None = None,
+        end: date | None = None,
+        group_by: GroupBy = GroupBy.day,
+    ) -> UsageReport:
+        """The tenant's usage, read from its counters only (never from its jobs)."""
+        start, end = period(start, end, utcnow().date())
+        counters = await self.store.usage(tenant, start, end)
+        return UsageReport(
+            from_=start, to=end, group_by=group_by, data=summarize(counters, group_by)
+        )
