@@ -56,8 +56,8 @@ format: bootstrap
 aws-local: bootstrap  ## the AWS layout (DynamoDB, SQS, Secrets Manager) on moto: API + SQS worker
 	$(RUN) python -m shared.adapters.aws.local
 
-bench: bootstrap  ## throughput and memory benchmarks (ratios against an in-script baseline)
-	$(RUN) python -m tests.bench
+bench: bootstrap  ## the service against bare FastAPI and bare arq, same run (docs/PERFORMANCE.md)
+	$(RUN) python -m bench
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache data
