@@ -1,4 +1,7 @@
-"""Dependency aliases that routes take as parameters."""
+"""Dependency aliases that routes take as parameters.
+
+Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def` dependency in a
+worker thread, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -16,21 +19,21 @@ from shared.logs import bind
 from shared.service import ChatService
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_chat(services: Annotated[Services, Depends(get_services)]) -> ChatService:
+async def get_chat(services: Annotated[Services, Depends(get_services)]) -> ChatService:
     return services.chat
 
 
-def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchService:
+async def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchService:
     return services.batches
 
 
@@ -41,7 +44,7 @@ async def bind_log_ids(request: Request) -> None:
     bind(job_id=params.get("job_id"), batch_id=params.get("batch_id"))
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
