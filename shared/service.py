@@ -65,7 +65,7 @@ class ChatService:
             metadata=body.metadata,
             cache_key=cache_key(tenant, request) if body.cache else None,
             idempotency_key=idempotency_key,
-            request_hash=body_hash(body),
+            request_hash=body_hash(body) if idempotency_key else None,  # compared on replays
         )
         hit = await self._cached(job.cache_key)
         if hit is not None:
