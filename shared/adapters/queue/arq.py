@@ -8,6 +8,9 @@ Single jobs go straight into arq's queue. Batch jobs wait in one Redis list per 
 turn. arq's queue so stays short: a single job waits behind a few batch jobs at most, and a big
 batch cannot keep a smaller one waiting.
 
+Every enqueue of work that is due now also publishes on WAKE_CHANNEL, in the same transaction, so
+that idle workers poll at once instead of on their next tick (worker/polling.py).
+
 arq job ids: an immediate enqueue uses the job id itself, so enqueueing a job that arq already holds
 (waiting or running) is a no-op. A delayed enqueue is a request to run the job again later, which
 must not be swallowed by the arq job asking for it, so it gets its own arq id `<job id>@<due ms>`.
@@ -39,6 +42,7 @@ QUEUE_NAME = default_queue_name
 GROUPS_KEY = "chatjobs:groups"  # sorted set: group -> turn; the lowest turn goes next
 GROUP_PREFIX = "chatjobs:group:"  # list of the group's waiting job ids
 DEFAULT_GROUP = "_"
+WAKE_CHANNEL = "chatjobs:work"  # "there is work due now": wakes idle workers
 JOB_EXPIRES_MS = 7 * 86_400_000  # arq drops a job never started within this (its default: 1 day)
 # connection refused/reset, timeouts, and refusals such as OOM, READONLY or NOAUTH all mean
 # "this job was not taken"
@@ -104,6 +108,8 @@ class ArqJobQueue:
             arq_id = job_id if due == now else f"{job_id}@{due}"
             _write_job(pipe, arq_id, job_id, now, expires_ms=due - now + JOB_EXPIRES_MS)
             pipe.zadd(QUEUE_NAME, {arq_id: due}, nx=True)
+            if due == now:
+                pipe.publish(WAKE_CHANNEL, b"")
 
         await self._transaction(write)
 
@@ -117,6 +123,7 @@ class ArqJobQueue:
                 _write_job(pipe, job_id, job_id, now, expires_ms=JOB_EXPIRES_MS)
             pipe.rpush(GROUP_PREFIX + name, *job_ids)
             pipe.zadd(GROUPS_KEY, {name: 0}, nx=True)  # a new group's first job goes next
+            pipe.publish(WAKE_CHANNEL, b"")
 
         await self._transaction(write, extra_s=len(job_ids) / 10_000)  # 50k jobs: ~0.6 s
 
