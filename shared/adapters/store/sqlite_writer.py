@@ -5,10 +5,15 @@ group is being committed wait and then go together, each in a SAVEPOINT of one `
 transaction: one COMMIT (one WAL fsync) and one thread hop for the whole group, instead of one of
 each per write. A write that fails is rolled back alone; the others of its group commit. Every
 caller is answered only after the COMMIT that holds its write returned, so an answer sent after
-`await writer.run(...)` reports durable state (the connection keeps SQLite's default
-`synchronous = FULL`).
+`await writer.run(...)` reports durable state: a group holding a durable write commits with
+`synchronous = FULL` (the WAL is fsynced before COMMIT returns). A group of writes that need not
+survive a power cut (`durable=False`: a claim, whose loss only means the job runs again) commits
+with `synchronous = NORMAL`, without an fsync of its own; the next durable commit's fsync covers
+it.
 
-At low load a group is a single write and commits at once: nothing waits for company.
+The SQL runs on that thread with the GIL released, so the event loop goes on meanwhile (on
+another core, where there is one). At low load a group is a single write and commits at once:
+nothing waits for company.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import asyncio
 import sqlite3
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import Any, TypeVar
 
 T = TypeVar("T")
@@ -25,13 +31,23 @@ Op = Callable[[sqlite3.Connection], Any]
 MAX_GROUP = 256  # bounds one transaction's length, so a single write never waits behind too many
 
 
+@dataclass
+class _Write:
+    op: Op
+    done: asyncio.Future[Any]
+    durable: bool
+
+
 class GroupCommitWriter:
     def __init__(self, connect: Callable[[], sqlite3.Connection]) -> None:
         self._connect = connect
         self._db: sqlite3.Connection | None = None
         self._thread: ThreadPoolExecutor | None = None
-        self._pending: list[tuple[Op, asyncio.Future[Any]]] = []
+        self._pending: list[_Write] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._synchronous = ""
+        self.commits = 0  # transactions committed
+        self.synced_commits = 0  # of which with an fsync
 
     async def start(self) -> None:
         self._thread = ThreadPoolExecutor(1, thread_name_prefix="sqlite-writer")
@@ -48,12 +64,12 @@ class GroupCommitWriter:
         self._thread.shutdown(wait=True)
         self._thread = None
 
-    async def run(self, op: Callable[[sqlite3.Connection], T]) -> T:
+    async def run(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
         """Run `op(connection)` inside a write transaction; its result once that committed."""
         if self._db is None:
             raise RuntimeError("SqliteJobStore.start() has not been called")
         done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        self._pending.append((op, done))
+        self._pending.append(_Write(op, done, durable))
         if self._flusher is None or self._flusher.done():
             self._flusher = asyncio.create_task(self._flush(), name="sqlite-group-commit")
         return await done
@@ -61,20 +77,22 @@ class GroupCommitWriter:
     async def _flush(self) -> None:
         while self._pending:
             group, self._pending = self._pending[:MAX_GROUP], self._pending[MAX_GROUP:]
+            durable = any(write.durable for write in group)
             try:
-                outcomes = await self._in_thread(self._commit, [op for op, _ in group])
+                outcomes = await self._in_thread(self._commit, [w.op for w in group], durable)
             except Exception as exc:  # the transaction as a whole failed: so did each write
                 outcomes = [(False, exc)] * len(group)
             except BaseException:  # cancelled (the loop is closing): nobody learns an outcome
-                for _, done in group + self._pending:
-                    done.cancel()
+                for write in group + self._pending:
+                    write.done.cancel()
                 raise
             _answer(group, outcomes)
 
-    def _commit(self, ops: list[Op]) -> list[tuple[bool, Any]]:
+    def _commit(self, ops: list[Op], durable: bool) -> list[tuple[bool, Any]]:
         """In the writer thread: one transaction, a savepoint per write."""
         db = self._db
         assert db is not None
+        self._set_synchronous(db, "FULL" if durable else "NORMAL")
         db.execute("BEGIN IMMEDIATE")
         try:
             outcomes = [_one(db, op, alone=len(ops) == 1) for op in ops]
@@ -86,11 +104,23 @@ class GroupCommitWriter:
             if db.in_transaction:
                 db.execute("ROLLBACK")
             raise
+        self.commits += 1
+        self.synced_commits += durable
         return outcomes
+
+    def _set_synchronous(self, db: sqlite3.Connection, level: str) -> None:
+        if level != self._synchronous:
+            db.execute(f"PRAGMA synchronous = {level}")
+            self._synchronous = level
 
     async def _in_thread(self, fn: Callable[..., T], *args: Any) -> T:
         assert self._thread is not None
         return await asyncio.get_running_loop().run_in_executor(self._thread, fn, *args)
+
+
+def is_busy(exc: sqlite3.OperationalError) -> bool:
+    """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock just now."""
+    return "locked" in str(exc) or "busy" in str(exc)
 
 
 def _one(db: sqlite3.Connection, op: Op, *, alone: bool) -> tuple[bool, Any]:
@@ -110,11 +140,11 @@ def _one(db: sqlite3.Connection, op: Op, *, alone: bool) -> tuple[bool, Any]:
     return True, value
 
 
-def _answer(group: list[tuple[Op, asyncio.Future[Any]]], outcomes: list[tuple[bool, Any]]) -> None:
-    for (_, done), (ok, value) in zip(group, outcomes, strict=True):
-        if done.done():  # its caller stopped waiting (cancelled); the write stands regardless
+def _answer(group: list[_Write], outcomes: list[tuple[bool, Any]]) -> None:
+    for write, (ok, value) in zip(group, outcomes, strict=True):
+        if write.done.done():  # its caller stopped waiting (cancelled); the write stands regardless
             continue
         if ok:
-            done.set_result(value)
+            write.done.set_result(value)
         else:
-            done.set_exception(value)
+            write.done.set_exception(value)
