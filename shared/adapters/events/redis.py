@@ -2,14 +2,16 @@
 
 The worker that ends a job publishes its id; every API process subscribes (on its first
 long-poll) and wakes its own waiters. Ids finishing at the same moment go out in one PUBLISH
-(space-separated), so a busy worker does not pay a round trip per job. Pub/sub keeps nothing for
-a subscriber that is reconnecting: waiters re-read the store now and then anyway (JobEvents).
+(space-separated), so a busy worker does not pay a round trip per job, and while no process
+listens at all (PUBLISH reached nobody) a worker stays quiet for QUIET_S. Pub/sub keeps nothing
+for a subscriber that is reconnecting: waiters re-read the store now and then anyway (JobEvents).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "chatjobs:finished"
 RETRY_S = 1.0
+QUIET_S = 1.0  # no subscriber: not worth a round trip per job (waiters re-read the store anyway)
 
 
 class RedisJobEvents:
@@ -40,6 +43,7 @@ class RedisJobEvents:
         self._outbox: list[str] = []
         self._sender: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
+        self._quiet_until = 0.0
 
     @contextmanager
     def watch(self, job_id: str) -> Iterator[asyncio.Event]:
@@ -49,6 +53,8 @@ class RedisJobEvents:
             yield event
 
     async def notify(self, job_ids: Sequence[str]) -> None:
+        if time.monotonic() < self._quiet_until:
+            return
         self._outbox.extend(job_ids)
         if self._sender is None or self._sender.done():
             self._sender = asyncio.create_task(self._send(), name="job-events-sender")
@@ -57,9 +63,12 @@ class RedisJobEvents:
         while self._outbox:
             ids, self._outbox = self._outbox, []
             try:
-                await self._redis.publish(CHANNEL, " ".join(ids))
+                listeners = await self._redis.publish(CHANNEL, " ".join(ids))
             except (RedisError, OSError) as exc:  # waiters will find out by reading the store
                 log.debug("could not publish %d finished jobs: %r", len(ids), exc)
+                continue
+            if not listeners:
+                self._quiet_until = time.monotonic() + QUIET_S
 
     async def _listen(self) -> None:
         """Subscribe and wake local waiters, for as long as this process runs."""
