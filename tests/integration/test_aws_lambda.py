@@ -243,10 +243,9 @@ def test_fifty_warm_invocations_create_each_client_once(
     aws_env: AwsLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import httpx
-    from google import genai
 
-    made: dict[str, int] = {"httpx": 0, "genai": 0}
-    for name, cls in (("httpx", httpx.AsyncClient), ("genai", genai.Client)):
+    made: dict[str, int] = {"httpx": 0}
+    for name, cls in (("httpx", httpx.AsyncClient),):
         original = cls.__init__
 
         def counting(self: Any, *args: Any, _o: Any = original, _n: str = name, **kw: Any) -> None:
@@ -266,8 +265,8 @@ def test_fifty_warm_invocations_create_each_client_once(
     assert api_lambda._runtime is not None and worker_lambda._runtime is not None
     for runtime in (api_lambda._runtime, worker_lambda._runtime):
         assert runtime.factory.aws.opened == 2  # dynamodb and sqs, once per container
-    # Per container: the Gemini SDK client over its own httpx client, and the webhook sender's.
-    assert made == {"genai": 2, "httpx": 4}
+    # Per container: the Gemini provider's httpx client, and the webhook sender's.
+    assert made == {"httpx": 4}
 
 
 def test_the_rate_limit_holds_across_two_api_containers(

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from shared.adapters.llm.http_errors import error_for_status, shorten
+from shared.adapters.llm.http_pool import http_client
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
 from shared.models import ChatRequest, Completion, Usage
 
@@ -16,17 +17,25 @@ from shared.models import ChatRequest, Completion, Usage
 class OpenRouterProvider:
     name = "openrouter"
 
-    def __init__(self, api_key: str, model: str, base_url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        model: str,
+        base_url: str,
+        timeout_s: float,
+        *,
+        connections: int = 16,
+    ) -> None:
         self.api_key, self.model, self.timeout_s = api_key, model, timeout_s
         self.url = base_url.rstrip("/") + "/chat/completions"
+        self.connections = connections
         self._http: httpx.AsyncClient | None = None
 
     async def start(self) -> None:
         """Create the HTTP client once for this process."""
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
-            timeout = httpx.Timeout(self.timeout_s)
-            self._http = httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False)
+            self._http = http_client(self.connections, self.timeout_s, headers=headers)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = request.model if request.model and "/" in request.model else self.model
