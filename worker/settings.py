@@ -21,6 +21,7 @@ Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM cal
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
@@ -84,6 +85,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     server = serve_metrics(ctx["settings"], services.registry)
     if server is not None:
         resources.push_async_callback(close_step, "stop the metrics server", stop_metrics, server)
+    gc.freeze()  # start-up's objects live as long as the process: out of the collector's scans
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
