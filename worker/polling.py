@@ -9,8 +9,11 @@ between polls the worker waits for a wake-up, or `idle_poll_s` at most:
 `idle_poll_s` still covers what nobody announces: delayed retries coming due, a wake-up lost while
 the subscription was reconnecting.
 
-Each poll first fills the worker's free slots with batch jobs (`feed`, which promotes them from
-their groups into arq's queue), so batch jobs flow as fast as slots free up.
+A poll is one round trip (`take`, ArqJobQueue.take): promote batch jobs into the slots that due
+single jobs leave free, and claim due jobs with arq's in-progress key, as arq's own start_jobs
+does with four round trips a job. The claimed jobs then run through arq's own `run_job`. So batch
+jobs flow as fast as slots free up, and a busy worker spends its Redis round trips on its jobs,
+not on finding them.
 """
 
 from __future__ import annotations
@@ -25,21 +28,21 @@ from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from shared.adapters.queue.arq import WAKE_CHANNEL
-from worker.outage import UNREACHABLE, ResilientWorker
+from worker.outage import ResilientWorker
 
 log = logging.getLogger(__name__)
 
-Feed = Callable[[int], Awaitable[int]]
+Take = Callable[..., Awaitable[list[tuple[str, int]]]]
 RESUBSCRIBE_S = 1.0
 
 
 class WakingWorker(ResilientWorker):
     def __init__(
-        self, *args: Any, idle_poll_s: float, feed: Feed | None = None, **kwargs: Any
+        self, *args: Any, idle_poll_s: float, take: Take | None = None, **kwargs: Any
     ) -> None:
         super().__init__(*args, **{**kwargs, "poll_delay": 0})  # the waiting happens here
         self.idle_poll_s = idle_poll_s
-        self.feed = feed
+        self.take = take
         self._wake = asyncio.Event()
 
     def wake(self) -> None:
@@ -54,15 +57,29 @@ class WakingWorker(ResilientWorker):
                     await self._wake.wait()
 
     async def _poll_once(self) -> None:
+        if self.take is None:  # arq's own poll (burst mode: everything was promoted at start)
+            await super()._poll_once()
+            return
         free = self.max_jobs - self.job_counter
-        if self.feed is not None and self.allow_pick_jobs and free > 0:
-            try:
-                await self.feed(free)
-            except UNREACHABLE:
-                raise
-            except Exception:
-                log.warning("could not promote batch jobs; retrying", exc_info=True)
-        await super()._poll_once()
+        if self.allow_pick_jobs and free > 0:
+            lease_ms = round(self.in_progress_timeout_s * 1000)
+            for job_id, score in await self.take(
+                free, scan=self.queue_read_limit, lease_ms=lease_ms
+            ):
+                await self._start(job_id, score)
+        for job_id, task in list(self.tasks.items()):  # as arq's poll does
+            if task.done():
+                del self.tasks[job_id]
+                task.result()
+        await self.heart_beat()
+
+    async def _start(self, job_id: str, score: int) -> None:
+        """Run a job claimed by `take`, with arq's own bookkeeping (a slot, a task)."""
+        await self.sem.acquire()  # never waits: `take` claimed no more jobs than free slots
+        self.job_counter += 1
+        task = asyncio.create_task(self.run_job(job_id, score))
+        task.add_done_callback(lambda _: self._release_sem_dec_counter_on_complete())
+        self.tasks[job_id] = task
 
     def _release_sem_dec_counter_on_complete(self) -> None:
         super()._release_sem_dec_counter_on_complete()

@@ -9,8 +9,9 @@ Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM cal
   whose worker was SIGKILLed is picked up by another worker after at most T + 15 s (60 s by
   default), by which time its store lease (claim + T + 5 s) has run out and the claim succeeds;
 - a worker polls when told there is work (a producer's announcement, one of its own slots coming
-  free) and every POLL_DELAY_S otherwise (worker/polling.py); before each poll it promotes as many
-  batch jobs as it has free slots (see shared/adapters/queue/arq.py);
+  free) and every POLL_DELAY_S otherwise; a poll promotes batch jobs into the slots that due single
+  jobs leave free and claims due jobs, in one round trip (worker/polling.py,
+  shared/adapters/queue/arq.py);
 - on SIGTERM arq stops taking jobs and waits `job_completion_wait` (longer than job_timeout) for
   running ones, so a graceful stop never cancels a job half-way;
 - while Redis is unreachable the worker keeps its running jobs and retries with backoff; after
@@ -72,7 +73,7 @@ async def startup(ctx: dict[str, Any]) -> None:
         while await queue.promote(10_000):
             pass
     else:
-        worker.feed = queue.promote
+        worker.take = queue.take
         _background(resources, listen_for_work(ctx["settings"].redis_url, worker), "wake-ups")
     services: Services | None = ctx.get("services_override")
     if services is None:  # the worker's own, with its lost-job sweeper

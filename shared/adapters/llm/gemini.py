@@ -1,21 +1,21 @@
-"""Google Gemini's `generateContent` REST API over httpx.
+"""Google Gemini's `generateContent` REST API.
 
 Measured against the google-genai SDK on the same stub server (docs/PERFORMANCE.md): the SDK
-spent about three times the CPU of the whole HTTP exchange building and parsing its own models,
+spent several times the CPU of the HTTP exchange itself building and parsing its own models,
 which capped a worker near 200 jobs/s. The request and answer are small JSON documents; this
-module builds and reads them directly, with the same error mapping.
+module builds and reads them directly, with the same error mapping (see http_session.py for the
+client).
 """
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from shared.adapters.llm.http_errors import error_for_status, shorten
-from shared.adapters.llm.http_pool import http_client
+from shared.adapters.llm.http_session import Answer, new_session, post_json
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
 from shared.models import ChatRequest, Completion, Usage
 
@@ -40,14 +40,13 @@ class GeminiProvider:
         self.api_key, self.model, self.timeout_s = api_key, model, timeout_s
         self.models_url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/models/"
         self.connections = connections
-        self._http: httpx.AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         """Create the HTTP client once for this process. One attempt per call: FallbackLLM and
         the job retries decide what happens after a failure."""
         if self._http is None:
-            headers = {"x-goog-api-key": self.api_key}
-            self._http = http_client(self.connections, self.timeout_s, headers=headers)
+            self._http = new_session(self.connections, {"x-goog-api-key": self.api_key})
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = _pick_model(request.model, self.model)
@@ -58,25 +57,17 @@ class GeminiProvider:
 
     async def close(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     async def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await (await self._client()).post(url, json=payload)
-                return _body_of(response)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            message = f"timed out after {self.timeout_s:g} s"
-            raise TransientLLMError(message, provider="gemini") from exc
-        except httpx.TransportError as exc:
-            raise TransientLLMError(f"{type(exc).__name__}: {exc}", provider="gemini") from exc
-
-    async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             await self.start()
         assert self._http is not None
-        return self._http
+        answer = await post_json(
+            self._http, url, payload, provider="gemini", timeout_s=self.timeout_s
+        )
+        return _body_of(answer)
 
 
 def _pick_model(requested: str | None, default: str) -> str:
@@ -103,10 +94,10 @@ def _payload(request: ChatRequest) -> dict[str, Any]:
     return payload
 
 
-def _body_of(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code != 200:
+def _body_of(response: Answer) -> dict[str, Any]:
+    if response.status != 200:
         retry_after = response.headers.get("retry-after")
-        raise error_for_status("gemini", response.status_code, _error_detail(response), retry_after)
+        raise error_for_status("gemini", response.status, _error_detail(response), retry_after)
     try:
         body = response.json()
     except ValueError as exc:
@@ -116,7 +107,7 @@ def _body_of(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: Answer) -> str:
     """Google's error body: `{"error": {"code", "message", "status"}}`."""
     try:
         error = response.json()["error"]

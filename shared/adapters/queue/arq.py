@@ -26,7 +26,7 @@ from dataclasses import replace
 from typing import Any
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import default_queue_name, job_key_prefix
+from arq.constants import default_queue_name, in_progress_key_prefix, job_key_prefix
 from arq.jobs import serialize_job
 from arq.utils import timestamp_ms
 from redis.commands.core import AsyncScript
@@ -69,6 +69,53 @@ end
 return moved
 """
 
+# One worker's poll in one round trip: count the due jobs nobody runs yet, promote batch jobs only
+# for the free slots they leave (as PROMOTE does), then claim up to `slots` due jobs the way arq's
+# Worker.start_jobs does: skip a job whose in-progress key exists (another worker runs it), set
+# that key for the others. KEYS: groups, queue. ARGV: now, slots, group prefix, scan, in-progress
+# prefix, lease ms. Returns {id, score, id, score, ...}.
+TAKE = """
+local function waiting()
+  local due = redis.call(
+    'ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
+  local free = {}
+  for i = 1, #due, 2 do
+    if redis.call('EXISTS', ARGV[5] .. due[i]) == 0 then
+      free[#free + 1] = due[i]
+      free[#free + 1] = due[i + 1]
+    end
+  end
+  return free
+end
+local slots = tonumber(ARGV[2])
+local free = waiting()
+local moved = 0
+while #free / 2 + moved < slots do
+  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
+  if #head == 0 then break end
+  local group = ARGV[3] .. head[1]
+  local job_id = redis.call('LPOP', group)
+  if job_id then
+    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], job_id)
+    moved = moved + 1
+  end
+  if redis.call('LLEN', group) == 0 then
+    redis.call('ZREM', KEYS[1], head[1])
+  else
+    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
+    redis.call('ZADD', KEYS[1], tonumber(last[2]) + 1, head[1])
+  end
+end
+if moved > 0 then free = waiting() end
+local taken = {}
+for i = 1, math.min(#free, 2 * slots), 2 do
+  redis.call('SET', ARGV[5] .. free[i], '1', 'PX', ARGV[6])
+  taken[#taken + 1] = free[i]
+  taken[#taken + 1] = free[i + 1]
+end
+return taken
+"""
+
 Pipe = Any  # redis.asyncio.client.Pipeline, untyped enough that Any reads better
 
 
@@ -81,6 +128,7 @@ class ArqJobQueue:
         self._owns_pool = True
         self._connecting = asyncio.Lock()
         self._promote: AsyncScript | None = None
+        self._take: AsyncScript | None = None
 
     @classmethod
     def from_pool(cls, pool: ArqRedis, *, timeout_s: float = 5.0) -> ArqJobQueue:
@@ -100,7 +148,7 @@ class ArqJobQueue:
     async def close(self) -> None:
         if self._pool is not None and self._owns_pool:
             await self._pool.aclose()
-        self._pool, self._promote = None, None
+        self._pool, self._promote, self._take = None, None, None
 
     async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
         def write(pipe: Pipe, now: int) -> None:
@@ -135,6 +183,25 @@ class ArqJobQueue:
             self._promote = (await self._connected()).register_script(PROMOTE)
         args: list[int | str] = [timestamp_ms(), limit, GROUP_PREFIX]
         return int(await self._promote(keys=[GROUPS_KEY, QUEUE_NAME], args=args))
+
+    async def take(self, slots: int, *, scan: int, lease_ms: int) -> list[tuple[str, int]]:
+        """For a worker with `slots` free: promote that many batch jobs, then claim up to that many
+        due jobs (looking at the first `scan` of arq's queue) with arq's in-progress key, held for
+        `lease_ms`. One round trip, where arq's own poll takes two and its start four a job."""
+        if slots < 1:
+            return []
+        if self._take is None:
+            self._take = (await self._connected()).register_script(TAKE)
+        args: list[int | str] = [
+            timestamp_ms(),
+            slots,
+            GROUP_PREFIX,
+            scan,
+            in_progress_key_prefix,
+            lease_ms,
+        ]
+        flat = await self._take(keys=[GROUPS_KEY, QUEUE_NAME], args=args)
+        return [(flat[i].decode(), int(float(flat[i + 1]))) for i in range(0, len(flat), 2)]
 
     async def ping(self) -> bool:
         try:
