@@ -79,13 +79,11 @@ class Run:
         return proc
 
     def stub_llm(self, delay_s: float) -> tuple[Proc, str]:
+        """A Gemini stand-in that answers after `delay_s` (bench/llm_stub.py)."""
         port = free_port()
-        args = ["-m", "tests.stubs.llm_server", "--port", str(port)]
-        proc = self.fleet.serve("llm-stub", args, port, ready_path="/_stats")
-        url = f"http://127.0.0.1:{port}"
-        behaviour = {"gemini": {"mode": "stall", "seconds": delay_s}}
-        httpx.post(f"{url}/_control", json=behaviour, trust_env=False).raise_for_status()
-        return proc, url
+        args = ["-m", "bench.llm_stub", str(port), str(delay_s)]
+        proc = self.fleet.serve("llm-stub", args, port)
+        return proc, f"http://127.0.0.1:{port}"
 
     def bare_api(self) -> Api:
         port = free_port()
