@@ -29,11 +29,13 @@ async def get_services(request: Request) -> Services:
     return services
 
 
-async def get_chat(services: Annotated[Services, Depends(get_services)]) -> ChatService:
+async def get_chat(request: Request) -> ChatService:
+    services: Services = request.app.state.services  # one dependency level, not two
     return services.chat
 
 
-async def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchService:
+async def get_batches(request: Request) -> BatchService:
+    services: Services = request.app.state.services
     return services.batches
 
 
@@ -55,5 +57,5 @@ ChatDep = Annotated[ChatService, Depends(get_chat)]
 BatchesDep = Annotated[BatchService, Depends(get_batches)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
-RateLimited = Depends(enforce_rate_limit)
+RateLimitedTenant = Annotated[str, Depends(enforce_rate_limit)]  # the tenant, within its budget
 LogIds = Depends(bind_log_ids)

@@ -86,15 +86,16 @@ class TenantRateLimiter:
 
 async def enforce_rate_limit(
     request: Request, tenant: Annotated[str, Depends(authenticate)]
-) -> None:
-    """429 with Retry-After once the tenant has spent its RATE_LIMIT."""
+) -> str:
+    """The caller's tenant; 429 with Retry-After once it has spent its RATE_LIMIT."""
     limiter: TenantRateLimiter = request.app.state.limiter
     retry_after = await limiter.hit(tenant)
-    if retry_after is not None:
-        seconds = math.ceil(retry_after)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit of {limiter.item} exceeded; retry in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+    if retry_after is None:
+        return tenant
+    seconds = math.ceil(retry_after)
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"rate limit of {limiter.item} exceeded; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )

@@ -12,19 +12,14 @@ from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch
-from api.deps import BatchesDep, LogIds, RateLimited, SettingsDep, TenantDep
+from api.deps import BatchesDep, LogIds, RateLimitedTenant, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
 from api.routes.jobs import IdempotencyKey
 from shared.logs import bind
 from shared.models import BatchPublic
 
-router = APIRouter(
-    prefix="/v1/batches",
-    tags=["batches"],
-    dependencies=[LogIds],
-    route_class=StrictJsonRoute,
-)
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
 WebhookUrl = Annotated[
     str | None,
@@ -72,7 +67,6 @@ RESULTS: dict[int | str, dict[str, Any]] = {
     "",
     response_model=BatchPublic,
     status_code=202,
-    dependencies=[RateLimited],
     openapi_extra=BATCH_BODY,
     responses={**ACCEPTED, **documented(401, 409, 413, 415, 422, 429, 503)},
 )
@@ -80,7 +74,7 @@ async def create_batch(
     request: Request,
     response: Response,
     batches: BatchesDep,
-    tenant: TenantDep,
+    tenant: RateLimitedTenant,
     settings: SettingsDep,
     webhook_url: WebhookUrl = None,
     idempotency_key: IdempotencyKey = None,
@@ -116,7 +110,12 @@ async def _request_hash(body: bytes, content_type: str | None, webhook_url: str 
     return await asyncio.to_thread(lambda: hashlib.sha256(body + framing).hexdigest())
 
 
-@router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404, 422))
+@router.get(
+    "/{batch_id}",
+    response_model=BatchPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 422),
+)
 async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Get a batch with its exact counts."""
     return (await batches.get(tenant, batch_id)).public()
@@ -125,6 +124,7 @@ async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> Ba
 @router.get(
     "/{batch_id}/results",
     response_class=StreamingResponse,
+    dependencies=[LogIds],
     responses={**RESULTS, **documented(401, 404, 422)},
 )
 async def get_batch_results(
@@ -140,7 +140,12 @@ async def get_batch_results(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=documented(401, 404, 422))
+@router.post(
+    "/{batch_id}/cancel",
+    response_model=BatchPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 422),
+)
 async def cancel_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Cancel the batch's queued jobs; running ones finish."""
     return (await batches.cancel(tenant, batch_id)).public()
