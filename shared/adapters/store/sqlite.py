@@ -81,7 +81,7 @@ class SqliteJobStore:
         if self._writer is not None:
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        writer = GroupCommitWriter(self._connect_writer)
+        writer = GroupCommitWriter(self.path, self._connect_writer)
         await writer.start()
         self._writer = writer
         self._reader = await aiosqlite.connect(self.path, isolation_level=None)
