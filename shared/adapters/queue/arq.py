@@ -1,7 +1,7 @@
 """ArqJobQueue: the producer side of arq on Redis. `python -m worker` consumes.
 
 Jobs are written with arq's own key layout and serializer (`arq:job:<id>` + the `arq:queue` sorted
-set), in one pipelined MULTI/EXEC for any number of jobs.
+set), atomically: one Lua script for one job, one pipelined MULTI/EXEC for a batch.
 
 Single jobs go straight into arq's queue. Batch jobs wait in one Redis list per group; workers
 `promote()` them into arq's queue only as they have free slots, taking one job from each group in
@@ -69,6 +69,16 @@ end
 return moved
 """
 
+# One job into arq's layout, as one atomic command (a MULTI pipeline costs the API several times
+# the CPU to build and read): the job key (NX), its queue entry (NX), and, when it is due now,
+# the announcement that wakes idle workers. KEYS: job key, queue, wake channel. ARGV: payload,
+# expiry ms, arq id, due ms, announce (0/1).
+ENQUEUE = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2], 'NX')
+redis.call('ZADD', KEYS[2], 'NX', ARGV[4], ARGV[3])
+if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[3], '') end
+"""
+
 # One worker's poll in one round trip: count the due jobs nobody runs yet, promote batch jobs only
 # for the free slots they leave (as PROMOTE does), then claim up to `slots` due jobs the way arq's
 # Worker.start_jobs does: skip a job whose in-progress key exists (another worker runs it), set
@@ -129,6 +139,7 @@ class ArqJobQueue:
         self._connecting = asyncio.Lock()
         self._promote: AsyncScript | None = None
         self._take: AsyncScript | None = None
+        self._enqueue: AsyncScript | None = None
 
     @classmethod
     def from_pool(cls, pool: ArqRedis, *, timeout_s: float = 5.0) -> ArqJobQueue:
@@ -148,18 +159,28 @@ class ArqJobQueue:
     async def close(self) -> None:
         if self._pool is not None and self._owns_pool:
             await self._pool.aclose()
-        self._pool, self._promote, self._take = None, None, None
+        self._pool, self._promote, self._take, self._enqueue = None, None, None, None
 
     async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
-        def write(pipe: Pipe, now: int) -> None:
-            due = now + max(round(delay_s * 1000), 0)
-            arq_id = job_id if due == now else f"{job_id}@{due}"
-            _write_job(pipe, arq_id, job_id, now, expires_ms=due - now + JOB_EXPIRES_MS)
-            pipe.zadd(QUEUE_NAME, {arq_id: due}, nx=True)
-            if due == now:
-                pipe.publish(WAKE_CHANNEL, b"")
-
-        await self._transaction(write)
+        now = timestamp_ms()
+        due = now + max(round(delay_s * 1000), 0)
+        arq_id = job_id if due == now else f"{job_id}@{due}"
+        payload = serialize_job(FUNCTION, (job_id,), {}, None, now)
+        keys = [job_key_prefix + arq_id, QUEUE_NAME, WAKE_CHANNEL]
+        args: list[bytes | str | int] = [
+            payload,
+            due - now + JOB_EXPIRES_MS,
+            arq_id,
+            due,
+            int(due == now),
+        ]
+        try:
+            async with asyncio.timeout(self._timeout_s):
+                if self._enqueue is None:
+                    self._enqueue = (await self._connected()).register_script(ENQUEUE)
+                await self._enqueue(keys=keys, args=args)
+        except UNAVAILABLE as exc:
+            raise QueueUnavailable(f"Redis queue unavailable: {exc!r}") from exc
 
     async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
         if not job_ids:
