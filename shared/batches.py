@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from typing import Any
 
+from shared.admission import Admission
 from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.models import (
     Batch,
@@ -35,11 +36,13 @@ class BatchService:
         cache: ResultCache | None,
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
+        self.admission = admission or Admission(store, max_queued=0)
 
     async def create(
         self,
@@ -72,6 +75,7 @@ class BatchService:
         batch.counts = BatchCounts(
             total=len(jobs), queued=len(queued), succeeded=len(jobs) - len(queued)
         )
+        await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
         stored = await self.store.create_batch(batch, jobs)
         if stored.id != batch.id:  # this key made a batch already: that one is the answer
             return _same_body(stored, batch)

@@ -50,3 +50,11 @@ class InvalidWebhookUrl(ChatJobsError):
 
 class InvalidCursor(ChatJobsError):
     """A pagination cursor this store did not make."""
+
+
+class Overloaded(ChatJobsError):
+    """More work is waiting than the service accepts (MAX_QUEUED_JOBS); the API answers 503."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry
 
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
+from shared.admission import Admission, LocalQueue
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
@@ -76,10 +77,12 @@ class Services:
             self.store, self.sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
         )
         hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
+        local = self.queue if isinstance(self.queue, LocalQueue) else None
+        admission = Admission(self.store, s.max_queued_jobs, local)
         self.chat = ChatService(
-            self.store, self.cache, self.queue, hooks, self._job_finished, self.events
+            self.store, self.cache, self.queue, hooks, self._job_finished, self.events, admission
         )
-        self.batches = BatchService(self.store, self.cache, self.queue, hooks)
+        self.batches = BatchService(self.store, self.cache, self.queue, hooks, admission)
         self.executor = JobExecutor(
             self.store,
             self.cache,

@@ -9,6 +9,7 @@ import logging
 import time
 from contextlib import suppress
 
+from shared.admission import Admission
 from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.models import (
     ChatRequest,
@@ -49,6 +50,7 @@ class ChatService:
         hooks: WebhookHooks | None = None,
         on_finished: JobFinished | None = None,
         events: JobEvents | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -56,6 +58,7 @@ class ChatService:
         self.hooks = hooks or WebhookHooks()
         self.on_finished = on_finished
         self.events = events
+        self.admission = admission or Admission(store, max_queued=0)
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
@@ -84,6 +87,8 @@ class ChatService:
                     "webhook": self.hooks.delivery_for(body.webhook_url),
                 }
             )
+        else:
+            await self.admission.admit(1)  # Overloaded past MAX_QUEUED_JOBS
         stored = await self.store.create_job(job)
         if stored.id != job.id:
             return self._check_same_body(stored, job)
