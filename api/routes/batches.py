@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -11,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.batch_body import parse_batch
+from api.batch_body import parse_batch, spool
 from api.deps import BatchesDep, LogIds, RateLimitedTenant, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
@@ -80,34 +79,37 @@ async def create_batch(
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Submit a batch (JSON `{"requests": [...]}` or NDJSON, one request a line)."""
-    body = await request.body()
-    content_type = request.headers.get("content-type")
-    parsed = await asyncio.to_thread(  # up to BATCH_MAX_BYTES of JSON: not on the event loop
-        parse_batch,
-        body,
-        content_type,
-        max_requests=settings.batch_max_requests,
-        webhook_url=webhook_url,
-    )
-    batch = await batches.create(
-        tenant,
-        parsed.requests,
-        webhook_url=parsed.webhook_url,
-        metadata=parsed.metadata,
-        idempotency_key=idempotency_key,
-        request_hash=await _request_hash(body, content_type, webhook_url)
-        if idempotency_key
-        else None,
-    )
+    body, digest = await spool(request.stream())
+    try:
+        content_type = request.headers.get("content-type")
+        parsed = await asyncio.to_thread(  # up to BATCH_MAX_BYTES: not on the event loop
+            parse_batch,
+            body,
+            content_type,
+            max_requests=settings.batch_max_requests,
+            webhook_url=webhook_url,
+        )
+        batch = await batches.create(
+            tenant,
+            parsed.requests,
+            webhook_url=parsed.webhook_url,
+            metadata=parsed.metadata,
+            idempotency_key=idempotency_key,
+            request_hash=_request_hash(digest, content_type, webhook_url)
+            if idempotency_key
+            else None,
+        )
+    finally:
+        body.close()
     bind(batch_id=batch.id)
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch.public()
 
 
-async def _request_hash(body: bytes, content_type: str | None, webhook_url: str | None) -> str:
+def _request_hash(digest: Any, content_type: str | None, webhook_url: str | None) -> str:
     """What an Idempotency-Key replay must repeat exactly: the body as sent and its framing."""
-    framing = f"\n{content_type or ''}\n{webhook_url or ''}".encode()
-    return await asyncio.to_thread(lambda: hashlib.sha256(body + framing).hexdigest())
+    digest.update(f"\n{content_type or ''}\n{webhook_url or ''}".encode())
+    return str(digest.hexdigest())
 
 
 @router.get(

@@ -49,6 +49,7 @@ from shared.adapters.store.sqlite_schema import (
     job_row,
     ts,
 )
+from shared.adapters.store.sqlite_spool import RowSpool
 from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy
 from shared.models import (
     Batch,
@@ -230,8 +231,9 @@ class SqliteJobStore:
         return counts
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
-        # serialising tens of thousands of jobs would hold the event loop: do it in a thread
-        rows = await asyncio.to_thread(lambda: [job_row(job) for job in jobs])
+        # serialising tens of thousands of jobs would hold the event loop, and the write lock if
+        # done in the transaction: do it before, in a thread, into a spool (sqlite_spool.py)
+        rows = await asyncio.to_thread(RowSpool.build, jobs, len(jobs), job_row)
 
         def insert(db: sqlite3.Connection) -> Batch | None:
             if batch.idempotency_key:
@@ -242,7 +244,10 @@ class SqliteJobStore:
             db.executemany(INSERT_JOB, rows)
             return None
 
-        return await self._write(insert) or batch
+        try:
+            return await self._write(insert) or batch
+        finally:
+            rows.close()
 
     async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None:
         sql, params = scoped(BATCH_SELECT, batch_id, tenant)
