@@ -43,6 +43,7 @@ def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]
             for row in cases_queue.latency_rows(run, tuned, redis=redis):
                 row.details["bare_arq_defaults"] = default
                 rows.append(row)
+        rows.append(cases_queue.defaults_row(rows[-4], default))
     if "batch" in only:
         say("batch throughput")
         rows.extend(cases_queue.batch_rows(run))

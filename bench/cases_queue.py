@@ -68,6 +68,20 @@ def latency_rows(run: Run, tuned: dict[str, Any], *, redis: bool) -> list[Row]:
     ]
 
 
+def defaults_row(redis_p50: Row, default: dict[str, Any]) -> Row:
+    """For information: the Redis-mode p50 against bare arq with arq's own defaults."""
+    ours = redis_p50.details["chatjobs"]["latency"]["p50_ms"]
+    return Row(
+        "  … p50 vs bare arq with arq's defaults",
+        f"{default['p50_ms']:.1f} ms bare arq, poll {ARQ_DEFAULT_POLL_S} s",
+        f"{ours:.1f} ms",
+        ours / default["p50_ms"],
+        None,
+        higher_is_better=False,
+        details={"bare_arq_defaults": default},
+    )
+
+
 def bare_drain(run: Run, poll_s: float, max_jobs: int, count: int) -> dict[str, Any]:
     run.flush_redis()
     worker = run.bare_worker(poll_s, max_jobs)

@@ -119,8 +119,10 @@ def draw_chart(rows: list[Row], path: Path = CHART) -> None:
             ax.plot([row.goal, row.goal], [n - 0.4, n + 0.4], color="black", linewidth=2)
     for bar, ratio in zip(bars, ratios, strict=True):
         ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {ratio:.2f}×", va="center")
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(
-        "chatjobs ÷ baseline (black tick: the goal; green: met, red: not met, grey: no goal)"
+        "chatjobs ÷ baseline, log scale (black tick: goal; green: met, red: not met, grey: no goal)"
     )
     ax.set_title("chatjobs against its baselines")
     fig.tight_layout()
