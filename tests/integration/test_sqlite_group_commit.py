@@ -4,7 +4,6 @@ write fails alone, and a durable write is answered only once an fsync covers it.
 from __future__ import annotations
 
 import asyncio
-import os
 import sqlite3
 import threading
 import time
@@ -64,14 +63,14 @@ async def test_a_durable_write_is_answered_only_after_an_fsync_covers_it(
 ) -> None:
     released = threading.Event()
     fsyncs: list[float] = []
-    real_fsync = os.fsync
+    real_sync = sqlite_writer._datasync
 
-    def slow_fsync(fd: int) -> None:  # runs in the writer's sync thread
+    def slow_sync(fd: int) -> None:  # runs in the writer's sync thread
         released.wait(5)
-        real_fsync(fd)
+        real_sync(fd)
         fsyncs.append(time.monotonic())
 
-    monkeypatch.setattr(sqlite_writer.os, "fsync", slow_fsync)
+    monkeypatch.setattr(sqlite_writer, "_datasync", slow_sync)
     created = asyncio.create_task(store.create_job(job(1)))
     await asyncio.sleep(0.2)
     assert not created.done()  # committed, but not yet known to be on disk: not answered

@@ -46,7 +46,8 @@ class GeminiProvider:
         """Create the HTTP client once for this process. One attempt per call: FallbackLLM and
         the job retries decide what happens after a failure."""
         if self._http is None:
-            self._http = new_session(self.connections, {"x-goog-api-key": self.api_key})
+            headers = {"x-goog-api-key": self.api_key}
+            self._http = new_session(self.connections, headers, self.models_url)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = _pick_model(request.model, self.model)

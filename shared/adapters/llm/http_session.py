@@ -12,9 +12,11 @@ from __future__ import annotations
 import asyncio
 import json
 import ssl
+import urllib.request
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import certifi
@@ -38,14 +40,24 @@ class Answer:
         return self.body.decode(errors="replace")
 
 
-def new_session(connections: int, headers: Mapping[str, str]) -> aiohttp.ClientSession:
-    """Keep-alive connections for about `connections` calls at once (WORKER_CONCURRENCY);
-    proxies from the environment are honoured, as they were with httpx."""
+def new_session(connections: int, headers: Mapping[str, str], url: str) -> aiohttp.ClientSession:
+    """Keep-alive connections to `url`'s host for about `connections` calls at once
+    (WORKER_CONCURRENCY). A proxy from the environment (HTTPS_PROXY, NO_PROXY…) is honoured, as
+    with httpx, and looked up once here: aiohttp's own `trust_env` rereads the environment and
+    ~/.netrc on every request."""
     global _TLS
     if _TLS is None:  # loading the CA bundle takes tens of milliseconds: once per process
         _TLS = ssl.create_default_context(cafile=certifi.where())
     connector = aiohttp.TCPConnector(limit=max(connections, 1), ssl=_TLS)
-    return aiohttp.ClientSession(headers=dict(headers), connector=connector, trust_env=True)
+    return aiohttp.ClientSession(headers=dict(headers), connector=connector, proxy=_proxy_for(url))
+
+
+def _proxy_for(url: str) -> str | None:
+    parts = urlsplit(url)
+    if urllib.request.proxy_bypass(parts.hostname or ""):
+        return None
+    proxy: str | None = urllib.request.getproxies().get(parts.scheme)
+    return proxy
 
 
 async def post_json(

@@ -34,7 +34,7 @@ class OpenRouterProvider:
         """Create the HTTP client once for this process."""
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
-            self._http = new_session(self.connections, headers)
+            self._http = new_session(self.connections, headers, self.url)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = request.model if request.model and "/" in request.model else self.model

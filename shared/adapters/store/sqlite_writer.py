@@ -123,7 +123,7 @@ class GroupCommitWriter:
             assert self._sync_thread is not None and self._wal is not None
             loop = asyncio.get_running_loop()
             try:
-                await loop.run_in_executor(self._sync_thread, os.fsync, self._wal)
+                await loop.run_in_executor(self._sync_thread, _datasync, self._wal)
             except Exception as exc:  # committed, but not known to be on disk: a failure
                 _answer([w for w, _ in waiting], [(False, exc)] * len(waiting))
                 continue
@@ -156,6 +156,12 @@ class GroupCommitWriter:
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock just now."""
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def _datasync(fd: int) -> None:
+    """What SQLite itself calls to sync its WAL where it can: the data, and the metadata needed
+    to read it back (the size), without the rest of the inode."""
+    (getattr(os, "fdatasync", None) or os.fsync)(fd)
 
 
 def _fsync_directory(path: str) -> None:
