@@ -45,13 +45,13 @@ test-e2e: bootstrap
 	$(RUN) pytest -q tests/e2e
 
 lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
-	$(RUN) ruff check $(CODE) tests
-	$(RUN) ruff format --check $(CODE) tests
+	$(RUN) ruff check $(CODE) tests bench
+	$(RUN) ruff format --check $(CODE) tests bench
 	$(RUN) mypy $(CODE)
 
 format: bootstrap
-	$(RUN) ruff check --fix $(CODE) tests
-	$(RUN) ruff format $(CODE) tests
+	$(RUN) ruff check --fix $(CODE) tests bench
+	$(RUN) ruff format $(CODE) tests bench
 
 aws-local: bootstrap  ## the AWS layout (DynamoDB, SQS, Secrets Manager) on moto: API + SQS worker
 	$(RUN) python -m shared.adapters.aws.local
