@@ -10,7 +10,9 @@ but does not fsync it), and a second thread fsyncs the WAL file, once for all th
 while the previous fsync ran. A durable write's caller is answered only after an fsync that began
 after its COMMIT returned: the guarantee of `synchronous = FULL`, while the next group is already
 being written instead of waiting for the disk. `durable=False` answers at COMMIT (a claim: losing
-it with the machine only means the job runs again).
+it with the machine only means the job runs again). Other connections see a write from its COMMIT,
+a moment before its fsync: what survives a process crash, but not yet a power cut; what a caller
+is answered always has.
 
 The SQL runs on the writer thread with the GIL released, so the event loop goes on meanwhile. At
 low load a group is a single write and commits at once: nothing waits for company.
