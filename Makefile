@@ -48,13 +48,13 @@ test-e2e: bootstrap
 	$(RUN) pytest -q tests/e2e
 
 lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
-	$(RUN) ruff check $(CODE) tests
-	$(RUN) ruff format --check $(CODE) tests
+	$(RUN) ruff check $(CODE) tests bench
+	$(RUN) ruff format --check $(CODE) tests bench
 	$(RUN) mypy $(CODE)
 
 format: bootstrap
-	$(RUN) ruff check --fix $(CODE) tests
-	$(RUN) ruff format $(CODE) tests
+	$(RUN) ruff check --fix $(CODE) tests bench
+	$(RUN) ruff format $(CODE) tests bench
 
 aws-local: bootstrap  ## the AWS layout (DynamoDB, SQS, Secrets Manager) on moto: API + SQS worker
 	$(RUN) python -m shared.adapters.aws.local
@@ -72,8 +72,8 @@ diagrams: bootstrap  ## draw docs/asset/*.png from docs/diagrams/ (installs Grap
 	  || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq graphviz >/dev/null; }; }
 	$(RUN) python docs/diagrams/generate_diagrams.py
 
-bench: bootstrap  ## throughput and memory benchmarks (ratios against an in-script baseline)
-	$(RUN) python -m tests.bench
+bench: bootstrap  ## the service against bare FastAPI and bare arq, same run (docs/PERFORMANCE.md)
+	$(RUN) python -m bench
 
 clean:
 	rm -rf .venv .mypy_cache .ruff_cache .pytest_cache data

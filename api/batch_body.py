@@ -1,9 +1,21 @@
-"""Parse POST /v1/batches bodies (JSON or NDJSON) into a BatchCreate, naming the bad line."""
+"""Parse POST /v1/batches bodies (JSON or NDJSON), naming the bad line.
+
+The body is spooled (to disk past SPOOL_MEMORY_BYTES) rather than held, and an NDJSON body is
+never held parsed: it is validated a line at a time, then its requests are read again from the
+spool, one at a time, whenever the batch is built (`NdjsonRequests`). A JSON body is one document
+and is parsed whole.
+"""
 
 from __future__ import annotations
 
+import hashlib
 import json
-from typing import Any
+import tempfile
+import threading
+from array import array
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import IO, Any, overload
 
 from pydantic import ValidationError
 
@@ -12,24 +24,40 @@ from api.jsonbody import loads, reason
 from shared.models import BatchCreate, BatchItem
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/ndjson"}
+SPOOL_MEMORY_BYTES = 1 << 20
 
 
 def media_type(content_type: str | None) -> str:
     return (content_type or "").split(";")[0].strip().lower()
 
 
+@dataclass
+class ParsedBatch:
+    requests: Sequence[BatchItem]
+    webhook_url: str | None = None
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+async def spool(chunks: AsyncIterator[bytes]) -> tuple[IO[bytes], hashlib._Hash]:
+    """The body in a spooled temporary file (rewound), and the SHA-256 of what was read."""
+    body = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY_BYTES)  # noqa: SIM115 - returned
+    digest = hashlib.sha256()
+    async for chunk in chunks:
+        body.write(chunk)
+        digest.update(chunk)
+    body.seek(0)
+    return body, digest
+
+
 def parse_batch(
-    body: bytes, content_type: str | None, *, max_requests: int, webhook_url: str | None
-) -> BatchCreate:
+    body: IO[bytes], content_type: str | None, *, max_requests: int, webhook_url: str | None
+) -> ParsedBatch:
     media = media_type(content_type)
     if media in NDJSON_TYPES:
-        items = parse_ndjson(body, max_requests)
-        return BatchCreate(requests=items, webhook_url=webhook_url)
+        return ParsedBatch(NdjsonRequests.read(body, max_requests), webhook_url)
     if media == "application/json" or media.endswith("+json"):
-        batch = parse_json(body, max_requests)
-        if webhook_url and not batch.webhook_url:
-            batch.webhook_url = webhook_url
-        return batch
+        batch = parse_json(body.read(), max_requests)
+        return ParsedBatch(batch.requests, batch.webhook_url or webhook_url, batch.metadata)
     raise ApiError(
         415,
         "unsupported_media_type",
@@ -52,26 +80,82 @@ def parse_json(body: bytes, max_requests: int) -> BatchCreate:
     return batch
 
 
-def parse_ndjson(body: bytes, max_requests: int) -> list[BatchItem]:
-    items: list[BatchItem] = []
-    lines_by_id: dict[str, int] = {}
-    for number, raw in enumerate(body.splitlines(), start=1):
-        if not raw.strip():
-            continue
-        check_count(len(items) + 1, max_requests)
-        item = parse_line(number, raw)
-        if item.custom_id in lines_by_id:
-            first = lines_by_id[item.custom_id]
-            message = f"line {number}: custom_id {item.custom_id!r} is already used on line {first}"
-            raise invalid(f"line {number}.custom_id", message)
-        lines_by_id[item.custom_id] = number
-        items.append(item)
-    if not items:
-        raise invalid("requests", "the batch has no requests")
-    return items
+class NdjsonRequests(Sequence[BatchItem]):
+    """The requests of an NDJSON body, validated once (the first bad line names itself), then
+    parsed again from the body each time one is read: the API holds their offsets, not them."""
+
+    def __init__(self, body: IO[bytes], offsets: array[int], parts: array[int]) -> None:
+        self._body, self._offsets, self._parts = body, offsets, parts
+        self._lock = threading.Lock()  # one reader at a time: they share the file position
+
+    @classmethod
+    def read(cls, body: IO[bytes], max_requests: int) -> NdjsonRequests:
+        offsets, parts = array("q"), array("l")
+        lines_by_id: dict[str, int] = {}
+        for number, (offset, part, raw) in enumerate(_lines(body), start=1):
+            if not raw.strip():
+                continue
+            check_count(len(offsets) + 1, max_requests)
+            item = parse_line(number, raw)
+            if item.custom_id in lines_by_id:
+                first = lines_by_id[item.custom_id]
+                message = (
+                    f"line {number}: custom_id {item.custom_id!r} is already used on line {first}"
+                )
+                raise invalid(f"line {number}.custom_id", message)
+            lines_by_id[item.custom_id] = number
+            offsets.append(offset)
+            parts.append(part)
+        if not offsets:
+            raise invalid("requests", "the batch has no requests")
+        return cls(body, offsets, parts)
+
+    def __len__(self) -> int:
+        return len(self._offsets)
+
+    @overload
+    def __getitem__(self, index: int) -> BatchItem: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[BatchItem]: ...
+
+    def __getitem__(self, index: int | slice) -> BatchItem | list[BatchItem]:
+        if isinstance(index, slice):
+            return [self[n] for n in range(*index.indices(len(self)))]
+        with self._lock:
+            self._body.seek(self._offsets[index])
+            raw = self._body.readline().splitlines()[self._parts[index]]
+        return _parsed(raw)
+
+    def __iter__(self) -> Iterator[BatchItem]:
+        for n in range(len(self)):
+            yield self[n]
+
+
+def _lines(body: IO[bytes]) -> Iterator[tuple[int, int, bytes]]:
+    """(offset of its physical line, index within it, line) for every line, split as
+    `bytes.splitlines` splits (a lone CR ends a line too)."""
+    body.seek(0)
+    offset = 0
+    for physical in body:
+        for part, line in enumerate(physical.splitlines() or [b""]):
+            yield offset, part, line
+        offset += len(physical)
+
+
+def _parsed(raw: bytes) -> BatchItem:
+    """A line that was validated before: pydantic's own JSON parser where it accepts it."""
+    try:
+        return BatchItem.model_validate_json(raw)
+    except ValueError:  # e.g. a UTF-8 BOM, which `loads` allows
+        return BatchItem.model_validate(loads(raw))
 
 
 def parse_line(number: int, raw: bytes) -> BatchItem:
+    try:  # the fast path; only a refused line goes the slow way, for the exact same message
+        return BatchItem.model_validate_json(raw)
+    except ValueError:
+        pass
     try:
         document = loads(raw)
     except json.JSONDecodeError as exc:

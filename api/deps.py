@@ -1,4 +1,7 @@
-"""Dependency aliases that routes take as parameters."""
+"""Dependency aliases that routes take as parameters.
+
+Every dependency is `async def`, even the trivial ones: FastAPI runs a plain `def` dependency in a
+worker thread, a thread hop per dependency per request."""
 
 from __future__ import annotations
 
@@ -17,21 +20,23 @@ from shared.service import ChatService
 from shared.usage_report import UsageService
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
 
-def get_chat(services: Annotated[Services, Depends(get_services)]) -> ChatService:
+async def get_chat(request: Request) -> ChatService:
+    services: Services = request.app.state.services  # one dependency level, not two
     return services.chat
 
 
-def get_batches(services: Annotated[Services, Depends(get_services)]) -> BatchService:
+async def get_batches(request: Request) -> BatchService:
+    services: Services = request.app.state.services
     return services.batches
 
 
@@ -46,7 +51,7 @@ async def bind_log_ids(request: Request) -> None:
     bind(job_id=params.get("job_id"), batch_id=params.get("batch_id"))
 
 
-def get_metrics(request: Request) -> ApiMetrics:
+async def get_metrics(request: Request) -> ApiMetrics:
     metrics: ApiMetrics = request.app.state.metrics
     return metrics
 
@@ -58,5 +63,5 @@ BatchesDep = Annotated[BatchService, Depends(get_batches)]
 UsageDep = Annotated[UsageService, Depends(get_usage_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
-RateLimited = Depends(enforce_rate_limit)
+RateLimitedTenant = Annotated[str, Depends(enforce_rate_limit)]  # the tenant, within its budget
 LogIds = Depends(bind_log_ids)

@@ -16,7 +16,7 @@ from starlette.routing import BaseRoute, Match
 
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import request_id_of
-from shared.errors import Conflict, InvalidWebhookUrl, NotFound, QueueUnavailable
+from shared.errors import Conflict, InvalidWebhookUrl, NotFound, Overloaded, QueueUnavailable
 from shared.logs import bound
 
 log = logging.getLogger(__name__)
@@ -36,6 +36,7 @@ ErrorCode = Literal[
     "invalid_request",  # the request is malformed; `fields` names what is wrong
     "rate_limited",
     "queue_unavailable",  # the queue could not take the job; retry after Retry-After
+    "overloaded",  # more jobs are waiting than MAX_QUEUED_JOBS; retry after Retry-After
     "unavailable",
     "not_ready",  # /readyz: a dependency is unreachable
     "internal_error",
@@ -194,6 +195,12 @@ async def on_queue_unavailable(request: Request, exc: Exception) -> JSONResponse
     return error_response(503, "queue_unavailable", message, headers=headers)
 
 
+async def on_overloaded(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, Overloaded)
+    headers = {"Retry-After": str(exc.retry_after_s)}
+    return error_response(503, "overloaded", str(exc), headers=headers)
+
+
 async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc) or "webhook_url is refused"
     fields = [FieldError(field="webhook_url", message=message)]
@@ -215,6 +222,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(NotFound, on_not_found)
     app.add_exception_handler(Conflict, on_conflict)
     app.add_exception_handler(QueueUnavailable, on_queue_unavailable)
+    app.add_exception_handler(Overloaded, on_overloaded)
     app.add_exception_handler(InvalidWebhookUrl, on_invalid_webhook_url)
     app.add_exception_handler(Exception, on_unexpected)
 
@@ -235,7 +243,8 @@ _DESCRIPTIONS = {
     415: "Unsupported Content-Type (`unsupported_media_type`)",
     422: "The request is malformed; `fields` names what (`invalid_request`)",
     429: "Over the tenant's RATE_LIMIT (`rate_limited`); retry after Retry-After",
-    503: "The queue could not take the work (`queue_unavailable`); retry after Retry-After",
+    503: "The queue could not take the work (`queue_unavailable`), or more jobs are waiting "
+    "than MAX_QUEUED_JOBS (`overloaded`); retry after Retry-After",
 }
 
 

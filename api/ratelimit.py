@@ -15,6 +15,7 @@ from limits.storage import storage_from_string
 from api.auth import authenticate
 from api.errors import ApiError
 from shared.adapters.ratelimit import RateWindow
+from shared.adapters.ratelimit.memory import MemoryRateWindow
 from shared.config import Settings
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,8 @@ def storage_uri(redis_url: str | None) -> str:
 
 
 class TenantRateLimiter:
-    """A moving window of `rate` requests per tenant; with `window`, that shared window instead
+    """A moving window of `rate` requests per tenant; with `window`, that window instead: the
+    process's own memory (`from_settings` without Redis), or one shared by every process
     (DynamoDB on Lambda, where containers share no memory)."""
 
     def __init__(
@@ -55,7 +57,10 @@ class TenantRateLimiter:
     def from_settings(
         cls, settings: Settings, window: RateWindow | None = None
     ) -> TenantRateLimiter:
-        return cls(settings.rate_limit, storage_uri(settings.redis_url), window)
+        uri = storage_uri(settings.redis_url)
+        if window is None and uri == "async+memory://":
+            window = MemoryRateWindow()
+        return cls(settings.rate_limit, uri, window)
 
     async def hit(self, tenant: str) -> float | None:
         """Spend one request: None when allowed, else the seconds until the tenant may retry."""
@@ -81,15 +86,16 @@ class TenantRateLimiter:
 
 async def enforce_rate_limit(
     request: Request, tenant: Annotated[str, Depends(authenticate)]
-) -> None:
-    """429 with Retry-After once the tenant has spent its RATE_LIMIT."""
+) -> str:
+    """The caller's tenant; 429 with Retry-After once it has spent its RATE_LIMIT."""
     limiter: TenantRateLimiter = request.app.state.limiter
     retry_after = await limiter.hit(tenant)
-    if retry_after is not None:
-        seconds = math.ceil(retry_after)
-        raise ApiError(
-            429,
-            "rate_limited",
-            f"rate limit of {limiter.item} exceeded; retry in {seconds} s",
-            headers={"Retry-After": str(seconds)},
-        )
+    if retry_after is None:
+        return tenant
+    seconds = math.ceil(retry_after)
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"rate limit of {limiter.item} exceeded; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )

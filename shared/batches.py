@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import AsyncIterator, Sequence
-from datetime import timedelta
 from typing import Any
 
+from shared.admission import Admission
+from shared.batch_jobs import BatchJobs, BatchPlan
 from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.models import (
     Batch,
@@ -20,7 +21,6 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobQueue, ResultCache, Store
-from shared.service import cache_key
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -35,11 +35,13 @@ class BatchService:
         cache: ResultCache | None,
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
+        self.admission = admission or Admission(store, max_queued=0)
 
     async def create(
         self,
@@ -53,10 +55,11 @@ class BatchService:
     ) -> Batch:
         """Store the batch and its jobs in one write, answer cache hits, enqueue the rest.
 
+        `items` may be read lazily (a few passes, one request at a time): the jobs are built as
+        the store writes them (shared/batch_jobs.py), never all held at once.
+
         With `idempotency_key`: the same key within 24 h returns the batch it made (Conflict when
         `request_hash` differs), and nothing new is stored or run."""
-        for url in {u for u in (webhook_url, *(i.webhook_url for i in items)) if u}:
-            await self.hooks.check_url(url)
         batch = Batch(
             tenant=tenant,
             webhook_url=webhook_url,
@@ -64,41 +67,23 @@ class BatchService:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
-        # ~40 µs a job: 50,000 of them would hold the event loop for seconds, so not on it
-        jobs = await asyncio.to_thread(self._build_jobs, batch, items)
-        hits = await self._cached([j.cache_key for j in jobs])
-        jobs = [self._answered(j, hits[j.cache_key]) if j.cache_key in hits else j for j in jobs]
-        queued = [j.id for j in jobs if j.status is JobStatus.queued]
+        # tens of microseconds a request: 50,000 of them would hold the event loop for seconds
+        plan = await asyncio.to_thread(BatchPlan.of, tenant, items)
+        for url in {u for u in (webhook_url, *plan.webhook_urls) if u}:
+            await self.hooks.check_url(url)
+        hits = await self._cached(plan.cache_keys)
+        queued = plan.queued_ids(hits)
         batch.counts = BatchCounts(
-            total=len(jobs), queued=len(queued), succeeded=len(jobs) - len(queued)
+            total=len(plan.ids), queued=len(queued), succeeded=len(plan.ids) - len(queued)
         )
+        await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
+        jobs = BatchJobs(batch, items, plan, hits, self._answered)
         stored = await self.store.create_batch(batch, jobs)
         if stored.id != batch.id:  # this key made a batch already: that one is the answer
             return _same_body(stored, batch)
         if queued:
             await self._enqueue_or_fail(batch, queued)
         return await self.check_completed(batch.id) or batch
-
-    @classmethod
-    def _build_jobs(cls, batch: Batch, items: Sequence[BatchItem]) -> list[Job]:
-        return [cls._job(batch, item, n) for n, item in enumerate(items)]
-
-    @staticmethod
-    def _job(batch: Batch, item: BatchItem, position: int) -> Job:
-        # A microsecond apart, so "oldest first" is submission order (results come in that order).
-        created = batch.created_at + timedelta(microseconds=position)
-        request = item.chat_request()
-        return Job(
-            tenant=batch.tenant,
-            request=request,
-            batch_id=batch.id,
-            custom_id=item.custom_id,
-            webhook_url=item.webhook_url,
-            metadata=item.metadata,
-            cache_key=cache_key(batch.tenant, request) if item.cache else None,
-            created_at=created,
-            updated_at=created,
-        )
 
     def _answered(self, job: Job, hit: Any) -> Job:
         return job.model_copy(

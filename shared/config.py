@@ -100,6 +100,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_000_000
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 100_000_000
+    max_queued_jobs: int = Field(
+        100_000,
+        ge=0,
+        description="Backlog limit: while this many jobs are queued, POST /v1/jobs and "
+        "/v1/batches answer 503 (`overloaded`) with Retry-After, and a batch that would take the "
+        "backlog past it is refused; cache hits are still answered. 0: no limit",
+    )
 
     # backends
     redis_url: str | None = Field(None, repr=False)  # may hold a password

@@ -59,3 +59,11 @@ class InvalidPeriod(ChatJobsError):
     def __init__(self, message: str, fields: tuple[str, ...]) -> None:
         super().__init__(message)
         self.fields = fields
+
+
+class Overloaded(ChatJobsError):
+    """More work is waiting than the service accepts (MAX_QUEUED_JOBS); the API answers 503."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = retry_after_s

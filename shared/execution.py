@@ -74,6 +74,16 @@ class JobExecutor:
         self.hooks = hooks or WebhookHooks()
         self.metrics = metrics or JobMetrics()
 
+    @property
+    def llm(self) -> LLMProvider:
+        return self._llm
+
+    @llm.setter
+    def llm(self, llm: LLMProvider) -> None:
+        self._llm = llm
+        # checked once: isinstance against a runtime Protocol costs tens of microseconds
+        self._availability = llm if isinstance(llm, Availability) else None
+
     async def deliver(self, job_id: str) -> float | None:
         """Run one delivery of the job, bounded in time; never raises."""
         limit = self.job_timeout_s + GUARD_MARGIN_S
@@ -126,11 +136,12 @@ class JobExecutor:
         return None
 
     def _providers_down_for(self) -> float:
-        return self.llm.unavailable_for_s() if isinstance(self.llm, Availability) else 0.0
+        return self._availability.unavailable_for_s() if self._availability else 0.0
 
     async def _complete(self, request: ChatRequest) -> Completion:
         started = time.perf_counter()
-        completion = await asyncio.wait_for(self.llm.complete(request), self.job_timeout_s)
+        async with asyncio.timeout(self.job_timeout_s):  # no task of its own, unlike wait_for
+            completion = await self.llm.complete(request)
         self.metrics.llm_call(completion.provider, time.perf_counter() - started)
         return completion
 

@@ -20,12 +20,13 @@ from prometheus_client import CollectorRegistry
 
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
+from shared.admission import Admission, LocalQueue
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.metrics import Backlog, JobMetrics
 from shared.models import Job
-from shared.ports import JobQueue, LLMProvider, ResultCache, Store
+from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
 from shared.service import ChatService
 from shared.sweeps import Sweeper
@@ -53,6 +54,7 @@ class Services:
     queue: JobQueue
     llm: LLMProvider
     webhook_master: str
+    events: JobEvents | None = None  # None: long-polls poll the store
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: JobMetrics = field(init=False)
     backlog: Backlog = field(init=False)
@@ -77,8 +79,12 @@ class Services:
             self.store, self.sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
         )
         hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
-        self.chat = ChatService(self.store, self.cache, self.queue, hooks, self._job_finished)
-        self.batches = BatchService(self.store, self.cache, self.queue, hooks)
+        local = self.queue if isinstance(self.queue, LocalQueue) else None
+        admission = Admission(self.store, s.max_queued_jobs, local)
+        self.chat = ChatService(
+            self.store, self.cache, self.queue, hooks, self._job_finished, self.events, admission
+        )
+        self.batches = BatchService(self.store, self.cache, self.queue, hooks, admission)
         self.usage = UsageService(self.store)
         self.executor = JobExecutor(
             self.store,
@@ -101,6 +107,8 @@ class Services:
         await check_url(url, allow_private=self.settings.webhook_allow_private)
 
     async def _job_finished(self, job: Job) -> None:
+        if self.events is not None:
+            await self.events.notify([job.id])
         if job.batch_id:
             await self.batches.check_completed(job.batch_id)
 
@@ -142,9 +150,11 @@ class ServiceFactory:
         cache: ResultCache | None = None,
         queue: JobQueue | None = None,
         llm: LLMProvider | None = None,
+        events: JobEvents | None = None,
     ) -> None:
         self.settings = settings or Settings()
         self._store, self._cache, self._queue, self._llm = store, cache, queue, llm
+        self._events = events
         self._aws: AwsClients | None = None
         if self._aws_needed():  # built now (it connects on first use), shared by every adapter
             s = self.settings
@@ -174,7 +184,11 @@ class ServiceFactory:
         await llm.start()
         stack.push_async_callback(_logged, "LLM", llm.close)
         queue = self._queue if self._queue is not None else self.build_queue()
-        services = Services(self.settings, store, cache, queue, llm, self.webhook_master())
+        events = self._events if self._events is not None else self.build_events()
+        if events is not None:
+            stack.push_async_callback(_logged, "job events", events.close)
+        master = self.webhook_master()
+        services = Services(self.settings, store, cache, queue, llm, master, events)
         stack.push_async_callback(_logged, "webhook sender", services.sender.close)
         handler = requeueing_consumer(services.executor, queue) if consume else None
         await queue.start(handler)
@@ -255,6 +269,21 @@ class ServiceFactory:
         from shared.adapters.queue.inprocess import InProcessJobQueue
 
         return InProcessJobQueue(concurrency=s.worker_concurrency)
+
+    def build_events(self) -> JobEvents | None:
+        """Long-poll wake-ups: in this process when it runs the jobs, over Redis when arq
+        workers do; None with SQS (the store is polled briefly instead)."""
+        s = self.settings
+        kind = s.resolved_queue
+        if kind == "inprocess":
+            from shared.adapters.events.local import LocalJobEvents
+
+            return LocalJobEvents()
+        if kind == "arq":
+            from shared.adapters.events.redis import RedisJobEvents
+
+            return RedisJobEvents(_require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
+        return None
 
     def build_llm(self) -> LLMProvider:
         from shared.adapters.llm.build import build_llm

@@ -23,7 +23,7 @@ FIELDS = ("request_id", "job_id", "batch_id", "tenant")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
 # Libraries that log every call at INFO; their warnings still show.
-QUIET = ("google_genai", "httpx", "httpcore")
+QUIET = ("httpx", "httpcore")
 
 _context: ContextVar[Mapping[str, str]] = ContextVar("log_context", default=MappingProxyType({}))
 

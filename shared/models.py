@@ -97,8 +97,14 @@ class ChatRequest(BaseModel):
         return messages
 
     def chat_request(self) -> ChatRequest:
-        """Just the fields that reach the LLM (subclasses add job bookkeeping)."""
-        return ChatRequest.model_validate(self.model_dump(include=set(ChatRequest.model_fields)))
+        """Just the fields that reach the LLM (subclasses add job bookkeeping). `self` was
+        validated as a ChatRequest already, so its values are taken as they are."""
+        if type(self) is ChatRequest:
+            return self
+        return ChatRequest.model_construct(**{f: getattr(self, f) for f in _CHAT_FIELDS})
+
+
+_CHAT_FIELDS = tuple(ChatRequest.model_fields)
 
 
 class JobCreate(ChatRequest):
@@ -211,8 +217,9 @@ class Job(BaseModel):
     not_before: datetime | None = None  # a retry must not run before this (SQS caps delays)
 
     def public(self) -> JobPublic:
-        fields = self.model_dump(include=set(JobPublic.model_fields))
-        return JobPublic.model_validate({**fields, "model": self.request.model})
+        """The client's view: the same (already valid) values, so nothing is validated again."""
+        fields = {f: getattr(self, f) for f in _PUBLIC_JOB_FIELDS}
+        return JobPublic.model_construct(**fields, model=self.request.model)
 
 
 class JobPublic(BaseModel):
@@ -231,6 +238,9 @@ class JobPublic(BaseModel):
     result: CompletionPublic | None
     error: JobError | None
     webhook: WebhookDelivery | None
+
+
+_PUBLIC_JOB_FIELDS = tuple(f for f in JobPublic.model_fields if f not in ("object", "model"))
 
 
 class BatchCounts(BaseModel):
@@ -261,7 +271,8 @@ class Batch(BaseModel):
     request_hash: str | None = None
 
     def public(self) -> BatchPublic:
-        return BatchPublic.model_validate(self.model_dump(include=set(BatchPublic.model_fields)))
+        fields = {f: getattr(self, f) for f in BatchPublic.model_fields if f != "object"}
+        return BatchPublic.model_construct(**fields)
 
 
 class BatchPublic(BaseModel):

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Literal, NamedTuple, Protocol
@@ -200,6 +202,24 @@ class JobQueue(Protocol):
         (batches) are interleaved, so one tenant's big batch cannot starve everyone else."""
 
     async def ping(self) -> bool: ...
+
+
+class JobEvents(Protocol):
+    """Wakes long-polls when their job ends, so that they need not poll the store.
+
+    A hint, not a record: whoever waits reads the store again when woken (and now and then
+    anyway, in case a notification was lost), so a missed or duplicate notification costs time,
+    never correctness."""
+
+    async def close(self) -> None: ...
+
+    async def notify(self, job_ids: Sequence[str]) -> None:
+        """These jobs have reached a terminal status (call after the write committed). Never
+        raises: a notification that cannot be sent is dropped."""
+
+    def watch(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
+        """Register interest in `job_id` (before reading it, so no notification is missed);
+        the event is set once the job is reported finished."""
 
 
 class LLMProvider(Protocol):

@@ -7,7 +7,9 @@ import hashlib
 import json
 import logging
 import time
+from contextlib import suppress
 
+from shared.admission import Admission
 from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.models import (
     ChatRequest,
@@ -18,12 +20,13 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobFinished, JobOutcome, JobQueue, JobStore, ResultCache
+from shared.ports import JobEvents, JobFinished, JobOutcome, JobQueue, JobStore, ResultCache
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30.0
+RECHECK_S = 1.0  # with JobEvents, a long-poll still reads the store this often (a lost wake-up)
 
 
 def cache_key(tenant: str, request: ChatRequest) -> str:
@@ -46,12 +49,16 @@ class ChatService:
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
         on_finished: JobFinished | None = None,
+        events: JobEvents | None = None,
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
         self.on_finished = on_finished
+        self.events = events
+        self.admission = admission or Admission(store, max_queued=0)
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
@@ -65,7 +72,7 @@ class ChatService:
             metadata=body.metadata,
             cache_key=cache_key(tenant, request) if body.cache else None,
             idempotency_key=idempotency_key,
-            request_hash=body_hash(body),
+            request_hash=body_hash(body) if idempotency_key else None,  # compared on replays
         )
         hit = await self._cached(job.cache_key)
         if hit is not None:
@@ -80,6 +87,8 @@ class ChatService:
                     "webhook": self.hooks.delivery_for(body.webhook_url),
                 }
             )
+        else:
+            await self.admission.admit(1)  # Overloaded past MAX_QUEUED_JOBS
         stored = await self.store.create_job(job)
         if stored.id != job.id:
             return self._check_same_body(stored, job)
@@ -116,17 +125,35 @@ class ChatService:
             raise
 
     async def get(self, tenant: str, job_id: str, wait_s: float = 0) -> Job:
-        """The job; with `wait_s`, hold until it is terminal or the wait is over."""
+        """The job; with `wait_s`, hold until it is terminal or the wait is over. With
+        JobEvents the job's end wakes the wait; without, the store is polled."""
         deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        if self.events is None or wait_s <= 0:
+            return await self._poll(tenant, job_id, deadline)
+        with self.events.watch(job_id) as finished:  # before the read: no wake-up is missed
+            while True:
+                job = await self._read(tenant, job_id)
+                left = deadline - time.monotonic()
+                if job.status.is_terminal or left <= 0:
+                    return job
+                with suppress(TimeoutError):
+                    async with asyncio.timeout(min(left, RECHECK_S)):
+                        await finished.wait()
+
+    async def _poll(self, tenant: str, job_id: str, deadline: float) -> Job:
         delay = 0.05
         while True:
-            job = await self.store.get_job(job_id, tenant)
-            if job is None:
-                raise NotFound(job_id)
+            job = await self._read(tenant, job_id)
             if job.status.is_terminal or time.monotonic() >= deadline:
                 return job
             await asyncio.sleep(min(delay, max(deadline - time.monotonic(), 0)))
             delay = min(delay * 1.5, 0.5)
+
+    async def _read(self, tenant: str, job_id: str) -> Job:
+        job = await self.store.get_job(job_id, tenant)
+        if job is None:
+            raise NotFound(job_id)
+        return job
 
     async def list(
         self,

@@ -13,6 +13,8 @@ import os
 import signal
 import sys
 import threading
+from collections.abc import Coroutine
+from typing import Any
 
 from shared.config import Settings
 from shared.logs import configure_logging
@@ -79,6 +81,16 @@ def _leave_despite_lingering_threads(code: int) -> None:
         os._exit(code or 1)
 
 
+def run(main: Coroutine[Any, Any, int]) -> int:
+    """Run on uvloop where it is installed (as uvicorn runs the API): a fraction of asyncio's
+    own loop overhead on every Redis round trip."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(main)
+    return uvloop.run(main)
+
+
 def main() -> int:
     settings = Settings()
     configure_logging(settings.log_format)
@@ -92,7 +104,7 @@ def main() -> int:
         )
         return 2
     log.info("arq worker: concurrency %d", settings.worker_concurrency)
-    code = asyncio.run(serve(settings))
+    code = run(serve(settings))
     _leave_despite_lingering_threads(code)
     return code
 

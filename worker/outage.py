@@ -85,11 +85,15 @@ class ResilientWorker(Worker):
 
     async def _poll_iteration(self) -> None:
         try:
-            await super()._poll_iteration()
+            await self._poll_once()
         except UNREACHABLE as exc:
             await asyncio.sleep(self.outage.failed(exc))
         else:
             self.outage.recovered()
+
+    async def _poll_once(self) -> None:
+        """arq's own poll: take what is due from the queue, start it, record a heartbeat."""
+        await super()._poll_iteration()
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
         # arq counts a job as started (job_counter, semaphore) before it asks Redis whether it may

@@ -8,8 +8,10 @@ Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM cal
   failed) never fires first; arq's in-progress key lives job_timeout + 10 s = T + 15 s, so a job
   whose worker was SIGKILLed is picked up by another worker after at most T + 15 s (60 s by
   default), by which time its store lease (claim + T + 5 s) has run out and the claim succeeds;
-- batch jobs wait outside arq's queue; each worker promotes as many as it has free slots, every
-  FEED_INTERVAL_S (see shared/adapters/queue/arq.py);
+- a worker polls when told there is work (a producer's announcement, one of its own slots coming
+  free) and every POLL_DELAY_S otherwise; a poll promotes batch jobs into the slots that due single
+  jobs leave free and claims due jobs, in one round trip (worker/polling.py,
+  shared/adapters/queue/arq.py);
 - on SIGTERM arq stops taking jobs and waits `job_completion_wait` (longer than job_timeout) for
   running ones, so a graceful stop never cancels a job half-way;
 - while Redis is unreachable the worker keeps its running jobs and retries with backoff; after
@@ -20,13 +22,14 @@ Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM cal
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import math
 from collections.abc import Awaitable, Callable, Coroutine
 from contextlib import AsyncExitStack
 from typing import Any, cast
 
-from arq import Retry, Worker
+from arq import Retry
 from arq.connections import RedisSettings
 from arq.typing import WorkerCoroutine
 from arq.worker import func
@@ -36,7 +39,8 @@ from shared.config import Settings
 from shared.factory import ServiceFactory, Services
 from shared.logs import bound
 from worker.metrics import serve_metrics, stop_metrics
-from worker.outage import UNREACHABLE, Outage, ResilientWorker
+from worker.outage import UNREACHABLE
+from worker.polling import WakingWorker, listen_for_work
 from worker.recovery import sweep_forever
 
 log = logging.getLogger(__name__)
@@ -46,7 +50,6 @@ MAX_TRIES = 1_000  # the executor bounds attempts (and waits out open circuits w
 # any); arq must never drop a job on its own
 HARD_MARGIN_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
-FEED_INTERVAL_S = POLL_DELAY_S
 CLOSE_TIMEOUT_S = 20.0  # for each step of shutdown
 
 
@@ -60,32 +63,18 @@ async def run_job(ctx: dict[str, Any], job_id: str) -> None:
         raise Retry(defer=delay)
 
 
-async def feed_batches(queue: ArqJobQueue, worker: Worker) -> None:
-    """Keep this worker's free slots supplied with batch jobs, one batch at a time in turn."""
-    outage = Outage("batch feeder")
-    while worker.allow_pick_jobs:  # False once a SIGTERM asked this worker to stop
-        try:
-            await queue.promote(worker.max_jobs - worker.job_counter)
-        except Exception as exc:
-            if not isinstance(exc, UNREACHABLE):
-                log.warning("could not promote batch jobs; retrying", exc_info=True)
-            await asyncio.sleep(outage.failed(exc))
-        else:
-            outage.recovered()
-        await asyncio.sleep(FEED_INTERVAL_S)
-
-
 async def startup(ctx: dict[str, Any]) -> None:
     """The worker's composition root. Everything it starts is closed by `shutdown`, in reverse
     order, even when starting fails half-way."""
     resources = ctx["resources"] = AsyncExitStack()
-    worker: Worker = ctx["worker"]
+    worker: WakingWorker = ctx["worker"]
     queue = ArqJobQueue.from_pool(ctx["redis"])
     if worker.burst:  # drain everything, batches included, then stop
         while await queue.promote(10_000):
             pass
     else:
-        _background(resources, feed_batches(queue, worker), "feed-batches")
+        worker.take = queue.take
+        _background(resources, listen_for_work(ctx["settings"].redis_url, worker), "wake-ups")
     services: Services | None = ctx.get("services_override")
     if services is None:  # the worker's own, with its lost-job sweeper
         services = await ServiceFactory(ctx["settings"], queue=queue).start(
@@ -97,6 +86,7 @@ async def startup(ctx: dict[str, Any]) -> None:
     server = serve_metrics(ctx["settings"], services.registry)
     if server is not None:
         resources.push_async_callback(close_step, "stop the metrics server", stop_metrics, server)
+    gc.freeze()  # start-up's objects live as long as the process: out of the collector's scans
 
 
 async def shutdown(ctx: dict[str, Any]) -> None:
@@ -146,7 +136,7 @@ def worker_options(settings: Settings) -> dict[str, Any]:
         "max_tries": MAX_TRIES,
         "keep_result": 0,  # results live in the store; no result key also lets a finished job
         # be enqueued again under the same arq id
-        "poll_delay": POLL_DELAY_S,
+        "idle_poll_s": POLL_DELAY_S,
         "handle_signals": True,
         "job_completion_wait": math.ceil(job_timeout) + 1,
         "health_check_interval": HEALTH_CHECK_INTERVAL_S,
@@ -156,13 +146,13 @@ def worker_options(settings: Settings) -> dict[str, Any]:
 
 def build_worker(
     settings: Settings, *, burst: bool = False, services_override: Services | None = None
-) -> ResilientWorker:
+) -> WakingWorker:
     """The arq worker. `burst=True` drains the queue and returns (tests: no signals, no polling
     delay). `services_override` is used as-is and not closed on shutdown."""
     options = worker_options(settings)
     if burst:
-        options.update(poll_delay=0, handle_signals=False)
+        options.update(idle_poll_s=0, handle_signals=False)
     ctx: dict[str, Any] = {"settings": settings, "services_override": services_override}
-    worker = ResilientWorker(**options, burst=burst, ctx=ctx)
+    worker = WakingWorker(**options, burst=burst, ctx=ctx)
     ctx["worker"] = worker  # arq keeps this very dict as the jobs' context
     return worker

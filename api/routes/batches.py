@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -11,20 +10,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
-from api.batch_body import parse_batch
-from api.deps import BatchesDep, LogIds, RateLimited, SettingsDep, TenantDep
+from api.batch_body import parse_batch, spool
+from api.deps import BatchesDep, LogIds, RateLimitedTenant, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
 from api.routes.jobs import IdempotencyKey
 from shared.logs import bind
 from shared.models import BatchPublic
 
-router = APIRouter(
-    prefix="/v1/batches",
-    tags=["batches"],
-    dependencies=[LogIds],
-    route_class=StrictJsonRoute,
-)
+router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
 WebhookUrl = Annotated[
     str | None,
@@ -72,7 +66,6 @@ RESULTS: dict[int | str, dict[str, Any]] = {
     "",
     response_model=BatchPublic,
     status_code=202,
-    dependencies=[RateLimited],
     openapi_extra=BATCH_BODY,
     responses={**ACCEPTED, **documented(401, 409, 413, 415, 422, 429, 503)},
 )
@@ -80,43 +73,51 @@ async def create_batch(
     request: Request,
     response: Response,
     batches: BatchesDep,
-    tenant: TenantDep,
+    tenant: RateLimitedTenant,
     settings: SettingsDep,
     webhook_url: WebhookUrl = None,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Submit a batch (JSON `{"requests": [...]}` or NDJSON, one request a line)."""
-    body = await request.body()
-    content_type = request.headers.get("content-type")
-    parsed = await asyncio.to_thread(  # up to BATCH_MAX_BYTES of JSON: not on the event loop
-        parse_batch,
-        body,
-        content_type,
-        max_requests=settings.batch_max_requests,
-        webhook_url=webhook_url,
-    )
-    batch = await batches.create(
-        tenant,
-        parsed.requests,
-        webhook_url=parsed.webhook_url,
-        metadata=parsed.metadata,
-        idempotency_key=idempotency_key,
-        request_hash=await _request_hash(body, content_type, webhook_url)
-        if idempotency_key
-        else None,
-    )
+    body, digest = await spool(request.stream())
+    try:
+        content_type = request.headers.get("content-type")
+        parsed = await asyncio.to_thread(  # up to BATCH_MAX_BYTES: not on the event loop
+            parse_batch,
+            body,
+            content_type,
+            max_requests=settings.batch_max_requests,
+            webhook_url=webhook_url,
+        )
+        batch = await batches.create(
+            tenant,
+            parsed.requests,
+            webhook_url=parsed.webhook_url,
+            metadata=parsed.metadata,
+            idempotency_key=idempotency_key,
+            request_hash=_request_hash(digest, content_type, webhook_url)
+            if idempotency_key
+            else None,
+        )
+    finally:
+        body.close()
     bind(batch_id=batch.id)
     response.headers["Location"] = f"/v1/batches/{batch.id}"
     return batch.public()
 
 
-async def _request_hash(body: bytes, content_type: str | None, webhook_url: str | None) -> str:
+def _request_hash(digest: Any, content_type: str | None, webhook_url: str | None) -> str:
     """What an Idempotency-Key replay must repeat exactly: the body as sent and its framing."""
-    framing = f"\n{content_type or ''}\n{webhook_url or ''}".encode()
-    return await asyncio.to_thread(lambda: hashlib.sha256(body + framing).hexdigest())
+    digest.update(f"\n{content_type or ''}\n{webhook_url or ''}".encode())
+    return str(digest.hexdigest())
 
 
-@router.get("/{batch_id}", response_model=BatchPublic, responses=documented(401, 404, 422))
+@router.get(
+    "/{batch_id}",
+    response_model=BatchPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 422),
+)
 async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Get a batch with its exact counts."""
     return (await batches.get(tenant, batch_id)).public()
@@ -125,6 +126,7 @@ async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> Ba
 @router.get(
     "/{batch_id}/results",
     response_class=StreamingResponse,
+    dependencies=[LogIds],
     responses={**RESULTS, **documented(401, 404, 422)},
 )
 async def get_batch_results(
@@ -140,7 +142,12 @@ async def get_batch_results(
     return StreamingResponse(lines(), media_type="application/x-ndjson")
 
 
-@router.post("/{batch_id}/cancel", response_model=BatchPublic, responses=documented(401, 404, 422))
+@router.post(
+    "/{batch_id}/cancel",
+    response_model=BatchPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 422),
+)
 async def cancel_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Cancel the batch's queued jobs; running ones finish."""
     return (await batches.cancel(tenant, batch_id)).public()

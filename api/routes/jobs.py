@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import ChatDep, LogIds, MetricsDep, RateLimited, TenantDep
+from api.deps import ChatDep, LogIds, MetricsDep, RateLimitedTenant, TenantDep
 from api.errors import HEADERS, ApiError, FieldError, documented
 from api.jsonbody import StrictJsonRoute
 from shared.errors import InvalidCursor, QueueUnavailable
@@ -14,12 +14,7 @@ from shared.logs import bind
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
 
-router = APIRouter(
-    prefix="/v1/jobs",
-    tags=["jobs"],
-    dependencies=[LogIds],
-    route_class=StrictJsonRoute,
-)
+router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
 
 IdempotencyKey = Annotated[
     str | None,
@@ -52,18 +47,12 @@ SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.post(
-    "",
-    response_model=JobPublic,
-    status_code=202,
-    dependencies=[RateLimited],
-    responses=SUBMIT_RESPONSES,
-)
+@router.post("", response_model=JobPublic, status_code=202, responses=SUBMIT_RESPONSES)
 async def create_job(
     body: JobCreate,
     response: Response,
     chat: ChatDep,
-    tenant: TenantDep,
+    tenant: RateLimitedTenant,
     metrics: MetricsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
@@ -103,14 +92,24 @@ async def list_jobs(
     return JobPage(data=[job.public() for job in jobs], next_cursor=next_cursor)
 
 
-@router.get("/{job_id}", response_model=JobPublic, responses=documented(401, 404, 422))
+@router.get(
+    "/{job_id}",
+    response_model=JobPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 422),
+)
 async def get_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
     """Get a job; with `wait`, hold until it is finished or `wait` seconds pass."""
     job = await chat.get(tenant, job_id, wait_s=wait)
     return job.public()
 
 
-@router.post("/{job_id}/cancel", response_model=JobPublic, responses=documented(401, 404, 409, 422))
+@router.post(
+    "/{job_id}/cancel",
+    response_model=JobPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 409, 422),
+)
 async def cancel_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> JobPublic:
     """Cancel a queued job; a running or finished job answers 409."""
     job = await chat.cancel(tenant, job_id)

@@ -337,6 +337,41 @@ class TestArqJobQueue(JobQueueContract):
         queued = set(await redis_db.zrange(QUEUE_NAME, 0, -1))
         assert {b"b1", b"a5"} <= queued and b"b2" not in queued
 
+    async def test_take_claims_due_singles_first_then_batch_jobs_in_turn(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await harness.queue.enqueue_many(["a1", "a2", "a3"], group="A")
+        await harness.queue.enqueue_many(["b1"], group="B")
+        await harness.queue.enqueue("single")
+        await harness.queue.enqueue("later", delay_s=60)
+
+        first = await harness.queue.take(1, scan=100, lease_ms=60_000)
+        assert [job_id for job_id, _ in first] == ["single"]
+        assert await redis_db.llen(GROUP_PREFIX + "A") == 3  # no slot was left for a batch job
+        taken = await harness.queue.take(2, scan=100, lease_ms=60_000)
+        assert sorted(job_id for job_id, _ in taken) == ["a1", "b1"]  # one from each group
+        assert all([await redis_db.exists(f"arq:in-progress:{j}") for j, _ in [*first, *taken]])
+        again = await harness.queue.take(5, scan=100, lease_ms=60_000)
+        assert [job_id for job_id, _ in again] == ["a2", "a3"]  # "later" is not due yet
+
+    async def test_take_never_claims_a_job_twice(self, harness: ArqHarness) -> None:
+        await harness.queue.enqueue_many([f"j{n}" for n in range(20)], group="A")
+        claims = await asyncio.gather(
+            *(harness.queue.take(3, scan=100, lease_ms=60_000) for _ in range(10))
+        )
+        claimed = [job_id for claim in claims for job_id, _ in claim]
+        assert len(claimed) == len(set(claimed)) == 20
+
+    async def test_take_promotes_nothing_while_due_jobs_fill_the_slots(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await harness.queue.enqueue_many(["a1", "a2"], group="A")
+        for n in range(3):
+            await harness.queue.enqueue(f"s{n}")
+        taken = await harness.queue.take(2, scan=100, lease_ms=60_000)
+        assert [job_id for job_id, _ in taken] == ["s0", "s1"]
+        assert await redis_db.llen(GROUP_PREFIX + "A") == 2
+
     async def test_start_survives_an_unreachable_redis(self) -> None:
         queue = ArqJobQueue(closed_port_url(), timeout_s=2)
         await queue.start()

@@ -25,7 +25,16 @@ from shared.adapters.store.sqlite import SqliteJobStore
 from shared.config import Settings
 from shared.errors import TransientLLMError
 from shared.factory import ServiceFactory, Services
-from shared.models import ChatRequest, Completion, Job, JobCreate, JobStatus, Message, utcnow
+from shared.models import (
+    BatchItem,
+    ChatRequest,
+    Completion,
+    Job,
+    JobCreate,
+    JobStatus,
+    Message,
+    utcnow,
+)
 from shared.ports import Store
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
@@ -227,6 +236,32 @@ async def test_a_running_worker_feeds_batches_and_stops_gracefully_on_sigterm(
         await services.close()
 
 
+async def test_a_waiting_worker_is_woken_by_new_work_and_by_its_own_free_slots(
+    settings: Settings, llm: FakeLLM
+) -> None:
+    """With its idle poll a minute away, only the producer's announcement can start a single job
+    within seconds, and only refills on completion can run a batch twice the worker's size."""
+    settings = settings.model_copy(update={"worker_concurrency": 2})
+    services = await ServiceFactory(settings, llm=llm).start(consume=False)
+    worker = build_worker(settings, services_override=services)
+    worker.idle_poll_s = 60.0
+    worker.handle_signals = False
+    running = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.sleep(0.5)  # started, subscribed, idle
+        single = await services.chat.submit("t1", body("wake up"))
+        await asyncio.wait_for(wait_until_done(services, [single.id]), timeout=5)
+        items = [BatchItem(custom_id=f"c{n}", messages=body(f"b{n}").messages) for n in range(6)]
+        batch = await services.batches.create("t1", items)
+        jobs, _ = await services.store.list_jobs("t1", batch_id=batch.id, limit=10)
+        await asyncio.wait_for(wait_until_done(services, [j.id for j in jobs]), timeout=5)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await worker.close()
+        await services.close()
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -296,7 +331,7 @@ def test_arq_timing_lets_a_dead_workers_job_be_taken_again(settings: Settings) -
     assert worker._job_completion_wait > worker.job_timeout_s  # SIGTERM lets jobs finish
     assert worker.max_jobs == settings.worker_concurrency
     assert worker.max_tries >= 50 and worker.keep_result_s == 0
-    assert worker.poll_delay_s <= 0.1
+    assert worker.idle_poll_s <= 0.1 and worker.poll_delay_s == 0  # polls when woken, too
 
 
 def test_python_m_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:

@@ -253,17 +253,22 @@ def test_fifty_warm_invocations_create_each_client_once(
     aws_env: AwsLayout, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     import httpx
-    from google import genai
 
-    made: dict[str, int] = {"httpx": 0, "genai": 0}
-    for name, cls in (("httpx", httpx.AsyncClient), ("genai", genai.Client)):
-        original = cls.__init__
+    from shared.adapters.llm import gemini
 
-        def counting(self: Any, *args: Any, _o: Any = original, _n: str = name, **kw: Any) -> None:
-            made[_n] += 1
-            _o(self, *args, **kw)
+    made: dict[str, int] = {"httpx": 0, "gemini": 0}
+    original = httpx.AsyncClient.__init__
 
-        monkeypatch.setattr(cls, "__init__", counting)
+    def counting(self: Any, *args: Any, **kw: Any) -> None:
+        made["httpx"] += 1
+        original(self, *args, **kw)
+
+    def counting_sessions(*args: Any, _new: Any = gemini.new_session, **kw: Any) -> Any:
+        made["gemini"] += 1
+        return _new(*args, **kw)
+
+    monkeypatch.setattr(httpx.AsyncClient, "__init__", counting)
+    monkeypatch.setattr(gemini, "new_session", counting_sessions)
 
     driver = SqsDriver(aws_env)
     for n in range(50):
@@ -276,8 +281,8 @@ def test_fifty_warm_invocations_create_each_client_once(
     assert api_lambda._runtime is not None and worker_lambda._runtime is not None
     for runtime in (api_lambda._runtime, worker_lambda._runtime):
         assert runtime.factory.aws.opened == 2  # dynamodb and sqs, once per container
-    # Per container: the Gemini SDK client over its own httpx client, and the webhook sender's.
-    assert made == {"genai": 2, "httpx": 4}
+    # Per container: the Gemini provider's HTTP session, and the webhook sender's httpx client.
+    assert made == {"gemini": 2, "httpx": 2}
 
 
 def test_the_rate_limit_holds_across_two_api_containers(

@@ -1,4 +1,5 @@
-"""The real google-genai SDK and httpx against the stub LLM server on loopback."""
+"""The providers (Gemini REST and OpenRouter, both over httpx) against the stub LLM server on
+loopback."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ async def test_http_status_maps_to_typed_error(
     with pytest.raises(error, match=f"HTTP {status}") as caught:
         await provider.complete(ask())
     assert getattr(caught.value, "status_code", None) == status
-    assert llm_stub.stats()[provider.name] == 1  # the SDK did not retry on its own
+    assert llm_stub.stats()[provider.name] == 1  # the client did not retry on its own
 
 
 async def test_rate_limit_is_transient(provider: LLMProvider, llm_stub: LLMStub) -> None:
@@ -209,14 +210,14 @@ async def test_a_provider_creates_its_client_once_and_closes_it(llm_stub: LLMStu
     openrouter = OpenRouterProvider("k", "a/b", llm_stub.openrouter_base_url, TIMEOUT_S)
     for provider in (gemini, openrouter):
         await provider.start()
-    clients = (gemini._http, gemini._client, openrouter._http)
+    clients = (gemini._http, openrouter._http)
     assert all(c is not None for c in clients)
     for _ in range(3):
         answers = [(await p.complete(ask("again"))).content for p in (gemini, openrouter)]
         assert answers == ["gemini says: again", "openrouter says: again"]
     await gemini.start()  # a second start is a no-op
-    assert (gemini._http, gemini._client, openrouter._http) == clients
+    assert (gemini._http, openrouter._http) == clients
     for provider in (gemini, openrouter):
         await provider.close()
-    assert (gemini._http, gemini._client, openrouter._http) == (None, None, None)
+    assert (gemini._http, openrouter._http) == (None, None)
     assert llm_stub.stats() == {"gemini": 3, "openrouter": 3}

@@ -37,7 +37,10 @@ def _gemini(s: Settings) -> LLMProvider | None:
     from shared.adapters.llm.gemini import GeminiProvider
 
     key = s.gemini_api_key.get_secret_value()
-    return GeminiProvider(key, s.gemini_model, s.gemini_base_url, s.llm_timeout_s)
+    connections = s.worker_concurrency
+    return GeminiProvider(
+        key, s.gemini_model, s.gemini_base_url, s.llm_timeout_s, connections=connections
+    )
 
 
 def _openrouter(s: Settings) -> LLMProvider | None:
@@ -47,4 +50,4 @@ def _openrouter(s: Settings) -> LLMProvider | None:
 
     key = s.openrouter_api_key.get_secret_value()
     model, url = s.openrouter_model, s.openrouter_base_url
-    return OpenRouterProvider(key, model, url, s.llm_timeout_s)
+    return OpenRouterProvider(key, model, url, s.llm_timeout_s, connections=s.worker_concurrency)

@@ -1,14 +1,14 @@
-"""OpenRouter's OpenAI-compatible chat completions API over httpx."""
+"""OpenRouter's OpenAI-compatible chat completions API (see http_session.py for the client)."""
 
 from __future__ import annotations
 
-import asyncio
 import time
 from typing import Any
 
-import httpx
+import aiohttp
 
 from shared.adapters.llm.http_errors import error_for_status, shorten
+from shared.adapters.llm.http_session import Answer, new_session, post_json
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
 from shared.models import ChatRequest, Completion, Usage
 
@@ -16,17 +16,25 @@ from shared.models import ChatRequest, Completion, Usage
 class OpenRouterProvider:
     name = "openrouter"
 
-    def __init__(self, api_key: str, model: str, base_url: str, timeout_s: float) -> None:
+    def __init__(
+        self,
+        api_key: str,
+        model: str,
+        base_url: str,
+        timeout_s: float,
+        *,
+        connections: int = 16,
+    ) -> None:
         self.api_key, self.model, self.timeout_s = api_key, model, timeout_s
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self._http: httpx.AsyncClient | None = None
+        self.connections = connections
+        self._http: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         """Create the HTTP client once for this process."""
         if self._http is None:
             headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
-            timeout = httpx.Timeout(self.timeout_s)
-            self._http = httpx.AsyncClient(headers=headers, timeout=timeout, follow_redirects=False)
+            self._http = new_session(self.connections, headers, self.url)
 
     async def complete(self, request: ChatRequest) -> Completion:
         model = request.model if request.model and "/" in request.model else self.model
@@ -37,26 +45,17 @@ class OpenRouterProvider:
 
     async def close(self) -> None:
         if self._http is not None:
-            await self._http.aclose()
+            await self._http.close()
             self._http = None
 
     async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        try:
-            async with asyncio.timeout(self.timeout_s):
-                response = await (await self._client()).post(self.url, json=payload)
-                return _body_of(response)
-        except (TimeoutError, httpx.TimeoutException) as exc:
-            message = f"timed out after {self.timeout_s:g} s"
-            raise TransientLLMError(message, provider="openrouter") from exc
-        except httpx.TransportError as exc:
-            message = f"{type(exc).__name__}: {exc}"
-            raise TransientLLMError(message, provider="openrouter") from exc
-
-    async def _client(self) -> httpx.AsyncClient:
         if self._http is None:
             await self.start()
         assert self._http is not None
-        return self._http
+        answer = await post_json(
+            self._http, self.url, payload, provider="openrouter", timeout_s=self.timeout_s
+        )
+        return _body_of(answer)
 
 
 def _payload(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -71,11 +70,11 @@ def _payload(request: ChatRequest, model: str) -> dict[str, Any]:
     return payload
 
 
-def _body_of(response: httpx.Response) -> dict[str, Any]:
-    if response.status_code != 200:
+def _body_of(response: Answer) -> dict[str, Any]:
+    if response.status != 200:
         raise error_for_status(
             "openrouter",
-            response.status_code,
+            response.status,
             _error_detail(response),
             response.headers.get("retry-after"),
         )
@@ -90,7 +89,7 @@ def _body_of(response: httpx.Response) -> dict[str, Any]:
     return body
 
 
-def _error_detail(response: httpx.Response) -> str:
+def _error_detail(response: Answer) -> str:
     try:
         error = response.json().get("error", {})
         return str(error.get("message") or error)

@@ -33,6 +33,7 @@ class InProcessJobQueue:
         self._timers: set[asyncio.TimerHandle] = set()
         self._started = False
         self._closed = False
+        self._room: deque[tuple[int, asyncio.Future[None]]] = deque()  # (below, waiter)
 
     def __len__(self) -> int:
         """Jobs waiting now (delayed ones not counted)."""
@@ -62,6 +63,23 @@ class InProcessJobQueue:
 
     async def ping(self) -> bool:
         return self._started and not self._closed
+
+    async def wait_below(self, length: int, timeout_s: float) -> bool:
+        """Wait until fewer than `length` jobs are waiting (woken in turn, as workers take jobs);
+        False if `timeout_s` passed first."""
+        if len(self) < length:
+            return True
+        room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._room.append((length, room))
+        try:
+            async with asyncio.timeout(timeout_s):
+                await room
+        except TimeoutError:
+            return len(self) < length
+        finally:
+            if not room.done():
+                room.cancel()
+        return True
 
     async def close(self) -> None:
         """Take no new work, let running handlers finish (up to `drain_timeout_s`), stop."""
@@ -96,6 +114,14 @@ class InProcessJobQueue:
         self._timers.add(timer)
 
     def _take(self) -> str:
+        job_id = self._take_next()
+        while self._room and self._room[0][1].done():  # gave up waiting
+            self._room.popleft()
+        if self._room and len(self) < self._room[0][0]:  # one job taken, one submit let in
+            self._room.popleft()[1].set_result(None)
+        return job_id
+
+    def _take_next(self) -> str:
         if self._singles:
             return self._singles.popleft()
         group, jobs = next(iter(self._groups.items()))

@@ -1,19 +1,22 @@
-"""SqliteJobStore: the JobStore port on one SQLite file (aiosqlite, WAL mode).
+"""SqliteJobStore: the JobStore port on one SQLite file (WAL mode).
 
-Writes go through one connection under an asyncio lock, each in a `BEGIN IMMEDIATE` transaction
-(which also serialises writers in other processes sharing the file); reads use a second connection
-and see the last committed state. Status changes are single conditional UPDATEs, and a trigger
-moves batch counters in the same statement (see sqlite_schema.py).
+Writes go through one connection on a thread of its own (sqlite_writer.py): writes made at the
+same moment share one `BEGIN IMMEDIATE` transaction (which also serialises writers in other
+processes sharing the file), and each caller is answered once that transaction has committed.
+Reads see the last committed state: reads of one row by its key run on the event loop (a few
+microseconds, less than a hop to a thread), longer ones on a reader connection in a thread
+(aiosqlite). Status changes are single conditional UPDATEs, and a trigger moves batch counters in
+the same statement (see sqlite_schema.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Sequence
-from contextlib import asynccontextmanager
+import sqlite3
+from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import aiosqlite
 
@@ -46,7 +49,9 @@ from shared.adapters.store.sqlite_schema import (
     job_row,
     ts,
 )
+from shared.adapters.store.sqlite_spool import RowSpool
 from shared.adapters.store.sqlite_usage import read_usage
+from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy
 from shared.models import (
     Batch,
     BatchStatus,
@@ -63,42 +68,64 @@ if TYPE_CHECKING:
     from shared.ports import Store
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+INSERT_JOB = insert_sql("jobs", JOB_COLUMNS)
+T = TypeVar("T")
 
 
 class SqliteJobStore:
     def __init__(self, path: str, *, busy_timeout_ms: int = 5_000) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
-        self._writer: aiosqlite.Connection | None = None
+        self._writer: GroupCommitWriter | None = None
         self._reader: aiosqlite.Connection | None = None
-        self._write_lock = asyncio.Lock()
+        self._point: sqlite3.Connection | None = None  # point reads, on the event loop
 
     async def start(self) -> None:
         if self._writer is not None:
             return
         Path(self.path).parent.mkdir(parents=True, exist_ok=True)
-        self._writer = await self._connect()
-        await self._writer.executescript(SCHEMA)
-        self._reader = await self._connect()
+        writer = GroupCommitWriter(self.path, self._connect_writer)
+        await writer.start()
+        self._writer = writer
+        self._reader = await aiosqlite.connect(self.path, isolation_level=None)
+        await self._reader.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        self._point = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
 
-    async def _connect(self) -> aiosqlite.Connection:
-        db = await aiosqlite.connect(self.path, isolation_level=None)
-        await db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
-        await db.execute("PRAGMA journal_mode = WAL")
+    def _connect_writer(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+        db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.executescript(SCHEMA)
         return db
 
     async def close(self) -> None:
-        for db in (self._reader, self._writer):
-            if db is not None:
-                await db.close()
-        self._reader = self._writer = None
+        reader, writer, point = self._reader, self._writer, self._point
+        self._reader = self._writer = self._point = None
+        if writer is not None:
+            await writer.close()
+        if reader is not None:
+            await reader.close()
+        if point is not None:
+            point.close()
 
     async def ping(self) -> bool:
         try:
-            await self._read.execute_fetchall("SELECT 1")
+            await self._read_row("SELECT 1", ())
         except Exception:
             return False
         return True
+
+    async def _read_row(self, sql: str, params: Sequence[Any]) -> list[Any]:
+        """A read of at most a row or two, by key: on the loop, unless the file is busy (WAL
+        recovery after a crash), when the reader thread waits for it instead."""
+        if self._point is None:
+            raise RuntimeError("SqliteJobStore.start() has not been called")
+        try:
+            return self._point.execute(sql, params).fetchall()
+        except sqlite3.OperationalError as exc:
+            if not is_busy(exc):
+                raise
+        return list(await self._read.execute_fetchall(sql, params))
 
     @property
     def _read(self) -> aiosqlite.Connection:
@@ -106,36 +133,34 @@ class SqliteJobStore:
             raise RuntimeError("SqliteJobStore.start() has not been called")
         return self._reader
 
-    @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _write(self, op: Callable[[sqlite3.Connection], T], *, durable: bool = True) -> T:
+        """Run `op` in a write transaction, grouped with concurrent writes (sqlite_writer.py)."""
         if self._writer is None:
             raise RuntimeError("SqliteJobStore.start() has not been called")
-        async with self._write_lock:
-            db = self._writer
-            try:  # BEGIN inside: a cancelled BEGIN still runs, and must be rolled back
-                await db.execute("BEGIN IMMEDIATE")
-                yield db
-                await db.execute("COMMIT")
-            except BaseException:
-                await db.rollback()
-                raise
+        return await self._writer.run(op, durable=durable)
 
-    async def _write_returning(self, sql: str, params: Sequence[Any]) -> list[Any]:
-        async with self._transaction() as db:
-            return list(await db.execute_fetchall(sql, params))
+    async def _write_returning(
+        self, sql: str, params: Sequence[Any], *, durable: bool = True
+    ) -> list[Any]:
+        return await self._write(lambda db: db.execute(sql, params).fetchall(), durable=durable)
 
     async def create_job(self, job: Job) -> Job:
-        async with self._transaction() as db:
-            if job.idempotency_key:
-                earlier = await _idempotent_holder(db, job.tenant, job.idempotency_key)
+        row, key = job_row(job), job.idempotency_key
+
+        def insert(db: sqlite3.Connection) -> str | None:
+            if key:
+                earlier = _idempotent_holder(db, job.tenant, key)
                 if earlier is not None:
                     return earlier
-            await db.execute(insert_sql("jobs", JOB_COLUMNS), job_row(job))
-        return job
+            db.execute(INSERT_JOB, row)
+            return None
+
+        earlier = await self._write(insert)
+        return job if earlier is None else Job.model_validate_json(earlier)
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         sql, params = scoped("SELECT data FROM jobs", job_id, tenant)
-        rows = list(await self._read.execute_fetchall(sql, params))
+        rows = await self._read_row(sql, params)
         return Job.model_validate_json(rows[0][0]) if rows else None
 
     async def list_jobs(
@@ -160,7 +185,8 @@ class SqliteJobStore:
         values = {"status": JobStatus.running, "lease_until": lease_until, "updated_at": utcnow()}
         assignments, params = update_sql(Job, values, job_columns, base=ATTEMPTS_PLUS_ONE)
         sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND {CLAIMABLE} RETURNING data"
-        rows = await self._write_returning(sql, [*params, job_id, ts(now), ts(now)])
+        # not worth an fsync: a claim lost with the machine only means the job runs again
+        rows = await self._write_returning(sql, [*params, job_id, ts(now), ts(now)], durable=False)
         return Job.model_validate_json(rows[0][0]) if rows else None
 
     async def requeue(
@@ -207,20 +233,27 @@ class SqliteJobStore:
         return counts
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
-        # serialising tens of thousands of jobs would hold the event loop: do it in a thread
-        rows = await asyncio.to_thread(lambda: [job_row(job) for job in jobs])
-        async with self._transaction() as db:
+        # serialising tens of thousands of jobs would hold the event loop, and the write lock if
+        # done in the transaction: do it before, in a thread, into a spool (sqlite_spool.py)
+        rows = await asyncio.to_thread(RowSpool.build, jobs, len(jobs), job_row)
+
+        def insert(db: sqlite3.Connection) -> Batch | None:
             if batch.idempotency_key:
-                earlier = await _batch_holding_key(db, batch)
+                earlier = _batch_holding_key(db, batch)
                 if earlier is not None:
                     return earlier
-            await db.execute(insert_sql("batches", BATCH_COLUMNS), batch_row(batch))
-            await db.executemany(insert_sql("jobs", JOB_COLUMNS), rows)
-        return batch
+            db.execute(insert_sql("batches", BATCH_COLUMNS), batch_row(batch))
+            db.executemany(INSERT_JOB, rows)
+            return None
+
+        try:
+            return await self._write(insert) or batch
+        finally:
+            rows.close()
 
     async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None:
         sql, params = scoped(BATCH_SELECT, batch_id, tenant)
-        rows = list(await self._read.execute_fetchall(sql, params))
+        rows = await self._read_row(sql, params)
         return batch_from_row(rows[0]) if rows else None
 
     async def mark_batch(
@@ -262,9 +295,8 @@ class SqliteJobStore:
 
     async def _update_all(self, values: dict[str, Any], where: str, args: list[Any]) -> int:
         assignments, params = update_sql(Job, values, job_columns)
-        async with self._transaction() as db:
-            cursor = await db.execute(f"UPDATE jobs SET {assignments} WHERE {where}", params + args)
-            return cursor.rowcount
+        sql = f"UPDATE jobs SET {assignments} WHERE {where}"
+        return await self._write(lambda db: db.execute(sql, params + args).rowcount)
 
     async def closable_batch_ids(self) -> list[str]:
         return [row[0] for row in await self._read.execute_fetchall(CLOSABLE_BATCHES)]
@@ -272,21 +304,27 @@ class SqliteJobStore:
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         # jobs and batches store `webhook` alike: the same assignments fit either table
         assignments, params = update_sql(Job, {"webhook": delivery}, job_columns)
-        async with self._transaction() as db:
+
+        def update(db: sqlite3.Connection) -> None:
             for table in ("jobs", "batches"):
                 sql = f"UPDATE {table} SET {assignments} WHERE id = ?"
-                if (await db.execute(sql, [*params, subject_id])).rowcount:
+                if db.execute(sql, [*params, subject_id]).rowcount:
                     return
+
+        await self._write(update)
 
     async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
         lease = (ts(lease_until), field_json(WebhookDelivery, "next_attempt_at", lease_until))
-        async with self._transaction() as db:
-            params = (ts(now), ts(now), max(limit, 0))  # SQLite reads a negative LIMIT as none
-            due = list(await db.execute_fetchall(DUE_WEBHOOKS, params))
+        params = (ts(now), ts(now), max(limit, 0))  # SQLite reads a negative LIMIT as none
+
+        def take(db: sqlite3.Connection) -> list[str]:
+            due = db.execute(DUE_WEBHOOKS, params).fetchall()
             for table in ("jobs", "batches"):
                 leased = [(*lease, subject_id) for kind, subject_id, _ in due if kind == table]
-                await db.executemany(LEASE_WEBHOOK.format(table=table), leased)
-        return [subject_id for _, subject_id, _ in due]
+                db.executemany(LEASE_WEBHOOK.format(table=table), leased)
+            return [subject_id for _, subject_id, _ in due]
+
+        return await self._write(take)
 
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         job = await self.get_job(subject_id)
@@ -297,36 +335,37 @@ class SqliteJobStore:
         return await read_usage(self._read, tenant, start, end)
 
 
-async def _batch_holding_key(db: aiosqlite.Connection, batch: Batch) -> Batch | None:
+def _batch_holding_key(db: sqlite3.Connection, batch: Batch) -> Batch | None:
     """The batch that holds `batch.idempotency_key` within the window, or None after taking the
     key for `batch` (a holder older than the window gives the key up)."""
     key, tenant, now = batch.idempotency_key, batch.tenant, utcnow()
-    await db.execute(
+    db.execute(
         "DELETE FROM batch_idempotency"
         " WHERE tenant = ? AND idempotency_key = ? AND created_at <= ?",
         (tenant, key, ts(now - IDEMPOTENCY_WINDOW)),
     )
     sql = "SELECT batch_id FROM batch_idempotency WHERE tenant = ? AND idempotency_key = ?"
-    rows = list(await db.execute_fetchall(sql, (tenant, key)))
+    rows = db.execute(sql, (tenant, key)).fetchall()
     if not rows:
-        await db.execute(
+        db.execute(
             "INSERT INTO batch_idempotency VALUES (?, ?, ?, ?)", (tenant, key, batch.id, ts(now))
         )
         return None
-    found = list(await db.execute_fetchall(f"{BATCH_SELECT} WHERE id = ?", (rows[0][0],)))
+    found = db.execute(f"{BATCH_SELECT} WHERE id = ?", (rows[0][0],)).fetchall()
     return batch_from_row(found[0]) if found else None
 
 
-async def _idempotent_holder(db: aiosqlite.Connection, tenant: str, key: str) -> Job | None:
-    """The job that used `key` within the window. A holder older than that gives the key up."""
-    await db.execute(
+def _idempotent_holder(db: sqlite3.Connection, tenant: str, key: str) -> str | None:
+    """The `data` of the job that used `key` within the window. A holder older than that gives
+    the key up."""
+    db.execute(
         "UPDATE jobs SET idempotency_key = NULL "
         "WHERE tenant = ? AND idempotency_key = ? AND created_at <= ?",
         (tenant, key, ts(utcnow() - IDEMPOTENCY_WINDOW)),
     )
     sql = "SELECT data FROM jobs WHERE tenant = ? AND idempotency_key = ?"
-    rows = list(await db.execute_fetchall(sql, (tenant, key)))
-    return Job.model_validate_json(rows[0][0]) if rows else None
+    rows = db.execute(sql, (tenant, key)).fetchall()
+    return str(rows[0][0]) if rows else None
 
 
 if TYPE_CHECKING:

@@ -1,0 +1,130 @@
+"""What a case reports, and how the run is shown: a rich table, bench/results.json, a PNG chart."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results.json"
+CHART = ROOT / "docs" / "asset" / "performance.png"
+
+
+@dataclass
+class Row:
+    """One line of the table: the project's figure against its baseline's.
+
+    `higher_is_better`: throughput (ratio = project / baseline should reach `goal`) or latency and
+    memory (the ratio should stay at or under `goal`)."""
+
+    case: str
+    baseline: str
+    project: str
+    ratio: float
+    goal: float | None  # None: shown for information, no goal
+    higher_is_better: bool = True
+    cpu: dict[str, float] = field(default_factory=dict)
+    details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def met(self) -> bool | None:
+        if self.goal is None:
+            return None
+        if math.isnan(self.ratio):
+            return False
+        return self.ratio >= self.goal if self.higher_is_better else self.ratio <= self.goal
+
+    @property
+    def goal_text(self) -> str:
+        if self.goal is None:
+            return "—"
+        return f"{'≥' if self.higher_is_better else '≤'} {self.goal:g}×"
+
+
+def machine() -> dict[str, Any]:
+    cpu = next(
+        (line.split(":", 1)[1].strip() for line in _lines("/proc/cpuinfo") if "model name" in line),
+        platform.processor(),
+    )
+    load = os.getloadavg()
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+        "python": platform.python_version(),
+        "kernel": platform.release(),
+        "load_before": [round(x, 2) for x in load],
+    }
+
+
+def _lines(path: str) -> list[str]:
+    try:
+        return Path(path).read_text().splitlines()
+    except OSError:
+        return []
+
+
+def busiest(cpu: dict[str, float]) -> str:
+    if not cpu:
+        return ""
+    name = max(cpu, key=lambda k: cpu[k])
+    return f"{name} {cpu[name]:.0%}"
+
+
+def print_table(rows: list[Row], console: Console | None = None) -> None:
+    table = Table(title="chatjobs vs its baselines (same machine, same run)")
+    for column in ("case", "baseline", "chatjobs", "ratio", "goal", "met", "busiest process"):
+        table.add_column(column)
+    for row in rows:
+        mark = {True: "[green]yes[/]", False: "[red]no[/]", None: "—"}[row.met]
+        ratio = f"{row.ratio:.2f}×"
+        table.add_row(
+            row.case, row.baseline, row.project, ratio, row.goal_text, mark, busiest(row.cpu)
+        )
+    (console or Console()).print(table)
+
+
+def write_results(rows: list[Row], info: dict[str, Any]) -> None:
+    document = {
+        "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
+        "machine": info,
+        "cases": [asdict(row) | {"met": row.met, "goal_text": row.goal_text} for row in rows],
+    }
+    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def draw_chart(rows: list[Row], path: Path = CHART) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(10, 0.45 * len(rows) + 1.5))
+    names = [row.case for row in rows][::-1]
+    ratios = [row.ratio for row in rows][::-1]
+    colours = {True: "tab:green", False: "tab:red", None: "tab:gray"}
+    bars = ax.barh(names, ratios, color=[colours[row.met] for row in rows][::-1])
+    for n, row in enumerate(rows[::-1]):
+        if row.goal is not None:
+            ax.plot([row.goal, row.goal], [n - 0.4, n + 0.4], color="black", linewidth=2)
+    for bar, ratio in zip(bars, ratios, strict=True):
+        ax.text(bar.get_width(), bar.get_y() + bar.get_height() / 2, f" {ratio:.2f}×", va="center")
+    ax.set_xscale("log")
+    ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
+    ax.set_xlabel(
+        "chatjobs ÷ baseline, log scale (black tick: goal; green: met, red: not met, grey: no goal)"
+    )
+    ax.set_title("chatjobs against its baselines")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)

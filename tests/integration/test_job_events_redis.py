@@ -1,0 +1,46 @@
+"""RedisJobEvents over a real Redis: a job's end wakes the waiters of another process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from shared.adapters.events.redis import RedisJobEvents
+
+pytestmark = pytest.mark.integration
+
+
+async def test_a_notification_wakes_a_waiter_through_redis(redis_url: str, redis_db: Any) -> None:
+    api, worker = RedisJobEvents(redis_url), RedisJobEvents(redis_url)  # two processes' worth
+    try:
+        with api.watch("job_a") as finished, api.watch("job_b") as other:
+            for _ in range(50):  # until the API's subscription is in place
+                if await redis_db.pubsub_numsub("chatjobs:finished") != [(b"chatjobs:finished", 0)]:
+                    break
+                await asyncio.sleep(0.02)
+            await worker.notify(["job_a"])
+            await asyncio.wait_for(finished.wait(), timeout=5)
+            assert not other.is_set()
+    finally:
+        await api.close()
+        await worker.close()
+
+
+async def test_notifying_with_nobody_subscribed_is_harmless(redis_url: str) -> None:
+    worker = RedisJobEvents(redis_url)
+    try:
+        await worker.notify(["job_a"])
+        await worker.notify(["job_b"])  # quiet: nobody listened to the first
+    finally:
+        await worker.close()
+
+
+async def test_an_unreachable_redis_never_fails_a_notification() -> None:
+    events = RedisJobEvents("redis://127.0.0.1:1/0", timeout_s=0.2)
+    try:
+        await events.notify(["job_a"])
+        await asyncio.sleep(0.3)  # the send fails in the background, logged at debug
+    finally:
+        await events.close()

@@ -1,0 +1,43 @@
+"""MemoryRateWindow: the in-process moving window behind RATE_LIMIT without Redis."""
+
+from __future__ import annotations
+
+from shared.adapters.ratelimit.memory import MemoryRateWindow
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_moving_window_of_limit_requests_per_window() -> None:
+    clock = Clock()
+    window = MemoryRateWindow(clock)
+    assert [await window.hit("t1", 2, 60) for _ in range(2)] == [(True, 0), (True, 0)]
+    clock.now += 10
+    assert await window.hit("t1", 2, 60) == (False, 50)  # the first leaves the window in 50 s
+    assert await window.hit("t2", 2, 60) == (True, 0)  # tenants have windows of their own
+    clock.now += 50  # both have left the window
+    assert [await window.hit("t1", 2, 60) for _ in range(2)] == [(True, 0), (True, 0)]
+    assert await window.hit("t1", 2, 60) == (False, 60)
+
+
+async def test_a_refused_request_is_not_counted() -> None:
+    clock = Clock()
+    window = MemoryRateWindow(clock)
+    await window.hit("t1", 1, 60)
+    for _ in range(5):
+        assert (await window.hit("t1", 1, 60))[0] is False
+    clock.now += 60
+    assert await window.hit("t1", 1, 60) == (True, 0)
+
+
+async def test_the_wait_is_at_least_a_second() -> None:
+    clock = Clock()
+    window = MemoryRateWindow(clock)
+    await window.hit("t1", 1, 1)
+    clock.now += 0.999
+    assert await window.hit("t1", 1, 1) == (False, 1)
