@@ -48,23 +48,32 @@ JOB_EXPIRES_MS = 7 * 86_400_000  # arq drops a job never started within this (it
 # "this job was not taken"
 UNAVAILABLE = (RedisError, OSError)
 
-PROMOTE = """
+# One batch job onto arq's queue: the head group's first job, then that group goes to the back of
+# the turn (or away, once empty). Both scripts below include it. Returns 1 if a job moved.
+PROMOTE_ONE = """
+local function promote_one(groups, queue, now, prefix)
+  local head = redis.call('ZRANGE', groups, 0, 0)
+  if #head == 0 then return nil end
+  local group = prefix .. head[1]
+  local job_id = redis.call('LPOP', group)
+  if job_id then redis.call('ZADD', queue, 'NX', now, job_id) end
+  if redis.call('LLEN', group) == 0 then
+    redis.call('ZREM', groups, head[1])
+  else
+    local last = redis.call('ZRANGE', groups, -1, -1, 'WITHSCORES')
+    redis.call('ZADD', groups, tonumber(last[2]) + 1, head[1])
+  end
+  if job_id then return 1 end
+  return 0
+end
+"""
+
+PROMOTE = PROMOTE_ONE + """
 local moved = 0
 while moved < tonumber(ARGV[2]) do
-  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
-  if #head == 0 then break end
-  local waiting = ARGV[3] .. head[1]
-  local job_id = redis.call('LPOP', waiting)
-  if job_id then
-    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], job_id)
-    moved = moved + 1
-  end
-  if redis.call('LLEN', waiting) == 0 then
-    redis.call('ZREM', KEYS[1], head[1])
-  else
-    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-    redis.call('ZADD', KEYS[1], tonumber(last[2]) + 1, head[1])
-  end
+  local step = promote_one(KEYS[1], KEYS[2], ARGV[1], ARGV[3])
+  if step == nil then break end
+  moved = moved + step
 end
 return moved
 """
@@ -80,11 +89,11 @@ if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[3], '') end
 """
 
 # One worker's poll in one round trip: count the due jobs nobody runs yet, promote batch jobs only
-# for the free slots they leave (as PROMOTE does), then claim up to `slots` due jobs the way arq's
+# for the free slots they leave (promote_one), then claim up to `slots` due jobs the way arq's
 # Worker.start_jobs does: skip a job whose in-progress key exists (another worker runs it), set
 # that key for the others. KEYS: groups, queue. ARGV: now, slots, group prefix, scan, in-progress
 # prefix, lease ms. Returns {id, score, id, score, ...}.
-TAKE = """
+TAKE = PROMOTE_ONE + """
 local function waiting()
   local due = redis.call(
     'ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
@@ -101,20 +110,9 @@ local slots = tonumber(ARGV[2])
 local free = waiting()
 local moved = 0
 while #free / 2 + moved < slots do
-  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
-  if #head == 0 then break end
-  local group = ARGV[3] .. head[1]
-  local job_id = redis.call('LPOP', group)
-  if job_id then
-    redis.call('ZADD', KEYS[2], 'NX', ARGV[1], job_id)
-    moved = moved + 1
-  end
-  if redis.call('LLEN', group) == 0 then
-    redis.call('ZREM', KEYS[1], head[1])
-  else
-    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-    redis.call('ZADD', KEYS[1], tonumber(last[2]) + 1, head[1])
-  end
+  local step = promote_one(KEYS[1], KEYS[2], ARGV[1], ARGV[3])
+  if step == nil then break end
+  moved = moved + step
 end
 if moved > 0 then free = waiting() end
 local taken = {}
