@@ -37,7 +37,7 @@ from shared.models import (
 )
 from shared.ports import JobOutcome, Store
 from shared.retry import RetryPolicy
-from shared.usage import BUCKET_MS, UsageCounters, latency_bucket
+from shared.usage import BUCKET_MS, COUNTER_FIELDS, UsageCounters, latency_bucket
 from shared.usage_report import GroupBy, UsageRow, summarize
 from tests.fakes import FakeJobStore, FakeLLM
 
@@ -116,20 +116,7 @@ async def total(store: Store, tenant: str = "t1") -> dict[str, Any]:
 
 
 def figures(**nonzero: Any) -> dict[str, Any]:
-    zero: dict[str, Any] = dict.fromkeys(
-        (
-            "requests",
-            "succeeded",
-            "failed",
-            "cancelled",
-            "cache_hits",
-            "llm_calls",
-            "fallbacks",
-            "input_tokens",
-            "output_tokens",
-        ),
-        0,
-    )
+    zero: dict[str, Any] = dict.fromkeys(COUNTER_FIELDS, 0)
     return zero | {"failed_by_code": {}} | nonzero
 
 
