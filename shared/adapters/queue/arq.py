@@ -68,7 +68,9 @@ local function promote_one(groups, queue, now, prefix)
 end
 """
 
-PROMOTE = PROMOTE_ONE + """
+PROMOTE = (
+    PROMOTE_ONE
+    + """
 local moved = 0
 while moved < tonumber(ARGV[2]) do
   local step = promote_one(KEYS[1], KEYS[2], ARGV[1], ARGV[3])
@@ -77,6 +79,7 @@ while moved < tonumber(ARGV[2]) do
 end
 return moved
 """
+)
 
 # One job into arq's layout, as one atomic command (a MULTI pipeline costs the API several times
 # the CPU to build and read): the job key (NX), its queue entry (NX), and, when it is due now,
@@ -93,7 +96,9 @@ if ARGV[5] == '1' then redis.call('PUBLISH', KEYS[3], '') end
 # Worker.start_jobs does: skip a job whose in-progress key exists (another worker runs it), set
 # that key for the others. KEYS: groups, queue. ARGV: now, slots, group prefix, scan, in-progress
 # prefix, lease ms. Returns {id, score, id, score, ...}.
-TAKE = PROMOTE_ONE + """
+TAKE = (
+    PROMOTE_ONE
+    + """
 local function waiting()
   local due = redis.call(
     'ZRANGEBYSCORE', KEYS[2], '-inf', ARGV[1], 'WITHSCORES', 'LIMIT', 0, ARGV[4])
@@ -123,6 +128,7 @@ for i = 1, math.min(#free, 2 * slots), 2 do
 end
 return taken
 """
+)
 
 Pipe = Any  # redis.asyncio.client.Pipeline, untyped enough that Any reads better
 
