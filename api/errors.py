@@ -16,7 +16,14 @@ from starlette.routing import BaseRoute, Match
 
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import request_id_of
-from shared.errors import Conflict, InvalidWebhookUrl, NotFound, Overloaded, QueueUnavailable
+from shared.errors import (
+    Conflict,
+    InvalidWebhookUrl,
+    NotFound,
+    Overloaded,
+    QueueUnavailable,
+    UnknownModel,
+)
 from shared.logs import bound
 
 log = logging.getLogger(__name__)
@@ -207,6 +214,12 @@ async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONRespon
     return error_response(422, "invalid_request", message, fields=fields)
 
 
+async def on_unknown_model(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, UnknownModel)
+    fields = [FieldError(field=exc.field, message=str(exc))]
+    return error_response(422, "invalid_request", str(exc), fields=fields)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette answers these outside every middleware: restore what RequestIdMiddleware did
     request_id = request_id_of(request)
@@ -224,6 +237,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(QueueUnavailable, on_queue_unavailable)
     app.add_exception_handler(Overloaded, on_overloaded)
     app.add_exception_handler(InvalidWebhookUrl, on_invalid_webhook_url)
+    app.add_exception_handler(UnknownModel, on_unknown_model)
     app.add_exception_handler(Exception, on_unexpected)
 
 

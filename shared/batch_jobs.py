@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, overload
 
+from shared.model_catalog import ModelCatalog
 from shared.models import Batch, BatchItem, Job, JobStatus, new_id
 from shared.service import cache_key
 
@@ -27,9 +28,10 @@ class BatchPlan:
     webhook_urls: set[str] = field(default_factory=set)
 
     @classmethod
-    def of(cls, tenant: str, items: Sequence[BatchItem]) -> BatchPlan:
+    def of(cls, tenant: str, items: Sequence[BatchItem], models: ModelCatalog) -> BatchPlan:
         plan = cls()
         for item in items:
+            models.check(item.model, where=f"custom_id {item.custom_id!r}: ")
             plan.ids.append(new_id("job"))
             plan.cache_keys.append(cache_key(tenant, item.chat_request()) if item.cache else None)
             if item.webhook_url:

@@ -10,6 +10,7 @@ from typing import Any
 from shared.admission import Admission
 from shared.batch_jobs import BatchJobs, BatchPlan
 from shared.errors import Conflict, NotFound, QueueUnavailable
+from shared.model_catalog import ModelCatalog
 from shared.models import (
     Batch,
     BatchCounts,
@@ -36,12 +37,14 @@ class BatchService:
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
         admission: Admission | None = None,
+        models: ModelCatalog | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
         self.admission = admission or Admission(store, max_queued=0)
+        self.models = models or ModelCatalog()
 
     async def create(
         self,
@@ -68,7 +71,7 @@ class BatchService:
             request_hash=request_hash,
         )
         # tens of microseconds a request: 50,000 of them would hold the event loop for seconds
-        plan = await asyncio.to_thread(BatchPlan.of, tenant, items)
+        plan = await asyncio.to_thread(BatchPlan.of, tenant, items, self.models)
         for url in {u for u in (webhook_url, *plan.webhook_urls) if u}:
             await self.hooks.check_url(url)
         hits = await self._cached(plan.cache_keys)

@@ -23,6 +23,7 @@ from pydantic_settings import (
 )
 
 from shared.adapters.aws.secrets import SecretsManagerSource
+from shared.model_catalog import DEFAULT_FALLBACK, DEFAULT_PRIMARY, ModelCatalog, is_model_name
 
 ANONYMOUS_TENANT = "anonymous"
 
@@ -59,8 +60,22 @@ def _seconds(value: object) -> object:
         raise ValueError("WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds") from None
 
 
+def _aliases(value: object) -> object:
+    """`fast=gemini-2.5-flash,cheap=openai/gpt-4o-mini` (MODEL_ALIASES) → {alias: model}."""
+    if not isinstance(value, str):
+        return value
+    aliases = {}
+    for pair in filter(None, (p.strip() for p in value.split(","))):
+        alias, sep, target = (part.strip() for part in pair.partition("="))
+        if not sep or not is_model_name(alias) or not is_model_name(target):
+            raise ValueError("MODEL_ALIASES must look like 'fast=gemini-2.5-flash,cheap=openai/x'")
+        aliases[alias] = target
+    return aliases
+
+
 # NoDecode: the environment keeps its plain comma-separated formats (not JSON)
 ApiKeys = Annotated[tuple[ApiKey, ...], NoDecode, BeforeValidator(_api_keys)]
+Aliases = Annotated[dict[str, str], NoDecode, BeforeValidator(_aliases)]
 Schedule = Annotated[
     tuple[NonNegativeFloat, ...], NoDecode, BeforeValidator(_seconds), Field(min_length=1)
 ]
@@ -131,11 +146,16 @@ class Settings(BaseSettings):
 
     # LLM
     gemini_api_key: SecretStr | None = None
-    gemini_model: str = "gemini-2.5-flash"
+    gemini_model: str = DEFAULT_PRIMARY
     gemini_base_url: str | None = None
     openrouter_api_key: SecretStr | None = None
-    openrouter_model: str = "openai/gpt-4o-mini"
+    openrouter_model: str = DEFAULT_FALLBACK
     openrouter_base_url: str = "https://openrouter.ai/api/v1"
+    model_aliases: Aliases = Field(
+        default_factory=dict,
+        description="Extra model names a request may use, `alias=model` pairs, comma-separated; "
+        "a request's `model` must be GEMINI_MODEL, OPENROUTER_MODEL or one of these aliases",
+    )
     llm_timeout_s: float = 20.0
     circuit_failure_threshold: int = 5
     circuit_cooldown_s: float = 30.0
@@ -195,6 +215,18 @@ class Settings(BaseSettings):
         if len(set(values)) < len(values):
             raise ValueError("API_KEYS gives the same key to more than one tenant")
         return keys
+
+    @field_validator("gemini_model", "openrouter_model")
+    @classmethod
+    def _plain_model_name(cls, name: str) -> str:
+        if not is_model_name(name):
+            raise ValueError("must be a model id such as gemini-2.5-flash or openai/gpt-4o-mini")
+        return name
+
+    @cached_property
+    def models(self) -> ModelCatalog:
+        """The models requests may name: primary, fallback, aliases."""
+        return ModelCatalog(self.gemini_model, self.openrouter_model, self.model_aliases)
 
     @cached_property
     def tenants_by_key(self) -> dict[str, str]:

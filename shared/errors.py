@@ -67,3 +67,11 @@ class Overloaded(ChatJobsError):
     def __init__(self, message: str, *, retry_after_s: int) -> None:
         super().__init__(message)
         self.retry_after_s = retry_after_s
+
+
+class UnknownModel(ChatJobsError):
+    """A requested model this deployment does not serve; `field` names the request field."""
+
+    def __init__(self, message: str, *, field: str) -> None:
+        super().__init__(message)
+        self.field = field

@@ -15,6 +15,7 @@ from typing import Protocol, runtime_checkable
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.logs import bound
 from shared.metrics import NO_PROVIDER, JobMetrics
+from shared.model_catalog import ModelCatalog
 from shared.models import ChatRequest, Completion, Job, JobError, JobErrorCode, JobStatus, utcnow
 from shared.ports import (
     JobFinished,
@@ -63,6 +64,7 @@ class JobExecutor:
         on_finished: JobFinished = _ignore,
         hooks: WebhookHooks | None = None,
         metrics: JobMetrics | None = None,
+        models: ModelCatalog | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -73,6 +75,7 @@ class JobExecutor:
         self.on_finished = on_finished
         self.hooks = hooks or WebhookHooks()
         self.metrics = metrics or JobMetrics()
+        self.models = models or ModelCatalog()
 
     @property
     def llm(self) -> LLMProvider:
@@ -141,7 +144,7 @@ class JobExecutor:
     async def _complete(self, request: ChatRequest) -> Completion:
         started = time.perf_counter()
         async with asyncio.timeout(self.job_timeout_s):  # no task of its own, unlike wait_for
-            completion = await self.llm.complete(request)
+            completion = await self.llm.complete(self.models.route(request))
         self.metrics.llm_call(completion.provider, time.perf_counter() - started)
         return completion
 

@@ -82,9 +82,16 @@ class Services:
         local = self.queue if isinstance(self.queue, LocalQueue) else None
         admission = Admission(self.store, s.max_queued_jobs, local)
         self.chat = ChatService(
-            self.store, self.cache, self.queue, hooks, self._job_finished, self.events, admission
+            self.store,
+            self.cache,
+            self.queue,
+            hooks,
+            self._job_finished,
+            self.events,
+            admission,
+            s.models,
         )
-        self.batches = BatchService(self.store, self.cache, self.queue, hooks, admission)
+        self.batches = BatchService(self.store, self.cache, self.queue, hooks, admission, s.models)
         self.usage = UsageService(self.store)
         self.executor = JobExecutor(
             self.store,
@@ -96,6 +103,7 @@ class Services:
             on_finished=self._job_finished,
             hooks=hooks,
             metrics=self.metrics,
+            models=s.models,
         )
         self.sweeper = Sweeper(self.store, self.batches, self.queue)
 

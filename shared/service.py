@@ -11,6 +11,7 @@ from contextlib import suppress
 
 from shared.admission import Admission
 from shared.errors import Conflict, NotFound, QueueUnavailable
+from shared.model_catalog import ModelCatalog
 from shared.models import (
     ChatRequest,
     Completion,
@@ -51,6 +52,7 @@ class ChatService:
         on_finished: JobFinished | None = None,
         events: JobEvents | None = None,
         admission: Admission | None = None,
+        models: ModelCatalog | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -59,9 +61,11 @@ class ChatService:
         self.on_finished = on_finished
         self.events = events
         self.admission = admission or Admission(store, max_queued=0)
+        self.models = models or ModelCatalog()
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
+        self.models.check(body.model)
         if body.webhook_url:
             await self.hooks.check_url(body.webhook_url)
         request = body.chat_request()

@@ -221,3 +221,13 @@ async def test_a_provider_creates_its_client_once_and_closes_it(llm_stub: LLMStu
         await provider.close()
     assert (gemini._http, openrouter._http) == (None, None)
     assert llm_stub.stats() == {"gemini": 3, "openrouter": 3}
+
+
+@pytest.mark.parametrize("model", ["gemini/../../v1/evil", "gemini-x?key=attacker#", "gemini x"])
+async def test_gemini_never_puts_a_model_that_is_not_a_plain_id_into_its_url(
+    gemini: GeminiProvider, llm_stub: LLMStub, model: str
+) -> None:
+    with pytest.raises(PermanentLLMError, match="not a Gemini model id"):
+        await gemini.complete(ask(model=model))
+
+    assert llm_stub.seen_targets() == []

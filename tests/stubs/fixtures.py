@@ -63,6 +63,10 @@ class LLMStub:
     def last_request(self, provider: str) -> dict[str, Any] | None:
         return self.state.last_request(provider)
 
+    def seen_targets(self) -> list[str]:
+        """Path and query of every request the server received, routed or not."""
+        return self.state.seen_targets()
+
     def reset(self) -> None:
         self.state.reset()
 

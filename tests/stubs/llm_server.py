@@ -19,9 +19,11 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 PROVIDERS = ("gemini", "openrouter")
 MODES = ("ok", "fail", "stall", "rate_limit", "block", "safety", "garbage")
@@ -53,6 +55,15 @@ class StubState:
             self.behaviours = {p: Behaviour() for p in PROVIDERS}
             self.counts = dict.fromkeys(PROVIDERS, 0)
             self.requests: dict[str, list[dict[str, Any]]] = {p: [] for p in PROVIDERS}
+            self.targets: list[str] = []  # every request's path and query, routed or not
+
+    def saw(self, target: str) -> None:
+        with self._lock:
+            self.targets.append(target)
+
+    def seen_targets(self) -> list[str]:
+        with self._lock:
+            return list(self.targets)
 
     def set(self, provider: str, mode: str = "ok", **options: Any) -> None:
         if provider not in PROVIDERS or mode not in MODES:
@@ -92,9 +103,25 @@ class StubState:
 
 
 def create_app(state: StubState | None = None) -> Starlette:
-    app = Starlette(routes=_routes())
-    app.state.stub = state or StubState()
+    stub = state or StubState()
+    app = Starlette(routes=_routes(), middleware=[Middleware(_TargetLog, stub=stub)])
+    app.state.stub = stub
     return app
+
+
+class _TargetLog:
+    """Records the raw path and query of every HTTP request, including ones no route takes."""
+
+    def __init__(self, app: ASGIApp, stub: StubState) -> None:
+        self.app, self.stub = app, stub
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            query = scope.get("query_string", b"").decode("latin-1")
+            self.stub.saw(
+                scope.get("raw_path", b"").decode("latin-1") + ("?" + query if query else "")
+            )
+        await self.app(scope, receive, send)
 
 
 def _routes() -> list[Route]:

@@ -10,7 +10,7 @@ import pytest
 
 from shared.errors import PermanentLLMError
 from shared.models import utcnow
-from tests.unit.conftest import T1, T2, Api, chat
+from tests.unit.conftest import T1, T2, Api, chat, running_api
 
 ROW_FIELDS = {
     "group",
@@ -73,7 +73,12 @@ async def test_the_last_seven_days_by_day_for_the_callers_tenant_only(api: Api) 
     assert (other["requests"], other["succeeded"]) == (1, 1)
 
 
-async def test_group_by_model_and_provider(api: Api) -> None:
+async def test_group_by_model_and_provider() -> None:
+    async with running_api(gemini_model="m-a", openrouter_model="m-b") as api:
+        await _group_by_model_and_provider(api)
+
+
+async def _group_by_model_and_provider(api: Api) -> None:
     await api.submit(chat("hello", model="m-a"))
     await api.submit(chat("hello", model="m-b"))
     await api.queue.drain()

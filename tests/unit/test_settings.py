@@ -7,6 +7,7 @@ import pytest
 from pydantic import SecretStr, ValidationError
 
 from shared.config import ApiKey, Settings
+from tests.conftest import make_settings
 
 SECRETS = {
     "API_KEYS": "t1:sk-one-secret, t2 : sk-two-secret ",
@@ -70,3 +71,26 @@ def test_malformed_values_are_refused_without_echoing_them(
     with pytest.raises(ValidationError, match=message) as refused:
         from_env(monkeypatch, **env)
     assert "sk-leaky-secret" not in str(refused.value)
+
+
+def test_model_aliases_join_the_served_models() -> None:
+    settings = make_settings(
+        gemini_model="gemini-2.5-pro", model_aliases="fast=gemini-2.5-flash, cheap=openai/gpt-4o"
+    )
+
+    assert settings.models.names == ["gemini-2.5-pro", "openai/gpt-4o-mini", "fast", "cheap"]
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("model_aliases", "fast"),
+        ("model_aliases", "fast=../evil"),
+        ("model_aliases", "x?y=gemini-2.5-flash"),
+        ("gemini_model", "gemini/../v1/evil"),
+        ("openrouter_model", "a b"),
+    ],
+)
+def test_a_model_setting_that_is_not_a_plain_id_is_refused(field: str, value: str) -> None:
+    with pytest.raises(ValidationError):
+        make_settings(**{field: value})

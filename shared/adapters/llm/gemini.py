@@ -9,8 +9,10 @@ client).
 
 from __future__ import annotations
 
+import re
 import time
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
@@ -22,6 +24,7 @@ from shared.models import ChatRequest, Completion, Usage
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 API_VERSION = "v1beta"
 # Finish reasons that mean the answer was withheld on purpose; asking again will not help.
+GEMINI_MODEL = re.compile(r"gemini[A-Za-z0-9._-]*")
 REFUSALS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"})
 
 
@@ -52,7 +55,8 @@ class GeminiProvider:
     async def complete(self, request: ChatRequest) -> Completion:
         model = _pick_model(request.model, self.model)
         started = time.monotonic()
-        body = await self._post(f"{self.models_url}{model}:generateContent", _payload(request))
+        url = f"{self.models_url}{quote(model, safe='')}:generateContent"
+        body = await self._post(url, _payload(request))
         latency_ms = int((time.monotonic() - started) * 1000)
         return _completion(body, model, latency_ms)
 
@@ -72,7 +76,13 @@ class GeminiProvider:
 
 
 def _pick_model(requested: str | None, default: str) -> str:
-    return requested if requested and requested.startswith("gemini") else default
+    """The requested Gemini model, else ours. The API admits only configured names; this is the
+    last line: a name that is not a plain model id never reaches the URL."""
+    if not (requested and requested.startswith("gemini")):
+        return default
+    if not GEMINI_MODEL.fullmatch(requested):
+        raise PermanentLLMError(f"not a Gemini model id: {requested[:80]!r}", provider="gemini")
+    return requested
 
 
 def _payload(request: ChatRequest) -> dict[str, Any]:
