@@ -114,6 +114,7 @@ async def services(store: Store, gate: asyncio.Event) -> AsyncIterator[Services]
         job_retry_base_s=0.01,
         job_retry_max_delay_s=0.05,
         webhook_retry_schedule="3600",
+        model_aliases="m-a=gemini-2.5-flash,m-b=gemini-2.5-flash",
     )
     factory = ServiceFactory(settings, store=store, llm=scripted(gate))
     running = await factory.start(consume=True)
