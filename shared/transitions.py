@@ -1,0 +1,145 @@
+"""Every job status change, decided once, in plain code on plain data.
+
+A decision takes the job as a store has just read it and returns a `Change` (or None when the
+job is not in a state the change applies to). A `Change` says everything the write must do: the
+job's new record, the batch counters it moves, the usage counters it adds, the idempotency key
+it gives back. Stores apply a Change atomically, only while the stored job is still
+`change.before` (a compare-and-set), and know no rule of their own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Literal
+
+from shared.models import Completion, Job, JobError, JobStatus, WebhookDelivery
+from shared.usage import UsageCounters, usage_of
+
+Ended = Literal[JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled]
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ends: what `finish` writes.
+
+    Applies only while the job's status is `expect` (and, with `attempt`, only while no later
+    claim has happened: that fences off a worker whose lease ran out)."""
+
+    status: Ended
+    expect: JobStatus
+    attempt: int | None = None
+    result: Completion | None = None
+    error: JobError | None = None  # None also clears a queued job's "retrying" note
+    webhook: WebhookDelivery | None = None
+    release_idempotency_key: bool = False  # a refused submit stays retryable with its key
+
+
+@dataclass(frozen=True)
+class Change:
+    """A job as read (`before`) and as it must be written (`after`)."""
+
+    before: Job
+    after: Job
+
+    @property
+    def moves_status(self) -> bool:
+        return self.before.status is not self.after.status
+
+    @property
+    def counter_deltas(self) -> dict[str, int]:
+        """What the job's batch counters move by (empty for a job without a batch)."""
+        if self.after.batch_id is None or not self.moves_status:
+            return {}
+        return {self.before.status.value: -1, self.after.status.value: +1}
+
+    @property
+    def usage(self) -> UsageCounters | None:
+        """What this change adds to the tenant's usage: only the change that ends the job."""
+        ends = self.after.status.is_terminal and not self.before.status.is_terminal
+        return usage_of(self.after) if ends else None
+
+    @property
+    def released_key(self) -> str | None:
+        """The idempotency key this change gives back, if any."""
+        key = self.before.idempotency_key
+        return key if key and self.after.idempotency_key is None else None
+
+
+Decision = Callable[[Job], Change | None]
+
+
+def created_usage(job: Job) -> UsageCounters | None:
+    """What storing `job` adds to usage: a job stored already ended (a cache hit) counts once."""
+    return usage_of(job) if job.status.is_terminal else None
+
+
+def claim(job: Job, *, lease_until: datetime, now: datetime) -> Change | None:
+    """queued (and due) → running, or running with a lapsed lease → running; attempts + 1."""
+    due = job.status is JobStatus.queued and (
+        job.not_before is None or _utc(job.not_before) <= _utc(now)
+    )
+    lapsed = job.status is JobStatus.running and (
+        job.lease_until is None or _utc(job.lease_until) < _utc(now)
+    )
+    if not (due or lapsed):
+        return None
+    return _change(
+        job, now, status=JobStatus.running, attempts=job.attempts + 1, lease_until=lease_until
+    )
+
+
+def requeue(
+    job: Job, *, attempt: int, note: JobError, not_before: datetime | None, now: datetime
+) -> Change | None:
+    """running → queued for a retry, only for the claim that made `attempt`."""
+    if job.status is not JobStatus.running or job.attempts != attempt:
+        return None
+    return _change(
+        job, now, status=JobStatus.queued, error=note, lease_until=None, not_before=not_before
+    )
+
+
+def finish(job: Job, outcome: JobOutcome, *, now: datetime) -> Change | None:
+    """`outcome.expect` → `outcome.status`, with the result or error."""
+    if job.status is not outcome.expect:
+        return None
+    if outcome.attempt is not None and job.attempts != outcome.attempt:
+        return None
+    fields: dict[str, object] = {
+        "status": outcome.status,
+        "error": outcome.error,
+        "completed_at": now,
+        "lease_until": None,
+        "not_before": None,
+    }
+    if outcome.result is not None:
+        fields["result"] = outcome.result
+    if outcome.webhook is not None:
+        fields["webhook"] = outcome.webhook
+    if outcome.release_idempotency_key:
+        fields["idempotency_key"] = None
+    return _change(job, now, **fields)
+
+
+def end_queued(job: Job, *, to: Ended, error: JobError | None, now: datetime) -> Change | None:
+    """A queued job ended without running (its batch was cancelled or could not be queued)."""
+    if job.status is not JobStatus.queued:
+        return None
+    return _change(job, now, status=to, error=error, completed_at=now, lease_until=None)
+
+
+def restart(job: Job, *, now: datetime) -> Change | None:
+    """A running job whose process is gone (embedded start-up), queued again."""
+    if job.status is not JobStatus.running:
+        return None
+    return _change(job, now, status=JobStatus.queued, lease_until=None)
+
+
+def _change(job: Job, now: datetime, **fields: object) -> Change:
+    return Change(before=job, after=job.model_copy(update={**fields, "updated_at": now}))
+
+
+def _utc(moment: datetime) -> datetime:
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment

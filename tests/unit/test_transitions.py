@@ -1,0 +1,144 @@
+"""The job state machine as a table: a job as read, a decision, and what the write must do."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from shared import transitions as t
+from shared.models import ChatRequest, Completion, Job, JobError, JobStatus, Message, Usage
+
+NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
+LATER = NOW + timedelta(seconds=60)
+EARLIER = NOW - timedelta(seconds=60)
+ANSWER = Completion(content="hi", provider="gemini", model="g", usage=Usage(input_tokens=3))
+NOTE = JobError(code="llm_unavailable", message="retrying")
+Q, R, S, F, C = (
+    JobStatus.queued,
+    JobStatus.running,
+    JobStatus.succeeded,
+    JobStatus.failed,
+    JobStatus.cancelled,
+)
+
+
+def job(status: JobStatus = Q, **fields: Any) -> Job:
+    request = ChatRequest(messages=[Message(role="user", content="hello")])
+    base: dict[str, Any] = {"tenant": "t1", "request": request, "status": status}
+    return Job(**{**base, **fields})
+
+
+def outcome(status: t.Ended, expect: JobStatus = R, **fields: Any) -> t.JobOutcome:
+    return t.JobOutcome(status=status, expect=expect, **fields)
+
+
+@dataclass
+class Case:
+    name: str
+    before: Job
+    decide: Callable[[Job], t.Change | None]
+    status: JobStatus | None  # None: the decision refuses
+    fields: dict[str, Any] = field(default_factory=dict)
+    counts_usage: bool = False
+
+
+def claim(j: Job) -> t.Change | None:
+    return t.claim(j, lease_until=LATER, now=NOW)
+
+
+CASES = [
+    Case("claim a queued job", job(Q), claim, R, {"attempts": 1, "lease_until": LATER}),
+    Case("claim a due retry", job(Q, not_before=EARLIER, attempts=1), claim, R, {"attempts": 2}),
+    Case("a retry not yet due stays queued", job(Q, not_before=LATER), claim, None),
+    Case("claim a running job whose lease lapsed", job(R, attempts=1, lease_until=EARLIER), claim,
+         R, {"attempts": 2}),
+    Case("a running job under lease is not claimed (redelivery)", job(R, lease_until=LATER), claim,
+         None),
+    Case("a finished job is never claimed again", job(S), claim, None),
+    Case("a cancelled job is never claimed", job(C), claim, None),
+    Case("requeue the current attempt", job(R, attempts=2, lease_until=LATER),
+         lambda j: t.requeue(j, attempt=2, note=NOTE, not_before=LATER, now=NOW), Q,
+         {"error": NOTE, "lease_until": None, "not_before": LATER}),
+    Case("a stale attempt cannot requeue", job(R, attempts=3),
+         lambda j: t.requeue(j, attempt=2, note=NOTE, not_before=None, now=NOW), None),
+    Case("succeed", job(R, attempts=1), lambda j: t.finish(j, outcome(S, attempt=1, result=ANSWER),
+         now=NOW), S, {"result": ANSWER, "completed_at": NOW, "lease_until": None}, True),
+    Case("a stale worker cannot finish", job(R, attempts=2),
+         lambda j: t.finish(j, outcome(S, attempt=1, result=ANSWER), now=NOW), None),
+    Case("fail", job(R, attempts=1), lambda j: t.finish(j, outcome(F, error=NOTE), now=NOW), F,
+         {"error": NOTE}, True),
+    Case("cancel a queued job", job(Q), lambda j: t.finish(j, outcome(C, expect=Q), now=NOW), C,
+         {"completed_at": NOW}, True),
+    Case("cancel races a claim and loses", job(R),
+         lambda j: t.finish(j, outcome(C, expect=Q), now=NOW), None),
+    Case("a finished job cannot finish twice", job(S),
+         lambda j: t.finish(j, outcome(F, expect=R), now=NOW), None),
+    Case("a refused submit gives its key back", job(Q, idempotency_key="k"),
+         lambda j: t.finish(j, outcome(F, expect=Q, release_idempotency_key=True), now=NOW), F,
+         {"idempotency_key": None}, True),
+    Case("a batch cancel ends a queued job", job(Q, batch_id="b"),
+         lambda j: t.end_queued(j, to=C, error=None, now=NOW), C, {"completed_at": NOW}, True),
+    Case("a batch cancel leaves a running job", job(R, batch_id="b"),
+         lambda j: t.end_queued(j, to=C, error=None, now=NOW), None),
+    Case("a restart queues a running job again", job(R, lease_until=LATER),
+         lambda j: t.restart(j, now=NOW), Q, {"lease_until": None}),
+    Case("a restart leaves a queued job", job(Q), lambda j: t.restart(j, now=NOW), None),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
+def test_decision(case: Case) -> None:
+    change = case.decide(case.before)
+
+    if case.status is None:
+        assert change is None
+        return
+    assert change is not None and change.before == case.before
+    assert change.after.status is case.status and change.after.updated_at == NOW
+    for name, value in case.fields.items():
+        assert getattr(change.after, name) == value, name
+    assert (change.usage is not None) is case.counts_usage
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.status is not None], ids=lambda c: c.name)
+def test_a_batch_job_moves_its_counters_by_its_status_change(case: Case) -> None:
+    in_batch = case.before.model_copy(update={"batch_id": "b1"})
+    change = case.decide(in_batch)
+    assert change is not None
+
+    moved = change.before.status is not change.after.status
+    expected = {change.before.status.value: -1, change.after.status.value: 1} if moved else {}
+    assert change.counter_deltas == expected
+    assert sum(change.counter_deltas.values()) == 0
+
+
+def test_a_job_without_a_batch_moves_no_counters() -> None:
+    change = t.claim(job(Q), lease_until=LATER, now=NOW)
+    assert change is not None and change.counter_deltas == {}
+
+
+def test_the_usage_of_an_ending_is_the_ended_job_once() -> None:
+    change = t.finish(job(R, attempts=2), outcome(S, result=ANSWER), now=NOW)
+    assert change is not None and change.usage is not None
+    assert (change.usage.requests, change.usage.succeeded, change.usage.llm_calls) == (1, 1, 2)
+    assert (change.usage.input_tokens, change.usage.provider) == (3, "gemini")
+
+
+def test_a_cache_hit_counts_when_stored_and_a_queued_job_does_not() -> None:
+    hit = job(S, cached=True, result=ANSWER, completed_at=NOW)
+    counted = t.created_usage(hit)
+    assert counted is not None and (counted.cache_hits, counted.llm_calls) == (1, 0)
+    assert t.created_usage(job(Q)) is None
+
+
+def test_only_a_released_key_is_reported() -> None:
+    kept = t.finish(job(Q, idempotency_key="k"), outcome(C, expect=Q), now=NOW)
+    released = t.finish(
+        job(Q, idempotency_key="k"), outcome(F, expect=Q, release_idempotency_key=True), now=NOW
+    )
+    assert kept is not None and kept.released_key is None
+    assert released is not None and released.released_key == "k"
