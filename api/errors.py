@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
@@ -17,6 +18,7 @@ from starlette.routing import BaseRoute, Match
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import request_id_of
 from shared.errors import (
+    ChatJobsError,
     Conflict,
     InvalidWebhookUrl,
     NotFound,
@@ -186,38 +188,52 @@ def _is_json(content_type: str | None) -> bool:
     return media == "application/json" or media.endswith("+json")
 
 
-async def on_not_found(request: Request, exc: Exception) -> JSONResponse:
-    subject = _printable(str(exc))
-    return error_response(404, "not_found", f"{subject} was not found" if subject else "not found")
+@dataclass(frozen=True)
+class DomainAnswer:
+    """How the API answers a domain error: status, code, and what the answer may say."""
+
+    status: int
+    code: ErrorCode
+    message: str | None = None  # a fixed message, when the error's own text is internal
+    field: str | None = None  # the request field at fault, when the error does not name one
+    retry_after_s: int | None = None  # when the error does not say
 
 
-async def on_conflict(request: Request, exc: Exception) -> JSONResponse:
-    return error_response(409, "conflict", str(exc) or "conflict")
+DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
+    NotFound: DomainAnswer(404, "not_found"),
+    Conflict: DomainAnswer(409, "conflict"),
+    InvalidWebhookUrl: DomainAnswer(422, "invalid_request", field="webhook_url"),
+    UnknownModel: DomainAnswer(422, "invalid_request"),
+    QueueUnavailable: DomainAnswer(
+        503,
+        "queue_unavailable",
+        "the job queue is unavailable; retry later",
+        retry_after_s=QUEUE_RETRY_AFTER_S,
+    ),
+    Overloaded: DomainAnswer(503, "overloaded"),
+}
 
 
-async def on_queue_unavailable(request: Request, exc: Exception) -> JSONResponse:
-    log.warning("queue unavailable: %s", exc)
-    message = "the job queue is unavailable; retry later"
-    headers = {"Retry-After": str(QUEUE_RETRY_AFTER_S)}
-    return error_response(503, "queue_unavailable", message, headers=headers)
+def answer_for(error: type[ChatJobsError]) -> DomainAnswer | None:
+    for kind in error.__mro__:
+        if kind in DOMAIN_ANSWERS:
+            return DOMAIN_ANSWERS[kind]
+    return None
 
 
-async def on_overloaded(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, Overloaded)
-    headers = {"Retry-After": str(exc.retry_after_s)}
-    return error_response(503, "overloaded", str(exc), headers=headers)
-
-
-async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONResponse:
-    message = str(exc) or "webhook_url is refused"
-    fields = [FieldError(field="webhook_url", message=message)]
-    return error_response(422, "invalid_request", message, fields=fields)
-
-
-async def on_unknown_model(request: Request, exc: Exception) -> JSONResponse:
-    assert isinstance(exc, UnknownModel)
-    fields = [FieldError(field=exc.field, message=str(exc))]
-    return error_response(422, "invalid_request", str(exc), fields=fields)
+async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ChatJobsError)
+    answer = answer_for(type(exc))
+    if answer is None:
+        return await on_unexpected(request, exc)
+    if answer.status >= 500:
+        log.warning("%s: %s", answer.code, exc)
+    message = answer.message or _printable(str(exc)) or HTTPStatus(answer.status).phrase
+    field = getattr(exc, "field", None) or answer.field
+    fields = [FieldError(field=field, message=message)] if field else None
+    retry_after = getattr(exc, "retry_after_s", None) or answer.retry_after_s
+    headers = {"Retry-After": str(retry_after)} if retry_after else None
+    return error_response(answer.status, answer.code, message, headers=headers, fields=fields)
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
@@ -232,12 +248,7 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
 def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
-    app.add_exception_handler(NotFound, on_not_found)
-    app.add_exception_handler(Conflict, on_conflict)
-    app.add_exception_handler(QueueUnavailable, on_queue_unavailable)
-    app.add_exception_handler(Overloaded, on_overloaded)
-    app.add_exception_handler(InvalidWebhookUrl, on_invalid_webhook_url)
-    app.add_exception_handler(UnknownModel, on_unknown_model)
+    app.add_exception_handler(ChatJobsError, on_domain_error)
     app.add_exception_handler(Exception, on_unexpected)
 
 

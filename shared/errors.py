@@ -39,6 +39,13 @@ class QueueUnavailable(ChatJobsError):
 class NotFound(ChatJobsError):
     """No such job or batch for this tenant."""
 
+    SHOWN_CHARS = 64
+
+    def __init__(self, subject_id: str) -> None:
+        shown = subject_id[: self.SHOWN_CHARS] + ("…" if len(subject_id) > self.SHOWN_CHARS else "")
+        super().__init__(f"{shown} was not found")
+        self.subject_id = subject_id
+
 
 class Conflict(ChatJobsError):
     """The request conflicts with the resource's state (e.g. cancelling a running job)."""
