@@ -138,6 +138,10 @@ class JobQueueContract:
 
     async def test_enqueue_many_of_nothing_is_fine(self, harness: Harness) -> None:
         await harness.queue.enqueue_many([], group="empty")
+        await harness.queue.enqueue_many([])
+        await harness.queue.enqueue("job_after")
+        await harness.deliver({"job_after"})
+        assert harness.seen == ["job_after"]  # nothing phantom came out of the empty calls
 
     async def test_a_finished_job_can_be_enqueued_again(self, harness: Harness) -> None:
         await harness.queue.enqueue("job_a")
