@@ -22,8 +22,8 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from shared.adapters.aws.secrets import SecretsManagerSource
 from shared.model_catalog import DEFAULT_FALLBACK, DEFAULT_PRIMARY, ModelCatalog, is_model_name
+from shared.secrets_source import SecretsManagerSource
 
 ANONYMOUS_TENANT = "anonymous"
 

@@ -21,7 +21,7 @@ SETTINGS = C("Settings\nenvironment > secret > .env", "code", "shared.config:Set
 SECRET = C(
     "SecretsManagerSource\nAWS_SECRET_ID",
     "code",
-    "shared.adapters.aws.secrets:SecretsManagerSource",
+    "shared.secrets_source:SecretsManagerSource",
     "port",
 )
 ENV = [

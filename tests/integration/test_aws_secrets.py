@@ -12,9 +12,9 @@ import pytest
 from pydantic_settings import SettingsError
 
 from shared.adapters.aws.clients import AwsClients
-from shared.adapters.aws.secrets import forget_secrets
 from shared.adapters.aws.setup import AwsLayout, create_secret
 from shared.config import Settings
+from shared.secrets_source import forget_secrets
 
 pytestmark = pytest.mark.integration
 

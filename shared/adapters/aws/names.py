@@ -10,6 +10,12 @@ from __future__ import annotations
 
 from typing import Final
 
+from shared.secrets_source import SECRET_KEYS
+
+__all__ = [
+    "SECRET_KEYS"
+]  # the secret's keys are defined beside the settings source that reads them
+
 TABLE: Final = "chatjobs"
 PARTITION_KEY: Final = "pk"
 SORT_KEY: Final = "sk"
@@ -31,12 +37,6 @@ BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their ow
 DLQ_SUFFIX: Final = "-dlq"
 MAX_RECEIVE_COUNT: Final = 5
 SECRET_ID: Final = "chatjobs/app"  # one JSON secret: API_KEYS, GEMINI_API_KEY, ...
-SECRET_KEYS: Final = (
-    "API_KEYS",
-    "GEMINI_API_KEY",
-    "OPENROUTER_API_KEY",
-    "WEBHOOK_SIGNING_SECRET",
-)
 
 # Lambda handlers in the one container image (image_config.command).
 API_HANDLER: Final = "api.lambda_handler.handler"

@@ -3,7 +3,10 @@
 The secret is read once per process (a Lambda container's cold start) and kept for the process's
 life; a rotated value reaches containers started after the rotation. The synchronous botocore
 client is used because settings are built before any event loop runs. Only the keys in
-`names.SECRET_KEYS` are taken from the secret; botocore is imported only when a secret is read.
+`SECRET_KEYS` are taken from the secret; botocore is imported only when a secret is read.
+
+A settings source, not an adapter: shared/config.py builds on it, and nothing here imports
+from shared/adapters/.
 """
 
 from __future__ import annotations
@@ -12,14 +15,19 @@ import json
 import logging
 import os
 import threading
-from typing import Any
+from typing import Any, Final
 
 from pydantic.fields import FieldInfo
 from pydantic_settings import PydanticBaseSettingsSource, SettingsError
 
-from shared.adapters.aws import names
-
 log = logging.getLogger(__name__)
+
+SECRET_KEYS: Final = (
+    "API_KEYS",
+    "GEMINI_API_KEY",
+    "OPENROUTER_API_KEY",
+    "WEBHOOK_SIGNING_SECRET",
+)
 
 CacheKey = tuple[str, str | None, str | None]  # secret id, endpoint, region
 _secrets: dict[CacheKey, dict[str, str]] = {}
@@ -94,12 +102,12 @@ def _parse(secret_id: str, secret_string: str | None) -> dict[str, str]:
         data = None
     if not isinstance(data, dict):
         raise _error(secret_id, "the secret is not a JSON object")
-    ignored = sorted(set(data) - set(names.SECRET_KEYS))
+    ignored = sorted(set(data) - set(SECRET_KEYS))
     if ignored:
         log.warning(
             "ignoring keys of secret %s that are not settings secrets: %s", secret_id, ignored
         )
-    return {k: str(data[k]) for k in names.SECRET_KEYS if data.get(k) is not None}
+    return {k: str(data[k]) for k in SECRET_KEYS if data.get(k) is not None}
 
 
 def _error(secret_id: str, reason: str) -> SettingsError:
