@@ -10,9 +10,10 @@ from typing import Any, Literal
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
+from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 
 from api.requestid import HEADER as REQUEST_ID
@@ -236,6 +237,12 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     return error_response(answer.status, answer.code, message, headers=headers, fields=fields)
 
 
+async def on_client_disconnect(request: Request, exc: Exception) -> Response:
+    """The client went away mid-request (e.g. a dropped upload): nothing to answer, no fault."""
+    log.info("the client disconnected during %s %s", request.method, request.url.path)
+    return Response(status_code=499)
+
+
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     # Starlette answers these outside every middleware: restore what RequestIdMiddleware did
     request_id = request_id_of(request)
@@ -249,6 +256,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(HTTPException, on_http_error)
     app.add_exception_handler(RequestValidationError, on_validation_error)
     app.add_exception_handler(ChatJobsError, on_domain_error)
+    app.add_exception_handler(ClientDisconnect, on_client_disconnect)
     app.add_exception_handler(Exception, on_unexpected)
 
 

@@ -1,4 +1,4 @@
-"""Prometheus metrics: requests by route template and status, and job submissions by outcome.
+"""Prometheus metrics: requests by route template and status.
 
 GET /metrics serves these together with the Services registry: job execution (real in embedded
 mode, where jobs run in this process) and the store's backlog.
@@ -38,12 +38,6 @@ class ApiMetrics:
             "chatjobs_http_request_duration_seconds",
             "Time to answer an HTTP request",
             ["method", "route"],
-            registry=self.registry,
-        )
-        self.jobs_submitted = Counter(
-            "chatjobs_jobs_submitted",
-            "Job submissions by outcome (queued, cached, rejected)",
-            ["outcome"],
             registry=self.registry,
         )
 

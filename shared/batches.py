@@ -9,7 +9,8 @@ from typing import Any
 
 from shared.admission import Admission
 from shared.batch_jobs import BatchJobs, BatchPlan
-from shared.errors import Conflict, NotFound, QueueUnavailable
+from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
+from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
     Batch,
@@ -38,6 +39,7 @@ class BatchService:
         hooks: WebhookHooks | None = None,
         admission: Admission | None = None,
         models: ModelCatalog | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -45,6 +47,7 @@ class BatchService:
         self.hooks = hooks or WebhookHooks()
         self.admission = admission or Admission(store, max_queued=0)
         self.models = models or ModelCatalog()
+        self.metrics = metrics or JobMetrics()
 
     async def create(
         self,
@@ -79,14 +82,26 @@ class BatchService:
         batch.counts = BatchCounts(
             total=len(plan.ids), queued=len(queued), succeeded=len(plan.ids) - len(queued)
         )
-        await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
-        jobs = BatchJobs(batch, items, plan, hits, self._answered)
-        stored = await self.store.create_batch(batch, jobs)
+        try:
+            stored = await self._store_and_enqueue(
+                batch, BatchJobs(batch, items, plan, hits, self._answered), queued
+            )
+        except (QueueUnavailable, Overloaded):
+            self.metrics.jobs_submitted("rejected", len(plan.ids))
+            raise
         if stored.id != batch.id:  # this key made a batch already: that one is the answer
+            self.metrics.jobs_submitted("replayed", stored.counts.total)
             return _same_body(stored, batch)
-        if queued:
-            await self._enqueue_or_fail(batch, queued)
+        self.metrics.jobs_submitted("queued", len(queued))
+        self.metrics.jobs_submitted("cached", len(plan.ids) - len(queued))
         return await self.check_completed(batch.id) or batch
+
+    async def _store_and_enqueue(self, batch: Batch, jobs: BatchJobs, queued: list[str]) -> Batch:
+        await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
+        stored = await self.store.create_batch(batch, jobs)
+        if stored.id == batch.id and queued:
+            await self._enqueue_or_fail(batch, queued)
+        return stored
 
     def _answered(self, job: Job, hit: Any) -> Job:
         return job.model_copy(
@@ -131,8 +146,11 @@ class BatchService:
         return batch
 
     async def cancel(self, tenant: str, batch_id: str) -> Batch:
-        """Cancel every job of the batch that is still queued; running ones finish."""
+        """Cancel every job of the batch that is still queued; running ones finish. A batch
+        that has ended answers Conflict, as a job that has ended does."""
         batch = await self.get(tenant, batch_id)
+        if batch.status in (BatchStatus.completed, BatchStatus.cancelled):
+            raise Conflict(f"batch is {batch.status.value} and can no longer be cancelled")
         await self.store.mark_batch(
             batch_id, expect=[BatchStatus.in_progress], to=BatchStatus.cancelling
         )

@@ -90,8 +90,11 @@ class Services:
             self.events,
             admission,
             s.models,
+            self.metrics,
         )
-        self.batches = BatchService(self.store, self.cache, self.queue, hooks, admission, s.models)
+        self.batches = BatchService(
+            self.store, self.cache, self.queue, hooks, admission, s.models, self.metrics
+        )
         self.usage = UsageService(self.store)
         self.executor = JobExecutor(
             self.store,

@@ -60,12 +60,24 @@ class JobMetrics:
             buckets=RUN_BUCKETS,
             registry=self.registry,
         )
+        self.submitted = Counter(
+            "chatjobs_jobs_submitted",
+            "Jobs submitted, single or in batches, by outcome: queued, cached (answered from "
+            "the cache), rejected (503: the queue refused or the backlog is full), replayed "
+            "(an Idempotency-Key repeat: no new job)",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.queue_wait = Histogram(
             "chatjobs_job_queue_wait_seconds",
             "Time from a job's submission to its first run",
             buckets=WAIT_BUCKETS,
             registry=self.registry,
         )
+
+    def jobs_submitted(self, outcome: str, count: int = 1) -> None:
+        if count:
+            self.submitted.labels(outcome=outcome).inc(count)
 
     def job_started(self, waited_s: float) -> None:
         self.queue_wait.observe(max(waited_s, 0.0))

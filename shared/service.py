@@ -10,7 +10,8 @@ import time
 from contextlib import suppress
 
 from shared.admission import Admission
-from shared.errors import Conflict, NotFound, QueueUnavailable
+from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
+from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
     ChatRequest,
@@ -53,6 +54,7 @@ class ChatService:
         events: JobEvents | None = None,
         admission: Admission | None = None,
         models: ModelCatalog | None = None,
+        metrics: JobMetrics | None = None,
     ) -> None:
         self.store = store
         self.cache = cache
@@ -62,14 +64,28 @@ class ChatService:
         self.events = events
         self.admission = admission or Admission(store, max_queued=0)
         self.models = models or ModelCatalog()
+        self.metrics = metrics or JobMetrics()
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
         self.models.check(body.model)
         if body.webhook_url:
             await self.hooks.check_url(body.webhook_url)
+        job = self._new_job(tenant, body, idempotency_key)
+        try:
+            stored = await self._store_and_enqueue(job)
+        except (QueueUnavailable, Overloaded):
+            self.metrics.jobs_submitted("rejected")
+            raise
+        if stored.id != job.id:
+            self.metrics.jobs_submitted("replayed")
+            return self._check_same_body(stored, job)
+        self.metrics.jobs_submitted("cached" if stored.cached else "queued")
+        return stored
+
+    def _new_job(self, tenant: str, body: JobCreate, idempotency_key: str | None) -> Job:
         request = body.chat_request()
-        job = Job(
+        return Job(
             tenant=tenant,
             request=request,
             webhook_url=body.webhook_url,
@@ -78,6 +94,8 @@ class ChatService:
             idempotency_key=idempotency_key,
             request_hash=body_hash(body) if idempotency_key else None,  # compared on replays
         )
+
+    async def _store_and_enqueue(self, job: Job) -> Job:
         hit = await self._cached(job.cache_key)
         if hit is not None:
             now = utcnow()
@@ -88,15 +106,13 @@ class ChatService:
                     "result": hit,
                     "completed_at": now,
                     "updated_at": now,
-                    "webhook": self.hooks.delivery_for(body.webhook_url),
+                    "webhook": self.hooks.delivery_for(job.webhook_url),
                 }
             )
         else:
             await self.admission.admit(1)  # Overloaded past MAX_QUEUED_JOBS
         stored = await self.store.create_job(job)
-        if stored.id != job.id:
-            return self._check_same_body(stored, job)
-        if stored.status is JobStatus.queued:
+        if stored.id == job.id and stored.status is JobStatus.queued:
             await self._enqueue_or_fail(stored)
         return stored
 

@@ -6,10 +6,10 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Query, Response
 
-from api.deps import ChatDep, LogIds, MetricsDep, RateLimitedTenant, TenantDep
+from api.deps import ChatDep, LogIds, RateLimitedTenant, TenantDep
 from api.errors import HEADERS, ApiError, FieldError, documented
 from api.jsonbody import StrictJsonRoute
-from shared.errors import InvalidCursor, QueueUnavailable
+from shared.errors import InvalidCursor
 from shared.logs import bind
 from shared.models import JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
@@ -53,17 +53,11 @@ async def create_job(
     response: Response,
     chat: ChatDep,
     tenant: RateLimitedTenant,
-    metrics: MetricsDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a chat job: answered at once from the cache (200) or queued (202)."""
-    try:
-        job = await chat.submit(tenant, body, idempotency_key)
-    except QueueUnavailable:
-        metrics.jobs_submitted.labels("rejected").inc()
-        raise
+    job = await chat.submit(tenant, body, idempotency_key)
     bind(job_id=job.id)
-    metrics.jobs_submitted.labels("cached" if job.cached else "queued").inc()
     if job.status.is_terminal:
         response.status_code = 200
     else:

@@ -339,7 +339,8 @@ async def test_cancel_cancels_queued_jobs_and_schedules_batch_completed_once(
     assert hook["state"] == "pending" and hook["attempts"] == 0
 
     again = await api.client.post(f"/v1/batches/{batch['id']}/cancel", headers=T1)
-    assert again.status_code == 200 and again.json()["status"] == "cancelled"
+    assert again.status_code == 409, again.text  # as for a job that has ended
+    assert again.json()["error"]["message"] == "batch is cancelled and can no longer be cancelled"
     await api.queue.drain()  # the jobs' queue entries are acknowledged without running
     assert api.llm.requests == []
     final = await read_batch(api, batch["id"])
@@ -366,15 +367,6 @@ async def test_cancel_lets_a_running_job_finish_then_the_batch_ends_cancelled(
     assert final["status"] == "cancelled"
     assert final["counts"]["succeeded"] == 1 and final["counts"]["cancelled"] == 2
     assert final["webhook"]["state"] == "pending"
-
-
-async def test_cancel_of_a_completed_batch_changes_nothing(api: Api) -> None:
-    batch = (await post_ndjson(api, ndjson(item("a")))).json()
-    await api.queue.drain()
-    response = await api.client.post(f"/v1/batches/{batch['id']}/cancel", headers=T1)
-    assert response.status_code == 200
-    assert response.json()["status"] == "completed"
-    assert response.json()["counts"]["succeeded"] == 1
 
 
 async def test_unknown_batch_is_404(api: Api) -> None:
@@ -585,3 +577,15 @@ async def test_an_idempotency_key_is_per_tenant(api: Api) -> None:
         headers={"Content-Type": "application/x-ndjson", **T2, "Idempotency-Key": "k"},
     )
     assert theirs.status_code == 202 and theirs.json()["id"] != mine.json()["id"]
+
+
+async def test_cancelling_a_completed_batch_is_a_conflict_as_for_a_finished_job(api: Api) -> None:
+    batch = (await post_json(api, {"requests": [item("0")]})).json()
+    await api.queue.drain()
+    assert (await read_batch(api, batch["id"]))["status"] == "completed"
+
+    answer = await api.client.post(f"/v1/batches/{batch['id']}/cancel", headers=T1)
+
+    assert answer.status_code == 409
+    assert answer.json()["error"]["code"] == "conflict"
+    assert (await read_batch(api, batch["id"]))["status"] == "completed"

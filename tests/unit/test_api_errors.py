@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import logging
+from typing import Any
+
 import pytest
 
 import shared.errors as errors
@@ -44,3 +47,33 @@ async def test_an_unknown_model_names_the_field(api: Api) -> None:
 
     assert answer.status_code == 422
     assert answer.json()["error"]["fields"][0]["field"] == "model"
+
+
+async def test_a_client_that_drops_its_upload_is_logged_once_at_info(
+    api: Api, caplog: pytest.LogCaptureFixture
+) -> None:
+    sent = False
+
+    async def receive() -> dict[str, Any]:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": b'{"custom_id": "a", ', "more_body": True}
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        return None
+
+    scope = {
+        "type": "http", "method": "POST", "path": "/v1/batches", "raw_path": b"/v1/batches",
+        "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
+        "server": ("api.test", 80), "client": ("127.0.0.1", 5000),
+        "headers": [(b"authorization", b"Bearer k1"), (b"content-type", b"application/x-ndjson"),
+                    (b"content-length", b"100000")],
+    }  # fmt: skip
+    caplog.set_level(logging.INFO)
+    await api.app(scope, receive, send)
+
+    disconnects = [r for r in caplog.records if "disconnected" in r.getMessage()]
+    assert [r.levelno for r in disconnects] == [logging.INFO]
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR]

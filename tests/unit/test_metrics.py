@@ -9,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from shared.metrics import Backlog
 from shared.models import ChatRequest, Job, JobStatus, Message
 from tests.fakes import FakeJobStore
-from tests.unit.conftest import Api, chat
+from tests.unit.conftest import T1, Api, chat
 
 REQUEST = ChatRequest(messages=[Message(role="user", content="hello")])
 
@@ -96,3 +96,17 @@ async def test_metrics_leave_the_backlog_out_while_the_store_fails(
     assert sample(text, "chatjobs_jobs", status="queued") is None
     healthz = {"method": "GET", "route": "/healthz", "status": "200"}
     assert sample(text, "chatjobs_http_requests_total", **healthz) == 1
+
+
+async def test_submissions_count_batch_jobs_and_not_replays(api: Api) -> None:
+    replay = {**T1, "Idempotency-Key": "once"}
+    requests = [{"custom_id": f"c{n}", **chat(f"batch prompt {n}")} for n in range(4)]
+    for _ in range(2):
+        answer = await api.client.post("/v1/batches", json={"requests": requests}, headers=replay)
+        assert answer.status_code == 202
+    for _ in range(2):
+        assert (await api.submit(chat("single"), headers={**T1, "Idempotency-Key": "k"})).is_success
+
+    text = await scrape(api)
+    assert sample(text, "chatjobs_jobs_submitted_total", outcome="queued") == 4 + 1
+    assert sample(text, "chatjobs_jobs_submitted_total", outcome="replayed") == 4 + 1
