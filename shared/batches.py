@@ -10,6 +10,7 @@ from typing import Any
 from shared.admission import Admission
 from shared.batch_jobs import BatchJobs, BatchPlan
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
+from shared.job_writes import JobWrites
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -42,6 +43,7 @@ class BatchService:
         metrics: JobMetrics | None = None,
     ) -> None:
         self.store = store
+        self.writes = JobWrites(store)
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
@@ -129,7 +131,7 @@ class BatchService:
             await self.queue.enqueue_many(job_ids, group=batch.id)
         except QueueUnavailable:
             error = JobError(code="queue_unavailable", message="the queue refused the batch")
-            await self.store.end_queued_jobs(batch.id, JobStatus.failed, error)
+            await self.writes.end_queued(batch.id, JobStatus.failed, error)
             # Closed without a webhook: the caller was answered 503, not given this batch.
             await self.store.mark_batch(
                 batch.id,
@@ -154,7 +156,7 @@ class BatchService:
         await self.store.mark_batch(
             batch_id, expect=[BatchStatus.in_progress], to=BatchStatus.cancelling
         )
-        await self.store.end_queued_jobs(batch_id, JobStatus.cancelled)
+        await self.writes.end_queued(batch_id, JobStatus.cancelled)
         return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
 
     async def close_finished(self) -> int:

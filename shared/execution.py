@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from shared.errors import PermanentLLMError, TransientLLMError
+from shared.job_writes import JobWrites
 from shared.logs import bound
 from shared.metrics import NO_PROVIDER, JobMetrics
 from shared.model_catalog import ModelCatalog
@@ -20,13 +21,13 @@ from shared.models import ChatRequest, Completion, Job, JobError, JobErrorCode, 
 from shared.ports import (
     JobFinished,
     JobHandler,
-    JobOutcome,
     JobQueue,
-    JobStore,
     LLMProvider,
     ResultCache,
+    Store,
 )
 from shared.retry import RetryPolicy
+from shared.transitions import JobOutcome
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -54,7 +55,7 @@ class JobExecutor:
 
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         cache: ResultCache | None,
         llm: LLMProvider,
         *,
@@ -67,6 +68,7 @@ class JobExecutor:
         models: ModelCatalog | None = None,
     ) -> None:
         self.store = store
+        self.writes = JobWrites(store)
         self.cache = cache
         self.llm = llm
         self.job_timeout_s = job_timeout_s
@@ -110,7 +112,7 @@ class JobExecutor:
             return self.retry.jittered(wait)
         now = utcnow()
         lease = now + timedelta(seconds=self.job_timeout_s + 5)
-        job = await self.store.claim(job_id, lease_until=lease, now=now)
+        job = await self.writes.claim(job_id, lease_until=lease, now=now)
         if job is None:
             return await self.redelivery_delay(job_id)
         with bound(job_id=job.id, tenant=job.tenant, batch_id=job.batch_id):
@@ -174,7 +176,7 @@ class JobExecutor:
             return None
         not_before = utcnow() + timedelta(seconds=delay)
         note = JobError(code="retrying", message=_waiting(job.attempts, not_before, reason))
-        requeued = await self.store.requeue(
+        requeued = await self.writes.requeue(
             job.id, attempt=job.attempts, note=note, not_before=not_before
         )
         if requeued is None:
@@ -190,7 +192,7 @@ class JobExecutor:
             result=completion,
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
-        done = await self.store.finish(job.id, outcome)
+        done = await self.writes.finish(job.id, outcome)
         if done is None:
             return
         elapsed = time.perf_counter() - started
@@ -218,7 +220,7 @@ class JobExecutor:
             error=JobError(code=code, message=message),
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
-        failed = await self.store.finish(job.id, outcome)
+        failed = await self.writes.finish(job.id, outcome)
         if failed is not None:
             log.warning("job %s failed: %s", job.id, message)
             self.metrics.job_finished(JobStatus.failed, provider, time.perf_counter() - started)

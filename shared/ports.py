@@ -5,9 +5,8 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
 from datetime import date, datetime
-from typing import Literal, NamedTuple, Protocol
+from typing import NamedTuple, Protocol
 
 from shared.models import (
     Batch,
@@ -15,10 +14,10 @@ from shared.models import (
     ChatRequest,
     Completion,
     Job,
-    JobError,
     JobStatus,
     WebhookDelivery,
 )
+from shared.transitions import Change, Decision
 from shared.usage import UsageCounters
 
 JobHandler = Callable[[str], Awaitable[None]]
@@ -30,24 +29,6 @@ class JobRef(NamedTuple):
 
     id: str
     batch_id: str | None
-
-
-@dataclass(frozen=True)
-class JobOutcome:
-    """How a job ends: the typed change set of `JobStore.finish`.
-
-    The write happens only while the job's status is `expect` (and, with `attempt`, only while no
-    later claim has happened: that fences off a worker whose lease ran out). The store sets
-    `completed_at` and `updated_at`, clears the lease, and keeps the batch counters in step.
-    """
-
-    status: Literal[JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled]
-    expect: JobStatus
-    attempt: int | None = None
-    result: Completion | None = None
-    error: JobError | None = None  # None also clears a queued job's "retrying" note
-    webhook: WebhookDelivery | None = None
-    release_idempotency_key: bool = False  # a refused submit stays retryable with its key
 
 
 class JobStore(Protocol):
@@ -81,18 +62,15 @@ class JobStore(Protocol):
         """Jobs newest first (or oldest first: a batch's submission order), with an opaque cursor
         for the next page. Raises InvalidCursor for a cursor this store did not make."""
 
-    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
-        """queued (and not before `not_before`) → running, or running with an expired lease →
-        running; attempts += 1. None when the job is not claimable now."""
+    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+        """For each job: read it, let `decide` (a shared.transitions decision) say its change,
+        and write that change atomically, with everything that moves with it (its batch's
+        counters, its tenant's usage), only while the job is still as it was read (else read
+        it again and decide again). Returns the changes written; a job that is missing or that
+        `decide` refuses is left alone. The store applies decisions, it makes none."""
 
-    async def requeue(
-        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
-    ) -> Job | None:
-        """running → queued for a retry, fenced by `attempt`; `note` says why it waits and
-        `not_before` when it may run again."""
-
-    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
-        """End the job as `outcome` says; None when its condition did not hold."""
+    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+        """`change_jobs` for one job."""
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
@@ -103,9 +81,6 @@ class JobStore(Protocol):
     async def count_unfinished(self) -> dict[JobStatus, int]:
         """How many jobs are queued and how many running (both keys always present): the
         backlog that /metrics reports for scaling decisions. Cheap, not a scan of every job."""
-
-    async def requeue_running(self) -> int:
-        """running → queued for every job (embedded start-up: the previous process is gone)."""
 
 
 class BatchStore(Protocol):
@@ -127,14 +102,6 @@ class BatchStore(Protocol):
         webhook: WebhookDelivery | None = None,
     ) -> Batch | None:
         """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
-
-    async def end_queued_jobs(
-        self,
-        batch_id: str,
-        to: Literal[JobStatus.failed, JobStatus.cancelled],
-        error: JobError | None = None,
-    ) -> int:
-        """queued → `to` for every job of the batch that is still queued; returns how many."""
 
     async def closable_batch_ids(self) -> list[str]:
         """Batches still open although every job has ended (a completion check was missed)."""

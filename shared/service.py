@@ -11,6 +11,7 @@ from contextlib import suppress
 
 from shared.admission import Admission
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
+from shared.job_writes import JobWrites
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -22,7 +23,8 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobEvents, JobFinished, JobOutcome, JobQueue, JobStore, ResultCache
+from shared.ports import JobEvents, JobFinished, JobQueue, ResultCache, Store
+from shared.transitions import JobOutcome
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -46,7 +48,7 @@ def body_hash(body: JobCreate) -> str:
 class ChatService:
     def __init__(
         self,
-        store: JobStore,
+        store: Store,
         cache: ResultCache | None,
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
@@ -57,6 +59,7 @@ class ChatService:
         metrics: JobMetrics | None = None,
     ) -> None:
         self.store = store
+        self.writes = JobWrites(store)
         self.cache = cache
         self.queue = queue
         self.hooks = hooks or WebhookHooks()
@@ -141,7 +144,7 @@ class ChatService:
                 error=JobError(code="queue_unavailable", message="the queue refused the job"),
                 release_idempotency_key=True,  # a 503 must stay retryable with the same key
             )
-            await self.store.finish(job.id, refused)
+            await self.writes.finish(job.id, refused)
             raise
 
     async def get(self, tenant: str, job_id: str, wait_s: float = 0) -> Job:
@@ -198,7 +201,7 @@ class ChatService:
             expect=JobStatus.queued,
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
-        cancelled = await self.store.finish(job_id, cancel)
+        cancelled = await self.writes.finish(job_id, cancel)
         if cancelled is None:
             current = await self.store.get_job(job_id, tenant)
             state = current.status if current else job.status

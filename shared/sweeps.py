@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 from shared.batches import BatchService
+from shared.job_writes import JobWrites
 from shared.models import utcnow
 from shared.ports import JobQueue, JobRef, Store
 
@@ -31,7 +32,7 @@ class Sweeper:
     async def recover_after_restart(self) -> int:
         """Embedded mode after a restart: this process is the only worker, so jobs left running
         died with the previous process: put them back to queued and enqueue all unfinished."""
-        await self.store.requeue_running()
+        await JobWrites(self.store).restart_running()
         await self.batches.close_finished()
         refs = await self.store.unfinished_jobs(limit=RECOVERY_LIMIT)
         if refs:

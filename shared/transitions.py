@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from typing import Literal
 
 from shared.models import Completion, Job, JobError, JobStatus, WebhookDelivery
-from shared.usage import UsageCounters, usage_of
+from shared.usage import UsageCounters, UsageKey, usage_key, usage_of
 
 Ended = Literal[JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled]
 
@@ -143,3 +143,18 @@ def _change(job: Job, now: datetime, **fields: object) -> Change:
 
 def _utc(moment: datetime) -> datetime:
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+class UsageTally:
+    """What storing many jobs at once adds to usage, summed per tenant x day x model x provider
+    (a batch whose requests were partly answered from the cache)."""
+
+    def __init__(self) -> None:
+        self.by_key: dict[UsageKey, UsageCounters] = {}
+
+    def add(self, job: Job) -> None:
+        counters = created_usage(job)
+        if counters is not None:
+            key = usage_key(job)
+            held = self.by_key.get(key)
+            self.by_key[key] = held.plus(counters) if held is not None else counters

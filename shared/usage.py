@@ -2,8 +2,8 @@
 
 Stores move the counters in the same write that ends a job (or creates it already ended: a cache
 hit), so a write whose compare-and-set fails counts nothing and a redelivered job counts once.
-`usage_of` is the one definition of what a job adds; the SQLite trigger (sqlite_usage.py) says
-the same in SQL, and the store contract holds every store to it.
+`usage_of` is the one definition of what a job adds; shared.transitions says when (the change
+that ends a job, or storing it already ended), and every store writes what it says.
 
 - A job counts on the UTC day it ended (`completed_at`), under the model that answered (else the
   model it asked for, else "default") and the provider that answered: "cache" for a cache hit,
@@ -151,11 +151,6 @@ def usage_of(job: Job) -> UsageCounters:
         failed_by_code={code or "unknown": 1} if status is JobStatus.failed else {},
         latency=latency,
     )
-
-
-def counts_usage(before: JobStatus | None, after: JobStatus) -> bool:
-    """Whether a write that moves a job from `before` (None: creates it) to `after` ends it."""
-    return after.is_terminal and (before is None or not before.is_terminal)
 
 
 def utc_day(moment: datetime) -> date:

@@ -6,9 +6,8 @@ import asyncio
 import base64
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
-from typing import Any, Literal
+from typing import Any
 
-from shared.adapters.store.outcome import outcome_changes
 from shared.errors import InvalidCursor, QueueUnavailable
 from shared.models import (
     Batch,
@@ -16,15 +15,15 @@ from shared.models import (
     ChatRequest,
     Completion,
     Job,
-    JobError,
     JobStatus,
     Usage,
     WebhookDelivery,
     WebhookState,
     utcnow,
 )
-from shared.ports import JobHandler, JobOutcome, JobRef
-from shared.usage import UsageCounters, UsageKey, counts_usage, usage_key, usage_of
+from shared.ports import JobHandler, JobRef
+from shared.transitions import Change, Decision, created_usage
+from shared.usage import UsageCounters, UsageKey, usage_key
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -51,13 +50,12 @@ class FakeJobStore:
             if earlier is not None:
                 return earlier
             self.jobs[job.id] = job
-            self._count(None, job)
+            self._add_usage(job, created_usage(job))
             return job
 
-    def _count(self, before: JobStatus | None, job: Job) -> None:
-        """Usage counters move with the write that ends a job (or stores it ended)."""
-        if counts_usage(before, job.status):
-            key, added = usage_key(job), usage_of(job)
+    def _add_usage(self, job: Job, added: UsageCounters | None) -> None:
+        if added is not None:
+            key = usage_key(job)
             held = self.usage_counters.get(key)
             self.usage_counters[key] = held.plus(added) if held is not None else added
 
@@ -131,59 +129,31 @@ class FakeJobStore:
             raise InvalidCursor("invalid cursor")
         return after, job_id
 
-    async def requeue(
-        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
-    ) -> Job | None:
-        changes = {"error": note, "lease_until": None, "not_before": not_before}
-        return await self._move(job_id, JobStatus.running, JobStatus.queued, changes, attempt)
-
-    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
-        changes = outcome_changes(outcome, utcnow())
-        return await self._move(job_id, outcome.expect, outcome.status, changes, outcome.attempt)
-
-    async def _move(
-        self,
-        job_id: str,
-        expect: JobStatus,
-        to: JobStatus,
-        changes: dict[str, Any],
-        attempt: int | None,
-    ) -> Job | None:
+    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
         async with self._lock:
-            job = self.jobs.get(job_id)
-            if job is None or job.status != expect:
-                return None
-            if attempt is not None and job.attempts != attempt:
-                return None
-            return self._apply(job, to, changes)
+            changes = []
+            for job_id in job_ids:
+                job = self.jobs.get(job_id)
+                change = decide(job) if job is not None else None
+                if change is not None:
+                    self._apply(change)
+                    changes.append(change)
+            return changes
 
-    def _apply(self, job: Job, to_status: JobStatus, changes: dict[str, Any]) -> Job:
-        updated = job.model_copy(update={**changes, "status": to_status, "updated_at": utcnow()})
-        self.jobs[job.id] = updated
-        self._count(job.status, updated)
+    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+        changes = await self.change_jobs([job_id], decide)
+        return changes[0] if changes else None
+
+    def _apply(self, change: Change) -> None:
+        job = change.after
+        self.jobs[job.id] = job
+        self._add_usage(job, change.usage)
         batch = self.batches.get(job.batch_id) if job.batch_id else None
-        if batch is not None and job.status != to_status:
+        if batch is not None and change.counter_deltas:
             counts = batch.counts.model_copy()
-            setattr(counts, job.status.value, getattr(counts, job.status.value) - 1)
-            setattr(counts, to_status.value, getattr(counts, to_status.value) + 1)
+            for status, delta in change.counter_deltas.items():
+                setattr(counts, status, getattr(counts, status) + delta)
             self.batches[batch.id] = batch.model_copy(update={"counts": counts})
-        return updated
-
-    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
-        async with self._lock:
-            job = self.jobs.get(job_id)
-            if job is None:
-                return None
-            stale = job.status == JobStatus.running and (
-                job.lease_until is None or job.lease_until < now
-            )
-            due = job.status == JobStatus.queued and (
-                job.not_before is None or job.not_before <= now
-            )
-            if not due and not stale:
-                return None
-            changes = {"lease_until": lease_until, "attempts": job.attempts + 1}
-            return self._apply(job, JobStatus.running, changes)
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
@@ -208,7 +178,7 @@ class FakeJobStore:
             self.batches[batch.id] = batch
             for job in jobs:
                 self.jobs[job.id] = job
-                self._count(None, job)
+                self._add_usage(job, created_usage(job))
             return batch
 
     def _batch_holding(self, batch: Batch) -> Batch | None:
@@ -248,29 +218,6 @@ class FakeJobStore:
             updated = batch.model_copy(update=changes)
             self.batches[batch_id] = updated
             return updated
-
-    async def end_queued_jobs(
-        self,
-        batch_id: str,
-        to: Literal[JobStatus.failed, JobStatus.cancelled],
-        error: JobError | None = None,
-    ) -> int:
-        async with self._lock:
-            queued = [
-                j
-                for j in self.jobs.values()
-                if j.batch_id == batch_id and j.status == JobStatus.queued
-            ]
-            for job in queued:
-                self._apply(job, to, {"completed_at": utcnow(), "error": error})
-            return len(queued)
-
-    async def requeue_running(self) -> int:
-        async with self._lock:
-            running = [j for j in self.jobs.values() if j.status == JobStatus.running]
-            for job in running:
-                self._apply(job, JobStatus.queued, {"lease_until": None})
-            return len(running)
 
     async def closable_batch_ids(self) -> list[str]:
         open_statuses = (BatchStatus.in_progress, BatchStatus.cancelling)

@@ -18,6 +18,7 @@ import pytest
 from shared.adapters.store.sqlite import SqliteJobStore
 from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED
 from shared.errors import InvalidCursor
+from shared.job_writes import JobWrites
 from shared.models import (
     Batch,
     BatchCounts,
@@ -32,7 +33,8 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
-from shared.ports import JobOutcome, JobRef, Store
+from shared.ports import JobRef, Store
+from shared.transitions import Ended, JobOutcome
 from tests.fakes import FakeJobStore
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # whole second: microsecond 0 must still sort first
@@ -201,7 +203,7 @@ class JobStoreContract:
             )
             for job in page:
                 visited.append(job.id)
-                await store.finish(*cancel(job.id))
+                await JobWrites(store).finish(*cancel(job.id))
             if cursor is None:
                 break
         assert visited == ids(jobs)
@@ -223,27 +225,27 @@ class JobStoreContract:
 
     async def test_finish_is_compare_and_set(self, store: Store) -> None:
         job = await store.create_job(make_job(created_at=T0, updated_at=T0))
-        claimed = await store.claim(job.id, **lease())
+        claimed = await JobWrites(store).claim(job.id, **lease())
         assert claimed is not None
         result = Completion(content="ok", provider="p", model="m")
         hook = WebhookDelivery(id="msg_1", next_attempt_at=T0)
         outcome = JobOutcome(
             JobStatus.succeeded, expect=JobStatus.running, result=result, webhook=hook
         )
-        done = await store.finish(job.id, outcome)
+        done = await JobWrites(store).finish(job.id, outcome)
         assert done is not None
         assert (done.status, done.result, done.webhook) == (JobStatus.succeeded, result, hook)
         assert done.completed_at is not None and done.updated_at > T0
         assert done.lease_until is None
         assert await store.get_job(job.id) == done
-        assert await store.finish(*cancel(job.id)) is None
+        assert await JobWrites(store).finish(*cancel(job.id)) is None
         assert await store.get_job(job.id) == done
-        assert await store.finish(*cancel("job_missing")) is None
+        assert await JobWrites(store).finish(*cancel("job_missing")) is None
 
     async def test_cancel_clears_the_retry_note(self, store: Store) -> None:
         note = JobError(code="retrying", message="x")
         job = await store.create_job(make_job(error=note))
-        cancelled = await store.finish(*cancel(job.id))
+        cancelled = await JobWrites(store).finish(*cancel(job.id))
         assert cancelled is not None
         assert (cancelled.status, cancelled.error) == (JobStatus.cancelled, None)
 
@@ -255,56 +257,65 @@ class JobStoreContract:
             error=JobError(code="queue_unavailable", message="refused"),
             release_idempotency_key=True,
         )
-        failed = await store.finish(job.id, refused)
+        failed = await JobWrites(store).finish(job.id, refused)
         assert failed is not None and failed.idempotency_key is None
         retried = make_job(idempotency_key="k1")
         assert await store.create_job(retried) == retried
 
     async def test_requeue_notes_why_and_when(self, store: Store) -> None:
         job = await store.create_job(make_job())
-        claimed = await store.claim(job.id, **lease())
+        claimed = await JobWrites(store).claim(job.id, **lease())
         assert claimed is not None
         note = JobError(code="retrying", message="provider down")
         later = utcnow() + timedelta(minutes=5)
-        queued = await store.requeue(job.id, attempt=1, note=note, not_before=later)
+        queued = await JobWrites(store).requeue(job.id, attempt=1, note=note, not_before=later)
         assert queued is not None
         assert (queued.status, queued.error, queued.not_before) == (JobStatus.queued, note, later)
         assert queued.lease_until is None
         assert await store.get_job(job.id) == queued
-        assert await store.requeue(job.id, attempt=1, note=note, not_before=None) is None
+        assert await JobWrites(store).requeue(job.id, attempt=1, note=note, not_before=None) is None
 
     async def test_claim_waits_for_not_before(self, store: Store) -> None:
         job = await store.create_job(make_job())
-        assert await store.claim(job.id, **lease()) is not None
+        assert await JobWrites(store).claim(job.id, **lease()) is not None
         later = utcnow() + timedelta(seconds=30)
         note = JobError(code="retrying", message="x")
-        await store.requeue(job.id, attempt=1, note=note, not_before=later)
-        assert await store.claim(job.id, **lease()) is None
+        await JobWrites(store).requeue(job.id, attempt=1, note=note, not_before=later)
+        assert await JobWrites(store).claim(job.id, **lease()) is None
         after = later + timedelta(microseconds=1)
-        again = await store.claim(job.id, lease_until=after + timedelta(minutes=1), now=after)
+        again = await JobWrites(store).claim(
+            job.id, lease_until=after + timedelta(minutes=1), now=after
+        )
         assert again is not None and again.attempts == 2
 
     async def test_finish_fenced_by_attempts(self, store: Store) -> None:
         job = await store.create_job(make_job())
         now = utcnow()
-        first = await store.claim(job.id, lease_until=now - timedelta(seconds=1), now=now)
-        second = await store.claim(job.id, **lease())  # another worker, the lease was over
+        first = await JobWrites(store).claim(
+            job.id, lease_until=now - timedelta(seconds=1), now=now
+        )
+        second = await JobWrites(store).claim(
+            job.id, **lease()
+        )  # another worker, the lease was over
         assert first is not None and second is not None and second.attempts == 2
 
         def succeeded(attempt: int) -> JobOutcome:
             return JobOutcome(JobStatus.succeeded, expect=JobStatus.running, attempt=attempt)
 
-        assert await store.finish(job.id, succeeded(first.attempts)) is None
+        assert await JobWrites(store).finish(job.id, succeeded(first.attempts)) is None
         note = JobError(code="retrying", message="x")
-        assert await store.requeue(job.id, attempt=1, note=note, not_before=None) is None
-        current = await store.finish(job.id, succeeded(second.attempts))
+        assert await JobWrites(store).requeue(job.id, attempt=1, note=note, not_before=None) is None
+        current = await JobWrites(store).finish(job.id, succeeded(second.attempts))
         assert current is not None and current.status is JobStatus.succeeded
 
     async def test_concurrent_finishes_have_one_winner(self, store: Store) -> None:
         job = await store.create_job(make_job())
-        ends = [JobStatus.cancelled, JobStatus.failed] * 5
+        ends: list[Ended] = [JobStatus.cancelled, JobStatus.failed] * 5
         results = await asyncio.gather(
-            *(store.finish(job.id, JobOutcome(end, expect=JobStatus.queued)) for end in ends)
+            *(
+                JobWrites(store).finish(job.id, JobOutcome(end, expect=JobStatus.queued))
+                for end in ends
+            )
         )
         winners = [r for r in results if r is not None]
         assert len(winners) == 1
@@ -313,13 +324,20 @@ class JobStoreContract:
     async def test_claim_takes_queued_jobs_and_expired_leases_only(self, store: Store) -> None:
         job = await store.create_job(make_job())
         now = utcnow()
-        claimed = await store.claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
+        claimed = await JobWrites(store).claim(
+            job.id, lease_until=now + timedelta(minutes=1), now=now
+        )
         assert claimed is not None
         assert (claimed.status, claimed.attempts) == (JobStatus.running, 1)
         assert claimed.lease_until == now + timedelta(minutes=1)
-        assert await store.claim(job.id, lease_until=now + timedelta(minutes=2), now=now) is None
+        assert (
+            await JobWrites(store).claim(job.id, lease_until=now + timedelta(minutes=2), now=now)
+            is None
+        )
         later = now + timedelta(minutes=1, microseconds=1)
-        reclaimed = await store.claim(job.id, lease_until=later + timedelta(minutes=1), now=later)
+        reclaimed = await JobWrites(store).claim(
+            job.id, lease_until=later + timedelta(minutes=1), now=later
+        )
         assert reclaimed is not None
         assert reclaimed.attempts == 2
         assert await store.get_job(job.id) == reclaimed
@@ -327,15 +345,15 @@ class JobStoreContract:
     async def test_claim_refuses_finished_and_unknown_jobs(self, store: Store) -> None:
         done = await store.create_job(make_job(status=JobStatus.succeeded))
         now = utcnow()
-        assert await store.claim(done.id, lease_until=now, now=now) is None
-        assert await store.claim("job_missing", lease_until=now, now=now) is None
+        assert await JobWrites(store).claim(done.id, lease_until=now, now=now) is None
+        assert await JobWrites(store).claim("job_missing", lease_until=now, now=now) is None
 
     async def test_concurrent_claims_have_one_winner(self, store: Store) -> None:
         job = await store.create_job(make_job())
         now = utcnow()
         lease = now + timedelta(minutes=1)
         results = await asyncio.gather(
-            *(store.claim(job.id, lease_until=lease, now=now) for _ in range(8))
+            *(JobWrites(store).claim(job.id, lease_until=lease, now=now) for _ in range(8))
         )
         assert len([r for r in results if r is not None]) == 1
         stored = await store.get_job(job.id)
@@ -363,7 +381,7 @@ class JobStoreContract:
         await asyncio.sleep(0.002)
         await store.create_job(make_job())
         assert await store.unfinished_jobs(updated_before=cutoff) == [JobRef(old.id, None)]
-        await store.claim(old.id, **lease())  # touched: fresh
+        await JobWrites(store).claim(old.id, **lease())  # touched: fresh
         assert await store.unfinished_jobs(updated_before=cutoff) == []
 
     async def test_count_unfinished(self, store: Store) -> None:
@@ -374,7 +392,7 @@ class JobStoreContract:
             await store.create_job(make_job(status=status))
         batch, jobs = make_batch(3, cached=1)
         await store.create_batch(batch, jobs)
-        await store.claim(singles[0].id, **lease())
+        await JobWrites(store).claim(singles[0].id, **lease())
         assert await store.count_unfinished() == {JobStatus.queued: 4, JobStatus.running: 2}
 
     # batches
@@ -384,9 +402,9 @@ class JobStoreContract:
         other_batch, other_jobs = make_batch(2)
         await store.create_batch(batch, jobs)
         await store.create_batch(other_batch, other_jobs)
-        await store.claim(jobs[1].id, **lease())
+        await JobWrites(store).claim(jobs[1].id, **lease())
 
-        assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 2
+        assert await JobWrites(store).end_queued(batch.id, JobStatus.cancelled) == 2
         stored = await store.get_batch(batch.id)
         assert stored is not None
         assert (stored.counts.queued, stored.counts.running) == (0, 1)
@@ -397,13 +415,13 @@ class JobStoreContract:
             assert cancelled.completed_at is not None
         untouched = await store.get_batch(other_batch.id)
         assert untouched is not None and untouched.counts.queued == 2
-        assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
+        assert await JobWrites(store).end_queued(batch.id, JobStatus.cancelled) == 0
 
     async def test_end_queued_jobs_can_fail_them_with_an_error(self, store: Store) -> None:
         batch, jobs = make_batch(2)
         await store.create_batch(batch, jobs)
         error = JobError(code="queue_unavailable", message="refused")
-        assert await store.end_queued_jobs(batch.id, JobStatus.failed, error) == 2
+        assert await JobWrites(store).end_queued(batch.id, JobStatus.failed, error) == 2
         failed = await store.get_job(jobs[0].id)
         assert failed is not None and failed.status is JobStatus.failed and failed.error == error
         stored = await store.get_batch(batch.id)
@@ -412,8 +430,8 @@ class JobStoreContract:
     async def test_requeue_running(self, store: Store) -> None:
         batch, jobs = make_batch(2)
         await store.create_batch(batch, jobs)
-        await store.claim(jobs[0].id, **lease())
-        assert await store.requeue_running() == 1
+        await JobWrites(store).claim(jobs[0].id, **lease())
+        assert await JobWrites(store).restart_running() == 1
         job = await store.get_job(jobs[0].id)
         assert job is not None and job.status is JobStatus.queued and job.lease_until is None
         stored = await store.get_batch(batch.id)
@@ -466,12 +484,14 @@ class JobStoreContract:
         await store.create_batch(batch, jobs)
         a, b = jobs[1].id, jobs[2].id
         note = JobError(code="retrying", message="x")
-        await store.claim(a, **lease())
-        await store.requeue(a, attempt=1, note=note, not_before=None)
-        await store.claim(a, **lease())
-        await store.finish(a, JobOutcome(JobStatus.failed, expect=JobStatus.running, attempt=2))
-        await store.finish(*cancel(a))  # refused: no change
-        await store.claim(b, **lease())
+        await JobWrites(store).claim(a, **lease())
+        await JobWrites(store).requeue(a, attempt=1, note=note, not_before=None)
+        await JobWrites(store).claim(a, **lease())
+        await JobWrites(store).finish(
+            a, JobOutcome(JobStatus.failed, expect=JobStatus.running, attempt=2)
+        )
+        await JobWrites(store).finish(*cancel(a))  # refused: no change
+        await JobWrites(store).claim(b, **lease())
         stored = await store.get_batch(batch.id)
         assert stored is not None
         expected = BatchCounts(total=3, queued=0, running=1, succeeded=1, failed=1, cancelled=0)
@@ -481,7 +501,7 @@ class JobStoreContract:
         batch, jobs = make_batch(2_000, cached=500)
         await store.create_batch(batch, jobs)
         for job in jobs[500:510]:
-            await store.finish(*cancel(job.id))
+            await JobWrites(store).finish(*cancel(job.id))
         stored = await store.get_batch(batch.id)
         assert stored is not None
         assert stored.counts == BatchCounts(total=2_000, queued=1_490, succeeded=500, cancelled=10)
@@ -676,7 +696,7 @@ class TestSqliteJobStore(JobStoreContract):
             job = await store.create_job(make_job(idempotency_key="k"))
             assert await other.create_job(make_job(idempotency_key="k")) == job
             results = await asyncio.gather(
-                *(s.claim(job.id, **lease()) for s in [store, other] * 4)
+                *(JobWrites(s).claim(job.id, **lease()) for s in [store, other] * 4)
             )
             assert len([r for r in results if r is not None]) == 1
         finally:

@@ -23,6 +23,7 @@ from shared.adapters.store.dynamodb import DynamoDbJobStore
 from shared.adapters.store.sqlite import SqliteJobStore
 from shared.adapters.store.sqlite_usage import USAGE_READ, usage_params
 from shared.execution import JobExecutor
+from shared.job_writes import JobWrites
 from shared.models import (
     Batch,
     BatchCounts,
@@ -35,8 +36,9 @@ from shared.models import (
     Usage,
     utcnow,
 )
-from shared.ports import JobOutcome, Store
+from shared.ports import Store
 from shared.retry import RetryPolicy
+from shared.transitions import JobOutcome
 from shared.usage import BUCKET_MS, COUNTER_FIELDS, UsageCounters, latency_bucket
 from shared.usage_report import GroupBy, UsageRow, summarize
 from tests.fakes import FakeJobStore, FakeLLM
@@ -92,8 +94,8 @@ async def run_to(store: Store, outcome: JobOutcome, claims: int = 1, **fields: A
     """A job claimed `claims` times (each after the last lease ran out), then ended."""
     job = await store.create_job(make_job(**fields))
     for _ in range(claims):
-        assert await store.claim(job.id, lease_until=utcnow(), now=utcnow()) is not None
-    return await store.finish(job.id, outcome)
+        assert await JobWrites(store).claim(job.id, lease_until=utcnow(), now=utcnow()) is not None
+    return await JobWrites(store).finish(job.id, outcome)
 
 
 def today() -> date:
@@ -129,9 +131,9 @@ class UsageContract:
         self, store: Store
     ) -> None:
         job = await store.create_job(make_job())
-        assert await store.claim(job.id, **lease()) is not None
-        assert await store.finish(job.id, succeed(1)) is not None
-        assert await store.finish(job.id, succeed(1)) is None  # the same delivery again
+        assert await JobWrites(store).claim(job.id, **lease()) is not None
+        assert await JobWrites(store).finish(job.id, succeed(1)) is not None
+        assert await JobWrites(store).finish(job.id, succeed(1)) is None  # the same delivery again
         counters = await store.usage("t1", today() - timedelta(days=1), today())
         assert [(c.model, c.provider) for c in counters] == [("m1", "gemini")]
         assert await total(store) == figures(
@@ -146,10 +148,16 @@ class UsageContract:
 
     async def test_a_redelivered_job_counts_once_with_every_attempt(self, store: Store) -> None:
         job = await store.create_job(make_job())
-        assert await store.claim(job.id, lease_until=utcnow(), now=utcnow()) is not None
-        assert await store.claim(job.id, **lease()) is not None  # the first lease ran out
-        assert await store.finish(job.id, succeed(1)) is None  # the first worker is fenced off
-        done = await asyncio.gather(*(store.finish(job.id, succeed(2)) for _ in range(4)))
+        assert await JobWrites(store).claim(job.id, lease_until=utcnow(), now=utcnow()) is not None
+        assert (
+            await JobWrites(store).claim(job.id, **lease()) is not None
+        )  # the first lease ran out
+        assert (
+            await JobWrites(store).finish(job.id, succeed(1)) is None
+        )  # the first worker is fenced off
+        done = await asyncio.gather(
+            *(JobWrites(store).finish(job.id, succeed(2)) for _ in range(4))
+        )
         assert len([d for d in done if d is not None]) == 1
         assert await total(store) == figures(
             requests=1,
@@ -201,8 +209,8 @@ class UsageContract:
         assert await total(store) == figures(groups=[])
         cancel = JobOutcome(JobStatus.cancelled, expect=JobStatus.queued)
         for job in jobs:
-            assert await store.finish(job.id, cancel) is not None
-            assert await store.finish(job.id, cancel) is None
+            assert await JobWrites(store).finish(job.id, cancel) is not None
+            assert await JobWrites(store).finish(job.id, cancel) is None
         assert await total(store) == figures(requests=2, cancelled=2, groups=["none"])
         assert [row.group for row in await rows(store, GroupBy.model)] == ["default"]
 
@@ -236,8 +244,8 @@ class UsageContract:
         jobs = [make_job(batch_id=batch.id) for _ in range(5)]
         batch.counts = BatchCounts(total=5, queued=5)
         await store.create_batch(batch, jobs)
-        assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 5
-        assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
+        assert await JobWrites(store).end_queued(batch.id, JobStatus.cancelled) == 5
+        assert await JobWrites(store).end_queued(batch.id, JobStatus.cancelled) == 0
         assert await total(store) == figures(requests=5, cancelled=5, groups=["none"])
 
     async def test_many_models_in_one_batch_all_count(self, store: Store) -> None:
@@ -250,7 +258,7 @@ class UsageContract:
         ]
         batch.counts = BatchCounts(total=240, queued=120, succeeded=120)
         await store.create_batch(batch, queued + hits)
-        await store.end_queued_jobs(
+        await JobWrites(store).end_queued(
             batch.id, JobStatus.failed, JobError(code="queue_unavailable", message="x")
         )
         by_model = await rows(store, GroupBy.model)

@@ -10,7 +10,7 @@ import socket
 import sqlite3
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from shared.adapters.store.sqlite import SqliteJobStore
 from shared.config import Settings
 from shared.errors import TransientLLMError
 from shared.factory import ServiceFactory, Services
+from shared.job_writes import JobWrites
 from shared.models import (
     BatchItem,
     ChatRequest,
@@ -36,6 +37,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import Store
+from shared.transitions import Change, Decision
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
 from worker.settings import build_worker
@@ -140,7 +142,9 @@ async def test_a_job_left_running_by_a_dead_worker_runs_once_its_lease_ends(
 ) -> None:
     job = await services.chat.submit("t1", body("orphan"))
     now = utcnow()
-    held = await services.store.claim(job.id, lease_until=now + timedelta(seconds=0.5), now=now)
+    held = await JobWrites(services.store).claim(
+        job.id, lease_until=now + timedelta(seconds=0.5), now=now
+    )
     assert held is not None  # a worker took it, then died without a word
     await run_worker(services)
     done = await status_of(services, job.id)
@@ -150,15 +154,15 @@ async def test_a_job_left_running_by_a_dead_worker_runs_once_its_lease_ends(
 
 
 class LockedOnceStore(SqliteJobStore):
-    """The first claim meets a locked database."""
+    """The first job change (a claim) meets a locked database."""
 
     locked = True
 
-    async def claim(self, job_id: str, *, lease_until: Any, now: Any) -> Job | None:
+    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
         if self.locked:
             self.locked = False
             raise sqlite3.OperationalError("database is locked")
-        return await super().claim(job_id, lease_until=lease_until, now=now)
+        return await super().change_jobs(job_ids, decide)
 
 
 async def test_an_unexpected_error_is_retried_not_dropped(

@@ -14,6 +14,7 @@ import pytest
 
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.aws.setup import AwsLayout, create_layout
+from shared.job_writes import JobWrites
 from tests.aws.lambda_harness import (
     API_KEY,
     OTHER_KEY,
@@ -232,7 +233,9 @@ def test_a_job_whose_worker_died_runs_again_exactly_once(
     from shared.models import utcnow
 
     now = utcnow()
-    claimed = rt.run(services.store.claim(job_id, lease_until=now - timedelta(seconds=1), now=now))
+    claimed = rt.run(
+        JobWrites(services.store).claim(job_id, lease_until=now - timedelta(seconds=1), now=now)
+    )
     assert claimed is not None and claimed.attempts == 1
     # Its visibility timeout runs out: SQS delivers the same message again.
     sqs = rt.run(rt.factory.aws.client("sqs"))

@@ -11,6 +11,7 @@ import re
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,8 @@ from shared.adapters.aws.setup import AwsLayout
 from shared.adapters.store import dynamodb_items as items
 from shared.adapters.store import dynamodb_keys
 from shared.adapters.store.dynamodb import DynamoDbJobStore
-from shared.adapters.store.dynamodb_changes import ended
 from shared.errors import Conflict, InvalidCursor
+from shared.job_writes import JobWrites
 from shared.models import (
     Batch,
     BatchCounts,
@@ -36,7 +37,7 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
-from shared.ports import JobOutcome
+from shared.transitions import JobOutcome, end_queued
 
 pytestmark = pytest.mark.integration
 
@@ -120,7 +121,7 @@ async def test_raced_claim_has_one_winner_and_moves_counters_once(
     now = utcnow()
     lease = now + timedelta(minutes=1)
     results = await asyncio.gather(
-        *(store.claim(jobs[0].id, lease_until=lease, now=now) for _ in range(2))
+        *(JobWrites(store).claim(jobs[0].id, lease_until=lease, now=now) for _ in range(2))
     )
     winners = [job for job in results if job is not None]
     assert len(winners) == 1 and winners[0].attempts == 1
@@ -132,7 +133,9 @@ async def test_redelivered_finish_moves_counters_once(store: DynamoDbJobStore) -
     batch, jobs = make_batch(2)
     await store.create_batch(batch, jobs)
     now = utcnow()
-    claimed = await store.claim(jobs[0].id, lease_until=now + timedelta(minutes=1), now=now)
+    claimed = await JobWrites(store).claim(
+        jobs[0].id, lease_until=now + timedelta(minutes=1), now=now
+    )
     assert claimed is not None
     outcome = JobOutcome(
         status=JobStatus.succeeded,
@@ -140,8 +143,8 @@ async def test_redelivered_finish_moves_counters_once(store: DynamoDbJobStore) -
         attempt=claimed.attempts,
         result=RESULT,
     )
-    first = await store.finish(jobs[0].id, outcome)
-    again = await asyncio.gather(*(store.finish(jobs[0].id, outcome) for _ in range(2)))
+    first = await JobWrites(store).finish(jobs[0].id, outcome)
+    again = await asyncio.gather(*(JobWrites(store).finish(jobs[0].id, outcome) for _ in range(2)))
     assert first is not None and first.result == RESULT and first.lease_until is None
     assert again == [None, None]
     assert await counts(store, batch.id) == BatchCounts(total=2, queued=1, succeeded=1)
@@ -154,7 +157,7 @@ async def test_a_job_of_a_batch_not_yet_stored_cannot_move(store: DynamoDbJobSto
     now = utcnow()
     young = await store.create_job(make_job(batch_id=batch.id, created_at=now))
     lease = now + timedelta(minutes=1)
-    assert await store.claim(young.id, lease_until=lease, now=now) is None
+    assert await JobWrites(store).claim(young.id, lease_until=lease, now=now) is None
     assert await store.get_batch(batch.id) is None
     assert await store.list_jobs("t1", batch_id=batch.id) == ([], None)
     stored = await store.get_job(young.id)
@@ -162,7 +165,7 @@ async def test_a_job_of_a_batch_not_yet_stored_cannot_move(store: DynamoDbJobSto
     orphan = await store.create_job(
         make_job(batch_id=batch.id, created_at=now - timedelta(hours=1))
     )
-    assert await store.claim(orphan.id, lease_until=lease, now=now) is not None
+    assert await JobWrites(store).claim(orphan.id, lease_until=lease, now=now) is not None
     assert await raw_item(store, items.batch_key(batch.id)) is None  # no half-made batch item
 
 
@@ -172,11 +175,11 @@ async def test_ending_a_big_batch_moves_counters_in_chunks(
     batch, jobs = make_batch(250, done_every=10)
     await store.create_batch(batch, jobs)
     calls.clear()
-    assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 225
+    assert await JobWrites(store).end_queued(batch.id, JobStatus.cancelled) == 225
     assert await counts(store, batch.id) == BatchCounts(total=250, succeeded=25, cancelled=225)
     # 98 + 98 + 29 jobs, each chunk with its batch's counters and one usage counter item
     assert calls.count("TransactWriteItems") == 3
-    assert await store.end_queued_jobs(batch.id, JobStatus.cancelled) == 0
+    assert await JobWrites(store).end_queued(batch.id, JobStatus.cancelled) == 0
 
 
 async def test_a_chunk_meeting_a_changed_job_falls_back_to_one_by_one(
@@ -186,10 +189,13 @@ async def test_a_chunk_meeting_a_changed_job_falls_back_to_one_by_one(
     await store.create_batch(batch, jobs)
     read = [await store._db.read_job(job.id) for job in jobs]  # as end_queued_jobs reads them
     now = utcnow()
-    await store.claim(jobs[2].id, lease_until=now + timedelta(minutes=1), now=now)  # meanwhile
+    await JobWrites(store).claim(
+        jobs[2].id, lease_until=now + timedelta(minutes=1), now=now
+    )  # meanwhile
     snapshots = [snapshot for snapshot in read if snapshot is not None]
-    moved = await store._db.move_jobs(snapshots, lambda job: ended(job, JobStatus.cancelled, None))
-    assert moved == 4
+    cancel = partial(end_queued, to=JobStatus.cancelled, error=None, now=utcnow())
+    moved = await store._db.move_jobs(snapshots, cancel)
+    assert len(moved) == 4
     assert await counts(store, batch.id) == BatchCounts(total=5, running=1, cancelled=4)
     running = await store.get_job(jobs[2].id)
     assert running is not None and running.status is JobStatus.running
@@ -231,7 +237,7 @@ async def test_released_key_deletes_its_item_in_the_same_write(store: DynamoDbJo
     refused = JobOutcome(
         status=JobStatus.failed, expect=JobStatus.queued, release_idempotency_key=True
     )
-    failed = await store.finish(job.id, refused)
+    failed = await JobWrites(store).finish(job.id, refused)
     assert failed is not None and failed.idempotency_key is None
     assert await raw_item(store, items.idempotency_key("JOB", "t1", "k1")) is None
     retried = await store.create_job(make_job(idempotency_key="k1"))
@@ -347,7 +353,7 @@ async def test_concurrent_due_webhook_claims_are_disjoint(store: DynamoDbJobStor
 async def test_sparse_indexes_hold_only_what_sweeps_need(store: DynamoDbJobStore) -> None:
     job = await store.create_job(make_job())
     now = utcnow()
-    claimed = await store.claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
+    claimed = await JobWrites(store).claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
     assert claimed is not None
     running = await raw_item(store, items.job_key(job.id))
     assert running is not None and running["gsi_unfinished"]["S"].startswith("JOB#")
@@ -356,7 +362,7 @@ async def test_sparse_indexes_hold_only_what_sweeps_need(store: DynamoDbJobStore
         expect=JobStatus.running,
         webhook=WebhookDelivery(id="m", next_attempt_at=now),
     )
-    await store.finish(job.id, outcome)
+    await JobWrites(store).finish(job.id, outcome)
     done = await raw_item(store, items.job_key(job.id))
     assert done is not None and "gsi_unfinished" not in done and "gsi_webhook" in done
     await store.set_webhook(job.id, WebhookDelivery(id="m", state=WebhookState.delivered))
@@ -371,7 +377,7 @@ async def test_sweeps_query_indexes_and_never_scan(
     await store.create_batch(batch, jobs)
     single = await store.create_job(make_job(created_at=T0, updated_at=T0))
     now = utcnow()
-    await store.claim(jobs[1].id, lease_until=now + timedelta(minutes=1), now=now)
+    await JobWrites(store).claim(jobs[1].id, lease_until=now + timedelta(minutes=1), now=now)
     calls.clear()
     assert await store.count_unfinished() == {JobStatus.queued: 9, JobStatus.running: 1}
     refs = await store.unfinished_jobs(limit=3)
@@ -379,9 +385,9 @@ async def test_sweeps_query_indexes_and_never_scan(
     assert await store.unfinished_jobs(updated_before=T0 + timedelta(seconds=1)) == [
         (single.id, None)
     ]
-    assert await store.requeue_running() == 1
+    assert await JobWrites(store).restart_running() == 1
     assert await store.closable_batch_ids() == []
-    await store.end_queued_jobs(batch.id, JobStatus.cancelled)
+    await JobWrites(store).end_queued(batch.id, JobStatus.cancelled)
     assert await store.closable_batch_ids() == [batch.id]
     closed = await store.mark_batch(
         batch.id, expect=[BatchStatus.in_progress], to=BatchStatus.completed, completed_at=now

@@ -15,6 +15,7 @@ import pytest
 
 from shared.adapters.store import sqlite_writer
 from shared.adapters.store.sqlite import SqliteJobStore
+from shared.job_writes import JobWrites
 from shared.models import ChatRequest, Job, Message, utcnow
 
 pytestmark = pytest.mark.integration
@@ -76,7 +77,7 @@ async def test_a_durable_write_is_answered_only_after_an_fsync_covers_it(
     assert not created.done()  # committed, but not yet known to be on disk: not answered
     # the writer is not held up meanwhile: a claim (no fsync of its own) is answered at once
     now = utcnow()
-    claim = store.claim("job_unknown", lease_until=now + timedelta(seconds=60), now=now)
+    claim = JobWrites(store).claim("job_unknown", lease_until=now + timedelta(seconds=60), now=now)
     assert await asyncio.wait_for(claim, timeout=5) is None
     assert not created.done()
     released.set()

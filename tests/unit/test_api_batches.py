@@ -12,6 +12,7 @@ import pytest
 from standardwebhooks import Webhook
 
 from shared.errors import PermanentLLMError
+from shared.job_writes import JobWrites
 from shared.models import ChatRequest, Completion, JobStatus, Message, utcnow
 from shared.service import cache_key
 from shared.webhooks import tenant_secret
@@ -356,7 +357,9 @@ async def test_cancel_lets_a_running_job_finish_then_the_batch_ends_cancelled(
     batch = (await post_json(api, body)).json()
     first = next(j for j in api.store.jobs.values() if j.custom_id == "0")
     now = utcnow()  # a worker holds the first job (its lease ends at once, so it can be re-run)
-    assert await api.store.claim(first.id, lease_until=now - timedelta(seconds=1), now=now)
+    assert await JobWrites(api.store).claim(
+        first.id, lease_until=now - timedelta(seconds=1), now=now
+    )
 
     cancelling = (await api.client.post(f"/v1/batches/{batch['id']}/cancel", headers=T1)).json()
     assert cancelling["status"] == "cancelling" and cancelling["webhook"] is None

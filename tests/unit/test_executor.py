@@ -11,6 +11,7 @@ from shared.adapters.llm.circuit import CircuitBreaker
 from shared.adapters.llm.fallback import FallbackLLM
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.execution import JobExecutor
+from shared.job_writes import JobWrites
 from shared.metrics import JobMetrics
 from shared.models import ChatRequest, Completion, Job, JobCreate, JobStatus, utcnow
 from shared.retry import RetryPolicy
@@ -184,7 +185,7 @@ async def test_a_job_held_by_a_live_worker_is_left_alone_but_a_dead_ones_runs_ag
     h = Harness()
     job_id = await h.submit()
     now = utcnow()
-    assert await h.store.claim(job_id, lease_until=now + timedelta(seconds=60), now=now)
+    assert await JobWrites(h.store).claim(job_id, lease_until=now + timedelta(seconds=60), now=now)
     # A duplicate delivery while the lease is live: not run, but asked back after the lease.
     delay = await h.executor.run(job_id)
     assert delay is not None and 55 < delay <= 62
@@ -304,7 +305,9 @@ async def test_a_run_fenced_off_by_a_later_claim_is_not_counted() -> None:
     class Overtaken(FakeLLM):
         async def complete(self, request: ChatRequest) -> Completion:
             later = utcnow() + timedelta(hours=1)  # our lease ran out; another worker took it
-            assert await h.store.claim(job_id, lease_until=later + timedelta(minutes=1), now=later)
+            assert await JobWrites(h.store).claim(
+                job_id, lease_until=later + timedelta(minutes=1), now=later
+            )
             return await super().complete(request)
 
     h.executor.llm = Overtaken("gemini")

@@ -12,9 +12,10 @@ import pytest
 
 from shared import service
 from shared.adapters.events.local import LocalJobEvents
+from shared.job_writes import JobWrites
 from shared.models import Job, JobCreate, JobStatus
-from shared.ports import JobOutcome
 from shared.service import ChatService
+from shared.transitions import JobOutcome
 from tests.fakes import FakeJobQueue, FakeJobStore
 from tests.unit.conftest import T1, chat, running_api
 
@@ -74,7 +75,7 @@ async def test_without_job_events_the_store_is_polled() -> None:
     waiting = asyncio.create_task(chat_service.get("t1", job.id, wait_s=30))
     await asyncio.sleep(0.05)
     outcome = JobOutcome(JobStatus.cancelled, expect=JobStatus.queued)
-    await store.finish(job.id, outcome)  # nobody notifies: only a re-read sees it
+    await JobWrites(store).finish(job.id, outcome)  # nobody notifies: only a re-read sees it
     done = await asyncio.wait_for(waiting, timeout=5)
     assert done.status is JobStatus.cancelled
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 
 from shared.errors import Conflict, NotFound, QueueUnavailable
+from shared.job_writes import JobWrites
 from shared.models import ChatRequest, Completion, JobCreate, JobStatus, Message
-from shared.ports import JobOutcome
 from shared.service import ChatService, cache_key
+from shared.transitions import JobOutcome
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeResultCache
 
 
@@ -105,7 +106,9 @@ async def test_wait_returns_as_soon_as_the_job_ends(parts) -> None:  # type: ign
 
     async def finish_later() -> None:
         await asyncio.sleep(0.1)
-        await store.finish(job.id, JobOutcome(JobStatus.cancelled, expect=JobStatus.queued))
+        await JobWrites(store).finish(
+            job.id, JobOutcome(JobStatus.cancelled, expect=JobStatus.queued)
+        )
 
     finisher = asyncio.create_task(finish_later())
     waited = await chat.get("t1", job.id, wait_s=10)

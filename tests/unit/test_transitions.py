@@ -17,13 +17,10 @@ LATER = NOW + timedelta(seconds=60)
 EARLIER = NOW - timedelta(seconds=60)
 ANSWER = Completion(content="hi", provider="gemini", model="g", usage=Usage(input_tokens=3))
 NOTE = JobError(code="llm_unavailable", message="retrying")
-Q, R, S, F, C = (
-    JobStatus.queued,
-    JobStatus.running,
-    JobStatus.succeeded,
-    JobStatus.failed,
-    JobStatus.cancelled,
-)
+Q, R = JobStatus.queued, JobStatus.running
+S: t.Ended = JobStatus.succeeded
+F: t.Ended = JobStatus.failed
+C: t.Ended = JobStatus.cancelled
 
 
 def job(status: JobStatus = Q, **fields: Any) -> Job:

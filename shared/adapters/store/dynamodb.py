@@ -1,8 +1,8 @@
 """DynamoDbJobStore: the Store ports on one DynamoDB table (single-table design).
 
-Items, keys and indexes: dynamodb_items.py. Status changes are pure functions
-(dynamodb_changes.py) written by compare-and-set, with batch counters moved in the same
-transaction (dynamodb_table.py), and usage counters with every job that ends (dynamodb_usage.py).
+Items, keys and indexes: dynamodb_items.py. Status changes are decided by shared.transitions and
+written by compare-and-set, with what moves with them (batch counters, usage counters, a released
+idempotency key) in the same transaction (dynamodb_table.py, dynamodb_usage.py).
 Idempotency keys: dynamodb_keys.py. Query parameters and the
 listing cursor: dynamodb_queries.py. Nothing here scans the table: every read is a GetItem or a
 Query of the table or of an index. Index reads are eventually consistent, so a sweep may see a
@@ -15,7 +15,7 @@ import asyncio
 from collections.abc import Sequence
 from contextlib import aclosing, suppress
 from datetime import date, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
@@ -28,17 +28,11 @@ from shared.adapters.store.dynamodb_calls import (
     transact,
 )
 from shared.adapters.store.dynamodb_changes import (
-    claimed,
-    ended,
-    finished,
     marked,
-    requeued,
-    restarted,
     webhook_leased,
     with_webhook,
 )
 from shared.adapters.store.dynamodb_items import (
-    BATCH_JOBS,
     DUE_WEBHOOKS,
     OPEN_BATCHES,
     PK,
@@ -66,11 +60,11 @@ from shared.models import (
     Batch,
     BatchStatus,
     Job,
-    JobError,
     JobStatus,
     WebhookDelivery,
 )
-from shared.ports import JobOutcome, JobRef
+from shared.ports import JobRef
+from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters
 
 if TYPE_CHECKING:
@@ -111,7 +105,7 @@ class DynamoDbJobStore:
     async def create_job(self, job: Job) -> Job:
         if job.idempotency_key:
             return await create_keyed_job(self._db, job, job.idempotency_key)
-        counted = usage_updates(self.table, [job] if job.status.is_terminal else [])
+        counted = usage_updates(self.table, created_usages([job]))
         if not await self._db.put_new(job_item(job, 1), also=counted):
             raise Conflict(f"job {job.id} already exists")
         return job
@@ -155,18 +149,14 @@ class DynamoDbJobStore:
         jobs = [stored_job(item).job for item in found[:limit]]
         return jobs, encode_cursor(jobs[-1]) if len(found) > limit else None
 
-    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
-        return await self._db.change_job(job_id, lambda job: claimed(job, lease_until, now))
+    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+        return await self._db.change_job(job_id, decide)
 
-    async def requeue(
-        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
-    ) -> Job | None:
-        return await self._db.change_job(
-            job_id, lambda job: requeued(job, attempt, note, not_before)
-        )
-
-    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
-        return await self._db.change_job(job_id, lambda job: finished(job, outcome))
+    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+        """Read the jobs (consistent reads, in parallel), then write them in transactions of a
+        batch's jobs with their counters (ItemTable.move_jobs)."""
+        read = await bounded(self._db.read_job(job_id) for job_id in job_ids)
+        return await self._db.move_jobs([job for job in read if job is not None], decide)
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
@@ -198,14 +188,6 @@ class DynamoDbJobStore:
             totals[status] += number
         return totals
 
-    async def requeue_running(self) -> int:
-        shards = all_shards("JOB")
-        queries = [self._query(UNFINISHED, shard, status=JobStatus.running) for shard in shards]
-        found = await asyncio.gather(*(self._collect(params) for params in queries))
-        return await self._db.move_jobs(
-            [stored_job(i) for items in found for i in items], restarted
-        )
-
     # batches
 
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
@@ -235,7 +217,7 @@ class DynamoDbJobStore:
             earlier = await reserve_batch_key(self._db, batch, batch.idempotency_key)
             if earlier is not None:
                 return earlier
-        counted = usage_updates(self.table, [j for j in jobs if j.status.is_terminal])
+        counted = usage_updates(self.table, created_usages(jobs))
         first, rest = counted[: TRANSACTION_ITEMS - 1], counted[TRANSACTION_ITEMS - 1 :]
         try:
             requests = await asyncio.to_thread(_put_requests, jobs)  # 50,000 dumps hold the loop
@@ -277,16 +259,6 @@ class DynamoDbJobStore:
             batch_id, lambda batch: marked(batch, expect, to, completed_at, webhook)
         )
 
-    async def end_queued_jobs(
-        self,
-        batch_id: str,
-        to: Literal[JobStatus.failed, JobStatus.cancelled],
-        error: JobError | None = None,
-    ) -> int:
-        queued = await self._collect(self._query(BATCH_JOBS, batch_id, status=JobStatus.queued))
-        snapshots = [stored_job(item) for item in queued]
-        return await self._db.move_jobs(snapshots, lambda job: ended(job, to, error))
-
     async def closable_batch_ids(self) -> list[str]:
         open_batches = await self._collect(self._query(UNFINISHED, OPEN_BATCHES))
         batches = [stored_batch(item).batch for item in open_batches]
@@ -297,7 +269,7 @@ class DynamoDbJobStore:
     async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         for kind in _kinds(subject_id):
             if kind == "job":
-                changed: Job | Batch | None = await self._db.change_job(
+                changed: Change | Batch | None = await self._db.change_job(
                     subject_id, lambda job: with_webhook(job, delivery)
                 )
             else:
@@ -370,6 +342,11 @@ class DynamoDbJobStore:
 
     async def _collect(self, params: dict[str, Any]) -> list[Item]:
         return [item async for item in query_items(self._db.ddb, params)]
+
+
+def created_usages(jobs: Sequence[Job]) -> list[tuple[Job, UsageCounters]]:
+    """What storing these jobs adds to usage (cache hits count as they are stored)."""
+    return [(job, usage) for job in jobs if (usage := created_usage(job)) is not None]
 
 
 def _put_requests(jobs: Sequence[Job]) -> list[Item]:

@@ -1,9 +1,8 @@
-"""What each status change does to a job or batch, as pure functions.
+"""Batch status marks and webhook bookkeeping as pure functions on a record just read.
 
-Each returns the changed record, or None when the record is not in a state the change applies
-to. DynamoDbJobStore applies them to a record it has just read and writes the result only if
-the record's version is still the one it read, so the check here and the write are one
-compare-and-set.
+(A job's status changes are decided by shared.transitions, for every store.) Each returns the
+changed record, or None when the record is not in a state the change applies to;
+DynamoDbJobStore writes the result only if the record's version is still the one it read.
 """
 
 from __future__ import annotations
@@ -11,68 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from shared.adapters.store.dynamodb_items import utc
-from shared.adapters.store.outcome import outcome_changes
 from shared.models import (
     Batch,
     BatchStatus,
     Job,
-    JobError,
-    JobStatus,
     WebhookDelivery,
     utcnow,
 )
-from shared.ports import JobOutcome
+from shared.transitions import Change
 
 
-def claimed(job: Job, lease_until: datetime, now: datetime) -> Job | None:
-    waiting = job.status is JobStatus.queued and (
-        job.not_before is None or utc(job.not_before) <= utc(now)
-    )
-    lease_over = job.status is JobStatus.running and (
-        job.lease_until is None or utc(job.lease_until) < utc(now)
-    )
-    if not (waiting or lease_over):
-        return None
-    return _touched(
-        job, status=JobStatus.running, attempts=job.attempts + 1, lease_until=lease_until
-    )
-
-
-def requeued(job: Job, attempt: int, note: JobError, not_before: datetime | None) -> Job | None:
-    if job.status is not JobStatus.running or job.attempts != attempt:
-        return None
-    return _touched(
-        job, status=JobStatus.queued, error=note, lease_until=None, not_before=not_before
-    )
-
-
-def finished(job: Job, outcome: JobOutcome) -> Job | None:
-    if job.status is not outcome.expect:
-        return None
-    if outcome.attempt is not None and job.attempts != outcome.attempt:
-        return None
-    now = utcnow()
-    return _touched(job, now=now, status=outcome.status, **outcome_changes(outcome, now))
-
-
-def ended(job: Job, to: JobStatus, error: JobError | None) -> Job | None:
-    """A queued job of a batch cancelled or failed with it."""
-    if job.status is not JobStatus.queued:
-        return None
-    now = utcnow()
-    return _touched(job, status=to, error=error, completed_at=now, lease_until=None, now=now)
-
-
-def restarted(job: Job) -> Job | None:
-    """A running job whose process is gone, queued again."""
-    if job.status is not JobStatus.running:
-        return None
-    return _touched(job, status=JobStatus.queued, lease_until=None)
-
-
-def with_webhook(job: Job, delivery: WebhookDelivery) -> Job:
-    return job.model_copy(update={"webhook": delivery})
+def with_webhook(job: Job, delivery: WebhookDelivery) -> Change:
+    """Delivery bookkeeping on a job: no status moves, so nothing moves with it."""
+    return Change(before=job, after=job.model_copy(update={"webhook": delivery}))
 
 
 def webhook_leased(webhook: WebhookDelivery, lease_until: datetime) -> WebhookDelivery:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import time
 import zlib
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from shared.adapters.aws import names
@@ -25,6 +26,9 @@ from shared.models import (
     WebhookDelivery,
     WebhookState,
 )
+
+if TYPE_CHECKING:
+    from shared.transitions import Change
 
 Item = dict[str, Any]  # attribute name -> {"S": ...} | {"N": ...}
 
@@ -179,13 +183,12 @@ def stored_batch(item: Item) -> StoredBatch:
     return StoredBatch(batch, int(item["version"]["N"]))
 
 
-def counter_deltas(moves: list[tuple[JobStatus, JobStatus]]) -> dict[str, int]:
-    """Net change of each counter for these (old, new) job statuses; zero deltas left out."""
+def counter_deltas(changes: Sequence[Change]) -> dict[str, int]:
+    """Net change of each counter attribute for these changes; zero deltas left out."""
     deltas: dict[str, int] = {}
-    for old, new in moves:
-        if old != new:
-            deltas[f"c_{old.value}"] = deltas.get(f"c_{old.value}", 0) - 1
-            deltas[f"c_{new.value}"] = deltas.get(f"c_{new.value}", 0) + 1
+    for change in changes:
+        for status, delta in change.counter_deltas.items():
+            deltas[f"c_{status}"] = deltas.get(f"c_{status}", 0) + delta
     return {name: delta for name, delta in deltas.items() if delta}
 
 

@@ -28,6 +28,7 @@ from shared.adapters.store.dynamodb_table import BATCH_WRITE_GRACE, MAX_TRIES, I
 from shared.adapters.store.dynamodb_usage import usage_updates
 from shared.errors import Conflict
 from shared.models import Batch, Job
+from shared.transitions import created_usage
 
 BATCH_KEY_WAIT = timedelta(seconds=20)  # a retry waits this long for the batch holding its key
 
@@ -54,7 +55,8 @@ async def create_keyed_job(db: ItemTable, job: Job, key: str) -> Job:
     absent = expression(ConditionExpression=f"attribute_not_exists(#{PK})")
     create = {"Put": {"TableName": db.table, "Item": job_item(job, 1), **absent}}
     reserve = reservation(db.table, "JOB", job.tenant, key, job.id, job.created_at)
-    counted = usage_updates(db.table, [job] if job.status.is_terminal else [])
+    usage = created_usage(job)
+    counted = usage_updates(db.table, [(job, usage)] if usage is not None else [])
     for _ in range(MAX_TRIES):
         reasons = await transact(db.ddb, [reserve, create, *counted])
         if reasons is None:

@@ -1,6 +1,6 @@
 """Compare-and-set reads and writes of job and batch items, for DynamoDbJobStore.
 
-A change (dynamodb_changes.py) is computed from a consistent read of the record, and the write
+A job's change (shared.transitions) is decided on a consistent read of the record, and the write
 replaces the item only while its `version` and `status` are still what was read; otherwise the
 record is read again and the change reconsidered. So a redelivered or raced change finds a newer
 version and is refused, exactly as a conditional UPDATE would refuse it. A job whose status
@@ -43,10 +43,10 @@ from shared.adapters.store.dynamodb_items import (
     utc,
 )
 from shared.adapters.store.dynamodb_usage import usage_updates
-from shared.models import Batch, Job, JobStatus, utcnow
-from shared.usage import UsageKey, counts_usage, usage_key
+from shared.models import Batch, Job, utcnow
+from shared.transitions import Change, Decision
+from shared.usage import UsageKey, usage_key
 
-JobChange = Callable[[Job], Job | None]
 BatchChange = Callable[[Batch], Batch | None]
 
 # No batch is still being stored after this long (a Lambda runs for 15 minutes at most).
@@ -91,30 +91,28 @@ class ItemTable:
             return await transact(self.ddb, [{"Put": put}, *also]) is None
         return await conditional(lambda: self.ddb.put_item(**put)) is not None
 
-    async def change_job(self, job_id: str, change: JobChange) -> Job | None:
-        """Apply `change` to the job as stored now; None when it does not apply (or no job)."""
+    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+        """Read the job, decide, write; read again when another write got there first."""
         for _ in range(MAX_TRIES):
             old = await self.read_job(job_id)
-            new = change(old.job) if old is not None else None
-            if old is None or new is None:
+            change = decide(old.job) if old is not None else None
+            if old is None or change is None:
                 return None
-            written = await self.write_job(old, new)
+            written = await self.write_job(old, change)
             if written is not Write.stale:
-                return new if written is Write.done else None
+                return change if written is Write.done else None
         raise RuntimeError(f"job {job_id} kept changing while being written")
 
-    async def write_job(self, old: StoredJob, new: Job) -> Write:
-        """Replace `old` by `new` if it is still stored as read, with its batch's counters and
-        (when `new` gives up its idempotency key) the key's item."""
-        ops = {"job": self._job_put(old, new)}
-        if (
-            counts := self._counter_update(new.batch_id, [(old.job.status, new.status)])
-        ) is not None:
+    async def write_job(self, old: StoredJob, change: Change) -> Write:
+        """Write `change` if the job is still stored as read, with its batch's counters, its
+        usage and (when the change gives it back) its idempotency key's item."""
+        ops = {"job": self._job_put(old, change.after)}
+        if (counts := self._counter_update(change.after.batch_id, [change])) is not None:
             ops["counts"] = counts
-        if old.job.idempotency_key and new.idempotency_key is None:
+        if change.released_key:
             ops["key"] = self._key_release(old.job)
-        if counts_usage(old.job.status, new.status):
-            (ops["usage"],) = usage_updates(self.table, [new])
+        if change.usage is not None:
+            (ops["usage"],) = usage_updates(self.table, [(change.after, change.usage)])
         while len(ops) > 1:
             reasons = await transact(self.ddb, list(ops.values()))
             if reasons is None:
@@ -124,7 +122,7 @@ class ItemTable:
             }
             if "job" in failed:
                 return Write.stale
-            if "counts" in failed and utcnow() - utc(new.created_at) < BATCH_WRITE_GRACE:
+            if "counts" in failed and utcnow() - utc(change.after.created_at) < BATCH_WRITE_GRACE:
                 return Write.refused
             # an orphan of a batch never stored has nothing to count; a key held by another job
             # (after the 24 h window) is not ours to release
@@ -133,30 +131,32 @@ class ItemTable:
         written = await conditional(lambda: self.ddb.put_item(**put))
         return Write.done if written is not None else Write.stale
 
-    async def move_jobs(self, snapshots: list[StoredJob], change: JobChange) -> int:
-        """Apply `change` to many jobs read moments ago: one transaction per chunk of a batch's
+    async def move_jobs(self, snapshots: list[StoredJob], decide: Decision) -> list[Change]:
+        """Decide and write many jobs read moments ago: one transaction per chunk of a batch's
         jobs, which moves the batch's counters once. A chunk that meets a job changed since it
-        was read falls back to writing its jobs one by one. Returns how many changed."""
-        moved = await bounded(self._move_chunk(chunk, change) for chunk in _chunks(snapshots))
-        return sum(moved)
+        was read falls back to writing its jobs one by one. Returns the changes written."""
+        moved = await bounded(self._move_chunk(chunk, decide) for chunk in _chunks(snapshots))
+        return [change for changes in moved for change in changes]
 
-    async def _move_chunk(self, chunk: list[StoredJob], change: JobChange) -> int:
-        pairs = [(old, new) for old in chunk if (new := change(old.job)) is not None]
-        return sum([await self._move_pairs(part, change) for part in _fitting(pairs)])
+    async def _move_chunk(self, chunk: list[StoredJob], decide: Decision) -> list[Change]:
+        pairs = [(old, change) for old in chunk if (change := decide(old.job)) is not None]
+        written = [await self._move_pairs(part, decide) for part in _fitting(pairs)]
+        return [change for changes in written for change in changes]
 
-    async def _move_pairs(self, pairs: list[tuple[StoredJob, Job]], change: JobChange) -> int:
+    async def _move_pairs(
+        self, pairs: list[tuple[StoredJob, Change]], decide: Decision
+    ) -> list[Change]:
         if not pairs:
-            return 0
-        ops = [self._job_put(old, new) for old, new in pairs]
-        moves = [(old.job.status, new.status) for old, new in pairs]
-        if (counts := self._counter_update(pairs[0][1].batch_id, moves)) is not None:
+            return []
+        ops = [self._job_put(old, change.after) for old, change in pairs]
+        changes = [change for _, change in pairs]
+        if (counts := self._counter_update(changes[0].after.batch_id, changes)) is not None:
             ops.append(counts)
-        ended = [new for old, new in pairs if counts_usage(old.job.status, new.status)]
-        ops += usage_updates(self.table, ended)
+        ops += usage_updates(self.table, [(c.after, c.usage) for c in changes if c.usage])
         if await transact(self.ddb, ops) is None:
-            return len(pairs)
-        one_by_one = await bounded(self.change_job(old.job.id, change) for old, _ in pairs)
-        return sum(job is not None for job in one_by_one)
+            return changes
+        one_by_one = await bounded(self.change_job(old.job.id, decide) for old, _ in pairs)
+        return [change for change in one_by_one if change is not None]
 
     async def change_batch(self, batch_id: str, change: BatchChange) -> Batch | None:
         for _ in range(MAX_TRIES):
@@ -195,10 +195,8 @@ class ItemTable:
         }
         return {"Put": put}
 
-    def _counter_update(
-        self, batch_id: str | None, moves: list[tuple[JobStatus, JobStatus]]
-    ) -> Item | None:
-        deltas = counter_deltas(moves)
+    def _counter_update(self, batch_id: str | None, changes: Sequence[Change]) -> Item | None:
+        deltas = counter_deltas(changes)
         if batch_id is None or not deltas:
             return None
         update = "ADD " + ", ".join(f"#{name} :{name}" for name in deltas)
@@ -216,17 +214,17 @@ class ItemTable:
         return {"Delete": {"TableName": self.table, "Key": key, **params}}
 
 
-def _fitting(pairs: list[tuple[StoredJob, Job]]) -> list[list[tuple[StoredJob, Job]]]:
+def _fitting(pairs: list[tuple[StoredJob, Change]]) -> list[list[tuple[StoredJob, Change]]]:
     """`pairs` in parts that each fit one transaction with their batch's counter update and an
     update per usage counter item they move (a batch's jobs may name many models)."""
-    parts: list[list[tuple[StoredJob, Job]]] = [[]]
+    parts: list[list[tuple[StoredJob, Change]]] = [[]]
     keys: set[UsageKey] = set()
-    for old, new in pairs:
-        key = {usage_key(new)} if counts_usage(old.job.status, new.status) else set()
+    for old, change in pairs:
+        key = {usage_key(change.after)} if change.usage is not None else set()
         if parts[-1] and len(parts[-1]) + 2 + len(keys | key) > TRANSACTION_ITEMS:
             parts.append([])
             keys = set()
-        parts[-1].append((old, new))
+        parts[-1].append((old, change))
         keys |= key
     return parts
 

@@ -32,7 +32,6 @@ from shared.usage import (
     UsageCounters,
     UsageKey,
     usage_key,
-    usage_of,
 )
 
 PREFIX = "USAGE#"
@@ -52,22 +51,25 @@ def usage_item_key(key: UsageKey, shard: int) -> Item:
     return {PARTITION_KEY: s(usage_partition(key.tenant)), SORT_KEY: s(sort)}
 
 
-def added_by(jobs: Iterable[Job]) -> dict[UsageKey, UsageCounters]:
-    """What these just-ended jobs add, summed per counter item."""
+Counted = tuple[Job, UsageCounters]  # a job and what it adds (shared.transitions decides)
+
+
+def added_by(counted: Iterable[Counted]) -> dict[UsageKey, UsageCounters]:
+    """What these jobs add, summed per counter item."""
     added: dict[UsageKey, UsageCounters] = {}
-    for job in jobs:
-        key, counters = usage_key(job), usage_of(job)
+    for job, counters in counted:
+        key = usage_key(job)
         added[key] = added[key].plus(counters) if key in added else counters
     return added
 
 
-def usage_updates(table: str, ended: Sequence[Job]) -> list[Item]:
-    """TransactWriteItems Updates adding what these just-ended jobs count: one per counter item
-    (a transaction names an item once), all on the shard of the first job."""
-    if not ended:
+def usage_updates(table: str, counted: Sequence[Counted]) -> list[Item]:
+    """TransactWriteItems Updates adding what these jobs count: one per counter item (a
+    transaction names an item once), all on the shard of the first job."""
+    if not counted:
         return []
-    shard = zlib.crc32(ended[0].id.encode()) % SHARDS
-    return [_update(table, key, counters, shard) for key, counters in added_by(ended).items()]
+    shard = zlib.crc32(counted[0][0].id.encode()) % SHARDS
+    return [_update(table, key, counters, shard) for key, counters in added_by(counted).items()]
 
 
 def _update(table: str, key: UsageKey, counters: UsageCounters, shard: int) -> Item:

@@ -5,8 +5,8 @@ same moment share one `BEGIN IMMEDIATE` transaction (which also serialises write
 processes sharing the file), and each caller is answered once that transaction has committed.
 Reads see the last committed state: reads of one row by its key run on the event loop (a few
 microseconds, less than a hop to a thread), longer ones on a reader connection in a thread
-(aiosqlite). Status changes are single conditional UPDATEs, and a trigger moves batch counters in
-the same statement (see sqlite_schema.py).
+(aiosqlite). Status changes are decided by shared.transitions and written with what moves with
+them inside one write transaction (sqlite_changes.py).
 """
 
 from __future__ import annotations
@@ -16,15 +16,13 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
-from shared.adapters.store.outcome import outcome_changes
+from shared.adapters.store.sqlite_changes import change_jobs
 from shared.adapters.store.sqlite_queries import (
-    ATTEMPTS_PLUS_ONE,
     BATCH_SELECT,
-    CLAIMABLE,
     CLOSABLE_BATCHES,
     COUNT_UNFINISHED,
     DUE_WEBHOOKS,
@@ -50,18 +48,18 @@ from shared.adapters.store.sqlite_schema import (
     ts,
 )
 from shared.adapters.store.sqlite_spool import RowSpool
-from shared.adapters.store.sqlite_usage import read_usage
+from shared.adapters.store.sqlite_usage import add_usage, read_usage
 from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy
 from shared.models import (
     Batch,
     BatchStatus,
     Job,
-    JobError,
     JobStatus,
     WebhookDelivery,
     utcnow,
 )
-from shared.ports import JobOutcome, JobRef
+from shared.ports import JobRef
+from shared.transitions import Change, Decision, UsageTally, created_usage
 from shared.usage import UsageCounters
 
 if TYPE_CHECKING:
@@ -153,6 +151,9 @@ class SqliteJobStore:
                 if earlier is not None:
                     return earlier
             db.execute(INSERT_JOB, row)
+            usage = created_usage(job)
+            if usage is not None:
+                add_usage(db, job.tenant, usage)
             return None
 
         earlier = await self._write(insert)
@@ -181,42 +182,15 @@ class SqliteJobStore:
         more = len(rows) > limit
         return jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
 
-    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
-        values = {"status": JobStatus.running, "lease_until": lease_until, "updated_at": utcnow()}
-        assignments, params = update_sql(Job, values, job_columns, base=ATTEMPTS_PLUS_ONE)
-        sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND {CLAIMABLE} RETURNING data"
-        # not worth an fsync: a claim lost with the machine only means the job runs again
-        rows = await self._write_returning(sql, [*params, job_id, ts(now), ts(now)], durable=False)
-        return Job.model_validate_json(rows[0][0]) if rows else None
+    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+        """Each job read, decided and written in one write transaction (sqlite_changes.py)."""
+        if not job_ids:
+            return []
+        return await self._write(lambda db: change_jobs(db, job_ids, decide))
 
-    async def requeue(
-        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
-    ) -> Job | None:
-        values = {"error": note, "lease_until": None, "not_before": not_before}
-        return await self._move(job_id, JobStatus.running, JobStatus.queued, values, attempt)
-
-    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
-        values = outcome_changes(outcome, utcnow())
-        return await self._move(job_id, outcome.expect, outcome.status, values, outcome.attempt)
-
-    async def _move(
-        self,
-        job_id: str,
-        expect: JobStatus,
-        to: JobStatus,
-        changes: dict[str, Any],
-        attempt: int | None,
-    ) -> Job | None:
-        """One conditional UPDATE: `expect` → `to` (the trigger moves the batch counters)."""
-        values = {**changes, "status": to, "updated_at": utcnow()}
-        assignments, params = update_sql(Job, values, job_columns)
-        sql = f"UPDATE jobs SET {assignments} WHERE id = ? AND status = ?"
-        where: list[Any] = [job_id, expect.value]
-        if attempt is not None:
-            sql += " AND json_extract(data, '$.attempts') = ?"
-            where.append(attempt)
-        rows = await self._write_returning(sql + " RETURNING data", [*params, *where])
-        return Job.model_validate_json(rows[0][0]) if rows else None
+    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+        changes = await self.change_jobs([job_id], decide)
+        return changes[0] if changes else None
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
@@ -235,7 +209,13 @@ class SqliteJobStore:
     async def create_batch(self, batch: Batch, jobs: Sequence[Job]) -> Batch:
         # serialising tens of thousands of jobs would hold the event loop, and the write lock if
         # done in the transaction: do it before, in a thread, into a spool (sqlite_spool.py)
-        rows = await asyncio.to_thread(RowSpool.build, jobs, len(jobs), job_row)
+        tally = UsageTally()  # cache hits stored answered count as they are stored
+
+        def row_of(job: Job) -> tuple[Any, ...]:
+            tally.add(job)
+            return job_row(job)
+
+        rows = await asyncio.to_thread(RowSpool.build, jobs, len(jobs), row_of)
 
         def insert(db: sqlite3.Connection) -> Batch | None:
             if batch.idempotency_key:
@@ -244,6 +224,8 @@ class SqliteJobStore:
                     return earlier
             db.execute(insert_sql("batches", BATCH_COLUMNS), batch_row(batch))
             db.executemany(INSERT_JOB, rows)
+            for key, usage in tally.by_key.items():
+                add_usage(db, key.tenant, usage)
             return None
 
         try:
@@ -278,25 +260,6 @@ class SqliteJobStore:
         statuses = [BatchStatus(s).value for s in expect]
         rows = await self._write_returning(sql + RETURNING_BATCH, [*params, batch_id, *statuses])
         return batch_from_row(rows[0]) if rows else None
-
-    async def end_queued_jobs(
-        self,
-        batch_id: str,
-        to: Literal[JobStatus.failed, JobStatus.cancelled],
-        error: JobError | None = None,
-    ) -> int:
-        now = utcnow()
-        values = {"status": to, "updated_at": now, "completed_at": now, "error": error}
-        return await self._update_all(values, "batch_id = ? AND status = 'queued'", [batch_id])
-
-    async def requeue_running(self) -> int:
-        values = {"status": JobStatus.queued, "updated_at": utcnow(), "lease_until": None}
-        return await self._update_all(values, "status = 'running'", [])
-
-    async def _update_all(self, values: dict[str, Any], where: str, args: list[Any]) -> int:
-        assignments, params = update_sql(Job, values, job_columns)
-        sql = f"UPDATE jobs SET {assignments} WHERE {where}"
-        return await self._write(lambda db: db.execute(sql, params + args).rowcount)
 
     async def closable_batch_ids(self) -> list[str]:
         return [row[0] for row in await self._read.execute_fetchall(CLOSABLE_BATCHES)]

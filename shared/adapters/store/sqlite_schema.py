@@ -61,18 +61,8 @@ CREATE TABLE IF NOT EXISTS batch_idempotency (
 );
 CREATE INDEX IF NOT EXISTS batches_webhook_due ON batches (webhook_state, webhook_next_at);
 
--- A job's status change moves its batch's counters inside the same statement, whoever writes it.
-CREATE TRIGGER IF NOT EXISTS jobs_batch_counts AFTER UPDATE OF status ON jobs
-WHEN NEW.batch_id IS NOT NULL AND NEW.status <> OLD.status
-BEGIN
-    UPDATE batches SET
-        queued = queued + (NEW.status = 'queued') - (OLD.status = 'queued'),
-        running = running + (NEW.status = 'running') - (OLD.status = 'running'),
-        succeeded = succeeded + (NEW.status = 'succeeded') - (OLD.status = 'succeeded'),
-        failed = failed + (NEW.status = 'failed') - (OLD.status = 'failed'),
-        cancelled = cancelled + (NEW.status = 'cancelled') - (OLD.status = 'cancelled')
-    WHERE id = NEW.batch_id;
-END;
+-- Counters moved by a trigger once; the store now writes what shared.transitions decides.
+DROP TRIGGER IF EXISTS jobs_batch_counts;
 """
     + USAGE_SCHEMA
 )
@@ -145,7 +135,7 @@ def batch_row(batch: Batch) -> tuple[Any, ...]:
 
 
 def batch_from_row(row: Any) -> Batch:
-    """Counts live in their columns (kept current by the trigger), the rest in `data`."""
+    """Counts live in their columns (moved with each job's change), the rest in `data`."""
     batch = Batch.model_validate_json(row[0])
     counts = BatchCounts(**dict(zip(COUNT_COLUMNS, row[1:], strict=True)))
     return batch.model_copy(update={"counts": counts})

@@ -11,6 +11,7 @@ once. The SQL restates `shared.usage.usage_of`; the store contract holds both to
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -18,73 +19,36 @@ from typing import Any
 import aiosqlite
 
 from shared.usage import (
-    BOUNDS,
-    CACHE_PROVIDER,
     COUNTER_FIELDS,
-    DEFAULT_MODEL,
     LATENCY_BUCKETS,
-    NO_PROVIDER,
-    NOT_A_CALL,
     UsageCounters,
 )
 
 LATENCY_COLUMNS = tuple(f"lat_{k:02d}" for k in range(LATENCY_BUCKETS))
 KEY_COLUMNS = ("tenant", "day", "model", "provider")
-ENDED = "('succeeded', 'failed', 'cancelled')"
 
 
-def _field(path: str) -> str:
-    return f"json_extract(NEW.data, '$.{path}')"
-
-
-_CACHED = f"coalesce({_field('cached')}, 0)"
-_LATENCY = f"coalesce({_field('result.latency_ms')}, 0)"
-_BUCKET = (
-    "CASE "
-    + " ".join(f"WHEN {_LATENCY} < {BOUNDS[k + 1]} THEN {k}" for k in range(LATENCY_BUCKETS - 1))
-    + f" ELSE {LATENCY_BUCKETS - 1} END"
-)
-_CODE = f"coalesce({_field('error.code')}, 'unknown')"
-# The ended job (NEW) as the figures usage_of reads from it.
-_JOB = f"""SELECT
-    NEW.tenant AS tenant,
-    coalesce(date(coalesce({_field("completed_at")}, {_field("updated_at")})), date('now')) AS day,
-    coalesce({_field("result.model")}, nullif({_field("request.model")}, ''), '{DEFAULT_MODEL}')
-        AS model,
-    CASE WHEN {_CACHED} THEN '{CACHE_PROVIDER}'
-        ELSE coalesce({_field("result.provider")}, '{NO_PROVIDER}') END AS provider,
-    NEW.status AS status,
-    {_CACHED} AS cached,
-    (NEW.status = 'succeeded' AND NOT {_CACHED} AND {_field("result")} IS NOT NULL) AS answered,
-    coalesce({_field("attempts")}, 0) AS attempts,
-    CASE WHEN NEW.status = 'failed' THEN {_CODE} END AS code,
-    coalesce({_field("result.fallback")}, 0) AS fallback,
-    coalesce({_field("result.usage.input_tokens")}, 0) AS input_tokens,
-    coalesce({_field("result.usage.output_tokens")}, 0) AS output_tokens,
-    {_BUCKET} AS bucket"""
-_ADDED = {
-    "requests": "1",
-    "succeeded": "status = 'succeeded'",
-    "failed": "status = 'failed'",
-    "cancelled": "status = 'cancelled'",
-    "cache_hits": "cached",
-    "llm_calls": f"CASE WHEN cached THEN 0 ELSE max(attempts - (code IS '{NOT_A_CALL}'), 0) END",
-    "fallbacks": "answered AND fallback",
-    "input_tokens": "CASE WHEN answered THEN input_tokens ELSE 0 END",
-    "output_tokens": "CASE WHEN answered THEN output_tokens ELSE 0 END",
-    "failed_by_code": "CASE WHEN code IS NULL THEN '{}' ELSE json_object(code, 1) END",
-    **{column: f"answered AND bucket = {k}" for k, column in enumerate(LATENCY_COLUMNS)},
-}
-_CODE_PATH = f"'$.\"' || {_CODE} || '\"'"
 _SUMMED = [*COUNTER_FIELDS, *LATENCY_COLUMNS]
-_UPSERT = f"""INSERT INTO usage_counters ({", ".join((*KEY_COLUMNS, *_ADDED))})
-    SELECT {", ".join((*KEY_COLUMNS, *_ADDED.values()))}
-    FROM ({_JOB}) WHERE true
+_ADD = f"""INSERT INTO usage_counters ({", ".join((*KEY_COLUMNS, *_SUMMED))})
+    VALUES ({", ".join("?" for _ in (*KEY_COLUMNS, *_SUMMED))})
     ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET
-    {", ".join(f"{name} = {name} + excluded.{name}" for name in _SUMMED)},
-    failed_by_code = CASE WHEN excluded.failed = 0 THEN failed_by_code ELSE json_set(
-        failed_by_code, {_CODE_PATH},
-        coalesce(json_extract(failed_by_code, {_CODE_PATH}), 0) + 1) END;"""
+    {", ".join(f"{name} = {name} + excluded.{name}" for name in _SUMMED)}"""
+_ADD_CODE = (
+    "UPDATE usage_counters SET failed_by_code = json_set(failed_by_code, ?,"
+    " coalesce(json_extract(failed_by_code, ?), 0) + ?)"
+    f" WHERE {' AND '.join(f'{c} = ?' for c in KEY_COLUMNS)}"
+)
+
+
+def add_usage(db: sqlite3.Connection, tenant: str, counters: UsageCounters) -> None:
+    """Add `counters` (what shared.usage says a job adds) to its row, creating it if needed."""
+    key = (tenant, counters.day.isoformat(), counters.model, counters.provider)
+    summed = [getattr(counters, name) for name in COUNTER_FIELDS] + list(counters.latency)
+    db.execute(_ADD, (*key, *summed))
+    for code, count in counters.failed_by_code.items():
+        path = '$."' + code.replace('"', "") + '"'
+        db.execute(_ADD_CODE, (path, path, count, *key))
+
 
 USAGE_SCHEMA = f"""
 CREATE TABLE IF NOT EXISTS usage_counters (
@@ -97,19 +61,9 @@ CREATE TABLE IF NOT EXISTS usage_counters (
     PRIMARY KEY (tenant, day, model, provider)
 ) WITHOUT ROWID;
 
--- A job's end moves its tenant's usage counters inside the same statement, whoever writes it.
-CREATE TRIGGER IF NOT EXISTS jobs_usage_on_end AFTER UPDATE OF status ON jobs
-WHEN OLD.status IN ('queued', 'running') AND NEW.status IN {ENDED}
-BEGIN
-    {_UPSERT}
-END;
-
--- A job stored already ended (a cache hit) counts in the INSERT that stores it.
-CREATE TRIGGER IF NOT EXISTS jobs_usage_on_insert AFTER INSERT ON jobs
-WHEN NEW.status IN {ENDED}
-BEGIN
-    {_UPSERT}
-END;
+-- Usage moved by triggers once; the store now writes what shared.transitions decides.
+DROP TRIGGER IF EXISTS jobs_usage_on_end;
+DROP TRIGGER IF EXISTS jobs_usage_on_insert;
 """
 
 _READ_COLUMNS = ("day", "model", "provider", *_SUMMED, "failed_by_code")

@@ -1,0 +1,72 @@
+"""JobWrites: a job's status changes, decided by shared.transitions and written by the store.
+
+The use cases (ChatService, BatchService, JobExecutor, Sweeper) change jobs only through here, so
+every consumer and every store follows the same rules.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from functools import partial
+from typing import Literal
+
+from shared import transitions
+from shared.models import Job, JobError, JobStatus, utcnow
+from shared.ports import Store
+from shared.transitions import JobOutcome
+
+PAGE = 500
+
+
+class JobWrites:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
+        """queued (and due) → running, or a lapsed lease taken over; attempts + 1."""
+        decide = partial(transitions.claim, lease_until=lease_until, now=now)
+        return _after(await self.store.change_job(job_id, decide))
+
+    async def requeue(
+        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
+    ) -> Job | None:
+        """running → queued for a retry, fenced by `attempt`."""
+        decide = partial(
+            transitions.requeue, attempt=attempt, note=note, not_before=not_before, now=utcnow()
+        )
+        return _after(await self.store.change_job(job_id, decide))
+
+    async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
+        """End the job as `outcome` says; None when its condition did not hold."""
+        decide = partial(transitions.finish, outcome=outcome, now=utcnow())
+        return _after(await self.store.change_job(job_id, decide))
+
+    async def end_queued(
+        self,
+        batch_id: str,
+        to: Literal[JobStatus.failed, JobStatus.cancelled],
+        error: JobError | None = None,
+    ) -> int:
+        """queued → `to` for every job of the batch still queued; returns how many."""
+        batch = await self.store.get_batch(batch_id)
+        if batch is None:
+            return 0
+        decide = partial(transitions.end_queued, to=to, error=error, now=utcnow())
+        ended, cursor = 0, None
+        while True:
+            page, cursor = await self.store.list_jobs(
+                batch.tenant, batch_id=batch_id, status=JobStatus.queued, limit=PAGE, cursor=cursor
+            )
+            ended += len(await self.store.change_jobs([job.id for job in page], decide))
+            if cursor is None:
+                return ended
+
+    async def restart_running(self) -> int:
+        """running → queued for every job (embedded start-up: the previous process is gone)."""
+        unfinished = await self.store.unfinished_jobs(limit=1_000_000)
+        decide = partial(transitions.restart, now=utcnow())
+        return len(await self.store.change_jobs([ref.id for ref in unfinished], decide))
+
+
+def _after(change: transitions.Change | None) -> Job | None:
+    return change.after if change is not None else None
