@@ -16,12 +16,20 @@ from starlette.routing import BaseRoute, Match
 
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import request_id_of
-from shared.errors import Conflict, InvalidWebhookUrl, NotFound, Overloaded, QueueUnavailable
+from shared.errors import (
+    Conflict,
+    InvalidWebhookUrl,
+    NotFound,
+    Overloaded,
+    QueueUnavailable,
+    StoreFull,
+)
 from shared.logs import bound
 
 log = logging.getLogger(__name__)
 
 QUEUE_RETRY_AFTER_S = 5
+STORE_FULL_RETRY_AFTER_S = 30  # room comes back when an operator frees it, not in a moment
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 ErrorCode = Literal[
@@ -37,6 +45,7 @@ ErrorCode = Literal[
     "rate_limited",
     "queue_unavailable",  # the queue could not take the job; retry after Retry-After
     "overloaded",  # more jobs are waiting than MAX_QUEUED_JOBS; retry after Retry-After
+    "store_full",  # the store's disk is full: nothing was stored; retry after Retry-After
     "unavailable",
     "not_ready",  # /readyz: a dependency is unreachable
     "internal_error",
@@ -201,6 +210,13 @@ async def on_overloaded(request: Request, exc: Exception) -> JSONResponse:
     return error_response(503, "overloaded", str(exc), headers=headers)
 
 
+async def on_store_full(request: Request, exc: Exception) -> JSONResponse:
+    log.error("store full: %s", exc)
+    message = "the job store is full; nothing was stored; retry later"
+    headers = {"Retry-After": str(STORE_FULL_RETRY_AFTER_S)}
+    return error_response(503, "store_full", message, headers=headers)
+
+
 async def on_invalid_webhook_url(request: Request, exc: Exception) -> JSONResponse:
     message = str(exc) or "webhook_url is refused"
     fields = [FieldError(field="webhook_url", message=message)]
@@ -223,6 +239,7 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(Conflict, on_conflict)
     app.add_exception_handler(QueueUnavailable, on_queue_unavailable)
     app.add_exception_handler(Overloaded, on_overloaded)
+    app.add_exception_handler(StoreFull, on_store_full)
     app.add_exception_handler(InvalidWebhookUrl, on_invalid_webhook_url)
     app.add_exception_handler(Exception, on_unexpected)
 
@@ -243,8 +260,9 @@ _DESCRIPTIONS = {
     415: "Unsupported Content-Type (`unsupported_media_type`)",
     422: "The request is malformed; `fields` names what (`invalid_request`)",
     429: "Over the tenant's RATE_LIMIT (`rate_limited`); retry after Retry-After",
-    503: "The queue could not take the work (`queue_unavailable`), or more jobs are waiting "
-    "than MAX_QUEUED_JOBS (`overloaded`); retry after Retry-After",
+    503: "The queue could not take the work (`queue_unavailable`), more jobs are waiting "
+    "than MAX_QUEUED_JOBS (`overloaded`), or the store's disk is full (`store_full`); retry "
+    "after Retry-After",
 }
 
 

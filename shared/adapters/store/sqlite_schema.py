@@ -61,6 +61,9 @@ CREATE TABLE IF NOT EXISTS batch_idempotency (
 );
 CREATE INDEX IF NOT EXISTS batches_webhook_due ON batches (webhook_state, webhook_next_at);
 
+-- A ping after SQLITE_FULL writes a row here and deletes it: is there room for a write again?
+CREATE TABLE IF NOT EXISTS space_probe (filler BLOB);
+
 -- A job's status change moves its batch's counters inside the same statement, whoever writes it.
 CREATE TRIGGER IF NOT EXISTS jobs_batch_counts AFTER UPDATE OF status ON jobs
 WHEN NEW.batch_id IS NOT NULL AND NEW.status <> OLD.status
