@@ -165,7 +165,17 @@ class UsageStore(Protocol):
         model x provider that has any. Reads counters only, never jobs."""
 
 
-class Store(JobStore, BatchStore, WebhookOutbox, UsageStore, Protocol):
+class RecordRetention(Protocol):
+    """Deletes what JOB_RETENTION_DAYS no longer keeps (shared/retention.py says what expires)."""
+
+    async def purge_expired(self, limit: int) -> int:
+        """Delete up to `limit` expired jobs and batches, with what belongs to them (results,
+        webhook state, idempotency keys; never usage counters). Returns how many were deleted:
+        fewer than `limit` means nothing more is due now. A store whose records expire by
+        themselves (DynamoDB's TTL, and reads hide them meanwhile) deletes nothing here."""
+
+
+class Store(JobStore, BatchStore, WebhookOutbox, UsageStore, RecordRetention, Protocol):
     """What one storage technology provides; the composition root hands out its narrower ports."""
 
 

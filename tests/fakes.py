@@ -24,13 +24,15 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobHandler, JobOutcome, JobRef
+from shared.retention import expires_at
 from shared.usage import UsageCounters, UsageKey, counts_usage, usage_key, usage_of
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class FakeJobStore:
-    def __init__(self) -> None:
+    def __init__(self, retention: timedelta | None = None) -> None:
+        self.retention = retention
         self.jobs: dict[str, Job] = {}
         self.batches: dict[str, Batch] = {}
         self.usage_counters: dict[UsageKey, UsageCounters] = {}
@@ -303,6 +305,20 @@ class FakeJobStore:
 
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         return self.jobs.get(subject_id) or self.batches.get(subject_id)
+
+    async def purge_expired(self, limit: int) -> int:
+        async with self._lock:
+            now = utcnow()
+            records: list[dict[str, Any]] = [self.jobs, self.batches]
+            expired = [
+                (held, key)
+                for held in records
+                for key, record in held.items()
+                if (until := expires_at(record, self.retention)) is not None and until < now
+            ][: max(limit, 0)]
+            for held, key in expired:
+                del held[key]
+            return len(expired)
 
 
 class FakeResultCache:

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, Literal, TypeVar
 import aiosqlite
 
 from shared.adapters.store.outcome import outcome_changes
+from shared.adapters.store.sqlite_purge import purge_chunk
 from shared.adapters.store.sqlite_queries import (
     ATTEMPTS_PLUS_ONE,
     BATCH_SELECT,
@@ -84,9 +85,12 @@ T = TypeVar("T")
 
 
 class SqliteJobStore:
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5_000) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = 5_000, retention: timedelta | None = None
+    ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.retention = retention  # JOB_RETENTION_DAYS; None: keep everything
         self._writer: GroupCommitWriter | None = None
         self._reader: aiosqlite.Connection | None = None
         self._point: sqlite3.Connection | None = None  # point reads, on the event loop
@@ -354,6 +358,16 @@ class SqliteJobStore:
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         job = await self.get_job(subject_id)
         return job if job is not None else await self.get_batch(subject_id)
+
+    async def purge_expired(self, limit: int) -> int:
+        """One chunk of the retention purge (sqlite_purge.py)."""
+        retention, now = self.retention, utcnow()
+        if retention is None or limit < 1:
+            return 0
+        # no fsync of its own: a purge lost with the machine is done again by the next sweep
+        return await self._write(
+            lambda db: purge_chunk(db, now, retention, IDEMPOTENCY_WINDOW, limit), durable=False
+        )
 
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
         """Counter rows only (the triggers in sqlite_usage.py keep them)."""

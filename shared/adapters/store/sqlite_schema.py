@@ -14,6 +14,19 @@ from typing import Any
 from shared.adapters.store.sqlite_usage import USAGE_SCHEMA
 from shared.models import Batch, BatchCounts, Job, WebhookDelivery
 
+# When a job or batch ended (shared/retention.py), as indexed for the retention purge
+JOB_ENDED = "coalesce(json_extract(data, '$.completed_at'), json_extract(data, '$.updated_at'))"
+BATCH_ENDED = "coalesce(json_extract(data, '$.completed_at'), json_extract(data, '$.created_at'))"
+TERMINAL_JOB = "status IN ('succeeded', 'failed', 'cancelled')"
+ENDED_BATCH = "status IN ('completed', 'cancelled')"
+
+# The retention purge (sqlite_purge.py) finds what ended long ago without a scan.
+RETENTION_SCHEMA = f"""
+CREATE INDEX IF NOT EXISTS jobs_ended ON jobs ({JOB_ENDED}) WHERE {TERMINAL_JOB};
+CREATE INDEX IF NOT EXISTS batches_ended ON batches ({BATCH_ENDED}) WHERE {ENDED_BATCH};
+CREATE INDEX IF NOT EXISTS batch_idempotency_created ON batch_idempotency (created_at);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -77,6 +90,7 @@ BEGIN
     WHERE id = NEW.batch_id;
 END;
 """
+    + RETENTION_SCHEMA
     + USAGE_SCHEMA
 )
 
