@@ -25,6 +25,7 @@ from shared.errors import (
     NotFound,
     Overloaded,
     QueueUnavailable,
+    StoreFull,
     UnknownModel,
 )
 from shared.logs import bound
@@ -32,6 +33,7 @@ from shared.logs import bound
 log = logging.getLogger(__name__)
 
 QUEUE_RETRY_AFTER_S = 5
+STORE_FULL_RETRY_AFTER_S = 30  # room comes back when an operator frees it, not in a moment
 _LOCATIONS = ("body", "query", "path", "header", "cookie")
 
 ErrorCode = Literal[
@@ -47,6 +49,7 @@ ErrorCode = Literal[
     "rate_limited",
     "queue_unavailable",  # the queue could not take the job; retry after Retry-After
     "overloaded",  # more jobs are waiting than MAX_QUEUED_JOBS; retry after Retry-After
+    "store_full",  # the store's disk is full: nothing was stored; retry after Retry-After
     "unavailable",
     "not_ready",  # /readyz: a dependency is unreachable
     "internal_error",
@@ -212,6 +215,12 @@ DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
         retry_after_s=QUEUE_RETRY_AFTER_S,
     ),
     Overloaded: DomainAnswer(503, "overloaded"),
+    StoreFull: DomainAnswer(
+        503,
+        "store_full",
+        "the job store is full; nothing was stored; retry later",
+        retry_after_s=STORE_FULL_RETRY_AFTER_S,
+    ),
 }
 
 
@@ -228,7 +237,8 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     if answer is None:
         return await on_unexpected(request, exc)
     if answer.status >= 500:
-        log.warning("%s: %s", answer.code, exc)
+        level = logging.ERROR if answer.code == "store_full" else logging.WARNING
+        log.log(level, "%s: %s", answer.code.replace("_", " "), exc)
     message = answer.message or _printable(str(exc)) or HTTPStatus(answer.status).phrase
     field = getattr(exc, "field", None) or answer.field
     fields = [FieldError(field=field, message=message)] if field else None
@@ -276,8 +286,9 @@ _DESCRIPTIONS = {
     415: "Unsupported Content-Type (`unsupported_media_type`)",
     422: "The request is malformed; `fields` names what (`invalid_request`)",
     429: "Over the tenant's RATE_LIMIT (`rate_limited`); retry after Retry-After",
-    503: "The queue could not take the work (`queue_unavailable`), or more jobs are waiting "
-    "than MAX_QUEUED_JOBS (`overloaded`); retry after Retry-After",
+    503: "The queue could not take the work (`queue_unavailable`), more jobs are waiting "
+    "than MAX_QUEUED_JOBS (`overloaded`), or the store's disk is full (`store_full`); retry "
+    "after Retry-After",
 }
 
 

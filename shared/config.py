@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 
@@ -23,6 +24,7 @@ from pydantic_settings import (
 )
 
 from shared.model_catalog import DEFAULT_FALLBACK, DEFAULT_PRIMARY, ModelCatalog, is_model_name
+from shared.retention import retention_of
 from shared.secrets_source import SecretsManagerSource
 
 ANONYMOUS_TENANT = "anonymous"
@@ -142,6 +144,13 @@ class Settings(BaseSettings):
         None, description="Secrets Manager secret (JSON) read once at start-up"
     )
     cache_ttl_s: int = 86_400
+    job_retention_days: int = Field(
+        30,
+        ge=0,
+        description="Days a job or batch is kept once it has ended, with its result, webhook "
+        "state and idempotency key (usage counters stay): DynamoDB expires it by TTL, SQLite "
+        "deletes it in the sweep. 0: kept forever",
+    )
     cache_max_entries: int = 10_000
 
     # LLM
@@ -235,6 +244,11 @@ class Settings(BaseSettings):
     @property
     def retry_delays_s(self) -> list[float]:
         return list(self.webhook_retry_schedule)
+
+    @property
+    def job_retention(self) -> timedelta | None:
+        """JOB_RETENTION_DAYS as a period; None: keep everything."""
+        return retention_of(self.job_retention_days)
 
     @property
     def job_timeout_s(self) -> float:

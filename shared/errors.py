@@ -36,6 +36,11 @@ class QueueUnavailable(ChatJobsError):
     """The queue could not take the job; the API answers 503."""
 
 
+class StoreFull(ChatJobsError):
+    """The store has no room for a write (its disk or its size limit is full); nothing of the
+    write was kept. The API answers 503 (`store_full`)."""
+
+
 class NotFound(ChatJobsError):
     """No such job or batch for this tenant."""
 

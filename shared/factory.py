@@ -180,6 +180,8 @@ class ServiceFactory:
         if consume if deliver_webhooks is None else deliver_webhooks:
             webhooks = services.webhooks
             services.run_in_background("webhooks", lambda stop: webhooks.run_forever(0.5, stop))
+        if consume:  # embedded: no worker sweeps, so this process purges what has expired
+            services.run_in_background("retention", services.sweeper.purge_forever)
         return services
 
     async def _start(self, stack: AsyncExitStack, consume: bool) -> Services:
@@ -243,10 +245,10 @@ class ServiceFactory:
         if s.resolved_store == "dynamodb":
             from shared.adapters.store.dynamodb import DynamoDbJobStore
 
-            return DynamoDbJobStore(self.aws, s.dynamodb_table)
+            return DynamoDbJobStore(self.aws, s.dynamodb_table, retention=s.job_retention)
         from shared.adapters.store.sqlite import SqliteJobStore
 
-        return SqliteJobStore(s.sqlite_path)
+        return SqliteJobStore(s.sqlite_path, retention=s.job_retention)
 
     def build_cache(self) -> ResultCache | None:
         s = self.settings

@@ -25,7 +25,8 @@ class JobWrites:
     async def claim(self, job_id: str, *, lease_until: datetime, now: datetime) -> Job | None:
         """queued (and due) → running, or a lapsed lease taken over; attempts + 1."""
         decide = partial(transitions.claim, lease_until=lease_until, now=now)
-        return _after(await self.store.change_job(job_id, decide))
+        # not worth an fsync: a claim lost with the machine only means the job runs again
+        return _after(await self.store.change_job(job_id, decide, durable=False))
 
     async def requeue(
         self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None

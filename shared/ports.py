@@ -62,14 +62,21 @@ class JobStore(Protocol):
         """Jobs newest first (or oldest first: a batch's submission order), with an opaque cursor
         for the next page. Raises InvalidCursor for a cursor this store did not make."""
 
-    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+    async def change_jobs(
+        self, job_ids: Sequence[str], decide: Decision, *, durable: bool = True
+    ) -> list[Change]:
         """For each job: read it, let `decide` (a shared.transitions decision) say its change,
         and write that change atomically, with everything that moves with it (its batch's
         counters, its tenant's usage), only while the job is still as it was read (else read
         it again and decide again). Returns the changes written; a job that is missing or that
-        `decide` refuses is left alone. The store applies decisions, it makes none."""
+        `decide` refuses is left alone. The store applies decisions, it makes none.
 
-    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+        `durable=False`: the caller need not wait until the write would survive a power cut
+        (a claim: losing one only means the job runs again)."""
+
+    async def change_job(
+        self, job_id: str, decide: Decision, *, durable: bool = True
+    ) -> Change | None:
         """`change_jobs` for one job."""
 
     async def unfinished_jobs(
@@ -132,7 +139,17 @@ class UsageStore(Protocol):
         model x provider that has any. Reads counters only, never jobs."""
 
 
-class Store(JobStore, BatchStore, WebhookOutbox, UsageStore, Protocol):
+class RecordRetention(Protocol):
+    """Deletes what JOB_RETENTION_DAYS no longer keeps (shared/retention.py says what expires)."""
+
+    async def purge_expired(self, limit: int) -> int:
+        """Delete up to `limit` expired jobs and batches, with what belongs to them (results,
+        webhook state, idempotency keys; never usage counters). Returns how many were deleted:
+        fewer than `limit` means nothing more is due now. A store whose records expire by
+        themselves (DynamoDB's TTL, and reads hide them meanwhile) deletes nothing here."""
+
+
+class Store(JobStore, BatchStore, WebhookOutbox, UsageStore, RecordRetention, Protocol):
     """What one storage technology provides; the composition root hands out its narrower ports."""
 
 

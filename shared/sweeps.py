@@ -1,11 +1,14 @@
-"""Sweeper: puts back on the queue what the queue has lost, and closes batches whose completion
-check was missed. The store is the source of truth; every consumer's sweep calls this."""
+"""Sweeper: puts back on the queue what the queue has lost, closes batches whose completion
+check was missed, and deletes what JOB_RETENTION_DAYS no longer keeps. The store is the source of
+truth; every consumer's sweep calls this (embedded mode, which has none, runs `purge_forever`)."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import suppress
 from datetime import timedelta
 
 from shared.batches import BatchService
@@ -17,6 +20,9 @@ log = logging.getLogger(__name__)
 
 RECOVERY_LIMIT = 10_000_000
 SWEEP_LIMIT = 50_000
+PURGE_CHUNK = 500  # rows one purge write deletes at most: other writes never wait long behind it
+PURGE_CHUNKS = 20  # per sweep: a backlog (the first purge of an old database) clears over sweeps
+PURGE_INTERVAL_S = 600.0  # embedded mode's purge_forever
 
 LostFilter = Callable[[list[JobRef]], Awaitable[list[JobRef]]]
 
@@ -50,7 +56,36 @@ class Sweeper:
         await self.reenqueue(missing)
         if missing:
             log.warning("re-enqueued %d jobs that the queue no longer held", len(missing))
+        await self.purge_expired()
         return len(missing)
+
+    async def purge_expired(self) -> int:
+        """Delete expired jobs and batches (shared/retention.py), a chunk a write, up to
+        PURGE_CHUNKS chunks; returns how many were deleted."""
+        total = 0
+        for _ in range(PURGE_CHUNKS):
+            deleted = await self.store.purge_expired(PURGE_CHUNK)
+            total += deleted
+            if deleted < PURGE_CHUNK:
+                break
+        if total:
+            log.info("retention: deleted %d expired jobs, batches and keys", total)
+        return total
+
+    async def purge_forever(
+        self, stop: asyncio.Event, interval_s: float = PURGE_INTERVAL_S
+    ) -> None:
+        """Purge now and every `interval_s` (at once again while a backlog remains) until `stop`
+        is set; errors are logged and never end the loop."""
+        while not stop.is_set():
+            deleted = 0
+            try:
+                deleted = await self.purge_expired()
+            except Exception:
+                log.warning("retention purge failed; trying again later", exc_info=True)
+            if deleted < PURGE_CHUNK * PURGE_CHUNKS:
+                with suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), interval_s)
 
     async def reenqueue(self, refs: Sequence[JobRef]) -> None:
         """Single jobs one by one; a batch's jobs together in its group, so they keep their

@@ -22,6 +22,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobHandler, JobRef
+from shared.retention import expires_at
 from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters, UsageKey, usage_key
 
@@ -29,7 +30,8 @@ IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
 class FakeJobStore:
-    def __init__(self) -> None:
+    def __init__(self, retention: timedelta | None = None) -> None:
+        self.retention = retention
         self.jobs: dict[str, Job] = {}
         self.batches: dict[str, Batch] = {}
         self.usage_counters: dict[UsageKey, UsageCounters] = {}
@@ -129,7 +131,9 @@ class FakeJobStore:
             raise InvalidCursor("invalid cursor")
         return after, job_id
 
-    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+    async def change_jobs(
+        self, job_ids: Sequence[str], decide: Decision, *, durable: bool = True
+    ) -> list[Change]:
         async with self._lock:
             changes = []
             for job_id in job_ids:
@@ -140,7 +144,9 @@ class FakeJobStore:
                     changes.append(change)
             return changes
 
-    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
+    async def change_job(
+        self, job_id: str, decide: Decision, *, durable: bool = True
+    ) -> Change | None:
         changes = await self.change_jobs([job_id], decide)
         return changes[0] if changes else None
 
@@ -250,6 +256,20 @@ class FakeJobStore:
 
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         return self.jobs.get(subject_id) or self.batches.get(subject_id)
+
+    async def purge_expired(self, limit: int) -> int:
+        async with self._lock:
+            now = utcnow()
+            records: list[dict[str, Any]] = [self.jobs, self.batches]
+            expired = [
+                (held, key)
+                for held in records
+                for key, record in held.items()
+                if (until := expires_at(record, self.retention)) is not None and until < now
+            ][: max(limit, 0)]
+            for held, key in expired:
+                del held[key]
+            return len(expired)
 
 
 class FakeResultCache:

@@ -54,7 +54,8 @@ async def healthz() -> Health:
     responses={503: {"model": Unready, "description": "A dependency is unreachable"}},
 )
 async def readyz(services: ServicesDep) -> JSONResponse:
-    """Readiness: the store, the queue and the cache all answer."""
+    """Readiness: the store, the queue and the cache all answer (and the store takes writes,
+    after one failed for want of room)."""
     pings: dict[str, Callable[[], Awaitable[bool]]] = {
         "store": services.store.ping,
         "queue": services.queue.ping,
@@ -68,7 +69,7 @@ async def readyz(services: ServicesDep) -> JSONResponse:
     failing = [name for name, state in checks.items() if state == "failing"]
     if not failing:
         return JSONResponse(Readiness(status="ready", checks=checks).model_dump())
-    message = f"not ready: {', '.join(failing)} unreachable"
+    message = f"not ready: {', '.join(failing)} failing (unreachable, or the store full)"
     error = ErrorDetail(code="not_ready", message=message)
     unready = Unready(status="unavailable", checks=checks, error=error)
     return JSONResponse(unready.model_dump(exclude_none=True), 503)

@@ -64,9 +64,9 @@ OPENROUTER = C(
     "diagrams.onprem.network.Internet",
 )
 FINISH = C(
-    "JobStore.finish\nresult + webhook outbox,\none conditional write",
+    "JobWrites.finish\nresult + webhook outbox,\none conditional write",
     "code",
-    "shared.ports:JobStore.finish",
+    "shared.job_writes:JobWrites.finish",
     "step",
 )
 FILL = C(

@@ -1,5 +1,7 @@
 # Single-table design (shared/adapters/aws/names.py): jobs, batches, idempotency keys, cached
-# results and rate-limit windows, told apart by the prefix of pk.
+# results, rate-limit windows and usage counters, told apart by the prefix of pk. Every item but a
+# usage counter, a queued or running job and an open batch carries expires_at: DynamoDB deletes it
+# (free of charge, within days) after that time, and reads ignore it from then on.
 resource "aws_dynamodb_table" "main" {
   #checkov:skip=CKV_AWS_119:Encrypted at rest with the AWS-managed aws/dynamodb KMS key (server_side_encryption below). A customer-managed key adds $1/month plus per-request KMS charges and a key policy, without narrowing who reads the data: that is the per-function IAM grant on this table.
   name                        = var.table_name
@@ -90,6 +92,8 @@ resource "aws_dynamodb_table" "main" {
     projection_type = "ALL"
   }
 
+  # Cache entries (CACHE_TTL_S), idempotency keys (24 h), rate windows, and ended jobs and batches
+  # (JOB_RETENTION_DAYS after they ended).
   ttl {
     attribute_name = "expires_at"
     enabled        = true

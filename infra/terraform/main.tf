@@ -27,6 +27,7 @@ locals {
     SQS_BATCH_QUEUE_URL    = aws_sqs_queue.batch.url
     AWS_SECRET_ID          = aws_secretsmanager_secret.app.name
     CACHE_TTL_S            = tostring(var.cache_ttl_s)
+    JOB_RETENTION_DAYS     = tostring(var.job_retention_days)
     GEMINI_MODEL           = var.gemini_model
     OPENROUTER_MODEL       = var.openrouter_model
     LLM_TIMEOUT_S          = tostring(var.llm_timeout_s)

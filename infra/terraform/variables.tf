@@ -180,6 +180,17 @@ variable "cache_ttl_s" {
   default     = 86400
 }
 
+variable "job_retention_days" {
+  description = "JOB_RETENTION_DAYS: days a job or batch is kept once it has ended (a DynamoDB TTL on its item; usage counters are kept). 0 keeps everything."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.job_retention_days >= 0 && floor(var.job_retention_days) == var.job_retention_days
+    error_message = "job_retention_days must be a whole number of days, 0 or more."
+  }
+}
+
 variable "webhook_retry_schedule" {
   description = "WEBHOOK_RETRY_SCHEDULE: seconds between webhook attempts, comma-separated."
   type        = string

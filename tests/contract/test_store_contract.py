@@ -16,7 +16,9 @@ from typing import Any
 import pytest
 
 from shared.adapters.store.sqlite import SqliteJobStore
+from shared.adapters.store.sqlite_purge import EXPIRED_BATCH_KEYS, EXPIRED_BATCHES, EXPIRED_JOBS
 from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED
+from shared.adapters.store.sqlite_schema import ts
 from shared.errors import InvalidCursor
 from shared.job_writes import JobWrites
 from shared.models import (
@@ -38,6 +40,7 @@ from shared.transitions import Ended, JobOutcome
 from tests.fakes import FakeJobStore
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # whole second: microsecond 0 must still sort first
+RETENTION = timedelta(days=30)  # every store of the suite keeps ended records this long
 REQUEST = ChatRequest(messages=[Message(role="user", content="hello")])
 
 
@@ -600,6 +603,63 @@ class JobStoreContract:
         # sweeps serialise gives 6 + 4, DynamoDB may give 5 + 5).
         assert len(first) + len(second) == 10 and max(len(first), len(second)) <= 6
 
+    # retention
+
+    async def test_retention_removes_what_ended_long_ago_and_keeps_the_rest(
+        self, store: Store
+    ) -> None:
+        long_ago, lately = utcnow() - RETENTION - timedelta(days=1), utcnow() - timedelta(days=29)
+        old = await store.create_job(ended_job(long_ago, idempotency_key="k-old"))
+        young = await store.create_job(ended_job(lately))
+        waiting = await store.create_job(make_job(created_at=long_ago, updated_at=long_ago))
+        running = await store.create_job(make_job(created_at=long_ago, updated_at=long_ago))
+        assert await JobWrites(store).claim(running.id, **lease()) is not None
+        done_batch, done_jobs = ended_batch(long_ago, BatchStatus.completed)
+        cancelled_batch, cancelled_jobs = ended_batch(long_ago, BatchStatus.cancelled)
+        open_batch, open_jobs = make_batch(2)
+        open_batch.created_at = long_ago
+        for batch, jobs in ((done_batch, done_jobs), (cancelled_batch, cancelled_jobs)):
+            await store.create_batch(batch, jobs)
+        await store.create_batch(open_batch, open_jobs)
+        days = (long_ago.date() - timedelta(days=1), utcnow().date())
+        usage = await store.usage("t1", *days)
+
+        while await store.purge_expired(limit=3) == 3:
+            pass
+
+        gone = [old, *done_jobs, *cancelled_jobs]
+        assert [await store.get_job(job.id) for job in gone] == [None] * len(gone)
+        assert await store.get_batch(done_batch.id) is None
+        assert await store.get_batch(cancelled_batch.id) is None
+        kept = [young.id, waiting.id, running.id, *ids(open_jobs)]
+        assert sorted(ids(await all_pages(store))) == sorted(kept)
+        assert await store.get_batch(open_batch.id) is not None
+        assert await store.usage("t1", *days) == usage != []
+        fresh = await store.create_job(make_job(idempotency_key="k-old"))
+        assert await store.get_job(fresh.id) == fresh
+
+
+def ended_job(at: datetime, **fields: Any) -> Job:
+    """A job answered (from the cache) at `at`."""
+    result = Completion(content="hi", provider="p", model="m", latency_ms=3)
+    return make_job(
+        status=JobStatus.succeeded,
+        result=result,
+        created_at=at,
+        updated_at=at,
+        completed_at=at,
+        **fields,
+    )
+
+
+def ended_batch(at: datetime, status: BatchStatus) -> tuple[Batch, list[Job]]:
+    """A batch that ended at `at`, with two jobs that ended with it."""
+    batch, _ = make_batch(0)
+    batch.status, batch.created_at, batch.completed_at = status, at, at
+    jobs = [ended_job(at, batch_id=batch.id, custom_id=f"r{i}") for i in range(2)]
+    batch.counts = BatchCounts(total=2, succeeded=2)
+    return batch, jobs
+
 
 JOB_QUERIED = (
     "tenant",
@@ -624,13 +684,13 @@ def indexed_columns(db: sqlite3.Connection, table: str) -> set[str]:
 class TestFakeJobStore(JobStoreContract):
     @pytest.fixture
     def store(self) -> Store:
-        return FakeJobStore()
+        return FakeJobStore(retention=RETENTION)
 
 
 class TestSqliteJobStore(JobStoreContract):
     @pytest.fixture
     async def store(self, tmp_path: Path) -> AsyncIterator[Store]:
-        store = SqliteJobStore(str(tmp_path / "data" / "chatjobs.db"))
+        store = SqliteJobStore(str(tmp_path / "data" / "chatjobs.db"), retention=RETENTION)
         await store.start()
         yield store
         await store.close()
@@ -677,6 +737,50 @@ class TestSqliteJobStore(JobStoreContract):
             db.close()
         assert any("COVERING INDEX jobs_status" in step for step in plan), plan
         assert not any(step.startswith("SCAN") for step in plan), plan
+
+    async def test_purge_goes_in_bounded_chunks_through_its_indexes(
+        self, tmp_path: Path, store: Store
+    ) -> None:
+        long_ago = utcnow() - RETENTION - timedelta(days=1)
+        for _ in range(5):
+            await store.create_job(ended_job(long_ago))
+        assert [await store.purge_expired(limit=2) for _ in range(4)] == [2, 2, 1, 0]
+        db = sqlite3.connect(tmp_path / "data" / "chatjobs.db")
+        try:
+            for sql in (EXPIRED_JOBS, EXPIRED_BATCHES, EXPIRED_BATCH_KEYS):
+                plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", ("x", 1))]
+                assert not any(step.startswith("SCAN") for step in plan), plan
+        finally:
+            db.close()
+
+    async def test_purge_drops_batch_keys_past_their_window_only(
+        self, tmp_path: Path, store: Store
+    ) -> None:
+        batches = [make_batch(1) for _ in range(2)]
+        for (batch, jobs), key in zip(batches, ("old", "new"), strict=True):
+            batch.idempotency_key = key
+            await store.create_batch(batch, jobs)
+        db = sqlite3.connect(tmp_path / "data" / "chatjobs.db", isolation_level=None)
+        try:
+            taken = str(ts(utcnow() - timedelta(hours=25)))
+            sql = "UPDATE batch_idempotency SET created_at = ? WHERE idempotency_key = 'old'"
+            db.execute(sql, (taken,))
+            assert await store.purge_expired(limit=10) == 1
+            keys = db.execute("SELECT idempotency_key FROM batch_idempotency").fetchall()
+        finally:
+            db.close()
+        assert keys == [("new",)]
+        assert all([await store.get_batch(batch.id) for batch, _ in batches])
+
+    async def test_without_retention_nothing_is_purged(self, tmp_path: Path) -> None:
+        forever = SqliteJobStore(str(tmp_path / "forever.db"))
+        await forever.start()
+        try:
+            old = await forever.create_job(ended_job(utcnow() - timedelta(days=3650)))
+            assert await forever.purge_expired(limit=10) == 0
+            assert await forever.get_job(old.id) == old
+        finally:
+            await forever.close()
 
     async def test_failed_batch_write_leaves_nothing_behind(self, store: Store) -> None:
         batch, jobs = make_batch(3)

@@ -158,11 +158,13 @@ class LockedOnceStore(SqliteJobStore):
 
     locked = True
 
-    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+    async def change_jobs(
+        self, job_ids: Sequence[str], decide: Decision, *, durable: bool = True
+    ) -> list[Change]:
         if self.locked:
             self.locked = False
             raise sqlite3.OperationalError("database is locked")
-        return await super().change_jobs(job_ids, decide)
+        return await super().change_jobs(job_ids, decide, durable=durable)
 
 
 async def test_an_unexpected_error_is_retried_not_dropped(

@@ -1,13 +1,16 @@
-"""Sweeper: jobs put back on the queue keep their batch's place in the fair interleave."""
+"""Sweeper: jobs put back on the queue keep their batch's place in the fair interleave, and what
+JOB_RETENTION_DAYS no longer keeps is purged in chunks."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from datetime import timedelta
 
 from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.batches import BatchService
-from shared.models import Batch, BatchCounts, ChatRequest, Job, Message
-from shared.sweeps import Sweeper
+from shared.models import Batch, BatchCounts, ChatRequest, Job, JobStatus, Message, utcnow
+from shared.sweeps import PURGE_CHUNK, Sweeper
 from tests.fakes import FakeJobQueue, FakeJobStore
 
 REQUEST = ChatRequest(messages=[Message(role="user", content="x")])
@@ -53,3 +56,49 @@ async def test_after_a_restart_singles_go_first_and_batches_take_turns() -> None
     order = [queue._take() for _ in range(7)]
     assert order[0] == single.id
     assert order[1:] == [a[0], b[0], a[1], b[1], a[2], b[2]]
+
+
+def expired_job(days_ago: float) -> Job:
+    ended = utcnow() - timedelta(days=days_ago)
+    return Job(
+        tenant="t1",
+        request=REQUEST,
+        status=JobStatus.succeeded,
+        created_at=ended,
+        updated_at=ended,
+        completed_at=ended,
+    )
+
+
+async def test_a_sweep_purges_what_expired_chunk_by_chunk() -> None:
+    store, queue = FakeJobStore(retention=timedelta(days=30)), FakeJobQueue()
+    old = [await store.create_job(expired_job(31)) for _ in range(PURGE_CHUNK * 2 + 1)]
+    young = await store.create_job(expired_job(29))
+    waiting = await store.create_job(
+        Job(tenant="t1", request=REQUEST, created_at=old[0].created_at)
+    )
+    await Sweeper(store, BatchService(store, None, queue), queue).sweep(min_age_s=60)
+    assert set(store.jobs) == {young.id, waiting.id}
+
+
+class PurgeSignallingStore(FakeJobStore):
+    def __init__(self, retention: timedelta) -> None:
+        super().__init__(retention)
+        self.purged = asyncio.Event()
+
+    async def purge_expired(self, limit: int) -> int:
+        deleted = await super().purge_expired(limit)
+        self.purged.set()
+        return deleted
+
+
+async def test_purge_forever_purges_at_once_and_stops_when_told() -> None:
+    store, queue = PurgeSignallingStore(retention=timedelta(days=1)), FakeJobQueue()
+    old = await store.create_job(expired_job(2))
+    stop = asyncio.Event()
+    sweeper = Sweeper(store, BatchService(store, None, queue), queue)
+    running = asyncio.create_task(sweeper.purge_forever(stop, interval_s=3600))
+    await asyncio.wait_for(store.purged.wait(), timeout=5)
+    assert old.id not in store.jobs
+    stop.set()
+    await asyncio.wait_for(running, timeout=5)  # not the 3600 s interval

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from contextlib import aclosing, suppress
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from shared.adapters.aws import names
@@ -74,15 +74,19 @@ SHARD_PAGE = 1_000  # items per Query page when merging shards
 
 
 class DynamoDbJobStore:
-    def __init__(self, clients: AwsClients, table: str) -> None:
+    def __init__(
+        self, clients: AwsClients, table: str, *, retention: timedelta | None = None
+    ) -> None:
         self._clients = clients
         self.table = table
+        self.retention = retention  # JOB_RETENTION_DAYS: the TTL of ended jobs and batches
         self._items: ItemTable | None = None
 
     async def start(self) -> None:
         """Take the process's DynamoDB client. The table is made by setup or Terraform."""
         if self._items is None:
-            self._items = ItemTable(await self._clients.client("dynamodb"), self.table)
+            ddb = await self._clients.client("dynamodb")
+            self._items = ItemTable(ddb, self.table, self.retention)
 
     async def close(self) -> None:
         self._items = None  # the client is the process's: AwsClients closes it
@@ -106,7 +110,7 @@ class DynamoDbJobStore:
         if job.idempotency_key:
             return await create_keyed_job(self._db, job, job.idempotency_key)
         counted = usage_updates(self.table, created_usages([job]))
-        if not await self._db.put_new(job_item(job, 1), also=counted):
+        if not await self._db.put_new(job_item(job, 1, self.retention), also=counted):
             raise Conflict(f"job {job.id} already exists")
         return job
 
@@ -149,10 +153,14 @@ class DynamoDbJobStore:
         jobs = [stored_job(item).job for item in found[:limit]]
         return jobs, encode_cursor(jobs[-1]) if len(found) > limit else None
 
-    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
-        return await self._db.change_job(job_id, decide)
+    async def change_job(
+        self, job_id: str, decide: Decision, *, durable: bool = True
+    ) -> Change | None:
+        return await self._db.change_job(job_id, decide)  # every DynamoDB write is durable
 
-    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+    async def change_jobs(
+        self, job_ids: Sequence[str], decide: Decision, *, durable: bool = True
+    ) -> list[Change]:
         """Read the jobs (consistent reads, in parallel), then write them in transactions of a
         batch's jobs with their counters (ItemTable.move_jobs)."""
         read = await bounded(self._db.read_job(job_id) for job_id in job_ids)
@@ -220,9 +228,10 @@ class DynamoDbJobStore:
         counted = usage_updates(self.table, created_usages(jobs))
         first, rest = counted[: TRANSACTION_ITEMS - 1], counted[TRANSACTION_ITEMS - 1 :]
         try:
-            requests = await asyncio.to_thread(_put_requests, jobs)  # 50,000 dumps hold the loop
+            # 50,000 dumps would hold the loop
+            requests = await asyncio.to_thread(_put_requests, jobs, self.retention)
             await batch_write(self._db.ddb, self.table, requests)
-            if not await self._db.put_new(batch_item(batch, 1), also=first):
+            if not await self._db.put_new(batch_item(batch, 1, self.retention), also=first):
                 raise Conflict(f"batch {batch.id} already exists")
         except Exception:
             await self._undo_batch(batch, jobs)
@@ -328,6 +337,13 @@ class DynamoDbJobStore:
                 return found
         return None
 
+    # retention
+
+    async def purge_expired(self, limit: int) -> int:
+        """Nothing to do: ended jobs and batches carry a TTL (dynamodb_items.expiry), DynamoDB
+        deletes them within a few days of it, and every read hides them from it on."""
+        return 0
+
     # usage
 
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
@@ -349,8 +365,8 @@ def created_usages(jobs: Sequence[Job]) -> list[tuple[Job, UsageCounters]]:
     return [(job, usage) for job in jobs if (usage := created_usage(job)) is not None]
 
 
-def _put_requests(jobs: Sequence[Job]) -> list[Item]:
-    return [{"PutRequest": {"Item": job_item(job, 1)}} for job in jobs]
+def _put_requests(jobs: Sequence[Job], retention: timedelta | None) -> list[Item]:
+    return [{"PutRequest": {"Item": job_item(job, 1, retention)}} for job in jobs]
 
 
 def _kinds(subject_id: str) -> tuple[str, str]:

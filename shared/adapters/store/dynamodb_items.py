@@ -4,7 +4,9 @@ A job or batch item keeps its record as pydantic JSON in `data`, plus copies of 
 indexes and counters read. Timestamps in key attributes are fixed-width UTC ISO text, so string
 order is time order. Every write raises the item's `version` by one, and writers compare-and-set
 on it (see dynamodb.py). Index attributes are present only while they apply, so the sparse
-indexes `unfinished` and `due_webhooks` hold only what sweeps look for.
+indexes `unfinished` and `due_webhooks` hold only what sweeps look for. A job or batch that has
+ended carries the TTL attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py); one that
+may still change carries none.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from shared.models import (
     WebhookDelivery,
     WebhookState,
 )
+from shared.retention import expires_at
 
 if TYPE_CHECKING:
     from shared.transitions import Change
@@ -43,9 +46,8 @@ SHARDS = 8  # key values per sparse index: spreads its writes over partitions (s
 OPEN_BATCHES = "BATCH"  # the `unfinished` partition of open batches (few: not sharded)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 COUNTS = tuple(BatchCounts.model_fields)  # total, queued, running, succeeded, failed, cancelled
-OPTIONAL_INDEX_ATTRS = tuple(
-    a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]
-)
+# present only while they apply: the sparse indexes' keys, and the TTL of an ended record
+OPTIONAL_ATTRS = (*(a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]), TTL)
 UNFINISHED_STATUSES = frozenset({JobStatus.queued, JobStatus.running})
 OPEN_STATUSES = frozenset({BatchStatus.in_progress, BatchStatus.cancelling})
 
@@ -128,7 +130,13 @@ def is_live(item: Item, now: float | None = None) -> bool:
     return ttl is None or int(ttl["N"]) > (time.time() if now is None else now)
 
 
-def job_item(job: Job, version: int) -> Item:
+def expiry(record: Job | Batch, retention: timedelta | None) -> Item:
+    """The TTL attribute of a record that has ended (none while it may change, or no retention)."""
+    expires = expires_at(record, retention)
+    return {TTL: n(int(utc(expires).timestamp()))} if expires is not None else {}
+
+
+def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
     item: Item = {
         **job_key(job.id),
         "data": s(job.model_dump_json()),
@@ -149,7 +157,7 @@ def job_item(job: Job, version: int) -> Item:
     if job.status in UNFINISHED_STATUSES:
         item["gsi_unfinished"] = s(shard_of("JOB", job.id))
         item["gsi_unfinished_sk"] = s(sort_key(job.updated_at, job.id))
-    return item | _due_webhook(job.id, job.webhook)
+    return item | _due_webhook(job.id, job.webhook) | expiry(job, retention)
 
 
 def stored_job(item: Item) -> StoredJob:
@@ -157,7 +165,7 @@ def stored_job(item: Item) -> StoredJob:
     return StoredJob(Job.model_validate_json(data), int(item["version"]["N"]), len(data))
 
 
-def batch_attributes(batch: Batch, version: int) -> Item:
+def batch_attributes(batch: Batch, version: int, retention: timedelta | None) -> Item:
     """Everything of a batch item but its key and counters (which job writes move)."""
     item: Item = {
         "data": s(batch.model_dump_json(exclude={"counts"})),
@@ -169,12 +177,12 @@ def batch_attributes(batch: Batch, version: int) -> Item:
     if batch.status in OPEN_STATUSES:
         item["gsi_unfinished"] = s(OPEN_BATCHES)
         item["gsi_unfinished_sk"] = s(sort_key(batch.created_at, batch.id))
-    return item | _due_webhook(batch.id, batch.webhook)
+    return item | _due_webhook(batch.id, batch.webhook) | expiry(batch, retention)
 
 
-def batch_item(batch: Batch, version: int) -> Item:
+def batch_item(batch: Batch, version: int, retention: timedelta | None) -> Item:
     counters = {f"c_{name}": n(getattr(batch.counts, name)) for name in COUNTS}
-    return {**batch_key(batch.id), **batch_attributes(batch, version), **counters}
+    return {**batch_key(batch.id), **batch_attributes(batch, version, retention), **counters}
 
 
 def stored_batch(item: Item) -> StoredBatch:

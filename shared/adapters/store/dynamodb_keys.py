@@ -53,7 +53,7 @@ async def create_keyed_job(db: ItemTable, job: Job, key: str) -> Job:
     """The job and its key's item in one transaction (with the usage counters of a job stored
     already answered); when the key is held, the earlier job."""
     absent = expression(ConditionExpression=f"attribute_not_exists(#{PK})")
-    create = {"Put": {"TableName": db.table, "Item": job_item(job, 1), **absent}}
+    create = {"Put": {"TableName": db.table, "Item": job_item(job, 1, db.retention), **absent}}
     reserve = reservation(db.table, "JOB", job.tenant, key, job.id, job.created_at)
     usage = created_usage(job)
     counted = usage_updates(db.table, [(job, usage)] if usage is not None else [])

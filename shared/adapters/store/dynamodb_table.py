@@ -24,7 +24,7 @@ from shared.adapters.store.dynamodb_calls import (
     transact,
 )
 from shared.adapters.store.dynamodb_items import (
-    OPTIONAL_INDEX_ATTRS,
+    OPTIONAL_ATTRS,
     PK,
     Item,
     StoredBatch,
@@ -65,9 +65,10 @@ class Write(Enum):
 
 
 class ItemTable:
-    def __init__(self, ddb: Any, table: str) -> None:
+    def __init__(self, ddb: Any, table: str, retention: timedelta | None = None) -> None:
         self.ddb = ddb
         self.table = table
+        self.retention = retention  # JOB_RETENTION_DAYS: the TTL of ended jobs and batches
 
     async def get(self, key: Item) -> Item | None:
         response = await self.ddb.get_item(TableName=self.table, Key=key, ConsistentRead=True)
@@ -171,9 +172,9 @@ class ItemTable:
     async def update_batch(self, old: StoredBatch, new: Batch) -> Batch | None:
         """Write `new` over `old` if its version is unchanged (the counters, which job writes
         move, are left alone); the batch as now stored, or None."""
-        attrs = batch_attributes(new, old.version + 1)
+        attrs = batch_attributes(new, old.version + 1, self.retention)
         update = "SET " + ", ".join(f"#{name} = :{name}" for name in attrs)
-        if removed := [name for name in OPTIONAL_INDEX_ATTRS if name not in attrs]:
+        if removed := [name for name in OPTIONAL_ATTRS if name not in attrs]:
             update += " REMOVE " + ", ".join(f"#{name}" for name in removed)
         values = {f":{name}": value for name, value in attrs.items()} | {":read": n(old.version)}
         params = expression(values, UpdateExpression=update, ConditionExpression="#version = :read")
@@ -187,7 +188,7 @@ class ItemTable:
     def _job_put(self, old: StoredJob, new: Job) -> Item:
         values = {":version": n(old.version), ":status": s(old.job.status.value)}
         condition = "#version = :version AND #status = :status"
-        item = job_item(new, old.version + 1)
+        item = job_item(new, old.version + 1, self.retention)
         put = {
             "TableName": self.table,
             "Item": item,

@@ -7,11 +7,16 @@ Reads see the last committed state: reads of one row by its key run on the event
 microseconds, less than a hop to a thread), longer ones on a reader connection in a thread
 (aiosqlite). Status changes are decided by shared.transitions and written with what moves with
 them inside one write transaction (sqlite_changes.py).
+
+A write refused for want of room (SQLITE_FULL: the disk, or max_page_count) raises StoreFull, and
+from then on `ping` (/readyz) answers with a small write of its own instead of a read, failing
+until that write fits again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
@@ -21,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiosqlite
 
 from shared.adapters.store.sqlite_changes import change_jobs
+from shared.adapters.store.sqlite_purge import purge_chunk
 from shared.adapters.store.sqlite_queries import (
     BATCH_SELECT,
     CLOSABLE_BATCHES,
@@ -49,7 +55,8 @@ from shared.adapters.store.sqlite_schema import (
 )
 from shared.adapters.store.sqlite_spool import RowSpool
 from shared.adapters.store.sqlite_usage import add_usage, read_usage
-from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy
+from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy, is_full
+from shared.errors import StoreFull
 from shared.models import (
     Batch,
     BatchStatus,
@@ -65,18 +72,27 @@ from shared.usage import UsageCounters
 if TYPE_CHECKING:
     from shared.ports import Store
 
+log = logging.getLogger(__name__)
+
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 INSERT_JOB = insert_sql("jobs", JOB_COLUMNS)
+# What a ping writes (and deletes) after SQLITE_FULL: room for a job with a long conversation.
+# A few free pages left after deletes would take a small write, while submits still fail.
+PROBE_BYTES = 64 * 1024
 T = TypeVar("T")
 
 
 class SqliteJobStore:
-    def __init__(self, path: str, *, busy_timeout_ms: int = 5_000) -> None:
+    def __init__(
+        self, path: str, *, busy_timeout_ms: int = 5_000, retention: timedelta | None = None
+    ) -> None:
         self.path = path
         self.busy_timeout_ms = busy_timeout_ms
+        self.retention = retention  # JOB_RETENTION_DAYS; None: keep everything
         self._writer: GroupCommitWriter | None = None
         self._reader: aiosqlite.Connection | None = None
         self._point: sqlite3.Connection | None = None  # point reads, on the event loop
+        self._full = False  # a write failed with SQLITE_FULL, and no probe has fitted since
 
     async def start(self) -> None:
         if self._writer is not None:
@@ -107,8 +123,13 @@ class SqliteJobStore:
             point.close()
 
     async def ping(self) -> bool:
+        """The store answers; after a write failed for want of room, a write must fit too."""
         try:
             await self._read_row("SELECT 1", ())
+            if self._full:
+                await self._write(_probe_room, durable=False)
+                self._full = False
+                log.warning("the SQLite store %s has room for writes again", self.path)
         except Exception:
             return False
         return True
@@ -135,7 +156,15 @@ class SqliteJobStore:
         """Run `op` in a write transaction, grouped with concurrent writes (sqlite_writer.py)."""
         if self._writer is None:
             raise RuntimeError("SqliteJobStore.start() has not been called")
-        return await self._writer.run(op, durable=durable)
+        try:
+            return await self._writer.run(op, durable=durable)
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            if not self._full:
+                log.error("the SQLite store %s is full: writes fail until there is room", self.path)
+            self._full = True
+            raise StoreFull(f"the SQLite store {self.path} is full: {exc}") from exc
 
     async def _write_returning(
         self, sql: str, params: Sequence[Any], *, durable: bool = True
@@ -182,14 +211,18 @@ class SqliteJobStore:
         more = len(rows) > limit
         return jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
 
-    async def change_jobs(self, job_ids: Sequence[str], decide: Decision) -> list[Change]:
+    async def change_jobs(
+        self, job_ids: Sequence[str], decide: Decision, *, durable: bool = True
+    ) -> list[Change]:
         """Each job read, decided and written in one write transaction (sqlite_changes.py)."""
         if not job_ids:
             return []
-        return await self._write(lambda db: change_jobs(db, job_ids, decide))
+        return await self._write(lambda db: change_jobs(db, job_ids, decide), durable=durable)
 
-    async def change_job(self, job_id: str, decide: Decision) -> Change | None:
-        changes = await self.change_jobs([job_id], decide)
+    async def change_job(
+        self, job_id: str, decide: Decision, *, durable: bool = True
+    ) -> Change | None:
+        changes = await self.change_jobs([job_id], decide, durable=durable)
         return changes[0] if changes else None
 
     async def unfinished_jobs(
@@ -293,9 +326,27 @@ class SqliteJobStore:
         job = await self.get_job(subject_id)
         return job if job is not None else await self.get_batch(subject_id)
 
+    async def purge_expired(self, limit: int) -> int:
+        """One chunk of the retention purge (sqlite_purge.py)."""
+        retention, now = self.retention, utcnow()
+        if retention is None or limit < 1:
+            return 0
+        # no fsync of its own: a purge lost with the machine is done again by the next sweep
+        return await self._write(
+            lambda db: purge_chunk(db, now, retention, IDEMPOTENCY_WINDOW, limit), durable=False
+        )
+
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
         """Counter rows only (the triggers in sqlite_usage.py keep them)."""
         return await read_usage(self._read, tenant, start, end)
+
+
+def _probe_room(db: sqlite3.Connection) -> None:
+    """Take and give back PROBE_BYTES of space: SQLITE_FULL while there is no room for them."""
+    # INSERT … SELECT has a statement journal: SQLITE_FULL here rolls back this statement only,
+    # not the other writes of the group it joined (a one-row VALUES insert would take them all)
+    db.execute("INSERT INTO space_probe (filler) SELECT zeroblob(?)", (PROBE_BYTES,))
+    db.execute("DELETE FROM space_probe")
 
 
 def _batch_holding_key(db: sqlite3.Connection, batch: Batch) -> Batch | None:

@@ -14,6 +14,19 @@ from typing import Any
 from shared.adapters.store.sqlite_usage import USAGE_SCHEMA
 from shared.models import Batch, BatchCounts, Job, WebhookDelivery
 
+# When a job or batch ended (shared/retention.py), as indexed for the retention purge
+JOB_ENDED = "coalesce(json_extract(data, '$.completed_at'), json_extract(data, '$.updated_at'))"
+BATCH_ENDED = "coalesce(json_extract(data, '$.completed_at'), json_extract(data, '$.created_at'))"
+TERMINAL_JOB = "status IN ('succeeded', 'failed', 'cancelled')"
+ENDED_BATCH = "status IN ('completed', 'cancelled')"
+
+# The retention purge (sqlite_purge.py) finds what ended long ago without a scan.
+RETENTION_SCHEMA = f"""
+CREATE INDEX IF NOT EXISTS jobs_ended ON jobs ({JOB_ENDED}) WHERE {TERMINAL_JOB};
+CREATE INDEX IF NOT EXISTS batches_ended ON batches ({BATCH_ENDED}) WHERE {ENDED_BATCH};
+CREATE INDEX IF NOT EXISTS batch_idempotency_created ON batch_idempotency (created_at);
+"""
+
 SCHEMA = (
     """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -63,7 +76,11 @@ CREATE INDEX IF NOT EXISTS batches_webhook_due ON batches (webhook_state, webhoo
 
 -- Counters moved by a trigger once; the store now writes what shared.transitions decides.
 DROP TRIGGER IF EXISTS jobs_batch_counts;
+
+-- A ping after SQLITE_FULL writes a row here and deletes it: is there room for a write again?
+CREATE TABLE IF NOT EXISTS space_probe (filler BLOB);
 """
+    + RETENTION_SCHEMA
     + USAGE_SCHEMA
 )
 

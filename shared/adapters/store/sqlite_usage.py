@@ -1,11 +1,9 @@
-"""Usage counters in SQLite: the `usage_counters` table, the triggers that move it, and its read.
+"""Usage counters in SQLite: the `usage_counters` table, the write that adds to it, and its read.
 
 One row per tenant x UTC day x model x provider (WITHOUT ROWID: the primary key is the table's
-order, so a tenant's period is one range of it). Two triggers on `jobs` add what a job that ends
-contributes, inside the statement that ends it: AFTER UPDATE OF status (queued/running → an end,
-whoever writes it: finish, end_queued_jobs) and AFTER INSERT (a cache hit stored already
-succeeded). A compare-and-set that matches no row fires nothing, so a redelivered job counts
-once. The SQL restates `shared.usage.usage_of`; the store contract holds both to the same figures.
+order, so a tenant's period is one range of it). What a job adds is decided by shared.transitions
+(`Change.usage`, `created_usage`) and written here in the transaction of the job's change, so a
+change that does not happen counts nothing.
 """
 
 from __future__ import annotations

@@ -3,7 +3,9 @@
 One connection on a thread of its own does every write. Writes submitted while the previous
 group is being committed wait and then go together, each in a SAVEPOINT of one `BEGIN IMMEDIATE`
 transaction: one COMMIT and one thread hop for the whole group, instead of one of each per write.
-A write that fails is rolled back alone; the others of its group commit.
+A write that fails is rolled back alone; the others of its group commit. An error that ends the
+transaction itself (SQLITE_FULL, an I/O error: SQLite rolls all of it back) fails every write of
+the group with that error.
 
 Durability is pipelined: the connection commits with `synchronous = NORMAL` (COMMIT writes the WAL
 but does not fsync it), and a second thread fsyncs the WAL file, once for all the groups committed
@@ -140,7 +142,8 @@ class GroupCommitWriter:
         try:
             outcomes = [_one(db, op, alone=len(ops) == 1) for op in ops]
             if len(ops) == 1 and not outcomes[0][0]:
-                db.execute("ROLLBACK")
+                if db.in_transaction:  # unless the error rolled it back already
+                    db.execute("ROLLBACK")
                 return outcomes
             db.execute("COMMIT")
         except BaseException:
@@ -158,6 +161,11 @@ class GroupCommitWriter:
 def is_busy(exc: sqlite3.OperationalError) -> bool:
     """SQLITE_BUSY / SQLITE_LOCKED: another connection holds the lock just now."""
     return "locked" in str(exc) or "busy" in str(exc)
+
+
+def is_full(exc: sqlite3.Error) -> bool:
+    """SQLITE_FULL: the disk, or the database's size limit (max_page_count), is full."""
+    return getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_FULL
 
 
 def _datasync(fd: int) -> None:
@@ -184,6 +192,8 @@ def _one(db: sqlite3.Connection, op: Op, *, alone: bool) -> tuple[bool, Any]:
     try:
         value = op(db)
     except Exception as exc:
+        if not db.in_transaction:  # SQLITE_FULL, an I/O error: SQLite rolled the group back
+            raise
         db.execute("ROLLBACK TO write")
         db.execute("RELEASE write")
         return False, exc
