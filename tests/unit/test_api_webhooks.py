@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 
+from shared.webhooks import tenant_secret
 from tests.unit.conftest import T1, Api, chat, running_api
 
 HOOK = "http://127.0.0.1:9/hook"  # the first attempt is due an hour after the event: never sent
@@ -75,3 +77,29 @@ async def test_a_batch_and_its_jobs_show_their_webhooks_pending_from_the_start(
     jobs = (await get_json(quiet_api, f"/v1/jobs?batch_id={batch['id']}"))["data"]
     hooks = {job["custom_id"]: job["webhook"] for job in jobs}
     assert hooks == {"a": None, "b": PENDING | {"url": own}}
+
+
+async def test_webhook_secret_without_a_rotation_has_no_previous_secret(api: Api) -> None:
+    assert await get_json(api, "/v1/webhook-secret") == {
+        "secret": tenant_secret("test-master-secret", "t1"),
+        "previous_secret": None,
+        "previous_secret_expires_at": None,
+    }
+
+
+@pytest.mark.parametrize("days", [7, -1], ids=["during", "after"])
+async def test_webhook_secret_gives_the_previous_secret_while_it_still_signs(days: int) -> None:
+    expires = (datetime.now(UTC) + timedelta(days=days)).replace(microsecond=0)
+    rotation = {
+        "webhook_signing_secret": "new-master",
+        "webhook_signing_secret_previous": "old-master",
+        "webhook_signing_secret_previous_expires_at": expires,
+    }
+    async with running_api(**rotation) as api:
+        answer = await get_json(api, "/v1/webhook-secret")
+    assert answer["secret"] == tenant_secret("new-master", "t1")
+    if days > 0:
+        assert answer["previous_secret"] == tenant_secret("old-master", "t1")
+        assert datetime.fromisoformat(answer["previous_secret_expires_at"]) == expires
+    else:
+        assert answer["previous_secret"] is None and answer["previous_secret_expires_at"] is None
