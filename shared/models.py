@@ -300,13 +300,13 @@ class Batch(BaseModel):
     request_hash: str | None = None
 
     def public(self) -> BatchPublic:
-        fields = {f: getattr(self, f) for f in BatchPublic.model_fields if f not in _DERIVED}
+        fields = {f: getattr(self, f) for f in BatchPublic.model_fields if f not in _DERIVED_BATCH_FIELDS}
         finished = self.status in (BatchStatus.completed, BatchStatus.cancelled)
         webhook = webhook_view(self.webhook_url, self.webhook, finished=finished)
         return BatchPublic.model_construct(**fields, webhook=webhook)
 
 
-_DERIVED = ("object", "webhook")
+_DERIVED_BATCH_FIELDS = ("object", "webhook")
 
 
 class BatchPublic(BaseModel):
