@@ -300,7 +300,7 @@ class Batch(BaseModel):
     request_hash: str | None = None
 
     def public(self) -> BatchPublic:
-        fields = {f: getattr(self, f) for f in BatchPublic.model_fields if f not in _DERIVED_BATCH_FIELDS}
+        fields = {f: getattr(self, f) for f in _PUBLIC_BATCH_FIELDS}
         finished = self.status in (BatchStatus.completed, BatchStatus.cancelled)
         webhook = webhook_view(self.webhook_url, self.webhook, finished=finished)
         return BatchPublic.model_construct(**fields, webhook=webhook)
@@ -318,6 +318,9 @@ class BatchPublic(BaseModel):
     completed_at: datetime | None
     metadata: dict[str, str]
     webhook: WebhookPublic | None
+
+
+_PUBLIC_BATCH_FIELDS = tuple(f for f in BatchPublic.model_fields if f not in _DERIVED_BATCH_FIELDS)
 
 
 class JobPage(BaseModel):
