@@ -8,6 +8,7 @@ from functools import cached_property
 from typing import Annotated, Literal
 
 from pydantic import (
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -15,6 +16,7 @@ from pydantic import (
     NonNegativeFloat,
     SecretStr,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import (
     BaseSettings,
@@ -97,6 +99,17 @@ class Settings(BaseSettings):
     api_keys: ApiKeys = Field((), description="tenant:key pairs, comma-separated")
     webhook_signing_secret: SecretStr | None = Field(
         None, description="Master secret from which each tenant's whsec_ secret is derived"
+    )
+    webhook_signing_secret_previous: SecretStr | None = Field(
+        None,
+        description="During a rotation: the master secret WEBHOOK_SIGNING_SECRET replaced; "
+        "deliveries carry a signature with it too until "
+        "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT",
+    )
+    webhook_signing_secret_previous_expires_at: AwareDatetime | None = Field(
+        None,
+        description="When the previous master secret stops signing (ISO 8601 with a time zone, "
+        "e.g. 2026-12-01T00:00:00Z); required with WEBHOOK_SIGNING_SECRET_PREVIOUS",
     )
     webhook_allow_private: bool = False
     webhook_retry_schedule: Schedule = Field(
@@ -236,6 +249,18 @@ class Settings(BaseSettings):
     def models(self) -> ModelCatalog:
         """The models requests may name: primary, fallback, aliases."""
         return ModelCatalog(self.gemini_model, self.openrouter_model, self.model_aliases)
+
+    @model_validator(mode="after")
+    def _rotation_has_an_end(self) -> Settings:
+        previous = self.webhook_signing_secret_previous
+        if (previous is None) != (self.webhook_signing_secret_previous_expires_at is None):
+            raise ValueError(
+                "set WEBHOOK_SIGNING_SECRET_PREVIOUS and "
+                "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT together (a rotation needs an end)"
+            )
+        if previous is not None and previous == self.webhook_signing_secret:
+            raise ValueError("WEBHOOK_SIGNING_SECRET_PREVIOUS equals WEBHOOK_SIGNING_SECRET")
+        return self
 
     @cached_property
     def tenants_by_key(self) -> dict[str, str]:

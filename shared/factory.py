@@ -25,15 +25,15 @@ from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.metrics import Backlog, JobMetrics
-from shared.models import Job
+from shared.models import Job, utcnow
 from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
 from shared.service import ChatService
 from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
 from shared.webhook_hooks import WebhookHooks
-from shared.webhooks import WebhookDispatcher, WebhookSender, check_url, tenant_secret
-from shared.webhooks.secrets import load_or_create_master
+from shared.webhooks import WebhookDispatcher, WebhookSender, check_url
+from shared.webhooks.secrets import MasterSecrets, TenantSecrets, load_or_create_master
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +53,7 @@ class Services:
     cache: ResultCache | None
     queue: JobQueue
     llm: LLMProvider
-    webhook_master: str
+    webhook_masters: MasterSecrets
     events: JobEvents | None = None  # None: long-polls poll the store
     registry: CollectorRegistry = field(default_factory=CollectorRegistry)
     metrics: JobMetrics = field(init=False)
@@ -76,7 +76,7 @@ class Services:
             timeout_s=s.webhook_timeout_s, allow_private=s.webhook_allow_private
         )
         self.webhooks = WebhookDispatcher(
-            self.store, self.sender, schedule=s.retry_delays_s, secret_for=self.webhook_secret
+            self.store, self.sender, schedule=s.retry_delays_s, secret_for=self._signing_secrets
         )
         hooks = WebhookHooks(self._check_webhook_url, self.webhooks.new_delivery)
         local = self.queue if isinstance(self.queue, LocalQueue) else None
@@ -112,7 +112,14 @@ class Services:
 
     def webhook_secret(self, tenant: str) -> str:
         """The tenant's own `whsec_` signing secret."""
-        return tenant_secret(self.webhook_master, tenant)
+        return self.webhook_secrets(tenant).secret
+
+    def webhook_secrets(self, tenant: str) -> TenantSecrets:
+        """The tenant's secret and, during a rotation, the previous one and its expiry."""
+        return self.webhook_masters.for_tenant(tenant, utcnow())
+
+    def _signing_secrets(self, tenant: str) -> tuple[str, ...]:
+        return self.webhook_secrets(tenant).signing
 
     async def _check_webhook_url(self, url: str) -> None:
         await check_url(url, allow_private=self.settings.webhook_allow_private)
@@ -200,8 +207,8 @@ class ServiceFactory:
         events = self._events if self._events is not None else self.build_events()
         if events is not None:
             stack.push_async_callback(_logged, "job events", events.close)
-        master = self.webhook_master()
-        services = Services(self.settings, store, cache, queue, llm, master, events)
+        masters = self.webhook_masters()
+        services = Services(self.settings, store, cache, queue, llm, masters, events)
         stack.push_async_callback(_logged, "webhook sender", services.sender.close)
         handler = requeueing_consumer(services.executor, queue) if consume else None
         await queue.start(handler)
@@ -230,6 +237,16 @@ class ServiceFactory:
         if self._aws is None:
             raise RuntimeError("no AWS backend is configured")
         return self._aws
+
+    def webhook_masters(self) -> MasterSecrets:
+        """The master secret and, during a rotation, WEBHOOK_SIGNING_SECRET_PREVIOUS."""
+        s = self.settings
+        previous = s.webhook_signing_secret_previous
+        return MasterSecrets(
+            self.webhook_master(),
+            previous.get_secret_value() if previous else None,
+            s.webhook_signing_secret_previous_expires_at,
+        )
 
     def webhook_master(self) -> str:
         """WEBHOOK_SIGNING_SECRET, or a per-install secret kept beside the SQLite database."""

@@ -190,6 +190,31 @@ class WebhookDelivery(BaseModel):
     next_attempt_at: datetime | None = None
 
 
+class WebhookPublic(BaseModel):
+    """A job's or batch's webhook as clients see it: `pending` from submit on; `id` (the
+    `webhook-id` header, stable across retries) and `next_attempt_at` are set once the event
+    happens."""
+
+    url: str
+    id: str | None = None
+    state: WebhookState = WebhookState.pending
+    attempts: int = 0
+    last_status_code: int | None = None
+    last_error: str | None = None
+    next_attempt_at: datetime | None = None
+
+
+def webhook_view(
+    url: str | None, delivery: WebhookDelivery | None, *, finished: bool
+) -> WebhookPublic | None:
+    """None when there is no webhook_url, or when a finished subject will send none (it ended
+    without an event, e.g. its submit was refused)."""
+    if url is None or (delivery is None and finished):
+        return None
+    state = delivery.model_dump() if delivery else {}
+    return WebhookPublic(url=url, **state)
+
+
 class Job(BaseModel):
     """A stored job; `tenant` and the fields after it are internal."""
 
@@ -219,7 +244,11 @@ class Job(BaseModel):
     def public(self) -> JobPublic:
         """The client's view: the same (already valid) values, so nothing is validated again."""
         fields = {f: getattr(self, f) for f in _PUBLIC_JOB_FIELDS}
-        return JobPublic.model_construct(**fields, model=self.request.model)
+        webhook = webhook_view(self.webhook_url, self.webhook, finished=self.status.is_terminal)
+        return JobPublic.model_construct(**fields, model=self.request.model, webhook=webhook)
+
+
+_DERIVED_JOB_FIELDS = ("object", "model", "webhook")
 
 
 class JobPublic(BaseModel):
@@ -237,10 +266,10 @@ class JobPublic(BaseModel):
     model: str | None = None
     result: CompletionPublic | None
     error: JobError | None
-    webhook: WebhookDelivery | None
+    webhook: WebhookPublic | None
 
 
-_PUBLIC_JOB_FIELDS = tuple(f for f in JobPublic.model_fields if f not in ("object", "model"))
+_PUBLIC_JOB_FIELDS = tuple(f for f in JobPublic.model_fields if f not in _DERIVED_JOB_FIELDS)
 
 
 class BatchCounts(BaseModel):
@@ -271,8 +300,13 @@ class Batch(BaseModel):
     request_hash: str | None = None
 
     def public(self) -> BatchPublic:
-        fields = {f: getattr(self, f) for f in BatchPublic.model_fields if f != "object"}
-        return BatchPublic.model_construct(**fields)
+        fields = {f: getattr(self, f) for f in _PUBLIC_BATCH_FIELDS}
+        finished = self.status in (BatchStatus.completed, BatchStatus.cancelled)
+        webhook = webhook_view(self.webhook_url, self.webhook, finished=finished)
+        return BatchPublic.model_construct(**fields, webhook=webhook)
+
+
+_DERIVED_BATCH_FIELDS = ("object", "webhook")
 
 
 class BatchPublic(BaseModel):
@@ -283,7 +317,10 @@ class BatchPublic(BaseModel):
     created_at: datetime
     completed_at: datetime | None
     metadata: dict[str, str]
-    webhook: WebhookDelivery | None
+    webhook: WebhookPublic | None
+
+
+_PUBLIC_BATCH_FIELDS = tuple(f for f in BatchPublic.model_fields if f not in _DERIVED_BATCH_FIELDS)
 
 
 class JobPage(BaseModel):

@@ -27,6 +27,9 @@ SECRET_KEYS: Final = (
     "GEMINI_API_KEY",
     "OPENROUTER_API_KEY",
     "WEBHOOK_SIGNING_SECRET",
+    # a webhook signing-secret rotation: the old master and when it stops signing, put together
+    "WEBHOOK_SIGNING_SECRET_PREVIOUS",
+    "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT",
 )
 
 CacheKey = tuple[str, str | None, str | None]  # secret id, endpoint, region

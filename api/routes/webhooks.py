@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from api.deps import ServicesDep, TenantDep
 from api.errors import documented
@@ -13,10 +15,25 @@ router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=StrictJsonRoute)
 
 
 class WebhookSecret(BaseModel):
-    secret: str
+    secret: str = Field(description="Verify deliveries with this `whsec_` secret.")
+    previous_secret: str | None = Field(
+        None,
+        description="During a signing-secret rotation: the secret `secret` replaces. Deliveries "
+        "carry a signature with each until `previous_secret_expires_at`, so a receiver may "
+        "switch to `secret` at any time before then. Null when no rotation is under way.",
+    )
+    previous_secret_expires_at: datetime | None = Field(
+        None, description="When deliveries stop carrying a `previous_secret` signature."
+    )
 
 
 @router.get("/webhook-secret", response_model=WebhookSecret, responses=documented(401))
 async def get_webhook_secret(services: ServicesDep, tenant: TenantDep) -> WebhookSecret:
-    """The `whsec_` secret this key's webhooks are signed with (verify with standardwebhooks)."""
-    return WebhookSecret(secret=services.webhook_secret(tenant))
+    """The `whsec_` secret this key's webhooks are signed with (verify with standardwebhooks),
+    and during a rotation the previous one."""
+    secrets = services.webhook_secrets(tenant)
+    return WebhookSecret(
+        secret=secrets.secret,
+        previous_secret=secrets.previous_secret,
+        previous_secret_expires_at=secrets.previous_secret_expires_at,
+    )

@@ -10,7 +10,7 @@ import logging
 import math
 import ssl
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -33,21 +33,30 @@ class WebhookSendError(ChatJobsError):
     """The receiver could not be reached or did not answer in time."""
 
 
+Secrets = str | Sequence[str]  # one `whsec_` secret, or several during a rotation
+
+
 class Sender(Protocol):
     timeout_s: float
 
-    async def send(self, url: str, webhook_id: str, payload: dict[str, Any], secret: str) -> int:
-        """POST the signed payload; return the HTTP status or raise WebhookSendError /
-        InvalidWebhookUrl."""
+    async def send(
+        self, url: str, webhook_id: str, payload: dict[str, Any], secrets: Secrets
+    ) -> int:
+        """POST the payload signed with every secret; return the HTTP status or raise
+        WebhookSendError / InvalidWebhookUrl."""
 
 
-def signed_headers(secret: str, webhook_id: str, body: str, at: datetime) -> dict[str, str]:
-    """Standard Webhooks headers for `body`, signed with the `whsec_` secret."""
+def signed_headers(secrets: Secrets, webhook_id: str, body: str, at: datetime) -> dict[str, str]:
+    """Standard Webhooks headers for `body`: one `v1,` signature per `whsec_` secret,
+    space-separated (a receiver accepts the delivery when any of them verifies)."""
     at = at.astimezone(UTC).replace(microsecond=0)
+    keys = [secrets] if isinstance(secrets, str) else list(secrets)
+    if not keys:
+        raise ValueError("a webhook needs at least one signing secret")
     return {
         "webhook-id": webhook_id,
         "webhook-timestamp": str(int(at.timestamp())),
-        "webhook-signature": Webhook(secret).sign(webhook_id, at, body),
+        "webhook-signature": " ".join(Webhook(key).sign(webhook_id, at, body) for key in keys),
         "content-type": "application/json",
         "user-agent": USER_AGENT,
     }
@@ -80,9 +89,11 @@ class WebhookSender:
     async def close(self) -> None:
         await self._client.aclose()
 
-    async def send(self, url: str, webhook_id: str, payload: dict[str, Any], secret: str) -> int:
+    async def send(
+        self, url: str, webhook_id: str, payload: dict[str, Any], secrets: Secrets
+    ) -> int:
         body = json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
-        headers = signed_headers(secret, webhook_id, body, datetime.now(UTC))
+        headers = signed_headers(secrets, webhook_id, body, datetime.now(UTC))
         try:
             async with asyncio.timeout(self.timeout_s):
                 addresses = await check_url(
@@ -123,7 +134,7 @@ class WebhookDispatcher:
         sender: Sender,
         *,
         schedule: list[float],
-        secret_for: Callable[[str], str],
+        secret_for: Callable[[str], Secrets],
         clock: Callable[[], datetime] = utcnow,
         concurrency: int = 16,
     ) -> None:

@@ -1,4 +1,9 @@
-"""Webhook signing secrets: one per tenant, derived from a single master secret."""
+"""Webhook signing secrets: one per tenant, derived from a single master secret.
+
+During a rotation the master it replaced keeps signing too, until a set moment: each delivery then
+carries two signatures (Standard Webhooks allows several), so receivers still on the old secret
+and receivers already on the new one both accept it.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +13,8 @@ import hashlib
 import hmac
 import os
 import secrets
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 SECRET_PREFIX = "whsec_"
@@ -17,6 +24,37 @@ def tenant_secret(master: str, tenant: str) -> str:
     """The tenant's Standard Webhooks secret: `whsec_` + base64(HMAC-SHA256(master, tenant))."""
     digest = hmac.new(master.encode(), tenant.encode(), hashlib.sha256).digest()
     return SECRET_PREFIX + base64.b64encode(digest).decode("ascii")
+
+
+@dataclass(frozen=True)
+class TenantSecrets:
+    """A tenant's `whsec_` secret and, during a rotation, the one it replaced and until when
+    that one still signs."""
+
+    secret: str
+    previous_secret: str | None = None
+    previous_secret_expires_at: datetime | None = None
+
+    @property
+    def signing(self) -> tuple[str, ...]:
+        """Every secret a delivery is signed with now, the current one first."""
+        return tuple(s for s in (self.secret, self.previous_secret) if s is not None)
+
+
+@dataclass(frozen=True)
+class MasterSecrets:
+    """The master secret, and during a rotation the previous master until `previous_expires_at`."""
+
+    current: str
+    previous: str | None = None
+    previous_expires_at: datetime | None = None
+
+    def for_tenant(self, tenant: str, now: datetime) -> TenantSecrets:
+        secret = tenant_secret(self.current, tenant)
+        expires = self.previous_expires_at
+        if self.previous is None or expires is None or now >= expires:
+            return TenantSecrets(secret)
+        return TenantSecrets(secret, tenant_secret(self.previous, tenant), expires)
 
 
 def load_or_create_master(path: Path) -> str:

@@ -67,24 +67,38 @@ async def check_url(
     """
     parsed = validate_url_syntax(url)
     host = parsed.raw_host.decode("ascii")
+    literal = _ip_literal(host)
+    if literal is not None:
+        return [_vetted_literal(host, literal, allow_private)]
     port = parsed.port or DEFAULT_PORTS[parsed.scheme]
-    addresses = await _addresses(host, port, resolve or system_resolve)
+    try:
+        addresses = await _resolve(host, port, resolve or system_resolve)
+    except _Unresolved as exc:
+        if allow_private:
+            raise InvalidWebhookUrl(f"webhook_url host {host!r} {exc}") from None
+        raise _not_public(host, str(exc)) from None
     if not allow_private:
         for address in addresses:
             reason = refusal_reason(address)
             if reason is not None:
-                raise _refused(host, address, reason)
+                raise _not_public(host, f"resolves to {address} ({reason})")
     return addresses
 
 
-def _refused(host: str, address: IPAddress, reason: str) -> InvalidWebhookUrl:
-    """The caller learns that the URL is refused, never what its host resolved to: that would
-    map internal DNS names for anyone. An address the caller wrote itself may be named."""
-    if _ip_literal(host) is not None:
-        return InvalidWebhookUrl(f"webhook_url address {host} is a {reason} address: not allowed")
-    log.info("webhook_url host %r refused: it resolves to %s (%s)", host, address, reason)
+def _vetted_literal(host: str, address: IPAddress, allow_private: bool) -> IPAddress:
+    """An address the caller wrote itself: naming what kind it is tells them nothing new."""
+    reason = None if allow_private else refusal_reason(address)
+    if reason is not None:
+        raise InvalidWebhookUrl(f"webhook_url address {host} is a {reason} address: not allowed")
+    return address
+
+
+def _not_public(host: str, why: str) -> InvalidWebhookUrl:
+    """One answer whether the name does not resolve or resolves to an internal address: the
+    caller must learn neither what it resolved to nor whether an internal name exists."""
+    log.info("webhook_url host %r refused: it %s", host, why)
     return InvalidWebhookUrl(
-        f"webhook_url host {host!r} resolves to an address that is not allowed"
+        f"webhook_url host {host!r} is not allowed: it does not resolve to a public address"
     )
 
 
@@ -123,20 +137,21 @@ async def system_resolve(host: str, port: int) -> list[str]:
     return [str(info[4][0]) for info in infos]
 
 
-async def _addresses(host: str, port: int, resolve: Resolver) -> list[IPAddress]:
-    literal = _ip_literal(host)
-    if literal is not None:
-        return [literal]
+class _Unresolved(Exception):
+    """The host has no address (its text says why, for the log)."""
+
+
+async def _resolve(host: str, port: int, resolve: Resolver) -> list[IPAddress]:
     try:
         async with asyncio.timeout(RESOLVE_TIMEOUT_S):
             answers = await resolve(host, port)
     except TimeoutError:
-        raise InvalidWebhookUrl(f"webhook_url host {host!r} did not resolve in time") from None
+        raise _Unresolved("did not resolve in time") from None
     except (OSError, UnicodeError) as exc:  # UnicodeError: an empty or over-long DNS label
-        raise InvalidWebhookUrl(f"webhook_url host {host!r} does not resolve: {exc}") from None
+        raise _Unresolved(f"does not resolve: {exc}") from None
     addresses = list(dict.fromkeys(ipaddress.ip_address(a.split("%")[0]) for a in answers))
     if not addresses:
-        raise InvalidWebhookUrl(f"webhook_url host {host!r} does not resolve")
+        raise _Unresolved("does not resolve")
     return addresses
 
 

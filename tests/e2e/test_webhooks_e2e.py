@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import httpx
 import pytest
 from standardwebhooks import Webhook, WebhookVerificationError
 
+from shared.webhooks import tenant_secret
 from tests.e2e.conftest import Launcher, chat
 from tests.e2e.services import KEYS, flush_redis, service_env, wait_until
 from tests.stubs.fixtures import LLMStub
@@ -34,6 +36,7 @@ def submit_with_webhook(http: httpx.Client, prompt: str, url: str) -> dict[str, 
     response = http.post("/v1/jobs", json=chat(prompt, webhook_url=url))
     assert response.status_code == 202, response.text
     job: dict[str, Any] = response.json()
+    assert job["webhook"]["url"] == url and job["webhook"]["state"] == "pending"
     return job
 
 
@@ -121,3 +124,31 @@ def test_a_delivery_survives_the_worker_being_replaced(
     assert {d.webhook_id for d in deliveries} == {hook["id"]}
     assert deliveries[-1].payload["type"] == "job.succeeded"
     assert deliveries[-1].payload["data"]["id"] == job["id"]
+
+
+def test_during_a_secret_rotation_receivers_on_either_secret_accept_each_delivery(
+    llm_stub: LLMStub, receiver: WebhookReceiver, launcher: Launcher
+) -> None:
+    expires = datetime.now(UTC) + timedelta(hours=1)
+    rotation = {
+        "WEBHOOK_SIGNING_SECRET": "e2e-new-master-secret",
+        "WEBHOOK_SIGNING_SECRET_PREVIOUS": "e2e-old-master-secret",
+        "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT": expires.isoformat(),
+    }
+    old_secret = tenant_secret(rotation["WEBHOOK_SIGNING_SECRET_PREVIOUS"], "t1")
+    api = launcher.api(**service_env(llm_stub, **rotation))  # embedded mode
+    receiver.answers, receiver.secret = [200], old_secret  # this receiver has not switched
+    with api.client(KEYS["t1"]) as http:
+        secrets = http.get("/v1/webhook-secret").json()
+        assert secrets["previous_secret"] == old_secret != secrets["secret"]
+        job = submit_with_webhook(http, "rotate", receiver.url)
+        wait_until(
+            lambda: webhook_of(http, job["id"]),
+            lambda w: w.get("state") == "delivered",
+            timeout=20,
+            what="webhook delivered",
+        )
+
+    (delivery,) = receiver.received()
+    assert delivery.verified  # with the old secret...
+    assert delivery.verifies_with(secrets["secret"])  # ...and the same delivery with the new

@@ -137,3 +137,20 @@ async def test_without_aws_secret_id_nothing_is_read(
     monkeypatch.delenv("AWS_SECRET_ID", raising=False)
     settings()
     assert secret_reads == []
+
+
+async def test_a_signing_secret_rotation_comes_from_the_secret(
+    secret_env: str, aws_clients: AwsClients, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rotation = {
+        "WEBHOOK_SIGNING_SECRET_PREVIOUS": "previous-signing-from-secret",
+        "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT": "2026-12-01T00:00:00Z",
+    }
+    for name in rotation:
+        monkeypatch.delenv(name, raising=False)
+    sm = await aws_clients.client("secretsmanager")
+    await sm.put_secret_value(SecretId=secret_env, SecretString=json.dumps(SECRET | rotation))
+    s = settings()
+    assert s.webhook_signing_secret_previous is not None
+    assert s.webhook_signing_secret_previous.get_secret_value() == "previous-signing-from-secret"
+    assert str(s.webhook_signing_secret_previous_expires_at) == "2026-12-01 00:00:00+00:00"

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shared.errors import Conflict
 from shared.factory import ServiceFactory, Services
 from shared.models import Batch, BatchItem, BatchStatus, JobStatus
 from tests.conftest import make_settings
@@ -101,7 +102,9 @@ async def test_cancel_mid_flight_lets_running_jobs_finish_and_closes_the_batch_o
     assert counts.succeeded + counts.cancelled == 40 and 4 <= counts.succeeded <= 10
     assert llm_stub.stats()["gemini"] == counts.succeeded
     assert final.webhook is not None
-    assert (await services.batches.cancel("t1", batch.id)).webhook == final.webhook
+    with pytest.raises(Conflict):  # an ended batch cannot be cancelled again
+        await services.batches.cancel("t1", batch.id)
+    assert (await services.batches.get("t1", batch.id)).webhook == final.webhook
 
     statuses = [r["status"] for r in await lines(services, batch.id)]
     assert statuses.count(JobStatus.succeeded) == counts.succeeded

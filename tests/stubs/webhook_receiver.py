@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from standardwebhooks import Webhook
+from standardwebhooks import Webhook, WebhookVerificationError
 
 
 @dataclass
@@ -31,6 +31,14 @@ class Delivery:
     @property
     def payload(self) -> Any:
         return json.loads(self.body or b"null")
+
+    def verifies_with(self, secret: str) -> bool:
+        """Would a receiver holding `secret` accept this very delivery?"""
+        try:
+            Webhook(secret).verify(self.body, self.headers)
+        except WebhookVerificationError:
+            return False
+        return True
 
 
 @dataclass

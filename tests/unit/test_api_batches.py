@@ -362,7 +362,8 @@ async def test_cancel_lets_a_running_job_finish_then_the_batch_ends_cancelled(
     )
 
     cancelling = (await api.client.post(f"/v1/batches/{batch['id']}/cancel", headers=T1)).json()
-    assert cancelling["status"] == "cancelling" and cancelling["webhook"] is None
+    assert cancelling["status"] == "cancelling"
+    assert cancelling["webhook"]["state"] == "pending" and cancelling["webhook"]["id"] is None
     assert cancelling["counts"]["running"] == 1 and cancelling["counts"]["cancelled"] == 2
 
     await api.app.state.services.executor.run(first.id)  # the running job finishes

@@ -94,3 +94,42 @@ def test_model_aliases_join_the_served_models() -> None:
 def test_a_model_setting_that_is_not_a_plain_id_is_refused(field: str, value: str) -> None:
     with pytest.raises(ValidationError):
         make_settings(**{field: value})
+
+
+ROTATION = {
+    "WEBHOOK_SIGNING_SECRET": "whsec-new-master",
+    "WEBHOOK_SIGNING_SECRET_PREVIOUS": "sk-leaky-old-master",
+    "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT": "2026-12-01T00:00:00Z",
+}
+
+
+def test_a_signing_secret_rotation_is_read_and_never_printed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = from_env(monkeypatch, **ROTATION)
+    previous = settings.webhook_signing_secret_previous
+    assert previous is not None and previous.get_secret_value() == "sk-leaky-old-master"
+    expires = settings.webhook_signing_secret_previous_expires_at
+    assert expires is not None and expires.isoformat() == "2026-12-01T00:00:00+00:00"
+    assert "sk-leaky" not in repr(settings) + settings.model_dump_json()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT": ""}, "together"),
+        ({"WEBHOOK_SIGNING_SECRET_PREVIOUS": ""}, "together"),
+        ({"WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT": "2026-12-01T00:00:00"}, "timezone"),
+        ({"WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT": "next week"}, "datetime"),
+        ({"WEBHOOK_SIGNING_SECRET": "sk-leaky-old-master"}, "equals"),
+    ],
+)
+def test_a_rotation_needs_an_end_and_a_different_secret(
+    monkeypatch: pytest.MonkeyPatch, change: dict[str, str], message: str
+) -> None:
+    env = {k: v for k, v in (ROTATION | change).items() if v}
+    for name in ROTATION:
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(ValidationError, match=message) as refused:
+        from_env(monkeypatch, **env)
+    assert "sk-leaky" not in str(refused.value)

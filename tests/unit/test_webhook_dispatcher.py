@@ -11,6 +11,7 @@ import pytest
 from shared.errors import InvalidWebhookUrl
 from shared.models import ChatRequest, Job, JobStatus, Message, WebhookDelivery, WebhookState
 from shared.webhooks import Sender, WebhookDispatcher, WebhookSendError, signed_headers
+from shared.webhooks.delivery import Secrets
 from tests.fakes import FakeJobStore
 
 
@@ -32,10 +33,12 @@ class FakeSender:
 
     def __init__(self, *outcomes: int | Exception) -> None:
         self.outcomes = list(outcomes)
-        self.sent: list[tuple[str, str, dict[str, Any], str]] = []
+        self.sent: list[tuple[str, str, dict[str, Any], Secrets]] = []
 
-    async def send(self, url: str, webhook_id: str, payload: dict[str, Any], secret: str) -> int:
-        self.sent.append((url, webhook_id, payload, secret))
+    async def send(
+        self, url: str, webhook_id: str, payload: dict[str, Any], secrets: Secrets
+    ) -> int:
+        self.sent.append((url, webhook_id, payload, secrets))
         outcome = self.outcomes.pop(0) if len(self.outcomes) > 1 else self.outcomes[0]
         if isinstance(outcome, Exception):
             raise outcome

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 
 import httpx
 import pytest
 
 from shared.errors import InvalidWebhookUrl
-from shared.webhooks.ssrf import check_url, refusal_reason, validate_url_syntax
+from shared.webhooks.ssrf import Resolver, check_url, refusal_reason, validate_url_syntax
 
 PUBLIC = "93.184.216.34"
 DNS = {
@@ -66,13 +67,42 @@ async def test_refuses_non_public_addresses(url: str, reason: str) -> None:
         assert reason in str(refused.value)
 
 
+def refused_name(host: str) -> str:
+    return f"webhook_url host {host!r} is not allowed: it does not resolve to a public address"
+
+
 @pytest.mark.parametrize("host", ["internal.example", "mixed.example", "localhost"])
 async def test_a_refusal_does_not_reveal_what_a_host_resolves_to(host: str) -> None:
     with pytest.raises(InvalidWebhookUrl) as refused:
         await check_url(f"https://{host}/hook", allow_private=False, resolve=fake_resolve)
     message = str(refused.value)
-    assert message == f"webhook_url host {host!r} resolves to an address that is not allowed"
+    assert message == refused_name(host)
     assert not any(address in message for address in DNS[host])
+
+
+async def slow_resolve(host: str, port: int) -> list[str]:
+    await asyncio.sleep(60)
+    return []
+
+
+async def empty_resolve(host: str, port: int) -> list[str]:
+    return []
+
+
+@pytest.mark.parametrize(
+    "resolve", [fake_resolve, empty_resolve, slow_resolve], ids=["error", "empty", "timeout"]
+)
+async def test_a_name_that_does_not_resolve_is_refused_like_an_internal_one(
+    resolve: Resolver, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Otherwise the refusal tells an outsider which internal names exist."""
+    monkeypatch.setattr("shared.webhooks.ssrf.RESOLVE_TIMEOUT_S", 0.05)
+    with pytest.raises(InvalidWebhookUrl) as missing:
+        await check_url("https://nowhere.invalid/", allow_private=False, resolve=resolve)
+    with pytest.raises(InvalidWebhookUrl) as internal:
+        await check_url("https://localhost/", allow_private=False, resolve=fake_resolve)
+    assert str(missing.value) == refused_name("nowhere.invalid")
+    assert str(internal.value) == refused_name("localhost")
 
 
 @pytest.mark.parametrize(
@@ -96,9 +126,10 @@ async def test_refuses_malformed_urls(url: str, reason: str) -> None:
         await check_url(url, allow_private=True, resolve=fake_resolve)
 
 
-async def test_refuses_hosts_that_do_not_resolve() -> None:
-    with pytest.raises(InvalidWebhookUrl, match="does not resolve"):
-        await check_url("https://nowhere.invalid/", allow_private=False, resolve=fake_resolve)
+async def test_with_allow_private_a_host_that_does_not_resolve_says_so() -> None:
+    """Nothing internal is hidden then, so the operator gets the plain reason."""
+    with pytest.raises(InvalidWebhookUrl, match=r"'nowhere\.invalid' does not resolve"):
+        await check_url("https://nowhere.invalid/", allow_private=True, resolve=fake_resolve)
 
 
 async def test_allows_a_public_host_and_returns_its_addresses() -> None:
