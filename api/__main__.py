@@ -15,7 +15,15 @@ def main() -> None:
     configure_logging(settings.log_format)
     app = create_app(ServiceFactory(settings))
     # log_config=None: uvicorn's own records (access log included) go through ours
-    uvicorn.run(app, host=settings.host, port=settings.port, log_config=None)
+    uvicorn.run(
+        app,
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        # X-Forwarded-For only from the proxies named; uvicorn's own default trusts loopback
+        proxy_headers=bool(settings.forwarded_allow_ips),
+        forwarded_allow_ips=settings.forwarded_allow_ips or None,
+    )
 
 
 if __name__ == "__main__":

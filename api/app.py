@@ -78,6 +78,9 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     app.state.limiter = TenantRateLimiter.from_settings(settings, factory.build_rate_window())
+    app.state.auth_throttle = TenantRateLimiter.from_settings(
+        settings, factory.build_rate_window(), rate=settings.auth_failure_limit
+    )
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -6,6 +6,7 @@ import os
 from functools import cached_property
 from typing import Annotated, Literal
 
+from limits import parse
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -97,6 +98,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: str = "120/minute"
+    auth_failure_limit: str = Field(
+        "10/minute",
+        description="Wrong API keys allowed from one client address (IPv6: one /64) in a moving "
+        "window; past it, every request from there that sends a key answers 429 `rate_limited` "
+        "with Retry-After, right key or not, until the window has room again",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Proxies whose X-Forwarded-For / X-Forwarded-Proto `python -m api` believes "
+        "(comma-separated addresses or networks, `*`: any); empty: none, so the TCP peer is the "
+        "client address",
+    )
     max_body_bytes: int = 1_000_000
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 100_000_000
@@ -195,6 +208,19 @@ class Settings(BaseSettings):
         if len(set(values)) < len(values):
             raise ValueError("API_KEYS gives the same key to more than one tenant")
         return keys
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            amount = parse(value).amount
+        except ValueError:
+            amount = 0
+        if amount < 1:
+            raise ValueError(
+                "must look like '10/minute': a count of 1 or more per second|minute|hour"
+            )
+        return value
 
     @cached_property
     def tenants_by_key(self) -> dict[str, str]:

@@ -35,6 +35,7 @@ BASE_ENV = {
     "HOST": "127.0.0.1",
     "WEBHOOK_SIGNING_SECRET": "e2e-test-master-secret",
     "RATE_LIMIT": "100000/minute",
+    "AUTH_FAILURE_LIMIT": "100000/minute",
 }
 SETTINGS_VARS = frozenset(name.upper() for name in Settings.model_fields)
 
