@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from api.bodylimit import BodyLimitMiddleware
+from api.bodytimeout import BodyTimeoutMiddleware
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
@@ -87,6 +88,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
         limit=settings.max_body_bytes,
         overrides={"/v1/batches": settings.batch_max_bytes},
     )
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
     app.include_router(jobs.router)

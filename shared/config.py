@@ -110,6 +110,29 @@ class Settings(BaseSettings):
         "(comma-separated addresses or networks, `*`: any); empty: none, so the TCP peer is the "
         "client address",
     )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="`python -m api` closes a connection that has not sent a request's line and "
+        "headers this long after it opened (or after the request's first byte, on a reused one)",
+    )
+    http_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body that sends nothing for this long is answered 408 "
+        "`request_timeout` and its connection closed; the rest of a body the API answered "
+        "without reading must arrive within it too",
+    )
+    http_keep_alive_s: int = Field(
+        5, ge=1, description="`python -m api` closes a connection idle this long between requests"
+    )
+    http_max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Connections `python -m api` holds open; past it a new one closes the one "
+        "idle longest, or is answered 503 when every one has a request in progress; unset: half "
+        "the process's open-file limit",
+    )
     max_body_bytes: int = 1_000_000
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 100_000_000
