@@ -11,6 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from fastapi import FastAPI
 
 from api.bodylimit import BodyLimitMiddleware
+from api.bodytimeout import BodyTimeoutMiddleware
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
@@ -78,12 +79,16 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
     app.state.limiter = TenantRateLimiter.from_settings(settings, factory.build_rate_window())
+    app.state.auth_throttle = TenantRateLimiter.from_settings(
+        settings, factory.build_rate_window(), rate=settings.auth_failure_limit
+    )
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
         overrides={"/v1/batches": settings.batch_max_bytes},
     )
+    app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
     app.include_router(jobs.router)

@@ -1,10 +1,16 @@
-"""Bearer API keys → tenant. With no API_KEYS configured, everyone is the anonymous tenant."""
+"""Bearer API keys → tenant. With no API_KEYS configured, everyone is the anonymous tenant.
+
+Wrong keys are counted per client address (AUTH_FAILURE_LIMIT); past the limit, every request
+from that address that sends a key answers 429, right key or not, so guessing learns nothing
+until the window has room again."""
 
 from __future__ import annotations
 
 import hmac
+import ipaddress
+import math
 from collections.abc import Mapping
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -12,6 +18,9 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from api.errors import ApiError
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.logs import bind
+
+if TYPE_CHECKING:
+    from api.ratelimit import TenantRateLimiter
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -40,6 +49,8 @@ async def authenticate(
         return ANONYMOUS_TENANT
     given = credentials.credentials if credentials else ""
     tenant = tenant_for_key(given, settings.tenants_by_key) if given else None
+    if given:
+        await throttle_failures(request, failed=tenant is None)
     if tenant is None:
         raise ApiError(
             401,
@@ -49,3 +60,36 @@ async def authenticate(
         )
     bind(tenant=tenant)  # the request's log records carry it from here on
     return tenant
+
+
+def client_address(request: Request) -> str:
+    """The address failures are counted against: the ASGI client host (API Gateway's source IP
+    under Mangum; X-Forwarded-For only from FORWARDED_ALLOW_IPS proxies), an IPv6 one as its /64
+    (one host's usual share)."""
+    host = request.client.host if request.client else ""
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host or "unknown"
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped:
+            return str(address.ipv4_mapped)
+        return str(ipaddress.IPv6Network((address, 64), strict=False))
+    return str(address)
+
+
+async def throttle_failures(request: Request, *, failed: bool) -> None:
+    """Count a wrong key against the client's address; 429 once the address is over
+    AUTH_FAILURE_LIMIT, for a wrong key and a right one alike."""
+    throttle: TenantRateLimiter = request.app.state.auth_throttle
+    key = f"auth:{client_address(request)}"
+    wait_s = await (throttle.hit(key) if failed else throttle.test(key))
+    if wait_s is None:
+        return
+    seconds = math.ceil(wait_s)
+    raise ApiError(
+        429,
+        "rate_limited",
+        f"too many failed authentications from this address; retry in {seconds} s",
+        headers={"Retry-After": str(seconds)},
+    )

@@ -42,6 +42,7 @@ ErrorCode = Literal[
     "forbidden",
     "not_found",
     "method_not_allowed",
+    "request_timeout",  # the request body stopped arriving (HTTP_BODY_TIMEOUT_S)
     "conflict",
     "payload_too_large",
     "unsupported_media_type",
@@ -60,6 +61,7 @@ _CODES: dict[int, ErrorCode] = {
     403: "forbidden",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     409: "conflict",
     413: "payload_too_large",
     415: "unsupported_media_type",

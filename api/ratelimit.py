@@ -34,9 +34,10 @@ def storage_uri(redis_url: str | None) -> str:
 
 
 class TenantRateLimiter:
-    """A moving window of `rate` requests per tenant; with `window`, that window instead: the
-    process's own memory (`from_settings` without Redis), or one shared by every process
-    (DynamoDB on Lambda, where containers share no memory)."""
+    """A moving window of `rate` requests per key (a tenant; `auth:<address>` for failed
+    authentications); with `window`, that window instead: the process's own memory
+    (`from_settings` without Redis), or one shared by every process (DynamoDB on Lambda, where
+    containers share no memory)."""
 
     def __init__(
         self, rate: str, uri: str = "async+memory://", window: RateWindow | None = None
@@ -55,24 +56,32 @@ class TenantRateLimiter:
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, window: RateWindow | None = None
+        cls, settings: Settings, window: RateWindow | None = None, rate: str | None = None
     ) -> TenantRateLimiter:
+        """RATE_LIMIT, or `rate`, kept where the settings say."""
         uri = storage_uri(settings.redis_url)
         if window is None and uri == "async+memory://":
             window = MemoryRateWindow()
-        return cls(settings.rate_limit, uri, window)
+        return cls(rate or settings.rate_limit, uri, window)
 
-    async def hit(self, tenant: str) -> float | None:
-        """Spend one request: None when allowed, else the seconds until the tenant may retry."""
+    async def hit(self, key: str) -> float | None:
+        """Spend one request: None when allowed, else the seconds until `key` may retry."""
+        return await self._ask(key, spend=True)
+
+    async def test(self, key: str) -> float | None:
+        """Spend nothing: None when `key` has room for a request, else the seconds until it has."""
+        return await self._ask(key, spend=False)
+
+    async def _ask(self, key: str, *, spend: bool) -> float | None:
         try:
             if self.window is not None:
-                allowed, wait_s = await self.window.hit(
-                    tenant, self.item.amount, self.item.get_expiry()
-                )
+                window_ask = self.window.hit if spend else self.window.test
+                allowed, wait_s = await window_ask(key, self.item.amount, self.item.get_expiry())
                 return None if allowed else max(float(wait_s), 1.0)
-            if await self.limiter.hit(self.item, "tenant", tenant):
+            limits_ask = self.limiter.hit if spend else self.limiter.test
+            if await limits_ask(self.item, "tenant", key):
                 return None
-            stats = await self.limiter.get_window_stats(self.item, "tenant", tenant)
+            stats = await self.limiter.get_window_stats(self.item, "tenant", key)
         except Exception:
             self._warn_failing_open()
             return None

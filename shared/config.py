@@ -7,6 +7,7 @@ from datetime import timedelta
 from functools import cached_property
 from typing import Annotated, Literal
 
+from limits import parse
 from pydantic import (
     AwareDatetime,
     BaseModel,
@@ -127,6 +128,41 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: str = "120/minute"
+    auth_failure_limit: str = Field(
+        "10/minute",
+        description="Wrong API keys allowed from one client address (IPv6: one /64) in a moving "
+        "window; past it, every request from there that sends a key answers 429 `rate_limited` "
+        "with Retry-After, right key or not, until the window has room again",
+    )
+    forwarded_allow_ips: str = Field(
+        "",
+        description="Proxies whose X-Forwarded-For / X-Forwarded-Proto `python -m api` believes "
+        "(comma-separated addresses or networks, `*`: any); empty: none, so the TCP peer is the "
+        "client address",
+    )
+    http_header_timeout_s: float = Field(
+        10.0,
+        gt=0,
+        description="`python -m api` closes a connection that has not sent a request's line and "
+        "headers this long after it opened (or after the request's first byte, on a reused one)",
+    )
+    http_body_timeout_s: float = Field(
+        30.0,
+        gt=0,
+        description="A request body that sends nothing for this long is answered 408 "
+        "`request_timeout` and its connection closed; the rest of a body the API answered "
+        "without reading must arrive within it too",
+    )
+    http_keep_alive_s: int = Field(
+        5, ge=1, description="`python -m api` closes a connection idle this long between requests"
+    )
+    http_max_connections: int | None = Field(
+        None,
+        ge=1,
+        description="Connections `python -m api` holds open; past it a new one closes the one "
+        "idle longest, or is answered 503 when every one has a request in progress; unset: half "
+        "the process's open-file limit",
+    )
     max_body_bytes: int = 1_000_000
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 100_000_000
@@ -261,6 +297,19 @@ class Settings(BaseSettings):
         if previous is not None and previous == self.webhook_signing_secret:
             raise ValueError("WEBHOOK_SIGNING_SECRET_PREVIOUS equals WEBHOOK_SIGNING_SECRET")
         return self
+
+    @field_validator("auth_failure_limit")
+    @classmethod
+    def _a_rate(cls, value: str) -> str:
+        try:
+            amount = parse(value).amount
+        except ValueError:
+            amount = 0
+        if amount < 1:
+            raise ValueError(
+                "must look like '10/minute': a count of 1 or more per second|minute|hour"
+            )
+        return value
 
     @cached_property
     def tenants_by_key(self) -> dict[str, str]:

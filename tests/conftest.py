@@ -64,6 +64,7 @@ def make_settings(**overrides: Any) -> Settings:
         "cache_backend": "memory",
         "store_backend": "sqlite",
         "rate_limit": "10000/minute",
+        "auth_failure_limit": "10000/minute",  # tests of wrong keys: not a guessing attack
         "webhook_allow_private": True,
         "job_retry_base_s": 0.01,
         "webhook_signing_secret": "test-master-secret",

@@ -35,7 +35,13 @@ BASE_ENV = {
     "HOST": "127.0.0.1",
     "WEBHOOK_SIGNING_SECRET": "e2e-test-master-secret",
     "RATE_LIMIT": "100000/minute",
+    "AUTH_FAILURE_LIMIT": "100000/minute",
 }
+# `python -m api` with RLIMIT_NOFILE set to {0} first
+LIMITED_API = (
+    "import resource, runpy; resource.setrlimit(resource.RLIMIT_NOFILE, ({0}, {0})); "
+    "runpy.run_module('api', run_name='__main__', alter_sys=True)"
+)
 SETTINGS_VARS = frozenset(name.upper() for name in Settings.model_fields)
 
 
@@ -122,12 +128,21 @@ class Launcher:
         defaults = {**BASE_ENV, "SQLITE_PATH": str(self.base_dir / "chatjobs.db")}
         return procs.child_env(**{**defaults, **overrides})
 
-    def api(self, name: str = "api", *, port: int | None = None, **env: str) -> Api:
-        """Start `python -m api` and wait until /readyz answers 200."""
+    def api(
+        self,
+        name: str = "api",
+        *,
+        port: int | None = None,
+        open_files: int | None = None,
+        **env: str,
+    ) -> Api:
+        """Start `python -m api` (with `open_files` as its open-file limit, if given) and wait
+        until /readyz answers 200."""
         port = port or procs.free_port()
         full_env = self.env(PORT=str(port), **env)
         url = f"http://127.0.0.1:{port}"
-        proc = self._start(name, ["-m", "api"], full_env, ready_url=f"{url}/readyz")
+        args = ["-m", "api"] if open_files is None else ["-c", LIMITED_API.format(open_files)]
+        proc = self._start(name, args, full_env, ready_url=f"{url}/readyz")
         api = Api(proc, url, Path(full_env["SQLITE_PATH"]), full_env)
         self.apis.append(api)
         return api

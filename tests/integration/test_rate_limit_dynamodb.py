@@ -81,6 +81,23 @@ async def test_refused_requests_are_not_counted(
     assert await first.hit("tenant_a", 2, 60) == (True, 0)
 
 
+async def test_a_test_sees_the_other_containers_hits_and_spends_nothing(
+    containers: list[DynamoDbRateWindow], clock: Clock
+) -> None:
+    first, second = containers
+    assert await second.test("auth:203.0.113.9", 2, 60) == (True, 0)
+    for _ in range(2):
+        assert (await first.hit("auth:203.0.113.9", 2, 60))[0]
+    # at 10 s: the window's end, then until 2 fade below 1 (30 s)
+    assert await second.test("auth:203.0.113.9", 2, 60) == (False, 80)
+    assert await first.hit("auth:203.0.113.9", 2, 60) == (False, 80)  # as a hit answers
+    assert await second.test("auth:203.0.113.10", 2, 60) == (True, 0)
+    clock.now = MINUTE_START + 60 + 59  # 2 x 1 / 60 of the previous window still weighs: 1
+    assert await second.test("auth:203.0.113.9", 2, 60) == (True, 0)
+    assert await first.hit("auth:203.0.113.9", 2, 60) == (True, 0)  # the tests took no room
+    assert (await second.test("auth:203.0.113.9", 2, 60))[0] is False
+
+
 async def test_window_items_expire_after_serving_as_the_previous_window(
     containers: list[DynamoDbRateWindow], aws_clients: AwsClients, aws_layout: AwsLayout
 ) -> None:

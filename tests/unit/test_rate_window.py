@@ -41,3 +41,29 @@ async def test_the_wait_is_at_least_a_second() -> None:
     await window.hit("t1", 1, 1)
     clock.now += 0.999
     assert await window.hit("t1", 1, 1) == (False, 1)
+
+
+async def test_a_test_answers_as_a_hit_would_and_spends_nothing() -> None:
+    clock = Clock()
+    window = MemoryRateWindow(clock)
+    assert await window.test("a", 2, 60) == (True, 0)
+    await window.hit("a", 2, 60)
+    clock.now += 10
+    assert [await window.test("a", 2, 60) for _ in range(3)] == [(True, 0)] * 3
+    await window.hit("a", 2, 60)
+    assert await window.test("a", 2, 60) == (False, 50)
+    clock.now += 50
+    assert await window.test("a", 2, 60) == (True, 0)
+
+
+async def test_keys_whose_window_has_emptied_are_dropped() -> None:
+    clock = Clock()
+    window = MemoryRateWindow(clock)
+    for n in range(5000):  # addresses seen once
+        await window.hit(f"auth:{n}", 3, 60)
+    assert window.keys() == 5000
+    clock.now += 61
+    for n in range(5000, 9000):  # the sweep comes when the count has doubled
+        await window.hit(f"auth:{n}", 3, 60)
+    assert window.keys() < 5000  # the first 5000 have gone
+    assert await window.hit("auth:8999", 1, 60) == (False, 60)  # live ones are kept

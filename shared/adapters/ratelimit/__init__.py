@@ -1,5 +1,7 @@
 """Rate-limit windows kept outside the process, for API processes that share no memory (Lambda
-containers). `api.ratelimit.TenantRateLimiter` uses one when it is given one."""
+containers). `api.ratelimit.TenantRateLimiter` uses one when it is given one: for tenants'
+request budgets (RATE_LIMIT) and for failed authentications per client address
+(AUTH_FAILURE_LIMIT)."""
 
 from __future__ import annotations
 
@@ -10,4 +12,9 @@ class RateWindow(Protocol):
     async def hit(self, key: str, limit: int, window_s: int) -> tuple[bool, int]:
         """Spend one of `key`'s `limit` requests per `window_s` seconds. Returns whether the
         request is allowed and, when it is not, the whole seconds until one would be (else 0)."""
+        ...
+
+    async def test(self, key: str, limit: int, window_s: int) -> tuple[bool, int]:
+        """Whether `key` has room for one more request now, without spending it; when it has
+        not, the whole seconds until it would (else 0)."""
         ...

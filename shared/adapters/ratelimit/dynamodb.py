@@ -1,4 +1,5 @@
-"""DynamoDbRateWindow: a per-tenant request budget that every Lambda container shares.
+"""DynamoDbRateWindow: a per-key request budget (a tenant, a client address) that every Lambda
+container shares.
 
 A sliding window estimated from two fixed windows (the estimate Cloudflare uses): the requests of
 the current window plus those of the previous one, weighted by how much of it the sliding window
@@ -27,6 +28,7 @@ PREFIX = "RATE#"
 COUNT = "count"
 TTL_MARGIN_S = 60
 CONDITION_FAILED = "ConditionalCheckFailedException"
+PREVIOUS_KEPT = 10_000  # previous windows' counts a container remembers before it sweeps
 
 Clock = Callable[[], float]
 
@@ -60,6 +62,21 @@ class DynamoDbRateWindow:
                 current = await self._count(key, start)
         return False, retry_after_s(limit, window_s, elapsed, previous, current)
 
+    async def test(self, key: str, limit: int, window_s: int) -> tuple[bool, int]:
+        """The estimate `hit` makes, from one read of the current window (the previous one is
+        usually known already), with nothing written."""
+        now = self._clock()
+        start = int(now // window_s) * window_s
+        elapsed = now - start
+        await self._clients.client("dynamodb")
+        async with asyncio.timeout(self._timeout_s):
+            previous = await self._previous_count(key, start - window_s)
+            current = await self._count(key, start)
+        room = limit - math.ceil(previous * (window_s - elapsed) / window_s)
+        if current < room:
+            return True, 0
+        return False, retry_after_s(limit, window_s, elapsed, previous, current)
+
     async def _add(self, key: str, start: int, room: int, window_s: int) -> int | None:
         """Count one request unless the window already holds `room`; None when counted, else
         the window's count."""
@@ -89,6 +106,8 @@ class DynamoDbRateWindow:
         cached = self._previous.get(key)
         if cached is None or cached[0] != start:
             cached = (start, await self._count(key, start))
+            if len(self._previous) >= PREVIOUS_KEPT:  # many keys (client addresses): drop stale
+                self._previous = {k: v for k, v in self._previous.items() if v[0] >= start}
             self._previous[key] = cached
         return cached[1]
 
