@@ -87,7 +87,7 @@ class Supervisor:
                 await self._drain(services, runner)
                 return
             self._handle_signals(stack)
-            _quiet_lost_bookkeeping(stack)
+            log_unrecorded_job_ends()
             if self.given is None:
                 _background(stack, sweep_forever(services, self.queue), "lost-jobs")
             _background(stack, runner.run(self.stopping), "batch jobs")
@@ -172,11 +172,12 @@ class Supervisor:
         self.stop()
 
 
-def _quiet_lost_bookkeeping(stack: AsyncExitStack) -> None:
+def log_unrecorded_job_ends() -> None:
     """A Worker that failed leaves its running jobs' arq tasks behind; when Redis is still away
     as they end, arq's recording of their end fails and asyncio reports it, with a traceback, as
     "Task exception was never retrieved". The store holds each job's outcome and arq delivers
-    the job again (it is then acknowledged): say so in one line instead."""
+    the job again (it is then acknowledged): say so in one line instead. asyncio reports it when
+    the task is collected, often as the process ends, so the handler stays for the loop's life."""
     loop = asyncio.get_running_loop()
     previous = loop.get_exception_handler()
 
@@ -190,7 +191,6 @@ def _quiet_lost_bookkeeping(stack: AsyncExitStack) -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handle)
-    stack.callback(loop.set_exception_handler, previous)
 
 
 def _background(stack: AsyncExitStack, work: Coroutine[Any, Any, None], name: str) -> None:

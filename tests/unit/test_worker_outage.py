@@ -16,7 +16,7 @@ from shared.factory import ServiceFactory
 from tests.conftest import make_settings
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
 from worker.outage import MAX_DELAY_S, Outage, RedisGaveUp
-from worker.supervisor import Supervisor
+from worker.supervisor import Supervisor, log_unrecorded_job_ends
 
 DOWN = RedisConnectionError("Error 111 connecting to 127.0.0.1:6379")
 
@@ -82,3 +82,23 @@ async def test_a_worker_keeps_trying_an_unreachable_redis_then_gives_up_at_its_l
         await services.close()
     assert supervisor.outage.failures >= 3  # tried again, with backoff, until the limit
     assert 1.5 <= time.monotonic() - started < 10
+
+
+async def test_arqs_unrecorded_job_ends_are_one_warning_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    log_unrecorded_job_ends()
+    try:
+        task = asyncio.ensure_future(asyncio.sleep(0))
+        await task
+        context = {"message": "Task exception was never retrieved", "exception": DOWN}
+        loop.call_exception_handler({**context, "future": task})
+        loop.call_exception_handler({**context, "exception": ValueError("a bug")})
+    finally:
+        loop.set_exception_handler(previous)
+    levels = [(r.levelname, r.getMessage()[:40]) for r in caplog.records]
+    assert levels[0] == ("WARNING", "arq could not record a job's end, Redis ")
+    assert levels[1][0] == "ERROR"  # anything else is still asyncio's report
+    assert len(levels) == 2
