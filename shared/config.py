@@ -233,6 +233,14 @@ class Settings(BaseSettings):
         description="How long an arq worker rides out an unreachable Redis (keeping its running "
         "jobs) before it exits with status 1 for its supervisor to restart",
     )
+    arq_poll_delay_s: float = Field(
+        0.01,
+        gt=0,
+        le=5,
+        description="How often an idle arq worker asks Redis for due jobs (arq's `poll_delay`): "
+        "a single job waits half of it on average before it starts; each poll is one Redis "
+        "round trip",
+    )
     lost_job_after_s: float = Field(
         60.0,
         gt=0,

@@ -1,8 +1,9 @@
 """`python -m worker`: run an arq worker against REDIS_URL.
 
 Exit status: 0 after a signal (SIGTERM, SIGINT) stopped it, 1 when it failed: Redis unreachable for
-WORKER_OUTAGE_LIMIT_S, or an error while starting. Either way its services are closed first, and
-the process does exit, so a supervisor (Compose's `restart:`, systemd, Kubernetes) can restart it.
+WORKER_OUTAGE_LIMIT_S, or an error while starting. Either way its services are closed first
+(worker/supervisor.py), and the process does exit, so a process manager (Compose's `restart:`,
+systemd, Kubernetes) can start it again.
 """
 
 from __future__ import annotations
@@ -18,52 +19,24 @@ from typing import Any
 
 from shared.config import Settings
 from shared.logs import configure_logging
-from worker.outage import RedisGaveUp, ResilientWorker
-from worker.settings import build_worker, close_step, shutdown
+from worker.outage import RedisGaveUp
+from worker.supervisor import Supervisor
 
 log = logging.getLogger("worker")
 
-JOB_GRACE_S = 5.0  # a failing worker lets its running jobs record their outcome this long
 THREAD_JOIN_S = 2.0
 
 
 async def serve(settings: Settings) -> int:
-    worker = build_worker(settings)
-    code = 1
     try:
-        await worker.async_run()
-        code = 0
-    except asyncio.CancelledError:  # how arq ends after a signal
-        code = 0
+        await Supervisor(settings).run()
     except RedisGaveUp as exc:
         log.error("%s: exiting with status 1", exc)
+        return 1
     except Exception:
         log.exception("the worker failed: exiting with status 1")
-    finally:
-        await stop(worker)
-    return code
-
-
-async def stop(worker: ResilientWorker) -> None:
-    """arq's `Worker.close()`, made safe while Redis is down: running jobs get a short grace and
-    are then cancelled, the shutdown hook closes the services, the Redis pool is let go. Each step
-    is bounded, and one failing does not skip the others."""
-    await close_step("stop the running jobs", _finish_jobs, worker)
-    redis = worker.ctx.get("redis")
-    if redis is not None:
-        await close_step("remove the health-check key", redis.delete, worker.health_check_key)
-    await close_step("shut down", shutdown, worker.ctx)
-    if redis is not None:
-        await close_step("close the Redis pool", redis.aclose)
-
-
-async def _finish_jobs(worker: ResilientWorker) -> None:
-    running = [task for task in worker.tasks.values() if not task.done()]
-    if running:
-        _, unfinished = await asyncio.wait(running, timeout=JOB_GRACE_S)
-        for task in unfinished:  # their jobs are taken again once their lease runs out
-            task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        return 1
+    return 0
 
 
 def _leave_despite_lingering_threads(code: int) -> None:

@@ -96,7 +96,7 @@ USE_CASES = [
 ]
 CALLERS = [
     C("create_app\nlifespan: app.state", "code", "api.app:create_app", "step"),
-    C("startup\narq worker context", "code", "worker.settings:startup", "step"),
+    C("Supervisor.run\narq worker process", "code", "worker.supervisor:Supervisor.run", "step"),
     C("LambdaRuntime\nonce per container", "code", "shared.lambda_runtime:LambdaRuntime", "step"),
 ]
 

@@ -12,7 +12,7 @@ TITLE = "chatjobs: system architecture (ports and adapters)"
 
 # entry points
 APP = C("create_app\nFastAPI, python -m api", "code", "api.app:create_app")
-ARQ = C("build_worker\narq, python -m worker", "code", "worker.settings:build_worker")
+ARQ = C("Supervisor\narq Workers, python -m worker", "code", "worker.supervisor:Supervisor")
 POLLER = C("sqs_poller\nSQS long polling", "code", "worker.sqs_poller")
 LAMBDA = C("LambdaRuntime\nAPI, worker, scheduled", "code", "shared.lambda_runtime:LambdaRuntime")
 # composition root

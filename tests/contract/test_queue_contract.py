@@ -2,7 +2,8 @@
 
 Each adapter comes with a harness: it owns the queue, records each delivery with its time, and
 `deliver(expected)` runs consumers until every expected delivery has arrived, counting repeats
-(the fake drains; the arq harness runs a real burst arq Worker against the test Redis).
+(the fake drains; the arq harness takes the batch jobs as a worker's batch runner does and runs a
+real burst arq Worker against the test Redis for the rest).
 """
 
 from __future__ import annotations
@@ -26,12 +27,13 @@ from shared.adapters.queue.arq import (
     GROUP_PREFIX,
     GROUPS_KEY,
     QUEUE_NAME,
+    WAITING_KEY,
     ArqJobQueue,
 )
 from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.adapters.queue.sqs import SqsJobQueue
 from shared.errors import QueueUnavailable
-from shared.ports import JobQueue
+from shared.ports import JobQueue, JobRef
 from tests.fakes import FakeJobQueue
 
 pytestmark = pytest.mark.filterwarnings("ignore:Call to deprecated close:DeprecationWarning")
@@ -86,8 +88,8 @@ class ArqHarness(Harness):
         async def run_job(ctx: dict[str, Any], job_id: str) -> None:
             await self.record(job_id)
 
-        while await self.queue.promote(1000):  # what workers do as they have free slots
-            pass
+        for job in await self.queue.take_batch_jobs(100_000):  # a worker's batch runner
+            await self.record(job.id)
         worker = Worker(
             functions=[func(run_job, name=FUNCTION)],  # type: ignore[arg-type]
             redis_settings=RedisSettings.from_dsn(self.redis_url),
@@ -286,21 +288,31 @@ class TestArqJobQueue(JobQueueContract):
         yield queue
         await queue.close()
 
-    async def test_enqueue_many_is_one_transaction_in_arqs_layout(
+    async def test_enqueue_many_is_one_transaction_outside_arqs_queue(
         self, harness: ArqHarness, redis_db: Any
     ) -> None:
         await redis_db.config_resetstat()
         await harness.queue.enqueue_many([f"job_{n}" for n in range(100)], group="batch_1")
         stats = await redis_db.info("commandstats")
         assert stats["cmdstat_multi"]["calls"] == 1
-        assert stats["cmdstat_set"]["calls"] == 100
         assert "cmdstat_watch" not in stats
-        await harness.queue.promote(100)
-        pool = await harness.queue._connected()
+        pool = await harness.queue.connected()
+        assert await pool.queued_jobs(queue_name=QUEUE_NAME) == []  # arq holds none of them
+        taken = await harness.queue.take_batch_jobs(1000)
+        assert [(job.id, job.group) for job in taken] == [
+            (f"job_{n}", "batch_1") for n in range(100)
+        ]
+        assert await redis_db.exists(GROUPS_KEY, GROUP_PREFIX + "batch_1", WAITING_KEY) == 0
+
+    async def test_a_single_job_is_an_arq_job(self, harness: ArqHarness) -> None:
+        await harness.queue.enqueue("job_a")
+        await harness.queue.enqueue("job_b", delay_s=60)
+        pool = await harness.queue.connected()
         queued = await pool.queued_jobs(queue_name=QUEUE_NAME)
-        assert {(j.function, j.args) for j in queued} == {
-            (FUNCTION, (f"job_{n}",)) for n in range(100)
-        }
+        assert sorted((j.function, j.args) for j in queued) == [
+            (FUNCTION, ("job_a",)),
+            (FUNCTION, ("job_b",)),
+        ]
 
     async def test_an_immediate_enqueue_of_a_waiting_job_is_a_no_op(
         self, harness: ArqHarness
@@ -316,65 +328,46 @@ class TestArqJobQueue(JobQueueContract):
         await harness.deliver(["job_a", "job_a"])
         assert harness.seen == ["job_a", "job_a"]
 
-    async def test_batch_jobs_wait_outside_arq_until_promoted(
+    async def test_batch_jobs_are_taken_one_group_at_a_time_in_turn(
         self, harness: ArqHarness, redis_db: Any
     ) -> None:
         await harness.queue.enqueue_many(["a1", "a2", "a3"], group="A")
         await harness.queue.enqueue_many(["b1"], group="B")
         await harness.queue.enqueue("single")
-        assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"single"]
+        assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"single"]  # no batch job in arq
 
-        assert await harness.queue.promote(3) == 3
-        assert set(await redis_db.zrange(QUEUE_NAME, 0, -1)) == {b"single", b"a1", b"b1", b"a2"}
+        taken = await harness.queue.take_batch_jobs(3)
+        assert [(job.id, job.group) for job in taken] == [("a1", "A"), ("b1", "B"), ("a2", "A")]
         assert await redis_db.lrange(GROUP_PREFIX + "A", 0, -1) == [b"a3"]
         assert await redis_db.zrange(GROUPS_KEY, 0, -1) == [b"A"]  # B is done
+        assert await redis_db.smembers(WAITING_KEY) == {b"a3"}
 
-        assert await harness.queue.promote(10) == 1
-        assert await redis_db.exists(GROUPS_KEY, GROUP_PREFIX + "A") == 0
-        assert await harness.queue.promote(10) == 0
+        assert [job.id for job in await harness.queue.take_batch_jobs(10)] == ["a3"]
+        assert await redis_db.exists(GROUPS_KEY, GROUP_PREFIX + "A", WAITING_KEY) == 0
+        assert await harness.queue.take_batch_jobs(10) == []
 
-    async def test_a_new_group_gets_the_next_turn(self, harness: ArqHarness, redis_db: Any) -> None:
+    async def test_a_new_group_gets_the_next_turn(self, harness: ArqHarness) -> None:
         await harness.queue.enqueue_many([f"a{n}" for n in range(10)], group="A")
-        await harness.queue.promote(5)
+        await harness.queue.take_batch_jobs(5)
         await harness.queue.enqueue_many(["b1", "b2"], group="B")
-        await harness.queue.promote(2)
-        queued = set(await redis_db.zrange(QUEUE_NAME, 0, -1))
-        assert {b"b1", b"a5"} <= queued and b"b2" not in queued
+        taken = await harness.queue.take_batch_jobs(2)
+        assert [job.id for job in taken] == ["b1", "a5"]
 
-    async def test_take_claims_due_singles_first_then_batch_jobs_in_turn(
-        self, harness: ArqHarness, redis_db: Any
-    ) -> None:
-        await harness.queue.enqueue_many(["a1", "a2", "a3"], group="A")
-        await harness.queue.enqueue_many(["b1"], group="B")
+    async def test_batch_jobs_are_never_taken_twice(self, harness: ArqHarness) -> None:
+        await harness.queue.enqueue_many([f"j{n}" for n in range(20)], group="A")
+        takes = await asyncio.gather(*(harness.queue.take_batch_jobs(3) for _ in range(10)))
+        taken = [job.id for take in takes for job in take]
+        assert len(taken) == len(set(taken)) == 20
+
+    async def test_lost_names_the_jobs_held_nowhere(self, harness: ArqHarness) -> None:
         await harness.queue.enqueue("single")
         await harness.queue.enqueue("later", delay_s=60)
-
-        first = await harness.queue.take(1, scan=100, lease_ms=60_000)
-        assert [job_id for job_id, _ in first] == ["single"]
-        assert await redis_db.llen(GROUP_PREFIX + "A") == 3  # no slot was left for a batch job
-        taken = await harness.queue.take(2, scan=100, lease_ms=60_000)
-        assert sorted(job_id for job_id, _ in taken) == ["a1", "b1"]  # one from each group
-        assert all([await redis_db.exists(f"arq:in-progress:{j}") for j, _ in [*first, *taken]])
-        again = await harness.queue.take(5, scan=100, lease_ms=60_000)
-        assert [job_id for job_id, _ in again] == ["a2", "a3"]  # "later" is not due yet
-
-    async def test_take_never_claims_a_job_twice(self, harness: ArqHarness) -> None:
-        await harness.queue.enqueue_many([f"j{n}" for n in range(20)], group="A")
-        claims = await asyncio.gather(
-            *(harness.queue.take(3, scan=100, lease_ms=60_000) for _ in range(10))
-        )
-        claimed = [job_id for claim in claims for job_id, _ in claim]
-        assert len(claimed) == len(set(claimed)) == 20
-
-    async def test_take_promotes_nothing_while_due_jobs_fill_the_slots(
-        self, harness: ArqHarness, redis_db: Any
-    ) -> None:
-        await harness.queue.enqueue_many(["a1", "a2"], group="A")
-        for n in range(3):
-            await harness.queue.enqueue(f"s{n}")
-        taken = await harness.queue.take(2, scan=100, lease_ms=60_000)
-        assert [job_id for job_id, _ in taken] == ["s0", "s1"]
-        assert await redis_db.llen(GROUP_PREFIX + "A") == 2
+        await harness.queue.enqueue_many(["taken", "waiting"], group="A")
+        await harness.queue.take_batch_jobs(1)  # "taken" left its group: a worker runs it
+        names = ("single", "later", "taken", "waiting", "unknown")
+        lost = await harness.queue.lost([JobRef(name, None) for name in names])
+        # "later" went in as its own arq job (later@<due>), "taken" is out of Redis's hands
+        assert [ref.id for ref in lost] == ["later", "taken", "unknown"]
 
     async def test_start_survives_an_unreachable_redis(self) -> None:
         queue = ArqJobQueue(closed_port_url(), timeout_s=2)

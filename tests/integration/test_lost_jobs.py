@@ -8,15 +8,16 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from arq.connections import ArqRedis, RedisSettings, create_pool
-from arq.constants import job_key_prefix
+from arq.jobs import Job as ArqJob
+from arq.jobs import JobStatus as ArqJobStatus
 
+from shared.adapters.queue.arq import ArqJobQueue
 from shared.factory import ServiceFactory, Services
 from shared.models import ChatRequest, Job, JobStatus, Message, utcnow
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
 from worker.recovery import LOCK_KEY, lost_after_s, reenqueue_lost_jobs, sweep_interval_s
-from worker.settings import build_worker
+from worker.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
 
@@ -32,10 +33,10 @@ async def services(redis_url: str, redis_db: Any, tmp_path: Path) -> AsyncIterat
 
 
 @pytest.fixture
-async def arq_redis(redis_url: str) -> AsyncIterator[ArqRedis]:
-    pool = await create_pool(RedisSettings.from_dsn(redis_url))
-    yield pool
-    await pool.aclose()
+async def queue(redis_url: str) -> AsyncIterator[ArqJobQueue]:
+    queue = ArqJobQueue(redis_url)
+    yield queue
+    await queue.close()
 
 
 def stale_job(minutes: float) -> Job:
@@ -44,18 +45,16 @@ def stale_job(minutes: float) -> Job:
     return Job(tenant="t", request=request, created_at=then, updated_at=then)
 
 
-async def test_lost_jobs_are_enqueued_again_and_run(
-    services: Services, arq_redis: ArqRedis
-) -> None:
+async def test_lost_jobs_are_enqueued_again_and_run(services: Services, queue: ArqJobQueue) -> None:
     lost = await services.store.create_job(stale_job(minutes=30))
     held = await services.store.create_job(stale_job(minutes=30))
     fresh = await services.store.create_job(stale_job(minutes=0))
     await services.queue.enqueue(held.id)  # arq still holds this one
 
-    assert await reenqueue_lost_jobs(services, arq_redis) == 1
-    assert await reenqueue_lost_jobs(services, arq_redis) == 0  # the lock: one sweep a minute
+    assert await reenqueue_lost_jobs(services, queue) == 1
+    assert await reenqueue_lost_jobs(services, queue) == 0  # the lock: one sweep a minute
 
-    await build_worker(services.settings, burst=True, services_override=services).main()
+    await Supervisor(services.settings, burst=True, services=services).run()
     statuses = {j: (await services.store.get_job(j)).status for j in (lost.id, held.id, fresh.id)}  # type: ignore[union-attr]
     assert statuses == {
         lost.id: JobStatus.succeeded,
@@ -65,25 +64,26 @@ async def test_lost_jobs_are_enqueued_again_and_run(
 
 
 async def test_nothing_to_do_when_the_queue_holds_everything(
-    services: Services, arq_redis: ArqRedis
+    services: Services, queue: ArqJobQueue
 ) -> None:
     job = await services.store.create_job(stale_job(minutes=30))
     await services.queue.enqueue(job.id)
-    await arq_redis.delete(LOCK_KEY)
-    assert await reenqueue_lost_jobs(services, arq_redis) == 0
+    await (await queue.connected()).delete(LOCK_KEY)
+    assert await reenqueue_lost_jobs(services, queue) == 0
 
 
 async def test_a_job_lost_about_a_minute_ago_is_enqueued_again(
-    services: Services, arq_redis: ArqRedis
+    services: Services, queue: ArqJobQueue
 ) -> None:
-    """The default LOST_JOB_AFTER_S is a minute; a job's lease (45 + 5 s) is shorter."""
+    """The default LOST_JOB_AFTER_S is a minute; the redelivery horizon (45 + 5 s) is shorter."""
     assert lost_after_s(services.settings) == 60
     assert sweep_interval_s(services.settings) <= 15
     lost = await services.store.create_job(stale_job(minutes=1.1))
     young = await services.store.create_job(stale_job(minutes=0.9))
-    assert await reenqueue_lost_jobs(services, arq_redis) == 1
-    assert await arq_redis.exists(job_key_prefix + lost.id)
-    assert not await arq_redis.exists(job_key_prefix + young.id)
+    assert await reenqueue_lost_jobs(services, queue) == 1
+    pool = await queue.connected()
+    assert await ArqJob(lost.id, pool).status() is ArqJobStatus.queued
+    assert await ArqJob(young.id, pool).status() is ArqJobStatus.not_found
 
 
 def test_a_job_is_never_taken_for_lost_within_its_lease() -> None:
@@ -91,3 +91,12 @@ def test_a_job_is_never_taken_for_lost_within_its_lease() -> None:
     lease_s = settings.job_timeout_s + 5  # JobExecutor's lease
     assert lost_after_s(settings) > lease_s
     assert sweep_interval_s(settings) == 15
+
+
+async def test_batch_jobs_waiting_in_their_group_are_not_lost(
+    services: Services, queue: ArqJobQueue
+) -> None:
+    """A big batch waits in its group for longer than LOST_JOB_AFTER_S: it is not lost."""
+    waiting = await services.store.create_job(stale_job(minutes=30))
+    await services.queue.enqueue_many([waiting.id], group="batch_1")
+    assert await reenqueue_lost_jobs(services, queue) == 0

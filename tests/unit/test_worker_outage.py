@@ -1,14 +1,22 @@
-"""worker.outage: the arq worker's poll loop rides out Redis outages, and gives up after a limit."""
+"""worker.outage and the supervisor around arq: Redis outages are ridden out with backoff, and a
+worker gives up after its limit. (That a fresh arq Worker runs jobs with all its slots once Redis
+is back: tests/integration/test_arq_worker.py.)"""
 
 from __future__ import annotations
 
+import asyncio
 import math
-from typing import Any
+import socket
+import time
 
 import pytest
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from worker.outage import MAX_DELAY_S, Outage, RedisGaveUp, ResilientWorker
+from shared.factory import ServiceFactory
+from tests.conftest import make_settings
+from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
+from worker.outage import MAX_DELAY_S, Outage, RedisGaveUp
+from worker.supervisor import Supervisor, log_unrecorded_job_ends
 
 DOWN = RedisConnectionError("Error 111 connecting to 127.0.0.1:6379")
 
@@ -48,35 +56,49 @@ def test_a_recovery_starts_the_next_outage_afresh() -> None:
     assert math.isclose(outage.down_s, 0)
 
 
-class DownPipeline:
-    async def __aenter__(self) -> DownPipeline:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        return None
-
-    async def watch(self, *keys: str) -> None:
-        raise DOWN
+def closed_port_url() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"redis://127.0.0.1:{port}/0"
 
 
-class DownRedis:
-    def pipeline(self, transaction: bool = True) -> DownPipeline:
-        return DownPipeline()
-
-
-async def job(ctx: dict[str, Any]) -> None:
-    return None
-
-
-async def test_a_job_that_could_not_start_gives_its_slot_back() -> None:
-    worker = ResilientWorker(
-        functions=[job],
-        redis_pool=DownRedis(),
-        max_jobs=2,
-        handle_signals=False,  # type: ignore[arg-type]
+async def test_a_worker_keeps_trying_an_unreachable_redis_then_gives_up_at_its_limit() -> None:
+    """Redis never answers: the supervisor starts fresh arq Workers with backoff (it does not
+    end at the first failure) and raises RedisGaveUp once the outage has lasted its limit."""
+    settings = make_settings(
+        queue_backend="arq", redis_url=closed_port_url(), worker_outage_limit_s=1.5
     )
-    for _ in range(3):  # without giving slots back, the worker would be full after two
-        with pytest.raises(RedisConnectionError):
-            await worker.start_jobs([b"job_1"])
-    assert worker.job_counter == 0
-    assert worker.sem._value == 3  # max_jobs + 1, as arq made it
+    factory = ServiceFactory(
+        settings, store=FakeJobStore(), cache=FakeResultCache(), queue=FakeJobQueue(), llm=FakeLLM()
+    )
+    services = await factory.start(consume=False)
+    supervisor = Supervisor(settings, services=services, handle_signals=False)
+    started = time.monotonic()
+    try:
+        with pytest.raises(RedisGaveUp, match="giving up"):
+            await asyncio.wait_for(supervisor.run(), timeout=20)
+    finally:
+        await services.close()
+    assert supervisor.outage.failures >= 3  # tried again, with backoff, until the limit
+    assert 1.5 <= time.monotonic() - started < 10
+
+
+async def test_arqs_unrecorded_job_ends_are_one_warning_not_a_traceback(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    log_unrecorded_job_ends()
+    try:
+        task = asyncio.ensure_future(asyncio.sleep(0))
+        await task
+        context = {"message": "Task exception was never retrieved", "exception": DOWN}
+        loop.call_exception_handler({**context, "future": task})
+        loop.call_exception_handler({**context, "exception": ValueError("a bug")})
+    finally:
+        loop.set_exception_handler(previous)
+    levels = [(r.levelname, r.getMessage()[:40]) for r in caplog.records]
+    assert levels[0] == ("WARNING", "arq could not record a job's end, Redis ")
+    assert levels[1][0] == "ERROR"  # anything else is still asyncio's report
+    assert len(levels) == 2

@@ -1,0 +1,85 @@
+"""BatchRunner: a worker's batch jobs, taken from their groups into the slots arq's jobs leave free.
+
+Batch jobs do not pass through arq's queue (docs/adr/0009): as soon as this process has a free
+slot, the runner takes that many batch jobs (`ArqJobQueue.take_batch_jobs`, one round trip, one
+job of each batch in turn) and runs each through the same handler as everything else. A delay
+the executor asks for becomes a delayed arq job. A job cancelled on the way out goes back to its
+group at once; a job whose worker died is found by the lost-job sweep (worker/recovery.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from contextlib import suppress
+
+from shared.adapters.queue.arq import ArqJobQueue, BatchJob
+from shared.logs import bound
+from shared.ports import JobHandler
+from worker.outage import UNREACHABLE, Outage
+from worker.slots import Slots
+
+log = logging.getLogger(__name__)
+
+IDLE_POLL_S = 0.05  # no batch job waiting: look again this often
+PUT_BACK_S = 2.0
+
+
+class BatchRunner:
+    def __init__(
+        self, queue: ArqJobQueue, handler: JobHandler, slots: Slots, idle_s: float = IDLE_POLL_S
+    ) -> None:
+        self.queue, self.handler, self.slots, self.idle_s = queue, handler, slots, idle_s
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take batch jobs into free slots until `stop` is set; Redis outages are waited out."""
+        outage = Outage("batch jobs")
+        while await self.slots.until(lambda: self.slots.free > 0 or stop.is_set()):
+            if stop.is_set():
+                return
+            try:
+                taken = await self.take()
+            except UNREACHABLE as exc:
+                await _sleep_unless(stop, outage.failed(exc))
+                continue
+            outage.recovered()
+            if not taken:
+                await _sleep_unless(stop, self.idle_s)
+
+    async def drain(self) -> None:
+        """Run batch jobs until none is waiting or running (burst mode)."""
+        while True:
+            await self.slots.until(lambda: self.slots.free > 0)
+            if not await self.take():
+                if not self.slots.batch_jobs:
+                    return
+                await self.slots.until(lambda: not self.slots.batch_jobs)
+
+    async def take(self) -> list[BatchJob]:
+        taken = await self.queue.take_batch_jobs(self.slots.free)
+        for job in taken:
+            self.slots.start_batch_job(self._run(job), name=f"batch job {job.id}")
+        return taken
+
+    async def _run(self, job: BatchJob) -> None:
+        try:
+            with bound(job_id=job.id):
+                await self.handler(job.id)
+        except asyncio.CancelledError:
+            await self._put_back(job)
+            raise
+        except Exception:  # e.g. a retry that could not be enqueued: the sweep finds the job
+            log.exception("batch job %s: its delivery failed", job.id)
+
+    async def _put_back(self, job: BatchJob) -> None:
+        try:
+            async with asyncio.timeout(PUT_BACK_S):
+                await self.queue.enqueue_many([job.id], group=job.group)
+        except UNREACHABLE as exc:  # TimeoutError is an OSError
+            log.warning("batch job %s: not put back (%r); the sweep will find it", job.id, exc)
+
+
+async def _sleep_unless(stop: asyncio.Event, seconds: float) -> None:
+    with suppress(TimeoutError):
+        async with asyncio.timeout(seconds):
+            await stop.wait()
