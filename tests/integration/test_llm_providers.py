@@ -307,7 +307,8 @@ async def test_each_chunk_is_handed_over_as_it_arrives(
     await patient.close()
 
     assert len(arrivals) == 6
-    assert arrivals[4] - arrivals[0] >= 0.35  # five words, 0.1 s apart: not held back to the end
+    # five words 0.1 s apart: held back to the end they would come within a few milliseconds
+    assert arrivals[4] - arrivals[0] >= 0.2
 
 
 async def test_a_stream_that_stalls_past_the_timeout_is_transient(

@@ -89,3 +89,7 @@ async def test_starting_a_vertex_provider_needs_no_network() -> None:
     await provider.start()
     await provider.close()
     await provider.close()  # a second close is a no-op
+
+
+def test_the_key_stays_out_of_the_connection_repr() -> None:
+    assert "g-secret" not in repr(GeminiConnection(api_key="g-secret"))

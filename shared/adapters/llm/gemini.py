@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncGenerator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -40,7 +40,7 @@ class GeminiConnection:
     """Where and how the client connects: the Gemini API with a key, or Vertex AI (with a
     project and location through Application Default Credentials, or a key in express mode)."""
 
-    api_key: str | None = None
+    api_key: str | None = field(default=None, repr=False)
     base_url: str | None = None
     vertexai: bool = False
     project: str | None = None

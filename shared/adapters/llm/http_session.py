@@ -1,4 +1,5 @@
-"""The aiohttp session OpenRouter is called through, one per process.
+"""The aiohttp session each provider calls through (Gemini's SDK too, as its `aiohttp_client`),
+one per provider per process.
 
 Measured on the same stub server, 50 calls at once (docs/PERFORMANCE.md): a call cost about
 0.15 ms of CPU through aiohttp against 0.6-1 ms through httpx, whose connection pool rescans
