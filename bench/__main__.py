@@ -1,5 +1,6 @@
 """`python -m bench [--only NAME ...]`: every case of docs/PERFORMANCE.md, each against its
-baseline started here in the same run; prints the table, writes bench/results.json and the chart.
+baseline started here in the same run; prints the table, writes bench/results.json and the chart
+(with `--only`, bench/results-NAME….json and no chart).
 Everything it starts (Valkey, APIs, workers, stubs, load generators) is stopped before it exits.
 """
 
@@ -15,12 +16,19 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import cases_http, cases_memory, cases_queue
+from bench import cases_http, cases_llm, cases_memory, cases_queue
 from bench.procs import Fleet
-from bench.report import Row, draw_chart, machine, print_table, write_results
+from bench.report import (
+    Row,
+    draw_chart,
+    machine,
+    partial_results,
+    print_table,
+    write_results,
+)
 from bench.service import Run
 
-CASES = ("http", "latency", "batch", "memory")
+CASES = ("http", "latency", "batch", "memory", "llm")
 
 
 def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]:
@@ -50,6 +58,9 @@ def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]
     if "memory" in only:
         say("memory")
         rows.append(cases_memory.memory_row(run))
+    if "llm" in only:
+        say("Gemini call CPU: google-genai against REST")
+        rows.append(cases_llm.gemini_cpu_row(run))
     return rows
 
 
@@ -78,6 +89,11 @@ def main() -> int:
             fleet.close()
             redis.stop()
     print_table(rows, console)
+    if set(args.only) != set(CASES):
+        path = partial_results(args.only)
+        write_results(rows, info, path)
+        console.print(f"wrote {path.relative_to(path.parents[1])} (some cases only: no chart)")
+        return 0
     write_results(rows, info)
     draw_chart(rows)
     console.print("wrote bench/results.json and docs/asset/performance.png")

@@ -93,13 +93,18 @@ def print_table(rows: list[Row], console: Console | None = None) -> None:
     (console or Console()).print(table)
 
 
-def write_results(rows: list[Row], info: dict[str, Any]) -> None:
+def write_results(rows: list[Row], info: dict[str, Any], path: Path = RESULTS) -> None:
     document = {
         "finished_at": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": info,
         "cases": [asdict(row) | {"met": row.met, "goal_text": row.goal_text} for row in rows],
     }
-    RESULTS.write_text(json.dumps(document, indent=2) + "\n")
+    path.write_text(json.dumps(document, indent=2) + "\n")
+
+
+def partial_results(only: list[str]) -> Path:
+    """Where a run of some cases only is written, so the full run's figures stay whole."""
+    return RESULTS.with_name(f"results-{'-'.join(sorted(only))}.json")
 
 
 def draw_chart(rows: list[Row], path: Path = CHART) -> None:

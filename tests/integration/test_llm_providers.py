@@ -1,16 +1,19 @@
-"""The providers (Gemini REST and OpenRouter, both over httpx) against the stub LLM server on
-loopback."""
+"""The providers (Gemini through the google-genai SDK, OpenRouter over aiohttp) against the stub
+LLM server on loopback, whole answers and streamed."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator
+from contextlib import aclosing
+from typing import Any
 
 import pytest
 
+from shared.adapters.llm.base import Delta, HttpProvider
 from shared.adapters.llm.circuit import CircuitBreaker
 from shared.adapters.llm.fallback import FallbackLLM
-from shared.adapters.llm.gemini import GeminiProvider
+from shared.adapters.llm.gemini import GeminiConnection, GeminiProvider
 from shared.adapters.llm.openrouter import OpenRouterProvider
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.models import ChatRequest, Message
@@ -22,21 +25,32 @@ pytestmark = pytest.mark.integration
 TIMEOUT_S = 0.5
 
 
+def gemini_at(url: str, timeout_s: float = TIMEOUT_S, connections: int = 16) -> GeminiProvider:
+    connection = GeminiConnection(api_key="g-key", base_url=url)
+    return GeminiProvider(connection, "gemini-2.5-flash", timeout_s, connections=connections)
+
+
+def openrouter_at(
+    url: str, timeout_s: float = TIMEOUT_S, connections: int = 16
+) -> OpenRouterProvider:
+    model = "openai/gpt-4o-mini"
+    return OpenRouterProvider("o-key", model, url, timeout_s, connections=connections)
+
+
 def ask(text: str = "hello stub", **options: object) -> ChatRequest:
     return ChatRequest.model_validate({"messages": [{"role": "user", "content": text}], **options})
 
 
 @pytest.fixture
 async def gemini(llm_stub: LLMStub) -> AsyncIterator[GeminiProvider]:
-    provider = GeminiProvider("g-key", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S)
+    provider = gemini_at(llm_stub.gemini_base_url)
     yield provider
     await provider.close()
 
 
 @pytest.fixture
 async def openrouter(llm_stub: LLMStub) -> AsyncIterator[OpenRouterProvider]:
-    url = llm_stub.openrouter_base_url
-    provider = OpenRouterProvider("o-key", "openai/gpt-4o-mini", url, TIMEOUT_S)
+    provider = openrouter_at(llm_stub.openrouter_base_url)
     yield provider
     await provider.close()
 
@@ -44,9 +58,16 @@ async def openrouter(llm_stub: LLMStub) -> AsyncIterator[OpenRouterProvider]:
 @pytest.fixture(params=["gemini", "openrouter"])
 def provider(
     request: pytest.FixtureRequest, gemini: GeminiProvider, openrouter: OpenRouterProvider
-) -> LLMProvider:
-    chosen: LLMProvider = gemini if request.param == "gemini" else openrouter
+) -> HttpProvider[Any]:
+    chosen: HttpProvider[Any] = gemini if request.param == "gemini" else openrouter
     return chosen
+
+
+def at(provider: HttpProvider[Any], llm_stub: LLMStub, **options: Any) -> HttpProvider[Any]:
+    """Another provider of the same vendor on the stub, e.g. with a longer timeout."""
+    if provider.name == "gemini":
+        return gemini_at(llm_stub.gemini_base_url, **options)
+    return openrouter_at(llm_stub.openrouter_base_url, **options)
 
 
 async def test_gemini_success(gemini: GeminiProvider, llm_stub: LLMStub) -> None:
@@ -142,9 +163,7 @@ async def test_stall_past_the_timeout_is_transient(
 async def test_refused_connection_is_transient(provider: LLMProvider) -> None:
     provider_url = "http://127.0.0.1:9"  # discard port: nothing listens there
     dead: LLMProvider = (
-        GeminiProvider("k", "gemini-2.5-flash", provider_url, TIMEOUT_S)
-        if provider.name == "gemini"
-        else OpenRouterProvider("k", "a/b", provider_url, TIMEOUT_S)
+        gemini_at(provider_url) if provider.name == "gemini" else openrouter_at(provider_url)
     )
     with pytest.raises(TransientLLMError):
         await dead.complete(ask())
@@ -206,20 +225,20 @@ async def test_stub_behaviour_can_be_limited_to_a_few_requests(
 
 async def test_a_provider_creates_its_client_once_and_closes_it(llm_stub: LLMStub) -> None:
     """One HTTP client per process (per Lambda container): made by start(), reused, closed."""
-    gemini = GeminiProvider("k", "gemini-2.5-flash", llm_stub.gemini_base_url, TIMEOUT_S)
+    gemini = gemini_at(llm_stub.gemini_base_url)
     openrouter = OpenRouterProvider("k", "a/b", llm_stub.openrouter_base_url, TIMEOUT_S)
     for provider in (gemini, openrouter):
         await provider.start()
-    clients = (gemini._http, openrouter._http)
+    clients = (gemini._client, openrouter._client)
     assert all(c is not None for c in clients)
     for _ in range(3):
         answers = [(await p.complete(ask("again"))).content for p in (gemini, openrouter)]
         assert answers == ["gemini says: again", "openrouter says: again"]
     await gemini.start()  # a second start is a no-op
-    assert (gemini._http, openrouter._http) == clients
+    assert (gemini._client, openrouter._client) == clients
     for provider in (gemini, openrouter):
         await provider.close()
-    assert (gemini._http, openrouter._http) == (None, None)
+    assert (gemini._client, openrouter._client) == (None, None)
     assert llm_stub.stats() == {"gemini": 3, "openrouter": 3}
 
 
@@ -229,5 +248,112 @@ async def test_gemini_never_puts_a_model_that_is_not_a_plain_id_into_its_url(
 ) -> None:
     with pytest.raises(PermanentLLMError, match="not a Gemini model id"):
         await gemini.complete(ask(model=model))
+
+    assert llm_stub.seen_targets() == []
+
+
+# Streaming: Gemini's `:streamGenerateContent?alt=sse`, OpenRouter's `"stream": true`.
+
+
+async def streamed(provider: HttpProvider[Any], request: ChatRequest) -> list[Delta]:
+    async with aclosing(provider.stream(request)) as deltas:
+        return [delta async for delta in deltas]
+
+
+async def test_a_stream_yields_the_answer_a_chunk_at_a_time_then_the_completion(
+    provider: HttpProvider[Any],
+) -> None:
+    deltas = await streamed(provider, ask("what is up"))
+
+    texts, done = [d.text for d in deltas[:-1]], deltas[-1].completion
+    assert texts == [f"{provider.name} ", "says: ", "what ", "is ", "up"]  # the stub's chunks
+    assert done is not None and deltas[-1].text == ""
+    assert done.content == f"{provider.name} says: what is up" == "".join(texts)
+    assert (done.provider, done.usage.output_tokens) == (provider.name, 5)
+    assert done.usage.input_tokens > 0
+    assert all(d.completion is None for d in deltas[:-1])
+
+
+async def test_gemini_streams_over_sse_with_the_same_request(
+    gemini: GeminiProvider, llm_stub: LLMStub
+) -> None:
+    await streamed(gemini, ask("what is up", temperature=0.2, max_tokens=50))
+
+    path = "/v1beta/models/gemini-2.5-flash:streamGenerateContent"
+    assert llm_stub.seen_targets() == [f"{path}?alt=sse"]
+    seen = llm_stub.last_request("gemini") or {}
+    assert seen["headers"]["x-goog-api-key"] == "g-key"
+    assert seen["body"]["generationConfig"] == {"temperature": 0.2, "maxOutputTokens": 50}
+
+
+async def test_openrouter_asks_for_a_stream_that_ends_with_usage(
+    openrouter: OpenRouterProvider, llm_stub: LLMStub
+) -> None:
+    await streamed(openrouter, ask())
+
+    body = (llm_stub.last_request("openrouter") or {})["body"]
+    assert body["stream"] is True and body["stream_options"] == {"include_usage": True}
+
+
+async def test_each_chunk_is_handed_over_as_it_arrives(
+    provider: HttpProvider[Any], llm_stub: LLMStub
+) -> None:
+    llm_stub.set(provider.name, "ok", chunk_delay_s=0.1)
+    patient = at(provider, llm_stub, timeout_s=10)
+    arrivals: list[float] = []
+    async with aclosing(patient.stream(ask("what is up"))) as deltas:
+        async for _ in deltas:
+            arrivals.append(time.monotonic())
+    await patient.close()
+
+    assert len(arrivals) == 6
+    # five words 0.1 s apart: held back to the end they would come within a few milliseconds
+    assert arrivals[4] - arrivals[0] >= 0.2
+
+
+async def test_a_stream_that_stalls_past_the_timeout_is_transient(
+    provider: HttpProvider[Any], llm_stub: LLMStub
+) -> None:
+    llm_stub.set(provider.name, "ok", chunk_delay_s=2)
+    texts: list[str] = []
+    started = time.monotonic()
+    with pytest.raises(TransientLLMError, match="timed out"):
+        async with aclosing(provider.stream(ask())) as deltas:
+            async for delta in deltas:
+                texts.append(delta.text)
+    assert time.monotonic() - started < 1.5
+    assert texts in ([], [f"{provider.name} "])  # at most the first word came in time
+
+
+@pytest.mark.parametrize(
+    ("mode", "status", "error", "match"),
+    [("fail", 503, TransientLLMError, "HTTP 503"), ("fail", 400, PermanentLLMError, "HTTP 400"),
+     ("rate_limit", 429, TransientLLMError, "HTTP 429"),
+     ("block", 0, PermanentLLMError, "blocked|withheld"),
+     ("safety", 0, PermanentLLMError, "withheld"), ("garbage", 0, TransientLLMError, "malformed")],
+)  # fmt: skip
+async def test_a_stream_fails_with_the_same_typed_errors(
+    provider: HttpProvider[Any],
+    llm_stub: LLMStub,
+    mode: str,
+    status: int,
+    error: type[Exception],
+    match: str,
+) -> None:
+    llm_stub.set(provider.name, mode, status=status, retry_after=7)
+    with pytest.raises(error, match=match) as raised:
+        await streamed(provider, ask())
+    if status:
+        assert getattr(raised.value, "status_code", None) == status
+    if mode == "rate_limit":
+        assert getattr(raised.value, "retry_after_s", None) == 7.0
+    assert llm_stub.stats()[provider.name] == 1
+
+
+async def test_a_stream_never_puts_a_model_that_is_not_a_plain_id_into_its_url(
+    gemini: GeminiProvider, llm_stub: LLMStub
+) -> None:
+    with pytest.raises(PermanentLLMError, match="not a Gemini model id"):
+        await streamed(gemini, ask(model="gemini-x/../../v1/evil:streamGenerateContent?"))
 
     assert llm_stub.seen_targets() == []

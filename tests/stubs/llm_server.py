@@ -1,4 +1,6 @@
-"""A stub LLM server speaking Gemini's generateContent and OpenRouter's chat completions.
+"""A stub LLM server speaking Gemini's generateContent and OpenRouter's chat completions, whole
+or streamed as server-sent events (`:streamGenerateContent?alt=sse`, `"stream": true`), a word
+a chunk with `chunk_delay_s` between chunks.
 
 Answers are deterministic ("gemini says: <last user message>"), behaviour is switchable per
 provider at runtime (in-process through `StubState`, or over HTTP with `POST /_control`), and it
@@ -12,16 +14,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import threading
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -34,13 +37,15 @@ GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
 
 @dataclass(frozen=True)
 class Behaviour:
-    """How a provider answers. `times`: only the next N requests, then back to ok."""
+    """How a provider answers. `times`: only the next N requests, then back to ok.
+    `chunk_delay_s`: the pause between a streamed answer's chunks."""
 
     mode: str = "ok"
     status: int = 500
     seconds: float = 5.0
     retry_after: int = 1
     times: int | None = None
+    chunk_delay_s: float = 0.0
 
 
 class StubState:
@@ -143,38 +148,77 @@ async def _record(request: Request) -> dict[str, Any]:
 
 async def _gemini(request: Request) -> Response:
     model, _, action = request.path_params["target"].partition(":")
-    if action != "generateContent":
+    if action not in ("generateContent", "streamGenerateContent"):
         return JSONResponse({"error": {"code": 404, "message": "no such method"}}, 404)
     record = await _record(request)
     behaviour = request.app.state.stub.take("gemini", record)
     if behaviour.mode == "stall":
         await asyncio.sleep(behaviour.seconds)
-    return _gemini_response(behaviour, record["body"], model)
-
-
-def _gemini_response(behaviour: Behaviour, body: dict[str, Any], model: str) -> Response:
-    mode = behaviour.mode
-    if mode in ("fail", "rate_limit"):
-        status = 429 if mode == "rate_limit" else behaviour.status
-        error = {"code": status, "message": f"stub {mode}", "status": GOOGLE_STATUS.get(status)}
+    if behaviour.mode in ("fail", "rate_limit"):
+        status = 429 if behaviour.mode == "rate_limit" else behaviour.status
+        message = f"stub {behaviour.mode}"
+        error = {"code": status, "message": message, "status": GOOGLE_STATUS.get(status)}
         return JSONResponse({"error": error}, status, headers=_retry_after(behaviour))
-    if mode == "garbage":
+    if action == "streamGenerateContent":
+        chunks = _gemini_chunks(behaviour, record["body"], model)
+        return _sse([f"data: {c}" for c in chunks], behaviour.chunk_delay_s)
+    if behaviour.mode == "garbage":
         return PlainTextResponse("{not json", 200, media_type="application/json")
+    return JSONResponse(_gemini_answer(behaviour.mode, record["body"], model, whole=True))
+
+
+def _gemini_answer(
+    mode: str, body: dict[str, Any], model: str, *, whole: bool, text: str | None = None
+) -> dict[str, Any]:
+    """The answer, or with `text` one streamed chunk of it (the last one when `whole`)."""
     if mode == "block":
-        return JSONResponse({"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model})
-    prompt = _last_text(body.get("contents", []), "user", _parts_text)
-    answer = f"gemini says: {prompt}"
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": answer}]}}
-    candidate["finishReason"] = "STOP"
+        return {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model}
     if mode == "safety":
-        candidate = {"finishReason": "SAFETY", "index": 0}
+        return {"candidates": [{"finishReason": "SAFETY", "index": 0}], "modelVersion": model}
+    answer = _gemini_text(body)
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text or answer}]}}
+    if not whole:
+        return {"candidates": [candidate], "modelVersion": model}
+    candidate["finishReason"] = "STOP"
     words_in, words_out = len(str(body.get("contents")).split()), len(answer.split())
     usage = {
         "promptTokenCount": words_in,
         "candidatesTokenCount": words_out,
         "totalTokenCount": words_in + words_out,
     }
-    return JSONResponse({"candidates": [candidate], "usageMetadata": usage, "modelVersion": model})
+    return {"candidates": [candidate], "usageMetadata": usage, "modelVersion": model}
+
+
+def _gemini_text(body: dict[str, Any]) -> str:
+    return f"gemini says: {_last_text(body.get('contents', []), 'user', _parts_text)}"
+
+
+def _gemini_chunks(behaviour: Behaviour, body: dict[str, Any], model: str) -> list[str]:
+    if behaviour.mode == "garbage":
+        return ["{not json"]
+    if behaviour.mode in ("block", "safety"):
+        return [json.dumps(_gemini_answer(behaviour.mode, body, model, whole=True))]
+    words = _words(_gemini_text(body))
+    return [
+        json.dumps(_gemini_answer("ok", body, model, whole=n == len(words) - 1, text=word))
+        for n, word in enumerate(words)
+    ]
+
+
+def _words(text: str) -> list[str]:
+    """A chunk a word, each with the space after it: joined they are the text again."""
+    words = text.split(" ")
+    return [w + " " for w in words[:-1]] + [words[-1]]
+
+
+def _sse(lines: list[str], delay_s: float) -> StreamingResponse:
+    async def events() -> AsyncIterator[str]:
+        for n, line in enumerate(lines):
+            if n and delay_s:
+                await asyncio.sleep(delay_s)
+            yield line + "\r\n\r\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream")
 
 
 async def _openrouter(request: Request) -> Response:
@@ -182,6 +226,10 @@ async def _openrouter(request: Request) -> Response:
     behaviour = request.app.state.stub.take("openrouter", record)
     if behaviour.mode == "stall":
         await asyncio.sleep(behaviour.seconds)
+    if record["body"].get("stream") and behaviour.mode not in ("fail", "rate_limit"):
+        lines = [": OPENROUTER PROCESSING"]  # a comment, as OpenRouter sends while it waits
+        lines += [f"data: {c}" for c in _openrouter_chunks(behaviour, record["body"])]
+        return _sse([*lines, "data: [DONE]"], behaviour.chunk_delay_s)
     return _openrouter_response(behaviour, record["body"])
 
 
@@ -193,16 +241,49 @@ def _openrouter_response(behaviour: Behaviour, body: dict[str, Any]) -> Response
         return JSONResponse({"error": error}, status, headers=_retry_after(behaviour))
     if mode == "garbage":
         return PlainTextResponse("{not json", 200, media_type="application/json")
-    prompt = _last_text(body.get("messages", []), "user", lambda m: str(m.get("content", "")))
-    answer = f"openrouter says: {prompt}"
+    answer = _openrouter_text(body)
     refused = mode in ("block", "safety")
     message = {"role": "assistant", "content": None if refused else answer}
     finish = "content_filter" if refused else "stop"
-    words_in, words_out = len(str(body.get("messages")).split()), len(answer.split())
-    usage = {"prompt_tokens": words_in, "completion_tokens": words_out}
     choice = {"index": 0, "message": message, "finish_reason": finish}
     model = body.get("model", "stub/model")
+    usage = _openrouter_usage(body, answer)
     return JSONResponse({"id": "gen-stub", "model": model, "choices": [choice], "usage": usage})
+
+
+def _openrouter_text(body: dict[str, Any]) -> str:
+    prompt = _last_text(body.get("messages", []), "user", lambda m: str(m.get("content", "")))
+    return f"openrouter says: {prompt}"
+
+
+def _openrouter_usage(body: dict[str, Any], answer: str) -> dict[str, int]:
+    words_in, words_out = len(str(body.get("messages")).split()), len(answer.split())
+    return {"prompt_tokens": words_in, "completion_tokens": words_out}
+
+
+def _openrouter_chunks(behaviour: Behaviour, body: dict[str, Any]) -> list[str]:
+    """`chat.completion.chunk`s: a word each, then the finish reason, then the usage."""
+    if behaviour.mode == "garbage":
+        return ["{not json"]
+    model, answer = body.get("model", "stub/model"), _openrouter_text(body)
+    refused = behaviour.mode in ("block", "safety")
+
+    def chunk(delta: dict[str, Any], finish: str | None) -> str:
+        choice = {"index": 0, "delta": delta, "finish_reason": finish}
+        return json.dumps({"id": "gen-stub", "model": model, "choices": [choice]})
+
+    words = [] if refused else _words(answer)
+    usage = {
+        "id": "gen-stub",
+        "model": model,
+        "choices": [],
+        "usage": _openrouter_usage(body, answer),
+    }
+    return [
+        *(chunk({"role": "assistant", "content": word}, None) for word in words),
+        chunk({}, "content_filter" if refused else "stop"),
+        json.dumps(usage),
+    ]
 
 
 def _request_prompt(body: dict[str, Any]) -> str:

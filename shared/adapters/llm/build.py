@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from shared.adapters.llm.circuit import CircuitBreaker
 from shared.adapters.llm.fallback import FallbackLLM
 from shared.config import Settings
 from shared.ports import LLMProvider
+
+if TYPE_CHECKING:
+    from shared.adapters.llm.gemini import GeminiConnection
 
 log = logging.getLogger(__name__)
 
@@ -20,7 +24,8 @@ def build_llm(settings: Settings) -> LLMProvider:
 
         log.warning(
             "NO LLM KEY SET: every job is answered by the offline provider (provider 'offline', "
-            "canned text). Set GEMINI_API_KEY and/or OPENROUTER_API_KEY for real answers."
+            "canned text). Set GEMINI_API_KEY (or GOOGLE_GENAI_USE_VERTEXAI) and/or "
+            "OPENROUTER_API_KEY for real answers."
         )
         return OfflineProvider()
 
@@ -32,14 +37,27 @@ def build_llm(settings: Settings) -> LLMProvider:
 
 
 def _gemini(s: Settings) -> LLMProvider | None:
-    if not s.gemini_api_key:
+    if not (s.gemini_api_key or s.google_genai_use_vertexai):
         return None
     from shared.adapters.llm.gemini import GeminiProvider
 
-    key = s.gemini_api_key.get_secret_value()
-    connections = s.worker_concurrency
-    return GeminiProvider(
-        key, s.gemini_model, s.gemini_base_url, s.llm_timeout_s, connections=connections
+    connection, connections = gemini_connection(s), s.worker_concurrency
+    return GeminiProvider(connection, s.gemini_model, s.llm_timeout_s, connections=connections)
+
+
+def gemini_connection(s: Settings) -> GeminiConnection:
+    """The Gemini API with GEMINI_API_KEY, or Vertex AI when GOOGLE_GENAI_USE_VERTEXAI is set."""
+    from shared.adapters.llm.gemini import GeminiConnection
+
+    key = s.gemini_api_key.get_secret_value() if s.gemini_api_key else None
+    if not s.google_genai_use_vertexai:
+        return GeminiConnection(api_key=key, base_url=s.gemini_base_url)
+    return GeminiConnection(
+        api_key=key,
+        base_url=s.gemini_base_url,
+        vertexai=True,
+        project=s.google_cloud_project,
+        location=s.google_cloud_location,
     )
 
 

@@ -1,166 +1,196 @@
-"""Google Gemini's `generateContent` REST API.
+"""Google Gemini through the google-genai SDK, on the Gemini API or Vertex AI.
 
-Measured against the google-genai SDK on the same stub server (docs/PERFORMANCE.md): the SDK
-spent several times the CPU of the HTTP exchange itself building and parsing its own models,
-which capped a worker near 200 jobs/s. The request and answer are small JSON documents; this
-module builds and reads them directly, with the same error mapping (see http_session.py for the
-client).
-"""
+One `genai.Client` a process, over our own aiohttp session (HttpOptions.aiohttp_client: the
+proxy looked up once, a connection limit; the SDK's own session rereads the environment and
+~/.netrc on every call); the SDK's retries are off (one attempt a call). Requests are given as
+the SDK's TypedDicts, which it converts for less CPU than its models. What the SDK costs against
+plain REST: docs/PERFORMANCE.md and ADR 0003."""
 
 from __future__ import annotations
 
 import re
-import time
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+from enum import Enum
 from typing import Any
-from urllib.parse import quote
 
 import aiohttp
+from google import genai
+from google.genai import errors, types
 
+from shared.adapters.llm.base import HttpProvider, Piece
 from shared.adapters.llm.http_errors import error_for_status, shorten
-from shared.adapters.llm.http_session import Answer, new_session, post_json
+from shared.adapters.llm.http_session import new_session
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
-from shared.models import ChatRequest, Completion, Usage
+from shared.models import ChatRequest, Usage
 
-DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
-API_VERSION = "v1beta"
-# Finish reasons that mean the answer was withheld on purpose; asking again will not help.
+API_VERSION = "v1beta"  # the Gemini API's; Vertex AI keeps the SDK's own
+# Where the SDK goes without a base URL, for the proxy lookup (NO_PROXY, HTTPS_PROXY).
+GEMINI_API_URL, VERTEX_AI_URL = (
+    "https://generativelanguage.googleapis.com",
+    "https://aiplatform.googleapis.com",
+)
 GEMINI_MODEL = re.compile(r"gemini[A-Za-z0-9._-]*")
+# Finish reasons that mean the answer was withheld on purpose; asking again will not help.
 REFUSALS = frozenset({"SAFETY", "RECITATION", "BLOCKLIST", "PROHIBITED_CONTENT", "SPII"})
 
 
-class GeminiProvider:
+@dataclass(frozen=True)
+class GeminiConnection:
+    """Where and how the client connects: the Gemini API with a key, or Vertex AI (with a
+    project and location through Application Default Credentials, or a key in express mode)."""
+
+    api_key: str | None = field(default=None, repr=False)
+    base_url: str | None = None
+    vertexai: bool = False
+    project: str | None = None
+    location: str | None = None
+
+    @property
+    def url(self) -> str:
+        return self.base_url or (VERTEX_AI_URL if self.vertexai else GEMINI_API_URL)
+
+    def client_args(self, timeout_s: float, session: aiohttp.ClientSession) -> dict[str, Any]:
+        """genai.Client's arguments, explicit where Settings has a value (which may come from
+        .env or the Secrets Manager secret, where the SDK would not look)."""
+        http = types.HttpOptions(
+            base_url=self.base_url,
+            api_version=None if self.vertexai else API_VERSION,
+            timeout=max(int(timeout_s * 1000), 1),
+            retry_options=types.HttpRetryOptions(attempts=1),
+            aiohttp_client=session,
+        )
+        if not self.vertexai:
+            return {"vertexai": False, "api_key": self.api_key, "http_options": http}
+        if self.project:  # a project (ADC) wins over a key: the SDK takes one or the other
+            place = {"project": self.project, "location": self.location}
+            return {"vertexai": True, **place, "http_options": http}
+        return {"vertexai": True, "api_key": self.api_key, "http_options": http}
+
+
+@dataclass(frozen=True)
+class GeminiClient:
+    sdk: genai.Client
+    session: aiohttp.ClientSession
+
+
+class GeminiProvider(HttpProvider[GeminiClient]):
     name = "gemini"
 
     def __init__(
         self,
-        api_key: str,
+        connection: GeminiConnection,
         model: str,
-        base_url: str | None,
         timeout_s: float,
         *,
         connections: int = 16,
     ) -> None:
-        self.api_key, self.model, self.timeout_s = api_key, model, timeout_s
-        self.models_url = f"{(base_url or DEFAULT_BASE_URL).rstrip('/')}/{API_VERSION}/models/"
-        self.connections = connections
-        self._http: aiohttp.ClientSession | None = None
+        super().__init__(model, timeout_s)
+        self.connection, self.connections = connection, connections
 
-    async def start(self) -> None:
-        """Create the HTTP client once for this process. One attempt per call: FallbackLLM and
-        the job retries decide what happens after a failure."""
-        if self._http is None:
-            headers = {"x-goog-api-key": self.api_key}
-            self._http = new_session(self.connections, headers, self.models_url)
+    def _open(self) -> GeminiClient:
+        session = new_session(self.connections, {}, self.connection.url)
+        sdk = genai.Client(**self.connection.client_args(self.timeout_s, session))
+        return GeminiClient(sdk, session)
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        model = _pick_model(request.model, self.model)
-        started = time.monotonic()
-        url = f"{self.models_url}{quote(model, safe='')}:generateContent"
-        body = await self._post(url, _payload(request))
-        latency_ms = int((time.monotonic() - started) * 1000)
-        return _completion(body, model, latency_ms)
+    async def _shut(self, client: GeminiClient) -> None:
+        await client.sdk.aio.aclose()  # the SDK's documented close; it leaves our session open
+        client.sdk.close()  # its sync transport, never used
+        await client.session.close()
 
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+    def _model_for(self, request: ChatRequest) -> str:
+        """The requested Gemini model, else ours. The API admits only configured names; this is
+        the last line: a name that is not a plain model id never reaches the SDK's URL."""
+        requested = request.model
+        if not (requested and requested.startswith("gemini")):
+            return self.model
+        if not GEMINI_MODEL.fullmatch(requested):
+            raise PermanentLLMError(f"not a Gemini model id: {requested[:80]!r}", provider="gemini")
+        return requested
 
-    async def _post(self, url: str, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._http is None:
-            await self.start()
-        assert self._http is not None
-        answer = await post_json(
-            self._http, url, payload, provider="gemini", timeout_s=self.timeout_s
+    async def _complete(self, client: GeminiClient, request: ChatRequest, model: str) -> Piece:
+        contents, config = _contents(request), _config(request)
+        answer = await client.sdk.aio.models.generate_content(
+            model=model, contents=contents, config=config
         )
-        return _body_of(answer)
+        return _piece(answer)
+
+    async def _stream(
+        self, client: GeminiClient, request: ChatRequest, model: str
+    ) -> AsyncGenerator[Piece, None]:
+        contents, config = _contents(request), _config(request)
+        chunks = await client.sdk.aio.models.generate_content_stream(
+            model=model, contents=contents, config=config
+        )
+        async for chunk in chunks:
+            yield _piece(chunk)
+
+    def _error_of(self, exc: Exception) -> LLMError | None:
+        if isinstance(exc, errors.APIError):
+            return _api_error(exc)
+        return super()._error_of(exc)
+
+    def _empty_answer(self, finish: str) -> LLMError:
+        if finish in REFUSALS:
+            message = f"Gemini withheld the answer (finish reason {finish})"
+            return PermanentLLMError(message, provider="gemini")
+        if finish == "MAX_TOKENS":
+            message = "Gemini produced no text within max_tokens; raise max_tokens"
+            return PermanentLLMError(message, provider="gemini")
+        message = f"Gemini returned no text (finish reason {finish})"
+        return TransientLLMError(message, provider="gemini")
 
 
-def _pick_model(requested: str | None, default: str) -> str:
-    """The requested Gemini model, else ours. The API admits only configured names; this is the
-    last line: a name that is not a plain model id never reaches the URL."""
-    if not (requested and requested.startswith("gemini")):
-        return default
-    if not GEMINI_MODEL.fullmatch(requested):
-        raise PermanentLLMError(f"not a Gemini model id: {requested[:80]!r}", provider="gemini")
-    return requested
-
-
-def _payload(request: ChatRequest) -> dict[str, Any]:
-    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
-    contents = [
+def _contents(request: ChatRequest) -> list[types.ContentDict]:
+    return [
         {"role": "model" if m.role == "assistant" else "user", "parts": [{"text": m.content}]}
         for m in request.messages
         if m.role != "system"
     ]
-    payload: dict[str, Any] = {"contents": contents}
+
+
+def _config(request: ChatRequest) -> types.GenerateContentConfigDict | None:
+    config: types.GenerateContentConfigDict = {}
+    system = "\n\n".join(m.content for m in request.messages if m.role == "system")
     if system:
-        payload["systemInstruction"] = {"parts": [{"text": system}]}
-    config: dict[str, Any] = {}
+        config["system_instruction"] = system
     if request.temperature is not None:
         config["temperature"] = request.temperature
     if request.max_tokens is not None:
-        config["maxOutputTokens"] = request.max_tokens
-    if config:
-        payload["generationConfig"] = config
-    return payload
+        config["max_output_tokens"] = request.max_tokens
+    return config or None
 
 
-def _body_of(response: Answer) -> dict[str, Any]:
-    if response.status != 200:
-        retry_after = response.headers.get("retry-after")
-        raise error_for_status("gemini", response.status, _error_detail(response), retry_after)
-    try:
-        body = response.json()
-    except ValueError as exc:
-        raise TransientLLMError("malformed JSON in the response", provider="gemini") from exc
-    if not isinstance(body, dict):
-        raise TransientLLMError("unexpected response shape", provider="gemini")
-    return body
+def _piece(answer: types.GenerateContentResponse) -> Piece:
+    feedback = answer.prompt_feedback
+    if feedback is not None and feedback.block_reason:
+        reason = _text_of(feedback.block_reason)
+        raise PermanentLLMError(f"the prompt was blocked by Gemini ({reason})", provider="gemini")
+    candidate = answer.candidates[0] if answer.candidates else None
+    content = candidate.content if candidate is not None else None
+    parts = (content.parts if content is not None else None) or []
+    text = "".join(p.text or "" for p in parts if not p.thought)
+    finish = candidate.finish_reason if candidate is not None else None
+    return Piece(text, answer.model_version, _usage(answer), _text_of(finish) if finish else None)
 
 
-def _error_detail(response: Answer) -> str:
-    """Google's error body: `{"error": {"code", "message", "status"}}`."""
-    try:
-        error = response.json()["error"]
-        return " ".join(filter(None, [error.get("status"), shorten(str(error.get("message", "")))]))
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return shorten(response.text)
-
-
-def _completion(body: dict[str, Any], model: str, latency_ms: int) -> Completion:
-    try:
-        text = _text_of(body)
-        meta = body.get("usageMetadata") or {}
-        usage = Usage(
-            input_tokens=int(meta.get("promptTokenCount") or 0),
-            output_tokens=int(meta.get("candidatesTokenCount") or 0),
-        )
-    except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
-        raise TransientLLMError("unexpected response shape", provider="gemini") from exc
-    used = str(body.get("modelVersion") or model)
-    return Completion(
-        content=text, provider="gemini", model=used, usage=usage, latency_ms=latency_ms
+def _usage(answer: types.GenerateContentResponse) -> Usage | None:
+    meta = answer.usage_metadata
+    if meta is None:
+        return None
+    return Usage(
+        input_tokens=meta.prompt_token_count or 0, output_tokens=meta.candidates_token_count or 0
     )
 
 
-def _text_of(body: dict[str, Any]) -> str:
-    reason = (body.get("promptFeedback") or {}).get("blockReason")
-    if reason:
-        raise PermanentLLMError(f"the prompt was blocked by Gemini ({reason})", provider="gemini")
-    candidates = body.get("candidates") or []
-    candidate = candidates[0] if candidates else {}
-    parts = (candidate.get("content") or {}).get("parts") or []
-    text = "".join(p.get("text") or "" for p in parts if not p.get("thought"))
-    if text:
-        return text
-    raise _empty_answer(str(candidate.get("finishReason") or "none"))
+def _text_of(value: Enum | str) -> str:
+    return str(value.value if isinstance(value, Enum) else value)
 
 
-def _empty_answer(reason: str) -> LLMError:
-    if reason in REFUSALS:
-        message = f"Gemini withheld the answer (finish reason {reason})"
-        return PermanentLLMError(message, provider="gemini")
-    if reason == "MAX_TOKENS":
-        message = "Gemini produced no text within max_tokens; raise max_tokens"
-        return PermanentLLMError(message, provider="gemini")
-    return TransientLLMError(f"Gemini returned no text (finish reason {reason})", provider="gemini")
+def _api_error(exc: errors.APIError) -> LLMError:
+    """Google's error body (`{"error": {"code", "message", "status"}}`) as the SDK read it, and
+    the Retry-After of the answer it kept."""
+    status = exc.code if isinstance(exc.code, int) else 502
+    detail = " ".join(filter(None, [exc.status, shorten(str(exc.message or ""))]))
+    headers = getattr(exc.response, "headers", None) or {}
+    return error_for_status("gemini", status, detail, headers.get("retry-after"))

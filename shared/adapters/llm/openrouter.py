@@ -1,19 +1,22 @@
-"""OpenRouter's OpenAI-compatible chat completions API (see http_session.py for the client)."""
+"""OpenRouter's OpenAI-compatible chat completions API over aiohttp (http_session.py), whole or
+streamed as server-sent events."""
 
 from __future__ import annotations
 
-import time
+import json
+from collections.abc import AsyncGenerator, Mapping
 from typing import Any
 
 import aiohttp
 
+from shared.adapters.llm.base import HttpProvider, Piece
 from shared.adapters.llm.http_errors import error_for_status, shorten
-from shared.adapters.llm.http_session import Answer, new_session, post_json
+from shared.adapters.llm.http_session import new_session
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
-from shared.models import ChatRequest, Completion, Usage
+from shared.models import ChatRequest, Usage
 
 
-class OpenRouterProvider:
+class OpenRouterProvider(HttpProvider[aiohttp.ClientSession]):
     name = "openrouter"
 
     def __init__(
@@ -25,37 +28,55 @@ class OpenRouterProvider:
         *,
         connections: int = 16,
     ) -> None:
-        self.api_key, self.model, self.timeout_s = api_key, model, timeout_s
+        super().__init__(model, timeout_s)
+        self.api_key, self.connections = api_key, connections
         self.url = base_url.rstrip("/") + "/chat/completions"
-        self.connections = connections
-        self._http: aiohttp.ClientSession | None = None
 
-    async def start(self) -> None:
-        """Create the HTTP client once for this process."""
-        if self._http is None:
-            headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
-            self._http = new_session(self.connections, headers, self.url)
+    def _open(self) -> aiohttp.ClientSession:
+        headers = {"Authorization": f"Bearer {self.api_key}", "X-Title": "chatjobs"}
+        return new_session(self.connections, headers, self.url)
 
-    async def complete(self, request: ChatRequest) -> Completion:
-        model = request.model if request.model and "/" in request.model else self.model
-        started = time.monotonic()
-        body = await self._post(_payload(request, model))
-        latency_ms = int((time.monotonic() - started) * 1000)
-        return _completion(body, model, latency_ms)
+    async def _shut(self, client: aiohttp.ClientSession) -> None:
+        await client.close()
 
-    async def close(self) -> None:
-        if self._http is not None:
-            await self._http.close()
-            self._http = None
+    def _model_for(self, request: ChatRequest) -> str:
+        return request.model if request.model and "/" in request.model else self.model
 
-    async def _post(self, payload: dict[str, Any]) -> dict[str, Any]:
-        if self._http is None:
-            await self.start()
-        assert self._http is not None
-        answer = await post_json(
-            self._http, self.url, payload, provider="openrouter", timeout_s=self.timeout_s
-        )
-        return _body_of(answer)
+    async def _complete(
+        self, client: aiohttp.ClientSession, request: ChatRequest, model: str
+    ) -> Piece:
+        payload = _payload(request, model)
+        async with client.post(self.url, json=payload, allow_redirects=False) as response:
+            raw = await response.read()
+            if response.status != 200:
+                raise _status_error(response.status, response.headers, raw)
+        return _answer(_object(raw))
+
+    async def _stream(
+        self, client: aiohttp.ClientSession, request: ChatRequest, model: str
+    ) -> AsyncGenerator[Piece, None]:
+        payload = _payload(request, model) | {"stream": True, "stream_options": USAGE}
+        async with client.post(self.url, json=payload, allow_redirects=False) as response:
+            if response.status != 200:
+                raise _status_error(response.status, response.headers, await response.read())
+            async for line in response.content:
+                data = _sse_data(line)
+                if data == "[DONE]":
+                    return
+                if data is not None:
+                    yield _chunk(_object(data))
+
+    def _empty_answer(self, finish: str) -> LLMError:
+        if finish == "content_filter":
+            message = "the answer was withheld by a content filter"
+            return PermanentLLMError(message, provider="openrouter")
+        if finish == "length":
+            message = "no text within max_tokens; raise max_tokens"
+            return PermanentLLMError(message, provider="openrouter")
+        return TransientLLMError(f"empty answer (finish reason {finish})", provider="openrouter")
+
+
+USAGE = {"include_usage": True}  # the last streamed chunk carries the token counts
 
 
 def _payload(request: ChatRequest, model: str) -> dict[str, Any]:
@@ -70,18 +91,18 @@ def _payload(request: ChatRequest, model: str) -> dict[str, Any]:
     return payload
 
 
-def _body_of(response: Answer) -> dict[str, Any]:
-    if response.status != 200:
-        raise error_for_status(
-            "openrouter",
-            response.status,
-            _error_detail(response),
-            response.headers.get("retry-after"),
-        )
+def _status_error(status: int, headers: Mapping[str, str], raw: bytes) -> LLMError:
     try:
-        body = response.json()
-    except ValueError as exc:
-        raise TransientLLMError("malformed JSON in the response", provider="openrouter") from exc
+        error = json.loads(raw).get("error", {})
+        detail = str(error.get("message") or error)
+    except (ValueError, AttributeError):
+        detail = shorten(raw.decode(errors="replace"))
+    return error_for_status("openrouter", status, detail, headers.get("retry-after"))
+
+
+def _object(raw: bytes | str) -> dict[str, Any]:
+    """A JSON object, or an upstream error OpenRouter answered with status 200."""
+    body = json.loads(raw)
     if not isinstance(body, dict):
         raise TransientLLMError("unexpected response shape", provider="openrouter")
     if "error" in body and not body.get("choices"):
@@ -89,49 +110,46 @@ def _body_of(response: Answer) -> dict[str, Any]:
     return body
 
 
-def _error_detail(response: Answer) -> str:
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("message") or error)
-    except (ValueError, AttributeError):
-        return shorten(response.text)
-
-
 def _embedded_error(error: Any) -> LLMError:
-    """OpenRouter can answer 200 with an upstream error in the body."""
     code = error.get("code") if isinstance(error, dict) else None
     message = error.get("message", error) if isinstance(error, dict) else error
     status = code if isinstance(code, int) else 502
     return error_for_status("openrouter", status, str(message))
 
 
-def _completion(body: dict[str, Any], model: str, latency_ms: int) -> Completion:
+def _answer(body: dict[str, Any]) -> Piece:
     try:
         choice = body["choices"][0]
-        content = choice["message"].get("content") or ""
-        finish = choice.get("finish_reason")
-        usage = body.get("usage") or {}
-        tokens = Usage(
-            input_tokens=int(usage.get("prompt_tokens") or 0),
-            output_tokens=int(usage.get("completion_tokens") or 0),
-        )
+        content, finish = choice["message"].get("content") or "", choice.get("finish_reason")
+        return Piece(content, body.get("model"), _usage(body), str(finish) if finish else None)
     except (KeyError, IndexError, TypeError, AttributeError, ValueError) as exc:
         raise TransientLLMError("unexpected response shape", provider="openrouter") from exc
-    if not content:
-        raise _empty_answer(str(finish))
-    used = str(body.get("model") or model)
-    return Completion(
-        content=content, provider="openrouter", model=used, usage=tokens, latency_ms=latency_ms
+
+
+def _chunk(body: dict[str, Any]) -> Piece:
+    """One `chat.completion.chunk`: a delta of text; the last ones a finish reason, usage."""
+    try:
+        choices = body.get("choices") or [{}]
+        delta, finish = choices[0].get("delta") or {}, choices[0].get("finish_reason")
+        text = delta.get("content") or ""
+        return Piece(text, body.get("model"), _usage(body), str(finish) if finish else None)
+    except (TypeError, AttributeError, ValueError) as exc:
+        raise TransientLLMError("unexpected response shape", provider="openrouter") from exc
+
+
+def _usage(body: dict[str, Any]) -> Usage | None:
+    usage = body.get("usage")
+    if not usage:
+        return None
+    return Usage(
+        input_tokens=int(usage.get("prompt_tokens") or 0),
+        output_tokens=int(usage.get("completion_tokens") or 0),
     )
 
 
-def _empty_answer(finish: str) -> LLMError:
-    if finish == "content_filter":
-        return PermanentLLMError(
-            "the answer was withheld by a content filter", provider="openrouter"
-        )
-    if finish == "length":
-        return PermanentLLMError(
-            "no text within max_tokens; raise max_tokens", provider="openrouter"
-        )
-    return TransientLLMError(f"empty answer (finish reason {finish})", provider="openrouter")
+def _sse_data(line: bytes) -> str | None:
+    """The `data:` field of one server-sent-event line; None for comments, blanks, others."""
+    text = line.decode().rstrip("\r\n")
+    if not text.startswith("data:"):
+        return None
+    return text[5:].removeprefix(" ")
