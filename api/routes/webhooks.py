@@ -31,7 +31,7 @@ class WebhookSecret(BaseModel):
 async def get_webhook_secret(services: ServicesDep, tenant: TenantDep) -> WebhookSecret:
     """The `whsec_` secret this key's webhooks are signed with (verify with standardwebhooks),
     and during a rotation the previous one."""
-    secrets = services.webhook_secrets(tenant)
+    secrets = services.webhook_secrets.for_tenant(tenant)
     return WebhookSecret(
         secret=secrets.secret,
         previous_secret=secrets.previous_secret,

@@ -40,10 +40,10 @@ RESOLVED = [
     C("build_llm\nkeys present?", "code", "shared.adapters.llm.build:build_llm", "port"),
 ]
 BUILD = [
-    C("ServiceFactory.build_store", "code", "shared.factory:ServiceFactory.build_store"),
-    C("ServiceFactory.build_queue", "code", "shared.factory:ServiceFactory.build_queue"),
-    C("ServiceFactory.build_cache", "code", "shared.factory:ServiceFactory.build_cache"),
-    C("ServiceFactory.build_llm", "code", "shared.factory:ServiceFactory.build_llm"),
+    C("Adapters.store", "code", "shared.adapters.choose:Adapters.store"),
+    C("Adapters.queue", "code", "shared.adapters.choose:Adapters.queue"),
+    C("Adapters.cache", "code", "shared.adapters.choose:Adapters.cache"),
+    C("Adapters.llm", "code", "shared.adapters.choose:Adapters.llm"),
 ]
 ADAPTERS = [  # (choice label, component), per builder above
     [
@@ -86,13 +86,15 @@ ADAPTERS = [  # (choice label, component), per builder above
 ]
 # 3. service wiring
 START = C("ServiceFactory.start\none AsyncExitStack", "code", "shared.factory:ServiceFactory.start")
-SERVICES = C("Services", "code", "shared.factory:Services")
+SERVICES = C("Services\nfrozen, no behaviour", "code", "shared.services:Services")
 USE_CASES = [
     C("ChatService", "code", "shared.service:ChatService"),
     C("BatchService", "code", "shared.batches:BatchService"),
     C("JobExecutor", "code", "shared.execution:JobExecutor"),
     C("WebhookDispatcher", "code", "shared.webhooks:WebhookDispatcher"),
     C("Sweeper", "code", "shared.sweeps:Sweeper"),
+    C("FinishedJobs", "code", "shared.finished:FinishedJobs"),
+    C("BackgroundTasks", "code", "shared.background:BackgroundTasks"),
 ]
 CALLERS = [
     C("create_app\nlifespan: app.state", "code", "api.app:create_app", "step"),
@@ -120,7 +122,7 @@ def draw(out_dir: Path, render: bool = True) -> None:
         with group("1. environment detection: shared/config.py"):
             on_lambda, settings, secret = node(LAMBDA), node(SETTINGS), node(SECRET)
             env = [node(c) for c in ENV]
-        with group("2. adapter choice: ServiceFactory (shared/factory.py)"):
+        with group("2. adapter choice: Adapters (shared/adapters/choose.py)"):
             resolved = [node(c) for c in RESOLVED]
             builders = [node(c) for c in BUILD]
             adapters = [[(label, node(c)) for label, c in choices] for choices in ADAPTERS]

@@ -17,7 +17,7 @@ POLLER = C("sqs_poller\nSQS long polling", "code", "worker.sqs_poller")
 LAMBDA = C("LambdaRuntime\nAPI, worker, scheduled", "code", "shared.lambda_runtime:LambdaRuntime")
 # composition root
 FACTORY = C("ServiceFactory\nshared/factory.py", "code", "shared.factory:ServiceFactory")
-SERVICES = C("Services\nstarted, closed as one", "code", "shared.factory:Services")
+SERVICES = C("Services\nstarted, closed as one", "code", "shared.services:Services")
 # use cases
 CHAT = C("ChatService\nsubmit, get, list, cancel", "code", "shared.service:ChatService")
 BATCHES = C("BatchService\ncreate, results, cancel", "code", "shared.batches:BatchService")

@@ -17,6 +17,9 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from shared.config import Settings
+from shared.models import utcnow
+
 SECRET_PREFIX = "whsec_"
 
 
@@ -90,3 +93,38 @@ def _read(path: Path) -> str | None:
     if not value:
         raise ValueError(f"the webhook master secret file {path} is empty")
     return value
+
+
+def masters_from(settings: Settings) -> MasterSecrets:
+    """WEBHOOK_SIGNING_SECRET (or, embedded, a per-install secret kept beside the SQLite
+    database) and, during a rotation, WEBHOOK_SIGNING_SECRET_PREVIOUS until it expires."""
+    s = settings
+    if s.webhook_signing_secret:
+        current = s.webhook_signing_secret.get_secret_value()
+    elif s.on_lambda:
+        raise ValueError("WEBHOOK_SIGNING_SECRET must be set on Lambda")
+    else:
+        current = load_or_create_master(Path(s.sqlite_path).parent / "webhook-master-secret")
+    previous = s.webhook_signing_secret_previous
+    return MasterSecrets(
+        current,
+        previous.get_secret_value() if previous else None,
+        s.webhook_signing_secret_previous_expires_at,
+    )
+
+
+@dataclass(frozen=True)
+class WebhookSecrets:
+    """Each tenant's `whsec_` signing secrets, now."""
+
+    masters: MasterSecrets
+
+    def for_tenant(self, tenant: str) -> TenantSecrets:
+        """The tenant's secret and, during a rotation, the previous one and its expiry."""
+        return self.masters.for_tenant(tenant, utcnow())
+
+    def secret(self, tenant: str) -> str:
+        return self.for_tenant(tenant).secret
+
+    def signing(self, tenant: str) -> tuple[str, ...]:
+        return self.for_tenant(tenant).signing

@@ -97,7 +97,7 @@ class SqsDriver:
 
     def _sqs(self) -> Any:
         rt = worker_lambda.runtime()
-        return rt.run(rt.factory.aws.client("sqs")), rt
+        return rt.run(rt.factory.adapters.aws.client("sqs")), rt
 
     def receive(self, queue_url: str, max_messages: int = 10, wait_s: int = 1) -> list[Any]:
         sqs, rt = self._sqs()

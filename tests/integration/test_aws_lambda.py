@@ -201,7 +201,7 @@ def test_the_same_message_twice_runs_the_llm_once(aws_env: AwsLayout, llm_stub: 
 def test_a_poison_message_reaches_the_dlq_after_five_receives(aws_env: AwsLayout) -> None:
     driver = SqsDriver(aws_env)
     rt = worker_lambda.runtime()
-    sqs = rt.run(rt.factory.aws.client("sqs"))
+    sqs = rt.run(rt.factory.adapters.aws.client("sqs"))
     rt.run(sqs.send_message(QueueUrl=aws_env.queue_url, MessageBody="not a job"))
     for _ in range(5):
         (message,) = driver.receive(aws_env.queue_url)
@@ -238,7 +238,7 @@ def test_a_job_whose_worker_died_runs_again_exactly_once(
     )
     assert claimed is not None and claimed.attempts == 1
     # Its visibility timeout runs out: SQS delivers the same message again.
-    sqs = rt.run(rt.factory.aws.client("sqs"))
+    sqs = rt.run(rt.factory.adapters.aws.client("sqs"))
     rt.run(
         sqs.change_message_visibility(
             QueueUrl=aws_env.queue_url, ReceiptHandle=message["ReceiptHandle"], VisibilityTimeout=0
@@ -283,7 +283,7 @@ def test_fifty_warm_invocations_create_each_client_once(
 
     assert api_lambda._runtime is not None and worker_lambda._runtime is not None
     for runtime in (api_lambda._runtime, worker_lambda._runtime):
-        assert runtime.factory.aws.opened == 2  # dynamodb and sqs, once per container
+        assert runtime.factory.adapters.aws.opened == 2  # dynamodb and sqs, once per container
     # Per container: the Gemini provider's HTTP session, and the webhook sender's httpx client.
     assert made == {"gemini": 2, "httpx": 2}
 

@@ -1,0 +1,108 @@
+"""Adapters chosen from Settings: one `build_*` per port, each importing its driver only in the
+branch that uses it, and nothing connecting before `start()`. Only the composition root
+(shared/factory.py) calls these."""
+
+from __future__ import annotations
+
+from shared.adapters.aws.clients import AwsClients
+from shared.adapters.ratelimit import RateWindow
+from shared.config import Settings
+from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+
+
+class Adapters:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        s = settings
+        kinds = (s.resolved_store, s.resolved_queue, s.resolved_cache)
+        # built now (it connects on first use), shared by every AWS adapter of the process
+        self.aws_clients = (
+            AwsClients(endpoint_url=s.aws_endpoint_url, region=s.aws_region)
+            if any(k in ("dynamodb", "sqs") for k in kinds)
+            else None
+        )
+
+    @property
+    def aws(self) -> AwsClients:
+        if self.aws_clients is None:
+            raise RuntimeError("no AWS backend is configured")
+        return self.aws_clients
+
+    def store(self) -> Store:
+        s = self.settings
+        if s.resolved_store == "dynamodb":
+            from shared.adapters.store.dynamodb import DynamoDbJobStore
+
+            return DynamoDbJobStore(self.aws, s.dynamodb_table, retention=s.job_retention)
+        from shared.adapters.store.sqlite import SqliteJobStore
+
+        return SqliteJobStore(s.sqlite_path, retention=s.job_retention)
+
+    def cache(self) -> ResultCache | None:
+        s = self.settings
+        kind = s.resolved_cache
+        if kind == "none":
+            return None
+        if kind == "redis":
+            from shared.adapters.cache.redis import RedisResultCache
+
+            return RedisResultCache(require(s.redis_url, "REDIS_URL", "CACHE_BACKEND=redis"))
+        if kind == "dynamodb":
+            from shared.adapters.cache.dynamodb import DynamoDbResultCache
+
+            return DynamoDbResultCache(self.aws, s.dynamodb_table)
+        from shared.adapters.cache.memory import MemoryResultCache
+
+        return MemoryResultCache(max_entries=s.cache_max_entries)
+
+    def queue(self) -> JobQueue:
+        s = self.settings
+        kind = s.resolved_queue
+        if kind == "arq":
+            from shared.adapters.queue.arq import ArqJobQueue
+
+            return ArqJobQueue(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
+        if kind == "sqs":
+            from shared.adapters.queue.sqs import SqsJobQueue
+
+            url = require(s.sqs_queue_url, "SQS_QUEUE_URL", "QUEUE_BACKEND=sqs")
+            return SqsJobQueue(self.aws, url, s.sqs_batch_queue_url)
+        from shared.adapters.queue.inprocess import InProcessJobQueue
+
+        return InProcessJobQueue(concurrency=s.worker_concurrency)
+
+    def events(self) -> JobEvents | None:
+        """Long-poll wake-ups: in this process when it runs the jobs, over Redis when arq
+        workers do; None with SQS (the store is polled briefly instead)."""
+        s = self.settings
+        kind = s.resolved_queue
+        if kind == "inprocess":
+            from shared.adapters.events.local import LocalJobEvents
+
+            return LocalJobEvents()
+        if kind == "arq":
+            from shared.adapters.events.redis import RedisJobEvents
+
+            return RedisJobEvents(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
+        return None
+
+    def llm(self) -> LLMProvider:
+        from shared.adapters.llm.build import build_llm
+
+        return build_llm(self.settings)
+
+    def rate_window(self) -> RateWindow | None:
+        """A rate-limit window every API process shares: DynamoDB in the AWS layout (Lambda
+        containers share no memory); None elsewhere (memory, or Redis with REDIS_URL)."""
+        s = self.settings
+        if s.redis_url or s.resolved_store != "dynamodb":
+            return None
+        from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
+
+        return DynamoDbRateWindow(self.aws, s.dynamodb_table)
+
+
+def require(value: str | None, name: str, because: str) -> str:
+    if not value:
+        raise ValueError(f"{name} must be set when {because}")
+    return value

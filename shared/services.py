@@ -1,0 +1,52 @@
+"""Services: what the composition root (shared/factory.py) hands a process, started and ready.
+
+A frozen record of the started adapters and the use cases wired to them: no behaviour of its own
+but `close()`, which closes the one AsyncExitStack everything was started on.
+"""
+
+from __future__ import annotations
+
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+
+from prometheus_client import CollectorRegistry
+
+from shared.background import BackgroundTasks
+from shared.batches import BatchService
+from shared.config import Settings
+from shared.execution import JobExecutor
+from shared.metrics import Backlog, JobMetrics
+from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.service import ChatService
+from shared.sweeps import Sweeper
+from shared.usage_report import UsageService
+from shared.webhooks import WebhookDispatcher
+from shared.webhooks.secrets import WebhookSecrets
+
+
+@dataclass(frozen=True)
+class Services:
+    """Everything a process needs, started and ready; `close()` stops it all. `registry` holds
+    this process's job metrics and the store's backlog (served on /metrics)."""
+
+    settings: Settings
+    store: Store
+    cache: ResultCache | None
+    queue: JobQueue
+    llm: LLMProvider
+    events: JobEvents | None  # None: long-polls poll the store
+    registry: CollectorRegistry
+    metrics: JobMetrics
+    backlog: Backlog
+    chat: ChatService
+    batches: BatchService
+    usage: UsageService
+    executor: JobExecutor
+    webhooks: WebhookDispatcher
+    webhook_secrets: WebhookSecrets
+    sweeper: Sweeper
+    background: BackgroundTasks
+    stack: AsyncExitStack
+
+    async def close(self) -> None:
+        await self.stack.aclose()
