@@ -77,8 +77,8 @@ class ServiceFactory:
             services.background.start(
                 "webhooks", lambda stop: dispatcher.run_forever(WEBHOOK_POLL_S, stop)
             )
-        if consume:  # embedded: no worker sweeps, so this process purges what has expired
-            services.background.start("retention", services.sweeper.purge_forever)
+        if consume:  # embedded: this process is the worker, so it runs the sweep loop
+            services.background.start("sweeps", services.sweeper.sweep_forever)
         return services
 
     async def _start(self, stack: AsyncExitStack, consume: bool) -> Services:
@@ -137,7 +137,8 @@ class ServiceFactory:
         # fmt: off
         return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,
                         batches, UsageService(store), executor, webhooks, secrets,
-                        Sweeper(store, batches, queue), BackgroundTasks(stack), stack)
+                        Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
+                        BackgroundTasks(stack), stack)
         # fmt: on
 
 

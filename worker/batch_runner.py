@@ -4,7 +4,8 @@ Batch jobs do not pass through arq's queue (docs/adr/0009): as soon as this proc
 slot, the runner takes that many batch jobs (`ArqJobQueue.take_batch_jobs`, one round trip, one
 job of each batch in turn) and runs each through the same handler as everything else. A delay
 the executor asks for becomes a delayed arq job. A job cancelled on the way out goes back to its
-group at once; a job whose worker died is found by the lost-job sweep (worker/recovery.py).
+group at once; a job whose worker died is found by the lost-job sweep
+(`Sweeper.sweep_forever`, shared/sweeps.py).
 """
 
 from __future__ import annotations

@@ -22,8 +22,6 @@ log = logging.getLogger(__name__)
 
 WEBHOOK_BATCH = 100
 SCHEDULED_BUDGET_S = 40.0  # leaves room within the scheduler's timeout
-LOST_AFTER_S = 960.0  # queued or running and untouched this long: longer than SQS's longest
-# delay (900 s) plus a visibility timeout's worth of a retry, so a live message is never doubled
 
 _runtime: LambdaRuntime | None = None
 
@@ -61,7 +59,7 @@ def scheduled(event: dict[str, Any] | None = None, context: Any = None) -> dict[
 
 
 async def sweep_once(services: Services, budget_s: float = SCHEDULED_BUDGET_S) -> dict[str, int]:
-    requeued = await services.sweeper.sweep(LOST_AFTER_S)
+    requeued = await services.sweeper.sweep_due()  # the SQS policy: shared/adapters/choose.py
     deadline = time.monotonic() + budget_s
     delivered = 0
     while time.monotonic() < deadline:

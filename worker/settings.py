@@ -27,7 +27,14 @@ from arq import Retry
 from arq.connections import ArqRedis
 from arq.worker import func
 
-from shared.adapters.queue.arq import FUNCTION, QUEUE_NAME
+from shared.adapters.queue.arq import (
+    FUNCTION,
+    QUEUE_NAME,
+    arq_job_timeout_s,
+    redelivery_horizon_s,
+)
+
+__all__ = ["arq_job_timeout_s", "completion_wait_s", "redelivery_horizon_s", "worker_options"]
 from shared.config import Settings
 from shared.factory import Services
 from shared.logs import bound
@@ -36,7 +43,6 @@ from worker.slots import Slots
 POLL_DELAY_S = Settings.model_fields["arq_poll_delay_s"].default
 MAX_TRIES = 1_000  # the executor bounds attempts (and waits out open circuits without spending
 # any); arq must never drop a job on its own
-HARD_MARGIN_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30
 HEALTH_CHECK_KEY = QUEUE_NAME + ":health-check"  # arq's default for this queue, for `arq --check`
 
@@ -56,16 +62,6 @@ async def job_settled(ctx: dict[str, Any]) -> None:
     """arq's `after_job_end`: arq has recorded the job's end (or its retry) in Redis."""
     slots: Slots = ctx["slots"]
     slots.settled(ctx["job_id"])
-
-
-def arq_job_timeout_s(settings: Settings) -> float:
-    return settings.job_timeout_s + HARD_MARGIN_S
-
-
-def redelivery_horizon_s(settings: Settings) -> float:
-    """No delivery of a job lasts longer: arq cancels its jobs at `job_timeout`, and the executor
-    bounds every delivery (a batch runner's too) more tightly still."""
-    return arq_job_timeout_s(settings)
 
 
 def completion_wait_s(settings: Settings) -> float:

@@ -9,20 +9,17 @@ never delays a single submit. Every minute it sweeps as the scheduled Lambda doe
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import math
 
 from shared.adapters.queue.sqs import SqsJobQueue
 from shared.config import Settings
-from shared.factory import ServiceFactory, Services
-from worker.lambda_handler import sweep_once
+from shared.factory import ServiceFactory
 from worker.sqs_consumer import SqsConsumer
 
 log = logging.getLogger(__name__)
 
 WAIT_S = 20  # SQS long polling's maximum
-SWEEP_EVERY_S = 60.0
 BATCH_SIZE = 10  # ReceiveMessage's maximum
 
 
@@ -38,16 +35,6 @@ async def poll(consumer: SqsConsumer, queue: SqsJobQueue, url: str, stop: asynci
             await asyncio.sleep(1)
 
 
-async def sweep_every_minute(services: Services, stop: asyncio.Event) -> None:
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), SWEEP_EVERY_S)
-        try:
-            await sweep_once(services, budget_s=10)
-        except Exception:
-            log.exception("sweep failed; trying again in a minute")
-
-
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     services = await ServiceFactory(settings).start(consume=False, deliver_webhooks=True)
     try:
@@ -55,7 +42,7 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         if not isinstance(queue, SqsJobQueue):
             raise RuntimeError("QUEUE_BACKEND=sqs is needed to poll SQS")
         pollers = max(1, math.ceil(settings.worker_concurrency / BATCH_SIZE))
-        tasks = [asyncio.create_task(sweep_every_minute(services, stop))]
+        tasks = [asyncio.create_task(services.sweeper.sweep_forever(stop))]
         for url in queue.queue_urls:
             consumer = SqsConsumer(services.executor, queue, settings.worker_concurrency)
             tasks += [asyncio.create_task(poll(consumer, queue, url, stop)) for _ in range(pollers)]

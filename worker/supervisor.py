@@ -32,7 +32,6 @@ from shared.factory import ServiceFactory, Services
 from worker.batch_runner import BatchRunner
 from worker.metrics import serve_metrics, stop_metrics
 from worker.outage import UNREACHABLE, Outage
-from worker.recovery import sweep_forever
 from worker.settings import completion_wait_s, worker_options
 from worker.slots import Slots
 
@@ -89,7 +88,7 @@ class Supervisor:
             self._handle_signals(stack)
             log_unrecorded_job_ends()
             if self.given is None:
-                _background(stack, sweep_forever(services, self.queue), "lost-jobs")
+                _background(stack, services.sweeper.sweep_forever(self.stopping), "sweeps")
             _background(stack, runner.run(self.stopping), "batch jobs")
             await self._serve(services)
 

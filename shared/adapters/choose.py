@@ -8,6 +8,7 @@ from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
 from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.sweeps import SweepPolicy, all_lost, none_lost
 
 
 class Adapters:
@@ -91,6 +92,22 @@ class Adapters:
 
         return build_llm(self.settings)
 
+    def sweep_policy(self, queue: JobQueue) -> SweepPolicy:
+        """How the lost-job sweep treats this queue, from the queue's own redelivery horizon."""
+        s = self.settings
+        if s.resolved_queue == "arq":
+            from shared.adapters.queue.arq import ArqJobQueue, redelivery_horizon_s
+
+            if isinstance(queue, ArqJobQueue):
+                after = max(s.lost_job_after_s, redelivery_horizon_s(s) + SWEEP_SLACK_S)
+                return SweepPolicy(after, lost=queue.lost, lock=queue.lock)
+        if s.resolved_queue == "sqs":
+            from shared.adapters.queue.sqs import REDELIVERY_HORIZON_S
+
+            return SweepPolicy(REDELIVERY_HORIZON_S + SWEEP_SLACK_S, lost=all_lost)
+        # in process: the queue holds what it was given for as long as the process lives
+        return SweepPolicy(s.job_timeout_s + SWEEP_SLACK_S, lost=none_lost)
+
     def rate_window(self) -> RateWindow | None:
         """A rate-limit window every API process shares: DynamoDB in the AWS layout (Lambda
         containers share no memory); None elsewhere (memory, or Redis with REDIS_URL)."""
@@ -100,6 +117,9 @@ class Adapters:
         from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
 
         return DynamoDbRateWindow(self.aws, s.dynamodb_table)
+
+
+SWEEP_SLACK_S = 2.0
 
 
 def require(value: str | None, name: str, because: str) -> str:

@@ -1,4 +1,4 @@
-"""worker.recovery: jobs the queue lost (Redis flushed) are enqueued again from the store."""
+"""The lost-job sweep with arq: jobs the queue lost (Redis flushed) run again from the store."""
 
 from __future__ import annotations
 
@@ -11,12 +11,14 @@ import pytest
 from arq.jobs import Job as ArqJob
 from arq.jobs import JobStatus as ArqJobStatus
 
+from shared.adapters.choose import Adapters
 from shared.adapters.queue.arq import ArqJobQueue
+from shared.config import Settings
 from shared.factory import ServiceFactory, Services
 from shared.models import ChatRequest, Job, JobStatus, Message, utcnow
+from shared.sweeps import LOCK_NAME
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
-from worker.recovery import LOCK_KEY, lost_after_s, reenqueue_lost_jobs, sweep_interval_s
 from worker.supervisor import Supervisor
 
 pytestmark = pytest.mark.integration
@@ -45,6 +47,19 @@ def stale_job(minutes: float) -> Job:
     return Job(tenant="t", request=request, created_at=then, updated_at=then)
 
 
+async def reenqueue_lost_jobs(services: Services, queue: ArqJobQueue) -> int:
+    """One sweep, as every arq worker's sweep loop makes it (the queue's own policy)."""
+    return await services.sweeper.sweep_due()
+
+
+def lost_after_s(settings: Settings) -> float:
+    return Adapters(settings).sweep_policy(ArqJobQueue("redis://127.0.0.1:1")).lost_after_s
+
+
+def sweep_interval_s(settings: Settings) -> float:
+    return Adapters(settings).sweep_policy(ArqJobQueue("redis://127.0.0.1:1")).interval_s
+
+
 async def test_lost_jobs_are_enqueued_again_and_run(services: Services, queue: ArqJobQueue) -> None:
     lost = await services.store.create_job(stale_job(minutes=30))
     held = await services.store.create_job(stale_job(minutes=30))
@@ -68,7 +83,7 @@ async def test_nothing_to_do_when_the_queue_holds_everything(
 ) -> None:
     job = await services.store.create_job(stale_job(minutes=30))
     await services.queue.enqueue(job.id)
-    await (await queue.connected()).delete(LOCK_KEY)
+    await (await queue.connected()).delete(LOCK_NAME)
     assert await reenqueue_lost_jobs(services, queue) == 0
 
 
@@ -87,7 +102,9 @@ async def test_a_job_lost_about_a_minute_ago_is_enqueued_again(
 
 
 def test_a_job_is_never_taken_for_lost_within_its_lease() -> None:
-    settings = make_settings(llm_timeout_s=60, lost_job_after_s=10)
+    settings = make_settings(
+        llm_timeout_s=60, lost_job_after_s=10, queue_backend="arq", redis_url="redis://127.0.0.1:1"
+    )
     lease_s = settings.job_timeout_s + 5  # JobExecutor's lease
     assert lost_after_s(settings) > lease_s
     assert sweep_interval_s(settings) == 15

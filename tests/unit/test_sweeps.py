@@ -10,7 +10,7 @@ from datetime import timedelta
 from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.batches import BatchService
 from shared.models import Batch, BatchCounts, ChatRequest, Job, JobStatus, Message, utcnow
-from shared.sweeps import PURGE_CHUNK, Sweeper
+from shared.sweeps import PURGE_CHUNK, Sweeper, SweepPolicy, none_lost
 from tests.fakes import FakeJobQueue, FakeJobStore
 
 REQUEST = ChatRequest(messages=[Message(role="user", content="x")])
@@ -92,13 +92,23 @@ class PurgeSignallingStore(FakeJobStore):
         return deleted
 
 
-async def test_purge_forever_purges_at_once_and_stops_when_told() -> None:
+async def test_the_sweep_loop_purges_at_once_and_stops_when_told() -> None:
     store, queue = PurgeSignallingStore(retention=timedelta(days=1)), FakeJobQueue()
     old = await store.create_job(expired_job(2))
     stop = asyncio.Event()
-    sweeper = Sweeper(store, BatchService(store, None, queue), queue)
-    running = asyncio.create_task(sweeper.purge_forever(stop, interval_s=3600))
+    policy = SweepPolicy(lost_after_s=3600 * 4, lost=none_lost)  # a sweep an hour at most
+    sweeper = Sweeper(store, BatchService(store, None, queue), queue, policy)
+    running = asyncio.create_task(sweeper.sweep_forever(stop))
     await asyncio.wait_for(store.purged.wait(), timeout=5)
     assert old.id not in store.jobs
     stop.set()
-    await asyncio.wait_for(running, timeout=5)  # not the 3600 s interval
+    await asyncio.wait_for(running, timeout=5)  # not the interval
+
+
+async def test_a_queue_that_holds_everything_gets_nothing_enqueued_again() -> None:
+    store, queue = FakeJobStore(), FakeJobQueue()
+    stale = await store.create_job(expired_job(0).model_copy(update={"status": JobStatus.queued}))
+    sweeper = Sweeper(store, BatchService(store, None, queue), queue,
+                      SweepPolicy(lost_after_s=0.0, lost=none_lost))  # fmt: skip
+    assert await sweeper.sweep_due() == 0
+    assert stale.id not in queue.pending

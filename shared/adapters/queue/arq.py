@@ -29,6 +29,7 @@ from arq.jobs import Job, JobStatus
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from shared.config import Settings
 from shared.errors import QueueUnavailable
 from shared.ports import JobHandler, JobRef
 
@@ -203,3 +204,16 @@ class ArqJobQueue:
                 return await step(await self.connected())
         except (TimeoutError, *UNAVAILABLE) as exc:
             raise QueueUnavailable(f"Redis queue unavailable: {exc!r}") from exc
+
+
+HARD_MARGIN_S = 5.0  # arq's job_timeout over the executor's own bound (worker/settings.py)
+
+
+def arq_job_timeout_s(settings: Settings) -> float:
+    return settings.job_timeout_s + HARD_MARGIN_S
+
+
+def redelivery_horizon_s(settings: Settings) -> float:
+    """No delivery of a job lasts longer: arq cancels its jobs at `job_timeout`, and the executor
+    bounds every delivery (a batch runner's too) more tightly still."""
+    return arq_job_timeout_s(settings)

@@ -37,6 +37,9 @@ from shared.ports import JobHandler
 log = logging.getLogger(__name__)
 
 MAX_DELAY_S = 900  # SendMessage's DelaySeconds limit
+# A job's message comes back at most this long after the job's last change: its longest delay
+# (a retry's), a visibility timeout (540 s, shorter) for a dead worker's, plus a minute's slack.
+REDELIVERY_HORIZON_S = MAX_DELAY_S + 60.0
 MAX_VISIBILITY_S = 43_200  # 12 h, counted from the message's receipt
 VISIBILITY_SLACK_S = 60  # stay clear of that limit despite clock skew and time since receipt
 BATCH_ENTRIES = 10  # SendMessageBatch's limit
