@@ -9,7 +9,7 @@ from typing import Any
 from bench.procs import run_json
 from bench.report import Row
 from bench.service import JSON, Api, Run, cpu_window
-from worker.settings import POLL_DELAY_S
+from worker.arq_options import POLL_DELAY_S
 
 LATENCY_JOBS = 300
 DEFAULT_POLL_JOBS = 30

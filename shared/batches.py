@@ -24,7 +24,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobQueue, ResultCache, Store
-from shared.webhook_hooks import WebhookHooks
+from shared.webhooks.hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 

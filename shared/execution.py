@@ -28,7 +28,7 @@ from shared.ports import (
 )
 from shared.retry import RetryPolicy
 from shared.transitions import JobOutcome
-from shared.webhook_hooks import WebhookHooks
+from shared.webhooks.hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 

@@ -31,8 +31,8 @@ from shared.service import ChatService
 from shared.services import Services
 from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
-from shared.webhook_hooks import WebhookHooks
 from shared.webhooks import WebhookDispatcher, WebhookSender, check_url
+from shared.webhooks.hooks import WebhookHooks
 from shared.webhooks.secrets import WebhookSecrets, masters_from
 
 __all__ = ["ServiceFactory", "Services"]

@@ -25,7 +25,7 @@ from shared.models import (
 )
 from shared.ports import JobEvents, JobFinished, JobQueue, ResultCache, Store
 from shared.transitions import JobOutcome
-from shared.webhook_hooks import WebhookHooks
+from shared.webhooks.hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 

@@ -29,10 +29,10 @@ from shared.adapters.queue.arq import ArqJobQueue
 from shared.config import Settings
 from shared.execution import requeueing_consumer
 from shared.factory import ServiceFactory, Services
+from worker.arq_options import completion_wait_s, worker_options
 from worker.batch_runner import BatchRunner
 from worker.metrics import serve_metrics, stop_metrics
 from worker.outage import UNREACHABLE, Outage
-from worker.settings import completion_wait_s, worker_options
 from worker.slots import Slots
 
 log = logging.getLogger(__name__)

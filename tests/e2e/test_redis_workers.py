@@ -1,6 +1,6 @@
 """Redis mode: one API and two `python -m worker` processes on arq; a worker is SIGKILLed mid-run.
 
-Timing (worker/settings.py) with LLM_TIMEOUT_S=2: the executor's job timeout T = 2*2+5 = 9 s,
+Timing (worker/arq_options.py) with LLM_TIMEOUT_S=2: the executor's job timeout T = 2*2+5 = 9 s,
 arq's job_timeout = T+5 = 14 s, and arq's in-progress key of a job lives job_timeout+10 = 24 s. A
 job whose worker was killed is therefore taken again by the other worker about 24 s after it
 started, when its store lease (claim + T + 5 = 14 s) has long run out. Measured on 2 cores: the

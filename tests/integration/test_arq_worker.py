@@ -40,7 +40,7 @@ from shared.ports import Store
 from shared.transitions import Change, Decision
 from tests.conftest import make_settings
 from tests.fakes import FakeLLM
-from worker.settings import arq_job_timeout_s, completion_wait_s, worker_options
+from worker.arq_options import arq_job_timeout_s, completion_wait_s, worker_options
 from worker.supervisor import Supervisor
 
 pytestmark = [

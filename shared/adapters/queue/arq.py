@@ -206,7 +206,7 @@ class ArqJobQueue:
             raise QueueUnavailable(f"Redis queue unavailable: {exc!r}") from exc
 
 
-HARD_MARGIN_S = 5.0  # arq's job_timeout over the executor's own bound (worker/settings.py)
+HARD_MARGIN_S = 5.0  # arq's job_timeout over the executor's own bound (worker/arq_options.py)
 
 
 def arq_job_timeout_s(settings: Settings) -> float:
