@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
@@ -17,7 +18,6 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import BaseRoute, Match
 
 from api.requestid import HEADER as REQUEST_ID
-from api.requestid import request_id_of
 from shared.errors import (
     ChatJobsError,
     Conflict,
@@ -28,7 +28,6 @@ from shared.errors import (
     StoreFull,
     UnknownModel,
 )
-from shared.logs import bound
 
 log = logging.getLogger(__name__)
 
@@ -256,10 +255,9 @@ async def on_client_disconnect(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette answers these outside every middleware: restore what RequestIdMiddleware did
-    request_id = request_id_of(request)
-    with bound(request_id=request_id):
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette answers these outside every middleware: add the id the middleware would have
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request_id = correlation_id.get()
     headers = {REQUEST_ID: request_id} if request_id else None
     return error_response(500, "internal_error", "internal server error", headers=headers)
 
