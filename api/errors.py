@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
@@ -12,10 +12,11 @@ from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 
 from api.requestid import HEADER as REQUEST_ID
 from shared.errors import (
@@ -135,22 +136,14 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes on the request's path."""
+    """Every method some route takes on the request's path (`iter_route_contexts` is FastAPI's
+    public view of the routes behind included routers)."""
     methods: set[str] = set()
-    for route in _flat(request.app.router.routes):
+    for route in iter_route_contexts(request.app.routes):
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+            methods |= route.methods or set()
     return sorted(methods)
-
-
-def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    for route in routes:
-        included = getattr(route, "original_router", None)  # how FastAPI keeps included routers
-        if included is not None:
-            yield from _flat(included.routes)
-        else:
-            yield route
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
