@@ -18,6 +18,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
+from api.jsonbody import is_json
 from api.requestid import HEADER as REQUEST_ID
 from shared.errors import (
     ChatJobsError,
@@ -148,7 +149,7 @@ def allowed_methods(request: Request) -> list[str]:
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    json_body = _is_json(request.headers.get("content-type"))
+    json_body = is_json(request.headers.get("content-type"))
     fields = [_field_error(error, json_body) for error in exc.errors()]
     message = f"{fields[0].field}: {fields[0].message}" if fields else "invalid request"
     if len(fields) > 1:
@@ -179,11 +180,6 @@ def _printable(text: str, limit: int = 200) -> str:
     """Echoed client input must be valid UTF-8 (no lone surrogates) and short."""
     clean = text.encode("utf-8", "replace").decode("utf-8")
     return clean if len(clean) <= limit else clean[:limit] + "…"
-
-
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";")[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
 
 
 @dataclass(frozen=True)
