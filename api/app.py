@@ -78,10 +78,9 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
-    app.state.limiter = TenantRateLimiter.from_settings(settings, factory.build_rate_window())
-    app.state.auth_throttle = TenantRateLimiter.from_settings(
-        settings, factory.build_rate_window(), rate=settings.auth_failure_limit
-    )
+    rate_window = factory.build_rate_window()
+    app.state.limiter = TenantRateLimiter(settings.rate_limit, rate_window)
+    app.state.auth_throttle = TenantRateLimiter(settings.auth_failure_limit, rate_window)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,

@@ -222,15 +222,22 @@ class ServiceFactory:
         kinds = (s.resolved_store, s.resolved_queue, s.resolved_cache)
         return any(k in ("dynamodb", "sqs") for k in kinds)
 
-    def build_rate_window(self) -> RateWindow | None:
-        """A rate-limit window every API process shares: DynamoDB in the AWS layout (Lambda
-        containers share no memory); None elsewhere (memory, or Redis with REDIS_URL)."""
+    def build_rate_window(self) -> RateWindow:
+        """The window RATE_LIMIT and AUTH_FAILURE_LIMIT are counted in: Redis with REDIS_URL
+        (every API process shares it), DynamoDB in the AWS layout (Lambda containers share no
+        memory), else this process's memory."""
         s = self.settings
-        if s.redis_url or s.resolved_store != "dynamodb":
-            return None
-        from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
+        if s.redis_url:
+            from shared.adapters.ratelimit.redis import RedisRateWindow
 
-        return DynamoDbRateWindow(self.aws, s.dynamodb_table)
+            return RedisRateWindow(s.redis_url)
+        if s.resolved_store == "dynamodb":
+            from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
+
+            return DynamoDbRateWindow(self.aws, s.dynamodb_table)
+        from shared.adapters.ratelimit.memory import MemoryRateWindow
+
+        return MemoryRateWindow()
 
     @property
     def aws(self) -> AwsClients:
