@@ -17,7 +17,7 @@ from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
-from api.requestid import RequestIdMiddleware
+from api.requestid import install_request_id
 from api.routes import batches, health, jobs, usage, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
@@ -78,10 +78,9 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     )
     app.state.settings = settings
     app.state.metrics = ApiMetrics()
-    app.state.limiter = TenantRateLimiter.from_settings(settings, factory.build_rate_window())
-    app.state.auth_throttle = TenantRateLimiter.from_settings(
-        settings, factory.build_rate_window(), rate=settings.auth_failure_limit
-    )
+    rate_window = factory.build_rate_window()
+    app.state.limiter = TenantRateLimiter(settings.rate_limit, rate_window)
+    app.state.auth_throttle = TenantRateLimiter(settings.auth_failure_limit, rate_window)
     install_error_handlers(app)
     app.add_middleware(
         BodyLimitMiddleware,
@@ -90,7 +89,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     )
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
-    app.add_middleware(RequestIdMiddleware)  # outermost: every answer carries the id
+    install_request_id(app)  # outermost: every answer carries the id
     app.include_router(jobs.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)

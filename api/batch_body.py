@@ -20,15 +20,11 @@ from typing import IO, Any, overload
 from pydantic import ValidationError
 
 from api.errors import ApiError, FieldError
-from api.jsonbody import loads, reason
+from api.jsonbody import is_json, loads, media_type, reason
 from shared.models import BatchCreate, BatchItem
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/ndjson"}
 SPOOL_MEMORY_BYTES = 1 << 20
-
-
-def media_type(content_type: str | None) -> str:
-    return (content_type or "").split(";")[0].strip().lower()
 
 
 @dataclass
@@ -52,10 +48,9 @@ async def spool(chunks: AsyncIterator[bytes]) -> tuple[IO[bytes], hashlib._Hash]
 def parse_batch(
     body: IO[bytes], content_type: str | None, *, max_requests: int, webhook_url: str | None
 ) -> ParsedBatch:
-    media = media_type(content_type)
-    if media in NDJSON_TYPES:
+    if media_type(content_type) in NDJSON_TYPES:
         return ParsedBatch(NdjsonRequests.read(body, max_requests), webhook_url)
-    if media == "application/json" or media.endswith("+json"):
+    if is_json(content_type):
         batch = parse_json(body.read(), max_requests)
         return ParsedBatch(batch.requests, batch.webhook_url or webhook_url, batch.metadata)
     raise ApiError(

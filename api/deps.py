@@ -40,7 +40,8 @@ async def get_batches(request: Request) -> BatchService:
     return services.batches
 
 
-def get_usage_service(services: Annotated[Services, Depends(get_services)]) -> UsageService:
+async def get_usage_service(request: Request) -> UsageService:
+    services: Services = request.app.state.services
     return services.usage
 
 

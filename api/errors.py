@@ -3,21 +3,23 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any, Literal
 
+from asgi_correlation_id import correlation_id
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import iter_route_contexts
 from pydantic import BaseModel, Field
 from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
-from starlette.routing import BaseRoute, Match
+from starlette.routing import Match
 
+from api.jsonbody import is_json
 from api.requestid import HEADER as REQUEST_ID
-from api.requestid import request_id_of
 from shared.errors import (
     ChatJobsError,
     Conflict,
@@ -28,7 +30,6 @@ from shared.errors import (
     StoreFull,
     UnknownModel,
 )
-from shared.logs import bound
 
 log = logging.getLogger(__name__)
 
@@ -136,27 +137,19 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
 
 
 def allowed_methods(request: Request) -> list[str]:
-    """Every method some route takes on the request's path."""
+    """Every method some route takes on the request's path (`iter_route_contexts` is FastAPI's
+    public view of the routes behind included routers)."""
     methods: set[str] = set()
-    for route in _flat(request.app.router.routes):
+    for route in iter_route_contexts(request.app.routes):
         match, _ = route.matches(request.scope)
         if match is not Match.NONE:
-            methods |= getattr(route, "methods", None) or set()
+            methods |= route.methods or set()
     return sorted(methods)
-
-
-def _flat(routes: Iterable[BaseRoute]) -> Iterator[BaseRoute]:
-    for route in routes:
-        included = getattr(route, "original_router", None)  # how FastAPI keeps included routers
-        if included is not None:
-            yield from _flat(included.routes)
-        else:
-            yield route
 
 
 async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    json_body = _is_json(request.headers.get("content-type"))
+    json_body = is_json(request.headers.get("content-type"))
     fields = [_field_error(error, json_body) for error in exc.errors()]
     message = f"{fields[0].field}: {fields[0].message}" if fields else "invalid request"
     if len(fields) > 1:
@@ -187,11 +180,6 @@ def _printable(text: str, limit: int = 200) -> str:
     """Echoed client input must be valid UTF-8 (no lone surrogates) and short."""
     clean = text.encode("utf-8", "replace").decode("utf-8")
     return clean if len(clean) <= limit else clean[:limit] + "…"
-
-
-def _is_json(content_type: str | None) -> bool:
-    media = (content_type or "").split(";")[0].strip().lower()
-    return media == "application/json" or media.endswith("+json")
 
 
 @dataclass(frozen=True)
@@ -256,10 +244,9 @@ async def on_client_disconnect(request: Request, exc: Exception) -> Response:
 
 
 async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
-    # Starlette answers these outside every middleware: restore what RequestIdMiddleware did
-    request_id = request_id_of(request)
-    with bound(request_id=request_id):
-        log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    # Starlette answers these outside every middleware: add the id the middleware would have
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    request_id = correlation_id.get()
     headers = {REQUEST_ID: request_id} if request_id else None
     return error_response(500, "internal_error", "internal server error", headers=headers)
 

@@ -4,7 +4,8 @@ Starlette's `Request.json()` lets anything but a `JSONDecodeError` escape (a bod
 an integer longer than Python converts, nesting deeper than the recursion limit), and FastAPI turns
 those into an undocumented 400. `StrictJsonRoute` gives routes a request whose `json()` raises
 `JSONDecodeError` for all of them, which FastAPI reports as a 422 `json_invalid` like any other
-malformed body; the batch parser uses `loads` directly.
+malformed body; the batch parser uses `loads` directly. `media_type` and `is_json` read a
+Content-Type for both.
 """
 
 from __future__ import annotations
@@ -32,6 +33,17 @@ def loads(body: bytes) -> Any:
         raise json.JSONDecodeError("nested too deeply", "", 0) from None
     except ValueError as exc:  # e.g. an integer of more digits than Python converts
         raise json.JSONDecodeError(str(exc), "", 0) from None
+
+
+def media_type(content_type: str | None) -> str:
+    """A Content-Type's `type/subtype`, lower case, without its parameters ('' when absent)."""
+    return (content_type or "").split(";")[0].strip().lower()
+
+
+def is_json(content_type: str | None) -> bool:
+    """`application/json` or any `+json` type, whatever the parameters."""
+    media = media_type(content_type)
+    return media == "application/json" or media.endswith("+json")
 
 
 def reason(exc: json.JSONDecodeError) -> str:

@@ -1,4 +1,5 @@
-"""Per-tenant request budget (RATE_LIMIT) with the `limits` library; fails open on outages."""
+"""Per-tenant request budget (RATE_LIMIT) and failed-authentication budget (AUTH_FAILURE_LIMIT)
+over the composition root's `RateWindow`; fails open on outages."""
 
 from __future__ import annotations
 
@@ -9,60 +10,24 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 from limits import RateLimitItem, parse
-from limits.aio.strategies import MovingWindowRateLimiter
-from limits.storage import storage_from_string
 
 from api.auth import authenticate
 from api.errors import ApiError
 from shared.adapters.ratelimit import RateWindow
-from shared.adapters.ratelimit.memory import MemoryRateWindow
-from shared.config import Settings
 
 log = logging.getLogger(__name__)
 
-REDIS_TIMEOUT_S = 1.0
 WARN_EVERY_S = 60.0
 
 
-def storage_uri(redis_url: str | None) -> str:
-    """`async+redis://…` for a Redis URL (shared by all API processes), else process memory."""
-    if redis_url and redis_url.startswith(("redis://", "rediss://")):
-        return f"async+{redis_url}"
-    if redis_url and redis_url.startswith("unix://"):
-        return f"async+redis+{redis_url}"
-    return "async+memory://"
-
-
 class TenantRateLimiter:
-    """A moving window of `rate` requests per key (a tenant; `auth:<address>` for failed
-    authentications); with `window`, that window instead: the process's own memory
-    (`from_settings` without Redis), or one shared by every process (DynamoDB on Lambda, where
-    containers share no memory)."""
+    """`rate` requests per key (a tenant; `auth:<address>` for failed authentications) in
+    `window`: process memory, Redis, or DynamoDB, as `ServiceFactory.build_rate_window` chose."""
 
-    def __init__(
-        self, rate: str, uri: str = "async+memory://", window: RateWindow | None = None
-    ) -> None:
+    def __init__(self, rate: str, window: RateWindow) -> None:
         self.item: RateLimitItem = parse(rate)
-        options: dict[str, float | str | bool] = {}
-        if uri.startswith("async+redis"):
-            options = {
-                "implementation": "redispy",
-                "socket_timeout": REDIS_TIMEOUT_S,
-                "socket_connect_timeout": REDIS_TIMEOUT_S,
-            }
-        self.limiter = MovingWindowRateLimiter(storage_from_string(uri, **options))
         self.window = window
         self._warned_at = -math.inf
-
-    @classmethod
-    def from_settings(
-        cls, settings: Settings, window: RateWindow | None = None, rate: str | None = None
-    ) -> TenantRateLimiter:
-        """RATE_LIMIT, or `rate`, kept where the settings say."""
-        uri = storage_uri(settings.redis_url)
-        if window is None and uri == "async+memory://":
-            window = MemoryRateWindow()
-        return cls(rate or settings.rate_limit, uri, window)
 
     async def hit(self, key: str) -> float | None:
         """Spend one request: None when allowed, else the seconds until `key` may retry."""
@@ -73,19 +38,13 @@ class TenantRateLimiter:
         return await self._ask(key, spend=False)
 
     async def _ask(self, key: str, *, spend: bool) -> float | None:
+        ask = self.window.hit if spend else self.window.test
         try:
-            if self.window is not None:
-                window_ask = self.window.hit if spend else self.window.test
-                allowed, wait_s = await window_ask(key, self.item.amount, self.item.get_expiry())
-                return None if allowed else max(float(wait_s), 1.0)
-            limits_ask = self.limiter.hit if spend else self.limiter.test
-            if await limits_ask(self.item, "tenant", key):
-                return None
-            stats = await self.limiter.get_window_stats(self.item, "tenant", key)
+            allowed, wait_s = await ask(key, self.item.amount, self.item.get_expiry())
         except Exception:
             self._warn_failing_open()
             return None
-        return max(stats.reset_time - time.time(), 1.0)
+        return None if allowed else max(float(wait_s), 1.0)
 
     def _warn_failing_open(self) -> None:
         if time.monotonic() - self._warned_at >= WARN_EVERY_S:

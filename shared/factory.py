@@ -63,7 +63,7 @@ class ServiceFactory:
         self.adapters = Adapters(self.settings)
         self.made = (store, cache, queue, llm, events)
 
-    def build_rate_window(self) -> RateWindow | None:
+    def build_rate_window(self) -> RateWindow:
         return self.adapters.rate_window()
 
     async def start(self, *, consume: bool, deliver_webhooks: bool | None = None) -> Services:

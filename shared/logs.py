@@ -2,8 +2,9 @@
 
 Records carry the context they were logged in, from contextvars: `request_id`, `job_id`, `batch_id`
 and `tenant`, where known (`bound()` sets them for a block, `bind()` for the rest of the current
-task). LOG_FORMAT picks the output: `json` (one object a line, for collectors), `text` (for people),
-or `auto`: text on a terminal, JSON otherwise.
+task; an HTTP request's id is asgi-correlation-id's `correlation_id`, see api/requestid.py).
+LOG_FORMAT picks the output: `json` (one object a line, for collectors), `text` (for people), or
+`auto`: text on a terminal, JSON otherwise.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from contextvars import ContextVar
 from types import MappingProxyType
 from typing import Literal
 
+from asgi_correlation_id import correlation_id
 from pythonjsonlogger.json import JsonFormatter
 
 LogFormat = Literal["auto", "json", "text"]
@@ -54,6 +56,9 @@ class ContextFilter(logging.Filter):
         for name, value in _context.get().items():
             if not hasattr(record, name):
                 setattr(record, name, value)
+        request_id = correlation_id.get()
+        if request_id and not hasattr(record, "request_id"):
+            record.request_id = request_id
         return True
 
 

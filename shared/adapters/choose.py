@@ -108,15 +108,22 @@ class Adapters:
         # in process: the queue holds what it was given for as long as the process lives
         return SweepPolicy(s.job_timeout_s + SWEEP_SLACK_S, lost=none_lost)
 
-    def rate_window(self) -> RateWindow | None:
-        """A rate-limit window every API process shares: DynamoDB in the AWS layout (Lambda
-        containers share no memory); None elsewhere (memory, or Redis with REDIS_URL)."""
+    def rate_window(self) -> RateWindow:
+        """The window RATE_LIMIT and AUTH_FAILURE_LIMIT are counted in: Redis with REDIS_URL
+        (every API process shares it), DynamoDB in the AWS layout (Lambda containers share no
+        memory), else this process's memory."""
         s = self.settings
-        if s.redis_url or s.resolved_store != "dynamodb":
-            return None
-        from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
+        if s.redis_url:
+            from shared.adapters.ratelimit.redis import RedisRateWindow
 
-        return DynamoDbRateWindow(self.aws, s.dynamodb_table)
+            return RedisRateWindow(s.redis_url)
+        if s.resolved_store == "dynamodb":
+            from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
+
+            return DynamoDbRateWindow(self.aws, s.dynamodb_table)
+        from shared.adapters.ratelimit.memory import MemoryRateWindow
+
+        return MemoryRateWindow()
 
 
 SWEEP_SLACK_S = 2.0

@@ -6,7 +6,9 @@ from typing import Any
 
 import pytest
 
-from api.ratelimit import TenantRateLimiter, storage_uri
+from api.ratelimit import TenantRateLimiter
+from shared.adapters.ratelimit.redis import RedisRateWindow
+from shared.factory import ServiceFactory
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.integration
@@ -17,10 +19,10 @@ async def test_failures_counted_by_one_process_throttle_another(
 ) -> None:
     settings = make_settings(redis_url=redis_url, auth_failure_limit="3/minute")
     one, other = (
-        TenantRateLimiter.from_settings(settings, rate=settings.auth_failure_limit)
+        TenantRateLimiter(settings.auth_failure_limit, ServiceFactory(settings).build_rate_window())
         for _ in range(2)
     )
-    assert one.window is None and storage_uri(redis_url).startswith("async+redis")
+    assert isinstance(one.window, RedisRateWindow)
     key = "auth:203.0.113.9"
     assert [await one.hit(key) for _ in range(3)] == [None] * 3
     wait_s = await other.test(key)

@@ -112,7 +112,7 @@ async def test_window_items_expire_after_serving_as_the_previous_window(
 async def test_tenant_rate_limiter_answers_from_the_shared_window(
     containers: list[DynamoDbRateWindow],
 ) -> None:
-    limiters = [TenantRateLimiter("5/minute", window=window) for window in containers]
+    limiters = [TenantRateLimiter("5/minute", window) for window in containers]
     waits = [await limiters[n % 2].hit("tenant_a") for n in range(6)]
     assert waits[:5] == [None] * 5
     assert waits[5] == 62.0
@@ -121,7 +121,7 @@ async def test_tenant_rate_limiter_answers_from_the_shared_window(
 async def test_tenant_rate_limiter_fails_open_when_the_table_is_missing(
     aws_clients: AwsClients,
 ) -> None:
-    limiter = TenantRateLimiter("1/minute", window=DynamoDbRateWindow(aws_clients, "no-such"))
+    limiter = TenantRateLimiter("1/minute", DynamoDbRateWindow(aws_clients, "no-such"))
     assert [await limiter.hit("tenant_a") for _ in range(3)] == [None] * 3
 
 

@@ -7,6 +7,7 @@ import asyncio
 import pytest
 
 from api.ratelimit import TenantRateLimiter
+from shared.adapters.ratelimit.redis import RedisRateWindow
 from shared.models import JobStatus
 from tests.unit.conftest import T1, T2, Api, chat, running_api
 
@@ -148,7 +149,9 @@ async def test_rate_limit_fails_open_when_storage_is_unreachable(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     async with running_api(rate_limit="1/minute") as api:
-        api.app.state.limiter = TenantRateLimiter("1/minute", "async+redis://127.0.0.1:1")
+        api.app.state.limiter = TenantRateLimiter(
+            "1/minute", RedisRateWindow("redis://127.0.0.1:1")
+        )
         for prompt in ("1", "2", "3"):
             assert (await api.submit(chat(prompt))).status_code == 202
     warnings = [r for r in caplog.records if "rate limit storage unreachable" in r.message]

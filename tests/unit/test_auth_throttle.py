@@ -66,7 +66,7 @@ async def test_the_right_key_from_another_address_still_works() -> None:
 async def test_the_right_key_works_again_once_the_window_has_room() -> None:
     clock = Clock()
     async with running_api() as api:
-        api.app.state.auth_throttle = TenantRateLimiter("3/minute", window=MemoryRateWindow(clock))
+        api.app.state.auth_throttle = TenantRateLimiter("3/minute", MemoryRateWindow(clock))
         for _ in range(3):
             assert (await post(api.client, WRONG)).status_code == 401
         clock.now += 30

@@ -1,8 +1,17 @@
-"""MemoryRateWindow: the in-process moving window behind RATE_LIMIT without Redis."""
+"""MemoryRateWindow: the in-process moving window behind RATE_LIMIT without Redis; and the one
+place that picks the window."""
 
 from __future__ import annotations
 
+from typing import Any
+
+import pytest
+
+from shared.adapters.ratelimit.dynamodb import DynamoDbRateWindow
 from shared.adapters.ratelimit.memory import MemoryRateWindow
+from shared.adapters.ratelimit.redis import RedisRateWindow
+from shared.factory import ServiceFactory
+from tests.conftest import make_settings
 
 
 class Clock:
@@ -67,3 +76,18 @@ async def test_keys_whose_window_has_emptied_are_dropped() -> None:
         await window.hit(f"auth:{n}", 3, 60)
     assert window.keys() < 5000  # the first 5000 have gone
     assert await window.hit("auth:8999", 1, 60) == (False, 60)  # live ones are kept
+
+
+@pytest.mark.parametrize(
+    ("settings", "kind"),
+    [
+        ({}, MemoryRateWindow),
+        ({"redis_url": "redis://127.0.0.1:1", "queue_backend": "arq"}, RedisRateWindow),
+        ({"store_backend": "dynamodb", "cache_backend": "dynamodb"}, DynamoDbRateWindow),
+        ({"store_backend": "dynamodb", "redis_url": "redis://127.0.0.1:1"}, RedisRateWindow),
+    ],
+)
+def test_the_root_picks_the_window_every_api_process_can_share(
+    settings: dict[str, Any], kind: type
+) -> None:
+    assert isinstance(ServiceFactory(make_settings(**settings)).build_rate_window(), kind)

@@ -1,7 +1,7 @@
-"""Rate-limit windows kept outside the process, for API processes that share no memory (Lambda
-containers). `api.ratelimit.TenantRateLimiter` uses one when it is given one: for tenants'
-request budgets (RATE_LIMIT) and for failed authentications per client address
-(AUTH_FAILURE_LIMIT)."""
+"""The RateWindow port: a per-key request budget. `api.ratelimit.TenantRateLimiter` counts tenants'
+requests (RATE_LIMIT) and failed authentications per client address (AUTH_FAILURE_LIMIT) in the
+one window `ServiceFactory.build_rate_window` picks: `memory` (one process), `redis` (every
+process with REDIS_URL) or `dynamodb` (Lambda containers, which share no memory)."""
 
 from __future__ import annotations
 
