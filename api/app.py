@@ -100,6 +100,6 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
-    install_openapi(app)
+    install_openapi(app, settings)
     install_docs(app)
     return app
