@@ -85,6 +85,7 @@ NOT_RUN = {
         "aws logs tail": f"tails deployed CloudWatch logs: {_AWS}",
         "terraform apply -var image_tag=$TAG -var table_deletion_protection=false": "destroys a "
         f"deployed stack: {_AWS}",
+        "aws secretsmanager delete-secret": f"deletes a deployed secret and registry: {_AWS}",
     },
     PERFORMANCE: {
         "make bench ": "about 3 minutes of load on every core; not part of `make test`, as the "
