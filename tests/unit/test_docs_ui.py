@@ -4,7 +4,10 @@ names answers 200 with its type, and the vendored files carry their licence."""
 from __future__ import annotations
 
 import re
+import subprocess
+from fnmatch import fnmatch
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from api.docs_ui import ASSETS_DIR
@@ -74,3 +77,22 @@ def test_vendored_assets_carry_their_licence() -> None:
 
 async def test_redoc_is_not_served_from_a_cdn(api: Api) -> None:
     assert (await api.client.get("/redoc")).status_code == 404
+
+
+def test_assets_ship_in_the_wheel_and_the_images() -> None:
+    """Package data of `api` (hatch puts it in the wheel; both Dockerfiles `COPY api ./api`),
+    ignored neither by git, which hatch follows, nor by .dockerignore."""
+    root = Path(__file__).resolve().parents[2]
+    assets = [path.relative_to(root).as_posix() for path in ASSETS_DIR.iterdir()]
+    assert all(asset.startswith("api/") for asset in assets)
+    ignored_by_git = subprocess.run(
+        ["git", "check-ignore", *assets], cwd=root, capture_output=True, text=True, check=False
+    )
+    assert ignored_by_git.stdout == "", ignored_by_git.stdout
+    patterns = (root / ".dockerignore").read_text().split()
+    for asset in assets:
+        parts = asset.split("/")
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        assert not [p for p in patterns for prefix in prefixes if fnmatch(prefix, p)], asset
+    for dockerfile in ("Dockerfile", "Dockerfile.lambda"):
+        assert "COPY api ./api" in (root / "infra/docker" / dockerfile).read_text()
