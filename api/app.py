@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api.bodylimit import BodyLimitMiddleware
 from api.bodytimeout import BodyTimeoutMiddleware
+from api.docs_ui import install_docs
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
@@ -73,6 +74,8 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
         description=DESCRIPTION,
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # install_docs serves /docs from the package's own assets
+        redoc_url=None,  # ReDoc would load its script and fonts from CDNs
         generate_unique_id_function=operation_id,
         responses={500: {"model": ErrorResponse, "description": "Unexpected (`internal_error`)"}},
     )
@@ -96,5 +99,6 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
-    install_openapi(app)
+    install_openapi(app, settings)
+    install_docs(app)
     return app

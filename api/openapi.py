@@ -1,5 +1,6 @@
 """What FastAPI cannot infer for the OpenAPI document: operation ids, the batch body's schema (the
-route parses JSON or NDJSON by hand), the webhook events, and headers every response carries."""
+route parses JSON or NDJSON by hand), the webhook events, headers every response carries, and the
+models this deployment serves (the only values `model` may take)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pydantic import BaseModel, Field, create_model
 
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import MAX_CHARS
+from shared.config import Settings
 from shared.models import BatchCreate, BatchPublic, JobPublic
 
 REF_TEMPLATE = "#/components/schemas/{model}"
@@ -24,6 +26,22 @@ COMMON_HEADERS: dict[str, dict[str, Any]] = {
         "description": "The request's `X-Request-ID` (sanitized), or one made up for it.",
         "schema": {"type": "string", "maxLength": MAX_CHARS},
     }
+}
+# Request schemas with a `model` field: the document lists the served models as its enum.
+MODEL_FIELDS = ("JobCreate", "BatchItem")
+# The error envelope's words, filled in where api/errors.py leaves a description out
+# ({schema: {property or "" for the schema itself: description}}).
+ERROR_WORDS: dict[str, dict[str, str]] = {
+    "ErrorResponse": {"": "Every error answer.", "error": "What went wrong."},
+    "ErrorDetail": {
+        "": "An error: a stable `code` to act on and a `message` for people.",
+        "code": "Stable, machine-readable: what kind of error (the list is below).",
+        "message": "What went wrong, for people; names the field or limit where there is one.",
+    },
+    "FieldError": {
+        "": "One invalid input of an `invalid_request`.",
+        "message": "What is wrong with it.",
+    },
 }
 
 
@@ -49,24 +67,36 @@ BatchEventData = _without_webhook(BatchPublic, "BatchEventData")
 class JobEvent(BaseModel):
     """Sent when a job finishes: `job.succeeded`, `job.failed` or `job.cancelled`."""
 
-    type: Literal["job.succeeded", "job.failed", "job.cancelled"]
+    type: Literal["job.succeeded", "job.failed", "job.cancelled"] = Field(
+        description="How the job ended."
+    )
     timestamp: datetime = Field(description="When the job finished; the same on every retry.")
-    data: JobEventData  # type: ignore[valid-type]
+    data: JobEventData = Field(description="The job as it ended.")  # type: ignore[valid-type]
 
 
 class BatchEvent(BaseModel):
     """Sent once when every job of a batch is finished (or the batch was cancelled)."""
 
-    type: Literal["batch.completed"]
+    type: Literal["batch.completed"] = Field(description="Always `batch.completed`.")
     timestamp: datetime = Field(description="When the batch finished; the same on every retry.")
-    data: BatchEventData  # type: ignore[valid-type]
+    data: BatchEventData = Field(description="The batch as it ended.")  # type: ignore[valid-type]
 
 
 WebhookId = Annotated[
-    str, Header(alias="webhook-id", description="Stable across retries: deduplicate on it.")
+    str,
+    Header(
+        alias="webhook-id",
+        description="Stable across retries: deduplicate on it.",
+        examples=["msg_2f6c1f0e9a7d4b1c8e3a5d7f9b0c2e4a"],
+    ),
 ]
 WebhookTimestamp = Annotated[
-    str, Header(alias="webhook-timestamp", description="Unix seconds of this attempt.")
+    str,
+    Header(
+        alias="webhook-timestamp",
+        description="Unix seconds of this attempt.",
+        examples=["1767607800"],
+    ),
 ]
 WebhookSignature = Annotated[
     str,
@@ -74,6 +104,7 @@ WebhookSignature = Annotated[
         alias="webhook-signature",
         description="`v1,<base64 HMAC-SHA256 of id.timestamp.body>` keyed with the secret from "
         "`GET /v1/webhook-secret` (Standard Webhooks).",
+        examples=["v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4="],
     ),
 ]
 DELIVERY: dict[int | str, dict[str, Any]] = {
@@ -117,7 +148,7 @@ def add_webhooks(app: FastAPI) -> None:
     )
 
 
-def install_openapi(app: FastAPI) -> None:
+def install_openapi(app: FastAPI, settings: Settings) -> None:
     """Complete the app's document: webhooks now; the rest each time it is generated."""
     add_webhooks(app)
     generate = app.openapi
@@ -127,6 +158,9 @@ def install_openapi(app: FastAPI) -> None:
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
         for model in HAND_PARSED_BODIES:
             _add_schema(schemas, model)
+        _list_served_models(schemas, settings.models.names)
+        _limit_batch_size(document, settings.batch_max_requests)
+        _add_error_words(schemas)
         _add_common_headers(document)
         return document
 
@@ -138,6 +172,34 @@ def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:
     for name, definition in schema.pop("$defs", {}).items():
         schemas.setdefault(name, definition)
     schemas.setdefault(model.__name__, schema)
+
+
+def _list_served_models(schemas: dict[str, Any], names: list[str]) -> None:
+    for name in MODEL_FIELDS:
+        if name in schemas:
+            model = schemas[name]["properties"]["model"]
+            string = next(branch for branch in model["anyOf"] if branch.get("type") == "string")
+            string["enum"] = names
+
+
+def _limit_batch_size(document: dict[str, Any], max_requests: int) -> None:
+    """BATCH_MAX_REQUESTS as the maximum of both batch body types."""
+    document["components"]["schemas"]["BatchCreate"]["properties"]["requests"]["maxItems"] = (
+        max_requests
+    )
+    submit = document["paths"]["/v1/batches"]["post"]["requestBody"]["content"]
+    submit["application/x-ndjson"]["schema"]["maxItems"] = max_requests
+
+
+def _add_error_words(schemas: dict[str, Any]) -> None:
+    for name, words in ERROR_WORDS.items():
+        schema = schemas.get(name)
+        if schema is None:
+            continue
+        for field, description in words.items():
+            target = schema if not field else schema.get("properties", {}).get(field)
+            if target is not None:
+                target.setdefault("description", description)
 
 
 def _add_common_headers(document: dict[str, Any]) -> None:

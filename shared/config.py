@@ -90,6 +90,16 @@ def running_on_lambda() -> bool:
     return bool(os.environ.get("AWS_LAMBDA_FUNCTION_NAME"))
 
 
+# Values a secret template holds until someone fills it in (docs/DEPLOYMENT.md writes `…`).
+PLACEHOLDER_WORDS = frozenset({"changeme", "change-me", "change_me", "replace-me", "todo", "xxx"})
+
+
+def is_placeholder(value: str) -> bool:
+    """`…`, `...`, an empty value or a word such as `changeme`: not a real secret."""
+    bare = value.strip()
+    return not bare.strip(".…") or bare.lower() in PLACEHOLDER_WORDS
+
+
 class Settings(BaseSettings):
     """Service configuration. Every field is read from the upper-case environment variable."""
 
@@ -317,6 +327,31 @@ class Settings(BaseSettings):
         if previous is not None and previous == self.webhook_signing_secret:
             raise ValueError("WEBHOOK_SIGNING_SECRET_PREVIOUS equals WEBHOOK_SIGNING_SECRET")
         return self
+
+    @model_validator(mode="after")
+    def _no_placeholder_secrets_on_lambda(self) -> Settings:
+        """On Lambda the secret comes from a template: refuse to serve with its placeholders."""
+        if not running_on_lambda():
+            return self
+        found = [name for name, value in self._secret_values() if is_placeholder(value)]
+        if found:
+            raise ValueError(
+                f"{', '.join(found)}: still the secret template's placeholder; put the real "
+                "value in the Secrets Manager secret, or leave the key out (docs/DEPLOYMENT.md, "
+                "step 2)"
+            )
+        return self
+
+    def _secret_values(self) -> list[tuple[str, str]]:
+        named = [
+            ("GEMINI_API_KEY", self.gemini_api_key),
+            ("OPENROUTER_API_KEY", self.openrouter_api_key),
+            ("WEBHOOK_SIGNING_SECRET", self.webhook_signing_secret),
+            ("WEBHOOK_SIGNING_SECRET_PREVIOUS", self.webhook_signing_secret_previous),
+        ]
+        values = [(name, secret.get_secret_value()) for name, secret in named if secret is not None]
+        keys = [(f"API_KEYS ({k.tenant})", k.key.get_secret_value()) for k in self.api_keys]
+        return values + keys
 
     @field_validator("auth_failure_limit")
     @classmethod

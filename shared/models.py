@@ -6,10 +6,11 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
@@ -19,6 +20,33 @@ MAX_METADATA_KEYS = 16
 MAX_METADATA_KEY_CHARS = 64
 MAX_METADATA_VALUE_CHARS = 512
 MAX_CUSTOM_ID_CHARS = 64
+MAX_URL_CHARS = 2048
+MAX_MODEL_CHARS = 200
+
+# What a webhook_url may be, as a JSON Schema pattern (the document states it, and requests are
+# checked against the very same one): http(s), a host name (ASCII labels, the last one starting
+# with a letter), a dotted IPv4 address or a bracketed IPv6 one, an optional port 1-65535, no
+# user:password, then a path, query or fragment of printable ASCII. Resolving the host and
+# refusing internal addresses (SSRF checks) come later.
+_LABEL = "[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_TOP_LABEL = "[A-Za-z](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+_OCTET = "(?:25[0-5]|2[0-4][0-9]|1[0-9]{2}|[1-9]?[0-9])"
+_H16 = "[0-9A-Fa-f]{1,4}"
+_IPV6 = "|".join(  # the forms of RFC 4291 2.2 (1) and (2), in brackets as URLs write them
+    (
+        f"(?:{_H16}:){{7}}{_H16}",
+        f"(?:{_H16}:){{1,7}}:",
+        f"(?:{_H16}:){{1,6}}:{_H16}",
+        *(f"(?:{_H16}:){{1,{n}}}(?::{_H16}){{1,{7 - n}}}" for n in range(5, 0, -1)),
+        f":(?:(?::{_H16}){{1,7}}|:)",
+    )
+)
+_PORT = "(?:6553[0-5]|655[0-2][0-9]|65[0-4][0-9]{2}|6[0-4][0-9]{3}|[1-5][0-9]{4}|[1-9][0-9]{0,3})"
+WEBHOOK_URL_PATTERN = (
+    f"^https?://(?:(?:{_LABEL}\\.)*{_TOP_LABEL}\\.?|(?:{_OCTET}\\.){{3}}{_OCTET}|\\[(?:{_IPV6})\\])"
+    f"(?::{_PORT})?(?:[/?#][!-~]*)?$"
+)
+_WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
 
 
 def utcnow() -> datetime:
@@ -30,6 +58,8 @@ def new_id(prefix: str) -> str:
 
 
 class JobStatus(StrEnum):
+    """`queued` → `running` → `succeeded` | `failed`; `queued` → `cancelled`."""
+
     queued = "queued"
     running = "running"
     succeeded = "succeeded"
@@ -45,6 +75,8 @@ TERMINAL_STATUSES = frozenset({JobStatus.succeeded, JobStatus.failed, JobStatus.
 
 
 class BatchStatus(StrEnum):
+    """`in_progress` until every job is finished (`completed`); `cancelling` → `cancelled`."""
+
     in_progress = "in_progress"
     completed = "completed"
     cancelling = "cancelling"
@@ -57,10 +89,18 @@ REQUEST_CONFIG = ConfigDict(extra="forbid", strict=True)
 
 
 class Message(BaseModel):
+    """One turn of the conversation."""
+
     model_config = REQUEST_CONFIG
 
-    role: Literal["system", "user", "assistant"]
-    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)]
+    role: Literal["system", "user", "assistant"] = Field(
+        description="Who speaks: `system` (instructions), `user` or `assistant` (earlier answers).",
+        examples=["user"],
+    )
+    content: Annotated[str, Field(min_length=1, max_length=MAX_CONTENT_CHARS)] = Field(
+        description=f"The text, 1 to {MAX_CONTENT_CHARS} characters.",
+        examples=["Summarize the plot of Hamlet in one sentence."],
+    )
 
 
 def _bounded_metadata(metadata: dict[str, str]) -> dict[str, str]:
@@ -75,7 +115,48 @@ Metadata = Annotated[
         Annotated[str, Field(max_length=MAX_METADATA_VALUE_CHARS)],
     ],
     AfterValidator(_bounded_metadata),
-    Field(description=f"Up to {MAX_METADATA_KEYS} string pairs, echoed back on the job."),
+    Field(
+        description=f"Up to {MAX_METADATA_KEYS} string pairs (keys up to "
+        f"{MAX_METADATA_KEY_CHARS} characters, values up to {MAX_METADATA_VALUE_CHARS}), stored "
+        "and echoed back; they do not change the answer.",
+        examples=[{"ticket": "T-1042"}],
+    ),
+]
+
+
+def _http_url(url: str) -> str:
+    if _WEBHOOK_URL.search(url) is None:
+        raise ValueError(
+            "must be an http:// or https:// URL with a host name (ASCII) or an IP address, "
+            "an optional port 1-65535, no user:password, and printable ASCII after the host "
+            "(percent-encode the rest)"
+        )
+    return url
+
+
+HttpUrl = Annotated[
+    str,
+    Field(max_length=MAX_URL_CHARS, json_schema_extra={"pattern": WEBHOOK_URL_PATTERN}),
+    AfterValidator(_http_url),
+]
+WEBHOOK_URL_DESCRIPTION = (
+    f"Where the finishing event is POSTed, signed (Standard Webhooks). Up to {MAX_URL_CHARS} "
+    "characters of http(s) URL matching the pattern; a host that resolves to a private, "
+    "loopback, link-local or metadata address is refused with 422 (unless the operator set "
+    "WEBHOOK_ALLOW_PRIVATE)."
+)
+WebhookUrl = Annotated[
+    HttpUrl | None,
+    Field(description=WEBHOOK_URL_DESCRIPTION, examples=["https://hooks.example.com/chatjobs"]),
+]
+CacheFlag = Annotated[
+    bool,
+    Field(
+        description="Answer from the result cache when the same request (model, messages, "
+        "temperature, max_tokens) was answered before (200, `cached: true`); false always "
+        "calls the LLM. Successes are cached either way.",
+        examples=[True],
+    ),
 ]
 
 
@@ -84,10 +165,32 @@ class ChatRequest(BaseModel):
 
     model_config = REQUEST_CONFIG
 
-    messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)]
-    model: Annotated[str | None, Field(max_length=200)] = None
-    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None  # strict: 1 is fine, "1" not
-    max_tokens: Annotated[int | None, Field(ge=1, le=65_536)] = None
+    messages: Annotated[list[Message], Field(min_length=1, max_length=MAX_MESSAGES)] = Field(
+        description=f"The conversation, oldest first: 1 to {MAX_MESSAGES} messages, at least one "
+        "from `user`.",
+        json_schema_extra={"contains": {"properties": {"role": {"const": "user"}}}},
+        examples=[[{"role": "user", "content": "Summarize the plot of Hamlet in one sentence."}]],
+    )
+    model: Annotated[str | None, Field(max_length=MAX_MODEL_CHARS)] = Field(
+        None,
+        description="Which model answers: one of the models the operator configured (listed in "
+        "this document): the primary (GEMINI_MODEL, the default when absent), the fallback "
+        "(OPENROUTER_MODEL) or a named alias (MODEL_ALIASES). A Gemini model is tried on Gemini "
+        "first and goes to OpenRouter's fallback model when Gemini keeps failing; any other "
+        "model goes to OpenRouter. Any other name answers 422 naming `model`.",
+        examples=["gemini-2.5-flash"],
+    )
+    temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = Field(  # 1 is fine, "1" not
+        None,
+        description="Sampling temperature, 0 to 2 (a JSON number); absent: the model's default.",
+        examples=[0.2],
+    )
+    max_tokens: Annotated[int | None, Field(ge=1, le=65_536)] = Field(
+        None,
+        description="Most tokens the answer may have: a JSON integer (256, not 256.0) from 1 to "
+        "65536; absent: the model's default.",
+        examples=[256],
+    )
 
     @field_validator("messages")
     @classmethod
@@ -107,46 +210,102 @@ class ChatRequest(BaseModel):
 _CHAT_FIELDS = tuple(ChatRequest.model_fields)
 
 
-class JobCreate(ChatRequest):
-    """Body of POST /v1/jobs."""
+JOB_EXAMPLE: dict[str, Any] = {
+    "messages": [
+        {"role": "system", "content": "Answer in one sentence."},
+        {"role": "user", "content": "Summarize the plot of Hamlet."},
+    ],
+    "model": "gemini-2.5-flash",
+    "temperature": 0.2,
+    "max_tokens": 256,
+    "webhook_url": "https://hooks.example.com/chatjobs",
+    "metadata": {"ticket": "T-1042"},
+    "cache": True,
+}
 
-    webhook_url: Annotated[str | None, Field(max_length=2048)] = None
+
+class JobCreate(ChatRequest):
+    """Body of POST /v1/jobs: a chat request, where to report, what to echo back."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
+    webhook_url: WebhookUrl = None
     metadata: Metadata = Field(default_factory=dict)
-    cache: bool = True
+    cache: CacheFlag = True
 
 
 class BatchItem(ChatRequest):
     """One request of a batch: a job body plus the caller's unique `custom_id`."""
 
-    custom_id: Annotated[str, Field(min_length=1, max_length=MAX_CUSTOM_ID_CHARS)]
-    webhook_url: Annotated[str | None, Field(max_length=2048)] = None
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"custom_id": "q-1", "messages": [{"role": "user", "content": "Hi"}]},
+            ]
+        }
+    )
+
+    custom_id: Annotated[str, Field(min_length=1, max_length=MAX_CUSTOM_ID_CHARS)] = Field(
+        description=f"The caller's name for this request, unique in the batch (1 to "
+        f"{MAX_CUSTOM_ID_CHARS} characters); results and jobs carry it.",
+        examples=["q-1"],
+    )
+    webhook_url: WebhookUrl = None
     metadata: Metadata = Field(default_factory=dict)
-    cache: bool = True
+    cache: CacheFlag = True
 
 
 class BatchCreate(BaseModel):
     """JSON body of POST /v1/batches (NDJSON bodies carry only the `requests`)."""
 
-    model_config = REQUEST_CONFIG
+    model_config = REQUEST_CONFIG | ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "requests": [
+                        {"custom_id": "q-1", "messages": [{"role": "user", "content": "Hi"}]},
+                        {"custom_id": "q-2", "messages": [{"role": "user", "content": "Bye"}]},
+                    ],
+                    "webhook_url": "https://hooks.example.com/chatjobs",
+                    "metadata": {"run": "nightly"},
+                }
+            ]
+        }
+    )
 
-    requests: Annotated[list[BatchItem], Field(min_length=1)]
-    webhook_url: Annotated[str | None, Field(max_length=2048)] = None
+    requests: Annotated[list[BatchItem], Field(min_length=1)] = Field(
+        description="The requests, at least one and at most BATCH_MAX_REQUESTS; each becomes a "
+        "job. A bad one refuses the whole batch with 422 naming its `custom_id`.",
+        examples=[[{"custom_id": "q-1", "messages": [{"role": "user", "content": "Hi"}]}]],
+    )
+    webhook_url: WebhookUrl = None
     metadata: Metadata = Field(default_factory=dict)
 
 
 class Usage(BaseModel):
-    input_tokens: int = 0
-    output_tokens: int = 0
+    """Tokens the provider counted for this answer."""
+
+    input_tokens: int = Field(0, description="Tokens of the prompt.", examples=[12])
+    output_tokens: int = Field(0, description="Tokens of the answer.", examples=[31])
 
 
 class CompletionPublic(BaseModel):
     """An answer as clients see it: the job's `result`."""
 
-    content: str
-    provider: str
-    model: str
-    usage: Usage = Field(default_factory=Usage)
-    latency_ms: int = 0
+    content: str = Field(
+        description="The model's answer.",
+        examples=["Prince Hamlet avenges his father's murder, and nearly everyone dies."],
+    )
+    provider: str = Field(
+        description="Who answered: `gemini`, `openrouter` (the fallback) or `offline` (no LLM "
+        "key is configured: canned text).",
+        examples=["gemini"],
+    )
+    model: str = Field(description="The model the provider used.", examples=["gemini-2.5-flash"])
+    usage: Usage = Field(default_factory=Usage, description="Tokens of this answer.")
+    latency_ms: int = Field(
+        0, description="How long the LLM call that answered took, in ms.", examples=[412]
+    )
 
 
 class Completion(CompletionPublic):
@@ -169,11 +328,23 @@ JobErrorCode = Literal[
 
 
 class JobError(BaseModel):
-    code: JobErrorCode
-    message: str
+    """Why a job failed, or (`retrying`) why it waits for another attempt."""
+
+    code: JobErrorCode = Field(
+        description="`retrying` (not final: the job waits for its next attempt), "
+        "`llm_rejected` (a provider refused the prompt), `llm_unavailable` (every provider kept "
+        "failing until the retry budget ran out), `attempts_exhausted` (delivered more times "
+        "than JOB_MAX_ATTEMPTS), `queue_unavailable` (the queue refused the job at submit).",
+        examples=["llm_rejected"],
+    )
+    message: str = Field(
+        description="What happened, for people.", examples=["gemini: prompt blocked (SAFETY)"]
+    )
 
 
 class WebhookState(StrEnum):
+    """`pending` (not sent yet, or waiting for a retry), `delivered` (a 2xx), `failed` (gave up)."""
+
     pending = "pending"
     delivered = "delivered"
     failed = "failed"
@@ -195,13 +366,30 @@ class WebhookPublic(BaseModel):
     `webhook-id` header, stable across retries) and `next_attempt_at` are set once the event
     happens."""
 
-    url: str
-    id: str | None = None
-    state: WebhookState = WebhookState.pending
-    attempts: int = 0
-    last_status_code: int | None = None
-    last_error: str | None = None
-    next_attempt_at: datetime | None = None
+    url: str = Field(
+        description="The `webhook_url` events go to.",
+        examples=["https://hooks.example.com/chatjobs"],
+    )
+    id: str | None = Field(
+        None,
+        description="The `webhook-id` header, the same on every attempt; null until the event.",
+        examples=["msg_2f6c1f0e9a7d4b1c8e3a5d7f9b0c2e4a"],
+    )
+    state: WebhookState = Field(WebhookState.pending, description="Where delivery stands.")
+    attempts: int = Field(0, description="Attempts made so far.", examples=[1])
+    last_status_code: int | None = Field(
+        None, description="The receiver's HTTP status on the last attempt.", examples=[200]
+    )
+    last_error: str | None = Field(
+        None,
+        description="Why the last attempt failed (status, timeout, refused address).",
+        examples=["HTTP 503"],
+    )
+    next_attempt_at: datetime | None = Field(
+        None,
+        description="When the next attempt is due (WEBHOOK_RETRY_SCHEDULE); null when none is.",
+        examples=["2026-01-05T10:15:30Z"],
+    )
 
 
 def webhook_view(
@@ -251,34 +439,66 @@ class Job(BaseModel):
 _DERIVED_JOB_FIELDS = ("object", "model", "webhook")
 
 
+JOB_ID_EXAMPLE = "job_5f0c2a9e8b7d4c3a9f1e6d2b8a4c7e10"
+BATCH_ID_EXAMPLE = "batch_9a1b3c5d7e9f4a2b8c6d0e1f3a5b7c9d"
+CREATED_EXAMPLE = "2026-01-05T10:15:00.123456Z"
+
+
 class JobPublic(BaseModel):
-    id: str
-    object: Literal["job"] = "job"
-    status: JobStatus
-    created_at: datetime
-    updated_at: datetime
-    completed_at: datetime | None
-    cached: bool
-    batch_id: str | None
-    custom_id: str | None
-    metadata: dict[str, str]
-    attempts: int
-    model: str | None = None
-    result: CompletionPublic | None
-    error: JobError | None
-    webhook: WebhookPublic | None
+    """A chat job as its owner sees it."""
+
+    id: str = Field(description="The job's id.", examples=[JOB_ID_EXAMPLE])
+    object: Literal["job"] = Field("job", description="Always `job`.")
+    status: JobStatus = Field(description="Where the job stands.", examples=["succeeded"])
+    created_at: datetime = Field(description="When it was accepted.", examples=[CREATED_EXAMPLE])
+    updated_at: datetime = Field(
+        description="When it last changed.", examples=["2026-01-05T10:15:01.020304Z"]
+    )
+    completed_at: datetime | None = Field(
+        description="When it finished; null until then.", examples=["2026-01-05T10:15:01.020304Z"]
+    )
+    cached: bool = Field(
+        description="Answered from the result cache (no LLM call).", examples=[False]
+    )
+    batch_id: str | None = Field(
+        description="The batch it belongs to; null for a single job.", examples=[BATCH_ID_EXAMPLE]
+    )
+    custom_id: str | None = Field(
+        description="The batch request's `custom_id`; null for a single job.", examples=["q-1"]
+    )
+    metadata: dict[str, str] = Field(
+        description="The `metadata` it was submitted with.", examples=[{"ticket": "T-1042"}]
+    )
+    attempts: int = Field(
+        description="How many times a worker took it (retries and redeliveries count).",
+        examples=[1],
+    )
+    model: str | None = Field(
+        None,
+        description="The `model` it was submitted with; null: the primary.",
+        examples=["gemini-2.5-flash"],
+    )
+    result: CompletionPublic | None = Field(description="The answer once `succeeded`; else null.")
+    error: JobError | None = Field(
+        description="Why it failed (or, with `retrying`, why it waits); else null."
+    )
+    webhook: WebhookPublic | None = Field(
+        description="Delivery of its webhook; null when it has no `webhook_url`."
+    )
 
 
 _PUBLIC_JOB_FIELDS = tuple(f for f in JobPublic.model_fields if f not in _DERIVED_JOB_FIELDS)
 
 
 class BatchCounts(BaseModel):
-    total: int = 0
-    queued: int = 0
-    running: int = 0
-    succeeded: int = 0
-    failed: int = 0
-    cancelled: int = 0
+    """The batch's jobs by status; exact, and they add up to `total`."""
+
+    total: int = Field(0, description="Jobs in the batch.", examples=[2])
+    queued: int = Field(0, description="Waiting for a worker.", examples=[0])
+    running: int = Field(0, description="Being answered now.", examples=[0])
+    succeeded: int = Field(0, description="Answered.", examples=[2])
+    failed: int = Field(0, description="Finished without an answer.", examples=[0])
+    cancelled: int = Field(0, description="Cancelled before they ran.", examples=[0])
 
     @property
     def done(self) -> int:
@@ -310,19 +530,34 @@ _DERIVED_BATCH_FIELDS = ("object", "webhook")
 
 
 class BatchPublic(BaseModel):
-    id: str
-    object: Literal["batch"] = "batch"
-    status: BatchStatus
-    counts: BatchCounts
-    created_at: datetime
-    completed_at: datetime | None
-    metadata: dict[str, str]
-    webhook: WebhookPublic | None
+    """A batch as its owner sees it: its status and exact counts (its jobs are listed with
+    `GET /v1/jobs?batch_id=`, its results streamed by `GET /v1/batches/{id}/results`)."""
+
+    id: str = Field(description="The batch's id.", examples=[BATCH_ID_EXAMPLE])
+    object: Literal["batch"] = Field("batch", description="Always `batch`.")
+    status: BatchStatus = Field(description="Where the batch stands.", examples=["completed"])
+    counts: BatchCounts = Field(description="Its jobs by status.")
+    created_at: datetime = Field(description="When it was accepted.", examples=[CREATED_EXAMPLE])
+    completed_at: datetime | None = Field(
+        description="When its last job finished (or it was cancelled); null until then.",
+        examples=["2026-01-05T10:16:02.000001Z"],
+    )
+    metadata: dict[str, str] = Field(
+        description="The `metadata` it was submitted with.", examples=[{"run": "nightly"}]
+    )
+    webhook: WebhookPublic | None = Field(
+        description="Delivery of `batch.completed`; null when it has no `webhook_url`."
+    )
 
 
 _PUBLIC_BATCH_FIELDS = tuple(f for f in BatchPublic.model_fields if f not in _DERIVED_BATCH_FIELDS)
 
 
 class JobPage(BaseModel):
-    data: list[JobPublic]
-    next_cursor: str | None
+    """One page of jobs, newest first."""
+
+    data: list[JobPublic] = Field(description="The jobs of this page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page.",
+        examples=["WyIyMDI2LTAxLTA1VDEwOjE1OjAwLjEyMzQ1NiswMDowMCIsICJqb2JfNWYwYyJd"],
+    )

@@ -21,6 +21,8 @@ MAX_DAYS = 366
 
 
 class GroupBy(StrEnum):
+    """What a usage row adds up: one UTC day, one model or one provider."""
+
     day = "day"
     model = "model"
     provider = "provider"
@@ -31,14 +33,14 @@ class UsageRow(BaseModel):
 
     group: str = Field(description="The day (YYYY-MM-DD), model or provider.")
     requests: int = Field(description="Jobs that ended: succeeded + failed + cancelled.")
-    succeeded: int
-    failed: int
-    cancelled: int
+    succeeded: int = Field(description="Jobs that ended with an answer.")
+    failed: int = Field(description="Jobs that ended without one.")
+    cancelled: int = Field(description="Jobs cancelled before they ran.")
     cache_hits: int = Field(description="Requests answered from the cache: LLM calls saved.")
     llm_calls: int = Field(description="Attempts that called the LLM (retries included).")
     fallbacks: int = Field(description="Answers given by the fallback provider.")
     input_tokens: int = Field(description="Tokens the LLM answers used (cache hits add none).")
-    output_tokens: int
+    output_tokens: int = Field(description="Tokens of the answers.")
     latency_ms_p50: int | None = Field(description="Median LLM call latency (±13%); null: none.")
     latency_ms_p95: int | None = Field(description="95th percentile LLM call latency (±13%).")
     failed_by_code: dict[str, int] = Field(description="`failed` by the job's error code.")
@@ -49,9 +51,9 @@ class UsageReport(BaseModel):
 
     model_config = ConfigDict(populate_by_name=True)
 
-    from_: date = Field(alias="from")
-    to: date
-    group_by: GroupBy
+    from_: date = Field(alias="from", description="First day of the period (UTC).")
+    to: date = Field(description="Last day of the period, included (UTC).")
+    group_by: GroupBy = Field(description="What each row adds up.")
     data: list[UsageRow] = Field(description="One row per group that has usage, in group order.")
 
 

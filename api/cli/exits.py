@@ -32,4 +32,7 @@ class CliError(Exception):
         self.code = code
 
 
-err = Console(stderr=True)  # messages and progress; stdout carries only the answer
+# Messages and progress; stdout carries only the answer. soft_wrap: a line is printed whole and
+# the terminal wraps it, so what a user copies (a --cursor, an id, a path) is never split by a
+# newline (rich wraps at 80 columns when stderr is not a terminal).
+err = Console(stderr=True, soft_wrap=True)

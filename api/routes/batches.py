@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch, spool
@@ -16,14 +16,19 @@ from api.errors import documented
 from api.jsonbody import StrictJsonRoute
 from api.routes.jobs import IdempotencyKey
 from shared.logs import bind
-from shared.models import BatchPublic
+from shared.models import BATCH_ID_EXAMPLE, WEBHOOK_URL_DESCRIPTION, BatchPublic, HttpUrl
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
 WebhookUrl = Annotated[
-    str | None,
-    Query(max_length=2048, description="For NDJSON bodies: where `batch.completed` is sent."),
+    HttpUrl | None,
+    Query(
+        description="For NDJSON bodies (a JSON body has its own `webhook_url`): where "
+        f"`batch.completed` is sent. {WEBHOOK_URL_DESCRIPTION}",
+        examples=["https://hooks.example.com/chatjobs"],
+    ),
 ]
+BatchId = Annotated[str, Path(description="The batch's id.", examples=[BATCH_ID_EXAMPLE])]
 # The body is parsed by hand (JSON or NDJSON), so FastAPI cannot describe it: `BatchCreate` is
 # added to the document's components by api/openapi.py, and referenced from here.
 BATCH_BODY: dict[str, Any] = {
@@ -35,7 +40,9 @@ BATCH_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "array",
                     "items": {"$ref": "#/components/schemas/BatchItem"},
-                    "description": "NDJSON: each item is sent as one line of JSON.",
+                    "minItems": 1,
+                    "description": "NDJSON: each item is sent as one line of JSON (blank lines "
+                    "are skipped); at least one, at most BATCH_MAX_REQUESTS.",
                 },
                 "example": [
                     {"custom_id": "a", "messages": [{"role": "user", "content": "Hi"}]},
@@ -118,7 +125,7 @@ def _request_hash(digest: Any, content_type: str | None, webhook_url: str | None
     dependencies=[LogIds],
     responses=documented(401, 404, 422),
 )
-async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
+async def get_batch(batch_id: BatchId, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Get a batch with its exact counts."""
     return (await batches.get(tenant, batch_id)).public()
 
@@ -130,7 +137,7 @@ async def get_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> Ba
     responses={**RESULTS, **documented(401, 404, 422)},
 )
 async def get_batch_results(
-    batch_id: str, batches: BatchesDep, tenant: TenantDep
+    batch_id: BatchId, batches: BatchesDep, tenant: TenantDep
 ) -> StreamingResponse:
     """Stream the results as NDJSON: `{"custom_id", "job_id", "status", "result"|"error"}`."""
     await batches.get(tenant, batch_id)  # 404 before the stream starts
@@ -148,6 +155,6 @@ async def get_batch_results(
     dependencies=[LogIds],
     responses=documented(401, 404, 422),
 )
-async def cancel_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
+async def cancel_batch(batch_id: BatchId, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Cancel the batch's queued jobs; running ones finish."""
     return (await batches.cancel(tenant, batch_id)).public()

@@ -26,20 +26,24 @@ CHECKS_DESCRIPTION = "Each dependency (`store`, `queue`, `cache`) and its state.
 
 
 class Health(BaseModel):
-    status: Literal["ok"]
+    """/healthz: the process is up."""
+
+    status: Literal["ok"] = Field(description="Always `ok`.")
 
 
 class Readiness(BaseModel):
-    status: Literal["ready"]
+    """/readyz when every dependency answers."""
+
+    status: Literal["ready"] = Field(description="Always `ready`.")
     checks: Checks = Field(description=CHECKS_DESCRIPTION)
 
 
 class Unready(BaseModel):
     """/readyz when a dependency does not answer: the checks, and the error naming it."""
 
-    status: Literal["unavailable"]
+    status: Literal["unavailable"] = Field(description="Always `unavailable`.")
     checks: Checks = Field(description=CHECKS_DESCRIPTION)
-    error: ErrorDetail
+    error: ErrorDetail = Field(description="`not_ready`, naming what does not answer.")
 
 
 @router.get("/healthz", response_model=Health)

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from api.deps import ChatDep, LogIds, RateLimitedTenant, TenantDep
 from api.errors import HEADERS, ApiError, FieldError, documented
 from api.jsonbody import StrictJsonRoute
 from shared.errors import InvalidCursor
 from shared.logs import bind
-from shared.models import JobCreate, JobPage, JobPublic, JobStatus
+from shared.models import JOB_ID_EXAMPLE, JobCreate, JobPage, JobPublic, JobStatus
 from shared.service import MAX_WAIT_S
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"], route_class=StrictJsonRoute)
@@ -24,15 +24,45 @@ IdempotencyKey = Annotated[
         max_length=255,
         description="Same key and body within 24 h returns the same job (or batch); "
         "the same key with another body answers 409.",
+        examples=["order-1042-summary"],
     ),
 ]
+JobId = Annotated[str, Path(description="The job's id.", examples=[JOB_ID_EXAMPLE])]
 Wait = Annotated[
     float,
-    Query(ge=0, le=MAX_WAIT_S, description="Seconds to hold until the job is finished."),
+    Query(
+        ge=0,
+        le=MAX_WAIT_S,
+        description=f"Seconds (0 to {MAX_WAIT_S:g}) to hold the answer until the job is "
+        "finished; 0 answers at once.",
+        examples=[10],
+    ),
 ]
-Limit = Annotated[int, Query(ge=1, le=100)]
-Cursor = Annotated[str | None, Query(max_length=1024, description="`next_cursor` of a page.")]
-BatchId = Annotated[str | None, Query(max_length=128)]
+StatusFilter = Annotated[
+    JobStatus | None, Query(description="Only jobs in this status.", examples=["failed"])
+]
+Limit = Annotated[int, Query(ge=1, le=100, description="Jobs on a page, 1 to 100.", examples=[20])]
+# Cursors are base64url (padded) JSON; their content is the store's business. The pattern and
+# length are checked here; a cursor of the right shape that this listing did not make is 422.
+CURSOR_PATTERN = "^[A-Za-z0-9_-]+={0,2}$"
+Cursor = Annotated[
+    str | None,
+    Query(
+        max_length=1024,
+        pattern=CURSOR_PATTERN,
+        description="The `next_cursor` of the page before, exactly as it came (opaque). Anything "
+        "that is not a cursor this listing returned answers 422 naming `cursor`.",
+        examples=["WyIyMDI2LTAxLTA1VDEwOjE1OjAwLjEyMzQ1NiswMDowMCIsICJqb2JfNWYwYyJd"],
+    ),
+]
+BatchId = Annotated[
+    str | None,
+    Query(
+        max_length=128,
+        description="Only the jobs of this batch (an unknown id lists nothing).",
+        examples=["batch_9a1b3c5d7e9f4a2b8c6d0e1f3a5b7c9d"],
+    ),
+]
 
 SUBMIT_RESPONSES: dict[int | str, dict[str, Any]] = {
     202: {
@@ -70,7 +100,7 @@ async def create_job(
 async def list_jobs(
     chat: ChatDep,
     tenant: TenantDep,
-    status: JobStatus | None = None,
+    status: StatusFilter = None,
     batch_id: BatchId = None,
     limit: Limit = 20,
     cursor: Cursor = None,
@@ -92,7 +122,7 @@ async def list_jobs(
     dependencies=[LogIds],
     responses=documented(401, 404, 422),
 )
-async def get_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
+async def get_job(job_id: JobId, chat: ChatDep, tenant: TenantDep, wait: Wait = 0) -> JobPublic:
     """Get a job; with `wait`, hold until it is finished or `wait` seconds pass."""
     job = await chat.get(tenant, job_id, wait_s=wait)
     return job.public()
@@ -104,7 +134,7 @@ async def get_job(job_id: str, chat: ChatDep, tenant: TenantDep, wait: Wait = 0)
     dependencies=[LogIds],
     responses=documented(401, 404, 409, 422),
 )
-async def cancel_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> JobPublic:
+async def cancel_job(job_id: JobId, chat: ChatDep, tenant: TenantDep) -> JobPublic:
     """Cancel a queued job; a running or finished job answers 409."""
     job = await chat.cancel(tenant, job_id)
     return job.public()

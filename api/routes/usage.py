@@ -31,7 +31,10 @@ From = Annotated[
     IsoDate | None,
     Query(
         alias="from",
-        description=f"First UTC day (YYYY-MM-DD); default: {DEFAULT_DAYS - 1} days before `to`.",
+        description=f"First UTC day (YYYY-MM-DD); default: {DEFAULT_DAYS - 1} days before `to`. "
+        f"Must not be after `to`, and `from`..`to` spans at most {MAX_DAYS} days (so without "
+        f"`to`, at most {MAX_DAYS - 1} days back): otherwise 422 naming `from` and `to`.",
+        examples=["2026-01-01"],
     ),
 ]
 To = Annotated[
@@ -39,10 +42,13 @@ To = Annotated[
     Query(
         alias="to",
         description=f"Last UTC day, included (YYYY-MM-DD); default: today. At most {MAX_DAYS} "
-        "days from `from`.",
+        "days from `from`, counting both.",
+        examples=["2026-01-31"],
     ),
 ]
-GroupByParam = Annotated[GroupBy, Query(description="One row per day, model or provider.")]
+GroupByParam = Annotated[
+    GroupBy, Query(description="One row per day, model or provider.", examples=["model"])
+]
 
 
 @router.get("/usage", response_model=UsageReport, responses=documented(401, 422))

@@ -15,7 +15,13 @@ router = APIRouter(prefix="/v1", tags=["webhooks"], route_class=StrictJsonRoute)
 
 
 class WebhookSecret(BaseModel):
-    secret: str = Field(description="Verify deliveries with this `whsec_` secret.")
+    """The key webhooks to this caller are signed with (two during a rotation)."""
+
+    secret: str = Field(
+        description="The Standard Webhooks signing secret (`whsec_` and base64); verify "
+        "`webhook-signature` with it.",
+        examples=["whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"],
+    )
     previous_secret: str | None = Field(
         None,
         description="During a signing-secret rotation: the secret `secret` replaces. Deliveries "

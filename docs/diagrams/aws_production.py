@@ -72,10 +72,22 @@ LOGS = C(
     f"{AWS}.management.CloudwatchLogs",
 )
 ALARMS = C(
-    "CloudWatch alarms\nDLQ not empty, errors",
+    "CloudWatch alarms\nDLQ not empty, queue age,\nerrors, throttles",
     "terraform",
     "aws_cloudwatch_metric_alarm.dlq_not_empty",
     f"{AWS}.management.CloudwatchAlarm",
+)
+JOB_ALARMS = C(
+    "job alarms\nfailed jobs, fallback rate\n(from the log lines)",
+    "terraform",
+    "aws_cloudwatch_metric_alarm.fallback_rate",
+    f"{AWS}.management.CloudwatchAlarm",
+)
+TOPIC = C(
+    "SNS topic\nalarm_email or yours",
+    "terraform",
+    "aws_sns_topic.alarms",
+    f"{AWS}.integration.SimpleNotificationServiceSnsTopic",
 )
 ELASTICACHE = C(
     "ElastiCache Redis\noptional (VPC)",
@@ -117,6 +129,8 @@ COMPONENTS = [
     SECRET,
     LOGS,
     ALARMS,
+    JOB_ALARMS,
+    TOPIC,
     ELASTICACHE,
     ECR,
     GEMINI,
@@ -138,7 +152,8 @@ def draw(out_dir: Path, render: bool = True) -> None:
             table = node(TABLE)
             elasticache = node(ELASTICACHE, style="dashed")
             with group("CloudWatch"):
-                logs, alarms = node(LOGS), node(ALARMS)
+                logs, alarms, job_alarms = node(LOGS), node(ALARMS), node(JOB_ALARMS)
+            topic = node(TOPIC, style="dashed")
         with group("outside AWS", "#FFF8F0"):
             gemini, openrouter, receiver = node(GEMINI), node(OPENROUTER), node(RECEIVER)
 
@@ -149,13 +164,16 @@ def draw(out_dir: Path, render: bool = True) -> None:
         jobs >> edge("redrive", style="dashed") >> jobs_dlq
         batch >> edge("redrive", style="dashed") >> batch_dlq
         rule >> edge("every minute") >> scheduler
-        scheduler >> edge("lost jobs") >> jobs
-        [api, worker, scheduler] >> edge() >> table
+        scheduler >> edge("lost jobs") >> [jobs, batch]  # each back to its own queue
+        functions = [api, worker, scheduler]
+        functions >> edge() >> table
         [api, worker] >> edge("if enabled", style="dashed") >> elasticache
-        ecr >> edge("image", style="dotted") >> api
-        secret >> edge("cold start", style="dotted") >> api
+        ecr >> edge("image", style="dotted") >> functions
+        secret >> edge("cold start", style="dotted") >> functions
         worker >> edge("generateContent") >> gemini
         worker >> edge("fallback", color=FALLBACK) >> openrouter
         [worker, scheduler] >> edge("signed POST") >> receiver
         [jobs_dlq, batch_dlq] >> edge(style="dotted") >> alarms
-        worker >> edge("logs", style="dotted") >> logs
+        functions >> edge("logs", style="dotted") >> logs
+        logs >> edge("metric filters", style="dotted") >> job_alarms
+        [alarms, job_alarms] >> edge("if configured", style="dashed") >> topic

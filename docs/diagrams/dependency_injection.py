@@ -38,12 +38,21 @@ RESOLVED = [
     C("Settings.resolved_queue", "code", "shared.config:Settings.resolved_queue", "port"),
     C("Settings.resolved_cache", "code", "shared.config:Settings.resolved_cache", "port"),
     C("build_llm\nkeys present?", "code", "shared.adapters.llm.build:build_llm", "port"),
+    C(
+        "Settings.resolved_queue\nwho runs the jobs?",
+        "code",
+        "shared.config:Settings.resolved_queue",
+        "port",
+    ),
+    C("REDIS_URL unset and\nthe store is DynamoDB?", "env", "REDIS_URL", "port"),
 ]
 BUILD = [
     C("Adapters.store", "code", "shared.adapters.choose:Adapters.store"),
     C("Adapters.queue", "code", "shared.adapters.choose:Adapters.queue"),
     C("Adapters.cache", "code", "shared.adapters.choose:Adapters.cache"),
     C("Adapters.llm", "code", "shared.adapters.choose:Adapters.llm"),
+    C("Adapters.events", "code", "shared.adapters.choose:Adapters.events"),
+    C("Adapters.rate_window", "code", "shared.adapters.choose:Adapters.rate_window"),
 ]
 ADAPTERS = [  # (choice label, component), per builder above
     [
@@ -83,6 +92,26 @@ ADAPTERS = [  # (choice label, component), per builder above
         ),
         ("no key", C("OfflineProvider", "code", "shared.adapters.llm.offline:OfflineProvider")),
     ],
+    [
+        ("inprocess", C("LocalJobEvents", "code", "shared.adapters.events.local:LocalJobEvents")),
+        ("arq", C("RedisJobEvents", "code", "shared.adapters.events.redis:RedisJobEvents")),
+        # sqs: none; a long-poll reads the store briefly instead
+    ],
+    [
+        (
+            "yes",
+            C(
+                "DynamoDbRateWindow\nshared by Lambda containers",
+                "code",
+                "shared.adapters.ratelimit.dynamodb:DynamoDbRateWindow",
+            ),
+        ),
+        (
+            "no: None; memory,\nor Redis with REDIS_URL",
+            C("MemoryRateWindow", "code", "shared.adapters.ratelimit.memory:MemoryRateWindow"),
+        ),
+        # with REDIS_URL, TenantRateLimiter keeps its window in Redis (the limits package)
+    ],
 ]
 # 3. service wiring
 START = C("ServiceFactory.start\none AsyncExitStack", "code", "shared.factory:ServiceFactory.start")
@@ -97,7 +126,7 @@ USE_CASES = [
     C("BackgroundTasks", "code", "shared.background:BackgroundTasks"),
 ]
 CALLERS = [
-    C("create_app\nlifespan: app.state", "code", "api.app:create_app", "step"),
+    C("create_app\nlifespan: app.state;\nthe rate window", "code", "api.app:create_app", "step"),
     C("Supervisor.run\narq worker process", "code", "worker.supervisor:Supervisor.run", "step"),
     C("LambdaRuntime\nonce per container", "code", "shared.lambda_runtime:LambdaRuntime", "step"),
 ]
@@ -136,10 +165,14 @@ def draw(out_dir: Path, render: bool = True) -> None:
         secret >> edge("on AWS") >> settings
         on_lambda >> edge("defaults: dynamodb, sqs") >> settings
         settings >> edge() >> resolved
-        for decided, builder, choices in zip(resolved, builders, adapters, strict=True):
+        # the rate window is the API's own: create_app hands it to TenantRateLimiter
+        wired_into = [start] * (len(builders) - 1) + [callers[0]]
+        for decided, builder, choices, into in zip(
+            resolved, builders, adapters, wired_into, strict=True
+        ):
             decided >> edge() >> builder
             for label, adapter in choices:
                 builder >> edge(label) >> adapter
-                adapter >> edge(style="dotted", arrowhead="none") >> start
+                adapter >> edge(style="dotted", arrowhead="none") >> into
         start >> edge() >> services >> edge() >> use_cases
         services >> edge("returned to", style="dashed") >> callers

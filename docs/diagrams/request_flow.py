@@ -25,6 +25,12 @@ LIMIT = C(
     "api.ratelimit:enforce_rate_limit",
     "step",
 )
+MODELS = C(
+    "ModelCatalog.check\nserved models only (422)",
+    "code",
+    "shared.model_catalog:ModelCatalog.check",
+    "step",
+)
 KEY = C("cache_key\nSHA-256 of tenant + request", "code", "shared.service:cache_key", "step")
 LOOKUP = C("ResultCache.get\ncache check", "code", "shared.ports:ResultCache.get", "step")
 HIT = C(
@@ -33,11 +39,26 @@ HIT = C(
     "shared.service:ChatService.submit",
     "fast",
 )
+ADMIT = C(
+    "Admission.admit\nover MAX_QUEUED_JOBS:\n503 overloaded + Retry-After",
+    "code",
+    "shared.admission:Admission.admit",
+    "step",
+)
 CREATE = C(
-    "JobStore.create_job\nmiss: status queued", "code", "shared.ports:JobStore.create_job", "step"
+    "JobStore.create_job\nmiss: status queued",
+    "code",
+    "shared.ports:JobStore.create_job",
+    "step",
+)
+REPLAY = C(
+    "body_hash\nIdempotency-Key seen: the same job\n(another body: 409)",
+    "code",
+    "shared.service:body_hash",
+    "step",
 )
 ENQUEUE = C(
-    "JobQueue.enqueue\n202 + Location (503 if refused)",
+    "JobQueue.enqueue\n202 + Location\n(refused: 503 queue_unavailable)",
     "code",
     "shared.ports:JobQueue.enqueue",
     "step",
@@ -63,6 +84,18 @@ OPENROUTER = C(
     "shared.adapters.llm.openrouter:OpenRouterProvider",
     "diagrams.onprem.network.Internet",
 )
+RETRY = C(
+    "RetryPolicy.allows\nwithin JOB_RETRY_BUDGET_S?",
+    "code",
+    "shared.retry:RetryPolicy.allows",
+    "step",
+)
+REQUEUE = C(
+    "JobWrites.requeue\nqueued again, error: retrying,\nnot before the backoff",
+    "code",
+    "shared.job_writes:JobWrites.requeue",
+    "step",
+)
 FINISH = C(
     "JobWrites.finish\nresult + webhook outbox,\none conditional write",
     "code",
@@ -85,15 +118,20 @@ COMPONENTS = [
     AUTH,
     VALIDATE,
     LIMIT,
+    MODELS,
     KEY,
     LOOKUP,
     HIT,
+    ADMIT,
     CREATE,
+    REPLAY,
     ENQUEUE,
     RUN,
     COMPLETE,
     GEMINI,
     OPENROUTER,
+    RETRY,
+    REQUEUE,
     FINISH,
     FILL,
     DELIVER,
@@ -102,28 +140,47 @@ COMPONENTS = [
 
 
 def draw(out_dir: Path, render: bool = True) -> None:
-    with canvas(TITLE, out_dir / FILENAME, render=render, splines="spline", ranksep="0.6"):
-        client = node(CLIENT)
-        with group("API process: api/ and ChatService"):
-            steps = [node(c) for c in (AUTH, VALIDATE, LIMIT, KEY, LOOKUP)]
-            hit, create, enqueue = node(HIT), node(CREATE), node(ENQUEUE)
+    # top to bottom, so the page is about as wide as it is tall and the labels stay readable
+    with canvas(
+        TITLE,
+        out_dir / FILENAME,
+        render=render,
+        direction="TB",
+        splines="spline",
+        ranksep="0.45",
+        nodesep="0.35",
+    ):
+        client, poll = node(CLIENT), node(POLL)
+        with group("API process: api/ and ChatService.submit"):
+            steps = [node(c) for c in (AUTH, VALIDATE, LIMIT, MODELS, KEY, LOOKUP)]
+            hit, admit = node(HIT), node(ADMIT)
+            create, replay, enqueue = node(CREATE), node(REPLAY), node(ENQUEUE)
         with group("worker: JobExecutor (in-process, arq, SQS Lambda)"):
             run, complete = node(RUN), node(COMPLETE)
             gemini, openrouter = node(GEMINI), node(OPENROUTER)
+            retry, requeue = node(RETRY), node(REQUEUE)
             finish, fill, deliver = node(FINISH), node(FILL), node(DELIVER)
-        poll = node(POLL)
 
+        # answers go back up to the client: drawn as `a << b` (ranked a above b), or without
+        # moving anything (constraint false)
+        back = {"constraint": "false"}
         client >> edge() >> steps[0]
         for before, after in itertools.pairwise(steps):
             before >> edge() >> after
         steps[-1] >> edge("hit", color=FAST_PATH, penwidth="2.5") >> hit
-        back = {"constraint": "false"}  # answers go back to the client without moving it
-        hit >> edge("200, cached: true", color=FAST_PATH, penwidth="2.5", **back) >> client
-        steps[-1] >> edge("miss") >> create >> edge() >> enqueue
-        enqueue >> edge("queue message", **back) >> run >> edge() >> complete
+        client << edge("200, cached: true", color=FAST_PATH, penwidth="2.5") << hit
+        steps[-1] >> edge("miss") >> admit >> edge("admitted") >> create
+        create >> edge("key seen") >> replay
+        replay >> edge("200/202 the same job", **back) >> client
+        create >> edge("new") >> enqueue >> edge("queue message") >> run
+        run >> edge() >> complete
         complete >> edge("first") >> gemini
         complete >> edge("transient error,\nopen circuit", color=FALLBACK) >> openrouter
-        [gemini, openrouter] >> edge() >> finish
+        [gemini, openrouter] >> edge("answer") >> finish
+        complete >> edge("both failed\n(transient)", color=FALLBACK) >> retry
+        retry >> edge("yes", color=FALLBACK) >> requeue
+        run << edge("again after the delay", color=FALLBACK, style="dashed") << requeue
+        retry >> edge("no: failed,\nllm_unavailable", color=FALLBACK) >> finish
         finish >> edge("succeeded") >> fill >> edge() >> deliver
         deliver >> edge("webhook: job.succeeded", **back) >> client
         client >> edge("or poll", style="dashed", **back) >> poll

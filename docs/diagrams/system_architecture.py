@@ -24,12 +24,16 @@ BATCHES = C("BatchService\ncreate, results, cancel", "code", "shared.batches:Bat
 EXECUTOR = C("JobExecutor\nclaim, LLM, finish", "code", "shared.execution:JobExecutor")
 WEBHOOKS = C("WebhookDispatcher\nsigned, retried", "code", "shared.webhooks:WebhookDispatcher")
 SWEEPER = C("Sweeper\nlost jobs, open batches", "code", "shared.sweeps:Sweeper")
+USAGE = C("UsageService\nGET /v1/usage", "code", "shared.usage_report:UsageService")
 LIMITER = C("TenantRateLimiter\napi/ratelimit.py", "code", "api.ratelimit:TenantRateLimiter")
 # ports (shared/ports.py, typing.Protocol)
 JOB_STORE = C("JobStore", "code", "shared.ports:JobStore", "port")
 BATCH_STORE = C("BatchStore", "code", "shared.ports:BatchStore", "port")
 OUTBOX = C("WebhookOutbox", "code", "shared.ports:WebhookOutbox", "port")
-STORE = C("Store\nall three, one technology", "code", "shared.ports:Store", "port")
+USAGE_STORE = C("UsageStore", "code", "shared.ports:UsageStore", "port")
+RETENTION = C("RecordRetention", "code", "shared.ports:RecordRetention", "port")
+STORE = C("Store\nall five, one technology", "code", "shared.ports:Store", "port")
+EVENTS = C("JobEvents\nlong-poll wake-ups", "code", "shared.ports:JobEvents", "port")
 CACHE = C("ResultCache", "code", "shared.ports:ResultCache", "port")
 QUEUE = C("JobQueue", "code", "shared.ports:JobQueue", "port")
 LLM = C("LLMProvider", "code", "shared.ports:LLMProvider", "port")
@@ -68,6 +72,13 @@ PROVIDERS = [
     C("OpenRouterProvider\nfallback", "code", "shared.adapters.llm.openrouter:OpenRouterProvider"),
 ]
 OFFLINE = C("OfflineProvider\nno key set", "code", "shared.adapters.llm.offline:OfflineProvider")
+EVENT_ADAPTERS = [
+    C("LocalJobEvents\nin this process", "code", "shared.adapters.events.local:LocalJobEvents"),
+    C("RedisJobEvents\nRedis pub/sub", "code", "shared.adapters.events.redis:RedisJobEvents"),
+]
+MEMORY_WINDOW = C(
+    "MemoryRateWindow\none process", "code", "shared.adapters.ratelimit.memory:MemoryRateWindow"
+)
 DYNAMO_WINDOW = C(
     "DynamoDbRateWindow\nshared by Lambdas",
     "code",
@@ -86,11 +97,15 @@ COMPONENTS = [
     EXECUTOR,
     WEBHOOKS,
     SWEEPER,
+    USAGE,
     LIMITER,
     JOB_STORE,
     BATCH_STORE,
     OUTBOX,
+    USAGE_STORE,
+    RETENTION,
     STORE,
+    EVENTS,
     CACHE,
     QUEUE,
     LLM,
@@ -102,6 +117,8 @@ COMPONENTS = [
     CIRCUIT,
     *PROVIDERS,
     OFFLINE,
+    *EVENT_ADAPTERS,
+    MEMORY_WINDOW,
     DYNAMO_WINDOW,
 ]
 
@@ -113,15 +130,18 @@ def draw(out_dir: Path, render: bool = True) -> None:
         with group("composition root"):
             factory, services = node(FACTORY), node(SERVICES)
         with group("use cases"):
-            chat, batches, executor, webhooks, sweeper = (
-                node(c) for c in (CHAT, BATCHES, EXECUTOR, WEBHOOKS, SWEEPER)
+            chat, batches, executor, webhooks, sweeper, usage = (
+                node(c) for c in (CHAT, BATCHES, EXECUTOR, WEBHOOKS, SWEEPER, USAGE)
             )
             limiter = node(LIMITER)
         with group("ports: shared/ports.py (typing.Protocol)", "#FFFCEF"):
-            job_store, batch_store, outbox, store = (
-                node(c) for c in (JOB_STORE, BATCH_STORE, OUTBOX, STORE)
-            )
+            store_parts = [
+                node(c) for c in (JOB_STORE, BATCH_STORE, OUTBOX, USAGE_STORE, RETENTION)
+            ]
+            job_store, batch_store, outbox, usage_store, _ = store_parts
+            store = node(STORE)
             cache, queue, llm, window = (node(c) for c in (CACHE, QUEUE, LLM, WINDOW))
+            events = node(EVENTS)
         with group("adapters: shared/adapters/", "#EEF5EC"):
             with group("store/"):
                 stores = [node(c) for c in STORES]
@@ -132,25 +152,29 @@ def draw(out_dir: Path, render: bool = True) -> None:
             with group("llm/"):
                 fallback, offline = node(FALLBACK), node(OFFLINE)
                 providers, circuit = [node(c) for c in PROVIDERS], node(CIRCUIT)
+            with group("events/"):
+                event_adapters = [node(c) for c in EVENT_ADAPTERS]
             with group("ratelimit/"):
-                dynamo_window = node(DYNAMO_WINDOW)
+                windows = [node(MEMORY_WINDOW), node(DYNAMO_WINDOW)]
 
         uses, implements = edge(), edge(style="dashed", arrowhead="onormal")
         entries >> edge() >> factory
         factory >> edge("builds the adapters,\nwires, starts") >> services
-        services >> uses >> [chat, batches, executor, webhooks, sweeper]
+        services >> uses >> [chat, batches, executor, webhooks, sweeper, usage]
         entries[0] >> uses >> limiter
-        chat >> uses >> [job_store, cache, queue]
+        chat >> uses >> [job_store, cache, queue, events]
         batches >> uses >> [batch_store, cache, queue]
-        executor >> uses >> [job_store, cache, llm]
+        executor >> uses >> [job_store, cache, llm, events]
         webhooks >> uses >> outbox
         sweeper >> uses >> [store, queue]
-        limiter >> edge("on AWS") >> window
-        [job_store, batch_store, outbox] >> edge(style="dotted", arrowhead="none") >> store
+        usage >> uses >> usage_store
+        limiter >> edge("without Redis") >> window
+        store_parts >> edge(style="dotted", arrowhead="none") >> store
         store >> implements >> stores
         cache >> implements >> caches
         queue >> implements >> queues
         llm >> implements >> [fallback, offline]
         fallback >> uses >> providers
         fallback >> uses >> circuit
-        window >> implements >> dynamo_window
+        events >> implements >> event_adapters
+        window >> implements >> windows

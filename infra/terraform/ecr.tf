@@ -2,6 +2,7 @@
 resource "aws_ecr_repository" "app" {
   name                 = var.name
   image_tag_mutability = "IMMUTABLE" # a tag is a release: redeploying a tag always runs the same bits
+  force_delete         = var.ecr_force_delete
 
   image_scanning_configuration {
     scan_on_push = true

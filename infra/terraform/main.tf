@@ -53,5 +53,6 @@ locals {
 
   scheduler_env = merge(local.common_env, local.redis_env)
 
-  alarm_actions = var.alarm_sns_topic_arn == null ? [] : [var.alarm_sns_topic_arn]
+  alarm_topic_arn = var.alarm_sns_topic_arn != null ? var.alarm_sns_topic_arn : one(aws_sns_topic.alarms[*].arn)
+  alarm_actions   = local.alarm_topic_arn == null ? [] : [local.alarm_topic_arn]
 }

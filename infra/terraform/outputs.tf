@@ -67,3 +67,8 @@ output "redis_endpoint" {
   description = "Primary endpoint of the optional ElastiCache node; null when enable_elasticache is false."
   value       = var.enable_elasticache ? aws_elasticache_replication_group.cache[0].primary_endpoint_address : null
 }
+
+output "alarm_topic_arn" {
+  description = "The SNS topic alarms notify (alarm_sns_topic_arn, or the one made for alarm_email); null: none."
+  value       = local.alarm_topic_arn
+}

@@ -8,5 +8,5 @@ resource "aws_secretsmanager_secret" "app" {
   #checkov:skip=CKV_AWS_149:Encrypted with the AWS-managed aws/secretsmanager key. A customer-managed key adds $1/month and a key policy to administer without narrowing who can read it: access is the per-function IAM grant on this one secret.
   name                    = var.secret_name
   description             = "chatjobs: JSON with API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET"
-  recovery_window_in_days = 30
+  recovery_window_in_days = var.secret_recovery_window_days
 }

@@ -284,9 +284,27 @@ variable "api_throttling_rate_limit" {
 # ---------------------------------------------------------------------------------------------
 
 variable "alarm_sns_topic_arn" {
-  description = "SNS topic notified when an alarm fires or recovers; null: alarms only show in the console."
+  description = "An existing SNS topic notified when an alarm fires or recovers. null: the stack creates its own topic when alarm_email is set, else alarms only show in the console."
   type        = string
   default     = null
+}
+
+variable "alarm_email" {
+  description = "With alarm_sns_topic_arn null: create the topic <name>-alarms and subscribe this address (AWS mails a confirmation link first). null: no topic."
+  type        = string
+  default     = null
+}
+
+variable "failed_jobs_alarm_threshold" {
+  description = "Alarm when more than this many jobs end failed in 5 minutes (llm_rejected, llm_unavailable, attempts_exhausted, queue_unavailable)."
+  type        = number
+  default     = 10
+}
+
+variable "fallback_rate_alarm_percent" {
+  description = "Alarm when more than this share (percent) of the job messages processed in 15 minutes fell back from Gemini to OpenRouter."
+  type        = number
+  default     = 20
 }
 
 variable "jobs_queue_max_age_s" {
@@ -315,6 +333,23 @@ variable "table_deletion_protection" {
   description = "Deletion protection of the DynamoDB table (turn off only to destroy a test stack)."
   type        = bool
   default     = true
+}
+
+variable "secret_recovery_window_days" {
+  description = "Days a destroyed secret can still be restored (7-30), during which its name stays taken; 0 deletes it at once (to destroy a test stack)."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.secret_recovery_window_days == 0 || (var.secret_recovery_window_days >= 7 && var.secret_recovery_window_days <= 30)
+    error_message = "secret_recovery_window_days is 0, or 7 to 30."
+  }
+}
+
+variable "ecr_force_delete" {
+  description = "Let terraform destroy delete the ECR repository with the images still in it (to destroy a test stack)."
+  type        = bool
+  default     = false
 }
 
 # ---------------------------------------------------------------------------------------------

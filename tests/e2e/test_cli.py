@@ -40,9 +40,9 @@ def api(stub: LLMStub, module_launcher: Launcher) -> Api:  # stopped before the 
 
 
 def chatjobs(
-    api: Api, *args: str, key: str = KEYS["t1"], cwd: Path | None = None
+    api: Api, *args: str, key: str = KEYS["t1"], cwd: Path | None = None, columns: str = "120"
 ) -> subprocess.CompletedProcess[str]:
-    env = procs.child_env(CHATJOBS_URL=api.url, CHATJOBS_API_KEY=key, COLUMNS="120")
+    env = procs.child_env(CHATJOBS_URL=api.url, CHATJOBS_API_KEY=key, COLUMNS=columns)
     return subprocess.run(
         [*COMMAND, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60
     )
@@ -148,6 +148,17 @@ def test_list_pages_through_cursors_and_filters(api: Api) -> None:
     assert all(row.split()[1] == "succeeded" for row in rows)
     none = chatjobs(api, "list", "--status", "cancelled", "--json", key=KEYS["t2"])
     assert none.returncode == 0 and none.stdout == ""
+
+
+def test_the_next_page_cursor_is_printed_on_one_line(api: Api) -> None:
+    """stderr is not a terminal here and 40 columns wide: the cursor must still copy whole."""
+    with api.client(KEYS["t2"]) as http:
+        ids = [http.post("/v1/jobs", json=chat(f"paged {n}")).json()["id"] for n in range(2)]
+        api.wait_terminal(ids, timeout=20, client=http)
+        expected = http.get("/v1/jobs", params={"limit": 1}).json()["next_cursor"]
+    first = chatjobs(api, "list", "--limit", "1", "--json", key=KEYS["t2"], columns="40")
+    assert first.returncode == 0, first.stderr
+    assert f"more jobs: --cursor {expected} (or --all)" in first.stderr.splitlines()
 
 
 def test_cancel_a_job_and_a_batch_then_list_and_fetch_results(

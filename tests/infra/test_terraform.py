@@ -538,3 +538,40 @@ def test_roles_are_least_privilege() -> None:
         actions = _actions(role)
         assert "secretsmanager:GetSecretValue" in actions
         assert "dynamodb:Scan" not in actions and not any(a.endswith(":*") for a in actions)
+
+
+# --- job-outcome alarms ------------------------------------------------------------------------
+
+LOG_FIELD = re.compile(r'\$\.(\w+) = "([^"]*)"')
+LOG_CALL = re.compile(r'log\.(\w+)\(\s*"([^"]*)"')
+
+
+def test_job_outcome_filters_match_what_the_code_logs() -> None:
+    """Each metric filter names a logger, a level and a message start: that module must log
+    such a line (a renamed logger or a reworded message would silently count nothing)."""
+    metrics = locals_()["job_log_metrics"]
+    assert set(metrics) == {"FailedJobs", "Fallbacks"}
+    for metric, pattern in metrics.items():
+        fields = dict(LOG_FIELD.findall(pattern))
+        spec = importlib.util.find_spec(fields["logger"])
+        assert spec is not None and spec.origin, f"{metric}: no module {fields['logger']}"
+        calls = LOG_CALL.findall(Path(spec.origin).read_text())
+        lines = [text for level, text in calls if level.upper() == fields["level"]]
+        glob = fields.get("message", "*").replace("*", ".*")
+        matching = [text for text in lines if re.fullmatch(glob, text.replace("%s", "x"))]
+        assert matching, f"{metric}: {fields['logger']} logs no {fields['level']} like {glob!r}"
+        if metric == "FailedJobs":
+            assert matching == ["job %s failed: %s"], matching  # nothing else counts as failed
+
+
+def test_failed_jobs_and_fallback_rate_alarm_where_the_other_alarms_do() -> None:
+    failed = resource("aws_cloudwatch_metric_alarm", "failed_jobs")
+    assert failed["metric_name"] == "FailedJobs"
+    rate = resource("aws_cloudwatch_metric_alarm", "fallback_rate")
+    queries = {q["id"]: q for q in rate["metric_query"]}
+    assert set(queries) == {"rate", "fallbacks", "jobs", "batch"}
+    assert queries["rate"]["return_data"] is True
+    for alarm in (failed, rate):
+        assert alarm["alarm_actions"] == "${local.alarm_actions}"
+        assert alarm["ok_actions"] == "${local.alarm_actions}"
+    assert "aws_sns_topic" in blocks("resource")  # alarm_email makes a topic when none is given

@@ -133,3 +133,29 @@ def test_a_rotation_needs_an_end_and_a_different_secret(
     with pytest.raises(ValidationError, match=message) as refused:
         from_env(monkeypatch, **env)
     assert "sk-leaky" not in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "named"),
+    [
+        ("GEMINI_API_KEY", "…", "GEMINI_API_KEY"),
+        ("OPENROUTER_API_KEY", "...", "OPENROUTER_API_KEY"),
+        ("WEBHOOK_SIGNING_SECRET", "changeme", "WEBHOOK_SIGNING_SECRET"),
+        ("API_KEYS", "acme:…", "API_KEYS (acme)"),
+    ],
+)
+def test_lambda_refuses_the_secret_templates_placeholders(
+    monkeypatch: pytest.MonkeyPatch, name: str, value: str, named: str
+) -> None:
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "chatjobs-api")
+    with pytest.raises(ValidationError) as refused:
+        from_env(monkeypatch, **{**SECRETS, name: value})
+    message = str(refused.value)
+    assert named in message and "placeholder" in message and "DEPLOYMENT.md" in message
+
+
+def test_placeholders_are_refused_on_lambda_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    local = from_env(monkeypatch, **{**SECRETS, "GEMINI_API_KEY": "…"})
+    assert local.gemini_api_key is not None  # a laptop may keep a template's value
+    monkeypatch.setenv("AWS_LAMBDA_FUNCTION_NAME", "chatjobs-api")
+    assert from_env(monkeypatch, **SECRETS).gemini_api_key is not None  # real values serve
