@@ -66,8 +66,8 @@ async def receive_until_stopped(
         await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
     finally:
         stopping.cancel()
-        if not receiving.done():
-            receiving.cancel()
+        receiving.cancel()  # no-op when it is done
+    await asyncio.wait({receiving})  # its cancellation done (this task's is not swallowed)
     return [] if receiving.cancelled() else receiving.result()
 
 
