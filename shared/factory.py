@@ -138,7 +138,7 @@ class ServiceFactory:
         return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,
                         batches, UsageService(store), executor, webhooks, secrets,
                         Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
-                        BackgroundTasks(stack), stack)
+                        BackgroundTasks(stack), stack, self.adapters.sqs(queue))
         # fmt: on
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
@@ -22,6 +23,9 @@ from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
 from shared.webhooks import WebhookDispatcher
 from shared.webhooks.secrets import WebhookSecrets
+
+if TYPE_CHECKING:
+    from shared.adapters.queue.sqs import SqsJobQueue
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Services:
     sweeper: Sweeper
     background: BackgroundTasks
     stack: AsyncExitStack
+    sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
 
     async def close(self) -> None:
         await self.stack.aclose()

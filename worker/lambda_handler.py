@@ -12,7 +12,6 @@ import logging
 import time
 from typing import Any
 
-from shared.adapters.queue.sqs import SqsJobQueue
 from shared.factory import Services
 from shared.lambda_runtime import LambdaRuntime
 from shared.logs import configure_logging
@@ -35,8 +34,8 @@ def runtime() -> LambdaRuntime:
 
 
 def consumer_for(services: Services) -> SqsConsumer:
-    queue = services.queue
-    if not isinstance(queue, SqsJobQueue):
+    queue = services.sqs
+    if queue is None:
         raise RuntimeError("the worker Lambda needs QUEUE_BACKEND=sqs")
     return SqsConsumer(services.executor, queue, services.settings.worker_concurrency)
 

@@ -34,8 +34,8 @@ class SqsConsumer:
         for record in records:
             try:
                 messages.append(SqsJobQueue.parse_event_record(record))
-            except (ValueError, KeyError):  # left to go to the DLQ after MAX_RECEIVE_COUNT
-                log.error("unreadable SQS record %s", record.get("messageId"))
+            except ValueError as exc:  # alone; to the DLQ after MAX_RECEIVE_COUNT receives
+                log.error("unreadable SQS record %s: %s", record.get("messageId"), exc)
                 unreadable.append(str(record.get("messageId", "")))
         retry = [m.message_id for m in await self.handle_messages(messages)]
         return {"batchItemFailures": [{"itemIdentifier": i} for i in unreadable + retry]}

@@ -4,11 +4,16 @@ branch that uses it, and nothing connecting before `start()`. Only the compositi
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
 from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
 from shared.sweeps import SweepPolicy, all_lost, none_lost
+
+if TYPE_CHECKING:
+    from shared.adapters.queue.sqs import SqsJobQueue
 
 
 class Adapters:
@@ -107,6 +112,14 @@ class Adapters:
             return SweepPolicy(REDELIVERY_HORIZON_S + SWEEP_SLACK_S, lost=all_lost)
         # in process: the queue holds what it was given for as long as the process lives
         return SweepPolicy(s.job_timeout_s + SWEEP_SLACK_S, lost=none_lost)
+
+    def sqs(self, queue: JobQueue) -> SqsJobQueue | None:
+        """The queue as the SQS consumers need it, when it is SQS."""
+        if self.settings.resolved_queue != "sqs":
+            return None
+        from shared.adapters.queue.sqs import SqsJobQueue
+
+        return queue if isinstance(queue, SqsJobQueue) else None
 
     def rate_window(self) -> RateWindow:
         """The window RATE_LIMIT and AUTH_FAILURE_LIMIT are counted in: Redis with REDIS_URL

@@ -29,6 +29,7 @@ from tests.stubs.fixtures import LLMStub
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 STOP_TIMEOUT_S = 10.0
+AWS_LOCAL_READY_S = 90.0  # moto and the layout first, then the API and the worker start
 LOG_TAIL_CHARS = 6_000
 
 BASE_ENV = {
@@ -154,7 +155,9 @@ class Launcher:
         full_env = self.env(PORT=str(port), **env)
         url = f"http://127.0.0.1:{port}"
         args = ["-m", "shared.adapters.aws.local"]
-        proc = self._start(name, args, full_env, ready_url=f"{url}/readyz")
+        proc = self._start(
+            name, args, full_env, ready_url=f"{url}/readyz", ready_s=AWS_LOCAL_READY_S
+        )
         api = Api(proc, url, Path(full_env["SQLITE_PATH"]), full_env)
         self.apis.append(api)
         return api
@@ -175,12 +178,17 @@ class Launcher:
         return proc
 
     def _start(
-        self, name: str, args: list[str], env: dict[str, str], ready_url: str | None = None
+        self,
+        name: str,
+        args: list[str],
+        env: dict[str, str],
+        ready_url: str | None = None,
+        ready_s: float = 30,
     ) -> procs.Proc:
         proc = procs.start(name, args, env, self.logs, cwd=self.base_dir)
         self.procs.append(proc)  # registered before waiting, so a failed start is cleaned up too
         if ready_url:
-            procs.wait_ready(proc, ready_url)
+            procs.wait_ready(proc, ready_url, ready_s)
         return proc
 
     def stop_all(self) -> None:

@@ -25,7 +25,7 @@ import hcl2
 import limits
 import pytest
 
-from shared.adapters.aws import names
+from shared.adapters.aws import names, setup
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -449,6 +449,26 @@ def test_visibility_timeout_is_six_worker_timeouts(queue: str) -> None:
     visibility = resolve(resource("aws_sqs_queue", queue)["visibility_timeout_seconds"])
     worker_timeout = resolve(resource("aws_lambda_function", "worker")["timeout"])
     assert visibility >= 6 * worker_timeout, (visibility, worker_timeout)
+
+
+TF_QUEUE_ATTRIBUTES = {  # Terraform's argument -> SQS's queue attribute
+    "visibility_timeout_seconds": "VisibilityTimeout",
+    "message_retention_seconds": "MessageRetentionPeriod",
+    "receive_wait_time_seconds": "ReceiveMessageWaitTimeSeconds",
+}
+
+
+@pytest.mark.parametrize(("queue", "dlq"), [("jobs", "jobs_dlq"), ("batch", "batch_dlq")])
+def test_aws_setup_gives_the_queues_terraforms_settings(queue: str, dlq: str) -> None:
+    """`python -m shared.adapters.aws.setup` (and `make aws-local`) create what Terraform does."""
+    for name, expected in ((queue, setup.QUEUE_ATTRIBUTES), (dlq, setup.DLQ_ATTRIBUTES)):
+        body = resource("aws_sqs_queue", name)
+        terraform = {
+            attribute: str(resolve(body[argument]))
+            for argument, attribute in TF_QUEUE_ATTRIBUTES.items()
+            if argument in body
+        }
+        assert {k: expected.get(k) for k in terraform} == terraform, name
 
 
 def test_worker_timeout_covers_one_job() -> None:

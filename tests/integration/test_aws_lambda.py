@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -217,6 +218,35 @@ def test_a_poison_message_reaches_the_dlq_after_five_receives(aws_env: AwsLayout
     dlq = rt.run(sqs.get_queue_url(QueueName=aws_env.queue_url.rsplit("/", 1)[-1] + "-dlq"))
     dead = rt.run(sqs.receive_message(QueueUrl=dlq["QueueUrl"], WaitTimeSeconds=1))
     assert [m["Body"] for m in dead["Messages"]] == ["not a job"]
+
+
+def test_a_poison_message_is_reported_alone_and_the_jobs_beside_it_finish(
+    aws_env: AwsLayout,
+) -> None:
+    poison = '{"job_id":"x","n":' + "[" * 5000 + "]" * 5000 + "}"  # RecursionError in json
+    rt = worker_lambda.runtime()
+    sqs = rt.run(rt.factory.aws.client("sqs"))
+    rt.run(sqs.send_message(QueueUrl=aws_env.queue_url, MessageBody=poison))
+    ids = [
+        call_api(api_event("POST", "/v1/jobs", body=prompt(f"beside {n}"))).json()["id"]
+        for n in range(20)
+    ]
+    driver = SqsDriver(aws_env)
+    started = time.monotonic()
+    first = driver.receive(aws_env.queue_url)
+    (bad,) = [m for m in first if m["Body"] == poison]  # in the same invocation as 9 jobs
+    assert driver.invoke(aws_env.queue_url, first) == [bad["MessageId"]]
+    assert driver.drain() == 11
+    assert time.monotonic() - started < 15
+    for job_id in ids:
+        assert call_api(api_event("GET", f"/v1/jobs/{job_id}")).json()["status"] == "succeeded"
+    # Reported as failed, so not deleted: in flight until its visibility timeout, then back.
+    attrs = rt.run(
+        sqs.get_queue_attributes(
+            QueueUrl=aws_env.queue_url, AttributeNames=["ApproximateNumberOfMessagesNotVisible"]
+        )
+    )
+    assert attrs["Attributes"]["ApproximateNumberOfMessagesNotVisible"] == "1"
 
 
 def test_a_job_whose_worker_died_runs_again_exactly_once(

@@ -6,7 +6,7 @@ import json
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
-from shared.adapters.aws.setup import AwsLayout, create_layout
+from shared.adapters.aws.setup import DLQ_ATTRIBUTES, QUEUE_ATTRIBUTES, AwsLayout, create_layout
 
 
 async def test_table_has_every_index_and_a_ttl(
@@ -26,6 +26,19 @@ async def test_queues_redrive_to_their_dlq(aws_layout: AwsLayout, aws_clients: A
         redrive = json.loads(attrs["Attributes"]["RedrivePolicy"])
         assert redrive["maxReceiveCount"] == names.MAX_RECEIVE_COUNT
         assert redrive["deadLetterTargetArn"].endswith(names.DLQ_SUFFIX)
+
+
+async def test_queues_have_terraforms_settings(
+    aws_layout: AwsLayout, aws_clients: AwsClients
+) -> None:
+    sqs = await aws_clients.client("sqs")
+    for url in (aws_layout.queue_url, aws_layout.batch_queue_url):
+        attrs = (await sqs.get_queue_attributes(QueueUrl=url, AttributeNames=["All"]))["Attributes"]
+        assert attrs["VisibilityTimeout"] == "540"  # as infra/terraform, DEPLOYMENT.md
+        assert {k: attrs[k] for k in QUEUE_ATTRIBUTES} == QUEUE_ATTRIBUTES
+        dlq = await sqs.get_queue_url(QueueName=url.rsplit("/", 1)[1] + names.DLQ_SUFFIX)
+        dlq_attrs = await sqs.get_queue_attributes(QueueUrl=dlq["QueueUrl"], AttributeNames=["All"])
+        assert {k: dlq_attrs["Attributes"][k] for k in DLQ_ATTRIBUTES} == DLQ_ATTRIBUTES
 
 
 async def test_setup_twice_is_harmless(aws_clients: AwsClients) -> None:

@@ -17,7 +17,7 @@ from botocore.awsrequest import AWSResponse, HTTPHeaders
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.aws.setup import AwsLayout
-from shared.adapters.queue.sqs import MAX_DELAY_S, SqsJobQueue, SqsMessage, encode
+from shared.adapters.queue.sqs import MAX_DELAY_S, SqsJobQueue, SqsMessage, decode, encode
 from shared.errors import QueueUnavailable
 
 pytestmark = pytest.mark.integration
@@ -287,3 +287,25 @@ def test_a_record_that_is_not_a_job_message_is_refused() -> None:
     }
     with pytest.raises(ValueError, match="not a job message"):
         SqsJobQueue.parse_event_record(record)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"job_id":"x","n":' + "[" * 5000 + "]" * 5000 + "}",  # RecursionError in json
+        encode("j" * 2_000),  # longer than anything `encode` writes for a job id
+        '{"job_id": 7}',
+        '["job_id"]',
+        "null",
+        "",
+    ],
+    ids=["deep", "long", "number", "list", "null", "empty"],
+)
+def test_any_unreadable_body_is_a_value_error(body: str) -> None:
+    with pytest.raises(ValueError, match="not a job message"):
+        decode(body)
+
+
+def test_a_record_missing_its_fields_is_a_value_error() -> None:
+    with pytest.raises(ValueError, match="not an SQS job record"):
+        SqsJobQueue.parse_event_record({"body": encode("job_a"), "messageId": "m"})

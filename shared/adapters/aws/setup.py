@@ -19,7 +19,15 @@ from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 
 ALL = {"ProjectionType": "ALL"}
-VISIBILITY_TIMEOUT_S = 300  # at least 6x the worker's job timeout (45 s by default)
+# Terraform's queue settings (infra/terraform/sqs.tf; tests/infra/test_terraform.py compares).
+VISIBILITY_TIMEOUT_S = 540  # 6 x the worker Lambda's timeout (worker_timeout_s, 90 s)
+QUEUE_ATTRIBUTES = {
+    "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
+    "MessageRetentionPeriod": str(4 * 86_400),
+    "ReceiveMessageWaitTimeSeconds": "20",
+    "SqsManagedSseEnabled": "true",
+}
+DLQ_ATTRIBUTES = {"MessageRetentionPeriod": str(14 * 86_400), "SqsManagedSseEnabled": "true"}
 
 
 @dataclass(frozen=True)
@@ -80,7 +88,7 @@ async def create_table(clients: AwsClients, table: str) -> None:
 async def create_queue(clients: AwsClients, name: str) -> str:
     """The queue and its DLQ (redrive after MAX_RECEIVE_COUNT receives); returns the queue URL."""
     sqs = await clients.client("sqs")
-    dlq = await sqs.create_queue(QueueName=name + names.DLQ_SUFFIX)
+    dlq = await sqs.create_queue(QueueName=name + names.DLQ_SUFFIX, Attributes=DLQ_ATTRIBUTES)
     dlq_attrs = await sqs.get_queue_attributes(
         QueueUrl=dlq["QueueUrl"], AttributeNames=["QueueArn"]
     )
@@ -88,11 +96,7 @@ async def create_queue(clients: AwsClients, name: str) -> str:
         "deadLetterTargetArn": dlq_attrs["Attributes"]["QueueArn"],
         "maxReceiveCount": str(names.MAX_RECEIVE_COUNT),
     }
-    attributes = {
-        "VisibilityTimeout": str(VISIBILITY_TIMEOUT_S),
-        "RedrivePolicy": json.dumps(redrive),
-        "SqsManagedSseEnabled": "true",
-    }
+    attributes = {**QUEUE_ATTRIBUTES, "RedrivePolicy": json.dumps(redrive)}
     queue = await sqs.create_queue(QueueName=name, Attributes=attributes)
     return str(queue["QueueUrl"])
 

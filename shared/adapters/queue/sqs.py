@@ -48,6 +48,7 @@ SEND_ATTEMPTS = 5  # for entries SQS reports as Failed (connection retries are b
 RETRY_BASE_S = 0.1
 UNAVAILABLE = (BotoCoreError, ClientError, aiohttp.ClientError, OSError, TimeoutError)
 RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp"]
+MAX_BODY_CHARS = 1_024  # ours are about 50: anything longer was not written by `encode`
 
 
 @dataclass(frozen=True)
@@ -68,10 +69,13 @@ def encode(job_id: str) -> str:
 
 
 def decode(body: str) -> str:
-    """The job id of a message body; ValueError for a body this service did not write."""
+    """The job id of a message body; ValueError for anything else, whatever is wrong with it
+    (not JSON, nested too deep to parse, too long, not our shape)."""
+    if len(body) > MAX_BODY_CHARS:
+        raise ValueError(f"not a job message ({len(body)} characters): {body[:200]!r}")
     try:
         job_id = json.loads(body)["job_id"]
-    except (ValueError, TypeError, KeyError):
+    except Exception:  # RecursionError, MemoryError, TypeError, KeyError, ValueError, ...
         raise ValueError(f"not a job message: {body[:200]!r}") from None
     if not isinstance(job_id, str) or not job_id:
         raise ValueError(f"not a job message: {body[:200]!r}")
@@ -199,17 +203,20 @@ class SqsJobQueue:
         """One record of a Lambda SQS event as an SqsMessage. Its `queue_url` is derived from
         `eventSourceARN` (see `queue_url_from_arn`), so `retry_later` works on it; `ack` is
         not needed there, Lambda deletes the messages not reported as batch item failures.
-        Raises ValueError for a record whose body is not a job message."""
-        attributes = record.get("attributes", {})
-        return SqsMessage(
-            job_id=decode(record["body"]),
-            receipt_handle=record["receiptHandle"],
-            queue_url=queue_url_from_arn(record["eventSourceARN"]),
-            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
-            body=record["body"],
-            message_id=record["messageId"],
-            first_received_at=_epoch_s(attributes.get("ApproximateFirstReceiveTimestamp")),
-        )
+        Raises ValueError for a record that is not a job message, whatever is wrong with it."""
+        try:
+            return SqsMessage(
+                job_id=decode(record["body"]),
+                receipt_handle=record["receiptHandle"],
+                queue_url=queue_url_from_arn(record["eventSourceARN"]),
+                message_id=record["messageId"],
+                body=record["body"],
+                **_receipt(record.get("attributes", {})),
+            )
+        except ValueError:
+            raise
+        except Exception as exc:
+            raise ValueError(f"not an SQS job record: {exc!r}") from None
 
     async def _send_batch(self, job_ids: Sequence[str], group: str | None) -> None:
         pending = {str(n): _entry(str(n), job_id, group) for n, job_id in enumerate(job_ids)}
@@ -256,22 +263,34 @@ def _chunks(items: Sequence[str], size: int) -> Iterator[Sequence[str]]:
 
 
 def _parse_received(queue_url: str, raws: list[dict[str, Any]]) -> Iterator[SqsMessage]:
+    """The job messages among `raws`. One that cannot be read, for whatever reason, is left
+    alone: never deleted, it comes back after its visibility timeout and, after
+    MAX_RECEIVE_COUNT receives, moves to the DLQ, while the others go on."""
     for raw in raws:
-        attributes = raw.get("Attributes", {})
         try:
-            job_id = decode(raw["Body"])
-        except ValueError:
-            log.warning("leaving message %s for the DLQ: not a job message", raw["MessageId"])
+            message = _received(queue_url, raw)
+        except Exception as exc:
+            log.warning("leaving message %s for the DLQ: %s", raw.get("MessageId"), exc)
             continue
-        yield SqsMessage(
-            job_id=job_id,
-            receipt_handle=raw["ReceiptHandle"],
-            queue_url=queue_url,
-            receive_count=int(attributes.get("ApproximateReceiveCount", 1)),
-            body=raw["Body"],
-            message_id=raw["MessageId"],
-            first_received_at=_epoch_s(attributes.get("ApproximateFirstReceiveTimestamp")),
-        )
+        yield message
+
+
+def _received(queue_url: str, raw: Mapping[str, Any]) -> SqsMessage:
+    return SqsMessage(
+        job_id=decode(raw["Body"]),
+        receipt_handle=raw["ReceiptHandle"],
+        queue_url=queue_url,
+        message_id=raw["MessageId"],
+        body=raw["Body"],
+        **_receipt(raw.get("Attributes", {})),
+    )
+
+
+def _receipt(attributes: Mapping[str, Any]) -> dict[str, Any]:
+    return {
+        "receive_count": int(attributes.get("ApproximateReceiveCount", 1)),
+        "first_received_at": _epoch_s(attributes.get("ApproximateFirstReceiveTimestamp")),
+    }
 
 
 def _epoch_s(millis: str | None) -> float:
