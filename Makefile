@@ -47,10 +47,10 @@ test-integration: bootstrap
 test-e2e: bootstrap
 	$(RUN) pytest -q tests/e2e
 
-lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
+lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared tests
 	$(RUN) ruff check $(CODE) tests bench
 	$(RUN) ruff format --check $(CODE) tests bench
-	$(RUN) mypy $(CODE)
+	$(RUN) mypy $(CODE) tests
 
 format: bootstrap
 	$(RUN) ruff check --fix $(CODE) tests bench

@@ -6,11 +6,13 @@ Fake credentials are set for the whole session: nothing here can reach real AWS.
 
 from __future__ import annotations
 
+import copy
 import os
 import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -37,6 +39,7 @@ def _one_dynamodb_request_at_a_time() -> None:
         with _MOTO_DYNAMODB:
             return call_action(handler)
 
+    # patched on purpose: moto offers no hook around a request
     DynamoHandler.call_action = one_at_a_time  # type: ignore[method-assign]
 
 
@@ -49,36 +52,37 @@ def _transactions_roll_back_only_their_items() -> None:
     from moto.dynamodb.models.dynamo_type import DynamoType
     from moto.dynamodb.models.table import Table
 
-    real_copy = models.copy
-
     class TablesKept:
+        """Stands in for the `copy` module that moto's DynamoDB models import."""
+
         @staticmethod
         def deepcopy(value: Any) -> Any:
-            return value if isinstance(value, Table) else real_copy.deepcopy(value)
+            return value if isinstance(value, Table) else copy.deepcopy(value)
 
     transact = models.DynamoDBBackend.transact_write_items
 
-    def transact_write_items(backend: Any, transact_items: list[dict[str, Any]]) -> None:
+    def transact_write_items(
+        self: models.DynamoDBBackend, transact_items: list[dict[str, Any]]
+    ) -> None:
         saved = []
         for entry in transact_items:
             op = next(iter(entry.values()))
-            table = backend.tables.get(op.get("TableName"))
+            table = self.tables.get(op.get("TableName"))
             if table is None:
                 continue
             key = op.get("Key") or op["Item"]
             h = DynamoType(key[table.hash_key_attr])
             r = DynamoType(key[table.range_key_attr]) if table.range_key_attr else None
-            saved.append((table, h, r, real_copy.deepcopy(table.get_item(h, r))))
-        models.copy = TablesKept  # type: ignore[assignment]
+            saved.append((table, h, r, copy.deepcopy(table.get_item(h, r))))
         try:
-            transact(backend, transact_items)
+            with mock.patch.object(models, "copy", TablesKept):
+                transact(self, transact_items)
         except Exception:
             for table, h, r, item in reversed(saved):
                 _put_back(table, h, r, item)
             raise
-        finally:
-            models.copy = real_copy
 
+    # patched on purpose, like DynamoHandler.call_action above
     models.DynamoDBBackend.transact_write_items = transact_write_items  # type: ignore[method-assign]
 
 

@@ -169,7 +169,8 @@ def shell_blocks() -> list[Block]:
 def split_commands(text: str) -> list[Command]:
     """Commands as a shell reads them (`\\` continuations, heredocs), each with the comment
     lines that follow it."""
-    lines, commands, n = text.splitlines(), [], 0
+    lines, n = text.splitlines(), 0
+    commands: list[Command] = []
     while n < len(lines):
         line = lines[n].strip()
         n += 1

@@ -355,7 +355,7 @@ def test_function_env_holds_only_settings(function: str) -> None:
     assert env["STORE_BACKEND"] == "dynamodb" and env["QUEUE_BACKEND"] == "sqs"
     # Every value known before apply must be one Settings accepts.
     static = {key.lower(): value for key, value in env.items() if value is not None}
-    Settings(_env_file=None, **static)  # type: ignore[call-arg]
+    Settings(_env_file=None, **static)
     if "rate_limit" in static:
         limits.parse(static["rate_limit"])  # the API's parser (api/ratelimit.py)
 
@@ -454,7 +454,7 @@ def test_visibility_timeout_is_six_worker_timeouts(queue: str) -> None:
 def test_worker_timeout_covers_one_job() -> None:
     llm_timeout = resolve("${var.llm_timeout_s}")
     worker_timeout = resolve(resource("aws_lambda_function", "worker")["timeout"])
-    job_timeout = Settings(_env_file=None, llm_timeout_s=llm_timeout).job_timeout_s  # type: ignore[call-arg]
+    job_timeout = Settings(_env_file=None, llm_timeout_s=llm_timeout).job_timeout_s
     assert worker_timeout >= job_timeout
 
 

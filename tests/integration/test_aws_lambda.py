@@ -258,6 +258,7 @@ def test_fifty_warm_invocations_create_each_client_once(
     import httpx
 
     from shared.adapters.llm import gemini
+    from shared.adapters.llm.http_session import new_session
 
     made: dict[str, int] = {"httpx": 0, "gemini": 0}
     original = httpx.AsyncClient.__init__
@@ -266,7 +267,7 @@ def test_fifty_warm_invocations_create_each_client_once(
         made["httpx"] += 1
         original(self, *args, **kw)
 
-    def counting_sessions(*args: Any, _new: Any = gemini.new_session, **kw: Any) -> Any:
+    def counting_sessions(*args: Any, _new: Any = new_session, **kw: Any) -> Any:
         made["gemini"] += 1
         return _new(*args, **kw)
 

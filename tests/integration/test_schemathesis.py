@@ -98,7 +98,7 @@ def stop_the_app() -> Iterator[None]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_the_api_answers_as_its_document_says(case: schemathesis.Case) -> None:
+def test_the_api_answers_as_its_document_says(case: schemathesis.Case[Any]) -> None:
     if case.path == "/v1/jobs/{job_id}" and isinstance(case.query, dict):
         case.query.pop("wait", None)  # a real job would hold the request for up to 30 s
     case.call_and_validate(checks=CHECKS)
