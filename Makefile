@@ -34,9 +34,9 @@ api: bootstrap  ## run the API alone (uses REDIS_URL / *_BACKEND from the enviro
 worker: bootstrap  ## run one arq worker (needs REDIS_URL)
 	$(RUN) python -m worker
 
-test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers)
+test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers), with coverage
 	$(MAKE) --no-print-directory lint
-	$(RUN) pytest -q -p no:cacheprovider
+	$(RUN) pytest -q -p no:cacheprovider --cov --cov-report=
 
 test-unit: bootstrap
 	$(RUN) pytest -q tests/unit
