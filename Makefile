@@ -50,9 +50,9 @@ api: serve-deps  ## run the API alone (uses REDIS_URL / *_BACKEND from the envir
 worker: serve-deps  ## run one arq worker (needs REDIS_URL)
 	$(SERVE) python -m worker
 
-test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers)
+test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers), with coverage
 	$(MAKE) --no-print-directory lint
-	$(RUN) pytest -q -p no:cacheprovider
+	$(RUN) pytest -q -p no:cacheprovider --cov --cov-report=
 
 test-unit: bootstrap  ## unit tests only (no I/O, seconds)
 	$(RUN) pytest -q tests/unit
@@ -63,10 +63,10 @@ test-integration: bootstrap  ## contract and integration tests (real Valkey, mot
 test-e2e: bootstrap  ## end-to-end tests (the API and workers as processes)
 	$(RUN) pytest -q tests/e2e
 
-lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared
+lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared tests
 	$(RUN) ruff check $(CODE) tests bench
 	$(RUN) ruff format --check $(CODE) tests bench
-	$(RUN) mypy $(CODE)
+	$(RUN) mypy $(CODE) tests
 
 format: bootstrap  ## ruff fix and format
 	$(RUN) ruff check --fix $(CODE) tests bench

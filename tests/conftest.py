@@ -55,8 +55,10 @@ def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
     return _real_connect_ex(self, address)
 
 
-socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
-socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]
+# The guards are patched onto socket.socket on purpose (method-assign); typeshed declares these
+# methods on the C base class _socket.socket, so their self type is not socket.socket (assignment).
+socket.socket.connect = _guarded_connect  # type: ignore[method-assign, assignment]
+socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign, assignment]
 
 EXTERNAL_REDIS_URL = os.environ.pop("REDIS_URL", None)
 
@@ -74,7 +76,7 @@ def make_settings(**overrides: Any) -> Settings:
         "webhook_signing_secret": "test-master-secret",
         "sqlite_path": "/nonexistent/set-sqlite_path-in-the-test.db",
     }
-    return Settings(_env_file=None, **{**base, **overrides})  # type: ignore[call-arg]
+    return Settings(_env_file=None, **{**base, **overrides})
 
 
 @pytest.fixture(scope="session")

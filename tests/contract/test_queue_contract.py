@@ -91,7 +91,7 @@ class ArqHarness(Harness):
         for job in await self.queue.take_batch_jobs(100_000):  # a worker's batch runner
             await self.record(job.id)
         worker = Worker(
-            functions=[func(run_job, name=FUNCTION)],  # type: ignore[arg-type]
+            functions=[func(run_job, name=FUNCTION)],
             redis_settings=RedisSettings.from_dsn(self.redis_url),
             burst=True,
             poll_delay=0,

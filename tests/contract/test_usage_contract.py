@@ -251,10 +251,12 @@ class UsageContract:
     async def test_many_models_in_one_batch_all_count(self, store: Store) -> None:
         """More usage counter items than one DynamoDB transaction can hold with the jobs."""
         batch = Batch(tenant="t1")
-        requests = [REQUEST.model_copy(update={"model": f"model-{i:03d}"}) for i in range(120)]
+        models = [f"model-{i:03d}" for i in range(120)]
+        requests = [REQUEST.model_copy(update={"model": m}) for m in models]
         queued = [make_job(batch_id=batch.id, request=r) for r in requests]
         hits = [
-            cache_hit(batch_id=batch.id, request=r, result=answer(model=r.model)) for r in requests
+            cache_hit(batch_id=batch.id, request=r, result=answer(model=m))
+            for r, m in zip(requests, models, strict=True)
         ]
         batch.counts = BatchCounts(total=240, queued=120, succeeded=120)
         await store.create_batch(batch, queued + hits)

@@ -132,13 +132,14 @@ class Launcher:
     def api(
         self,
         name: str = "api",
-        *,
         port: int | None = None,
         open_files: int | None = None,
+        /,
         **env: str,
     ) -> Api:
         """Start `python -m api` (with `open_files` as its open-file limit, if given) and wait
-        until /readyz answers 200."""
+        until /readyz answers 200. `name`, `port` and `open_files` are positional only, so that
+        an environment passed as `**dict[str, str]` can never be taken for them."""
         port = port or procs.free_port()
         full_env = self.env(PORT=str(port), **env)
         url = f"http://127.0.0.1:{port}"
@@ -167,7 +168,7 @@ class Launcher:
         assert api.proc.popen.poll() is not None, "stop or kill the old process first"
         overrides = {k: v for k, v in api.env.items() if k in SETTINGS_VARS and k != "PORT"}
         overrides |= env
-        return self.api(name, port=int(api.env["PORT"]), **overrides)
+        return self.api(name, int(api.env["PORT"]), **overrides)
 
     def worker(self, name: str, **env: str) -> procs.Proc:
         """Start `python -m worker` and wait until arq has connected and is about to poll."""

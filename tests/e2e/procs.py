@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,11 +113,11 @@ def wait_ready(proc: Proc, url: str, timeout: float = 30) -> None:
     raise RuntimeError(f"{proc.name} not ready after {timeout}s:\n{proc.log()}")
 
 
-def wait_for(predicate: object, timeout: float, interval: float = 0.2) -> bool:
+def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 0.2) -> bool:
     """Poll `predicate()` until it is truthy or `timeout` passes."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        if predicate():  # type: ignore[operator]
+        if predicate():
             return True
         time.sleep(interval)
     return False

@@ -22,7 +22,6 @@ import re
 import shlex
 import shutil
 import subprocess
-import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -35,6 +34,7 @@ import pytest
 from tests.e2e import procs
 from tests.e2e.conftest import Api, Launcher
 from tests.e2e.services import wait_batch
+from tests.tools import find_uv
 
 pytestmark = pytest.mark.e2e
 
@@ -170,7 +170,8 @@ def shell_blocks() -> list[Block]:
 def split_commands(text: str) -> list[Command]:
     """Commands as a shell reads them (`\\` continuations, heredocs), each with the comment
     lines that follow it."""
-    lines, commands, n = text.splitlines(), [], 0
+    lines, n = text.splitlines(), 0
+    commands: list[Command] = []
     while n < len(lines):
         line = lines[n].strip()
         n += 1
@@ -201,17 +202,6 @@ def block(doc: str, key: str) -> Block:
 
 
 # --- running them -----------------------------------------------------------------------------
-
-
-def find_uv() -> list[str] | None:
-    """`uv run` exports UV (the binary, also when started as `python3 -m uv`)."""
-    for candidate in (os.environ.get("UV"), shutil.which("uv")):
-        if candidate and os.access(candidate, os.X_OK):
-            return [candidate]
-    for python in filter(None, (shutil.which("python3"), sys.executable)):
-        if subprocess.run([python, "-m", "uv", "--version"], capture_output=True).returncode == 0:
-            return [python, "-m", "uv"]
-    return None
 
 
 class Shell:

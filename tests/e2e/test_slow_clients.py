@@ -160,7 +160,7 @@ def test_idle_connections_past_the_open_file_limit_leave_healthz_answering(
 ) -> None:
     """The reported failure: 600 idle connections to an API with `ulimit -n 512` made every
     /healthz fail. By default at most half the open-file limit is held by connections."""
-    api = launcher.api(open_files=200, **LONG_HEADER_TIMEOUT)
+    api = launcher.api("api", None, 200, **LONG_HEADER_TIMEOUT)  # open-file limit 200
     idle = [connect(api) for _ in range(300)]
     statuses = []
     with httpx.Client(base_url=api.url, timeout=5, trust_env=False) as client:

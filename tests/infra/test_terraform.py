@@ -14,9 +14,7 @@ import json
 import operator
 import os
 import re
-import shutil
 import subprocess
-import sys
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -27,6 +25,7 @@ import pytest
 
 from shared.adapters.aws import names, setup
 from shared.config import Settings
+from tests.tools import find_tool, find_uv
 
 ROOT = Path(__file__).resolve().parents[2]
 TF_DIR = ROOT / "infra" / "terraform"
@@ -227,7 +226,7 @@ def queue_name(resource_name: str) -> str:
 
 
 def test_terraform_is_formatted() -> None:
-    terraform = shutil.which("terraform")
+    terraform = find_tool("terraform")
     if terraform is None:
         pytest.skip("no terraform binary on PATH: `terraform fmt -check` cannot run")
     run = subprocess.run(
@@ -252,21 +251,9 @@ def test_file_parses(path: Path) -> None:
     assert parsed(path), f"{path.name} is empty"
 
 
-def _uv() -> list[str] | None:
-    # `uv run` exports UV, the binary that started the tests (also when it is `python3 -m uv`).
-    for candidate in (os.environ.get("UV"), shutil.which("uv")):
-        if candidate and os.access(candidate, os.X_OK):
-            return [candidate]
-    for python in ("python3", sys.executable):
-        probe = subprocess.run([python, "-m", "uv", "--version"], capture_output=True, check=False)
-        if probe.returncode == 0:
-            return [python, "-m", "uv"]
-    return None
-
-
 def test_checkov_passes() -> None:
     """checkov from its own tool environment: it and python-hcl2 both ship a module named hcl2."""
-    uv = _uv()
+    uv = find_uv()
     if uv is None:
         pytest.skip("uv is not installed: cannot run checkov in its own tool environment")
     run = subprocess.run(
@@ -355,7 +342,7 @@ def test_function_env_holds_only_settings(function: str) -> None:
     assert env["STORE_BACKEND"] == "dynamodb" and env["QUEUE_BACKEND"] == "sqs"
     # Every value known before apply must be one Settings accepts.
     static = {key.lower(): value for key, value in env.items() if value is not None}
-    Settings(_env_file=None, **static)  # type: ignore[call-arg]
+    Settings(_env_file=None, **static)
     if "rate_limit" in static:
         limits.parse(static["rate_limit"])  # the API's parser (api/ratelimit.py)
 
@@ -474,7 +461,7 @@ def test_aws_setup_gives_the_queues_terraforms_settings(queue: str, dlq: str) ->
 def test_worker_timeout_covers_one_job() -> None:
     llm_timeout = resolve("${var.llm_timeout_s}")
     worker_timeout = resolve(resource("aws_lambda_function", "worker")["timeout"])
-    job_timeout = Settings(_env_file=None, llm_timeout_s=llm_timeout).job_timeout_s  # type: ignore[call-arg]
+    job_timeout = Settings(_env_file=None, llm_timeout_s=llm_timeout).job_timeout_s
     assert worker_timeout >= job_timeout
 
 

@@ -323,6 +323,7 @@ async def test_a_worker_whose_metrics_port_is_taken_refuses_to_start(
 
 
 def test_arq_timing_lets_a_dead_workers_job_be_taken_again(settings: Settings) -> None:
+    # no pool: the options are only read here, nothing connects
     options = worker_options(settings, pool=None, ctx={})  # type: ignore[arg-type]
     lease_s = settings.job_timeout_s + 5  # JobExecutor's lease
     assert options["job_timeout"] == arq_job_timeout_s(settings) > settings.job_timeout_s

@@ -74,8 +74,11 @@ def test_counters_stay_exact_beside_cancelled_transactions(dynamodb: Any) -> Non
             add_one(dynamodb, table)
 
     def canceller(worker: int) -> Any:
-        return lambda: [cancelled_transaction(dynamodb, table, worker * ROUNDS + n)
-                        for n in range(ROUNDS)]  # fmt: skip
+        def cancel_all() -> None:
+            for n in range(ROUNDS):
+                cancelled_transaction(dynamodb, table, worker * ROUNDS + n)
+
+        return cancel_all
 
     run_together(*[adder] * THREADS, *(canceller(w) for w in range(THREADS)))
     counter = dynamodb.get_item(TableName=table, Key=key("counter"))["Item"]
@@ -109,7 +112,12 @@ def test_sqs_long_polls_do_not_wait_for_dynamodb(dynamodb: Any, moto_endpoint: s
     url = sqs.create_queue(QueueName="emulator-long-poll")["QueueUrl"]
     polls = [lambda: sqs.receive_message(QueueUrl=url, WaitTimeSeconds=2) for _ in range(4)]
     done = threading.Event()
-    threading.Thread(target=lambda: (run_together(*polls), done.set())).start()
+
+    def poll_then_signal() -> None:
+        run_together(*polls)
+        done.set()
+
+    threading.Thread(target=poll_then_signal).start()
     table = "emulator-beside-sqs"
     dynamodb.create_table(**table_definition(table))
     dynamodb.put_item(TableName=table, Item=key("x"))  # served while the polls wait

@@ -225,7 +225,7 @@ def test_a_poison_message_is_reported_alone_and_the_jobs_beside_it_finish(
 ) -> None:
     poison = '{"job_id":"x","n":' + "[" * 5000 + "]" * 5000 + "}"  # RecursionError in json
     rt = worker_lambda.runtime()
-    sqs = rt.run(rt.factory.aws.client("sqs"))
+    sqs = rt.run(rt.factory.adapters.aws.client("sqs"))
     rt.run(sqs.send_message(QueueUrl=aws_env.queue_url, MessageBody=poison))
     ids = [
         call_api(api_event("POST", "/v1/jobs", body=prompt(f"beside {n}"))).json()["id"]
@@ -288,6 +288,7 @@ def test_fifty_warm_invocations_create_each_client_once(
     import httpx
 
     from shared.adapters.llm import gemini
+    from shared.adapters.llm.http_session import new_session
 
     made: dict[str, int] = {"httpx": 0, "gemini": 0}
     original = httpx.AsyncClient.__init__
@@ -296,7 +297,7 @@ def test_fifty_warm_invocations_create_each_client_once(
         made["httpx"] += 1
         original(self, *args, **kw)
 
-    def counting_sessions(*args: Any, _new: Any = gemini.new_session, **kw: Any) -> Any:
+    def counting_sessions(*args: Any, _new: Any = new_session, **kw: Any) -> Any:
         made["gemini"] += 1
         return _new(*args, **kw)
 

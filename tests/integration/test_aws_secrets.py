@@ -9,6 +9,7 @@ from typing import Any
 
 import botocore.session
 import pytest
+from pydantic import SecretStr
 from pydantic_settings import SettingsError
 
 from shared.adapters.aws.clients import AwsClients
@@ -67,15 +68,19 @@ def secret_reads(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 
 def settings(**overrides: Any) -> Settings:
-    return Settings(_env_file=None, **overrides)  # type: ignore[call-arg]
+    return Settings(_env_file=None, **overrides)
+
+
+def revealed(secret: SecretStr | None) -> str | None:
+    return None if secret is None else secret.get_secret_value()
 
 
 async def test_settings_take_their_secrets_from_the_secret(secret_env: str) -> None:
     s = settings()
     assert s.tenants_by_key == {"key-from-secret": "acme"}
-    assert s.gemini_api_key.get_secret_value() == "gemini-from-secret"
-    assert s.openrouter_api_key.get_secret_value() == "openrouter-from-secret"
-    assert s.webhook_signing_secret.get_secret_value() == "signing-from-secret"
+    assert revealed(s.gemini_api_key) == "gemini-from-secret"
+    assert revealed(s.openrouter_api_key) == "openrouter-from-secret"
+    assert revealed(s.webhook_signing_secret) == "signing-from-secret"
 
 
 async def test_the_environment_and_init_arguments_override_the_secret(
@@ -83,15 +88,15 @@ async def test_the_environment_and_init_arguments_override_the_secret(
 ) -> None:
     monkeypatch.setenv("GEMINI_API_KEY", "gemini-from-env")
     s = settings(openrouter_api_key="openrouter-from-init")
-    assert s.gemini_api_key.get_secret_value() == "gemini-from-env"
-    assert s.openrouter_api_key.get_secret_value() == "openrouter-from-init"
+    assert revealed(s.gemini_api_key) == "gemini-from-env"
+    assert revealed(s.openrouter_api_key) == "openrouter-from-init"
     assert s.tenants_by_key == {"key-from-secret": "acme"}
 
 
 async def test_the_secret_overrides_a_dotenv_file(secret_env: str, tmp_path: Path) -> None:
     dotenv = tmp_path / ".env"
     dotenv.write_text("API_KEYS=dev:from-dotenv\nGEMINI_MODEL=from-dotenv\n")
-    s = Settings(_env_file=dotenv)  # type: ignore[call-arg]
+    s = Settings(_env_file=dotenv)
     assert s.tenants_by_key == {"key-from-secret": "acme"}
     assert s.gemini_model == "from-dotenv"  # not a secret: .env still supplies it
 
@@ -101,9 +106,7 @@ async def test_the_secret_is_named_by_an_init_argument_too(
 ) -> None:
     monkeypatch.delenv("AWS_SECRET_ID")
     assert settings().gemini_api_key is None
-    assert (
-        settings(aws_secret_id=secret_env).gemini_api_key.get_secret_value() == "gemini-from-secret"
-    )
+    assert revealed(settings(aws_secret_id=secret_env).gemini_api_key) == "gemini-from-secret"
 
 
 async def test_a_missing_secret_is_a_clear_error(
@@ -152,5 +155,5 @@ async def test_a_signing_secret_rotation_comes_from_the_secret(
     await sm.put_secret_value(SecretId=secret_env, SecretString=json.dumps(SECRET | rotation))
     s = settings()
     assert s.webhook_signing_secret_previous is not None
-    assert s.webhook_signing_secret_previous.get_secret_value() == "previous-signing-from-secret"
+    assert revealed(s.webhook_signing_secret_previous) == "previous-signing-from-secret"
     assert str(s.webhook_signing_secret_previous_expires_at) == "2026-12-01 00:00:00+00:00"

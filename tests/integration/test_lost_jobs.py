@@ -60,6 +60,12 @@ def sweep_interval_s(settings: Settings) -> float:
     return Adapters(settings).sweep_policy(ArqJobQueue("redis://127.0.0.1:1")).interval_s
 
 
+async def status_of(services: Services, job_id: str) -> JobStatus:
+    job = await services.store.get_job(job_id)
+    assert job is not None, job_id
+    return job.status
+
+
 async def test_lost_jobs_are_enqueued_again_and_run(services: Services, queue: ArqJobQueue) -> None:
     lost = await services.store.create_job(stale_job(minutes=30))
     held = await services.store.create_job(stale_job(minutes=30))
@@ -70,7 +76,7 @@ async def test_lost_jobs_are_enqueued_again_and_run(services: Services, queue: A
     assert await reenqueue_lost_jobs(services, queue) == 0  # the lock: one sweep a minute
 
     await Supervisor(services.settings, burst=True, services=services).run()
-    statuses = {j: (await services.store.get_job(j)).status for j in (lost.id, held.id, fresh.id)}  # type: ignore[union-attr]
+    statuses = {j: await status_of(services, j) for j in (lost.id, held.id, fresh.id)}
     assert statuses == {
         lost.id: JobStatus.succeeded,
         held.id: JobStatus.succeeded,

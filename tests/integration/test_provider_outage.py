@@ -19,7 +19,7 @@ from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.integration
 
-DEFAULTS = Settings(_env_file=None)  # type: ignore[call-arg]
+DEFAULTS = Settings(_env_file=None)
 OUTAGE_S = 60.0  # the outage, at the default settings
 SCALE = 4.0 / OUTAGE_S  # run it as a 4 s outage, and shrink every retry setting alike
 JOBS = 40

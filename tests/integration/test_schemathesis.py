@@ -59,7 +59,7 @@ BEYOND_THE_SCHEMA: dict[str, list[tuple[str, str]]] = {
 }
 
 
-def refused_by_a_rule_beyond_the_schema(case: schemathesis.Case, response: Any) -> bool:
+def refused_by_a_rule_beyond_the_schema(case: schemathesis.Case[Any], response: Any) -> bool:
     rules = BEYOND_THE_SCHEMA.get(f"{case.method.upper()} {case.path}")
     if rules is None or response.status_code != 422:
         return False
@@ -74,7 +74,7 @@ def refused_by_a_rule_beyond_the_schema(case: schemathesis.Case, response: Any) 
 
 
 @schemathesis.check
-def valid_data_accepted(ctx: Any, response: Any, case: schemathesis.Case) -> bool | None:
+def valid_data_accepted(ctx: Any, response: Any, case: schemathesis.Case[Any]) -> bool | None:
     """schemathesis' positive_data_acceptance, but for the refusals BEYOND_THE_SCHEMA names."""
     if refused_by_a_rule_beyond_the_schema(case, response):
         return None
@@ -149,7 +149,7 @@ def stop_the_app() -> Iterator[None]:
     database=None,
     suppress_health_check=list(HealthCheck),
 )
-def test_the_api_answers_as_its_document_says(case: schemathesis.Case) -> None:
+def test_the_api_answers_as_its_document_says(case: schemathesis.Case[Any]) -> None:
     if case.path == "/v1/jobs/{job_id}" and isinstance(case.query, dict):
         case.query.pop("wait", None)  # a real job would hold the request for up to 30 s
     case.call_and_validate(checks=CHECKS)

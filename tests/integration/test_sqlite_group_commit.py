@@ -88,7 +88,7 @@ async def test_an_error_that_ends_the_transaction_fails_its_whole_group(
     await writer(store).run(lambda db: db.execute("CREATE TABLE scratch (x)").fetchall())
     await writer(store).run(lambda db: db.execute("PRAGMA max_page_count = 1").fetchall())
 
-    def insert(blob_bytes: int) -> Callable[[sqlite3.Connection], None]:
+    def insert(blob_bytes: int) -> Callable[[sqlite3.Connection], sqlite3.Cursor]:
         return lambda db: db.execute("INSERT INTO scratch VALUES (zeroblob(?))", (blob_bytes,))
 
     results = await asyncio.gather(

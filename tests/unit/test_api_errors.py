@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
 
 import pytest
+from starlette.types import Message, Scope
 
 import shared.errors as errors
 from api.errors import DOMAIN_ANSWERS, answer_for
@@ -54,17 +54,17 @@ async def test_a_client_that_drops_its_upload_is_logged_once_at_info(
 ) -> None:
     sent = False
 
-    async def receive() -> dict[str, Any]:
+    async def receive() -> Message:
         nonlocal sent
         if not sent:
             sent = True
             return {"type": "http.request", "body": b'{"custom_id": "a", ', "more_body": True}
         return {"type": "http.disconnect"}
 
-    async def send(message: dict[str, Any]) -> None:
+    async def send(message: Message) -> None:
         return None
 
-    scope = {
+    scope: Scope = {
         "type": "http", "method": "POST", "path": "/v1/batches", "raw_path": b"/v1/batches",
         "query_string": b"", "root_path": "", "scheme": "http", "http_version": "1.1",
         "server": ("api.test", 80), "client": ("127.0.0.1", 5000),

@@ -29,7 +29,7 @@ ROW_FIELDS = {
 }
 
 
-async def usage(api: Api, headers: dict[str, str] = T1, **params: str) -> Any:
+async def usage(api: Api, headers: dict[str, str] = T1, /, **params: str) -> Any:
     response = await api.client.get("/v1/usage", params=params, headers=headers)
     assert response.status_code == 200, response.text
     return response.json()

@@ -53,6 +53,7 @@ def undocumented_worker_members() -> set[str]:
     async def noop(ctx: dict[str, object]) -> None:
         return None
 
+    # a stand-in pool: the Worker is only inspected, never run
     worker = Worker(functions=[noop], redis_pool=object(), handle_signals=False)  # type: ignore[arg-type]
     names = set(dir(Worker)) | set(vars(worker))
     ours = set(dir(Settings))  # `settings.job_timeout_s` is ours, whatever arq calls its own

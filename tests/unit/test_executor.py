@@ -50,7 +50,7 @@ class Harness:
             metrics=self.metrics,
         )
 
-    async def _record(self, job) -> None:  # type: ignore[no-untyped-def]
+    async def _record(self, job: Job) -> None:
         self.finished.append(job.status.value)
 
     async def submit(self, prompt: str = "abc") -> str:

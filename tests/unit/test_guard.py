@@ -1,4 +1,5 @@
 import socket
+from typing import Any
 
 import pytest
 
@@ -10,6 +11,6 @@ def test_non_loopback_connections_are_refused() -> None:
     sock.close()
 
 
-async def test_redis_fixture_is_a_real_server(redis_db) -> None:  # type: ignore[no-untyped-def]
+async def test_redis_fixture_is_a_real_server(redis_db: Any) -> None:
     await redis_db.set("k", "v")
     assert await redis_db.get("k") == b"v"

@@ -6,15 +6,16 @@ committed tree (HEAD), as a new developer gets it."""
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from tests.tools import find_tool
+
 ROOT = Path(__file__).resolve().parents[2]
-RUFF = shutil.which("ruff") or str(Path(ROOT, ".venv", "bin", "ruff"))
+RUFF = find_tool("ruff") or str(Path(ROOT, ".venv", "bin", "ruff"))
 
 
 def run(*args: str, cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:

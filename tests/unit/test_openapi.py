@@ -4,7 +4,7 @@ are described, errors are the service's error object, headers and webhooks are d
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, get_args
 
 import pytest
 
@@ -106,7 +106,7 @@ def test_error_codes_are_listed(document: dict[str, Any]) -> None:
     from api.errors import ErrorCode
 
     code = document["components"]["schemas"]["ErrorDetail"]["properties"]["code"]
-    assert set(code["enum"]) == set(ErrorCode.__args__)
+    assert set(code["enum"]) == set(get_args(ErrorCode))
     assert {"invalid_request", "rate_limited", "queue_unavailable", "not_found"} <= set(
         code["enum"]
     )

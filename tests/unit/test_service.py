@@ -16,13 +16,16 @@ def body(prompt: str = "hello", **extra: object) -> JobCreate:
     return JobCreate.model_validate({"messages": [{"role": "user", "content": prompt}], **extra})
 
 
+Parts = tuple[ChatService, FakeJobStore, FakeResultCache, FakeJobQueue]
+
+
 @pytest.fixture
-def parts() -> tuple[ChatService, FakeJobStore, FakeResultCache, FakeJobQueue]:
+def parts() -> Parts:
     store, cache, queue = FakeJobStore(), FakeResultCache(), FakeJobQueue()
     return ChatService(store, cache, queue), store, cache, queue
 
 
-async def test_submit_stores_then_enqueues(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_submit_stores_then_enqueues(parts: Parts) -> None:
     chat, store, _, queue = parts
     job = await chat.submit("t1", body())
     assert job.status is JobStatus.queued
@@ -30,7 +33,7 @@ async def test_submit_stores_then_enqueues(parts) -> None:  # type: ignore[no-un
     assert queue.pending == [job.id]
 
 
-async def test_cache_hit_is_recorded_as_a_succeeded_job(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_cache_hit_is_recorded_as_a_succeeded_job(parts: Parts) -> None:
     chat, store, cache, queue = parts
     request = body().chat_request()
     cache.entries[cache_key("t1", request)] = Completion(content="hi", provider="p", model="m")
@@ -40,7 +43,7 @@ async def test_cache_hit_is_recorded_as_a_succeeded_job(parts) -> None:  # type:
     assert queue.pending == []
 
 
-async def test_cache_is_scoped_per_tenant_and_skippable(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_cache_is_scoped_per_tenant_and_skippable(parts: Parts) -> None:
     chat, _, cache, _ = parts
     cache.entries[cache_key("t1", body().chat_request())] = Completion(
         content="hi", provider="p", model="m"
@@ -62,7 +65,7 @@ def test_cache_key_changes_with_everything_that_changes_the_answer() -> None:
     assert cache_key("t", base) == cache_key("t", base.model_copy())
 
 
-async def test_refused_enqueue_fails_the_job_and_raises(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_refused_enqueue_fails_the_job_and_raises(parts: Parts) -> None:
     chat, store, _, queue = parts
     queue.refuse = True
     with pytest.raises(QueueUnavailable):
@@ -72,7 +75,7 @@ async def test_refused_enqueue_fails_the_job_and_raises(parts) -> None:  # type:
     assert job.error is not None and job.error.code == "queue_unavailable"
 
 
-async def test_idempotency_key_replays_and_detects_other_bodies(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_idempotency_key_replays_and_detects_other_bodies(parts: Parts) -> None:
     chat, store, _, queue = parts
     first = await chat.submit("t1", body(), idempotency_key="k")
     again = await chat.submit("t1", body(), idempotency_key="k")
@@ -83,7 +86,7 @@ async def test_idempotency_key_replays_and_detects_other_bodies(parts) -> None: 
     assert other_tenant.id != first.id
 
 
-async def test_get_hides_other_tenants_jobs(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_get_hides_other_tenants_jobs(parts: Parts) -> None:
     chat, *_ = parts
     job = await chat.submit("t1", body())
     assert (await chat.get("t1", job.id)).id == job.id
@@ -91,14 +94,14 @@ async def test_get_hides_other_tenants_jobs(parts) -> None:  # type: ignore[no-u
         await chat.get("t2", job.id)
 
 
-async def test_wait_returns_when_time_is_up(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_wait_returns_when_time_is_up(parts: Parts) -> None:
     chat, *_ = parts
     job = await chat.submit("t1", body())
     waited = await chat.get("t1", job.id, wait_s=0.2)
     assert waited.status is JobStatus.queued
 
 
-async def test_wait_returns_as_soon_as_the_job_ends(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_wait_returns_as_soon_as_the_job_ends(parts: Parts) -> None:
     import asyncio
 
     chat, store, *_ = parts
@@ -116,7 +119,7 @@ async def test_wait_returns_as_soon_as_the_job_ends(parts) -> None:  # type: ign
     assert waited.status is JobStatus.cancelled
 
 
-async def test_cancel_only_while_queued(parts) -> None:  # type: ignore[no-untyped-def]
+async def test_cancel_only_while_queued(parts: Parts) -> None:
     chat, *_ = parts
     job = await chat.submit("t1", body())
     cancelled = await chat.cancel("t1", job.id)

@@ -21,7 +21,7 @@ SECRETS = {
 def from_env(monkeypatch: pytest.MonkeyPatch, **env: str) -> Settings:
     for name, value in env.items():
         monkeypatch.setenv(name, value)
-    return Settings(_env_file=None)  # type: ignore[call-arg]
+    return Settings(_env_file=None)
 
 
 def test_api_keys_and_the_retry_schedule_are_parsed_from_their_env_formats(
@@ -40,7 +40,7 @@ def test_api_keys_and_the_retry_schedule_are_parsed_from_their_env_formats(
 def test_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("API_KEYS", "WEBHOOK_RETRY_SCHEDULE"):
         monkeypatch.delenv(name, raising=False)
-    settings = Settings(_env_file=None)  # type: ignore[call-arg]
+    settings = Settings(_env_file=None)
     assert settings.api_keys == () and settings.tenants_by_key == {}
     assert settings.retry_delays_s == [0, 5, 300, 1800, 7200, 18000, 36000, 36000]
 

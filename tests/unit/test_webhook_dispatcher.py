@@ -155,7 +155,7 @@ async def test_claimed_deliveries_are_leased_until_the_attempt_ends() -> None:
     assert await hooks.deliver_due() == 0
 
 
-async def test_run_forever_survives_store_errors() -> None:
+async def test_run_forever_survives_store_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     subject = job()
     store, hooks, _ = await setup(FakeSender(200), [0], subject)
     await hooks.schedule(subject)
@@ -167,7 +167,7 @@ async def test_run_forever_survives_store_errors() -> None:
             raise ConnectionError("store down")
         return await real_due(now, lease_until, limit)
 
-    store.due_webhooks = flaky_due  # type: ignore[method-assign]
+    monkeypatch.setattr(store, "due_webhooks", flaky_due)
     stop = asyncio.Event()
     sweeper = asyncio.create_task(hooks.run_forever(interval_s=0.001, stop=stop))
     for _ in range(1000):
