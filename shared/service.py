@@ -35,13 +35,13 @@ RECHECK_S = 1.0  # with JobEvents, a long-poll still reads the store this often 
 
 def cache_key(tenant: str, request: ChatRequest) -> str:
     """SHA-256 of the canonical JSON of everything that changes the answer, scoped to the tenant."""
-    payload = {"tenant": tenant, **request.model_dump(mode="json")}
+    payload = {"tenant": tenant, **request.canonical()}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def body_hash(body: JobCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body.canonical(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
