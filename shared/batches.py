@@ -67,7 +67,8 @@ class BatchService:
         the store writes them (shared/batch_jobs.py), never all held at once.
 
         With `idempotency_key`: the same key within 24 h returns the batch it made (Conflict when
-        `request_hash` differs), and nothing new is stored or run."""
+        `request_hash` differs), and nothing new is stored or run. That replay is looked up
+        first: a read is never refused for backpressure."""
         batch = Batch(
             tenant=tenant,
             webhook_url=webhook_url,
@@ -75,6 +76,9 @@ class BatchService:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
+        if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
+            self.metrics.jobs_submitted("replayed", earlier.counts.total)
+            return _same_body(earlier, batch)
         # tens of microseconds a request: 50,000 of them would hold the event loop for seconds
         plan = await asyncio.to_thread(BatchPlan.of, tenant, items, self.models)
         for url in {u for u in (webhook_url, *plan.webhook_urls) if u}:
@@ -97,6 +101,10 @@ class BatchService:
         self.metrics.jobs_submitted("queued", len(queued))
         self.metrics.jobs_submitted("cached", len(plan.ids) - len(queued))
         return await self.check_completed(batch.id) or batch
+
+    async def _made_by(self, tenant: str, idempotency_key: str) -> Batch | None:
+        batch_id = await self.store.find_idempotent("batch", tenant, idempotency_key)
+        return await self.store.get_batch(batch_id, tenant) if batch_id else None
 
     async def _store_and_enqueue(self, batch: Batch, jobs: BatchJobs, queued: list[str]) -> Batch:
         await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS

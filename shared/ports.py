@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from shared.models import (
     Batch,
@@ -21,6 +21,7 @@ from shared.transitions import Change, Decision
 from shared.usage import UsageCounters
 
 JobHandler = Callable[[str], Awaitable[None]]
+IdempotentKind = Literal["job", "batch"]
 JobFinished = Callable[[Job], Awaitable[None]]
 
 
@@ -48,6 +49,11 @@ class JobStore(Protocol):
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         """A job by id; with `tenant`, only if it belongs to that tenant."""
+
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        """The id of the job (or batch) that `key` made for `tenant` within the last 24 h, or
+        None. A read of one key: it takes nothing, so a replay can be answered before any
+        admission check (a batch whose key is reserved but not yet stored may be named)."""
 
     async def list_jobs(
         self,

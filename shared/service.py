@@ -70,11 +70,16 @@ class ChatService:
         self.metrics = metrics or JobMetrics()
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
-        """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
+        """Store the job and enqueue it, or answer it at once from the cache (`cached: true`).
+        A replay (an Idempotency-Key used within 24 h) answers the job that key made, before
+        anything else: a read is never refused for backpressure."""
+        job = self._new_job(tenant, body, idempotency_key)
+        if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
+            self.metrics.jobs_submitted("replayed")
+            return self._check_same_body(earlier, job)
         self.models.check(body.model)
         if body.webhook_url:
             await self.hooks.check_url(body.webhook_url)
-        job = self._new_job(tenant, body, idempotency_key)
         try:
             stored = await self._store_and_enqueue(job)
         except (QueueUnavailable, Overloaded):
@@ -85,6 +90,10 @@ class ChatService:
             return self._check_same_body(stored, job)
         self.metrics.jobs_submitted("cached" if stored.cached else "queued")
         return stored
+
+    async def _made_by(self, tenant: str, idempotency_key: str) -> Job | None:
+        job_id = await self.store.find_idempotent("job", tenant, idempotency_key)
+        return await self.store.get_job(job_id, tenant) if job_id else None
 
     def _new_job(self, tenant: str, body: JobCreate, idempotency_key: str | None) -> Job:
         request = body.chat_request()

@@ -21,7 +21,7 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
-from shared.ports import JobHandler, JobRef
+from shared.ports import IdempotentKind, JobHandler, JobRef
 from shared.retention import expires_at
 from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters, UsageKey, usage_key
@@ -77,6 +77,16 @@ class FakeJobStore:
             if same and other.created_at > cutoff:
                 return other
         return None
+
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        records: list[Job | Batch] = [*(self.jobs if kind == "job" else self.batches).values()]
+        cutoff = utcnow() - IDEMPOTENCY_WINDOW
+        held = [
+            r.id
+            for r in records
+            if r.tenant == tenant and r.idempotency_key == key and r.created_at > cutoff
+        ]
+        return held[0] if held else None
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         job = self.jobs.get(job_id)

@@ -123,6 +123,29 @@ class JobStoreContract:
         assert await store.create_job(make_job(idempotency_key="k1")) == fresh
         assert await store.get_job(old.id) is not None
 
+    async def test_find_idempotent_names_what_a_key_made_within_a_day(self, store: Store) -> None:
+        job = await store.create_job(make_job(idempotency_key="k1"))
+        batch, jobs = make_batch(1)
+        batch.idempotency_key = "k1"
+        await store.create_batch(batch, jobs)
+        assert await store.find_idempotent("job", "t1", "k1") == job.id
+        assert await store.find_idempotent("batch", "t1", "k1") == batch.id
+        assert await store.find_idempotent("job", "t2", "k1") is None
+        assert await store.find_idempotent("job", "t1", "k2") is None
+        assert await store.find_idempotent("batch", "t1", "k2") is None
+
+    async def test_find_idempotent_forgets_old_and_released_keys(self, store: Store) -> None:
+        await store.create_job(
+            make_job(idempotency_key="old", created_at=utcnow() - timedelta(hours=25))
+        )
+        assert await store.find_idempotent("job", "t1", "old") is None
+        job = await store.create_job(make_job(idempotency_key="k1"))
+        refused = JobOutcome(
+            JobStatus.failed, expect=JobStatus.queued, release_idempotency_key=True
+        )
+        assert await JobWrites(store).finish(job.id, refused) is not None
+        assert await store.find_idempotent("job", "t1", "k1") is None
+
     async def test_concurrent_creates_with_one_key_store_one_job(self, store: Store) -> None:
         results = await asyncio.gather(
             *(store.create_job(make_job(idempotency_key="k1")) for _ in range(10))

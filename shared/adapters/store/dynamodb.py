@@ -63,7 +63,7 @@ from shared.models import (
     JobStatus,
     WebhookDelivery,
 )
-from shared.ports import JobRef
+from shared.ports import IdempotentKind, JobRef
 from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters
 
@@ -113,6 +113,11 @@ class DynamoDbJobStore:
         if not await self._db.put_new(job_item(job, 1, self.retention), also=counted):
             raise Conflict(f"job {job.id} already exists")
         return job
+
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        """The key's item (dynamodb_keys.py), read consistently; an expired one is not live."""
+        held = await self._db.get(idempotency_key(kind.upper(), tenant, key))
+        return str(held["holder"]["S"]) if held is not None else None
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         stored = await self._db.read_job(job_id)

@@ -65,7 +65,7 @@ from shared.models import (
     WebhookDelivery,
     utcnow,
 )
-from shared.ports import JobRef
+from shared.ports import IdempotentKind, JobRef
 from shared.transitions import Change, Decision, UsageTally, created_usage
 from shared.usage import UsageCounters
 
@@ -76,6 +76,11 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 INSERT_JOB = insert_sql("jobs", JOB_COLUMNS)
+IDEMPOTENT_HOLDER = {  # by the unique index on (tenant, idempotency_key), and the key table's
+    "job": "SELECT id FROM jobs WHERE tenant = ? AND idempotency_key = ? AND created_at > ?",
+    "batch": "SELECT batch_id FROM batch_idempotency"
+    " WHERE tenant = ? AND idempotency_key = ? AND created_at > ?",
+}
 # What a ping writes (and deletes) after SQLITE_FULL: room for a job with a long conversation.
 # A few free pages left after deletes would take a small write, while submits still fail.
 PROBE_BYTES = 64 * 1024
@@ -187,6 +192,11 @@ class SqliteJobStore:
 
         earlier = await self._write(insert)
         return job if earlier is None else Job.model_validate_json(earlier)
+
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        since = ts(utcnow() - IDEMPOTENCY_WINDOW)
+        rows = await self._read_row(IDEMPOTENT_HOLDER[kind], (tenant, key, since))
+        return str(rows[0][0]) if rows else None
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         sql, params = scoped("SELECT data FROM jobs", job_id, tenant)
