@@ -340,6 +340,7 @@ class Job(BaseModel):
     request_hash: str | None = None
     lease_until: datetime | None = None
     not_before: datetime | None = None  # a retry must not run before this (SQS caps delays)
+    retried_at: datetime | None = None  # queued again by retry-failed: its retry budget's start
 
     def public(self) -> JobPublic:
         """The client's view: the same (already valid) values, so nothing is validated again."""
@@ -426,3 +427,8 @@ _PUBLIC_BATCH_FIELDS = tuple(f for f in BatchPublic.model_fields if f not in _DE
 class JobPage(BaseModel):
     data: list[JobPublic]
     next_cursor: str | None
+
+
+class BatchPage(BaseModel):
+    data: list[BatchPublic]
+    next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")

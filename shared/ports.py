@@ -105,6 +105,13 @@ class BatchStore(Protocol):
 
     async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None: ...
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        """The tenant's batches newest first, with an opaque cursor for the next page (keyset on
+        created_at and id: no repeats or gaps while batches are added). Raises InvalidCursor for
+        a cursor this store did not make. Reads an index, never every batch."""
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -113,8 +120,11 @@ class BatchStore(Protocol):
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
-        """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
+        """Compare-and-set a batch's status (so `batch.completed` fires exactly once).
+        `reopen` clears `completed_at` and the webhook state: the batch runs again (its
+        `batch.completed` goes out anew when it next completes)."""
 
     async def closable_batch_ids(self) -> list[str]:
         """Batches still open although every job has ended (a completion check was missed)."""

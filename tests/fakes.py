@@ -126,8 +126,9 @@ class FakeJobStore:
         return page, self._encode_cursor(page[-1]) if more else None
 
     @staticmethod
-    def _encode_cursor(job: Job) -> str:
-        return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+    def _encode_cursor(record: Job | Batch) -> str:
+        raw = f"{record.created_at.isoformat()}|{record.id}"
+        return base64.urlsafe_b64encode(raw.encode()).decode()
 
     @staticmethod
     def _decode_cursor(cursor: str) -> tuple[datetime, str]:
@@ -213,6 +214,22 @@ class FakeJobStore:
             return None
         return batch
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        rows = sorted(
+            (b for b in self.batches.values() if b.tenant == tenant),
+            key=lambda b: (b.created_at, b.id),
+            reverse=True,
+        )
+        if cursor is not None:
+            after = self._decode_cursor(cursor)
+            rows = [b for b in rows if (b.created_at, b.id) < after]
+        page = rows[:limit]
+        return page, self._encode_cursor(page[-1]) if len(rows) > limit else None
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -221,12 +238,15 @@ class FakeJobStore:
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
         async with self._lock:
             batch = self.batches.get(batch_id)
             if batch is None or batch.status not in expect:
                 return None
             changes: dict[str, Any] = {"status": to}
+            if reopen:
+                changes |= {"completed_at": None, "webhook": None}
             if completed_at is not None:
                 changes["completed_at"] = completed_at
             if webhook is not None:

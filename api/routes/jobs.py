@@ -81,9 +81,13 @@ async def list_jobs(
             tenant, status=status, batch_id=batch_id, limit=limit, cursor=cursor
         )
     except InvalidCursor:
-        fields = [FieldError(field="cursor", message="not a cursor returned by this endpoint")]
-        raise ApiError(422, "invalid_request", "cursor: invalid cursor", fields=fields) from None
+        raise invalid_cursor() from None
     return JobPage(data=[job.public() for job in jobs], next_cursor=next_cursor)
+
+
+def invalid_cursor() -> ApiError:
+    fields = [FieldError(field="cursor", message="not a cursor returned by this endpoint")]
+    return ApiError(422, "invalid_request", "cursor: invalid cursor", fields=fields)
 
 
 @router.get(

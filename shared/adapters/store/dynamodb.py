@@ -52,7 +52,13 @@ from shared.adapters.store.dynamodb_items import (
     up_to,
 )
 from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reserve_batch_key
-from shared.adapters.store.dynamodb_queries import encode_cursor, index_query, list_query
+from shared.adapters.store.dynamodb_queries import (
+    BATCH_CURSOR_TAG,
+    batch_list_query,
+    encode_cursor,
+    index_query,
+    list_query,
+)
 from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.errors import Conflict
@@ -260,6 +266,24 @@ class DynamoDbJobStore:
             return None
         return stored.batch
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        """One Query of the tenant_batches index, newest first (like the job listing, an index
+        read: a change may show a moment late)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        params = batch_list_query(self.table, tenant, cursor, limit)
+        found: list[Item] = []
+        async with aclosing(query_items(self._db.ddb, params)) as items:
+            async for item in items:
+                found.append(item)
+                if len(found) > limit:
+                    break
+        batches = [stored_batch(item).batch for item in found[:limit]]
+        more = len(found) > limit
+        return batches, encode_cursor(batches[-1], BATCH_CURSOR_TAG) if more else None
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -268,9 +292,10 @@ class DynamoDbJobStore:
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
         return await self._db.change_batch(
-            batch_id, lambda batch: marked(batch, expect, to, completed_at, webhook)
+            batch_id, lambda batch: marked(batch, expect, to, completed_at, webhook, reopen)
         )
 
     async def closable_batch_ids(self) -> list[str]:

@@ -35,6 +35,7 @@ from shared.adapters.store.sqlite_queries import (
     LEASE_WEBHOOK,
     RETURNING_BATCH,
     UNFINISHED,
+    batch_list_query,
     encode_cursor,
     field_json,
     insert_sql,
@@ -45,10 +46,10 @@ from shared.adapters.store.sqlite_queries import (
 from shared.adapters.store.sqlite_schema import (
     BATCH_COLUMNS,
     JOB_COLUMNS,
-    SCHEMA,
     batch_columns,
     batch_from_row,
     batch_row,
+    create_schema,
     job_columns,
     job_row,
     ts,
@@ -114,7 +115,7 @@ class SqliteJobStore:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(SCHEMA)
+        create_schema(db)
         return db
 
     async def close(self) -> None:
@@ -281,6 +282,17 @@ class SqliteJobStore:
         rows = await self._read_row(sql, params)
         return batch_from_row(rows[0]) if rows else None
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        sql, params = batch_list_query(tenant, cursor)
+        rows = list(await self._read.execute_fetchall(sql, [*params, limit + 1]))
+        batches = [batch_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return batches, encode_cursor(batches[-1].created_at, batches[-1].id) if more else None
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -289,10 +301,13 @@ class SqliteJobStore:
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
         if not expect:
             return None
         changes: dict[str, Any] = {"status": to}
+        if reopen:
+            changes |= {"completed_at": None, "webhook": None}
         if completed_at is not None:
             changes["completed_at"] = completed_at
         if webhook is not None:
