@@ -85,6 +85,12 @@ class JobStore(Protocol):
     ) -> Change | None:
         """`change_jobs` for one job."""
 
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        """Erase the job and everything of it (its result, webhook state, idempotency key; never
+        usage counters, nor its batch's counts), only if it belongs to `tenant` and its status
+        is still `expect` (a compare-and-set: the caller decided on the job as it read it).
+        True when it was deleted."""
+
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
     ) -> list[JobRef]:
@@ -178,6 +184,9 @@ class ResultCache(Protocol):
         """The hits among `keys`, in one round trip where the backend allows it."""
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None: ...
+
+    async def delete(self, key: str) -> None:
+        """Forget the entry (an erased job's answer); no error when there is none."""
 
     async def ping(self) -> bool: ...
 

@@ -1,4 +1,4 @@
-"""ChatService: the use cases behind the API (submit, get, wait, list, cancel)."""
+"""ChatService: the use cases behind the API (submit, get, wait, list, cancel, delete)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobEvents, JobFinished, JobQueue, ResultCache, Store
-from shared.transitions import JobOutcome
+from shared.transitions import JobOutcome, deletable
 from shared.webhook_hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -218,3 +218,27 @@ class ChatService:
         if self.on_finished is not None:
             await self.on_finished(cancelled)
         return cancelled
+
+    async def delete(self, tenant: str, job_id: str) -> None:
+        """Erase a job that has ended, with its result, and the cached answer its request made
+        (cache keys are per tenant: only this tenant's entry goes; another job of the tenant
+        keeps its own copy of the answer, and the next identical request calls the LLM again).
+        The cache entry goes first, so if the cache fails nothing is erased and the call can be
+        repeated. A queued or running job answers Conflict: cancel it, or let it end, first.
+        Usage counters and a batch's counts keep counting it."""
+        job = await self._read(tenant, job_id)
+        if not deletable(job):
+            raise Conflict(_not_deletable(job))
+        if job.cache_key and self.cache is not None:
+            await self.cache.delete(job.cache_key)
+        if not await self.store.delete_job(job_id, tenant, expect=job.status):
+            current = await self._read(tenant, job_id)  # NotFound if it went meanwhile
+            raise Conflict(_not_deletable(current))
+
+
+def _not_deletable(job: Job) -> str:
+    if job.status is JobStatus.queued:
+        return "job is queued: cancel it before deleting it"
+    if job.status is JobStatus.running:
+        return "job is running: delete it once it has ended"
+    return f"job is {job.status.value} and changed while being deleted; try again"

@@ -172,6 +172,14 @@ class FakeJobStore:
                 setattr(counts, status, getattr(counts, status) + delta)
             self.batches[batch.id] = batch.model_copy(update={"counts": counts})
 
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        async with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.tenant != tenant or job.status is not expect:
+                return False
+            del self.jobs[job_id]
+            return True
+
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
     ) -> list[JobRef]:
@@ -314,6 +322,9 @@ class FakeResultCache:
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None:
         self.entries[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.entries.pop(key, None)
 
     async def ping(self) -> bool:
         return True

@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, read (with long-poll), list and cancel chat jobs."""
+"""/v1/jobs: submit, read (with long-poll), list, cancel and delete chat jobs."""
 
 from __future__ import annotations
 
@@ -112,3 +112,20 @@ async def cancel_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> JobPublic
     """Cancel a queued job; a running or finished job answers 409."""
     job = await chat.cancel(tenant, job_id)
     return job.public()
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[LogIds],
+    responses={
+        204: {"description": "Erased: the job and its result (usage counters are kept)"},
+        **documented(401, 404, 409, 422),
+    },
+)
+async def delete_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> Response:
+    """Erase a finished job and its result (and its cached answer); a queued job must be
+    cancelled first and a running one must end (409). Usage counters keep counting it."""
+    await chat.delete(tenant, job_id)
+    return Response(status_code=204)

@@ -164,6 +164,38 @@ class JobStoreContract:
         assert len({job.id for job in results}) == 1
         assert len(await all_pages(store)) == 1
 
+    # erasing
+
+    async def test_delete_job_erases_an_ended_job_and_its_key(self, store: Store) -> None:
+        job = await store.create_job(ended_job(utcnow(), idempotency_key="k1"))
+        other = await store.create_job(make_job())
+        days = (utcnow().date(), utcnow().date())
+        usage = await store.usage("t1", *days)
+        assert await store.delete_job(job.id, "t2", expect=JobStatus.succeeded) is False
+        assert await store.delete_job(job.id, "t1", expect=JobStatus.failed) is False
+        assert await store.get_job(job.id) == job
+        assert await store.delete_job(job.id, "t1", expect=JobStatus.succeeded) is True
+        assert await store.get_job(job.id) is None
+        assert ids(await all_pages(store)) == [other.id]
+        assert await store.delete_job(job.id, "t1", expect=JobStatus.succeeded) is False
+        assert await store.usage("t1", *days) == usage != []
+        assert await store.find_idempotent("job", "t1", "k1") is None
+        fresh = make_job(idempotency_key="k1")
+        assert await store.create_job(fresh) == fresh  # the key went with the job
+
+    async def test_delete_job_is_compare_and_set_on_the_status(self, store: Store) -> None:
+        batch, jobs = make_batch(2)
+        await store.create_batch(batch, jobs)
+        failed = JobOutcome(JobStatus.failed, expect=JobStatus.queued)
+        await JobWrites(store).finish(jobs[0].id, failed)
+        await JobWrites(store).retry_failed(batch.id)  # queued again since it was read
+        assert await store.delete_job(jobs[0].id, "t1", expect=JobStatus.failed) is False
+        assert await store.get_job(jobs[0].id) is not None
+        await JobWrites(store).finish(jobs[1].id, failed)
+        assert await store.delete_job(jobs[1].id, "t1", expect=JobStatus.failed) is True
+        stored = await store.get_batch(batch.id)
+        assert stored is not None and stored.counts == BatchCounts(total=2, queued=1, failed=1)
+
     # listing
 
     async def test_list_is_newest_first_across_pages(self, store: Store) -> None:

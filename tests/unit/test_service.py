@@ -76,7 +76,7 @@ GENERATION_VARIANTS = [
 ]
 
 
-def test_cache_key_changes_with_each_generation_parameter() -> None:
+def test_each_generation_parameter_changes_the_key() -> None:
     def request(**options: object) -> ChatRequest:
         return ChatRequest.model_validate(
             {"messages": [{"role": "user", "content": "x"}]} | options
@@ -87,7 +87,7 @@ def test_cache_key_changes_with_each_generation_parameter() -> None:
     assert cache_key("t", request(stop="END")) == cache_key("t", request(stop=["END"]))
 
 
-def test_requests_without_the_new_parameters_keep_their_cache_keys() -> None:
+def test_requests_without_the_new_parameters_keep_their_keys() -> None:
     """Keys made before top_p, stop, seed and response_format existed still hit (and an
     Idempotency-Key replay of an older body still matches): the digests below were computed
     before those fields were added."""

@@ -177,6 +177,10 @@ class DynamoDbJobStore:
         read = await bounded(self._db.read_job(job_id) for job_id in job_ids)
         return await self._db.move_jobs([job for job in read if job is not None], decide)
 
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        """The job item and its idempotency key's item, in one transaction (ItemTable)."""
+        return await self._db.delete_job(job_id, tenant, expect)
+
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
     ) -> list[JobRef]:

@@ -77,6 +77,7 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 INSERT_JOB = insert_sql("jobs", JOB_COLUMNS)
+DELETE_JOB = "DELETE FROM jobs WHERE id = ? AND tenant = ? AND status = ?"
 IDEMPOTENT_HOLDER = {  # by the unique index on (tenant, idempotency_key), and the key table's
     "job": "SELECT id FROM jobs WHERE tenant = ? AND idempotency_key = ? AND created_at > ?",
     "batch": "SELECT batch_id FROM batch_idempotency"
@@ -235,6 +236,15 @@ class SqliteJobStore:
     ) -> Change | None:
         changes = await self.change_jobs([job_id], decide, durable=durable)
         return changes[0] if changes else None
+
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        """One row holds the job, its result, webhook state and idempotency key."""
+        params = (job_id, tenant, JobStatus(expect).value)
+
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(DELETE_JOB, params).rowcount
+
+        return await self._write(delete) == 1
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
