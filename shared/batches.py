@@ -67,7 +67,8 @@ class BatchService:
         the store writes them (shared/batch_jobs.py), never all held at once.
 
         With `idempotency_key`: the same key within 24 h returns the batch it made (Conflict when
-        `request_hash` differs), and nothing new is stored or run."""
+        `request_hash` differs), and nothing new is stored or run. That replay is looked up
+        first: a read is never refused for backpressure."""
         batch = Batch(
             tenant=tenant,
             webhook_url=webhook_url,
@@ -75,6 +76,9 @@ class BatchService:
             idempotency_key=idempotency_key,
             request_hash=request_hash,
         )
+        if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
+            self.metrics.jobs_submitted("replayed", earlier.counts.total)
+            return _same_body(earlier, batch)
         # tens of microseconds a request: 50,000 of them would hold the event loop for seconds
         plan = await asyncio.to_thread(BatchPlan.of, tenant, items, self.models)
         for url in {u for u in (webhook_url, *plan.webhook_urls) if u}:
@@ -97,6 +101,10 @@ class BatchService:
         self.metrics.jobs_submitted("queued", len(queued))
         self.metrics.jobs_submitted("cached", len(plan.ids) - len(queued))
         return await self.check_completed(batch.id) or batch
+
+    async def _made_by(self, tenant: str, idempotency_key: str) -> Batch | None:
+        batch_id = await self.store.find_idempotent("batch", tenant, idempotency_key)
+        return await self.store.get_batch(batch_id, tenant) if batch_id else None
 
     async def _store_and_enqueue(self, batch: Batch, jobs: BatchJobs, queued: list[str]) -> Batch:
         await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
@@ -147,6 +155,12 @@ class BatchService:
             raise NotFound(batch_id)
         return batch
 
+    async def list(
+        self, tenant: str, *, limit: int, cursor: str | None
+    ) -> tuple[list[Batch], str | None]:
+        """The tenant's batches, newest first, a page at a time."""
+        return await self.store.list_batches(tenant, limit=limit, cursor=cursor)
+
     async def cancel(self, tenant: str, batch_id: str) -> Batch:
         """Cancel every job of the batch that is still queued; running ones finish. A batch
         that has ended answers Conflict, as a job that has ended does."""
@@ -158,6 +172,28 @@ class BatchService:
         )
         await self.writes.end_queued(batch_id, JobStatus.cancelled)
         return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
+
+    async def retry_failed(self, tenant: str, batch_id: str) -> Batch:
+        """Run the batch's failed jobs again (shared.transitions.retry_failed says how each job
+        and its usage move), in the batch's group; a completed batch reopens and fires
+        `batch.completed` again when it next completes. A batch with no failed job is answered
+        unchanged (so a repeat is harmless); a cancelled or cancelling one answers Conflict.
+        Past MAX_QUEUED_JOBS: Overloaded, with nothing changed. If the queue refuses, the jobs
+        stay queued in the store and a sweep (or the embedded restart) enqueues them."""
+        batch = await self.get(tenant, batch_id)
+        if batch.status in (BatchStatus.cancelling, BatchStatus.cancelled):
+            raise Conflict(f"batch is {batch.status.value}: its failed jobs cannot run again")
+        if batch.counts.failed == 0:
+            return batch
+        await self.admission.admit(batch.counts.failed)
+        retried = await self.writes.retry_failed(batch_id)
+        if retried:
+            await self.store.mark_batch(
+                batch_id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
+            )
+            await self.queue.enqueue_many(retried, group=batch_id)
+        # jobs may all have ended again before the batch reopened: close it now if so
+        return await self.check_completed(batch_id) or await self.get(tenant, batch_id)
 
     async def close_finished(self) -> int:
         """Close batches whose completion check was missed (a crash between a job's last write

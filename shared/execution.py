@@ -118,7 +118,8 @@ class JobExecutor:
         with bound(job_id=job.id, tenant=job.tenant, batch_id=job.batch_id):
             started = time.perf_counter()
             if job.attempts == 1:
-                self.metrics.job_started(waited_s=(now - job.created_at).total_seconds())
+                queued_at = job.retried_at or job.created_at
+                self.metrics.job_started(waited_s=(now - queued_at).total_seconds())
             if job.attempts > self.retry.max_attempts:
                 message = "the job was delivered too many times"
                 await self._fail(job, started, "attempts_exhausted", message)

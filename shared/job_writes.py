@@ -62,6 +62,29 @@ class JobWrites:
             if cursor is None:
                 return ended
 
+    async def retry_failed(self, batch_id: str) -> list[str]:
+        """failed → queued for every failed job of the batch, a page at a time in submission
+        order; returns the ids queued again (to enqueue)."""
+        batch = await self.store.get_batch(batch_id)
+        if batch is None:
+            return []
+        decide = partial(transitions.retry_failed, now=utcnow())
+        retried: list[str] = []
+        cursor = None
+        while True:
+            page, cursor = await self.store.list_jobs(
+                batch.tenant,
+                batch_id=batch_id,
+                status=JobStatus.failed,
+                limit=PAGE,
+                cursor=cursor,
+                oldest_first=True,
+            )
+            changes = await self.store.change_jobs([job.id for job in page], decide)
+            retried += [change.after.id for change in changes]
+            if cursor is None:
+                return retried
+
     async def restart_running(self) -> int:
         """running → queued for every job (embedded start-up: the previous process is gone)."""
         unfinished = await self.store.unfinished_jobs(limit=1_000_000)

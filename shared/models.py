@@ -6,13 +6,22 @@
 
 from __future__ import annotations
 
+import json
 import re
 import uuid
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
 
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
@@ -47,6 +56,11 @@ WEBHOOK_URL_PATTERN = (
     f"(?::{_PORT})?(?:[/?#][!-~]*)?$"
 )
 _WEBHOOK_URL = re.compile(WEBHOOK_URL_PATTERN)
+
+MAX_STOP_SEQUENCES = 4
+MAX_STOP_CHARS = 256
+MAX_SCHEMA_CHARS = 100_000
+SEED_BOUND = 2**31  # Gemini's seed is a 32-bit integer; OpenAI's takes any 64-bit one
 
 
 def utcnow() -> datetime:
@@ -160,6 +174,75 @@ CacheFlag = Annotated[
 ]
 
 
+class JsonSchemaFormat(BaseModel):
+    """OpenAI's `json_schema` object: the JSON Schema the answer must follow."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, serialize_by_alias=True)
+
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9_-]{1,64}$",
+            examples=["answer"],
+            description="The schema's name: 1 to 64 of A-Z a-z 0-9 _ -.",
+        ),
+    ]
+    description: Annotated[
+        str | None, Field(max_length=1_000, description="What the schema is for (optional).")
+    ] = None
+    schema_: Annotated[
+        dict[str, Any],
+        Field(
+            alias="schema",
+            description="A JSON Schema object (Gemini gets it as `response_json_schema`).",
+            examples=[{"type": "object", "properties": {"city": {"type": "string"}}}],
+        ),
+    ]
+    strict: bool | None = Field(None, description="OpenAI's strict schema adherence (optional).")
+
+    @field_validator("schema_")
+    @classmethod
+    def _bounded_schema(cls, schema: dict[str, Any]) -> dict[str, Any]:
+        if len(json.dumps(schema)) > MAX_SCHEMA_CHARS:
+            raise ValueError(f"the schema may take at most {MAX_SCHEMA_CHARS} characters of JSON")
+        return schema
+
+
+class ResponseFormat(BaseModel):
+    """What shape the answer takes: `text` (the default), `json_object` (any JSON object) or
+    `json_schema` (JSON following `json_schema.schema`). Gemini gets `response_mime_type:
+    application/json` (and the schema), OpenRouter OpenAI's `response_format` as given. Ask for
+    JSON in the prompt too, as OpenAI's models require."""
+
+    model_config = REQUEST_CONFIG
+
+    type: Literal["text", "json_object", "json_schema"] = Field(
+        description="`text`, `json_object` or `json_schema`.", examples=["json_object"]
+    )
+    json_schema: JsonSchemaFormat | None = Field(
+        None, description="The schema, with `type: json_schema` (and only then)."
+    )
+
+    @model_validator(mode="after")
+    def _schema_with_its_type(self) -> ResponseFormat:
+        if (self.type == "json_schema") != (self.json_schema is not None):
+            raise ValueError("json_schema is required with type 'json_schema', and only with it")
+        return self
+
+
+StopSequence = Annotated[str, Field(min_length=1, max_length=MAX_STOP_CHARS)]
+StopSequences = Annotated[list[StopSequence], Field(min_length=1, max_length=MAX_STOP_SEQUENCES)]
+
+
+def _as_list(stop: object) -> object:
+    """One spelling for the providers and the cache key: a string is a list of one."""
+    if isinstance(stop, str):
+        return [stop]
+    if stop is None or isinstance(stop, list):
+        return stop
+    raise ValueError(f"must be a string or a list of up to {MAX_STOP_SEQUENCES} strings")
+
+
 class ChatRequest(BaseModel):
     """Everything that changes the LLM's answer; hashed into the cache key."""
 
@@ -191,6 +274,38 @@ class ChatRequest(BaseModel):
         "65536; absent: the model's default.",
         examples=[256],
     )
+    top_p: Annotated[
+        float | None,
+        Field(
+            ge=0.0,
+            le=1.0,
+            description="Nucleus sampling, 0 to 1; absent: the model's default.",
+            examples=[0.9],
+        ),
+    ] = None
+    stop: Annotated[
+        StopSequences | None,
+        BeforeValidator(_as_list, json_schema_input_type=StopSequence | StopSequences | None),
+        Field(
+            description=f"Text at which the answer stops: a string or up to "
+            f"{MAX_STOP_SEQUENCES} strings.",
+            examples=[["\n\n"]],
+        ),
+    ] = None
+    seed: Annotated[
+        int | None,
+        Field(
+            ge=-SEED_BOUND,
+            lt=SEED_BOUND,
+            description="Asks the provider for a repeatable answer (best effort).",
+            examples=[42],
+        ),
+    ] = None
+    response_format: ResponseFormat | None = Field(
+        None,
+        description='`{"type": "json_object"}` (or `json_schema`) for a JSON answer; absent: text.',
+        examples=[{"type": "json_object"}],
+    )
 
     @field_validator("messages")
     @classmethod
@@ -206,7 +321,18 @@ class ChatRequest(BaseModel):
             return self
         return ChatRequest.model_construct(**{f: getattr(self, f) for f in _CHAT_FIELDS})
 
+    @property
+    def wants_json(self) -> bool:
+        return self.response_format is not None and self.response_format.type != "text"
 
+    def canonical(self) -> dict[str, Any]:
+        """The fields as JSON for hashing (cache key, idempotency). The generation parameters
+        added later are left out while unset, so a request without them hashes as before."""
+        dumped = self.model_dump(mode="json", by_alias=True)
+        return {k: v for k, v in dumped.items() if not (k in LATER_FIELDS and v is None)}
+
+
+LATER_FIELDS = frozenset({"top_p", "stop", "seed", "response_format"})
 _CHAT_FIELDS = tuple(ChatRequest.model_fields)
 
 
@@ -428,6 +554,7 @@ class Job(BaseModel):
     request_hash: str | None = None
     lease_until: datetime | None = None
     not_before: datetime | None = None  # a retry must not run before this (SQS caps delays)
+    retried_at: datetime | None = None  # queued again by retry-failed: its retry budget's start
 
     def public(self) -> JobPublic:
         """The client's view: the same (already valid) values, so nothing is validated again."""
@@ -560,4 +687,13 @@ class JobPage(BaseModel):
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page.",
         examples=["WyIyMDI2LTAxLTA1VDEwOjE1OjAwLjEyMzQ1NiswMDowMCIsICJqb2JfNWYwYyJd"],
+    )
+
+
+class BatchPage(BaseModel):
+    """One page of batches, newest first."""
+
+    data: list[BatchPublic] = Field(description="The batches of this page.")
+    next_cursor: str | None = Field(
+        description="Pass as `cursor` for the next page; null on the last page."
     )

@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import NamedTuple, Protocol
+from typing import Literal, NamedTuple, Protocol
 
 from shared.models import (
     Batch,
@@ -21,6 +21,7 @@ from shared.transitions import Change, Decision
 from shared.usage import UsageCounters
 
 JobHandler = Callable[[str], Awaitable[None]]
+IdempotentKind = Literal["job", "batch"]
 JobFinished = Callable[[Job], Awaitable[None]]
 
 
@@ -48,6 +49,11 @@ class JobStore(Protocol):
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         """A job by id; with `tenant`, only if it belongs to that tenant."""
+
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        """The id of the job (or batch) that `key` made for `tenant` within the last 24 h, or
+        None. A read of one key: it takes nothing, so a replay can be answered before any
+        admission check (a batch whose key is reserved but not yet stored may be named)."""
 
     async def list_jobs(
         self,
@@ -79,6 +85,12 @@ class JobStore(Protocol):
     ) -> Change | None:
         """`change_jobs` for one job."""
 
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        """Erase the job and everything of it (its result, webhook state, idempotency key; never
+        usage counters, nor its batch's counts), only if it belongs to `tenant` and its status
+        is still `expect` (a compare-and-set: the caller decided on the job as it read it).
+        True when it was deleted."""
+
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
     ) -> list[JobRef]:
@@ -99,6 +111,13 @@ class BatchStore(Protocol):
 
     async def get_batch(self, batch_id: str, tenant: str | None = None) -> Batch | None: ...
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        """The tenant's batches newest first, with an opaque cursor for the next page (keyset on
+        created_at and id: no repeats or gaps while batches are added). Raises InvalidCursor for
+        a cursor this store did not make. Reads an index, never every batch."""
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -107,8 +126,11 @@ class BatchStore(Protocol):
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
-        """Compare-and-set a batch's status (so `batch.completed` fires exactly once)."""
+        """Compare-and-set a batch's status (so `batch.completed` fires exactly once).
+        `reopen` clears `completed_at` and the webhook state: the batch runs again (its
+        `batch.completed` goes out anew when it next completes)."""
 
     async def closable_batch_ids(self) -> list[str]:
         """Batches still open although every job has ended (a completion check was missed)."""
@@ -162,6 +184,9 @@ class ResultCache(Protocol):
         """The hits among `keys`, in one round trip where the backend allows it."""
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None: ...
+
+    async def delete(self, key: str) -> None:
+        """Forget the entry (an erased job's answer); no error when there is none."""
 
     async def ping(self) -> bool: ...
 

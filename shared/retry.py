@@ -1,9 +1,10 @@
 """RetryPolicy: how long a job keeps trying through transient LLM failures.
 
-Retries are bounded by a time budget counted from the job's creation (JOB_RETRY_BUDGET_S), so a
-provider outage of minutes is absorbed whatever the attempt count; delays grow exponentially
-from JOB_RETRY_BASE_S up to JOB_RETRY_MAX_DELAY_S, with jitter so a crowd of jobs that failed
-together does not retry together. JOB_MAX_ATTEMPTS stays as a guard against a job that keeps
+Retries are bounded by a time budget counted from the job's creation (or from when retry-failed
+queued it again: `retried_at`), JOB_RETRY_BUDGET_S, so a provider outage of minutes is absorbed
+whatever the attempt count; delays grow exponentially from JOB_RETRY_BASE_S up to
+JOB_RETRY_MAX_DELAY_S, with jitter so a crowd of jobs that failed together does not retry
+together. JOB_MAX_ATTEMPTS stays as a guard against a job that keeps
 crashing its worker.
 """
 
@@ -36,6 +37,6 @@ class RetryPolicy:
 
     def allows(self, job: Job, delay_s: float) -> bool:
         """May the job try again after `delay_s`? Only within its budget and attempt guard."""
-        deadline = job.created_at + timedelta(seconds=self.budget_s)
+        deadline = (job.retried_at or job.created_at) + timedelta(seconds=self.budget_s)
         in_budget = utcnow() + timedelta(seconds=delay_s) <= deadline
         return in_budget and job.attempts < self.max_attempts

@@ -1,4 +1,4 @@
-"""ChatService: the use cases behind the API (submit, get, wait, list, cancel)."""
+"""ChatService: the use cases behind the API (submit, get, wait, list, cancel, delete)."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobEvents, JobFinished, JobQueue, ResultCache, Store
-from shared.transitions import JobOutcome
+from shared.transitions import JobOutcome, deletable
 from shared.webhooks.hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -35,13 +35,13 @@ RECHECK_S = 1.0  # with JobEvents, a long-poll still reads the store this often 
 
 def cache_key(tenant: str, request: ChatRequest) -> str:
     """SHA-256 of the canonical JSON of everything that changes the answer, scoped to the tenant."""
-    payload = {"tenant": tenant, **request.model_dump(mode="json")}
+    payload = {"tenant": tenant, **request.canonical()}
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def body_hash(body: JobCreate) -> str:
-    canonical = json.dumps(body.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+    canonical = json.dumps(body.canonical(), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
@@ -70,11 +70,16 @@ class ChatService:
         self.metrics = metrics or JobMetrics()
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
-        """Store the job and enqueue it, or answer it at once from the cache (`cached: true`)."""
+        """Store the job and enqueue it, or answer it at once from the cache (`cached: true`).
+        A replay (an Idempotency-Key used within 24 h) answers the job that key made, before
+        anything else: a read is never refused for backpressure."""
+        job = self._new_job(tenant, body, idempotency_key)
+        if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
+            self.metrics.jobs_submitted("replayed")
+            return self._check_same_body(earlier, job)
         self.models.check(body.model)
         if body.webhook_url:
             await self.hooks.check_url(body.webhook_url)
-        job = self._new_job(tenant, body, idempotency_key)
         try:
             stored = await self._store_and_enqueue(job)
         except (QueueUnavailable, Overloaded):
@@ -85,6 +90,10 @@ class ChatService:
             return self._check_same_body(stored, job)
         self.metrics.jobs_submitted("cached" if stored.cached else "queued")
         return stored
+
+    async def _made_by(self, tenant: str, idempotency_key: str) -> Job | None:
+        job_id = await self.store.find_idempotent("job", tenant, idempotency_key)
+        return await self.store.get_job(job_id, tenant) if job_id else None
 
     def _new_job(self, tenant: str, body: JobCreate, idempotency_key: str | None) -> Job:
         request = body.chat_request()
@@ -209,3 +218,27 @@ class ChatService:
         if self.on_finished is not None:
             await self.on_finished(cancelled)
         return cancelled
+
+    async def delete(self, tenant: str, job_id: str) -> None:
+        """Erase a job that has ended, with its result, and the cached answer its request made
+        (cache keys are per tenant: only this tenant's entry goes; another job of the tenant
+        keeps its own copy of the answer, and the next identical request calls the LLM again).
+        The cache entry goes first, so if the cache fails nothing is erased and the call can be
+        repeated. A queued or running job answers Conflict: cancel it, or let it end, first.
+        Usage counters and a batch's counts keep counting it."""
+        job = await self._read(tenant, job_id)
+        if not deletable(job):
+            raise Conflict(_not_deletable(job))
+        if job.cache_key and self.cache is not None:
+            await self.cache.delete(job.cache_key)
+        if not await self.store.delete_job(job_id, tenant, expect=job.status):
+            current = await self._read(tenant, job_id)  # NotFound if it went meanwhile
+            raise Conflict(_not_deletable(current))
+
+
+def _not_deletable(job: Job) -> str:
+    if job.status is JobStatus.queued:
+        return "job is queued: cancel it before deleting it"
+    if job.status is JobStatus.running:
+        return "job is running: delete it once it has ended"
+    return f"job is {job.status.value} and changed while being deleted; try again"

@@ -130,6 +130,39 @@ def end_queued(job: Job, *, to: Ended, error: JobError | None, now: datetime) ->
     return _change(job, now, status=to, error=error, completed_at=now, lease_until=None)
 
 
+def retry_failed(job: Job, *, now: datetime) -> Change | None:
+    """failed → queued: the job runs again as if new (POST /v1/batches/{id}/retry-failed).
+
+    Its attempts start again from 0, so the retry gets a whole JOB_MAX_ATTEMPTS, and its retry
+    budget counts from `retried_at`. Its error and any result are cleared, and so is its webhook
+    state (a `job.*` event goes out again when it ends). Usage: the failed run stays counted as
+    it was (its request, its failure, its LLM calls, on the day it failed); the new run counts
+    as a request of its own when it ends, with only its own attempts as LLM calls, so no call,
+    token or failure is counted twice."""
+    if job.status is not JobStatus.failed:
+        return None
+    return _change(
+        job,
+        now,
+        status=JobStatus.queued,
+        attempts=0,
+        error=None,
+        result=None,
+        completed_at=None,
+        lease_until=None,
+        not_before=None,
+        webhook=None,
+        retried_at=now,
+    )
+
+
+def deletable(job: Job) -> bool:
+    """A job may be erased (DELETE /v1/jobs/{id}) once it has ended: a queued one is cancelled
+    first, a running one waits for its end, so no worker writes to a job that is gone and a
+    batch's counters already hold its end."""
+    return job.status.is_terminal
+
+
 def restart(job: Job, *, now: datetime) -> Change | None:
     """A running job whose process is gone (embedded start-up), queued again."""
     if job.status is not JobStatus.running:

@@ -21,7 +21,7 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
-from shared.ports import JobHandler, JobRef
+from shared.ports import IdempotentKind, JobHandler, JobRef
 from shared.retention import expires_at
 from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters, UsageKey, usage_key
@@ -78,6 +78,16 @@ class FakeJobStore:
                 return other
         return None
 
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        records: list[Job | Batch] = [*(self.jobs if kind == "job" else self.batches).values()]
+        cutoff = utcnow() - IDEMPOTENCY_WINDOW
+        held = [
+            r.id
+            for r in records
+            if r.tenant == tenant and r.idempotency_key == key and r.created_at > cutoff
+        ]
+        return held[0] if held else None
+
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         job = self.jobs.get(job_id)
         if job is None or (tenant is not None and job.tenant != tenant):
@@ -116,8 +126,9 @@ class FakeJobStore:
         return page, self._encode_cursor(page[-1]) if more else None
 
     @staticmethod
-    def _encode_cursor(job: Job) -> str:
-        return base64.urlsafe_b64encode(f"{job.created_at.isoformat()}|{job.id}".encode()).decode()
+    def _encode_cursor(record: Job | Batch) -> str:
+        raw = f"{record.created_at.isoformat()}|{record.id}"
+        return base64.urlsafe_b64encode(raw.encode()).decode()
 
     @staticmethod
     def _decode_cursor(cursor: str) -> tuple[datetime, str]:
@@ -161,6 +172,14 @@ class FakeJobStore:
                 setattr(counts, status, getattr(counts, status) + delta)
             self.batches[batch.id] = batch.model_copy(update={"counts": counts})
 
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        async with self._lock:
+            job = self.jobs.get(job_id)
+            if job is None or job.tenant != tenant or job.status is not expect:
+                return False
+            del self.jobs[job_id]
+            return True
+
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
     ) -> list[JobRef]:
@@ -203,6 +222,22 @@ class FakeJobStore:
             return None
         return batch
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        rows = sorted(
+            (b for b in self.batches.values() if b.tenant == tenant),
+            key=lambda b: (b.created_at, b.id),
+            reverse=True,
+        )
+        if cursor is not None:
+            after = self._decode_cursor(cursor)
+            rows = [b for b in rows if (b.created_at, b.id) < after]
+        page = rows[:limit]
+        return page, self._encode_cursor(page[-1]) if len(rows) > limit else None
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -211,12 +246,15 @@ class FakeJobStore:
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
         async with self._lock:
             batch = self.batches.get(batch_id)
             if batch is None or batch.status not in expect:
                 return None
             changes: dict[str, Any] = {"status": to}
+            if reopen:
+                changes |= {"completed_at": None, "webhook": None}
             if completed_at is not None:
                 changes["completed_at"] = completed_at
             if webhook is not None:
@@ -284,6 +322,9 @@ class FakeResultCache:
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None:
         self.entries[key] = value
+
+    async def delete(self, key: str) -> None:
+        self.entries.pop(key, None)
 
     async def ping(self) -> bool:
         return True

@@ -1,8 +1,9 @@
-"""Batch commands: batch (submit a JSONL file), results. Each returns its exit code."""
+"""Batch commands: batch (submit a JSONL file), batches (list), results, retry-failed. Each
+returns its exit code."""
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import httpx
 import typer
@@ -10,7 +11,7 @@ from rich.markup import escape
 
 from api.cli.batch_io import batch_lines, copy_results, follow_batch
 from api.cli.exits import EXIT_JOB_FAILED, EXIT_OK, EXIT_STILL_RUNNING, EXIT_USAGE, CliError, err
-from api.cli.http import BATCH_DONE, checked, target
+from api.cli.http import BATCH_DONE, checked, pages, target
 
 
 def submit_batch(
@@ -76,3 +77,51 @@ def _save(http: httpx.Client, batch_id: str, out: Path | None) -> None:
         raise CliError(EXIT_USAGE, f"cannot write {out}: {exc}") from None
     if out:
         err.print(f"wrote {written} results to {escape(str(out))}")
+
+
+def list_batches(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(min=1, max=100, help="Batches per page.")] = 20,
+    cursor: Annotated[
+        str | None, typer.Option(help="Start at this page (a next_cursor printed before).")
+    ] = None,
+    every: Annotated[
+        bool, typer.Option("--all", help="Follow the cursors and list every page.")
+    ] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="One batch per line as JSON.")] = False,
+) -> int:
+    """List your batches, newest first (one page, or every page with --all)."""
+    params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
+    more: str | None = None
+    header = not as_json
+    with target(ctx).client() as http:
+        for page, next_page in pages(http, params, follow=every, path="/v1/batches"):
+            more = next_page
+            if header:
+                print(BATCH_HEADER)
+                header = False
+            for batch in page:
+                print(json.dumps(batch) if as_json else batch_row(batch))
+    if more:  # one line, never wrapped: it is copied and pasted
+        err.print(f"more batches: --cursor {escape(more)} (or --all)", soft_wrap=True)
+    return EXIT_OK
+
+
+BATCH_HEADER = f"{'ID':<38}  {'STATUS':<11}  {'CREATED':<32}  {'DONE':>11}  FAILED"
+
+
+def batch_row(batch: dict[str, Any]) -> str:
+    counts = batch["counts"]
+    done = f"{counts['succeeded'] + counts['failed'] + counts['cancelled']}/{counts['total']}"
+    status, created = batch["status"], batch["created_at"]
+    return f"{batch['id']:<38}  {status:<11}  {created:<32}  {done:>11}  {counts['failed']}"
+
+
+def retry_failed(
+    ctx: typer.Context,
+    batch_id: Annotated[str, typer.Argument(help="The batch's id (batch_...).")],
+) -> int:
+    """Run a batch's failed jobs again; prints the batch (unchanged if none had failed)."""
+    with target(ctx).client() as http:
+        print(json.dumps(checked(http.post(f"/v1/batches/{batch_id}/retry-failed")), indent=2))
+    return EXIT_OK

@@ -55,11 +55,12 @@ def wait_job(http: httpx.Client, job_id: str, timeout_s: float) -> dict[str, Any
 
 
 def pages(
-    http: httpx.Client, params: dict[str, Any], follow: bool
+    http: httpx.Client, params: dict[str, Any], follow: bool, path: str = "/v1/jobs"
 ) -> Iterator[tuple[list[dict[str, Any]], str | None]]:
-    """Pages of jobs with the cursor of the page after each; `follow` goes on to the last one."""
+    """Pages of jobs (or, with `path`, another listing) with the cursor of the page after each;
+    `follow` goes on to the last one."""
     while True:
-        page = checked(http.get("/v1/jobs", params=params))
+        page = checked(http.get(path, params=params))
         cursor: str | None = page.get("next_cursor")
         yield page["data"], cursor
         if not follow or not cursor:

@@ -1,4 +1,5 @@
-"""Job commands: submit, get, list, cancel. Each returns its exit code; errors raise CliError."""
+"""Job commands: submit, get, list, cancel, delete. Each returns its exit code; errors raise
+CliError."""
 
 import json
 from enum import StrEnum
@@ -131,4 +132,17 @@ def cancel(
     path = f"/v1/batches/{subject_id}/cancel" if batch else f"/v1/jobs/{subject_id}/cancel"
     with target(ctx).client() as http:
         print(json.dumps(checked(http.post(path)), indent=2))
+    return EXIT_OK
+
+
+def delete(
+    ctx: typer.Context,
+    job_id: Annotated[str, typer.Argument(help="The job's id (job_...).")],
+) -> int:
+    """Erase a finished job and its result (a queued job must be cancelled first: exit 3)."""
+    with target(ctx).client() as http:
+        response = http.delete(f"/v1/jobs/{job_id}")
+    if response.status_code >= 400:
+        checked(response)  # raises with the API's message
+    err.print(f"deleted {escape(job_id)}")
     return EXIT_OK

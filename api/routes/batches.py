@@ -14,9 +14,10 @@ from api.batch_body import parse_batch, spool
 from api.deps import BatchesDep, LogIds, RateLimitedTenant, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
-from api.routes.jobs import IdempotencyKey
+from api.routes.jobs import Cursor, IdempotencyKey, Limit, invalid_cursor
+from shared.errors import InvalidCursor
 from shared.logs import bind
-from shared.models import BATCH_ID_EXAMPLE, WEBHOOK_URL_DESCRIPTION, BatchPublic, HttpUrl
+from shared.models import BATCH_ID_EXAMPLE, WEBHOOK_URL_DESCRIPTION, BatchPage, BatchPublic, HttpUrl
 
 router = APIRouter(prefix="/v1/batches", tags=["batches"], route_class=StrictJsonRoute)
 
@@ -119,6 +120,18 @@ def _request_hash(digest: Any, content_type: str | None, webhook_url: str | None
     return str(digest.hexdigest())
 
 
+@router.get("", response_model=BatchPage, responses=documented(401, 422))
+async def list_batches(
+    batches: BatchesDep, tenant: TenantDep, limit: Limit = 20, cursor: Cursor = None
+) -> BatchPage:
+    """List the caller's batches, newest first, a page at a time."""
+    try:
+        found, next_cursor = await batches.list(tenant, limit=limit, cursor=cursor)
+    except InvalidCursor:
+        raise invalid_cursor() from None
+    return BatchPage(data=[batch.public() for batch in found], next_cursor=next_cursor)
+
+
 @router.get(
     "/{batch_id}",
     response_model=BatchPublic,
@@ -158,3 +171,18 @@ async def get_batch_results(
 async def cancel_batch(batch_id: BatchId, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
     """Cancel the batch's queued jobs; running ones finish."""
     return (await batches.cancel(tenant, batch_id)).public()
+
+
+@router.post(
+    "/{batch_id}/retry-failed",
+    response_model=BatchPublic,
+    dependencies=[LogIds],
+    responses=documented(401, 404, 409, 422, 503),
+)
+async def retry_failed_batch(
+    batch_id: BatchId, batches: BatchesDep, tenant: TenantDep
+) -> BatchPublic:
+    """Run the batch's failed jobs again: each starts over (attempts from 0, error cleared);
+    a completed batch reopens and sends `batch.completed` again when it next completes. With
+    no failed job the batch is answered unchanged; a cancelled batch answers 409."""
+    return (await batches.retry_failed(tenant, batch_id)).public()

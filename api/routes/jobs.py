@@ -1,4 +1,4 @@
-"""/v1/jobs: submit, read (with long-poll), list and cancel chat jobs."""
+"""/v1/jobs: submit, read (with long-poll), list, cancel and delete chat jobs."""
 
 from __future__ import annotations
 
@@ -111,9 +111,13 @@ async def list_jobs(
             tenant, status=status, batch_id=batch_id, limit=limit, cursor=cursor
         )
     except InvalidCursor:
-        fields = [FieldError(field="cursor", message="not a cursor returned by this endpoint")]
-        raise ApiError(422, "invalid_request", "cursor: invalid cursor", fields=fields) from None
+        raise invalid_cursor() from None
     return JobPage(data=[job.public() for job in jobs], next_cursor=next_cursor)
+
+
+def invalid_cursor() -> ApiError:
+    fields = [FieldError(field="cursor", message="not a cursor returned by this endpoint")]
+    return ApiError(422, "invalid_request", "cursor: invalid cursor", fields=fields)
 
 
 @router.get(
@@ -138,3 +142,20 @@ async def cancel_job(job_id: JobId, chat: ChatDep, tenant: TenantDep) -> JobPubl
     """Cancel a queued job; a running or finished job answers 409."""
     job = await chat.cancel(tenant, job_id)
     return job.public()
+
+
+@router.delete(
+    "/{job_id}",
+    status_code=204,
+    response_class=Response,
+    dependencies=[LogIds],
+    responses={
+        204: {"description": "Erased: the job and its result (usage counters are kept)"},
+        **documented(401, 404, 409, 422),
+    },
+)
+async def delete_job(job_id: JobId, chat: ChatDep, tenant: TenantDep) -> Response:
+    """Erase a finished job and its result (and its cached answer); a queued job must be
+    cancelled first and a running one must end (409). Usage counters keep counting it."""
+    await chat.delete(tenant, job_id)
+    return Response(status_code=204)

@@ -41,6 +41,16 @@ resource "aws_dynamodb_table" "main" {
   }
 
   attribute {
+    name = "gsi_batch_tenant"
+    type = "S"
+  }
+
+  attribute {
+    name = "gsi_batch_tenant_sk"
+    type = "S"
+  }
+
+  attribute {
     name = "gsi_unfinished"
     type = "S"
   }
@@ -73,6 +83,15 @@ resource "aws_dynamodb_table" "main" {
     name            = "batch_jobs"
     hash_key        = "gsi_batch"
     range_key       = "gsi_batch_sk"
+    projection_type = "ALL"
+  }
+
+  # A tenant's batches, newest first (GET /v1/batches). A batch stored before this index existed
+  # is listed once it is written again (an open one when it completes); by id it reads as before.
+  global_secondary_index {
+    name            = "tenant_batches"
+    hash_key        = "gsi_batch_tenant"
+    range_key       = "gsi_batch_tenant_sk"
     projection_type = "ALL"
   }
 

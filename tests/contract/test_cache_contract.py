@@ -76,6 +76,14 @@ class ResultCacheContract:
         assert await cache.get("short") is None
         assert await cache.get_many(["short", "long"]) == {"long": completion("long")}
 
+    async def test_delete_forgets_one_entry(self, cache: ResultCache) -> None:
+        await cache.set("gone", completion("gone"), ttl_s=60)
+        await cache.set("kept", completion("kept"), ttl_s=60)
+        await cache.delete("gone")
+        await cache.delete("never-set")  # no error
+        assert await cache.get("gone") is None
+        assert await cache.get_many(["gone", "kept"]) == {"kept": completion("kept")}
+
     async def test_ping_answers(self, cache: ResultCache) -> None:
         assert await cache.ping() is True
 

@@ -17,7 +17,7 @@ import pytest
 
 from shared.adapters.store.sqlite import SqliteJobStore
 from shared.adapters.store.sqlite_purge import EXPIRED_BATCH_KEYS, EXPIRED_BATCHES, EXPIRED_JOBS
-from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED
+from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED, batch_list_query, encode_cursor
 from shared.adapters.store.sqlite_schema import ts
 from shared.errors import InvalidCursor
 from shared.job_writes import JobWrites
@@ -65,6 +65,17 @@ async def all_pages(store: Store, tenant: str = "t1", **filters: Any) -> list[Jo
     cursor: str | None = None
     while True:
         page, cursor = await store.list_jobs(tenant, cursor=cursor, **filters)
+        seen.extend(page)
+        if cursor is None:
+            return seen
+
+
+async def all_batch_pages(
+    store: Store, tenant: str = "t1", *, limit: int = 20, cursor: str | None = None
+) -> list[Batch]:
+    seen: list[Batch] = []
+    while True:
+        page, cursor = await store.list_batches(tenant, limit=limit, cursor=cursor)
         seen.extend(page)
         if cursor is None:
             return seen
@@ -123,12 +134,67 @@ class JobStoreContract:
         assert await store.create_job(make_job(idempotency_key="k1")) == fresh
         assert await store.get_job(old.id) is not None
 
+    async def test_find_idempotent_names_what_a_key_made_within_a_day(self, store: Store) -> None:
+        job = await store.create_job(make_job(idempotency_key="k1"))
+        batch, jobs = make_batch(1)
+        batch.idempotency_key = "k1"
+        await store.create_batch(batch, jobs)
+        assert await store.find_idempotent("job", "t1", "k1") == job.id
+        assert await store.find_idempotent("batch", "t1", "k1") == batch.id
+        assert await store.find_idempotent("job", "t2", "k1") is None
+        assert await store.find_idempotent("job", "t1", "k2") is None
+        assert await store.find_idempotent("batch", "t1", "k2") is None
+
+    async def test_find_idempotent_forgets_old_and_released_keys(self, store: Store) -> None:
+        await store.create_job(
+            make_job(idempotency_key="old", created_at=utcnow() - timedelta(hours=25))
+        )
+        assert await store.find_idempotent("job", "t1", "old") is None
+        job = await store.create_job(make_job(idempotency_key="k1"))
+        refused = JobOutcome(
+            JobStatus.failed, expect=JobStatus.queued, release_idempotency_key=True
+        )
+        assert await JobWrites(store).finish(job.id, refused) is not None
+        assert await store.find_idempotent("job", "t1", "k1") is None
+
     async def test_concurrent_creates_with_one_key_store_one_job(self, store: Store) -> None:
         results = await asyncio.gather(
             *(store.create_job(make_job(idempotency_key="k1")) for _ in range(10))
         )
         assert len({job.id for job in results}) == 1
         assert len(await all_pages(store)) == 1
+
+    # erasing
+
+    async def test_delete_job_erases_an_ended_job_and_its_key(self, store: Store) -> None:
+        job = await store.create_job(ended_job(utcnow(), idempotency_key="k1"))
+        other = await store.create_job(make_job())
+        days = (utcnow().date(), utcnow().date())
+        usage = await store.usage("t1", *days)
+        assert await store.delete_job(job.id, "t2", expect=JobStatus.succeeded) is False
+        assert await store.delete_job(job.id, "t1", expect=JobStatus.failed) is False
+        assert await store.get_job(job.id) == job
+        assert await store.delete_job(job.id, "t1", expect=JobStatus.succeeded) is True
+        assert await store.get_job(job.id) is None
+        assert ids(await all_pages(store)) == [other.id]
+        assert await store.delete_job(job.id, "t1", expect=JobStatus.succeeded) is False
+        assert await store.usage("t1", *days) == usage != []
+        assert await store.find_idempotent("job", "t1", "k1") is None
+        fresh = make_job(idempotency_key="k1")
+        assert await store.create_job(fresh) == fresh  # the key went with the job
+
+    async def test_delete_job_is_compare_and_set_on_the_status(self, store: Store) -> None:
+        batch, jobs = make_batch(2)
+        await store.create_batch(batch, jobs)
+        failed = JobOutcome(JobStatus.failed, expect=JobStatus.queued)
+        await JobWrites(store).finish(jobs[0].id, failed)
+        await JobWrites(store).retry_failed(batch.id)  # queued again since it was read
+        assert await store.delete_job(jobs[0].id, "t1", expect=JobStatus.failed) is False
+        assert await store.get_job(jobs[0].id) is not None
+        await JobWrites(store).finish(jobs[1].id, failed)
+        assert await store.delete_job(jobs[1].id, "t1", expect=JobStatus.failed) is True
+        stored = await store.get_batch(batch.id)
+        assert stored is not None and stored.counts == BatchCounts(total=2, queued=1, failed=1)
 
     # listing
 
@@ -223,6 +289,45 @@ class JobStoreContract:
     async def test_limit_below_one_is_a_value_error(self, store: Store) -> None:
         with pytest.raises(ValueError):
             await store.list_jobs("t1", limit=0)
+
+    # batch listing
+
+    async def test_batches_list_newest_first_across_pages(self, store: Store) -> None:
+        made = []
+        for i in range(7):
+            batch, jobs = make_batch(1)
+            batch.created_at = T0 + timedelta(seconds=i)
+            made.append(await store.create_batch(batch, jobs))
+        other, other_jobs = make_batch(1, tenant="t2")
+        await store.create_batch(other, other_jobs)
+        first, _ = await store.list_batches("t1", limit=3)
+        assert [b.id for b in first] == [b.id for b in made[::-1][:3]]
+        assert first[0] == made[-1]  # the whole record, counts included
+        listed = await all_batch_pages(store, limit=3)
+        assert [b.id for b in listed] == [b.id for b in made[::-1]]
+        assert [b.id for b in await all_batch_pages(store, "t2")] == [other.id]
+        assert await store.list_batches("nobody") == ([], None)
+        assert (await store.list_batches("t1", limit=7))[1] is None
+
+    async def test_batch_pages_hold_still_while_batches_are_added(self, store: Store) -> None:
+        made = []
+        for i in range(6):  # equal created_at: the id breaks the tie
+            batch, jobs = make_batch(1)
+            batch.created_at = T0 + timedelta(seconds=i // 2)
+            made.append(await store.create_batch(batch, jobs))
+        first, cursor = await store.list_batches("t1", limit=3)
+        newer, newer_jobs = make_batch(1)
+        await store.create_batch(newer, newer_jobs)
+        rest = await all_batch_pages(store, limit=3, cursor=cursor)
+        in_order = sorted(made, key=lambda b: (b.created_at, b.id), reverse=True)
+        assert [b.id for b in first + rest] == [b.id for b in in_order]
+
+    @pytest.mark.parametrize("cursor", ["not base64!", "W10=", "bm9wZQ=="])
+    async def test_foreign_batch_cursor_is_invalid(self, store: Store, cursor: str) -> None:
+        with pytest.raises(InvalidCursor):
+            await store.list_batches("t1", cursor=cursor)
+        with pytest.raises(ValueError):
+            await store.list_batches("t1", limit=0)
 
     # transitions and claims
 
@@ -439,6 +544,49 @@ class JobStoreContract:
         assert job is not None and job.status is JobStatus.queued and job.lease_until is None
         stored = await store.get_batch(batch.id)
         assert stored is not None and (stored.counts.queued, stored.counts.running) == (2, 0)
+
+    async def test_retry_failed_queues_failed_jobs_again_and_moves_counters(
+        self, store: Store
+    ) -> None:
+        batch, jobs = make_batch(4, cached=1)
+        await store.create_batch(batch, jobs)
+        refused = JobOutcome(JobStatus.failed, expect=JobStatus.queued)
+        for job in jobs[1:3]:
+            await JobWrites(store).finish(job.id, refused)
+        days = (utcnow().date(), utcnow().date())
+        counted = await store.usage("t1", *days)
+
+        retried = await JobWrites(store).retry_failed(batch.id)
+        assert retried == ids(jobs[1:3])  # in submission order
+        stored = await store.get_batch(batch.id)
+        assert stored is not None
+        assert stored.counts == BatchCounts(total=4, queued=3, succeeded=1)
+        again = await store.get_job(jobs[1].id)
+        assert again is not None and again.status is JobStatus.queued and again.attempts == 0
+        assert await store.usage("t1", *days) == counted  # nothing counted by the retry
+        assert await JobWrites(store).retry_failed(batch.id) == []
+        assert await JobWrites(store).retry_failed("batch_missing") == []
+
+    async def test_a_reopened_batch_forgets_its_end(self, store: Store) -> None:
+        batch, jobs = make_batch(1, cached=1)
+        await store.create_batch(batch, jobs)
+        hook = WebhookDelivery(id="msg_1", next_attempt_at=utcnow())
+        closed = await store.mark_batch(
+            batch.id,
+            expect=[BatchStatus.in_progress],
+            to=BatchStatus.completed,
+            completed_at=utcnow(),
+            webhook=hook,
+        )
+        assert closed is not None and closed.webhook == hook
+        reopened = await store.mark_batch(
+            batch.id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
+        )
+        assert reopened is not None and reopened.status is BatchStatus.in_progress
+        assert (reopened.completed_at, reopened.webhook) == (None, None)
+        assert await store.get_batch(batch.id) == reopened
+        now = utcnow()
+        assert await store.due_webhooks(now, now + timedelta(seconds=30), limit=10) == []
 
     async def test_closable_batch_ids(self, store: Store) -> None:
         done, done_jobs = make_batch(2, cached=2)
@@ -661,6 +809,12 @@ def ended_batch(at: datetime, status: BatchStatus) -> tuple[Batch, list[Job]]:
     return batch, jobs
 
 
+OLD_BATCHES = """CREATE TABLE batches (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, status TEXT NOT NULL, total INTEGER NOT NULL,
+    queued INTEGER NOT NULL, running INTEGER NOT NULL, succeeded INTEGER NOT NULL,
+    failed INTEGER NOT NULL, cancelled INTEGER NOT NULL, webhook_state TEXT,
+    webhook_next_at TEXT, data TEXT NOT NULL)"""
+
 JOB_QUERIED = (
     "tenant",
     "status",
@@ -737,6 +891,38 @@ class TestSqliteJobStore(JobStoreContract):
             db.close()
         assert any("COVERING INDEX jobs_status" in step for step in plan), plan
         assert not any(step.startswith("SCAN") for step in plan), plan
+
+    async def test_batch_listing_reads_its_index(self, tmp_path: Path, store: Store) -> None:
+        db = sqlite3.connect(tmp_path / "data" / "chatjobs.db")
+        try:
+            sql, params = batch_list_query("t1", encode_cursor(T0, "batch_x"))
+            plan = [row[3] for row in db.execute(f"EXPLAIN QUERY PLAN {sql}", [*params, 21])]
+        finally:
+            db.close()
+        assert any("INDEX batches_tenant_created" in step for step in plan), plan
+        assert not any(step.startswith("SCAN") for step in plan), plan
+        assert not any("TEMP B-TREE" in step for step in plan), plan  # no sort: index order
+
+    async def test_a_file_made_before_batch_listing_is_migrated(self, tmp_path: Path) -> None:
+        path = tmp_path / "old.db"
+        batch, _ = make_batch(1)
+        old = sqlite3.connect(path, isolation_level=None)
+        try:  # the batches table as it was, holding one batch
+            old.execute(OLD_BATCHES)
+            row = "?, 't1', 'in_progress', 1, 1, 0, 0, 0, 0, NULL, NULL, ?"
+            data = batch.model_dump_json(exclude={"counts"})
+            old.execute(f"INSERT INTO batches VALUES ({row})", (batch.id, data))
+        finally:
+            old.close()
+        store = SqliteJobStore(str(path))
+        await store.start()
+        try:
+            later, later_jobs = make_batch(1)
+            await store.create_batch(later, later_jobs)
+            listed = [b.id for b in await all_batch_pages(store, limit=1)]
+        finally:
+            await store.close()
+        assert listed == [later.id, batch.id]
 
     async def test_purge_goes_in_bounded_chunks_through_its_indexes(
         self, tmp_path: Path, store: Store

@@ -205,6 +205,43 @@ def test_cancel_a_job_and_a_batch_then_list_and_fetch_results(
     assert (tmp_path / "r.ndjson").read_text() == printed.stdout
 
 
+def test_batches_lists_retry_failed_reruns_and_delete_erases(
+    api: Api, stub: LLMStub, tmp_path: Path
+) -> None:
+    (tmp_path / "two.jsonl").write_text(
+        "".join(json.dumps({"prompt": f"rerun {n}"}) + "\n" for n in range(2))
+    )
+    (tmp_path / "one.jsonl").write_text(json.dumps({"prompt": "an older batch"}) + "\n")
+    assert chatjobs(api, "batch", "one.jsonl", cwd=tmp_path).returncode == 0
+    stub.set("gemini", "fail", status=400)  # refused: the jobs fail at once
+    try:
+        ran = chatjobs(api, "batch", "two.jsonl", "--wait", cwd=tmp_path)
+        assert ran.returncode == 1, ran.stderr  # the batch had failed jobs
+    finally:
+        stub.reset()
+    listed = chatjobs(api, "batches", "--limit", "1", "--json")
+    assert listed.returncode == 0, listed.stderr
+    (newest,) = [json.loads(line) for line in listed.stdout.splitlines()]
+    assert newest["counts"]["failed"] == 2 and newest["status"] == "completed"
+    assert "--cursor" in listed.stderr and "\n" not in listed.stderr.strip()  # one line
+    table = chatjobs(api, "batches", "--limit", "1")
+    header, row = table.stdout.splitlines()
+    assert header.split() == ["ID", "STATUS", "CREATED", "DONE", "FAILED"]
+    assert row.split()[0] == newest["id"] and row.split()[-2:] == ["2/2", "2"]
+
+    retried = chatjobs(api, "retry-failed", newest["id"])
+    assert retried.returncode == 0, retried.stderr
+    assert json.loads(retried.stdout)["counts"]["failed"] == 0
+    with api.client(KEYS["t1"]) as http:
+        done = wait_batch(http, newest["id"], timeout=20)
+        assert done["counts"]["succeeded"] == 2
+        job_id = http.get("/v1/jobs", params={"batch_id": newest["id"]}).json()["data"][0]["id"]
+    erased = chatjobs(api, "delete", job_id)
+    assert erased.returncode == 0 and f"deleted {job_id}" in erased.stderr
+    gone = chatjobs(api, "delete", job_id)
+    assert gone.returncode == 3 and "HTTP 404" in gone.stderr
+
+
 def test_version_and_help_name_the_environment_and_exit_codes(api: Api) -> None:
     shown = chatjobs(api, "--version")
     assert shown.returncode == 0

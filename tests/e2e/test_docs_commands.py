@@ -363,6 +363,13 @@ def test_readme_walk_through(shell: Shell, served: Api) -> None:
     assert again["cached"] is True and again["status"] == "succeeded"
     assert again["id"] != job["id"]
 
+    # Delete: "erases a finished job and its result (`204`)".
+    assert "`DELETE /v1/jobs/{id}` erases a finished job and its result (`204`)" in text
+    erase = f"curl -s -o /dev/null -w '%{{http_code}}' -XDELETE {DOC_URL}/v1/jobs/{again['id']}"
+    assert shell.run(erase).stdout == "204"
+    gone = f"curl -s -o /dev/null -w '%{{http_code}}' {DOC_URL}/v1/jobs/{again['id']}"
+    assert shell.run(gone).stdout == "404"
+
     # Cancel: "a running or finished one answers `409`".
     assert "`POST /v1/jobs/{id}/cancel` cancels a queued job" in text
     assert "a running or finished one answers `409`" in text
@@ -392,7 +399,7 @@ def test_readme_walk_through(shell: Shell, served: Api) -> None:
     (page,) = json_values(shell.run(f"curl -s '{DOC_URL}{query}'").stdout)
     assert page == {"data": [], "next_cursor": None}  # every job of the batch has run
 
-    get, results, cancel_batch = block(README, BATCH_FOLLOW).commands
+    get, results, cancel_batch, listing_batches, retry = block(README, BATCH_FOLLOW).commands
     (got,) = json_values(shell.run(get).stdout)
     assert got["status"] == "completed" and got["counts"]["succeeded"] == 2
     lines = json_values(shell.run(results).stdout)
@@ -403,6 +410,12 @@ def test_readme_walk_through(shell: Shell, served: Api) -> None:
     (after_cancel,) = json_values(shell.run(cancel_batch).stdout)
     assert after_cancel["error"]["code"] == "conflict"  # it has ended: 409, as for a job
     assert "can no longer be cancelled" in after_cancel["error"]["message"]
+
+    # The batch among the caller's batches, and retry-failed: nothing had failed.
+    (batches,) = json_values(shell.run(listing_batches).stdout)
+    assert batches["data"][0] == got and batches["next_cursor"] is None
+    (retried,) = json_values(shell.run(retry).stdout)
+    assert retried == got  # "none failed here: unchanged"
 
     # Usage: one job from the LLM, its cache hit, then the batch's two.
     (usage,) = block(README, USAGE).commands
@@ -464,6 +477,13 @@ def check_cli(shell: Shell, args: list[str], ran: subprocess.CompletedProcess[st
     elif name == "usage":
         assert "by provider" in ran.stdout and "cache hits" in ran.stdout
         assert any(line.split()[:1] == ["total"] for line in ran.stdout.splitlines())
+    elif name == "batches":
+        header, *rows = ran.stdout.splitlines()
+        assert header.startswith("ID") and shell.ids["batch"] in [r.split()[0] for r in rows]
+    elif name == "retry-failed":
+        assert json.loads(ran.stdout)["id"] == shell.ids["batch"]
+    elif name == "delete":
+        assert ran.stderr.strip() == f"deleted {shell.ids['job']}"
     elif name == "--version":
         assert ran.stdout.startswith("chatjobs ")
     else:

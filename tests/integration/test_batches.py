@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import Conflict
+from shared.errors import Conflict, Overloaded
 from shared.factory import ServiceFactory, Services
 from shared.models import Batch, BatchItem, BatchStatus, JobStatus
 from tests.conftest import make_settings
@@ -109,3 +109,31 @@ async def test_cancel_mid_flight_lets_running_jobs_finish_and_closes_the_batch_o
     statuses = [r["status"] for r in await lines(services, batch.id)]
     assert statuses.count(JobStatus.succeeded) == counts.succeeded
     assert statuses.count(JobStatus.cancelled) == counts.cancelled
+
+
+async def test_embedded_replay_answers_the_batch_while_the_backlog_is_full(
+    tmp_path: Path, llm_stub: LLMStub
+) -> None:
+    """Embedded mode (SQLite, in-process workers): with MAX_QUEUED_JOBS reached, repeating the
+    batch with its Idempotency-Key answers that batch; a new batch is refused (Overloaded)."""
+    llm_stub.set("gemini", "stall", seconds=2)  # the one worker stays busy
+    settings = make_settings(
+        sqlite_path=str(tmp_path / "chatjobs.db"),
+        gemini_api_key="stub-key",
+        gemini_base_url=llm_stub.gemini_base_url,
+        llm_timeout_s=1,
+        worker_concurrency=1,
+        max_queued_jobs=3,
+    )
+    services = await ServiceFactory(settings).start(consume=True)
+    try:
+        first = await services.batches.create("t1", items(3), idempotency_key="k", request_hash="h")
+        for _ in range(4):
+            again = await services.batches.create(
+                "t1", items(3), idempotency_key="k", request_hash="h"
+            )
+            assert again.id == first.id
+        with pytest.raises(Overloaded):
+            await services.batches.create("t1", items(3, "other"))
+    finally:
+        await services.close()

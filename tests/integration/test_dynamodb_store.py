@@ -419,3 +419,23 @@ def test_no_module_of_the_store_calls_scan() -> None:
     assert STORE_MODULES
     for module in STORE_MODULES:
         assert not re.search(r"\bscan\b", module.read_text(), re.IGNORECASE), module.name
+
+
+async def test_batch_listing_queries_its_index_and_never_scans(
+    store: DynamoDbJobStore, calls: list[str]
+) -> None:
+    made = [make_batch(1, at=T0 + timedelta(seconds=i)) for i in range(5)]
+    for batch, jobs in made:
+        await store.create_batch(batch, jobs)
+    calls.clear()
+    seen, cursor = [], None
+    while True:
+        page, cursor = await store.list_batches("t1", limit=2, cursor=cursor)
+        seen += [batch.id for batch in page]
+        if cursor is None:
+            break
+    assert seen == [batch.id for batch, _ in made[::-1]]
+    assert set(calls) == {"Query"}
+    with pytest.raises(InvalidCursor):  # a job listing's cursor is not a batch listing's
+        job_cursor = base64.urlsafe_b64encode(json.dumps(["j1", T0.isoformat(), "x"]).encode())
+        await store.list_batches("t1", cursor=job_cursor.decode())

@@ -3,6 +3,7 @@ LLM server on loopback, whole answers and streamed."""
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import AsyncIterator
 from contextlib import aclosing
@@ -121,6 +122,81 @@ async def test_gemini_maps_system_and_assistant_messages(
     body = (llm_stub.last_request("gemini") or {})["body"]
     assert body["systemInstruction"]["parts"] == [{"text": "be terse"}]
     assert [c["role"] for c in body["contents"]] == ["user", "model", "user"]
+
+
+SCHEMA = {"type": "object", "properties": {"answer": {"type": "string"}}}
+GENERATION: dict[str, Any] = {
+    "temperature": 0.3,
+    "max_tokens": 40,
+    "top_p": 0.9,
+    "stop": ["END", "STOP"],
+    "seed": 42,
+    "response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": SCHEMA}},
+}
+
+
+@pytest.mark.parametrize("streaming", [False, True], ids=["whole", "streamed"])
+async def test_both_providers_send_every_generation_parameter(
+    provider: HttpProvider[Any], llm_stub: LLMStub, streaming: bool
+) -> None:
+    request = ask("what is up", **GENERATION)
+    if streaming:
+        content = "".join(d.text for d in await streamed(provider, request))
+    else:
+        content = (await provider.complete(request)).content
+
+    seen = (llm_stub.last_request(provider.name) or {})["options"]
+    expected = {
+        "temperature": 0.3,
+        "max_tokens": 40,
+        "top_p": 0.9,
+        "stop": ["END", "STOP"],
+        "seed": 42,
+        "json": True,
+        "schema": SCHEMA,
+    }
+    assert seen == expected
+    assert json.loads(content) == {"answer": f"{provider.name} says: what is up"}
+
+
+@pytest.mark.parametrize(
+    ("options", "sent"),
+    [
+        ({"stop": "END"}, {"stop": ["END"]}),
+        ({"response_format": {"type": "json_object"}}, {"json": True, "schema": None}),
+        ({"response_format": {"type": "text"}}, {"json": False}),
+        ({}, {"top_p": None, "stop": None, "seed": None, "json": False, "schema": None}),
+    ],
+    ids=["one stop string", "json_object", "text", "none given"],
+)
+async def test_generation_parameters_each_reach_both_providers(
+    provider: HttpProvider[Any], llm_stub: LLMStub, options: dict[str, Any], sent: dict[str, Any]
+) -> None:
+    await provider.complete(ask(**options))
+
+    seen = (llm_stub.last_request(provider.name) or {})["options"]
+    assert {name: seen[name] for name in sent} == sent
+
+
+async def test_openrouter_gets_openai_shaped_fields(
+    openrouter: OpenRouterProvider, llm_stub: LLMStub
+) -> None:
+    await openrouter.complete(ask(**GENERATION))
+
+    body = (llm_stub.last_request("openrouter") or {})["body"]
+    assert (body["top_p"], body["stop"], body["seed"]) == (0.9, ["END", "STOP"], 42)
+    assert body["response_format"] == GENERATION["response_format"]
+
+
+async def test_nothing_unset_is_sent(
+    gemini: GeminiProvider, openrouter: OpenRouterProvider, llm_stub: LLMStub
+) -> None:
+    await gemini.complete(ask())
+    await openrouter.complete(ask())
+
+    assert "generationConfig" not in (llm_stub.last_request("gemini") or {})["body"]
+    body = (llm_stub.last_request("openrouter") or {})["body"]
+    assert set(body) == {"model", "messages"}
 
 
 @pytest.mark.parametrize(

@@ -49,9 +49,15 @@ INTERNAL_ADDRESS = (
 )
 # Two requests of one batch with the same custom_id ("uniqueItems" compares whole items).
 REPEATED_CUSTOM_ID = (r"(requests\.\d+\.|line \d+\.)custom_id", r"custom_id .* is already used ")
+# response_format's json_schema goes with type json_schema, and only with it.
+SCHEMA_WITH_ITS_TYPE = (
+    r"(requests\.\d+\.|line \d+\.)?response_format",
+    r"json_schema is required with type 'json_schema', and only with it$",
+)
 BEYOND_THE_SCHEMA: dict[str, list[tuple[str, str]]] = {
-    "POST /v1/jobs": [WHOLE_NUMBER, INTERNAL_ADDRESS],
-    "POST /v1/batches": [WHOLE_NUMBER, INTERNAL_ADDRESS, REPEATED_CUSTOM_ID],
+    "POST /v1/jobs": [WHOLE_NUMBER, INTERNAL_ADDRESS, SCHEMA_WITH_ITS_TYPE],
+    "POST /v1/batches": [WHOLE_NUMBER, INTERNAL_ADDRESS, REPEATED_CUSTOM_ID, SCHEMA_WITH_ITS_TYPE],
+    "GET /v1/batches": [("cursor", "^not a cursor returned by this endpoint$")],
     # a cursor of the right shape that this listing did not make
     "GET /v1/jobs": [("cursor", "^not a cursor returned by this endpoint$")],
     # `from` after `to`, or a period over 366 days: two parameters, and today's date

@@ -2,9 +2,12 @@
 or streamed as server-sent events (`:streamGenerateContent?alt=sse`, `"stream": true`), a word
 a chunk with `chunk_delay_s` between chunks.
 
-Answers are deterministic ("gemini says: <last user message>"), behaviour is switchable per
-provider at runtime (in-process through `StubState`, or over HTTP with `POST /_control`), and it
-counts and records requests (`GET /_stats`, `GET /_requests/{provider}`).
+Answers are deterministic ("gemini says: <last user message>", as `{"answer": ...}` JSON when
+the request asks for JSON output), behaviour is switchable per provider at runtime (in-process
+through `StubState`, or over HTTP with `POST /_control`), and it counts and records requests
+(`GET /_stats`, `GET /_requests/{provider}`); each record carries the generation parameters it
+was sent, in one shape for both providers (`options`: temperature, max_tokens, top_p, stop,
+seed, json, schema).
 
 Run it as a process: `python -m tests.stubs.llm_server --port 8099`, then point `GEMINI_BASE_URL`
 at `http://127.0.0.1:8099` and `OPENROUTER_BASE_URL` at `http://127.0.0.1:8099/api/v1`.
@@ -141,16 +144,52 @@ def _routes() -> list[Route]:
     ]
 
 
-async def _record(request: Request) -> dict[str, Any]:
+async def _record(request: Request, provider: str) -> dict[str, Any]:
     headers = {k: v for k, v in request.headers.items() if k in ("authorization", "x-goog-api-key")}
-    return {"path": request.url.path, "headers": headers, "body": await request.json()}
+    body = await request.json()
+    options = _gemini_options(body) if provider == "gemini" else _openrouter_options(body)
+    return {"path": request.url.path, "headers": headers, "body": body, "options": options}
+
+
+def _gemini_options(body: dict[str, Any]) -> dict[str, Any]:
+    """Gemini's generationConfig, as the SDK sends it (camelCase)."""
+    config = body.get("generationConfig") or {}
+    return {
+        "temperature": config.get("temperature"),
+        "max_tokens": config.get("maxOutputTokens"),
+        "top_p": config.get("topP"),
+        "stop": config.get("stopSequences"),
+        "seed": config.get("seed"),
+        "json": config.get("responseMimeType") == "application/json",
+        "schema": config.get("responseJsonSchema"),
+    }
+
+
+def _openrouter_options(body: dict[str, Any]) -> dict[str, Any]:
+    """OpenAI-style body fields."""
+    answer = body.get("response_format") or {}
+    stop = body.get("stop")
+    return {
+        "temperature": body.get("temperature"),
+        "max_tokens": body.get("max_tokens"),
+        "top_p": body.get("top_p"),
+        "stop": [stop] if isinstance(stop, str) else stop,
+        "seed": body.get("seed"),
+        "json": answer.get("type") in ("json_object", "json_schema"),
+        "schema": (answer.get("json_schema") or {}).get("schema"),
+    }
+
+
+def _shaped(text: str, options: dict[str, Any]) -> str:
+    """The answer as a JSON object when the request asked for JSON output."""
+    return json.dumps({"answer": text}) if options["json"] else text
 
 
 async def _gemini(request: Request) -> Response:
     model, _, action = request.path_params["target"].partition(":")
     if action not in ("generateContent", "streamGenerateContent"):
         return JSONResponse({"error": {"code": 404, "message": "no such method"}}, 404)
-    record = await _record(request)
+    record = await _record(request, "gemini")
     behaviour = request.app.state.stub.take("gemini", record)
     if behaviour.mode == "stall":
         await asyncio.sleep(behaviour.seconds)
@@ -190,7 +229,8 @@ def _gemini_answer(
 
 
 def _gemini_text(body: dict[str, Any]) -> str:
-    return f"gemini says: {_last_text(body.get('contents', []), 'user', _parts_text)}"
+    text = f"gemini says: {_last_text(body.get('contents', []), 'user', _parts_text)}"
+    return _shaped(text, _gemini_options(body))
 
 
 def _gemini_chunks(behaviour: Behaviour, body: dict[str, Any], model: str) -> list[str]:
@@ -222,7 +262,7 @@ def _sse(lines: list[str], delay_s: float) -> StreamingResponse:
 
 
 async def _openrouter(request: Request) -> Response:
-    record = await _record(request)
+    record = await _record(request, "openrouter")
     behaviour = request.app.state.stub.take("openrouter", record)
     if behaviour.mode == "stall":
         await asyncio.sleep(behaviour.seconds)
@@ -253,7 +293,7 @@ def _openrouter_response(behaviour: Behaviour, body: dict[str, Any]) -> Response
 
 def _openrouter_text(body: dict[str, Any]) -> str:
     prompt = _last_text(body.get("messages", []), "user", lambda m: str(m.get("content", "")))
-    return f"openrouter says: {prompt}"
+    return _shaped(f"openrouter says: {prompt}", _openrouter_options(body))
 
 
 def _openrouter_usage(body: dict[str, Any], answer: str) -> dict[str, int]:

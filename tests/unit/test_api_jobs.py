@@ -35,6 +35,24 @@ async def test_submit_queues_then_runs_then_caches(api: Api) -> None:
     assert uncached.status_code == 202 and uncached.json()["cached"] is False
 
 
+async def test_generation_parameters_reach_the_llm_and_the_cache_key(api: Api) -> None:
+    options = {
+        "top_p": 0.5,
+        "stop": "END",
+        "seed": 7,
+        "response_format": {"type": "json_object"},
+    }
+    first = await api.submit(chat("hello", **options))
+    assert first.status_code == 202, first.text
+    await api.queue.drain()
+    (sent,) = api.llm.requests
+    assert (sent.top_p, sent.stop, sent.seed) == (0.5, ["END"], 7)
+    assert sent.response_format is not None and sent.response_format.type == "json_object"
+    assert (await api.submit(chat("hello", **options))).json()["cached"] is True
+    other_seed = await api.submit(chat("hello", **{**options, "seed": 8}))
+    assert other_seed.status_code == 202 and other_seed.json()["cached"] is False
+
+
 async def test_public_job_hides_internal_fields(api: Api) -> None:
     job = (await api.submit(chat(metadata={"a": "b"}))).json()
     assert job["metadata"] == {"a": "b"} and job["object"] == "job"

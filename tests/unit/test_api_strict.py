@@ -117,9 +117,10 @@ async def test_a_lone_surrogate_is_refused_in_a_metadata_key_as_in_a_value(api: 
     [
         ("DELETE", "/v1/jobs", "GET, POST"),
         ("PUT", "/v1/jobs", "GET, POST"),
-        ("DELETE", "/v1/jobs/job_1", "GET"),
+        ("PUT", "/v1/jobs/job_1", "DELETE, GET"),
         ("GET", "/v1/jobs/job_1/cancel", "POST"),
-        ("GET", "/v1/batches", "POST"),
+        ("DELETE", "/v1/batches", "GET, POST"),
+        ("GET", "/v1/batches/batch_1/retry-failed", "POST"),
         ("PATCH", "/v1/batches/batch_1", "GET"),
         ("POST", "/v1/batches/batch_1/results", "GET"),
         ("POST", "/healthz", "GET"),

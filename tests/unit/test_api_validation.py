@@ -34,7 +34,23 @@ BAD_BODIES: list[tuple[str, dict[str, Any], str]] = [
     ("cache not bool", chat(cache="maybe"), "cache"),
     ("webhook_url too long", chat(webhook_url="https://x/" + "a" * 2048), "webhook_url"),
     ("model too long", chat(model="m" * 201), "model"),
-]
+    ("top_p above 1", chat(top_p=1.5), "top_p"),
+    ("top_p a string", chat(top_p="0.5"), "top_p"),
+    ("stop empty list", chat(stop=[]), "stop"),
+    ("stop five strings", chat(stop=["a", "b", "c", "d", "e"]), "stop"),
+    ("stop empty string", chat(stop=[""]), "stop.0"),
+    ("stop a number", chat(stop=3), "stop"),
+    ("seed a float", chat(seed=1.5), "seed"),
+    ("seed past 32 bits", chat(seed=2**31), "seed"),
+    ("response_format unknown type", chat(response_format={"type": "xml"}), "response_format.type"),
+    ("response_format a string", chat(response_format="json"), "response_format"),
+    ("json_schema without its object", chat(response_format={"type": "json_schema"}),
+     "response_format"),
+    ("json_schema bad name", chat(response_format={"type": "json_schema", "json_schema": {
+        "name": "no spaces", "schema": {}}}), "response_format.json_schema.name"),
+    ("json_schema schema not an object", chat(response_format={"type": "json_schema",
+        "json_schema": {"name": "a", "schema": []}}), "response_format.json_schema.schema"),
+]  # fmt: skip
 
 
 @pytest.mark.parametrize(

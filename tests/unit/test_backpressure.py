@@ -89,3 +89,32 @@ async def test_below_the_high_water_mark_submits_do_not_wait(waiting: int) -> No
         await queue.enqueue(f"job_{n}")
     assert await queue.wait_below(50, timeout_s=0) is True
     await queue.close()
+
+
+async def test_a_replayed_batch_is_answered_while_the_backlog_is_full() -> None:
+    """A replay is a read: the batch its Idempotency-Key made is answered, never refused for
+    backpressure; a new batch is."""
+    async with running_api(max_queued_jobs=1) as api:
+        keyed = {**T1, "Idempotency-Key": "nightly-1"}
+        body = {"requests": [item("a")]}
+        first = await api.client.post("/v1/batches", json=body, headers=keyed)
+        assert first.status_code == 202, first.text
+        again = await api.client.post("/v1/batches", json=body, headers=keyed)
+        assert again.status_code == 202, again.text
+        assert again.json()["id"] == first.json()["id"]
+        other = await api.client.post("/v1/batches", json={"requests": [item("b")]}, headers=T1)
+        assert other.status_code == 503 and other.json()["error"]["code"] == "overloaded"
+        assert len(api.store.batches) == 1
+
+
+async def test_a_replayed_job_is_answered_while_the_backlog_is_full() -> None:
+    async with running_api(max_queued_jobs=1) as api:
+        keyed = {**T1, "Idempotency-Key": "job-1"}
+        first = await api.submit(chat("once"), headers=keyed)
+        assert first.status_code == 202, first.text
+        again = await api.submit(chat("once"), headers=keyed)
+        assert again.status_code == 202 and again.json()["id"] == first.json()["id"]
+        assert (await api.submit(chat("new"))).status_code == 503
+        conflict = await api.submit(chat("another body"), headers=keyed)
+        assert conflict.status_code == 409  # the key's body is compared before any admission
+        assert len(api.store.jobs) == 1

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from shared.errors import Conflict, NotFound, QueueUnavailable
 from shared.job_writes import JobWrites
 from shared.models import ChatRequest, Completion, JobCreate, JobStatus, Message
-from shared.service import ChatService, cache_key
+from shared.service import ChatService, body_hash, cache_key
 from shared.transitions import JobOutcome
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeResultCache
 
@@ -63,6 +65,50 @@ def test_cache_key_changes_with_everything_that_changes_the_answer() -> None:
     keys = {cache_key("t", base), *(cache_key("t", v) for v in variants)}
     assert len(keys) == 5
     assert cache_key("t", base) == cache_key("t", base.model_copy())
+
+
+GENERATION_VARIANTS: list[dict[str, Any]] = [
+    {"top_p": 0.5},
+    {"top_p": 0.6},
+    {"stop": ["END"]},
+    {"stop": ["END", "STOP"]},
+    {"seed": 1},
+    {"seed": 2},
+    {"response_format": {"type": "text"}},
+    {"response_format": {"type": "json_object"}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": {}}}},
+    {"response_format": {"type": "json_schema", "json_schema": {"name": "b", "schema": {}}}},
+]
+
+
+def test_each_generation_parameter_changes_the_key() -> None:
+    def request(**options: object) -> ChatRequest:
+        return ChatRequest.model_validate(
+            {"messages": [{"role": "user", "content": "x"}]} | options
+        )
+
+    keys = [cache_key("t", request(**v)) for v in [{}, *GENERATION_VARIANTS]]
+    assert len(set(keys)) == len(keys)
+    assert cache_key("t", request(stop="END")) == cache_key("t", request(stop=["END"]))
+
+
+def test_requests_without_the_new_parameters_keep_their_keys() -> None:
+    """Keys made before top_p, stop, seed and response_format existed still hit (and an
+    Idempotency-Key replay of an older body still matches): the digests below were computed
+    before those fields were added."""
+    plain = ChatRequest(messages=[Message(role="user", content="pinned")])
+    tuned = plain.model_copy(
+        update={"model": "gemini-2.5-flash", "temperature": 0.5, "max_tokens": 10}
+    )
+    assert cache_key("t1", plain) == (
+        "e37f2dbf724c1a7ede53ce106291d97e915724f9ddeae29d21916a9328eeb903"
+    )
+    assert cache_key("t1", tuned) == (
+        "c0f4333d52095adc4b3bc01fbd538fb83188e84a2a5d8eaa3da27ebd0825fae8"
+    )
+    assert body_hash(body("pinned", metadata={"a": "b"})) == (
+        "894615418036a7930b6b2a5f2d7d41473045b33934ca1e29b945c075dfd40bbf"
+    )
 
 
 async def test_refused_enqueue_fails_the_job_and_raises(parts: Parts) -> None:

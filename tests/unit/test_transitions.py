@@ -10,7 +10,16 @@ from typing import Any
 import pytest
 
 from shared import transitions as t
-from shared.models import ChatRequest, Completion, Job, JobError, JobStatus, Message, Usage
+from shared.models import (
+    ChatRequest,
+    Completion,
+    Job,
+    JobError,
+    JobStatus,
+    Message,
+    Usage,
+    WebhookDelivery,
+)
 
 NOW = datetime(2026, 12, 4, 12, 0, tzinfo=UTC)
 LATER = NOW + timedelta(seconds=60)
@@ -84,6 +93,14 @@ CASES = [
     Case("a restart queues a running job again", job(R, lease_until=LATER),
          lambda j: t.restart(j, now=NOW), Q, {"lease_until": None}),
     Case("a restart leaves a queued job", job(Q), lambda j: t.restart(j, now=NOW), None),
+    Case("retry a failed job from the start", job(F, attempts=3, error=NOTE, completed_at=EARLIER,
+         webhook=WebhookDelivery(id="m")), lambda j: t.retry_failed(j, now=NOW), Q,
+         {"attempts": 0, "error": None, "completed_at": None, "webhook": None,
+          "retried_at": NOW}),
+    Case("only a failed job is retried", job(S, result=ANSWER),
+         lambda j: t.retry_failed(j, now=NOW), None),
+    Case("a cancelled job is not retried", job(C), lambda j: t.retry_failed(j, now=NOW), None),
+    Case("a queued job is not retried", job(Q), lambda j: t.retry_failed(j, now=NOW), None),
 ]  # fmt: skip
 
 
@@ -139,3 +156,20 @@ def test_only_a_released_key_is_reported() -> None:
     )
     assert kept is not None and kept.released_key is None
     assert released is not None and released.released_key == "k"
+
+
+def test_a_retried_job_counts_its_new_run_only_when_it_ends_again() -> None:
+    failed = job(F, attempts=2, error=NOTE, completed_at=EARLIER)
+    retried = t.retry_failed(failed, now=NOW)
+    assert retried is not None and retried.usage is None  # the failure stays as counted
+    claimed = t.claim(retried.after, lease_until=LATER, now=NOW)
+    assert claimed is not None and claimed.after.attempts == 1
+    done = t.finish(claimed.after, outcome(S, result=ANSWER), now=LATER)
+    assert done is not None and done.usage is not None
+    assert (done.usage.requests, done.usage.llm_calls) == (1, 1)  # not 3: no call twice
+
+
+def test_only_ended_jobs_may_be_deleted() -> None:
+    assert [t.deletable(job(status)) for status in (Q, R, S, F, C)] == [
+        False, False, True, True, True
+    ]  # fmt: skip

@@ -23,11 +23,13 @@ TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; DynamoDB deletes expired i
 
 # Global secondary indexes: name -> (partition key attribute, sort key attribute). All string keys.
 # tenant_jobs: a tenant's jobs newest first. batch_jobs: a batch's jobs in submission order.
+# tenant_batches: a tenant's batches newest first.
 # unfinished, due_webhooks: sparse (only items that carry the attribute are indexed), so sweeps
 # read what they need and never scan.
 INDEXES: Final[dict[str, tuple[str, str]]] = {
     "tenant_jobs": ("gsi_tenant", "gsi_tenant_sk"),
     "batch_jobs": ("gsi_batch", "gsi_batch_sk"),
+    "tenant_batches": ("gsi_batch_tenant", "gsi_batch_tenant_sk"),
     "unfinished": ("gsi_unfinished", "gsi_unfinished_sk"),
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
 }

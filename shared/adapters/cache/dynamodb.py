@@ -73,7 +73,7 @@ class DynamoDbResultCache:
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None:
         if ttl_s <= 0:  # a zero TTL means "do not keep"
-            await self._call("delete_item", TableName=self._table, Key=_key(key))
+            await self.delete(key)
             return
         item = {
             **_key(key),
@@ -81,6 +81,9 @@ class DynamoDbResultCache:
             names.TTL_ATTRIBUTE: {"N": str(int(self._clock()) + ttl_s)},
         }
         await self._call("put_item", TableName=self._table, Item=item)
+
+    async def delete(self, key: str) -> None:
+        await self._call("delete_item", TableName=self._table, Key=_key(key))
 
     async def ping(self) -> bool:
         try:

@@ -42,12 +42,15 @@ class MemoryResultCache:
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None:
         if ttl_s <= 0:
-            self._entries.pop(key, None)
+            await self.delete(key)
             return
         self._entries[key] = (self._clock() + ttl_s, value.model_copy(deep=True))
         self._entries.move_to_end(key)
         while len(self._entries) > self.max_entries:
             self._entries.popitem(last=False)
+
+    async def delete(self, key: str) -> None:
+        self._entries.pop(key, None)
 
     async def ping(self) -> bool:
         return True

@@ -37,9 +37,12 @@ class RedisResultCache:
 
     async def set(self, key: str, value: Completion, ttl_s: int) -> None:
         if ttl_s <= 0:  # Redis refuses EX 0; a zero TTL means "do not keep"
-            await self._redis.delete(KEY_PREFIX + key)
+            await self.delete(key)
             return
         await self._redis.set(KEY_PREFIX + key, value.model_dump_json(), ex=ttl_s)
+
+    async def delete(self, key: str) -> None:
+        await self._redis.delete(KEY_PREFIX + key)
 
     async def ping(self) -> bool:
         try:

@@ -22,7 +22,7 @@ from shared.adapters.llm.base import HttpProvider, Piece
 from shared.adapters.llm.http_errors import error_for_status, shorten
 from shared.adapters.llm.http_session import new_session
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
-from shared.models import ChatRequest, Usage
+from shared.models import ChatRequest, ResponseFormat, Usage
 
 API_VERSION = "v1beta"  # the Gemini API's; Vertex AI keeps the SDK's own
 # Where the SDK goes without a base URL, for the proxy lookup (NO_PROXY, HTTPS_PROXY).
@@ -158,7 +158,25 @@ def _config(request: ChatRequest) -> types.GenerateContentConfigDict | None:
         config["temperature"] = request.temperature
     if request.max_tokens is not None:
         config["max_output_tokens"] = request.max_tokens
-    return config or None
+    if request.top_p is not None:
+        config["top_p"] = request.top_p
+    if request.stop is not None:
+        config["stop_sequences"] = request.stop
+    if request.seed is not None:
+        config["seed"] = request.seed
+    return _with_format(config, request.response_format) or None
+
+
+def _with_format(
+    config: types.GenerateContentConfigDict, answer: ResponseFormat | None
+) -> types.GenerateContentConfigDict:
+    """JSON answers: `response_mime_type` application/json, with the schema when one is given."""
+    if answer is None or answer.type == "text":
+        return config
+    config["response_mime_type"] = "application/json"
+    if answer.json_schema is not None:
+        config["response_json_schema"] = answer.json_schema.schema_
+    return config
 
 
 def _piece(answer: types.GenerateContentResponse) -> Piece:

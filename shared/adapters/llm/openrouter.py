@@ -88,6 +88,10 @@ def _payload(request: ChatRequest, model: str) -> dict[str, Any]:
         payload["temperature"] = request.temperature
     if request.max_tokens is not None:
         payload["max_tokens"] = request.max_tokens
+    options = {"top_p": request.top_p, "stop": request.stop, "seed": request.seed}
+    payload |= {name: value for name, value in options.items() if value is not None}
+    if request.response_format is not None:  # OpenAI's own shape, as the request gave it
+        payload["response_format"] = request.response_format.model_dump(exclude_none=True)
     return payload
 
 

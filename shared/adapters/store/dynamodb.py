@@ -52,7 +52,13 @@ from shared.adapters.store.dynamodb_items import (
     up_to,
 )
 from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reserve_batch_key
-from shared.adapters.store.dynamodb_queries import encode_cursor, index_query, list_query
+from shared.adapters.store.dynamodb_queries import (
+    BATCH_CURSOR_TAG,
+    batch_list_query,
+    encode_cursor,
+    index_query,
+    list_query,
+)
 from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.errors import Conflict
@@ -63,7 +69,7 @@ from shared.models import (
     JobStatus,
     WebhookDelivery,
 )
-from shared.ports import JobRef
+from shared.ports import IdempotentKind, JobRef
 from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters
 
@@ -113,6 +119,11 @@ class DynamoDbJobStore:
         if not await self._db.put_new(job_item(job, 1, self.retention), also=counted):
             raise Conflict(f"job {job.id} already exists")
         return job
+
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        """The key's item (dynamodb_keys.py), read consistently; an expired one is not live."""
+        held = await self._db.get(idempotency_key(kind.upper(), tenant, key))
+        return str(held["holder"]["S"]) if held is not None else None
 
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         stored = await self._db.read_job(job_id)
@@ -165,6 +176,10 @@ class DynamoDbJobStore:
         batch's jobs with their counters (ItemTable.move_jobs)."""
         read = await bounded(self._db.read_job(job_id) for job_id in job_ids)
         return await self._db.move_jobs([job for job in read if job is not None], decide)
+
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        """The job item and its idempotency key's item, in one transaction (ItemTable)."""
+        return await self._db.delete_job(job_id, tenant, expect)
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
@@ -255,6 +270,24 @@ class DynamoDbJobStore:
             return None
         return stored.batch
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        """One Query of the tenant_batches index, newest first (like the job listing, an index
+        read: a change may show a moment late)."""
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        params = batch_list_query(self.table, tenant, cursor, limit)
+        found: list[Item] = []
+        async with aclosing(query_items(self._db.ddb, params)) as items:
+            async for item in items:
+                found.append(item)
+                if len(found) > limit:
+                    break
+        batches = [stored_batch(item).batch for item in found[:limit]]
+        more = len(found) > limit
+        return batches, encode_cursor(batches[-1], BATCH_CURSOR_TAG) if more else None
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -263,9 +296,10 @@ class DynamoDbJobStore:
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
         return await self._db.change_batch(
-            batch_id, lambda batch: marked(batch, expect, to, completed_at, webhook)
+            batch_id, lambda batch: marked(batch, expect, to, completed_at, webhook, reopen)
         )
 
     async def closable_batch_ids(self) -> list[str]:

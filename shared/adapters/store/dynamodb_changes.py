@@ -35,10 +35,13 @@ def marked(
     to: BatchStatus,
     completed_at: datetime | None,
     webhook: WebhookDelivery | None,
+    reopen: bool = False,
 ) -> Batch | None:
     if batch.status not in {BatchStatus(status) for status in expect}:
         return None
     changes: dict[str, object] = {"status": BatchStatus(to)}
+    if reopen:
+        changes |= {"completed_at": None, "webhook": None}
     if completed_at is not None:
         changes["completed_at"] = completed_at
     if webhook is not None:

@@ -36,9 +36,10 @@ if TYPE_CHECKING:
 Item = dict[str, Any]  # attribute name -> {"S": ...} | {"N": ...}
 
 PK, SK, TTL = names.PARTITION_KEY, names.SORT_KEY, names.TTL_ATTRIBUTE
-TENANT_JOBS, BATCH_JOBS, UNFINISHED, DUE_WEBHOOKS = (
+TENANT_JOBS, BATCH_JOBS, TENANT_BATCHES, UNFINISHED, DUE_WEBHOOKS = (
     "tenant_jobs",
     "batch_jobs",
+    "tenant_batches",
     "unfinished",
     "due_webhooks",
 )
@@ -173,6 +174,8 @@ def batch_attributes(batch: Batch, version: int, retention: timedelta | None) ->
         "status": s(batch.status.value),
         "tenant": s(batch.tenant),
         "created_at": s(iso(batch.created_at)),
+        "gsi_batch_tenant": s(batch.tenant),
+        "gsi_batch_tenant_sk": s(sort_key(batch.created_at, batch.id)),
     }
     if batch.status in OPEN_STATUSES:
         item["gsi_unfinished"] = s(OPEN_BATCHES)

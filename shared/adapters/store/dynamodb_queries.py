@@ -1,10 +1,10 @@
-"""Query parameters for DynamoDbJobStore: job listings with their opaque cursor, and reads of
-one partition of an index (sweeps).
+"""Query parameters for DynamoDbJobStore: job and batch listings with their opaque cursor, and
+reads of one partition of an index (sweeps).
 
-A listing cursor is base64url JSON `["j1", created_at, job id]`: where the previous page ended. It
-becomes the Query's ExclusiveStartKey on either listing index (tenant_jobs, batch_jobs), whose
-sort keys are both `<created_at ISO>#<id>`; DynamoDB resumes after that key whether or not the
-job still exists or has changed status.
+A listing cursor is base64url JSON `[tag, created_at, id]`: where the previous page ended (tag
+"j1" for jobs, "b1" for batches). It becomes the Query's ExclusiveStartKey on the listing index
+(tenant_jobs, batch_jobs, tenant_batches), whose sort keys are all `<created_at ISO>#<id>`;
+DynamoDB resumes after that key whether or not the record still exists or has changed status.
 """
 
 from __future__ import annotations
@@ -19,39 +19,42 @@ from shared.adapters.aws import names
 from shared.adapters.store.dynamodb_calls import expression
 from shared.adapters.store.dynamodb_items import (
     BATCH_JOBS,
+    TENANT_BATCHES,
     TENANT_JOBS,
     Item,
+    batch_key,
     iso,
     job_key,
     s,
 )
 from shared.errors import InvalidCursor
-from shared.models import Job, JobStatus
+from shared.models import Batch, Job, JobStatus
 
-CURSOR_TAG = "j1"
+CURSOR_TAG, BATCH_CURSOR_TAG = "j1", "b1"
 FILTERED_PAGE = 100  # items read per page when a status filter may drop most of them
 
 
-def encode_cursor(job: Job) -> str:
-    raw = json.dumps([CURSOR_TAG, iso(job.created_at), job.id], separators=(",", ":"))
+def encode_cursor(record: Job | Batch, tag: str = CURSOR_TAG) -> str:
+    raw = json.dumps([tag, iso(record.created_at), record.id], separators=(",", ":"))
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
-def decode_cursor(cursor: str) -> tuple[str, str]:
-    """(created_at ISO, job id) from a cursor this module made; InvalidCursor otherwise."""
+def decode_cursor(cursor: str, expected_tag: str = CURSOR_TAG) -> tuple[str, str]:
+    """(created_at ISO, id) from a cursor this module made for this listing; InvalidCursor
+    otherwise."""
     try:
-        tag, created_at, job_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
+        tag, created_at, subject_id = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         valid = (
-            tag == CURSOR_TAG
-            and isinstance(job_id, str)
-            and bool(job_id)
+            tag == expected_tag
+            and isinstance(subject_id, str)
+            and bool(subject_id)
             and iso(datetime.fromisoformat(created_at)) == created_at
         )
     except (binascii.Error, ValueError, TypeError, RecursionError):
         valid = False
     if not valid:
         raise InvalidCursor("this cursor was not made by this listing")
-    return created_at, job_id
+    return created_at, subject_id
 
 
 def list_query(
@@ -85,6 +88,26 @@ def list_query(
             **job_key(job_id),
             hash_attr: s(partition),
             range_attr: s(f"{created_at}#{job_id}"),
+        }
+    return params
+
+
+def batch_list_query(table: str, tenant: str, cursor: str | None, limit: int) -> dict[str, Any]:
+    """Query parameters for a tenant's batches, newest first (one more than `limit`)."""
+    hash_attr, range_attr = names.INDEXES[TENANT_BATCHES]
+    params: dict[str, Any] = {
+        "TableName": table,
+        "IndexName": TENANT_BATCHES,
+        "ScanIndexForward": False,
+        "Limit": limit + 1,
+        **expression({":tenant": s(tenant)}, KeyConditionExpression=f"#{hash_attr} = :tenant"),
+    }
+    if cursor is not None:
+        created_at, batch_id = decode_cursor(cursor, BATCH_CURSOR_TAG)
+        params["ExclusiveStartKey"] = {
+            **batch_key(batch_id),
+            hash_attr: s(tenant),
+            range_attr: s(f"{created_at}#{batch_id}"),
         }
     return params
 

@@ -43,7 +43,7 @@ from shared.adapters.store.dynamodb_items import (
     utc,
 )
 from shared.adapters.store.dynamodb_usage import usage_updates
-from shared.models import Batch, Job, utcnow
+from shared.models import Batch, Job, JobStatus, utcnow
 from shared.transitions import Change, Decision
 from shared.usage import UsageKey, usage_key
 
@@ -158,6 +158,34 @@ class ItemTable:
             return changes
         one_by_one = await bounded(self.change_job(old.job.id, decide) for old, _ in pairs)
         return [change for change in one_by_one if change is not None]
+
+    async def delete_job(self, job_id: str, tenant: str, expect: JobStatus) -> bool:
+        """Delete the job while it is stored as read (its version) with status `expect`,
+        with the item of the idempotency key it holds (left alone if another job holds it)."""
+        for _ in range(MAX_TRIES):
+            old = await self.read_job(job_id)
+            if old is None or old.job.tenant != tenant or old.job.status is not expect:
+                return False
+            written = await self._delete_as_read(old)
+            if written is not Write.stale:
+                return written is Write.done
+        raise RuntimeError(f"job {job_id} kept changing while being deleted")
+
+    async def _delete_as_read(self, old: StoredJob) -> Write:
+        condition = expression({":read": n(old.version)}, ConditionExpression="#version = :read")
+        ops = {
+            "job": {"Delete": {"TableName": self.table, "Key": job_key(old.job.id), **condition}}
+        }
+        if old.job.idempotency_key:
+            ops["key"] = self._key_release(old.job)
+        while True:
+            reasons = await transact(self.ddb, list(ops.values()))
+            if reasons is None:
+                return Write.done
+            failed = {name for name, r in zip(ops, reasons, strict=True) if condition_failed(r)}
+            if "job" in failed or "key" not in ops:
+                return Write.stale
+            del ops["key"]  # the key is another job's now (its 24 h were over): not ours
 
     async def change_batch(self, batch_id: str, change: BatchChange) -> Batch | None:
         for _ in range(MAX_TRIES):

@@ -35,6 +35,7 @@ from shared.adapters.store.sqlite_queries import (
     LEASE_WEBHOOK,
     RETURNING_BATCH,
     UNFINISHED,
+    batch_list_query,
     encode_cursor,
     field_json,
     insert_sql,
@@ -45,10 +46,10 @@ from shared.adapters.store.sqlite_queries import (
 from shared.adapters.store.sqlite_schema import (
     BATCH_COLUMNS,
     JOB_COLUMNS,
-    SCHEMA,
     batch_columns,
     batch_from_row,
     batch_row,
+    create_schema,
     job_columns,
     job_row,
     ts,
@@ -65,7 +66,7 @@ from shared.models import (
     WebhookDelivery,
     utcnow,
 )
-from shared.ports import JobRef
+from shared.ports import IdempotentKind, JobRef
 from shared.transitions import Change, Decision, UsageTally, created_usage
 from shared.usage import UsageCounters
 
@@ -76,6 +77,12 @@ log = logging.getLogger(__name__)
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 INSERT_JOB = insert_sql("jobs", JOB_COLUMNS)
+DELETE_JOB = "DELETE FROM jobs WHERE id = ? AND tenant = ? AND status = ?"
+IDEMPOTENT_HOLDER = {  # by the unique index on (tenant, idempotency_key), and the key table's
+    "job": "SELECT id FROM jobs WHERE tenant = ? AND idempotency_key = ? AND created_at > ?",
+    "batch": "SELECT batch_id FROM batch_idempotency"
+    " WHERE tenant = ? AND idempotency_key = ? AND created_at > ?",
+}
 # What a ping writes (and deletes) after SQLITE_FULL: room for a job with a long conversation.
 # A few free pages left after deletes would take a small write, while submits still fail.
 PROBE_BYTES = 64 * 1024
@@ -109,7 +116,7 @@ class SqliteJobStore:
         db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
-        db.executescript(SCHEMA)
+        create_schema(db)
         return db
 
     async def close(self) -> None:
@@ -188,6 +195,11 @@ class SqliteJobStore:
         earlier = await self._write(insert)
         return job if earlier is None else Job.model_validate_json(earlier)
 
+    async def find_idempotent(self, kind: IdempotentKind, tenant: str, key: str) -> str | None:
+        since = ts(utcnow() - IDEMPOTENCY_WINDOW)
+        rows = await self._read_row(IDEMPOTENT_HOLDER[kind], (tenant, key, since))
+        return str(rows[0][0]) if rows else None
+
     async def get_job(self, job_id: str, tenant: str | None = None) -> Job | None:
         sql, params = scoped("SELECT data FROM jobs", job_id, tenant)
         rows = await self._read_row(sql, params)
@@ -224,6 +236,15 @@ class SqliteJobStore:
     ) -> Change | None:
         changes = await self.change_jobs([job_id], decide, durable=durable)
         return changes[0] if changes else None
+
+    async def delete_job(self, job_id: str, tenant: str, *, expect: JobStatus) -> bool:
+        """One row holds the job, its result, webhook state and idempotency key."""
+        params = (job_id, tenant, JobStatus(expect).value)
+
+        def delete(db: sqlite3.Connection) -> int:
+            return db.execute(DELETE_JOB, params).rowcount
+
+        return await self._write(delete) == 1
 
     async def unfinished_jobs(
         self, *, limit: int = 10_000, updated_before: datetime | None = None
@@ -271,6 +292,17 @@ class SqliteJobStore:
         rows = await self._read_row(sql, params)
         return batch_from_row(rows[0]) if rows else None
 
+    async def list_batches(
+        self, tenant: str, *, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        sql, params = batch_list_query(tenant, cursor)
+        rows = list(await self._read.execute_fetchall(sql, [*params, limit + 1]))
+        batches = [batch_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return batches, encode_cursor(batches[-1].created_at, batches[-1].id) if more else None
+
     async def mark_batch(
         self,
         batch_id: str,
@@ -279,10 +311,13 @@ class SqliteJobStore:
         to: BatchStatus,
         completed_at: datetime | None = None,
         webhook: WebhookDelivery | None = None,
+        reopen: bool = False,
     ) -> Batch | None:
         if not expect:
             return None
         changes: dict[str, Any] = {"status": to}
+        if reopen:
+            changes |= {"completed_at": None, "webhook": None}
         if completed_at is not None:
             changes["completed_at"] = completed_at
         if webhook is not None:

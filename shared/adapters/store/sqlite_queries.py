@@ -118,6 +118,16 @@ def list_query(
     return f"{sql} ORDER BY created_at {order}, id {order} LIMIT ?", params
 
 
+def batch_list_query(tenant: str, cursor: str | None) -> tuple[str, list[Any]]:
+    """A tenant's batches newest first, keyset-paged on (created_at, id) by its index."""
+    where, params = ["tenant = ?"], [tenant]
+    if cursor is not None:
+        where.append("(created_at, id) < (?, ?)")
+        params.extend(decode_cursor(cursor))
+    sql = f"{BATCH_SELECT} WHERE {' AND '.join(where)}"
+    return f"{sql} ORDER BY created_at DESC, id DESC LIMIT ?", params
+
+
 def encode_cursor(created_at: datetime, job_id: str) -> str:
     raw = json.dumps([ts(created_at), job_id]).encode()
     return base64.urlsafe_b64encode(raw).decode()

@@ -7,6 +7,7 @@ sorting the text compares the instants.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -52,6 +53,7 @@ CREATE UNIQUE INDEX IF NOT EXISTS jobs_idempotency ON jobs (tenant, idempotency_
 CREATE TABLE IF NOT EXISTS batches (
     id TEXT PRIMARY KEY,
     tenant TEXT NOT NULL,
+    created_at TEXT,
     status TEXT NOT NULL,
     total INTEGER NOT NULL,
     queued INTEGER NOT NULL,
@@ -63,7 +65,8 @@ CREATE TABLE IF NOT EXISTS batches (
     webhook_next_at TEXT,
     data TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS batches_tenant ON batches (tenant);
+-- a tenant's batches newest first (GET /v1/batches): BATCH_LIST_SCHEMA, after the migration
+DROP INDEX IF EXISTS batches_tenant;
 
 CREATE TABLE IF NOT EXISTS batch_idempotency (
     tenant TEXT NOT NULL,
@@ -84,6 +87,11 @@ CREATE TABLE IF NOT EXISTS space_probe (filler BLOB);
     + USAGE_SCHEMA
 )
 
+# Run after `add_batch_created_at`: a file made before the column existed gets it first.
+BATCH_LIST_SCHEMA = """
+CREATE INDEX IF NOT EXISTS batches_tenant_created ON batches (tenant, created_at, id);
+"""
+
 COUNT_COLUMNS = tuple(BatchCounts.model_fields)
 JOB_COLUMNS = (
     "id",
@@ -96,9 +104,17 @@ JOB_COLUMNS = (
     "webhook_state",
     "webhook_next_at",
 )
-BATCH_COLUMNS = ("id", "tenant", "status", *COUNT_COLUMNS, "webhook_state", "webhook_next_at")
+BATCH_COLUMNS = (
+    "id",
+    "tenant",
+    "created_at",
+    "status",
+    *COUNT_COLUMNS,
+    "webhook_state",
+    "webhook_next_at",
+)
 _JOB_FIELDS = (*(c for c in JOB_COLUMNS if not c.startswith("webhook_")), "webhook")
-_BATCH_FIELDS = ("id", "tenant", "status", "counts", "webhook")
+_BATCH_FIELDS = ("id", "tenant", "created_at", "status", "counts", "webhook")
 
 
 def ts(value: datetime | None) -> str | None:
@@ -132,6 +148,8 @@ def job_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
 def batch_columns(fields: Mapping[str, Any]) -> dict[str, Any]:
     """Column values for whichever Batch fields are given (validated values)."""
     cols = {k: fields[k] for k in ("id", "tenant") if k in fields}
+    if "created_at" in fields:
+        cols["created_at"] = ts(fields["created_at"])
     if "status" in fields:
         cols["status"] = fields["status"].value
     if "counts" in fields:
@@ -149,6 +167,31 @@ def job_row(job: Job) -> tuple[Any, ...]:
 def batch_row(batch: Batch) -> tuple[Any, ...]:
     cols = batch_columns({f: getattr(batch, f) for f in _BATCH_FIELDS})
     return (*(cols[c] for c in BATCH_COLUMNS), batch.model_dump_json(exclude={"counts"}))
+
+
+def create_schema(db: sqlite3.Connection) -> None:
+    """Create what is missing and migrate what an older version made (idempotent; safe while
+    other processes open the same file)."""
+    db.executescript(SCHEMA)
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        add_batch_created_at(db)
+    except BaseException:
+        db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")
+    db.executescript(BATCH_LIST_SCHEMA)
+
+
+def add_batch_created_at(db: sqlite3.Connection) -> None:
+    """Migrate a file made before `batches.created_at` existed: add the column and fill it
+    from each batch's record."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(batches)")}
+    if "created_at" not in columns:
+        db.execute("ALTER TABLE batches ADD COLUMN created_at TEXT")
+    missing = "SELECT id, json_extract(data, '$.created_at') FROM batches WHERE created_at IS NULL"
+    filled = [(ts(datetime.fromisoformat(at)), batch_id) for batch_id, at in db.execute(missing)]
+    db.executemany("UPDATE batches SET created_at = ? WHERE id = ?", filled)
 
 
 def batch_from_row(row: Any) -> Batch:
