@@ -97,8 +97,22 @@ class JsonSchemaFormat(BaseModel):
 
     model_config = ConfigDict(extra="forbid", strict=True, serialize_by_alias=True)
 
-    name: Annotated[str, Field(pattern=r"^[A-Za-z0-9_-]{1,64}$", examples=["answer"])]
-    description: Annotated[str | None, Field(max_length=1_000)] = None
+    name: Annotated[
+        str,
+        Field(
+            pattern=r"^[A-Za-z0-9_-]{1,64}$",
+            description="The schema's name: letters, digits, `_` and `-`, up to 64.",
+            examples=["city"],
+        ),
+    ]
+    description: Annotated[
+        str | None,
+        Field(
+            max_length=1_000,
+            description="What the answer is for (OpenRouter passes it to the model).",
+            examples=["The city the question asks about"],
+        ),
+    ] = None
     schema_: Annotated[
         dict[str, Any],
         Field(
@@ -107,7 +121,10 @@ class JsonSchemaFormat(BaseModel):
             examples=[{"type": "object", "properties": {"city": {"type": "string"}}}],
         ),
     ]
-    strict: bool | None = None
+    strict: Annotated[
+        bool | None,
+        Field(description="OpenAI's strict schema adherence (OpenRouter only).", examples=[True]),
+    ] = None
 
     @field_validator("schema_")
     @classmethod
@@ -125,8 +142,14 @@ class ResponseFormat(BaseModel):
 
     model_config = REQUEST_CONFIG
 
-    type: Literal["text", "json_object", "json_schema"]
-    json_schema: JsonSchemaFormat | None = None
+    type: Annotated[
+        Literal["text", "json_object", "json_schema"],
+        Field(description="The answer's shape.", examples=["json_object"]),
+    ]
+    json_schema: Annotated[
+        JsonSchemaFormat | None,
+        Field(description="With `type: json_schema` only: the schema to follow."),
+    ] = None
 
     @model_validator(mode="after")
     def _schema_with_its_type(self) -> ResponseFormat:
@@ -157,15 +180,17 @@ class ChatRequest(BaseModel):
     model: Annotated[str | None, Field(max_length=200)] = None
     temperature: Annotated[float | None, Field(ge=0.0, le=2.0)] = None  # strict: 1 is fine, "1" not
     max_tokens: Annotated[int | None, Field(ge=1, le=65_536)] = None
-    top_p: Annotated[float | None, Field(ge=0.0, le=1.0, description="Nucleus sampling: 0..1.")] = (
-        None
-    )
+    top_p: Annotated[
+        float | None,
+        Field(ge=0.0, le=1.0, description="Nucleus sampling, 0 to 1.", examples=[0.9]),
+    ] = None
     stop: Annotated[
         StopSequences | None,
         BeforeValidator(_as_list, json_schema_input_type=StopSequence | StopSequences | None),
         Field(
             description=f"Text at which the answer stops: a string or up to "
             f"{MAX_STOP_SEQUENCES} strings.",
+            examples=[["\n\n", "END"]],
         ),
     ] = None
     seed: Annotated[
@@ -173,10 +198,19 @@ class ChatRequest(BaseModel):
         Field(
             ge=-SEED_BOUND,
             lt=SEED_BOUND,
-            description="Asks the provider for a repeatable answer (best effort).",
+            description="Asks the provider for a repeatable answer (best effort); a 32-bit "
+            "integer.",
+            examples=[42],
         ),
     ] = None
-    response_format: ResponseFormat | None = None
+    response_format: Annotated[
+        ResponseFormat | None,
+        Field(
+            description='`{"type": "json_object"}` for a JSON object, `json_schema` for JSON '
+            "that follows a schema; default: text.",
+            examples=[{"type": "json_object"}],
+        ),
+    ] = None
 
     @field_validator("messages")
     @classmethod
@@ -430,5 +464,7 @@ class JobPage(BaseModel):
 
 
 class BatchPage(BaseModel):
-    data: list[BatchPublic]
+    """A page of the caller's batches, newest first."""
+
+    data: list[BatchPublic] = Field(description="The batches of this page.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page; null: none.")

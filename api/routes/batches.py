@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch, spool
@@ -172,7 +172,14 @@ async def cancel_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) ->
     dependencies=[LogIds],
     responses=documented(401, 404, 409, 422, 503),
 )
-async def retry_failed_batch(batch_id: str, batches: BatchesDep, tenant: TenantDep) -> BatchPublic:
+async def retry_failed_batch(
+    batch_id: Annotated[
+        str,
+        Path(description="The batch's id.", examples=["batch_9a1b3c5d7e9f4a2b8c6d0e1f3a5b7c9d"]),
+    ],
+    batches: BatchesDep,
+    tenant: TenantDep,
+) -> BatchPublic:
     """Run the batch's failed jobs again: each starts over (attempts from 0, error cleared);
     a completed batch reopens and sends `batch.completed` again when it next completes. With
     no failed job the batch is answered unchanged; a cancelled batch answers 409."""

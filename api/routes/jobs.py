@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Response
+from fastapi import APIRouter, Header, Path, Query, Response
 
 from api.deps import ChatDep, LogIds, RateLimitedTenant, TenantDep
 from api.errors import HEADERS, ApiError, FieldError, documented
@@ -124,7 +124,13 @@ async def cancel_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> JobPublic
         **documented(401, 404, 409, 422),
     },
 )
-async def delete_job(job_id: str, chat: ChatDep, tenant: TenantDep) -> Response:
+async def delete_job(
+    job_id: Annotated[
+        str, Path(description="The job's id.", examples=["job_5f0c2e8a9b7d4c1e8f3a6b2d9c0e1f4a"])
+    ],
+    chat: ChatDep,
+    tenant: TenantDep,
+) -> Response:
     """Erase a finished job and its result (and its cached answer); a queued job must be
     cancelled first and a running one must end (409). Usage counters keep counting it."""
     await chat.delete(tenant, job_id)
