@@ -3,7 +3,9 @@
 It long-polls both queues and hands what it receives to the same SqsConsumer the Lambda uses,
 deleting each message whose job needs nothing more. Single jobs and batch jobs have their own
 pollers and their own concurrency, as their two Lambda event source mappings do, so a big batch
-never delays a single submit. Every minute it sweeps as the scheduled Lambda does.
+never delays a single submit. Every minute it sweeps as the scheduled Lambda does; due webhooks
+are looked for every WEBHOOKS_EVERY_S (each look is a query per shard of the due-webhooks index,
+which on moto's server reads the whole table).
 
 The queues' visibility timeout (540 s) is sized for Lambda, which may hold a record through
 retried, throttled invocations. A poller holds what it received for at most two jobs' time (one
@@ -29,6 +31,7 @@ log = logging.getLogger(__name__)
 WAIT_S = 20  # SQS long polling's maximum
 BATCH_SIZE = 10  # ReceiveMessage's maximum
 VISIBILITY_SLACK_S = 10  # for the acknowledgement after the jobs
+WEBHOOKS_EVERY_S = 5.0  # each look is a query per shard of the due-webhooks index
 
 
 def visibility_s(settings: Settings) -> int:
@@ -69,7 +72,9 @@ async def receive_until_stopped(
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    services = await ServiceFactory(settings).start(consume=False, deliver_webhooks=True)
+    services = await ServiceFactory(settings).start(consume=False, deliver_webhooks=False)
+    webhooks = services.webhooks
+    services.run_in_background("webhooks", lambda end: webhooks.run_forever(WEBHOOKS_EVERY_S, end))
     try:
         queue = services.sqs
         if queue is None:

@@ -123,3 +123,40 @@ def test_sqs_long_polls_do_not_wait_for_dynamodb(dynamodb: Any, moto_endpoint: s
     dynamodb.put_item(TableName=table, Item=key("x"))  # served while the polls wait
     assert not done.is_set()
     assert done.wait(10)
+
+
+def test_queries_keep_dynamodbs_order_on_number_keys(dynamodb: Any) -> None:
+    table = "emulator-numbers"
+    dynamodb.create_table(
+        TableName=table,
+        BillingMode="PAY_PER_REQUEST",
+        AttributeDefinitions=[
+            {"AttributeName": "pk", "AttributeType": "S"},
+            {"AttributeName": "n", "AttributeType": "N"},
+        ],
+        KeySchema=[
+            {"AttributeName": "pk", "KeyType": "HASH"},
+            {"AttributeName": "n", "KeyType": "RANGE"},
+        ],
+    )
+    for n in (10, 9, 100, -1, 2.5):
+        dynamodb.put_item(TableName=table, Item={"pk": {"S": "p"}, "n": {"N": str(n)}})
+    found = dynamodb.query(
+        TableName=table,
+        KeyConditionExpression="pk = :p",
+        ExpressionAttributeValues={":p": {"S": "p"}},
+    )
+    assert [item["n"]["N"] for item in found["Items"]] == ["-1", "2.5", "9", "10", "100"]
+
+
+def test_queue_counts_stay_exact_while_messages_are_sent(moto_endpoint: str) -> None:
+    sqs = boto3.client("sqs", endpoint_url=moto_endpoint, region_name="us-east-1")
+    url = sqs.create_queue(QueueName="emulator-counts")["QueueUrl"]
+    entries = [{"Id": str(n), "MessageBody": f"m{n}"} for n in range(10)]
+    sqs.send_message_batch(QueueUrl=url, Entries=entries)
+    sqs.send_message(QueueUrl=url, MessageBody="later", DelaySeconds=60)
+    sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=4, VisibilityTimeout=60)
+    names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesDelayed",
+             "ApproximateNumberOfMessagesNotVisible"]  # fmt: skip
+    counts = sqs.get_queue_attributes(QueueUrl=url, AttributeNames=names)["Attributes"]
+    assert counts == dict(zip(names, ["6", "1", "4"], strict=True))
