@@ -74,7 +74,7 @@ async def receive_until_stopped(
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
     services = await ServiceFactory(settings).start(consume=False, deliver_webhooks=False)
     webhooks = services.webhooks
-    services.run_in_background("webhooks", lambda end: webhooks.run_forever(WEBHOOKS_EVERY_S, end))
+    services.background.start("webhooks", lambda end: webhooks.run_forever(WEBHOOKS_EVERY_S, end))
     try:
         queue = services.sqs
         if queue is None:
