@@ -166,7 +166,9 @@ def test_cancel_a_job_and_a_batch_then_list_and_fetch_results(
 ) -> None:
     prompts = tmp_path / "slow.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": f"slow {n}"}) + "\n" for n in range(24)))
-    stub.set("gemini", "stall", seconds=3)  # 8 workers busy, the other 16 jobs stay queued
+    # 8 workers busy, the other 16 jobs stay queued for as long as four CLI runs take on a busy
+    # machine (each starts a Python process)
+    stub.set("gemini", "stall", seconds=9)  # under the API's LLM_TIMEOUT_S (10 s)
     try:
         submitted = chatjobs(api, "batch", str(prompts))
         assert submitted.returncode == 0, submitted.stderr
@@ -186,7 +188,7 @@ def test_cancel_a_job_and_a_batch_then_list_and_fetch_results(
     finally:
         stub.reset()
     with api.client(KEYS["t1"]) as http:
-        done = wait_batch(http, batch_id, timeout=20)
+        done = wait_batch(http, batch_id, timeout=40)
     assert done["counts"]["cancelled"] >= 2
 
     listed = chatjobs(api, "list", "--batch", batch_id, "--status", "cancelled", "--all", "--json")
