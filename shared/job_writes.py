@@ -87,9 +87,9 @@ class JobWrites:
 
     async def restart_running(self) -> int:
         """running → queued for every job (embedded start-up: the previous process is gone)."""
-        unfinished = await self.store.unfinished_jobs(limit=1_000_000)
+        running = await self.store.unfinished_jobs(limit=1_000_000, status=JobStatus.running)
         decide = partial(transitions.restart, now=utcnow())
-        return len(await self.store.change_jobs([ref.id for ref in unfinished], decide))
+        return len(await self.store.change_jobs([ref.id for ref in running], decide))
 
 
 def _after(change: transitions.Change | None) -> Job | None:

@@ -92,10 +92,15 @@ class JobStore(Protocol):
         True when it was deleted."""
 
     async def unfinished_jobs(
-        self, *, limit: int = 10_000, updated_before: datetime | None = None
+        self,
+        *,
+        limit: int = 10_000,
+        updated_before: datetime | None = None,
+        status: JobStatus | None = None,
     ) -> list[JobRef]:
-        """Jobs still queued or running, oldest first; with `updated_before`, only those unchanged
-        since then (for re-enqueueing after a restart or a lost queue message). No scan."""
+        """Jobs still queued or running (or only those in `status`), oldest first; with
+        `updated_before`, only those unchanged since then (for re-enqueueing after a restart or a
+        lost queue message). No scan."""
 
     async def count_unfinished(self) -> dict[JobStatus, int]:
         """How many jobs are queued and how many running (both keys always present): the

@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Literal
 
 from shared.models import Completion, Job, JobError, JobStatus, WebhookDelivery
@@ -47,14 +48,14 @@ class Change:
     def moves_status(self) -> bool:
         return self.before.status is not self.after.status
 
-    @property
+    @cached_property
     def counter_deltas(self) -> dict[str, int]:
         """What the job's batch counters move by (empty for a job without a batch)."""
         if self.after.batch_id is None or not self.moves_status:
             return {}
         return {self.before.status.value: -1, self.after.status.value: +1}
 
-    @property
+    @cached_property
     def usage(self) -> UsageCounters | None:
         """What this change adds to the tenant's usage: only the change that ends the job."""
         ends = self.after.status.is_terminal and not self.before.status.is_terminal

@@ -181,9 +181,13 @@ class FakeJobStore:
             return True
 
     async def unfinished_jobs(
-        self, *, limit: int = 10_000, updated_before: datetime | None = None
+        self,
+        *,
+        limit: int = 10_000,
+        updated_before: datetime | None = None,
+        status: JobStatus | None = None,
     ) -> list[JobRef]:
-        unfinished = (JobStatus.queued, JobStatus.running)
+        unfinished = (JobStatus.queued, JobStatus.running) if status is None else (status,)
         jobs = sorted(self.jobs.values(), key=lambda j: j.created_at)
         return [
             JobRef(j.id, j.batch_id)

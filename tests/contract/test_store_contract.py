@@ -481,6 +481,8 @@ class JobStoreContract:
             JobRef(jobs[0].id, batch.id),
         }
         assert len(await store.unfinished_jobs(limit=1)) == 1
+        only_running = await store.unfinished_jobs(status=JobStatus.running)
+        assert only_running == [JobRef(running.id, None)]
 
     async def test_unfinished_jobs_updated_before(self, store: Store) -> None:
         old = await store.create_job(make_job())

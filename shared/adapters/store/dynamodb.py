@@ -155,14 +155,9 @@ class DynamoDbJobStore:
         )
         if batch_id is not None and await self.get_batch(batch_id, tenant) is None:
             return [], None  # another tenant's batch, or one not (yet) stored
-        found: list[Item] = []
-        async with aclosing(query_items(self._db.ddb, params)) as items:
-            async for item in items:
-                found.append(item)
-                if len(found) > limit:
-                    break
-        jobs = [stored_job(item).job for item in found[:limit]]
-        return jobs, encode_cursor(jobs[-1]) if len(found) > limit else None
+        found, more = await self._page(params, limit)
+        jobs = [stored_job(item).job for item in found]
+        return jobs, encode_cursor(jobs[-1]) if more else None
 
     async def change_job(
         self, job_id: str, decide: Decision, *, durable: bool = True
@@ -182,14 +177,21 @@ class DynamoDbJobStore:
         return await self._db.delete_job(job_id, tenant, expect)
 
     async def unfinished_jobs(
-        self, *, limit: int = 10_000, updated_before: datetime | None = None
+        self,
+        *,
+        limit: int = 10_000,
+        updated_before: datetime | None = None,
+        status: JobStatus | None = None,
     ) -> list[JobRef]:
         if limit < 1:
             return []
         below = before(updated_before) if updated_before is not None else None
         page = min(limit, SHARD_PAGE)
         sources = [
-            query_items(self._db.ddb, self._query(UNFINISHED, shard, below=below, page=page))
+            query_items(
+                self._db.ddb,
+                self._query(UNFINISHED, shard, below=below, page=page, status=status),
+            )
             for shard in all_shards("JOB")
         ]
         items = await merged(sources, key=lambda item: item["gsi_unfinished_sk"]["S"], limit=limit)
@@ -277,15 +279,8 @@ class DynamoDbJobStore:
         read: a change may show a moment late)."""
         if limit < 1:
             raise ValueError("limit must be at least 1")
-        params = batch_list_query(self.table, tenant, cursor, limit)
-        found: list[Item] = []
-        async with aclosing(query_items(self._db.ddb, params)) as items:
-            async for item in items:
-                found.append(item)
-                if len(found) > limit:
-                    break
-        batches = [stored_batch(item).batch for item in found[:limit]]
-        more = len(found) > limit
+        found, more = await self._page(batch_list_query(self.table, tenant, cursor, limit), limit)
+        batches = [stored_batch(item).batch for item in found]
         return batches, encode_cursor(batches[-1], BATCH_CURSOR_TAG) if more else None
 
     async def mark_batch(
@@ -389,6 +384,16 @@ class DynamoDbJobStore:
 
     def _query(self, index: str, partition: str, **options: Any) -> dict[str, Any]:
         return index_query(self.table, index, partition, **options)
+
+    async def _page(self, params: dict[str, Any], limit: int) -> tuple[list[Item], bool]:
+        """Up to `limit` items of a listing, and whether there are more (one read past it)."""
+        found: list[Item] = []
+        async with aclosing(query_items(self._db.ddb, params)) as items:
+            async for item in items:
+                found.append(item)
+                if len(found) > limit:
+                    break
+        return found[:limit], len(found) > limit
 
     async def _collect(self, params: dict[str, Any]) -> list[Item]:
         return [item async for item in query_items(self._db.ddb, params)]

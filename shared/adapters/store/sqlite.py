@@ -32,6 +32,7 @@ from shared.adapters.store.sqlite_queries import (
     CLOSABLE_BATCHES,
     COUNT_UNFINISHED,
     DUE_WEBHOOKS,
+    IN_STATUS,
     LEASE_WEBHOOK,
     RETURNING_BATCH,
     UNFINISHED,
@@ -247,9 +248,16 @@ class SqliteJobStore:
         return await self._write(delete) == 1
 
     async def unfinished_jobs(
-        self, *, limit: int = 10_000, updated_before: datetime | None = None
+        self,
+        *,
+        limit: int = 10_000,
+        updated_before: datetime | None = None,
+        status: JobStatus | None = None,
     ) -> list[JobRef]:
-        rows = await self._read.execute_fetchall(UNFINISHED)
+        if status is None:
+            rows = await self._read.execute_fetchall(UNFINISHED)
+        else:
+            rows = await self._read.execute_fetchall(IN_STATUS, [JobStatus(status).value])
         if updated_before is not None:
             rows = [r for r in rows if datetime.fromisoformat(r[2]) < updated_before]
         return [JobRef(row[0], row[1]) for row in rows][: max(limit, 0)]

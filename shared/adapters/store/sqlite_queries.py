@@ -29,6 +29,10 @@ UNFINISHED = (
     "SELECT id, batch_id, json_extract(data, '$.updated_at') FROM jobs"
     " WHERE status IN ('queued', 'running') ORDER BY created_at"
 )
+IN_STATUS = (  # answered from the jobs_status index
+    "SELECT id, batch_id, json_extract(data, '$.updated_at') FROM jobs"
+    " WHERE status = ? ORDER BY created_at"
+)
 COUNT_UNFINISHED = (  # answered from the jobs_status index
     "SELECT status, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status"
 )
