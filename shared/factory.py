@@ -19,7 +19,6 @@ from prometheus_client import CollectorRegistry
 from shared.adapters.choose import Adapters
 from shared.adapters.ratelimit import RateWindow
 from shared.admission import Admission, LocalQueue
-from shared.background import BackgroundTasks
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
@@ -71,7 +70,7 @@ class ServiceFactory:
         `deliver_webhooks` (default: same as `consume`) runs webhook delivery here."""
         async with AsyncExitStack() as stack:  # closes what started if anything below fails
             services = await self._start(stack, consume)
-            services = _with_stack(services, stack.pop_all())
+            services = replace(services, stack=stack.pop_all())  # outlives start()
         if consume if deliver_webhooks is None else deliver_webhooks:
             dispatcher = services.webhooks
             services.background.start(
@@ -138,13 +137,8 @@ class ServiceFactory:
         return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,
                         batches, UsageService(store), executor, webhooks, secrets,
                         Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
-                        BackgroundTasks(stack), stack, self.adapters.sqs(queue))
+                        stack, self.adapters.sqs(queue))
         # fmt: on
-
-
-def _with_stack(services: Services, stack: AsyncExitStack) -> Services:
-    """The services holding the stack that outlives start() (its background tasks too)."""
-    return replace(services, stack=stack, background=BackgroundTasks(stack))
 
 
 Step = Callable[[], Awaitable[None]]

@@ -49,9 +49,13 @@ class Services:
     webhooks: WebhookDispatcher
     webhook_secrets: WebhookSecrets
     sweeper: Sweeper
-    background: BackgroundTasks
     stack: AsyncExitStack
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
+
+    @property
+    def background(self) -> BackgroundTasks:
+        """Loops that run until `close()` (started on the same stack)."""
+        return BackgroundTasks(self.stack)
 
     async def close(self) -> None:
         await self.stack.aclose()
