@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
-import math
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from api.errors import ApiError
+from api.errors import ApiError, rate_limited
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.logs import bind
 
@@ -86,10 +85,4 @@ async def throttle_failures(request: Request, *, failed: bool) -> None:
     wait_s = await (throttle.hit(key) if failed else throttle.test(key))
     if wait_s is None:
         return
-    seconds = math.ceil(wait_s)
-    raise ApiError(
-        429,
-        "rate_limited",
-        f"too many failed authentications from this address; retry in {seconds} s",
-        headers={"Retry-After": str(seconds)},
-    )
+    raise rate_limited("too many failed authentications from this address", wait_s)

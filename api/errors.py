@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
@@ -110,6 +111,13 @@ class ApiError(HTTPException):
         self.fields = fields
 
 
+def rate_limited(reason: str, wait_s: float) -> ApiError:
+    """429 `rate_limited` saying why and how long to wait, in the message and in Retry-After."""
+    seconds = math.ceil(wait_s)
+    message = f"{reason}; retry in {seconds} s"
+    return ApiError(429, "rate_limited", message, headers={"Retry-After": str(seconds)})
+
+
 def error_response(
     status_code: int,
     code: ErrorCode,
@@ -191,6 +199,7 @@ class DomainAnswer:
     message: str | None = None  # a fixed message, when the error's own text is internal
     field: str | None = None  # the request field at fault, when the error does not name one
     retry_after_s: int | None = None  # when the error does not say
+    log_level: int | None = None  # logged at this level (an operator should know), else not
 
 
 DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
@@ -203,6 +212,7 @@ DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
         "queue_unavailable",
         "the job queue is unavailable; retry later",
         retry_after_s=QUEUE_RETRY_AFTER_S,
+        log_level=logging.WARNING,
     ),
     Overloaded: DomainAnswer(503, "overloaded"),
     StoreFull: DomainAnswer(
@@ -210,6 +220,7 @@ DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
         "store_full",
         "the job store is full; nothing was stored; retry later",
         retry_after_s=STORE_FULL_RETRY_AFTER_S,
+        log_level=logging.ERROR,
     ),
 }
 
@@ -226,9 +237,8 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     answer = answer_for(type(exc))
     if answer is None:
         return await on_unexpected(request, exc)
-    if answer.status >= 500:
-        level = logging.ERROR if answer.code == "store_full" else logging.WARNING
-        log.log(level, "%s: %s", answer.code.replace("_", " "), exc)
+    if answer.log_level is not None:
+        log.log(answer.log_level, "%s: %s", answer.code.replace("_", " "), exc)
     message = answer.message or _printable(str(exc)) or HTTPStatus(answer.status).phrase
     field = getattr(exc, "field", None) or answer.field
     fields = [FieldError(field=field, message=message)] if field else None

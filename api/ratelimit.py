@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from limits import RateLimitItem, parse
 
 from api.auth import authenticate
-from api.errors import ApiError
+from api.errors import rate_limited
 from shared.adapters.ratelimit import RateWindow
 
 log = logging.getLogger(__name__)
@@ -60,10 +60,4 @@ async def enforce_rate_limit(
     retry_after = await limiter.hit(tenant)
     if retry_after is None:
         return tenant
-    seconds = math.ceil(retry_after)
-    raise ApiError(
-        429,
-        "rate_limited",
-        f"rate limit of {limiter.item} exceeded; retry in {seconds} s",
-        headers={"Retry-After": str(seconds)},
-    )
+    raise rate_limited(f"rate limit of {limiter.item} exceeded", retry_after)
