@@ -11,7 +11,7 @@ from rich.markup import escape
 
 from api.cli.batch_io import batch_lines, copy_results, follow_batch
 from api.cli.exits import EXIT_JOB_FAILED, EXIT_OK, EXIT_STILL_RUNNING, EXIT_USAGE, CliError, err
-from api.cli.http import BATCH_DONE, checked, pages, target
+from api.cli.http import BATCH_DONE, checked, print_listing, target
 
 
 def submit_batch(
@@ -92,18 +92,8 @@ def list_batches(
 ) -> int:
     """List your batches, newest first (one page, or every page with --all)."""
     params: dict[str, Any] = {"limit": limit} | ({"cursor": cursor} if cursor else {})
-    more: str | None = None
-    header = not as_json
-    with target(ctx).client() as http:
-        for page, next_page in pages(http, params, follow=every, path="/v1/batches"):
-            more = next_page
-            if header:
-                print(BATCH_HEADER)
-                header = False
-            for batch in page:
-                print(json.dumps(batch) if as_json else batch_row(batch))
-    if more:  # one line, never wrapped: it is copied and pasted
-        err.print(f"more batches: --cursor {escape(more)} (or --all)", soft_wrap=True)
+    print_listing(ctx, params, path="/v1/batches", header=BATCH_HEADER, row=batch_row,
+                  every=every, as_json=as_json)  # fmt: skip
     return EXIT_OK
 
 

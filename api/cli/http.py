@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import typer
+from rich.markup import escape
 
-from api.cli.exits import EXIT_HTTP, CliError
+from api.cli.exits import EXIT_HTTP, CliError, err
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 BATCH_DONE = frozenset({"completed", "cancelled"})
@@ -66,6 +68,31 @@ def pages(
         if not follow or not cursor:
             return
         params = {**params, "cursor": cursor}
+
+
+def print_listing(
+    ctx: typer.Context,
+    params: dict[str, Any],
+    *,
+    path: str,
+    header: str,
+    row: Callable[[dict[str, Any]], str],
+    every: bool,
+    as_json: bool,
+) -> None:
+    """Print a listing's pages (a header before the first row, or a JSON object a line), then,
+    when a page is left, the cursor that fetches it: on one line of stderr, to copy."""
+    more: str | None = None
+    with target(ctx).client() as http:
+        for number, (page, next_page) in enumerate(pages(http, params, follow=every, path=path)):
+            more = next_page
+            if number == 0 and not as_json:
+                print(header)
+            for item in page:
+                print(json.dumps(item) if as_json else row(item))
+    if more:
+        noun = path.rsplit("/", 1)[-1]
+        err.print(f"more {noun}: --cursor {escape(more)} (or --all)")
 
 
 def target(ctx: typer.Context) -> Target:

@@ -9,7 +9,7 @@ import typer
 from rich.markup import escape
 
 from api.cli.exits import EXIT_JOB_FAILED, EXIT_OK, EXIT_STILL_RUNNING, err
-from api.cli.http import TERMINAL, checked, pages, target, wait_job
+from api.cli.http import TERMINAL, checked, print_listing, target, wait_job
 
 
 class Status(StrEnum):
@@ -96,18 +96,8 @@ def list_jobs(
     params |= {
         k: v for k, v in {"status": status, "batch_id": batch, "cursor": cursor}.items() if v
     }
-    more: str | None = None
-    header = not as_json  # printed once the first page has come
-    with target(ctx).client() as http:
-        for page, next_page in pages(http, params, follow=every):
-            more = next_page
-            if header:
-                print(HEADER)
-                header = False
-            for job in page:
-                print(json.dumps(job) if as_json else job_row(job))
-    if more:
-        err.print(f"more jobs: --cursor {escape(more)} (or --all)")
+    print_listing(ctx, params, path="/v1/jobs", header=HEADER, row=job_row, every=every,
+                  as_json=as_json)  # fmt: skip
     return EXIT_OK
 
 
