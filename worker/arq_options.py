@@ -8,7 +8,8 @@ Timing, with T = Settings.job_timeout_s (the executor's own bound on one LLM cal
 - arq's hard `job_timeout` is T + HARD_MARGIN_S, so arq's own timeout (which would drop the job as
   failed) never fires first. That is also the redelivery horizon: no delivery, by arq or by the
   batch runner, lasts longer, so a job unchanged for longer than that is not being run
-  (`redelivery_horizon_s`, used by the lost-job sweep). arq takes a job whose worker was
+  (`redelivery_horizon_s` in shared/adapters/queue/arq.py, used by the lost-job sweep). arq
+  takes a job whose worker was
   SIGKILLed again once its in-progress marker expires, about 10 s after `job_timeout` (60 s by
   default; tests/e2e/test_redis_workers.py measures it), by which time its store lease (claim +
   T + 5 s) has run out and the claim succeeds;
@@ -31,10 +32,9 @@ from shared.adapters.queue.arq import (
     FUNCTION,
     QUEUE_NAME,
     arq_job_timeout_s,
-    redelivery_horizon_s,
 )
 
-__all__ = ["arq_job_timeout_s", "completion_wait_s", "redelivery_horizon_s", "worker_options"]
+__all__ = ["arq_job_timeout_s", "completion_wait_s", "worker_options"]
 from shared.config import Settings
 from shared.factory import Services
 from shared.logs import bound
