@@ -49,3 +49,21 @@ async def test_setup_twice_is_harmless(aws_clients: AwsClients) -> None:
     value = await sm.get_secret_value(SecretId=second.secret_id)
     assert json.loads(value["SecretString"]) == {"API_KEYS": "t:k2"}
     assert aws_clients.opened == 3  # one client per service, however many calls
+
+
+async def test_setup_finds_its_table_past_the_first_page_of_tables(
+    aws_clients: AwsClients,
+) -> None:
+    """ListTables answers 100 names a page: an account with more tables must not make setup
+    create its existing table again (it failed with ResourceInUseException)."""
+    ddb = await aws_clients.client("dynamodb")
+    keys = {"AttributeDefinitions": [{"AttributeName": "k", "AttributeType": "S"}]}
+    schema = {"KeySchema": [{"AttributeName": "k", "KeyType": "HASH"}]}
+    listed = (await ddb.list_tables())["TableNames"]
+    for n in range(max(0, 101 - len(listed))):
+        await ddb.create_table(
+            TableName=f"aaa-filler-{n:03}", BillingMode="PAY_PER_REQUEST", **keys, **schema
+        )
+    first = await create_layout(aws_clients, prefix="zzz-paged-")
+    assert first.table not in (await ddb.list_tables())["TableNames"]  # past the first page
+    assert await create_layout(aws_clients, prefix="zzz-paged-") == first

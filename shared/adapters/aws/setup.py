@@ -75,11 +75,13 @@ def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
 
 
 async def create_table(clients: AwsClients, table: str) -> None:
+    """Create the table unless it exists. CreateTable itself answers that: ListTables shows only
+    its first page (100 tables), so a table past it would look missing."""
     ddb = await clients.client("dynamodb")
-    existing = await ddb.list_tables()
-    if table in existing.get("TableNames", []):
+    try:
+        await ddb.create_table(**table_definition(table))
+    except ddb.exceptions.ResourceInUseException:
         return
-    await ddb.create_table(**table_definition(table))
     await ddb.get_waiter("table_exists").wait(TableName=table)
     ttl = {"Enabled": True, "AttributeName": names.TTL_ATTRIBUTE}
     await ddb.update_time_to_live(TableName=table, TimeToLiveSpecification=ttl)
