@@ -193,17 +193,24 @@ class JobExecutor:
             result=completion,
             webhook=self.hooks.delivery_for(job.webhook_url),
         )
+        await self._fill_cache(job, completion)
         done = await self.writes.finish(job.id, outcome)
         if done is None:
             return
         elapsed = time.perf_counter() - started
         self.metrics.job_finished(JobStatus.succeeded, completion.provider, elapsed)
-        if job.cache_key and self.cache is not None:
-            try:
-                await self.cache.set(job.cache_key, completion, self.cache_ttl_s)
-            except Exception:
-                log.warning("cache write failed for job %s", job.id, exc_info=True)
         await self.on_finished(done)
+
+    async def _fill_cache(self, job: Job, completion: Completion) -> None:
+        """Before the job reads `succeeded`: a client that sees it done and sends the same prompt
+        again gets the cached answer (the answer stays right for the prompt even if the job was
+        cancelled meanwhile)."""
+        if not job.cache_key or self.cache is None:
+            return
+        try:
+            await self.cache.set(job.cache_key, completion, self.cache_ttl_s)
+        except Exception:
+            log.warning("cache write failed for job %s", job.id, exc_info=True)
 
     async def _fail(
         self,

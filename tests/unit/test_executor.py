@@ -314,3 +314,20 @@ async def test_a_run_fenced_off_by_a_later_claim_is_not_counted() -> None:
     assert await h.executor.run(job_id) is None
     assert h.store.jobs[job_id].status is JobStatus.running  # the new holder's to finish
     assert h.finished_count("succeeded", "gemini") == 0
+
+
+async def test_cache_holds_the_answer_before_the_job_reads_succeeded() -> None:
+    """A client that sees `succeeded` and sends the same prompt must hit the cache."""
+    h = Harness()
+    job_id = await h.submit("abc")
+    seen_when_cached: list[JobStatus] = []
+    fill = h.cache.set
+
+    async def recording_set(key: str, completion: Completion, ttl_s: int) -> None:
+        seen_when_cached.append(h.store.jobs[job_id].status)
+        await fill(key, completion, ttl_s)
+
+    h.cache.set = recording_set  # type: ignore[method-assign,assignment]
+    await h.executor.run(job_id)
+    assert seen_when_cached == [JobStatus.running]
+    assert h.store.jobs[job_id].status is JobStatus.succeeded
