@@ -50,11 +50,17 @@ def children(api: Api) -> dict[str, int]:
 
 
 def child_pids(pid: int) -> list[int]:
+    """Children of every thread of `pid`. moto's server in the launcher starts a thread per
+    request, so a thread listed may be gone when its file is read: skip that one only."""
     try:
         tasks = list(Path(f"/proc/{pid}/task").iterdir())
-        return [int(child) for task in tasks for child in (task / "children").read_text().split()]
     except OSError:  # it has exited
         return []
+    pids: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
 
 
 def restarted(api: Api, name: str, old_pid: int) -> int:
