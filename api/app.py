@@ -16,6 +16,7 @@ from api.docs_ui import install_docs
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.openai.router import router as openai_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.requestid import install_request_id
@@ -97,6 +98,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(usage.router)
+    app.include_router(openai_router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     install_openapi(app, settings)

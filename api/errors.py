@@ -20,6 +20,7 @@ from starlette.requests import ClientDisconnect
 from starlette.routing import Match
 
 from api.jsonbody import is_json
+from api.openai.errors import OpenAIError, in_dialect, openai_error
 from api.requestid import HEADER as REQUEST_ID
 from shared.errors import (
     ChatJobsError,
@@ -131,9 +132,27 @@ def error_response(
     return JSONResponse(content, status_code=status_code, headers=headers)
 
 
+def respond(
+    request: Request,
+    status_code: int,
+    code: ErrorCode,
+    message: str,
+    *,
+    headers: Mapping[str, str] | None = None,
+    fields: list[FieldError] | None = None,
+) -> JSONResponse:
+    """The error answer in the dialect of the request's path: OpenAI's under /openai/."""
+    if in_dialect(request.url.path):
+        param = fields[0].field if fields else None
+        return openai_error(status_code, code, message, param=param, headers=headers)
+    return error_response(status_code, code, message, headers=headers, fields=fields)
+
+
 async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HTTPException)
     status = exc.status_code
+    if isinstance(exc, OpenAIError):
+        return openai_error(status, exc.code, exc.detail, param=exc.param, headers=exc.headers)
     code: ErrorCode = getattr(exc, "code", None) or code_for(status)
     message = exc.detail if isinstance(exc.detail, str) else HTTPStatus(status).phrase
     fields: list[FieldError] | None = getattr(exc, "fields", None)
@@ -141,7 +160,7 @@ async def on_http_error(request: Request, exc: Exception) -> JSONResponse:
     if status == 405:  # Starlette names only the first route on the path; name them all
         headers["Allow"] = ", ".join(allowed_methods(request))
         message = f"{request.method} is not allowed here; allowed: {headers['Allow']}"
-    return error_response(status, code, message, headers=headers, fields=fields)
+    return respond(request, status, code, message, headers=headers, fields=fields)
 
 
 def allowed_methods(request: Request) -> list[str]:
@@ -162,7 +181,7 @@ async def on_validation_error(request: Request, exc: Exception) -> JSONResponse:
     message = f"{fields[0].field}: {fields[0].message}" if fields else "invalid request"
     if len(fields) > 1:
         message += f" (and {len(fields) - 1} more)"
-    return error_response(422, "invalid_request", message, fields=fields)
+    return respond(request, 422, "invalid_request", message, fields=fields)
 
 
 def _field_error(error: Mapping[str, Any], json_body: bool) -> FieldError:
@@ -244,7 +263,7 @@ async def on_domain_error(request: Request, exc: Exception) -> JSONResponse:
     fields = [FieldError(field=field, message=message)] if field else None
     retry_after = getattr(exc, "retry_after_s", None) or answer.retry_after_s
     headers = {"Retry-After": str(retry_after)} if retry_after else None
-    return error_response(answer.status, answer.code, message, headers=headers, fields=fields)
+    return respond(request, answer.status, answer.code, message, headers=headers, fields=fields)
 
 
 async def on_client_disconnect(request: Request, exc: Exception) -> Response:
@@ -258,7 +277,7 @@ async def on_unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
     request_id = correlation_id.get()
     headers = {REQUEST_ID: request_id} if request_id else None
-    return error_response(500, "internal_error", "internal server error", headers=headers)
+    return respond(request, 500, "internal_error", "internal server error", headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -174,6 +174,14 @@ class Settings(BaseSettings):
         "the process's open-file limit",
     )
     max_body_bytes: int = 1_000_000
+    chat_completions_wait_s: float = Field(
+        120.0,
+        gt=0,
+        le=900,
+        description="POST /openai/v1/chat/completions holds the answer this long; past it, a "
+        "408 `wait_timeout` names the job, which keeps running (read it at /v1/jobs/{id}). "
+        "Keep it under the proxy's own limit (API Gateway: 25)",
+    )
     batch_max_requests: int = 50_000
     batch_max_bytes: int = 100_000_000
     max_queued_jobs: int = Field(

@@ -157,9 +157,14 @@ class ChatService:
             raise
 
     async def get(self, tenant: str, job_id: str, wait_s: float = 0) -> Job:
-        """The job; with `wait_s`, hold until it is terminal or the wait is over. With
-        JobEvents the job's end wakes the wait; without, the store is polled."""
-        deadline = time.monotonic() + min(max(wait_s, 0.0), MAX_WAIT_S)
+        """The job; with `wait_s` (at most MAX_WAIT_S), hold until it is terminal or the wait
+        is over."""
+        return await self.wait_finished(tenant, job_id, min(wait_s, MAX_WAIT_S))
+
+    async def wait_finished(self, tenant: str, job_id: str, wait_s: float) -> Job:
+        """The job once it is terminal, or as it is when `wait_s` is over. With JobEvents the
+        job's end wakes the wait; without, the store is polled."""
+        deadline = time.monotonic() + max(wait_s, 0.0)
         if self.events is None or wait_s <= 0:
             return await self._poll(tenant, job_id, deadline)
         with self.events.watch(job_id) as finished:  # before the read: no wake-up is missed

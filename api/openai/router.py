@@ -1,0 +1,11 @@
+"""The /openai/v1 router: every operation of the OpenAI dialect."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+
+from api.openai import chat, models
+
+router = APIRouter(prefix="/openai/v1", tags=["openai"])
+router.include_router(chat.router)
+router.include_router(models.router)
