@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from openai.types.chat import ChatCompletion
+from openai.types.chat import ChatCompletion, ChatCompletionMessageParam
 
 from tests.conftest import make_settings
 from tests.serving import ServedApi
@@ -41,7 +41,7 @@ def client(url: str, key: str = KEYS["t1"]) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{url}/openai/v1", api_key=key, max_retries=0)
 
 
-def ask(prompt: str) -> list[dict[str, str]]:
+def ask(prompt: str) -> list[ChatCompletionMessageParam]:
     return [{"role": "user", "content": prompt}]
 
 
