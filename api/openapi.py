@@ -12,6 +12,7 @@ from fastapi import FastAPI, Header
 from fastapi.routing import APIRoute
 from pydantic import BaseModel, Field, create_model
 
+from api.openai.errors import OpenAIErrorResponse, in_dialect
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import MAX_CHARS
 from shared.config import Settings
@@ -161,10 +162,29 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
         _list_served_models(schemas, settings.models.names)
         _limit_batch_size(document, settings.batch_max_requests)
         _add_error_words(schemas)
+        _openai_error_shapes(document)
         _add_common_headers(document)
         return document
 
     app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _openai_error_shapes(document: dict[str, Any]) -> None:
+    """Under /openai/ a malformed request is 400 and every error is OpenAI's shape: FastAPI's
+    default 422 and the app-wide 500 (the native error object) do not apply there."""
+    openai_ref = {"$ref": REF_TEMPLATE.format(model=OpenAIErrorResponse.__name__)}
+    for path, path_item in document.get("paths", {}).items():
+        if not in_dialect(path):
+            continue
+        for operation in path_item.values():
+            responses = operation.get("responses", {})
+            responses.pop("422", None)
+            if "500" in responses:
+                responses["500"]["content"]["application/json"]["schema"] = openai_ref
+    schemas = document["components"]["schemas"]
+    _add_schema(schemas, OpenAIErrorResponse)
+    for unused in ("HTTPValidationError", "ValidationError"):
+        schemas.pop(unused, None)
 
 
 def _add_schema(schemas: dict[str, Any], model: type[BaseModel]) -> None:

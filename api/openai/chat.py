@@ -9,14 +9,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from typing import Any
 
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
 from api.deps import ChatDep, RateLimitedTenant, SettingsDep
 from api.jsonbody import StrictJsonRoute
-from api.openai.errors import OpenAIError, OpenAIErrorResponse, openai_error
+from api.openai.errors import OpenAIError, documented, openai_error
 from api.openai.schemas import (
     ChatCompletion,
     ChatCompletionChunk,
@@ -36,18 +35,18 @@ router = APIRouter(route_class=StrictJsonRoute)
 
 JOB_HEADER = "x-chatjobs-job-id"
 CACHED_HEADER = "x-chatjobs-cached"
-ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": OpenAIErrorResponse, "description": text}
-    for code, text in {
-        400: "Malformed, or asks for something this service cannot honour (`param` names it)",
-        401: "No valid API key",
-        404: "`model` is not served here (`model_not_found`)",
-        408: "The job did not end within CHAT_COMPLETIONS_WAIT_S (`wait_timeout`); it keeps "
+ERRORS = documented(
+    (400, "Malformed, or asks for something this service cannot honour (`param` names it)"),
+    (401, "No valid API key"),
+    (404, "`model` is not served here (`model_not_found`)"),
+    (
+        408,
+        "The job did not end within CHAT_COMPLETIONS_WAIT_S (`wait_timeout`); it keeps "
         "running: read it at /v1/jobs/{id}",
-        429: "Over the rate limit; retry after Retry-After",
-        503: "The LLM providers kept failing, or the queue could not take the job",
-    }.items()
-}
+    ),
+    (429, "Over the rate limit; retry after Retry-After"),
+    (503, "The LLM providers kept failing, or the queue could not take the job"),
+)
 
 
 @router.post(

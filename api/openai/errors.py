@@ -9,11 +9,12 @@ The app's exception handlers (api/errors.py) render every error of a path under 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Literal
+from typing import Any, Literal
 
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel
 from starlette.exceptions import HTTPException
+
+from api.openai.shape import Shape
 
 PREFIX = "/openai/"
 
@@ -35,17 +36,24 @@ _TYPES: dict[int, ErrorType] = {
 }
 
 
-class OpenAIErrorDetail(BaseModel):
+class OpenAIErrorDetail(Shape):
+    """What went wrong: `param` names the request field at fault, `code` the reason."""
+
     message: str
+    """What went wrong, for people."""
     type: ErrorType
+    """OpenAI's error type (`invalid_request_error`, `rate_limit_error`, …)."""
     param: str | None = None
+    """The request field at fault, if one is."""
     code: str | None = None
+    """Why, for programs (`model_not_found`, `wait_timeout`, `rate_limited`, …)."""
 
 
-class OpenAIErrorResponse(BaseModel):
+class OpenAIErrorResponse(Shape):
     """The body of every error answer under /openai/v1."""
 
     error: OpenAIErrorDetail
+    """The error."""
 
 
 class OpenAIError(HTTPException):
@@ -63,6 +71,11 @@ class OpenAIError(HTTPException):
         super().__init__(status_code, message, dict(headers) if headers else None)
         self.code = code
         self.param = param
+
+
+def documented(*answers: tuple[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` entries for a route's error answers: (status, description)."""
+    return {status: {"model": OpenAIErrorResponse, "description": text} for status, text in answers}
 
 
 def in_dialect(path: str) -> bool:

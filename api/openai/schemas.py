@@ -10,8 +10,9 @@ from __future__ import annotations
 from typing import Any, Literal
 
 from fastapi.exceptions import RequestValidationError
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import ConfigDict, Field, ValidationError
 
+from api.openai.shape import Shape
 from shared.models import Job, JobCreate
 
 # Accepted and not acted on: they do not change the answer.
@@ -30,20 +31,26 @@ EXAMPLE: dict[str, Any] = {
 }
 
 
-class TextPart(BaseModel):
+class TextPart(Shape):
+    """A text part of a message's content."""
+
     model_config = ConfigDict(extra="forbid")
 
     type: Literal["text"]
+    """`text`."""
     text: str
+    """The text."""
 
 
-class ChatMessage(BaseModel):
+class ChatMessage(Shape):
     """A turn: `developer` is OpenAI's newer name for `system`; content is text or text parts."""
 
     model_config = ConfigDict(extra="forbid")
 
     role: Literal["system", "developer", "user", "assistant"]
+    """`system`, `developer` (as `system`), `user` or `assistant`."""
     content: str | list[TextPart]
+    """The text, or a list of text parts (joined with newlines)."""
 
     def native(self) -> dict[str, str]:
         role = "system" if self.role == "developer" else self.role
@@ -55,13 +62,16 @@ class ChatMessage(BaseModel):
         return {"role": role, "content": text}
 
 
-class StreamOptions(BaseModel):
+class StreamOptions(Shape):
+    """With `stream: true`: `include_usage` adds a last chunk with the token counts."""
+
     model_config = ConfigDict(extra="forbid")
 
     include_usage: bool = False
+    """Add a last chunk with `usage` and no choices."""
 
 
-class ChatCompletionCreate(BaseModel):
+class ChatCompletionCreate(Shape):
     """Body of POST /openai/v1/chat/completions (OpenAI's fields this service honours)."""
 
     model_config = ConfigDict(
@@ -71,18 +81,28 @@ class ChatCompletionCreate(BaseModel):
 
     model: str = Field(description="One of GET /openai/v1/models.", max_length=256)
     messages: list[ChatMessage] = Field(min_length=1)
+    """The conversation, oldest first; at least one `user` turn."""
     temperature: Any = None
+    """Sampling temperature, 0 to 2."""
     top_p: Any = None
+    """Nucleus sampling, 0 to 1."""
     max_tokens: Any = None
+    """Most tokens the answer may have, 1 to 65536."""
     max_completion_tokens: Any = Field(None, description="OpenAI's newer name for max_tokens.")
     stop: Any = None
+    """A string or up to 4 strings at which the answer stops."""
     seed: Any = None
+    """Asks the provider for a repeatable answer (best effort)."""
     response_format: Any = None
+    """`{\"type\": \"json_object\"}` or `json_schema` for JSON."""
     n: Literal[1] | None = Field(None, description="Only 1: one answer per request.")
     stream: bool = False
+    """Answer as server-sent `chat.completion.chunk` events."""
     stream_options: StreamOptions | None = None
+    """With `stream`: `{\"include_usage\": true}`."""
     user: str | None = Field(None, max_length=256, description="Stored in the job's metadata.")
     metadata: dict[str, str] | None = None
+    """String pairs kept in the job's metadata."""
 
     def unsupported_fields(self) -> list[str]:
         """Fields sent that would change the answer and that this service cannot honour."""
@@ -118,58 +138,97 @@ class ChatCompletionCreate(BaseModel):
             raise RequestValidationError(errors) from None
 
 
-class AssistantMessage(BaseModel):
+class AssistantMessage(Shape):
+    """The answer's message."""
+
     role: Literal["assistant"] = "assistant"
+    """`assistant`."""
     content: str
+    """The answer."""
     refusal: str | None = None
+    """Always null: a refused prompt is an error instead."""
 
 
-class Choice(BaseModel):
+class Choice(Shape):
+    """The one answer (`n` is 1)."""
+
     index: int = 0
+    """0."""
     message: AssistantMessage
+    """The answer."""
     finish_reason: Literal["stop", "length"] = "stop"
+    """`stop`."""
     logprobs: None = None
+    """Always null."""
 
 
-class CompletionUsage(BaseModel):
+class CompletionUsage(Shape):
+    """Tokens the provider counted for the answer (a cache hit shows the cached answer's)."""
+
     prompt_tokens: int
+    """Tokens of the prompt."""
     completion_tokens: int
+    """Tokens of the answer."""
     total_tokens: int
+    """Both together."""
 
 
-class ChatCompletion(BaseModel):
+class ChatCompletion(Shape):
     """OpenAI's `chat.completion`; `id` is the job's id (GET /v1/jobs/{id} reads it too)."""
 
     id: str
+    """The job's id: GET /v1/jobs/{id} reads the same answer."""
     object: Literal["chat.completion"] = "chat.completion"
+    """`chat.completion`."""
     created: int
+    """When the job was made (Unix seconds)."""
     model: str
+    """The model that answered."""
     choices: list[Choice]
+    """One choice."""
     usage: CompletionUsage
+    """Tokens counted."""
     system_fingerprint: str | None = None
+    """Always null."""
 
 
-class ChunkDelta(BaseModel):
+class ChunkDelta(Shape):
+    """What a chunk adds to the answer."""
+
     role: Literal["assistant"] | None = None
+    """`assistant` in the first chunk."""
     content: str | None = None
+    """The next piece of text."""
 
 
-class ChunkChoice(BaseModel):
+class ChunkChoice(Shape):
+    """The one answer's piece in a chunk."""
+
     index: int = 0
+    """0."""
     delta: ChunkDelta
+    """What this chunk adds."""
     finish_reason: Literal["stop", "length"] | None = None
+    """`stop` in the last chunk of text, else null."""
     logprobs: None = None
+    """Always null."""
 
 
-class ChatCompletionChunk(BaseModel):
+class ChatCompletionChunk(Shape):
     """One `data:` event of a streamed answer."""
 
     id: str
+    """The job's id."""
     object: Literal["chat.completion.chunk"] = "chat.completion.chunk"
+    """`chat.completion.chunk`."""
     created: int
+    """When the job was made (Unix seconds)."""
     model: str
+    """The requested model."""
     choices: list[ChunkChoice]
+    """One, or none in the usage chunk."""
     usage: CompletionUsage | None = None
+    """Only in the last chunk, with `stream_options.include_usage`."""
 
 
 def usage_of(job: Job) -> CompletionUsage:
