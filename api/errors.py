@@ -200,6 +200,8 @@ def _explain(error: Mapping[str, Any], whole_body: bool, json_body: bool) -> str
         return "a JSON request body is required"
     if whole_body and not json_body:
         return "Content-Type must be application/json"
+    if kind == "extra_forbidden":
+        return "not a field this service takes: it cannot honour it"
     return str(error.get("msg", "invalid value")).removeprefix("Value error, ")
 
 

@@ -29,7 +29,7 @@ COMMON_HEADERS: dict[str, dict[str, Any]] = {
     }
 }
 # Request schemas with a `model` field: the document lists the served models as its enum.
-MODEL_FIELDS = ("JobCreate", "BatchItem")
+MODEL_FIELDS = ("JobCreate", "BatchItem", "ChatCompletionCreate")
 # The error envelope's words, filled in where api/errors.py leaves a description out
 # ({schema: {property or "" for the schema itself: description}}).
 ERROR_WORDS: dict[str, dict[str, str]] = {
@@ -198,7 +198,8 @@ def _list_served_models(schemas: dict[str, Any], names: list[str]) -> None:
     for name in MODEL_FIELDS:
         if name in schemas:
             model = schemas[name]["properties"]["model"]
-            string = next(branch for branch in model["anyOf"] if branch.get("type") == "string")
+            branches = model.get("anyOf", [model])  # optional natively, required in OpenAI's
+            string = next(branch for branch in branches if branch.get("type") == "string")
             string["enum"] = names
 
 

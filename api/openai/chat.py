@@ -64,9 +64,6 @@ async def create_chat_completion(
     settings: SettingsDep,
 ) -> Response:
     """Create a chat completion (OpenAI's API), run as a chat job."""
-    if refused := body.unsupported_fields():
-        message = f"unsupported parameter(s): {', '.join(refused)}; this service cannot honour them"
-        raise OpenAIError(400, "unsupported_parameter", message, param=refused[0])
     try:
         chat.models.check(body.model)
     except UnknownModel as exc:

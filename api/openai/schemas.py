@@ -2,26 +2,36 @@
 
 The request keeps OpenAI's names; what changes the answer is checked once, by the native
 `JobCreate` it becomes (so both dialects accept and refuse the same values). Fields this service
-cannot honour are refused by name (`unsupported_fields`), never dropped.
+cannot honour are refused by name (400, `param` naming the first), never dropped.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi.exceptions import RequestValidationError
 from pydantic import ConfigDict, Field, ValidationError
 
 from api.openai.shape import Shape
-from shared.models import Job, JobCreate
+from shared.models import (
+    MAX_MESSAGES,
+    MAX_METADATA_VALUE_CHARS,
+    MAX_MODEL_CHARS,
+    ChatRequest,
+    Job,
+    JobCreate,
+    Metadata,
+)
 
-# Accepted and not acted on: they do not change the answer.
-IGNORED_FIELDS = frozenset({"store", "service_tier", "parallel_tool_calls"})
-# Accepted only at the value that changes nothing (OpenAI's defaults).
-NEUTRAL_VALUES: dict[str, tuple[Any, ...]] = {
-    "frequency_penalty": (0, 0.0),
-    "presence_penalty": (0, 0.0),
-    "logprobs": (False,),
+NEEDS_A_USER_TURN: dict[str, Any] = {"contains": {"properties": {"role": {"const": "user"}}}}
+# Passed to the native job as they are.
+SAMPLING_FIELDS: set[str] = {
+    "temperature",
+    "top_p",
+    "max_tokens",
+    "stop",
+    "seed",
+    "response_format",
 }
 
 
@@ -34,22 +44,22 @@ EXAMPLE: dict[str, Any] = {
 class TextPart(Shape):
     """A text part of a message's content."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     type: Literal["text"]
     """`text`."""
-    text: str
+    text: Annotated[str, Field(min_length=1)]
     """The text."""
 
 
 class ChatMessage(Shape):
     """A turn: `developer` is OpenAI's newer name for `system`; content is text or text parts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     role: Literal["system", "developer", "user", "assistant"]
     """`system`, `developer` (as `system`), `user` or `assistant`."""
-    content: str | list[TextPart]
+    content: Annotated[str, Field(min_length=1)] | Annotated[list[TextPart], Field(min_length=1)]
     """The text, or a list of text parts (joined with newlines)."""
 
     def native(self) -> dict[str, str]:
@@ -65,74 +75,69 @@ class ChatMessage(Shape):
 class StreamOptions(Shape):
     """With `stream: true`: `include_usage` adds a last chunk with the token counts."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     include_usage: bool = False
     """Add a last chunk with `usage` and no choices."""
 
 
-class ChatCompletionCreate(Shape):
-    """Body of POST /openai/v1/chat/completions (OpenAI's fields this service honours)."""
+class ChatCompletionCreate(ChatRequest):
+    """Body of POST /openai/v1/chat/completions: OpenAI's fields this service honours. The
+    sampling fields are the native API's (same names, same limits); `model` is required."""
 
     model_config = ConfigDict(
-        extra="allow",
+        extra="forbid",
+        use_attribute_docstrings=True,
         json_schema_extra={"examples": [EXAMPLE]},
     )
 
-    model: str = Field(description="One of GET /openai/v1/models.", max_length=256)
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: Annotated[str, Field(max_length=MAX_MODEL_CHARS)]  # type: ignore[assignment]
+    """One of GET /openai/v1/models."""
+    messages: Annotated[  # type: ignore[assignment]
+        list[ChatMessage],
+        Field(min_length=1, max_length=MAX_MESSAGES, json_schema_extra=NEEDS_A_USER_TURN),
+    ]
     """The conversation, oldest first; at least one `user` turn."""
-    temperature: Any = None
-    """Sampling temperature, 0 to 2."""
-    top_p: Any = None
-    """Nucleus sampling, 0 to 1."""
-    max_tokens: Any = None
-    """Most tokens the answer may have, 1 to 65536."""
-    max_completion_tokens: Any = Field(None, description="OpenAI's newer name for max_tokens.")
-    stop: Any = None
-    """A string or up to 4 strings at which the answer stops."""
-    seed: Any = None
-    """Asks the provider for a repeatable answer (best effort)."""
-    response_format: Any = None
-    """`{\"type\": \"json_object\"}` or `json_schema` for JSON."""
-    n: Literal[1] | None = Field(None, description="Only 1: one answer per request.")
+    max_completion_tokens: Annotated[int | None, Field(ge=1, le=65_536)] = None
+    """OpenAI's newer name for `max_tokens` (it wins when both are sent)."""
+    n: Literal[1] | None = None
+    """Only 1: one answer per request."""
     stream: bool = False
     """Answer as server-sent `chat.completion.chunk` events."""
     stream_options: StreamOptions | None = None
-    """With `stream`: `{\"include_usage\": true}`."""
-    user: str | None = Field(None, max_length=256, description="Stored in the job's metadata.")
-    metadata: dict[str, str] | None = None
+    """With `stream`: `{"include_usage": true}`."""
+    user: Annotated[str | None, Field(max_length=MAX_METADATA_VALUE_CHARS)] = None
+    """The end user, kept in the job's metadata as `user`."""
+    metadata: Metadata | None = None
     """String pairs kept in the job's metadata."""
-
-    def unsupported_fields(self) -> list[str]:
-        """Fields sent that would change the answer and that this service cannot honour."""
-        refused = []
-        for name, value in (self.model_extra or {}).items():
-            if value is None or name in IGNORED_FIELDS:
-                continue
-            if name in NEUTRAL_VALUES and value in NEUTRAL_VALUES[name]:
-                continue
-            refused.append(name)
-        return sorted(refused)
+    # Accepted and not acted on: they do not change the answer.
+    store: bool | None = None
+    """Ignored: every request is stored as a job."""
+    service_tier: str | None = None
+    """Ignored: one tier."""
+    parallel_tool_calls: bool | None = None
+    """Ignored: tools are not supported."""
+    # Accepted only at the value that changes nothing (OpenAI's defaults).
+    frequency_penalty: Annotated[float | None, Field(ge=0, le=0)] = None
+    """Only 0: penalties are not supported."""
+    presence_penalty: Annotated[float | None, Field(ge=0, le=0)] = None
+    """Only 0: penalties are not supported."""
 
     def job(self) -> JobCreate:
-        """The native job this request becomes; a value the native API refuses is a 400 naming
-        its field, as FastAPI reports any other."""
-        fields: dict[str, Any] = {
+        """The native job this request becomes (its content checked by the native rules: a
+        value they refuse is a 400 naming its field, as FastAPI reports any other)."""
+        sampling = self.model_dump(include=SAMPLING_FIELDS, exclude_none=True)
+        if self.max_completion_tokens is not None:
+            sampling["max_tokens"] = self.max_completion_tokens
+        metadata = {**(self.metadata or {}), **({"user": self.user} if self.user else {})}
+        fields = {
+            **sampling,
             "messages": [message.native() for message in self.messages],
             "model": self.model,
-            "temperature": self.temperature,
-            "top_p": self.top_p,
-            "max_tokens": self.max_tokens
-            if self.max_completion_tokens is None
-            else self.max_completion_tokens,
-            "stop": self.stop,
-            "seed": self.seed,
-            "response_format": self.response_format,
-            "metadata": {**(self.metadata or {}), **({"user": self.user} if self.user else {})},
+            "metadata": metadata,
         }
         try:
-            return JobCreate.model_validate({k: v for k, v in fields.items() if v is not None})
+            return JobCreate.model_validate(fields, strict=False)
         except ValidationError as exc:
             errors = [{**e, "loc": ("body", *e["loc"])} for e in exc.errors()]
             raise RequestValidationError(errors) from None

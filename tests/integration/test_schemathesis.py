@@ -41,7 +41,10 @@ REFUSALS = [400, 401, 403, 404, 405, 406, 409, 413, 415, 422, 428, 429]
 # {operation: [(field, the end of the message)]}, both regular expressions.
 PERIOD = r"(from \(\S+\) is after to \(\S+\)|from\.\.to spans \d+ days; at most 366)$"
 # JSON Schema's "integer" takes 1.0 too; the API is strict and wants 1 (the field says so).
-WHOLE_NUMBER = (r"(requests\.\d+\.|line \d+\.)?max_tokens", "Input should be a valid integer$")
+WHOLE_NUMBER = (
+    r"(requests\.\d+\.|line \d+\.)?(max_tokens|max_completion_tokens|seed)",
+    "Input should be a valid integer$",
+)
 # An IP address literal in a private, loopback, reserved... range (names resolve publicly here).
 INTERNAL_ADDRESS = (
     r"(requests\.\d+\.|line \d+\.)?webhook_url",
@@ -57,6 +60,7 @@ SCHEMA_WITH_ITS_TYPE = (
 BEYOND_THE_SCHEMA: dict[str, list[tuple[str, str]]] = {
     "POST /v1/jobs": [WHOLE_NUMBER, INTERNAL_ADDRESS, SCHEMA_WITH_ITS_TYPE],
     "POST /v1/batches": [WHOLE_NUMBER, INTERNAL_ADDRESS, REPEATED_CUSTOM_ID, SCHEMA_WITH_ITS_TYPE],
+    "POST /openai/v1/chat/completions": [WHOLE_NUMBER, SCHEMA_WITH_ITS_TYPE],
     "GET /v1/batches": [("cursor", "^not a cursor returned by this endpoint$")],
     # a cursor of the right shape that this listing did not make
     "GET /v1/jobs": [("cursor", "^not a cursor returned by this endpoint$")],
@@ -67,9 +71,9 @@ BEYOND_THE_SCHEMA: dict[str, list[tuple[str, str]]] = {
 
 def refused_by_a_rule_beyond_the_schema(case: schemathesis.Case[Any], response: Any) -> bool:
     rules = BEYOND_THE_SCHEMA.get(f"{case.method.upper()} {case.path}")
-    if rules is None or response.status_code != 422:
+    if rules is None or response.status_code not in (400, 422):
         return False
-    fields = response.json()["error"].get("fields") or []
+    fields = refused_fields(response.json()["error"])
     return bool(fields) and all(
         any(
             re.fullmatch(field, item["field"]) and re.search(message, item["message"])
@@ -77,6 +81,13 @@ def refused_by_a_rule_beyond_the_schema(case: schemathesis.Case[Any], response: 
         )
         for item in fields
     )
+
+
+def refused_fields(error: dict[str, Any]) -> list[dict[str, Any]]:
+    """The native error's `fields`, or OpenAI's one `param` (and its message)."""
+    if "type" in error:  # OpenAI's shape, under /openai/
+        return [{"field": error["param"], "message": error["message"]}] if error["param"] else []
+    return list(error.get("fields") or [])
 
 
 @schemathesis.check
