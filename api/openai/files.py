@@ -44,6 +44,7 @@ UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file", "purpose"],
+                    "additionalProperties": False,
                     "properties": {
                         "file": {
                             "type": "string",
@@ -75,6 +76,9 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 async def create_file(request: Request, files: FilesDep, tenant: RateLimitedTenant) -> FileObject:
     """Upload a batch input file (multipart: `file`, `purpose=batch`)."""
     async with request.form(max_files=1, max_fields=8) as form:
+        if unknown := sorted(set(form.keys()) - {"file", "purpose"}):
+            message = f"unknown form field(s): {', '.join(n[:40] for n in unknown[:5])}"
+            raise OpenAIError(400, "unknown_parameter", message, param=unknown[0][:64])
         purpose, upload = form.get("purpose"), form.get("file")
         if purpose != "batch":
             raise OpenAIError(400, "invalid_purpose", "purpose must be 'batch'", param="purpose")
