@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import threading
 import time
 import uuid
@@ -371,3 +372,21 @@ async def test_the_async_client_lists_batches_newest_first(served: Served) -> No
         assert [i for i in listed if i in made] == made[::-1]
     finally:
         await sdk.close()
+
+
+def test_the_readmes_files_and_batches_snippet_runs_as_written(served: Served) -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text()
+    section = readme[readme.index("### Files and Batches") :]
+    code = re.search(r"```python\n(.*?)```", section, re.S)
+    assert code is not None
+    poll = 'batch = client.batches.retrieve(batch.id)  # poll until status is "completed"'
+    assert poll in code[1]
+    runnable = (
+        code[1]
+        .replace("http://127.0.0.1:8000", served.url)
+        .replace(poll, 'while (batch := client.batches.retrieve(batch.id)).status != "completed":'
+                 "\n    time.sleep(0.05)")
+    )  # fmt: skip
+    scope: dict[str, Any] = {"time": time}
+    exec(runnable, scope)  # the README's own code, against this API
+    assert scope["answer"].choices[0].message.content == "gemini says: Hi"
