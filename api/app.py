@@ -16,6 +16,7 @@ from api.docs_ui import install_docs
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
 from api.metrics import router as metrics_router
+from api.openai.files import FILES_MAX_BYTES, FORM_SLACK_BYTES
 from api.openai.router import router as openai_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
@@ -89,7 +90,10 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_body_bytes,
-        overrides={"/v1/batches": settings.batch_max_bytes},
+        overrides={
+            "/v1/batches": settings.batch_max_bytes,
+            "/openai/v1/files": FILES_MAX_BYTES + FORM_SLACK_BYTES,
+        },
     )
     app.add_middleware(BodyTimeoutMiddleware, timeout_s=settings.http_body_timeout_s)
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)

@@ -1,4 +1,5 @@
-"""Refuse request bodies over the size limit with 413, by Content-Length or by bytes received."""
+"""Refuse request bodies over the size limit with 413, by Content-Length or by bytes received
+(OpenAI's error shape under /openai/)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_response
+from api.openai.errors import in_dialect, openai_error
 
 
 class BodyLimitMiddleware:
@@ -34,7 +36,7 @@ class BodyLimitMiddleware:
         limit = self.limit_for(scope["path"])
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
-            await _too_large(limit)(scope, receive, send)
+            await _too_large(limit, scope["path"])(scope, receive, send)
             return
         received = 0
 
@@ -58,7 +60,7 @@ def _too_large_error(limit: int) -> ApiError:
     return ApiError(413, "payload_too_large", _message(limit))
 
 
-def _too_large(limit: int) -> ASGIApp:
-    return error_response(
-        413, "payload_too_large", _message(limit), headers={"Connection": "close"}
-    )
+def _too_large(limit: int, path: str) -> ASGIApp:
+    """Answered before any route (by Content-Length): in the dialect of the path."""
+    answer = openai_error if in_dialect(path) else error_response
+    return answer(413, "payload_too_large", _message(limit), headers={"Connection": "close"})

@@ -11,10 +11,12 @@ from fastapi import Depends, Request
 
 from api.auth import authenticate
 from api.metrics import ApiMetrics
+from api.openai.errors import OpenAIError
 from api.ratelimit import enforce_rate_limit
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.factory import Services
+from shared.files import FileService
 from shared.logs import bind
 from shared.service import ChatService
 from shared.usage_report import UsageService
@@ -40,6 +42,14 @@ async def get_batches(request: Request) -> BatchService:
     return services.batches
 
 
+async def get_files(request: Request) -> FileService:
+    services: Services = request.app.state.services
+    if services.files is None:
+        message = "file storage is not configured here (FILES_BUCKET)"
+        raise OpenAIError(503, "files_unavailable", message)
+    return services.files
+
+
 async def get_usage_service(request: Request) -> UsageService:
     services: Services = request.app.state.services
     return services.usage
@@ -61,6 +71,7 @@ SettingsDep = Annotated[Settings, Depends(get_settings)]
 ServicesDep = Annotated[Services, Depends(get_services)]
 ChatDep = Annotated[ChatService, Depends(get_chat)]
 BatchesDep = Annotated[BatchService, Depends(get_batches)]
+FilesDep = Annotated[FileService, Depends(get_files)]
 UsageDep = Annotated[UsageService, Depends(get_usage_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]

@@ -16,7 +16,7 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import cases_http, cases_llm, cases_memory, cases_queue
+from bench import cases_files, cases_http, cases_llm, cases_memory, cases_queue
 from bench.procs import Fleet
 from bench.report import (
     Row,
@@ -28,7 +28,7 @@ from bench.report import (
 )
 from bench.service import Run
 
-CASES = ("http", "latency", "batch", "memory", "llm")
+CASES = ("http", "latency", "batch", "memory", "files", "llm")
 
 
 def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]:
@@ -58,6 +58,9 @@ def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]
     if "memory" in only:
         say("memory")
         rows.append(cases_memory.memory_row(run))
+    if "files" in only:
+        say("memory: an OpenAI batch file upload")
+        rows.append(cases_files.upload_row(run))
     if "llm" in only:
         say("Gemini call CPU: google-genai against REST")
         rows.append(cases_llm.gemini_cpu_row(run))

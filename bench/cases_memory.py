@@ -31,7 +31,7 @@ def memory_row(run: Run) -> Row:
             http.get("/v1/jobs")  # warm: first request's imports and caches
             time.sleep(0.5)
             before = rss_kib(pid)
-            peak = _Peak(pid, exact=reset_peak_rss(pid))
+            peak = Peak(pid, exact=reset_peak_rss(pid))
             with cpu_window(api=api.proc) as cpu:
                 started = time.perf_counter()
                 headers = {**JSON, "Content-Type": "application/x-ndjson"}
@@ -59,7 +59,7 @@ def memory_row(run: Run) -> Row:
     )
 
 
-class _Peak:
+class Peak:
     """The highest RSS while the request runs: VmHWM where it can be reset, else sampled."""
 
     def __init__(self, pid: int, exact: bool) -> None:

@@ -60,6 +60,7 @@ class BatchService:
         metadata: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         request_hash: str | None = None,
+        batch_id: str | None = None,
     ) -> Batch:
         """Store the batch and its jobs in one write, answer cache hits, enqueue the rest.
 
@@ -68,8 +69,11 @@ class BatchService:
 
         With `idempotency_key`: the same key within 24 h returns the batch it made (Conflict when
         `request_hash` differs), and nothing new is stored or run. That replay is looked up
-        first: a read is never refused for backpressure."""
+        first: a read is never refused for backpressure.
+
+        `batch_id`: the id to give it (the OpenAI dialect's time-ordered ids), else a new one."""
         batch = Batch(
+            **({"id": batch_id} if batch_id else {}),
             tenant=tenant,
             webhook_url=webhook_url,
             metadata=metadata or {},
@@ -221,9 +225,14 @@ class BatchService:
 
     async def results(self, tenant: str, batch_id: str) -> AsyncIterator[dict[str, Any]]:
         """One line per request, in submission order."""
+        async for job in self.jobs(tenant, batch_id):
+            yield result_line(job)
+
+    async def jobs(self, tenant: str, batch_id: str) -> AsyncIterator[Job]:
+        """The batch's jobs in submission order (NotFound first when it is not the tenant's)."""
         await self.get(tenant, batch_id)
         async for job in self._jobs(tenant, batch_id):
-            yield result_line(job)
+            yield job
 
     async def _jobs(self, tenant: str, batch_id: str) -> AsyncIterator[Job]:
         """The batch's jobs in submission order, a page at a time."""

@@ -203,6 +203,17 @@ class Settings(BaseSettings):
         None, description="SQS queue for batch jobs; unset: batch jobs share SQS_QUEUE_URL"
     )
     dynamodb_table: str = "chatjobs"
+    files_backend: Literal["local", "s3", "none"] | None = Field(
+        None,
+        description="Where /openai/v1/files keeps files: `local` (FILES_DIR), `s3` "
+        "(FILES_BUCKET); unset: s3 when FILES_BUCKET is set, else local (none on Lambda)",
+    )
+    files_dir: str = Field(
+        "data/files", description="Directory of the OpenAI-dialect files (and batch records)"
+    )
+    files_bucket: str | None = Field(
+        None, description="S3 bucket of the OpenAI-dialect files in the AWS layout"
+    )
     aws_endpoint_url: str | None = Field(
         None, description="Send every AWS call here (moto, LocalStack); unset: AWS itself"
     )
@@ -407,6 +418,15 @@ class Settings(BaseSettings):
         if self.on_lambda:
             return "sqs"
         return "arq" if self.redis_url else "inprocess"
+
+    @property
+    def resolved_files(self) -> str:
+        """A Lambda container's disk is its own: there, files live in S3 or nowhere."""
+        if self.files_backend:
+            return self.files_backend
+        if self.files_bucket:
+            return "s3"
+        return "none" if self.on_lambda else "local"
 
     @property
     def resolved_cache(self) -> str:

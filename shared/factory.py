@@ -22,6 +22,7 @@ from shared.admission import Admission, LocalQueue
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
+from shared.files import FileService
 from shared.finished import FinishedJobs
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
@@ -96,6 +97,9 @@ class ServiceFactory:
         if events is not None:
             stack.push_async_callback(_logged, "job events", events.close)
         services = self._wire(stack, store, cache, queue, llm, events)
+        if (files := a.files()) is not None:
+            await _entered(stack, "file storage", files.start, files.close)
+            services = replace(services, files=FileService(files))
         handler = requeueing_consumer(services.executor, queue) if consume else None
         await _entered(stack, "queue", lambda: queue.start(handler), queue.close)
         if consume:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
-from typing import Literal, NamedTuple, Protocol
+from typing import IO, Literal, NamedTuple, Protocol
 
 from shared.models import (
     Batch,
@@ -234,6 +234,35 @@ class JobEvents(Protocol):
     def watch(self, job_id: str) -> AbstractContextManager[asyncio.Event]:
         """Register interest in `job_id` (before reading it, so no notification is missed);
         the event is set once the job is reported finished."""
+
+
+class FileStorage(Protocol):
+    """Objects by key: the OpenAI dialect's files, their metadata and its batch records
+    (shared/files.py lays the keys out; tenants never reach a key of another's).
+
+    Keys are `/`-separated printable ASCII. A write replaces the whole object at once: a reader
+    sees the old object or the new one, never a part."""
+
+    async def start(self) -> None: ...
+
+    async def close(self) -> None: ...
+
+    async def put(self, key: str, body: IO[bytes]) -> None:
+        """Store what `body` holds from its current position (read in chunks, never whole:
+        it may be hundreds of megabytes spooled to disk)."""
+
+    async def get(self, key: str) -> bytes | None:
+        """A small object whole (metadata), or None when there is none."""
+
+    def stream(self, key: str) -> AsyncIterator[bytes]:
+        """An object's bytes in chunks; raises FileNotFoundError when there is none."""
+
+    async def keys(self, prefix: str, *, start_after: str | None = None, limit: int) -> list[str]:
+        """Up to `limit` keys directly in `prefix` (which ends with `/`: a folder, not its
+        sub-folders), in ascending order, after `start_after`."""
+
+    async def delete(self, key: str) -> None:
+        """Remove the object; no error when there is none."""
 
 
 class LLMProvider(Protocol):

@@ -16,6 +16,7 @@ from shared.background import BackgroundTasks
 from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor
+from shared.files import FileService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
 from shared.service import ChatService
@@ -51,6 +52,7 @@ class Services:
     sweeper: Sweeper
     stack: AsyncExitStack
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
+    files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
 
     @property
     def background(self) -> BackgroundTasks:

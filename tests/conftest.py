@@ -75,6 +75,7 @@ def make_settings(**overrides: Any) -> Settings:
         "job_retry_base_s": 0.01,
         "webhook_signing_secret": "test-master-secret",
         "sqlite_path": "/nonexistent/set-sqlite_path-in-the-test.db",
+        "files_dir": "/nonexistent/set-files_dir-in-the-test",
     }
     return Settings(_env_file=None, **{**base, **overrides})
 

@@ -9,7 +9,7 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli import batches, jobs, usage
+from api.cli import batches, jobs, openai_batches, usage
 from api.cli.exits import (
     EPILOG,
     EXIT_HTTP,
@@ -124,6 +124,8 @@ app.command("batch")(command(batches.submit_batch))
 app.command("batches")(command(batches.list_batches))
 app.command()(command(batches.results))
 app.command("retry-failed")(command(batches.retry_failed))
+app.command("openai-batch")(command(openai_batches.openai_batch))
+app.command("openai-file")(command(openai_batches.openai_file))
 app.command("webhook-secret")(command(webhook_secret))
 app.command()(command(usage.usage))
 

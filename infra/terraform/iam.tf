@@ -66,7 +66,7 @@ data "aws_iam_policy_document" "common" {
   }
 }
 
-# --- API: enqueue (single and batch), read queue depth for /readyz -------------------------------
+# --- API: enqueue (single and batch), read queue depth for /readyz, the files bucket ---------------
 
 data "aws_iam_policy_document" "api" {
   source_policy_documents = [data.aws_iam_policy_document.common["api"].json]
@@ -75,6 +75,20 @@ data "aws_iam_policy_document" "api" {
     sid       = "Enqueue"
     actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
     resources = local.queue_arns
+  }
+
+  # The OpenAI dialect's files. ListBucket also makes a missing key answer 404 (NoSuchKey)
+  # rather than 403, which the code reads as "no such file".
+  statement {
+    sid       = "FileObjects"
+    actions   = ["s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:AbortMultipartUpload"]
+    resources = ["${aws_s3_bucket.files.arn}/*"]
+  }
+
+  statement {
+    sid       = "ListFiles"
+    actions   = ["s3:ListBucket"]
+    resources = [aws_s3_bucket.files.arn]
   }
 }
 

@@ -45,6 +45,8 @@ locals {
     # request well under that. A Lambda request payload is at most 6 MB, so is a batch body.
     MAX_BODY_BYTES  = "300000"
     BATCH_MAX_BYTES = "6000000"
+    # Only the API reads and writes the OpenAI dialect's files (uploads, outputs made on read).
+    FILES_BUCKET = aws_s3_bucket.files.bucket
   })
 
   worker_env = merge(local.common_env, local.redis_env, {

@@ -35,6 +35,11 @@ output "dynamodb_table" {
   value       = aws_dynamodb_table.main.name
 }
 
+output "files_bucket" {
+  description = "S3 bucket of the OpenAI dialect's files (FILES_BUCKET)."
+  value       = aws_s3_bucket.files.bucket
+}
+
 output "jobs_queue_url" {
   description = "SQS queue for single jobs (SQS_QUEUE_URL)."
   value       = aws_sqs_queue.jobs.url

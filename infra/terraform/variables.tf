@@ -191,6 +191,17 @@ variable "job_retention_days" {
   }
 }
 
+variable "files_retention_days" {
+  description = "Days an OpenAI-dialect file (batch input, output, error file) or batch record is kept in the files bucket before S3's lifecycle deletes it."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.files_retention_days >= 1 && floor(var.files_retention_days) == var.files_retention_days
+    error_message = "files_retention_days must be a whole number of days, 1 or more."
+  }
+}
+
 variable "webhook_retry_schedule" {
   description = "WEBHOOK_RETRY_SCHEDULE: seconds between webhook attempts, comma-separated."
   type        = string

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
-from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.ports import FileStorage, JobEvents, JobQueue, LLMProvider, ResultCache, Store
 from shared.sweeps import SweepPolicy, all_lost, none_lost
 
 if TYPE_CHECKING:
@@ -24,7 +24,7 @@ class Adapters:
         # built now (it connects on first use), shared by every AWS adapter of the process
         self.aws_clients = (
             AwsClients(endpoint_url=s.aws_endpoint_url, region=s.aws_region)
-            if any(k in ("dynamodb", "sqs") for k in kinds)
+            if any(k in ("dynamodb", "sqs") for k in kinds) or s.resolved_files == "s3"
             else None
         )
 
@@ -91,6 +91,22 @@ class Adapters:
 
             return RedisJobEvents(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
         return None
+
+    def files(self) -> FileStorage | None:
+        """The OpenAI dialect's files: S3 in the AWS layout, else a local directory; None on
+        Lambda without FILES_BUCKET (the files and batches endpoints answer 503)."""
+        s = self.settings
+        kind = s.resolved_files
+        if kind == "none":
+            return None
+        if kind == "s3":
+            from shared.adapters.files.s3 import S3FileStorage
+
+            bucket = require(s.files_bucket, "FILES_BUCKET", "FILES_BACKEND=s3")
+            return S3FileStorage(self.aws, bucket)
+        from shared.adapters.files.local import LocalFileStorage
+
+        return LocalFileStorage(s.files_dir)
 
     def llm(self) -> LLMProvider:
         from shared.adapters.llm.build import build_llm

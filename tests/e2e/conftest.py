@@ -126,7 +126,11 @@ class Launcher:
         self.logs.mkdir(parents=True, exist_ok=True)
 
     def env(self, **overrides: str) -> dict[str, str]:
-        defaults = {**BASE_ENV, "SQLITE_PATH": str(self.base_dir / "chatjobs.db")}
+        defaults = {
+            **BASE_ENV,
+            "SQLITE_PATH": str(self.base_dir / "chatjobs.db"),
+            "FILES_DIR": str(self.base_dir / "files"),
+        }
         return procs.child_env(**{**defaults, **overrides})
 
     def api(

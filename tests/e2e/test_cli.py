@@ -112,6 +112,49 @@ def test_batch_wait_shows_progress_and_writes_one_result_per_prompt(
         receiver.stop()
 
 
+def openai_line(custom_id: str, prompt: str, **body: object) -> str:
+    message = {"role": "user", "content": prompt}
+    return json.dumps(
+        {"custom_id": custom_id, "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "gemini-2.5-flash", "messages": [message], **body}}
+    )  # fmt: skip
+
+
+def test_openai_batch_uploads_runs_follows_and_saves_its_files(api: Api, tmp_path: Path) -> None:
+    lines = [openai_line(f"q{n}", f"openai cli {n}") for n in range(30)]
+    lines[7] = openai_line("q7", "openai cli 7", max_tokens=1.5)  # refused: not an integer
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    refused = chatjobs(api, "openai-batch", "in.jsonl", cwd=tmp_path)
+    assert refused.returncode == 2, refused.stderr
+    assert "line 8: body.max_tokens" in refused.stderr and "(invalid_request)" in refused.stderr
+
+    lines[7] = openai_line("q7", "openai cli 7")
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    ran = chatjobs(
+        api,
+        "openai-batch", "in.jsonl", "--wait", "--poll", "0.2", "--out", "out.jsonl",
+        "--errors", "errors.jsonl",
+        cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0, ran.stderr
+    assert "30 requests" in ran.stderr and "ok 30" in ran.stderr  # the progress bar's counts
+    batch = json.loads(ran.stdout)
+    assert batch["status"] == "completed" and batch["request_counts"]["completed"] == 30
+    assert not (tmp_path / "errors.jsonl").exists()  # no error file: nothing failed
+    rows = [json.loads(x) for x in (tmp_path / "out.jsonl").read_text().splitlines()]
+    assert [row["custom_id"] for row in rows] == [f"q{n}" for n in range(30)]
+    assert rows[3]["response"]["body"]["choices"][0]["message"]["content"] == (
+        "gemini says: openai cli 3"
+    )
+    again = chatjobs(api, "openai-file", batch["output_file_id"], "--out", "copy.jsonl",
+                     cwd=tmp_path)  # fmt: skip
+    assert again.returncode == 0, again.stderr
+    assert (tmp_path / "copy.jsonl").read_bytes() == (tmp_path / "out.jsonl").read_bytes()
+    other = chatjobs(api, "openai-file", batch["output_file_id"], "--out", "x", key=KEYS["t2"],
+                     cwd=tmp_path)  # fmt: skip
+    assert other.returncode == 3 and "HTTP 404" in other.stderr
+
+
 def test_batch_without_wait_prints_the_batch(api: Api, tmp_path: Path) -> None:
     (tmp_path / "one.jsonl").write_text(json.dumps({"prompt": "just one"}) + "\n")
     ran = chatjobs(api, "batch", str(tmp_path / "one.jsonl"))

@@ -582,3 +582,28 @@ def test_failed_jobs_and_fallback_rate_alarm_where_the_other_alarms_do() -> None
         assert alarm["alarm_actions"] == "${local.alarm_actions}"
         assert alarm["ok_actions"] == "${local.alarm_actions}"
     assert "aws_sns_topic" in blocks("resource")  # alarm_email makes a topic when none is given
+
+
+# --- the OpenAI dialect's files bucket ----------------------------------------------------------
+
+
+def test_files_bucket_is_private_encrypted_and_expires() -> None:
+    block = resource("aws_s3_bucket_public_access_block", "files")
+    flags = ("block_public_acls", "block_public_policy", "ignore_public_acls")
+    assert all(block[flag] is True for flag in (*flags, "restrict_public_buckets"))
+    encryption = resource("aws_s3_bucket_server_side_encryption_configuration", "files")
+    default = encryption["rule"][0]["apply_server_side_encryption_by_default"][0]
+    assert default["sse_algorithm"] == "aws:kms"
+    rule = resource("aws_s3_bucket_lifecycle_configuration", "files")["rule"][0]
+    assert rule["status"] == "Enabled"
+    assert resolve(rule["expiration"][0]["days"]) >= 1
+    assert rule["abort_incomplete_multipart_upload"][0]["days_after_initiation"] == 1
+
+
+def test_only_the_api_is_told_of_and_granted_the_files_bucket() -> None:
+    assert "FILES_BUCKET" in function_env("api")
+    assert "FILES_BUCKET" not in function_env("worker")
+    files = {"s3:GetObject", "s3:PutObject", "s3:DeleteObject", "s3:ListBucket"}
+    assert files <= _actions("api")
+    for role in ("worker", "scheduler"):
+        assert not any(a.startswith("s3:") for a in _actions(role)), role

@@ -48,7 +48,7 @@ async def test_setup_twice_is_harmless(aws_clients: AwsClients) -> None:
     sm = await aws_clients.client("secretsmanager")
     value = await sm.get_secret_value(SecretId=second.secret_id)
     assert json.loads(value["SecretString"]) == {"API_KEYS": "t:k2"}
-    assert aws_clients.opened == 3  # one client per service, however many calls
+    assert aws_clients.opened == 4  # one client per service (DynamoDB, SQS, Secrets Manager, S3)
 
 
 async def test_setup_finds_its_table_past_the_first_page_of_tables(
@@ -67,3 +67,11 @@ async def test_setup_finds_its_table_past_the_first_page_of_tables(
     first = await create_layout(aws_clients, prefix="zzz-paged-")
     assert first.table not in (await ddb.list_tables())["TableNames"]  # past the first page
     assert await create_layout(aws_clients, prefix="zzz-paged-") == first
+
+
+async def test_the_files_bucket_is_made_and_named_in_the_environment(
+    aws_layout: AwsLayout, aws_clients: AwsClients
+) -> None:
+    s3 = await aws_clients.client("s3")
+    await s3.head_bucket(Bucket=aws_layout.files_bucket)
+    assert aws_layout.env()["FILES_BUCKET"] == aws_layout.files_bucket

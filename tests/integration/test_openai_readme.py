@@ -20,7 +20,7 @@ DOC_URL = "http://127.0.0.1:8000"
 def python_blocks(section: str) -> list[str]:
     text = README.read_text()
     start = text.index(SECTION)
-    end = text.find("\n## ", start + len(SECTION))
+    end = text.find("\n#", start + len(SECTION))  # the next heading: its own test runs that
     return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
 
 

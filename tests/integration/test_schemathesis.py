@@ -129,6 +129,7 @@ APP = create_app(
         make_settings(
             api_keys="t1:k1",
             sqlite_path=str(Path(WORKDIR.name) / "chatjobs.db"),
+            files_dir=str(Path(WORKDIR.name) / "files"),
             webhook_allow_private=False,
         )
     )

@@ -38,6 +38,7 @@ JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries
 BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their own concurrency cap
 DLQ_SUFFIX: Final = "-dlq"
 MAX_RECEIVE_COUNT: Final = 5
+FILES_BUCKET: Final = "chatjobs-files"  # Terraform adds the account id: bucket names are global
 SECRET_ID: Final = "chatjobs/app"  # one JSON secret: API_KEYS, GEMINI_API_KEY, ...
 
 # Lambda handlers in the one container image (image_config.command).

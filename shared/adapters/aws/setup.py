@@ -36,6 +36,7 @@ class AwsLayout:
     queue_url: str
     batch_queue_url: str
     secret_id: str
+    files_bucket: str
 
     def env(self) -> dict[str, str]:
         return {
@@ -46,6 +47,7 @@ class AwsLayout:
             "SQS_QUEUE_URL": self.queue_url,
             "SQS_BATCH_QUEUE_URL": self.batch_queue_url,
             "AWS_SECRET_ID": self.secret_id,
+            "FILES_BUCKET": self.files_bucket,
         }
 
 
@@ -103,6 +105,15 @@ async def create_queue(clients: AwsClients, name: str) -> str:
     return str(queue["QueueUrl"])
 
 
+async def create_bucket(clients: AwsClients, bucket: str) -> None:
+    """The files bucket unless it exists (encrypted at rest by S3's default, as on AWS)."""
+    s3 = await clients.client("s3")
+    try:
+        await s3.create_bucket(Bucket=bucket)
+    except (s3.exceptions.BucketAlreadyOwnedByYou, s3.exceptions.BucketAlreadyExists):
+        return
+
+
 async def create_secret(clients: AwsClients, secret_id: str, values: dict[str, str]) -> None:
     sm = await clients.client("secretsmanager")
     try:
@@ -125,7 +136,9 @@ async def create_layout(
     batch_queue_url = await create_queue(clients, prefix + names.BATCH_QUEUE)
     secret_id = prefix + names.SECRET_ID
     await create_secret(clients, secret_id, secret or {})
-    return AwsLayout(table, queue_url, batch_queue_url, secret_id)
+    bucket = prefix + names.FILES_BUCKET
+    await create_bucket(clients, bucket)
+    return AwsLayout(table, queue_url, batch_queue_url, secret_id, bucket)
 
 
 async def _main() -> int:
