@@ -133,9 +133,6 @@ def _job(body: dict[str, Any], models: ModelCatalog) -> Any:
         raise _invalid(exc.errors()) from None
     except RequestValidationError as exc:
         raise _invalid([{**e, "loc": e["loc"][1:]} for e in exc.errors()]) from None
-    if refused := request.unsupported_fields():
-        message = f"unsupported parameter(s): {', '.join(refused)}"
-        raise BadLine("unsupported_parameter", message, f"body.{refused[0]}")
     if request.stream:
         raise BadLine("unsupported_parameter", "stream is not available in a batch", "body.stream")
     try:
