@@ -17,7 +17,7 @@ from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.service import ChatService
 from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
@@ -51,6 +51,7 @@ class Services:
     sweeper: Sweeper
     stack: AsyncExitStack
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
+    streams: JobStreams | None = None  # None: followers of a job read its record
 
     @property
     def background(self) -> BackgroundTasks:
