@@ -111,8 +111,10 @@ async def _follow(
     (then the events still to come), then the job as recorded. Also stops, yielding the job as
     it is, after `idle_s` with nothing new or `max_s` in all."""
     started = quiet_since = time.monotonic()
+    wait_s = 0.0  # at first, not at all: a job that has already ended is answered at once
     while True:
-        entries = await streams.read(job_id, after, RECHECK_S)
+        entries = await streams.read(job_id, after, wait_s)
+        wait_s = RECHECK_S
         for entry in entries:
             after = entry[0]
             yield entry
