@@ -29,14 +29,15 @@ def tokens_arrive_as_written(url: str, llm_stub: LLMStub, prompt: str = PROMPT) 
     written the last; together they are the job's recorded answer."""
     llm_stub.set("gemini", "ok", chunk_delay_s=CHUNK_DELAY_S)
     started = time.monotonic()
-    stream = client(url).chat.completions.with_raw_response.create(
-        model="gemini-2.5-flash", messages=[{"role": "user", "content": prompt}], stream=True
-    )
-    job_id = stream.headers["x-chatjobs-job-id"]
-    arrivals: list[tuple[float, str]] = []
-    for chunk in stream.parse():
-        if chunk.choices and chunk.choices[0].delta.content:
-            arrivals.append((time.monotonic() - started, chunk.choices[0].delta.content))
+    with client(url) as sdk:
+        stream = sdk.chat.completions.with_raw_response.create(
+            model="gemini-2.5-flash", messages=[{"role": "user", "content": prompt}], stream=True
+        )
+        job_id = stream.headers["x-chatjobs-job-id"]
+        arrivals: list[tuple[float, str]] = []
+        for chunk in stream.parse():
+            if chunk.choices and chunk.choices[0].delta.content:
+                arrivals.append((time.monotonic() - started, chunk.choices[0].delta.content))
     total_s, first_s = time.monotonic() - started, arrivals[0][0]
     writing_s = CHUNK_DELAY_S * (len(f"gemini says: {prompt}".split()) - 1)
     assert total_s >= writing_s  # the stub took this long to write it all
@@ -44,7 +45,8 @@ def tokens_arrive_as_written(url: str, llm_stub: LLMStub, prompt: str = PROMPT) 
     assert len(arrivals) >= 5  # a piece at a time, not the answer at the end
     assert arrivals[-1][0] - arrivals[0][0] >= writing_s / 2
     text = "".join(piece for _, piece in arrivals)
-    job = native(url).get(f"/v1/jobs/{job_id}").json()
+    with native(url) as http:
+        job = http.get(f"/v1/jobs/{job_id}").json()
     assert job["status"] == "succeeded" and job["result"]["content"] == text
     assert text == f"gemini says: {prompt}"
 
@@ -52,14 +54,13 @@ def tokens_arrive_as_written(url: str, llm_stub: LLMStub, prompt: str = PROMPT) 
 def a_dropped_connection_resumes_without_gaps_or_repeats(url: str, llm_stub: LLMStub) -> None:
     """Read the first events, hang up, reconnect with Last-Event-ID: the rest, and the job."""
     llm_stub.set("gemini", "ok", chunk_delay_s=CHUNK_DELAY_S)
-    http = native(url)
-    submitted = http.post("/v1/jobs", json={"messages": [{"role": "user", "content": PROMPT}]})
-    job_id = submitted.json()["id"]
-    events_url = f"/v1/jobs/{job_id}/events"
-
-    first = read_events(http, events_url, keep=3)  # running, then two deltas: hang up
-    assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # mid-job
-    rest = read_events(http, events_url, last_event_id=first[-1].id)
+    with native(url) as http:
+        ask = {"messages": [{"role": "user", "content": PROMPT}]}
+        job_id = http.post("/v1/jobs", json=ask).json()["id"]
+        events_url = f"/v1/jobs/{job_id}/events"
+        first = read_events(http, events_url, keep=3)  # running, then two deltas: hang up
+        assert http.get(f"/v1/jobs/{job_id}").json()["status"] == "running"  # mid-job
+        rest = read_events(http, events_url, last_event_id=first[-1].id)
 
     events = first + rest
     assert [e.event for e in events[:2]] == ["status", "delta"]
@@ -77,10 +78,10 @@ def a_dropped_connection_resumes_without_gaps_or_repeats(url: str, llm_stub: LLM
 
 def only_the_owner_follows_a_job(url: str, other_key: str) -> Event:
     """Another tenant's job is 404 (before any stream starts); the owner gets it."""
-    http = native(url)
-    job_id = http.post("/v1/jobs", json={"messages": [{"role": "user", "content": "mine"}]})
-    events_url = f"/v1/jobs/{job_id.json()['id']}/events"
-    stranger = native(url, other_key).get(events_url)
-    assert stranger.status_code == 404 and stranger.json()["error"]["code"] == "not_found"
-    *_, last = read_events(http, events_url)
+    with native(url) as http, native(url, other_key) as stranger:
+        job_id = http.post("/v1/jobs", json={"messages": [{"role": "user", "content": "mine"}]})
+        events_url = f"/v1/jobs/{job_id.json()['id']}/events"
+        refused = stranger.get(events_url)
+        assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
+        *_, last = read_events(http, events_url)
     return last

@@ -59,20 +59,21 @@ def test_a_fallback_midway_never_mixes_two_providers_text(served: str, llm_stub:
     sent Gemini's text, gets an error naming the job (never OpenRouter's text after Gemini's);
     the job succeeds with OpenRouter's whole answer."""
     llm_stub.set("gemini", "cut", chunk_delay_s=0.1)
-    stream = check.client(served).chat.completions.with_raw_response.create(
-        model="gemini-2.5-flash",
-        messages=[{"role": "user", "content": "one two three four five six"}],
-        stream=True,
-    )
-    job_id, text = stream.headers["x-chatjobs-job-id"], ""
-    with pytest.raises(openai.APIError) as interrupted:
+    with check.client(served) as sdk, pytest.raises(openai.APIError) as interrupted:
+        stream = sdk.chat.completions.with_raw_response.create(
+            model="gemini-2.5-flash",
+            messages=[{"role": "user", "content": "one two three four five six"}],
+            stream=True,
+        )
+        job_id, text = stream.headers["x-chatjobs-job-id"], ""
         for chunk in stream.parse():
             text += (chunk.choices[0].delta.content or "") if chunk.choices else ""
     assert text.startswith("gemini says: ") and "openrouter" not in text
     assert job_id in interrupted.value.message and "/v1/jobs/" in interrupted.value.message
     assert isinstance(interrupted.value.body, dict)
     assert interrupted.value.body["code"] == "stream_interrupted"
-    job = check.native(served).get(f"/v1/jobs/{job_id}?wait=10").json()
+    with check.native(served) as http:
+        job = http.get(f"/v1/jobs/{job_id}?wait=10").json()
     assert job["status"] == "succeeded"
     assert job["result"]["content"] == "openrouter says: one two three four five six"
 
@@ -91,23 +92,24 @@ def test_a_fallback_before_any_text_streams_the_fallbacks_answer(
 
 
 def test_a_cached_answer_comes_whole_at_once(served: str, llm_stub: LLMStub) -> None:
-    sdk = check.client(served)
     ask: list[ChatCompletionMessageParam] = [{"role": "user", "content": "cache this"}]
-    sdk.chat.completions.create(model="gemini-2.5-flash", messages=ask)
-    again = sdk.chat.completions.with_raw_response.create(
-        model="gemini-2.5-flash", messages=ask, stream=True
-    )
-    assert again.headers["x-chatjobs-cached"] == "true"
-    pieces = [c.choices[0].delta.content for c in again.parse() if c.choices]
+    with check.client(served) as sdk, check.native(served) as http:
+        sdk.chat.completions.create(model="gemini-2.5-flash", messages=ask)
+        again = sdk.chat.completions.with_raw_response.create(
+            model="gemini-2.5-flash", messages=ask, stream=True
+        )
+        assert again.headers["x-chatjobs-cached"] == "true"
+        pieces = [c.choices[0].delta.content for c in again.parse() if c.choices]
+        job_id = again.headers["x-chatjobs-job-id"]
+        (only,) = read_events(http, f"/v1/jobs/{job_id}/events")
     assert [p for p in pieces if p] == ["gemini says: cache this"]
-    job_id = again.headers["x-chatjobs-job-id"]
-    (only,) = read_events(check.native(served), f"/v1/jobs/{job_id}/events")
     assert (only.event, only.id, only.data["cached"]) == ("job", "end", True)
 
 
 def test_a_last_event_id_that_is_not_one_is_refused_by_name(served: str) -> None:
-    http = check.native(served)
-    job = http.post("/v1/jobs", json={"messages": [{"role": "user", "content": "ids"}]}).json()
-    refused = http.get(f"/v1/jobs/{job['id']}/events", headers={"Last-Event-ID": "soon"})
+    with check.native(served) as http:
+        job = http.post("/v1/jobs", json={"messages": [{"role": "user", "content": "ids"}]})
+        events_url = f"/v1/jobs/{job.json()['id']}/events"
+        refused = http.get(events_url, headers={"Last-Event-ID": "soon"})
     assert refused.status_code == 422
     assert "Last-Event-ID" in refused.json()["error"]["message"]
