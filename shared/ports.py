@@ -247,8 +247,9 @@ class JobStreams(Protocol):
     async def close(self) -> None: ...
 
     async def publish(self, job_id: str, event: StreamEvent) -> None:
-        """Append an event (an event that `ends` the job shortens how long it is kept). Never
-        raises: an event that cannot be sent is dropped, and followers see the gap."""
+        """Append an event, in order, perhaps in the background (an event that `ends` the job
+        shortens how long it is kept). Never raises and never waits long: an event that cannot
+        be sent is dropped, and followers see the gap."""
 
     async def read(self, job_id: str, after: str, wait_s: float) -> list[tuple[str, StreamEvent]]:
         """The events after id `after`, oldest first, waiting up to `wait_s` for one. Never

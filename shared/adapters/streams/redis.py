@@ -1,13 +1,20 @@
 """RedisJobStreams: a Redis Stream per job (`chatjobs:stream:<job id>`). The worker running the
 job appends with XADD (trimmed to about MAX_EVENTS, the key expiring KEEP_S after the last event,
 ENDED_KEEP_S once the job has ended); API processes follow with XREAD BLOCK from the last id they
-passed on, so a reconnecting client resumes where it left off. Ids are Redis's own."""
+passed on, so a reconnecting client resumes where it left off. Ids are Redis's own.
+
+Appends go out in the background, in order, those waiting at the same moment in one pipelined
+round trip: a job's run never waits on Redis for a piece of its answer. While Redis cannot be
+reached, events are dropped (for QUIET_S after each failure): followers see the gap and read the
+job record instead."""
 
 from __future__ import annotations
 
 import asyncio
 import logging
 import time
+from collections import deque
+from contextlib import suppress
 from typing import TYPE_CHECKING
 
 from redis.asyncio import Redis
@@ -24,8 +31,9 @@ log = logging.getLogger(__name__)
 
 PREFIX = "chatjobs:stream:"
 MAX_WAIT_S = 5.0  # a read blocks at most this long (and the socket waits that much longer)
-BATCH = 500  # events a read returns at most
-QUIET_S = 1.0  # after a failed append, drop events this long rather than wait on each
+BATCH = 500  # events a read returns, or a pipeline appends, at most
+MAX_PENDING = 50_000  # events waiting to be sent; beyond, new ones are dropped
+QUIET_S = 1.0  # after a failed append, drop events this long rather than queue them
 
 
 class RedisJobStreams:
@@ -47,21 +55,37 @@ class RedisJobStreams:
             decode_responses=True,
         )
         self.max_events, self.keep_s, self.ended_keep_s = max_events, keep_s, ended_keep_s
+        self._outbox: deque[tuple[str, StreamEvent]] = deque()
+        self._sender: asyncio.Task[None] | None = None
         self._quiet_until = 0.0
 
     async def publish(self, job_id: str, event: StreamEvent) -> None:
-        if time.monotonic() < self._quiet_until:
+        if time.monotonic() < self._quiet_until or len(self._outbox) >= MAX_PENDING:
             return
-        key = PREFIX + job_id
-        fields: dict[EncodableT, EncodableT] = {k: v for k, v in event.fields().items()}
-        try:
-            async with self._redis.pipeline(transaction=False) as pipe:
-                pipe.xadd(key, fields, maxlen=self.max_events, approximate=True)
-                pipe.expire(key, self.ended_keep_s if event.ends else self.keep_s)
-                await pipe.execute()
-        except (RedisError, OSError) as exc:  # followers see the gap and read the job instead
-            log.debug("could not append to job %s's stream: %r", job_id, exc)
-            self._quiet_until = time.monotonic() + QUIET_S
+        self._outbox.append((job_id, event))
+        if self._sender is None or self._sender.done():
+            self._sender = asyncio.create_task(self._send(), name="job-streams-sender")
+
+    async def _send(self) -> None:
+        while self._outbox:
+            batch = [self._outbox.popleft() for _ in range(min(BATCH, len(self._outbox)))]
+            try:
+                await self._append(batch)
+            except (RedisError, OSError) as exc:  # followers see the gap and read the job
+                log.debug("could not append %d job stream events: %r", len(batch), exc)
+                self._quiet_until = time.monotonic() + QUIET_S
+                self._outbox.clear()
+
+    async def _append(self, batch: list[tuple[str, StreamEvent]]) -> None:
+        expiry: dict[str, int] = {}
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for job_id, event in batch:
+                fields: dict[EncodableT, EncodableT] = {k: v for k, v in event.fields().items()}
+                pipe.xadd(PREFIX + job_id, fields, maxlen=self.max_events, approximate=True)
+                expiry[PREFIX + job_id] = self.ended_keep_s if event.ends else self.keep_s
+            for key, seconds in expiry.items():
+                pipe.expire(key, seconds)
+            await pipe.execute()
 
     async def read(self, job_id: str, after: str, wait_s: float) -> list[tuple[str, StreamEvent]]:
         wait_s = min(wait_s, MAX_WAIT_S)
@@ -76,6 +100,13 @@ class RedisJobStreams:
         return [(entry_id, StreamEvent.of_fields(fields)) for entry_id, fields in entries]
 
     async def close(self) -> None:
+        sender, self._sender = self._sender, None
+        if sender is not None:  # what was published still goes out
+            await asyncio.wait([sender], timeout=2.0)
+            if not sender.done():
+                sender.cancel()
+                with suppress(asyncio.CancelledError):
+                    await sender
         await self._redis.aclose()
 
 
