@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from shared.adapters.streams import local
 from shared.adapters.streams.local import LocalJobStreams
 from shared.adapters.streams.redis import PREFIX, RedisJobStreams
 from shared.job_stream import StreamEvent
@@ -124,7 +125,10 @@ class TestLocalJobStreams(JobStreamsContract):
         read = await streams.read("job_a", "0", wait_s=0)
         assert [event.text for _, event in read] == ["2", "3", "4"]
 
-    async def test_an_ended_stream_is_forgotten_after_a_while(self) -> None:
+    async def test_an_ended_stream_is_forgotten_after_a_while(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setattr(local, "SWEEP_EVERY_S", 0.0)
         streams = LocalJobStreams(keep_s=60, ended_keep_s=0.05)
         await streams.publish("job_a", RUNNING)
         await streams.publish("job_a", SUCCEEDED)

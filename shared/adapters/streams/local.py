@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     from shared.ports import JobStreams
 
 MAX_JOBS = 10_000  # streams kept at once; the oldest goes first
+SWEEP_EVERY_S = 1.0  # expired streams are looked for at most this often
 
 
 @dataclass
@@ -39,6 +40,7 @@ class LocalJobStreams:
         self.keep_s, self.ended_keep_s = keep_s, ended_keep_s
         self._logs: dict[str, _Log] = {}
         self._last_id = 0
+        self._swept_at = 0.0
 
     async def publish(self, job_id: str, event: StreamEvent) -> None:
         self._forget_expired()
@@ -80,6 +82,9 @@ class LocalJobStreams:
 
     def _forget_expired(self) -> None:
         now = time.monotonic()
+        if now - self._swept_at < SWEEP_EVERY_S:
+            return
+        self._swept_at = now
         for job_id in [j for j, log in self._logs.items() if log.expires < now and not log.readers]:
             del self._logs[job_id]
 
