@@ -21,7 +21,7 @@ from api.openai.router import router as openai_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.requestid import install_request_id
-from api.routes import batches, health, jobs, usage, webhooks
+from api.routes import batches, health, job_events, jobs, usage, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
 
@@ -99,6 +99,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.add_middleware(MetricsMiddleware, metrics=app.state.metrics)
     install_request_id(app)  # outermost: every answer carries the id
     app.include_router(jobs.router)
+    app.include_router(job_events.router)
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(usage.router)

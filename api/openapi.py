@@ -15,12 +15,14 @@ from pydantic import BaseModel, Field, create_model
 from api.openai.errors import OpenAIErrorResponse, in_dialect
 from api.requestid import HEADER as REQUEST_ID
 from api.requestid import MAX_CHARS
+from api.routes.job_events import DeltaEvent, StatusEvent
 from shared.config import Settings
 from shared.models import BatchCreate, BatchPublic, JobPublic
 
 REF_TEMPLATE = "#/components/schemas/{model}"
 # Models a route refers to with a `$ref` that FastAPI does not put in the components itself.
 HAND_PARSED_BODIES: tuple[type[BaseModel], ...] = (BatchCreate,)
+STREAMED_EVENTS: tuple[type[BaseModel], ...] = (StatusEvent, DeltaEvent)  # /v1/jobs/{id}/events
 # Headers on every response: {name: OpenAPI header object}.
 COMMON_HEADERS: dict[str, dict[str, Any]] = {
     REQUEST_ID: {
@@ -157,7 +159,7 @@ def install_openapi(app: FastAPI, settings: Settings) -> None:
     def openapi() -> dict[str, Any]:
         document = generate()
         schemas = document.setdefault("components", {}).setdefault("schemas", {})
-        for model in HAND_PARSED_BODIES:
+        for model in HAND_PARSED_BODIES + STREAMED_EVENTS:
             _add_schema(schemas, model)
         _list_served_models(schemas, settings.models.names)
         _limit_batch_size(document, settings.batch_max_requests)

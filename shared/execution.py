@@ -12,16 +12,18 @@ import time
 from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
+from shared.answer_publisher import AnswerPublisher
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.job_writes import JobWrites
 from shared.logs import bound
 from shared.metrics import NO_PROVIDER, JobMetrics
 from shared.model_catalog import ModelCatalog
-from shared.models import ChatRequest, Completion, Job, JobError, JobErrorCode, JobStatus, utcnow
+from shared.models import Completion, Job, JobError, JobErrorCode, JobStatus, utcnow
 from shared.ports import (
     JobFinished,
     JobHandler,
     JobQueue,
+    JobStreams,
     LLMProvider,
     ResultCache,
     Store,
@@ -50,7 +52,8 @@ class JobExecutor:
     """Claims a job with a compare-and-set, calls the LLM, and records the outcome.
 
     Outcomes are reported to `metrics` only when their write took effect, so a run fenced off by
-    a later claim is not counted twice.
+    a later claim is not counted twice. With `streams`, the job's followers are told each status
+    change once written, and its answer as the provider streams it (shared/answer_publisher.py).
     """
 
     def __init__(
@@ -66,6 +69,7 @@ class JobExecutor:
         hooks: WebhookHooks | None = None,
         metrics: JobMetrics | None = None,
         models: ModelCatalog | None = None,
+        streams: JobStreams | None = None,
     ) -> None:
         self.store = store
         self.writes = JobWrites(store)
@@ -78,6 +82,7 @@ class JobExecutor:
         self.hooks = hooks or WebhookHooks()
         self.metrics = metrics or JobMetrics()
         self.models = models or ModelCatalog()
+        self.publish = AnswerPublisher(streams)
 
     @property
     def llm(self) -> LLMProvider:
@@ -116,6 +121,7 @@ class JobExecutor:
         if job is None:
             return await self.redelivery_delay(job_id)
         with bound(job_id=job.id, tenant=job.tenant, batch_id=job.batch_id):
+            await self.publish.status(job)
             started = time.perf_counter()
             if job.attempts == 1:
                 queued_at = job.retried_at or job.created_at
@@ -128,7 +134,7 @@ class JobExecutor:
 
     async def _attempt(self, job: Job, started: float) -> float | None:
         try:
-            completion = await self._complete(job.request)
+            completion = await self._complete(job)
         except PermanentLLMError as exc:
             await self._fail(job, started, "llm_rejected", f"{exc.provider}: {exc}", exc.provider)
             return None
@@ -144,10 +150,10 @@ class JobExecutor:
     def _providers_down_for(self) -> float:
         return self._availability.unavailable_for_s() if self._availability else 0.0
 
-    async def _complete(self, request: ChatRequest) -> Completion:
-        started = time.perf_counter()
+    async def _complete(self, job: Job) -> Completion:
+        started, request = time.perf_counter(), self.models.route(job.request)
         async with asyncio.timeout(self.job_timeout_s):  # no task of its own, unlike wait_for
-            completion = await self.llm.complete(self.models.route(request))
+            completion = await self.publish.answer(self.llm, job, request)
         self.metrics.llm_call(completion.provider, time.perf_counter() - started)
         return completion
 
@@ -182,6 +188,7 @@ class JobExecutor:
         )
         if requeued is None:
             return None
+        await self.publish.status(requeued)
         self.metrics.job_retried(time.perf_counter() - started)
         return delay
 
@@ -197,6 +204,7 @@ class JobExecutor:
         done = await self.writes.finish(job.id, outcome)
         if done is None:
             return
+        await self.publish.status(done)
         elapsed = time.perf_counter() - started
         self.metrics.job_finished(JobStatus.succeeded, completion.provider, elapsed)
         await self.on_finished(done)
@@ -230,6 +238,7 @@ class JobExecutor:
         )
         failed = await self.writes.finish(job.id, outcome)
         if failed is not None:
+            await self.publish.status(failed)
             log.warning("job %s failed: %s", job.id, message)
             self.metrics.job_finished(JobStatus.failed, provider, time.perf_counter() - started)
             await self.on_finished(failed)

@@ -25,7 +25,7 @@ from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
 from shared.finished import FinishedJobs
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
 from shared.service import ChatService
 from shared.services import Services
@@ -57,11 +57,13 @@ class ServiceFactory:
         queue: JobQueue | None = None,
         llm: LLMProvider | None = None,
         events: JobEvents | None = None,
+        streams: JobStreams | None = None,
     ) -> None:
         """Ready-made adapters (tests) are used instead of the ones Settings choose."""
         self.settings = settings or Settings()
         self.adapters = Adapters(self.settings)
         self.made = (store, cache, queue, llm, events)
+        self.made_streams = streams
 
     def build_rate_window(self) -> RateWindow:
         return self.adapters.rate_window()
@@ -96,7 +98,10 @@ class ServiceFactory:
         events = events if events is not None else a.events()
         if events is not None:
             stack.push_async_callback(_logged, "job events", events.close)
-        services = self._wire(stack, store, cache, queue, llm, events)
+        streams = self.made_streams if self.made_streams is not None else a.streams()
+        if streams is not None:
+            stack.push_async_callback(_logged, "job streams", streams.close)
+        services = self._wire(stack, store, cache, queue, llm, events, streams)
         if (files := a.files()) is not None:
             await _entered(stack, "file storage", files.start, files.close)
             services = replace(services, files=FileService(files))
@@ -108,7 +113,8 @@ class ServiceFactory:
 
     # fmt: off
     def _wire(self, stack: AsyncExitStack, store: Store, cache: ResultCache | None,
-              queue: JobQueue, llm: LLMProvider, events: JobEvents | None) -> Services:
+              queue: JobQueue, llm: LLMProvider, events: JobEvents | None,
+              streams: JobStreams | None) -> Services:
         # fmt: on
         s, registry = self.settings, CollectorRegistry()
         metrics, backlog = JobMetrics(registry), Backlog(store)
@@ -130,18 +136,19 @@ class ServiceFactory:
         batches = BatchService(store, cache, queue, hooks, admission, s.models, metrics)
         finished = FinishedJobs(events, batches)
         chat = ChatService(
-            store, cache, queue, hooks, finished, events, admission, s.models, metrics
+            store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams
         )
         # fmt: off
         executor = JobExecutor(store, cache, llm, job_timeout_s=s.job_timeout_s,
                                retry=retry_policy(s), cache_ttl_s=s.cache_ttl_s,
-                               on_finished=finished, hooks=hooks, metrics=metrics, models=s.models)
+                               on_finished=finished, hooks=hooks, metrics=metrics, models=s.models,
+                               streams=streams)
         # fmt: on
         # fmt: off
         return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,
                         batches, UsageService(store), executor, webhooks, secrets,
                         Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
-                        stack, self.adapters.sqs(queue))
+                        stack, self.adapters.sqs(queue), streams=streams)
         # fmt: on
 
 

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import IO, Literal, NamedTuple, Protocol
 
+from shared.job_stream import Delta, StreamEvent
 from shared.models import (
     Batch,
     BatchStatus,
@@ -265,6 +266,25 @@ class FileStorage(Protocol):
         """Remove the object; no error when there is none."""
 
 
+class JobStreams(Protocol):
+    """Each job's live events (status changes, pieces of its answer) for whoever follows it as
+    it runs: in this process, or a Redis Stream per job. Bounded in length and kept a short
+    while, never the record: a follower that finds a gap, or nothing, reads the job itself.
+
+    Event ids are opaque, increasing strings; "0" is before the first."""
+
+    async def close(self) -> None: ...
+
+    async def publish(self, job_id: str, event: StreamEvent) -> None:
+        """Append an event, in order, perhaps in the background (an event that `ends` the job
+        shortens how long it is kept). Never raises and never waits long: an event that cannot
+        be sent is dropped, and followers see the gap."""
+
+    async def read(self, job_id: str, after: str, wait_s: float) -> list[tuple[str, StreamEvent]]:
+        """The events after id `after`, oldest first, waiting up to `wait_s` for one. Never
+        raises: when the channel cannot be read, nothing comes (after the wait)."""
+
+
 class LLMProvider(Protocol):
     """One LLM backend. Raises TransientLLMError or PermanentLLMError.
 
@@ -276,5 +296,9 @@ class LLMProvider(Protocol):
     async def start(self) -> None: ...
 
     async def complete(self, request: ChatRequest) -> Completion: ...
+
+    def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        """The answer's text as it is written, then one Delta (text "") with the Completion,
+        whose content is the text of the deltas. Close it (`aclose`) when leaving early."""
 
     async def close(self) -> None: ...

@@ -23,7 +23,7 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobEvents, JobFinished, JobQueue, ResultCache, Store
+from shared.ports import JobEvents, JobFinished, JobQueue, JobStreams, ResultCache, Store
 from shared.transitions import JobOutcome, deletable
 from shared.webhooks.hooks import WebhookHooks
 
@@ -57,6 +57,7 @@ class ChatService:
         admission: Admission | None = None,
         models: ModelCatalog | None = None,
         metrics: JobMetrics | None = None,
+        streams: JobStreams | None = None,
     ) -> None:
         self.store = store
         self.writes = JobWrites(store)
@@ -68,6 +69,7 @@ class ChatService:
         self.admission = admission or Admission(store, max_queued=0)
         self.models = models or ModelCatalog()
         self.metrics = metrics or JobMetrics()
+        self.streams = streams  # jobs' live events, for shared/answer_stream.py
 
     async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`).

@@ -18,7 +18,7 @@ from shared.config import Settings
 from shared.execution import JobExecutor
 from shared.files import FileService
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.service import ChatService
 from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
@@ -53,6 +53,7 @@ class Services:
     stack: AsyncExitStack
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
     files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
+    streams: JobStreams | None = None  # None: followers of a job read its record
 
     @property
     def background(self) -> BackgroundTasks:

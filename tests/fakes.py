@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import base64
-from collections.abc import Sequence
+from abc import ABC, abstractmethod
+from collections.abc import AsyncGenerator, Sequence
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.errors import InvalidCursor, QueueUnavailable
+from shared.job_stream import Delta, streamed
 from shared.models import (
     Batch,
     BatchStatus,
@@ -373,7 +375,19 @@ class FakeJobQueue:
         return ran
 
 
-class FakeLLM:
+class WholeAnswer(ABC):
+    """An LLM fake's stream: complete()'s answer (or error) in one piece, so a fake that only
+    says how it completes streams the same."""
+
+    @abstractmethod
+    async def complete(self, request: ChatRequest) -> Completion: ...
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        async for delta in streamed(await self.complete(request)):
+            yield delta
+
+
+class FakeLLM(WholeAnswer):
     """Answers with the last user message reversed, or raises the queued errors first."""
 
     def __init__(self, name: str = "fake") -> None:

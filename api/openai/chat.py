@@ -25,7 +25,7 @@ from api.openai.schemas import (
     completion_of,
     usage_of,
 )
-from shared.answer_stream import follow_answer
+from shared.answer_stream import Interrupted, follow_answer
 from shared.errors import UnknownModel
 from shared.logs import bind
 from shared.models import Job, JobStatus
@@ -118,15 +118,22 @@ async def _sse(
         event = ChatCompletionChunk(id=job.id, created=created, model=model, choices=[choice])
         return _event(event.model_dump_json())
 
+    def error(message: str, code: str) -> str:
+        error = {"message": message, "type": "server_error", "param": None, "code": code}
+        return _event(json.dumps({"error": error}))
+
     yield chunk(ChunkDelta(role="assistant", content=""))
     async for piece in follow_answer(chat, tenant, job, wait_s):
         if isinstance(piece, str):
             yield chunk(ChunkDelta(content=piece))
             continue
+        if isinstance(piece, Interrupted):  # the job goes on: its record will have the answer
+            went_on = f"it goes on: read its answer at /v1/jobs/{job.id}"
+            yield error(f"job {job.id}: {piece.reason}; {went_on}", "stream_interrupted")
+            return
         if piece.status is not JobStatus.succeeded:
             _, code, message = _failure(piece)
-            error = {"message": message, "type": "server_error", "param": None, "code": code}
-            yield _event(json.dumps({"error": error}))
+            yield error(message, code)
             return
         yield chunk(ChunkDelta(), finish=True)
         if include_usage:

@@ -9,7 +9,15 @@ from typing import TYPE_CHECKING
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
-from shared.ports import FileStorage, JobEvents, JobQueue, LLMProvider, ResultCache, Store
+from shared.ports import (
+    FileStorage,
+    JobEvents,
+    JobQueue,
+    JobStreams,
+    LLMProvider,
+    ResultCache,
+    Store,
+)
 from shared.sweeps import SweepPolicy, all_lost, none_lost
 
 if TYPE_CHECKING:
@@ -107,6 +115,22 @@ class Adapters:
         from shared.adapters.files.local import LocalFileStorage
 
         return LocalFileStorage(s.files_dir)
+
+    def streams(self) -> JobStreams | None:
+        """Jobs' live events (answers streamed as written): in this process when it runs the
+        jobs, Redis Streams when arq workers do; None with SQS (followers read the job record:
+        the whole answer comes at the end)."""
+        s = self.settings
+        kind = s.resolved_queue
+        if kind == "inprocess":
+            from shared.adapters.streams.local import LocalJobStreams
+
+            return LocalJobStreams()
+        if kind == "arq":
+            from shared.adapters.streams.redis import RedisJobStreams
+
+            return RedisJobStreams(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
+        return None
 
     def llm(self) -> LLMProvider:
         from shared.adapters.llm.build import build_llm

@@ -11,12 +11,13 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.llm.base import Delta, HttpProvider
+from shared.adapters.llm.base import HttpProvider
 from shared.adapters.llm.circuit import CircuitBreaker
 from shared.adapters.llm.fallback import FallbackLLM
 from shared.adapters.llm.gemini import GeminiConnection, GeminiProvider
 from shared.adapters.llm.openrouter import OpenRouterProvider
 from shared.errors import PermanentLLMError, TransientLLMError
+from shared.job_stream import Delta
 from shared.models import ChatRequest, Message
 from shared.ports import LLMProvider
 from tests.stubs.fixtures import LLMStub

@@ -103,8 +103,8 @@ async def test_only_configured_models_reach_the_provider_and_aliases_resolve(
         assert submitted.status_code == 202, submitted.text
         await finished(client, submitted.json()["id"])
 
-    assert sorted(llm_stub.seen_targets()) == [
-        "/v1beta/models/gemini-2.0-flash-lite:generateContent",
-        "/v1beta/models/gemini-2.5-flash:generateContent",
-        "/v1beta/models/gemini-2.5-flash:generateContent",
+    assert sorted(llm_stub.seen_targets()) == [  # single jobs are streamed (JobStreams)
+        "/v1beta/models/gemini-2.0-flash-lite:streamGenerateContent?alt=sse",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
+        "/v1beta/models/gemini-2.5-flash:streamGenerateContent?alt=sse",
     ]

@@ -38,13 +38,14 @@ from shared.ports import Store
 from shared.usage import BUCKET_MS, latency_bucket
 from shared.usage_report import GroupBy, UsageReport
 from tests.conftest import make_settings
+from tests.fakes import WholeAnswer
 
 pytestmark = pytest.mark.integration
 
 MAX_ATTEMPTS = 3
 
 
-class ScriptedLLM:
+class ScriptedLLM(WholeAnswer):
     """Answers by the prompt's first word: `reject` (permanent error), `down` (transient, on every
     provider), `fallback` (the primary fails, the fallback answers), `hold` (waits for `gate`)."""
 

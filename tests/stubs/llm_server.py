@@ -32,7 +32,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PROVIDERS = ("gemini", "openrouter")
-MODES = ("ok", "fail", "stall", "rate_limit", "block", "safety", "garbage")
+MODES = ("ok", "fail", "stall", "rate_limit", "block", "safety", "garbage", "cut")
 GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSION_DENIED",
                  404: "NOT_FOUND", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}  # fmt: skip
@@ -201,7 +201,7 @@ async def _gemini(request: Request) -> Response:
     if action == "streamGenerateContent":
         chunks = _gemini_chunks(behaviour, record["body"], model)
         return _sse([f"data: {c}" for c in chunks], behaviour.chunk_delay_s)
-    if behaviour.mode == "garbage":
+    if behaviour.mode in ("garbage", "cut"):
         return PlainTextResponse("{not json", 200, media_type="application/json")
     return JSONResponse(_gemini_answer(behaviour.mode, record["body"], model, whole=True))
 
@@ -239,10 +239,17 @@ def _gemini_chunks(behaviour: Behaviour, body: dict[str, Any], model: str) -> li
     if behaviour.mode in ("block", "safety"):
         return [json.dumps(_gemini_answer(behaviour.mode, body, model, whole=True))]
     words = _words(_gemini_text(body))
-    return [
+    chunks = [
         json.dumps(_gemini_answer("ok", body, model, whole=n == len(words) - 1, text=word))
         for n, word in enumerate(words)
     ]
+    return _cut(chunks) if behaviour.mode == "cut" else chunks
+
+
+def _cut(chunks: list[str]) -> list[str]:
+    """Mode `cut`: the first half of a stream, then a chunk that is not JSON (a stream that
+    breaks off midway)."""
+    return [*chunks[: len(chunks) // 2], "{not json"]
 
 
 def _words(text: str) -> list[str]:
@@ -279,7 +286,7 @@ def _openrouter_response(behaviour: Behaviour, body: dict[str, Any]) -> Response
         status = 429 if mode == "rate_limit" else behaviour.status
         error = {"code": status, "message": f"stub {mode}"}
         return JSONResponse({"error": error}, status, headers=_retry_after(behaviour))
-    if mode == "garbage":
+    if mode in ("garbage", "cut"):
         return PlainTextResponse("{not json", 200, media_type="application/json")
     answer = _openrouter_text(body)
     refused = mode in ("block", "safety")
@@ -319,11 +326,12 @@ def _openrouter_chunks(behaviour: Behaviour, body: dict[str, Any]) -> list[str]:
         "choices": [],
         "usage": _openrouter_usage(body, answer),
     }
-    return [
+    chunks = [
         *(chunk({"role": "assistant", "content": word}, None) for word in words),
         chunk({}, "content_filter" if refused else "stop"),
         json.dumps(usage),
     ]
+    return _cut(chunks[: len(words)]) if behaviour.mode == "cut" else chunks
 
 
 def _request_prompt(body: dict[str, Any]) -> str:

@@ -15,12 +15,12 @@ from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.factory import ServiceFactory, Services
 from shared.models import BatchItem, BatchStatus, ChatRequest, Completion, JobCreate
 from tests.conftest import make_settings
-from tests.fakes import FakeJobStore, FakeResultCache
+from tests.fakes import FakeJobStore, FakeResultCache, WholeAnswer
 
 CONCURRENCY = 4
 
 
-class RecordingLLM:
+class RecordingLLM(WholeAnswer):
     """Answers every prompt after `delay_s`, recording the order prompts finish in."""
 
     name = "recorder"

@@ -26,6 +26,7 @@ OPERATIONS = {
     ("post", "/openai/v1/batches/{batch_id}/cancel"): "cancel_openai_batch",
     ("get", "/v1/jobs"): "list_jobs",
     ("get", "/v1/jobs/{job_id}"): "get_job",
+    ("get", "/v1/jobs/{job_id}/events"): "get_job_events",
     ("delete", "/v1/jobs/{job_id}"): "delete_job",
     ("post", "/v1/jobs/{job_id}/cancel"): "cancel_job",
     ("post", "/v1/batches"): "create_batch",

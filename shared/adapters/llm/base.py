@@ -16,6 +16,7 @@ from typing import Generic, TypeVar
 import aiohttp
 
 from shared.errors import LLMError, TransientLLMError
+from shared.job_stream import Delta
 from shared.models import ChatRequest, Completion, Usage
 
 Client = TypeVar("Client")
@@ -29,14 +30,6 @@ class Piece:
     model: str | None = None
     usage: Usage | None = None
     finish: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Delta:
-    """A streamed piece of the answer's text; the last one (text "") carries the Completion."""
-
-    text: str
-    completion: Completion | None = None
 
 
 class HttpProvider(ABC, Generic[Client]):
@@ -79,9 +72,9 @@ class HttpProvider(ABC, Generic[Client]):
                 last = _said_so_far(last, piece)
                 if piece.text:
                     text.append(piece.text)
-                    yield Delta(piece.text)
+                    yield Delta(piece.text, self.name)
         whole = Piece("".join(text), last.model, last.usage, last.finish)
-        yield Delta("", self._completion(whole, model, started))
+        yield Delta("", self.name, self._completion(whole, model, started))
 
     async def _ready(self) -> Client:
         if self._client is None:

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncGenerator, Iterator
+from contextlib import aclosing, contextmanager
 
 from shared.adapters.llm.circuit import CircuitBreaker
 from shared.errors import LLMError, PermanentLLMError, TransientLLMError
+from shared.job_stream import Delta
 from shared.models import ChatRequest, Completion
 from shared.ports import LLMProvider
 
@@ -16,7 +19,9 @@ class FallbackLLM:
     """Transient primary failure (or an open circuit) → fallback; permanent failure → raise.
 
     Unexpected exceptions from a provider are reported as TransientLLMError, so callers only ever
-    see the two typed errors.
+    see the two typed errors. A stream falls back too, even after the primary has sent text:
+    each delta names its provider, and a follower of the job sees the text start again from
+    another provider (shared/job_stream.py says what it does with that).
     """
 
     name = "fallback"
@@ -33,13 +38,34 @@ class FallbackLLM:
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
-            return await self._call_primary(request)
+            with _guarded(self.primary, self.breaker):
+                return await self.primary.complete(request)
         except TransientLLMError as primary_error:
-            if self.fallback is None:
-                raise
-            names = self.primary.name, primary_error, self.fallback.name
-            log.warning("%s failed (%s); falling back to %s", *names)
-            return await self._call_fallback(request, primary_error)
+            fallback = self._fallback_after(primary_error)
+            with _after(primary_error), _guarded(fallback, self.fallback_breaker):
+                answer = await fallback.complete(request)
+            return _marked(answer)
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        try:
+            async with aclosing(_streamed(self.primary, self.breaker, request)) as deltas:
+                async for delta in deltas:
+                    yield delta
+            return
+        except TransientLLMError as primary_error:
+            fallback, error = self._fallback_after(primary_error), primary_error
+        with _after(error):
+            async with aclosing(_streamed(fallback, self.fallback_breaker, request)) as deltas:
+                async for delta in deltas:
+                    done = delta.completion
+                    yield delta if done is None else Delta("", delta.provider, _marked(done))
+
+    def _fallback_after(self, primary_error: TransientLLMError) -> LLMProvider:
+        if self.fallback is None:
+            raise primary_error
+        names = self.primary.name, primary_error, self.fallback.name
+        log.warning("%s failed (%s); falling back to %s", *names)
+        return self.fallback
 
     async def start(self) -> None:
         await self.primary.start()
@@ -59,52 +85,65 @@ class FallbackLLM:
         if self.fallback is not None:
             await self.fallback.close()
 
-    async def _call_primary(self, request: ChatRequest) -> Completion:
-        return await _guarded(self.primary, self.breaker, request)
 
-    async def _call_fallback(self, request: ChatRequest, primary_error: LLMError) -> Completion:
-        assert self.fallback is not None
-        try:
-            if self.fallback_breaker is None:
-                answer = await _typed(self.fallback, request)
-            else:
-                answer = await _guarded(self.fallback, self.fallback_breaker, request)
-        except LLMError as exc:
-            # The primary's failure was transient, so a later attempt may still succeed there.
-            message = f"{primary_error.provider}: {primary_error}; {exc.provider}: {exc}"
-            wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
-            raise TransientLLMError(
-                message, provider=self.name, status_code=exc.status_code, retry_after_s=wait
-            ) from exc
-        return answer.model_copy(update={"fallback": True})  # usage counts fallback answers
+def _marked(completion: Completion) -> Completion:
+    """An answer from the fallback (usage counts those)."""
+    return completion.model_copy(update={"fallback": True})
 
 
-async def _guarded(
-    provider: LLMProvider, breaker: CircuitBreaker, request: ChatRequest
-) -> Completion:
-    """One call through the provider's circuit breaker."""
-    if not breaker.allow():
+async def _streamed(
+    provider: LLMProvider, breaker: CircuitBreaker | None, request: ChatRequest
+) -> AsyncGenerator[Delta, None]:
+    with _guarded(provider, breaker):
+        async with aclosing(provider.stream(request)) as deltas:
+            async for delta in deltas:
+                yield delta
+
+
+@contextmanager
+def _after(primary_error: LLMError) -> Iterator[None]:
+    """The fallback's failure, reported with the primary's. The primary's failure was transient,
+    so a later attempt may still succeed there: the whole is transient."""
+    try:
+        yield
+    except LLMError as exc:
+        message = f"{primary_error.provider}: {primary_error}; {exc.provider}: {exc}"
+        wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
+        raise TransientLLMError(
+            message, provider=FallbackLLM.name, status_code=exc.status_code, retry_after_s=wait
+        ) from exc
+
+
+@contextmanager
+def _guarded(provider: LLMProvider, breaker: CircuitBreaker | None) -> Iterator[None]:
+    """One call through the provider's circuit breaker (if it has one), its errors typed."""
+    if breaker is not None and not breaker.allow():
         retry_in = breaker.retry_in_s()
         message = f"circuit open after repeated failures; next probe in {retry_in:.0f} s"
         raise TransientLLMError(message, provider=provider.name)
     try:
-        completion = await _typed(provider, request)
+        with _typed(provider):
+            yield
     except TransientLLMError:
-        breaker.record_failure()
+        if breaker is not None:
+            breaker.record_failure()
         raise
     except PermanentLLMError:
-        breaker.record_success()  # it answered: the request was at fault, not the provider
+        if breaker is not None:  # it answered: the request was at fault, not the provider
+            breaker.record_success()
         raise
     except BaseException:
-        breaker.release()
+        if breaker is not None:
+            breaker.release()
         raise
-    breaker.record_success()
-    return completion
+    if breaker is not None:
+        breaker.record_success()
 
 
-async def _typed(provider: LLMProvider, request: ChatRequest) -> Completion:
+@contextmanager
+def _typed(provider: LLMProvider) -> Iterator[None]:
     try:
-        return await provider.complete(request)
+        yield
     except LLMError:
         raise
     except Exception as exc:

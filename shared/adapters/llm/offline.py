@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncGenerator
+
+from shared.job_stream import Delta, streamed
 from shared.models import ChatRequest, Completion, Usage
 
 ECHO_CHARS = 500
@@ -22,6 +26,12 @@ class OfflineProvider:
         words_in = sum(len(m.content.split()) for m in request.messages)
         usage = Usage(input_tokens=words_in, output_tokens=len(content.split()))
         return Completion(content=content, provider="offline", model="offline", usage=usage)
+
+    async def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
+        """The same answer, a word at a time (as the stub and the real providers stream)."""
+        answer = await self.complete(request)
+        async for delta in streamed(answer, re.split(r"(?<= )", answer.content)):
+            yield delta
 
     async def close(self) -> None:
         return None
