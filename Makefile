@@ -52,7 +52,7 @@ worker: serve-deps  ## run one arq worker (needs REDIS_URL)
 
 test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers), with coverage
 	$(MAKE) --no-print-directory lint
-	$(RUN) pytest -q -p no:cacheprovider --durations=25 --cov --cov-report=
+	$(RUN) pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 --cov --cov-report=
 
 test-unit: bootstrap  ## unit tests only (no I/O, seconds)
 	$(RUN) pytest -q tests/unit

@@ -105,3 +105,16 @@ async def redis_db(redis_url: str) -> Any:
     yield client
     await client.flushdb()
     await client.aclose()
+
+
+# `make test` runs two pytest-xdist workers. The tests that start processes and time their
+# recovery (tests/e2e, and the AWS Lambda runs on moto) go to one worker, in file order, so at
+# most one of them runs at a time; the other worker takes every other test.
+SERIAL_GROUP = "processes"
+SERIAL_PATHS = ("tests/e2e/", "tests/integration/test_aws_lambda.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.nodeid.startswith(SERIAL_PATHS):
+            item.add_marker(pytest.mark.xdist_group(SERIAL_GROUP))
