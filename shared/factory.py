@@ -20,6 +20,7 @@ from shared.adapters.choose import Adapters
 from shared.adapters.ratelimit import RateWindow
 from shared.admission import Admission, LocalQueue
 from shared.batches import BatchService
+from shared.coalescing import Coalescing
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.finished import FinishedJobs
@@ -123,15 +124,19 @@ class ServiceFactory:
         admission = Admission(
             store, s.max_queued_jobs, queue if isinstance(queue, LocalQueue) else None
         )
-        batches = BatchService(store, cache, queue, hooks, admission, s.models, metrics)
-        finished = FinishedJobs(events, batches)
+        coalescing = Coalescing(store, cache, queue, hooks)
+        batches = BatchService(
+            store, cache, queue, hooks, admission, s.models, metrics, coalescing
+        )
+        finished = FinishedJobs(events, batches, coalescing)
         chat = ChatService(
             store, cache, queue, hooks, finished, events, admission, s.models, metrics
         )
         # fmt: off
         executor = JobExecutor(store, cache, llm, job_timeout_s=s.job_timeout_s,
                                retry=retry_policy(s), cache_ttl_s=s.cache_ttl_s,
-                               on_finished=finished, hooks=hooks, metrics=metrics, models=s.models)
+                               on_finished=finished, hooks=hooks, metrics=metrics, models=s.models,
+                               coalescing=coalescing)
         # fmt: on
         # fmt: off
         return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,
