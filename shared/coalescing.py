@@ -106,7 +106,8 @@ class Coalescing:
     async def leader_ended(self, job: Job) -> list[Job]:
         """After `job` ended: free its key and settle the jobs that followed it. Returns the
         followers that ended with it (the others, released, are back on the queue)."""
-        if job.cache_key is None or job.coalesced_with is not None or not job.status.is_terminal:
+        never_led = job.attempts == 0 or job.coalesced_with is not None  # never took a key
+        if job.cache_key is None or never_led or not job.status.is_terminal:
             return []
         await self.store.release_key(job.tenant, job.cache_key, job.id)
         followers = await self.store.followers(job.id)

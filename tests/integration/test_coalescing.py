@@ -5,6 +5,7 @@ each is a job of its own that ends with the answer, its own webhook and its usag
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -141,3 +142,32 @@ def test_a_retry_after_the_wait_ran_out_joins_the_job_in_flight(
     assert llm_stub.stats()["gemini"] == 1  # the client never paid twice
     job = httpx.get(f"{served}/v1/jobs/{answer.id}", headers=auth("t1")).json()
     assert answer.id != first and job["coalesced"] is True
+
+
+def test_a_batch_asks_the_llm_once_per_distinct_request(served: str, llm_stub: LLMStub) -> None:
+    llm_stub.set("gemini", "stall", seconds=0.5)
+    same = {"messages": [{"role": "user", "content": "in a batch"}]}
+    other = {"messages": [{"role": "user", "content": "another one"}]}
+    requests: list[dict[str, Any]] = [{"custom_id": f"s{n}", **same} for n in range(8)]
+    requests += [{"custom_id": f"o{n}", **other} for n in range(4)]
+    posted = httpx.post(f"{served}/v1/batches", json={"requests": requests}, headers=auth("t2"))
+    assert posted.status_code == 202, posted.text
+
+    batch = wait_for_batch(served, posted.json()["id"])
+
+    assert batch["counts"]["succeeded"] == 12
+    assert llm_stub.stats()["gemini"] == 2
+    lines = httpx.get(f"{served}/v1/batches/{batch['id']}/results", headers=auth("t2"))
+    results = [json.loads(line) for line in lines.text.splitlines()]
+    assert {r["custom_id"]: r["result"]["content"] for r in results} == {
+        r["custom_id"]: f"gemini says: {r['messages'][0]['content']}" for r in requests
+    }
+
+
+def wait_for_batch(url: str, batch_id: str, timeout_s: float = 20) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        batch: dict[str, Any] = httpx.get(f"{url}/v1/batches/{batch_id}", headers=auth("t2")).json()
+        if batch["status"] == "completed" or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.05)
