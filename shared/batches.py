@@ -9,6 +9,7 @@ from typing import Any
 
 from shared.admission import Admission
 from shared.batch_jobs import BatchJobs, BatchPlan
+from shared.coalescing import Coalescing
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
 from shared.metrics import JobMetrics
@@ -41,6 +42,7 @@ class BatchService:
         admission: Admission | None = None,
         models: ModelCatalog | None = None,
         metrics: JobMetrics | None = None,
+        coalescing: Coalescing | None = None,
     ) -> None:
         self.store = store
         self.writes = JobWrites(store)
@@ -50,6 +52,7 @@ class BatchService:
         self.admission = admission or Admission(store, max_queued=0)
         self.models = models or ModelCatalog()
         self.metrics = metrics or JobMetrics()
+        self.coalescing = coalescing
 
     async def create(
         self,
@@ -174,7 +177,11 @@ class BatchService:
         await self.store.mark_batch(
             batch_id, expect=[BatchStatus.in_progress], to=BatchStatus.cancelling
         )
-        await self.writes.end_queued(batch_id, JobStatus.cancelled)
+        cancelled = await self.writes.end_queued_jobs(batch_id, JobStatus.cancelled)
+        if self.coalescing is not None:  # a job waiting for a retry may have had followers
+            for job in cancelled:
+                if job.attempts:  # only a job a worker has taken leads
+                    await self.coalescing.leader_ended(job)
         return await self.check_completed(batch_id) or await self.get(tenant, batch.id)
 
     async def retry_failed(self, tenant: str, batch_id: str) -> Batch:

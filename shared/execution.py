@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from typing import Protocol, runtime_checkable
 
 from shared.answer_publisher import AnswerPublisher
+from shared.coalescing import Coalescing
 from shared.errors import PermanentLLMError, TransientLLMError
 from shared.job_writes import JobWrites
 from shared.logs import bound
@@ -70,6 +71,7 @@ class JobExecutor:
         metrics: JobMetrics | None = None,
         models: ModelCatalog | None = None,
         streams: JobStreams | None = None,
+        coalescing: Coalescing | None = None,
     ) -> None:
         self.store = store
         self.writes = JobWrites(store)
@@ -83,6 +85,7 @@ class JobExecutor:
         self.metrics = metrics or JobMetrics()
         self.models = models or ModelCatalog()
         self.publish = AnswerPublisher(streams)
+        self.coalescing = coalescing
 
     @property
     def llm(self) -> LLMProvider:
@@ -130,7 +133,20 @@ class JobExecutor:
                 message = "the job was delivered too many times"
                 await self._fail(job, started, "attempts_exhausted", message)
                 return None
+            if self.coalescing is not None and await self._joined(job, started):
+                return None
             return await self._attempt(job, started)
+
+    async def _joined(self, job: Job, started: float) -> bool:
+        """True when the job needs no LLM call: it joined an identical job in flight, or the
+        cache answered it (shared/coalescing.py)."""
+        assert self.coalescing is not None
+        joined = await self.coalescing.join(job)
+        if joined.ended is not None:
+            await self.on_finished(joined.ended)
+        if joined.answer is not None:
+            await self._succeed(job, started, joined.answer, cached=True)
+        return joined.waits or joined.answer is not None
 
     async def _attempt(self, job: Job, started: float) -> float | None:
         try:
@@ -167,6 +183,9 @@ class JobExecutor:
             await self.on_finished(job)  # repeat the batch check a crash may have skipped
         if job is None:
             return None
+        if job.waiting_on is not None and self.coalescing is not None:
+            for ended in await self.coalescing.settle(job):  # its leader's end went unseen
+                await self.on_finished(ended)
         if job.status is JobStatus.running and job.lease_until is not None:
             return _seconds_until(job.lease_until) + 1.0
         if job.status is JobStatus.queued and job.not_before is not None:
@@ -192,15 +211,19 @@ class JobExecutor:
         self.metrics.job_retried(time.perf_counter() - started)
         return delay
 
-    async def _succeed(self, job: Job, started: float, completion: Completion) -> None:
+    async def _succeed(
+        self, job: Job, started: float, completion: Completion, *, cached: bool = False
+    ) -> None:
         outcome = JobOutcome(
             JobStatus.succeeded,
             expect=JobStatus.running,
             attempt=job.attempts,
             result=completion,
             webhook=self.hooks.delivery_for(job.webhook_url),
+            cached=cached,
         )
-        await self._fill_cache(job, completion)
+        if not cached:
+            await self._fill_cache(job, completion)
         done = await self.writes.finish(job.id, outcome)
         if done is None:
             return

@@ -20,6 +20,7 @@ from shared.adapters.choose import Adapters
 from shared.adapters.ratelimit import RateWindow
 from shared.admission import Admission, LocalQueue
 from shared.batches import BatchService
+from shared.coalescing import Coalescing
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
@@ -133,8 +134,11 @@ class ServiceFactory:
         admission = Admission(
             store, s.max_queued_jobs, queue if isinstance(queue, LocalQueue) else None
         )
-        batches = BatchService(store, cache, queue, hooks, admission, s.models, metrics)
-        finished = FinishedJobs(events, batches)
+        coalescing = Coalescing(store, cache, queue, hooks)
+        batches = BatchService(
+            store, cache, queue, hooks, admission, s.models, metrics, coalescing
+        )
+        finished = FinishedJobs(events, batches, coalescing)
         chat = ChatService(
             store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams
         )
@@ -142,7 +146,7 @@ class ServiceFactory:
         executor = JobExecutor(store, cache, llm, job_timeout_s=s.job_timeout_s,
                                retry=retry_policy(s), cache_ttl_s=s.cache_ttl_s,
                                on_finished=finished, hooks=hooks, metrics=metrics, models=s.models,
-                               streams=streams)
+                               streams=streams, coalescing=coalescing)
         # fmt: on
         # fmt: off
         return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,

@@ -3,17 +3,27 @@
 from __future__ import annotations
 
 from shared.batches import BatchService
+from shared.coalescing import Coalescing
 from shared.models import Job
 from shared.ports import JobEvents
 
 
 class FinishedJobs:
-    """Wake the job's long-polls, and close its batch when it was the batch's last job."""
+    """Wake the job's long-polls, close its batch when it was the batch's last job, and settle
+    the jobs that joined it (shared/coalescing.py), which are announced the same way."""
 
-    def __init__(self, events: JobEvents | None, batches: BatchService) -> None:
-        self.events, self.batches = events, batches
+    def __init__(
+        self, events: JobEvents | None, batches: BatchService, coalescing: Coalescing | None = None
+    ) -> None:
+        self.events, self.batches, self.coalescing = events, batches, coalescing
 
     async def __call__(self, job: Job) -> None:
+        await self._announce(job)
+        if self.coalescing is not None:
+            for follower in await self.coalescing.leader_ended(job):
+                await self._announce(follower)
+
+    async def _announce(self, job: Job) -> None:
         if self.events is not None:
             await self.events.notify([job.id])
         if job.batch_id:

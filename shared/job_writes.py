@@ -6,6 +6,7 @@ every consumer and every store follows the same rules.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from functools import partial
 from typing import Literal
@@ -42,6 +43,30 @@ class JobWrites:
         decide = partial(transitions.finish, outcome=outcome, now=utcnow())
         return _after(await self.store.change_job(job_id, decide))
 
+    async def follow(self, job_id: str, *, attempt: int, leader_id: str) -> Job | None:
+        """running → queued, waiting for the identical job `leader_id` (shared/coalescing.py)."""
+        decide = partial(transitions.follow, attempt=attempt, leader_id=leader_id, now=utcnow())
+        return _after(await self.store.change_job(job_id, decide))
+
+    async def settle(
+        self,
+        job_ids: Sequence[str],
+        leader_id: str,
+        leader: Job | None,
+        webhook_for: transitions.WebhookFor,
+    ) -> list[Job]:
+        """Followers of `leader_id` end as it did (`leader`, None when erased), or are released
+        to run themselves; returns the jobs changed (the others no longer waited for it, or it
+        still runs)."""
+        decide = partial(
+            transitions.settle,
+            leader_id=leader_id,
+            leader=leader,
+            webhook_for=webhook_for,
+            now=utcnow(),
+        )
+        return [change.after for change in await self.store.change_jobs(job_ids, decide)]
+
     async def end_queued(
         self,
         batch_id: str,
@@ -49,16 +74,27 @@ class JobWrites:
         error: JobError | None = None,
     ) -> int:
         """queued → `to` for every job of the batch still queued; returns how many."""
+        return len(await self.end_queued_jobs(batch_id, to, error))
+
+    async def end_queued_jobs(
+        self,
+        batch_id: str,
+        to: Literal[JobStatus.failed, JobStatus.cancelled],
+        error: JobError | None = None,
+    ) -> list[Job]:
+        """`end_queued`, returning the jobs it ended."""
         batch = await self.store.get_batch(batch_id)
         if batch is None:
-            return 0
+            return []
         decide = partial(transitions.end_queued, to=to, error=error, now=utcnow())
-        ended, cursor = 0, None
+        ended: list[Job] = []
+        cursor = None
         while True:
             page, cursor = await self.store.list_jobs(
                 batch.tenant, batch_id=batch_id, status=JobStatus.queued, limit=PAGE, cursor=cursor
             )
-            ended += len(await self.store.change_jobs([job.id for job in page], decide))
+            changes = await self.store.change_jobs([job.id for job in page], decide)
+            ended += [change.after for change in changes]
             if cursor is None:
                 return ended
 

@@ -538,6 +538,7 @@ class Job(BaseModel):
     updated_at: datetime = Field(default_factory=utcnow)
     completed_at: datetime | None = None
     cached: bool = False
+    coalesced: bool = False
     batch_id: str | None = None
     custom_id: str | None = None
     metadata: dict[str, str] = Field(default_factory=dict)
@@ -555,6 +556,14 @@ class Job(BaseModel):
     lease_until: datetime | None = None
     not_before: datetime | None = None  # a retry must not run before this (SQS caps delays)
     retried_at: datetime | None = None  # queued again by retry-failed: its retry budget's start
+    # the identical job in flight that this one joined (shared/coalescing.py): while it is
+    # queued with this set, it waits for that job's outcome instead of calling the LLM
+    coalesced_with: str | None = None
+
+    @property
+    def waiting_on(self) -> str | None:
+        """The job whose outcome this one waits for, if it is a follower still waiting."""
+        return self.coalesced_with if self.status is JobStatus.queued else None
 
     def public(self) -> JobPublic:
         """The client's view: the same (already valid) values, so nothing is validated again."""
@@ -586,6 +595,12 @@ class JobPublic(BaseModel):
     )
     cached: bool = Field(
         description="Answered from the result cache (no LLM call).", examples=[False]
+    )
+    coalesced: bool = Field(
+        False,
+        description="Answered by joining an identical request of the same key that was in flight"
+        " (its result or error, no LLM call of its own).",
+        examples=[False],
     )
     batch_id: str | None = Field(
         description="The batch it belongs to; null for a single job.", examples=[BATCH_ID_EXAMPLE]

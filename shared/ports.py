@@ -167,6 +167,32 @@ class UsageStore(Protocol):
         model x provider that has any. Reads counters only, never jobs."""
 
 
+class CoalescingStore(Protocol):
+    """Records of request coalescing (shared/coalescing.py says the rules): which job is in flight
+    for a tenant's cache key, and which jobs wait for a job's outcome. Reads are consistent."""
+
+    async def key_holder(self, tenant: str, cache_key: str) -> str | None:
+        """The id of the job holding the tenant's cache key, or None."""
+
+    async def take_key(
+        self, tenant: str, cache_key: str, job_id: str, *, replacing: str | None
+    ) -> bool:
+        """Make `job_id` the key's holder, only while nobody holds it (`replacing` None) or
+        `replacing` still does (a compare-and-set). True when taken."""
+
+    async def release_key(self, tenant: str, cache_key: str, job_id: str) -> None:
+        """Free the key if `job_id` holds it; otherwise leave it alone."""
+
+    async def add_follower(self, leader_id: str, follower_id: str) -> None:
+        """Record that `follower_id` waits for `leader_id`'s outcome."""
+
+    async def followers(self, leader_id: str) -> list[str]:
+        """The jobs recorded as waiting for `leader_id`."""
+
+    async def drop_followers(self, leader_id: str) -> None:
+        """Forget who waited for `leader_id` (its followers are settled)."""
+
+
 class RecordRetention(Protocol):
     """Deletes what JOB_RETENTION_DAYS no longer keeps (shared/retention.py says what expires)."""
 
@@ -177,7 +203,9 @@ class RecordRetention(Protocol):
         themselves (DynamoDB's TTL, and reads hide them meanwhile) deletes nothing here."""
 
 
-class Store(JobStore, BatchStore, WebhookOutbox, UsageStore, RecordRetention, Protocol):
+class Store(
+    JobStore, BatchStore, WebhookOutbox, UsageStore, CoalescingStore, RecordRetention, Protocol
+):
     """What one storage technology provides; the composition root hands out its narrower ports."""
 
 

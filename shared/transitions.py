@@ -35,6 +35,7 @@ class JobOutcome:
     error: JobError | None = None  # None also clears a queued job's "retrying" note
     webhook: WebhookDelivery | None = None
     release_idempotency_key: bool = False  # a refused submit stays retryable with its key
+    cached: bool = False  # the result came from the cache (found when the job was claimed)
 
 
 @dataclass(frozen=True)
@@ -77,9 +78,12 @@ def created_usage(job: Job) -> UsageCounters | None:
 
 
 def claim(job: Job, *, lease_until: datetime, now: datetime) -> Change | None:
-    """queued (and due) → running, or running with a lapsed lease → running; attempts + 1."""
-    due = job.status is JobStatus.queued and (
-        job.not_before is None or _utc(job.not_before) <= _utc(now)
+    """queued (and due) → running, or running with a lapsed lease → running; attempts + 1.
+    A job waiting for the job it joined is not claimed: that job's outcome settles it."""
+    due = (
+        job.status is JobStatus.queued
+        and job.waiting_on is None
+        and (job.not_before is None or _utc(job.not_before) <= _utc(now))
     )
     lapsed = job.status is JobStatus.running and (
         job.lease_until is None or _utc(job.lease_until) < _utc(now)
@@ -121,7 +125,58 @@ def finish(job: Job, outcome: JobOutcome, *, now: datetime) -> Change | None:
         fields["webhook"] = outcome.webhook
     if outcome.release_idempotency_key:
         fields["idempotency_key"] = None
+    if outcome.cached:
+        fields["cached"] = True
     return _change(job, now, **fields)
+
+
+# What a job that joined another (a follower) shares of its outcome: the LLM's own answers
+# and refusals. Any other end (cancelled, erased, never run) leaves the follower to run itself.
+SHARED_FAILURES = frozenset({"llm_rejected", "llm_unavailable"})
+
+
+def follow(job: Job, *, attempt: int, leader_id: str, now: datetime) -> Change | None:
+    """running → queued, waiting for `leader_id` (an identical job in flight) instead of calling
+    the LLM: the claim that made `attempt` is given back, as it called nothing."""
+    if job.status is not JobStatus.running or job.attempts != attempt or job.id == leader_id:
+        return None
+    return _change(
+        job,
+        now,
+        status=JobStatus.queued,
+        attempts=attempt - 1,
+        coalesced_with=leader_id,
+        error=None,
+        lease_until=None,
+        not_before=None,
+    )
+
+
+WebhookFor = Callable[[str | None], WebhookDelivery | None]
+
+
+def settle(
+    job: Job, *, leader_id: str, leader: Job | None, webhook_for: WebhookFor, now: datetime
+) -> Change | None:
+    """A follower of `leader_id` once that job (`leader`, None when erased) has ended: it ends
+    with the leader's result or shared failure (`coalesced`), or else is released (queued on
+    its own again). None while the leader runs, or when `job` no longer waits for it.
+    `webhook_for(url)`: the new pending delivery of a job that ends (None without a URL)."""
+    if job.waiting_on is None or job.waiting_on != leader_id:
+        return None
+    if leader is not None and not leader.status.is_terminal:
+        return None
+    if leader is not None and leader.status is JobStatus.succeeded:
+        ended: dict[str, object] = {"status": JobStatus.succeeded, "result": leader.result}
+    elif leader is not None and leader.error and leader.error.code in SHARED_FAILURES:
+        ended = {"status": JobStatus.failed, "error": leader.error}
+    else:
+        return _change(job, now, coalesced_with=None)
+    if (webhook := webhook_for(job.webhook_url)) is not None:
+        ended["webhook"] = webhook
+    return _change(
+        job, now, **ended, coalesced=True, completed_at=now, lease_until=None, not_before=None
+    )
 
 
 def end_queued(job: Job, *, to: Ended, error: JobError | None, now: datetime) -> Change | None:
@@ -154,6 +209,8 @@ def retry_failed(job: Job, *, now: datetime) -> Change | None:
         not_before=None,
         webhook=None,
         retried_at=now,
+        coalesced=False,
+        coalesced_with=None,
     )
 
 

@@ -8,11 +8,14 @@ that ends a job, or storing it already ended), and every store writes what it sa
 - A job counts on the UTC day it ended (`completed_at`), under the model that answered (else the
   model it asked for, else "default") and the provider that answered: "cache" for a cache hit,
   "none" when no provider answered (failed, cancelled).
+- coalesced: a job answered by joining an identical job in flight (shared/coalescing.py): its
+  answer's tokens, latency and fallback count with the job it joined, never twice.
 - llm_calls: the job's attempts (deliveries that called the LLM), less the one that found the
   attempts used up (`attempts_exhausted` calls nothing); 0 for a cache hit. One attempt is one
   call of FallbackLLM, which may try both providers.
 - fallbacks: answers the fallback provider gave (FallbackLLM sets `Completion.fallback`).
-- Tokens, latency and fallbacks come only from answers the LLM gave for this job (not cache hits).
+- Tokens, latency and fallbacks come only from answers the LLM gave for this job (not cache hits,
+  not answers shared by coalescing).
 - Latency: a histogram of `Completion.latency_ms` (the answering provider's call) in
   LATENCY_BUCKETS log-spaced buckets; see `percentile_ms` for the error that costs.
 """
@@ -70,6 +73,7 @@ class UsageCounters(BaseModel):
     failed: int = 0
     cancelled: int = 0
     cache_hits: int = 0
+    coalesced: int = 0
     llm_calls: int = 0
     fallbacks: int = 0
     input_tokens: int = 0
@@ -108,6 +112,7 @@ COUNTER_FIELDS = (
     "failed",
     "cancelled",
     "cache_hits",
+    "coalesced",
     "llm_calls",
     "fallbacks",
     "input_tokens",
@@ -130,7 +135,8 @@ def usage_of(job: Job) -> UsageCounters:
     """What a job that has just ended adds to its key's counters."""
     key = usage_key(job)
     status, result = job.status, job.result
-    answered = status is JobStatus.succeeded and not job.cached and result is not None
+    shared = job.cached or job.coalesced  # an answer this job's own LLM call did not give
+    answered = status is JobStatus.succeeded and not shared and result is not None
     code = job.error.code if status is JobStatus.failed and job.error else None
     latency = [0] * LATENCY_BUCKETS
     if answered and result is not None:
@@ -144,6 +150,7 @@ def usage_of(job: Job) -> UsageCounters:
         failed=int(status is JobStatus.failed),
         cancelled=int(status is JobStatus.cancelled),
         cache_hits=int(job.cached),
+        coalesced=int(job.coalesced),
         llm_calls=0 if job.cached else max(job.attempts - (code == NOT_A_CALL), 0),
         fallbacks=int(answered and result is not None and result.fallback),
         input_tokens=result.usage.input_tokens if answered and result else 0,

@@ -37,6 +37,11 @@ class UsageRow(BaseModel):
     failed: int = Field(description="Jobs that ended without one.")
     cancelled: int = Field(description="Jobs cancelled before they ran.")
     cache_hits: int = Field(description="Requests answered from the cache: LLM calls saved.")
+    coalesced: int = Field(
+        0,
+        description="Requests that joined an identical request in flight and shared its answer:"
+        " LLM calls saved.",
+    )
     llm_calls: int = Field(description="Attempts that called the LLM (retries included).")
     fallbacks: int = Field(description="Answers given by the fallback provider.")
     input_tokens: int = Field(description="Tokens the LLM answers used (cache hits add none).")

@@ -37,6 +37,8 @@ class FakeJobStore:
         self.jobs: dict[str, Job] = {}
         self.batches: dict[str, Batch] = {}
         self.usage_counters: dict[UsageKey, UsageCounters] = {}
+        self.coalescing_keys: dict[tuple[str, str], str] = {}
+        self.job_followers: dict[str, set[str]] = {}
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -300,6 +302,32 @@ class FakeJobStore:
 
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         return self.jobs.get(subject_id) or self.batches.get(subject_id)
+
+    async def key_holder(self, tenant: str, cache_key: str) -> str | None:
+        return self.coalescing_keys.get((tenant, cache_key))
+
+    async def take_key(
+        self, tenant: str, cache_key: str, job_id: str, *, replacing: str | None
+    ) -> bool:
+        async with self._lock:
+            if self.coalescing_keys.get((tenant, cache_key)) != replacing:
+                return False
+            self.coalescing_keys[tenant, cache_key] = job_id
+            return True
+
+    async def release_key(self, tenant: str, cache_key: str, job_id: str) -> None:
+        async with self._lock:
+            if self.coalescing_keys.get((tenant, cache_key)) == job_id:
+                del self.coalescing_keys[tenant, cache_key]
+
+    async def add_follower(self, leader_id: str, follower_id: str) -> None:
+        self.job_followers.setdefault(leader_id, set()).add(follower_id)
+
+    async def followers(self, leader_id: str) -> list[str]:
+        return sorted(self.job_followers.get(leader_id, ()))
+
+    async def drop_followers(self, leader_id: str) -> None:
+        self.job_followers.pop(leader_id, None)
 
     async def purge_expired(self, limit: int) -> int:
         async with self._lock:

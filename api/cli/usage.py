@@ -18,6 +18,7 @@ COLUMNS = (  # (field, heading); summed in the total row unless a latency
     ("failed", "failed"),
     ("cancelled", "cancelled"),
     ("cache_hits", "cache hits"),
+    ("coalesced", "coalesced"),
     ("llm_calls", "LLM calls"),
     ("fallbacks", "fallbacks"),
     ("input_tokens", "tokens in"),
@@ -73,10 +74,11 @@ def usage_table(report: dict[str, Any]) -> Table:
     """One row per group and a total; cells are never cut short (headings wrap instead)."""
     rows: list[dict[str, Any]] = report["data"]
     cells = [
-        ["-" if row[field] is None else f"{row[field]:,}" for field, _ in COLUMNS] for row in rows
+        ["-" if row.get(field) is None else f"{row[field]:,}" for field, _ in COLUMNS]
+        for row in rows
     ]
     totals = [
-        "" if field.startswith("latency") else f"{sum(row[field] for row in rows):,}"
+        "" if field.startswith("latency") else f"{sum(row.get(field) or 0 for row in rows):,}"
         for field, _ in COLUMNS
     ]
     title = f"usage {report['from']} to {report['to']} by {report['group_by']}"

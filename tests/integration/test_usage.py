@@ -198,10 +198,12 @@ def expected(jobs: list[Job], group_by: GroupBy) -> list[dict[str, Any]]:
         day = job.completed_at.astimezone(UTC).date().isoformat()
         group = {GroupBy.day: day, GroupBy.model: model, GroupBy.provider: provider}[group_by]
         row = groups.setdefault(group, _zero(group))
-        answered = job.status is JobStatus.succeeded and not job.cached and result is not None
+        shared = job.cached or job.coalesced  # another job's LLM call gave the answer
+        answered = job.status is JobStatus.succeeded and not shared and result is not None
         row["requests"] += 1
         row[job.status.value] += 1
         row["cache_hits"] += job.cached
+        row["coalesced"] += job.coalesced
         if not job.cached:
             exhausted = job.error is not None and job.error.code == "attempts_exhausted"
             row["llm_calls"] += job.attempts - exhausted
@@ -223,7 +225,15 @@ def expected(jobs: list[Job], group_by: GroupBy) -> list[dict[str, Any]]:
 
 
 def _zero(group: str) -> dict[str, Any]:
-    fields = ("requests", "succeeded", "failed", "cancelled", "cache_hits", "llm_calls")
+    fields = (
+        "requests",
+        "succeeded",
+        "failed",
+        "cancelled",
+        "cache_hits",
+        "coalesced",
+        "llm_calls",
+    )
     counts = dict.fromkeys((*fields, "fallbacks", "input_tokens", "output_tokens"), 0)
     return {"group": group, **counts, "failed_by_code": {}}
 

@@ -19,6 +19,7 @@ ROW_FIELDS = {
     "failed",
     "cancelled",
     "cache_hits",
+    "coalesced",
     "llm_calls",
     "fallbacks",
     "input_tokens",

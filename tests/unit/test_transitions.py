@@ -56,6 +56,19 @@ def claim(j: Job) -> t.Change | None:
     return t.claim(j, lease_until=LATER, now=NOW)
 
 
+HOOK = WebhookDelivery(id="w")
+REJECTED = JobError(code="llm_rejected", message="blocked")
+EXHAUSTED = JobError(code="attempts_exhausted", message="delivered too many times")
+
+
+def follow(j: Job, *, attempt: int) -> t.Change | None:
+    return t.follow(j, attempt=attempt, leader_id="L", now=NOW)
+
+
+def settle(j: Job, *, leader: Job | None) -> t.Change | None:
+    return t.settle(j, leader_id="L", leader=leader, webhook_for=lambda url: HOOK, now=NOW)
+
+
 CASES = [
     Case("claim a queued job", job(Q), claim, R, {"attempts": 1, "lease_until": LATER}),
     Case("claim a due retry", job(Q, not_before=EARLIER, attempts=1), claim, R, {"attempts": 2}),
@@ -101,6 +114,35 @@ CASES = [
          lambda j: t.retry_failed(j, now=NOW), None),
     Case("a cancelled job is not retried", job(C), lambda j: t.retry_failed(j, now=NOW), None),
     Case("a queued job is not retried", job(Q), lambda j: t.retry_failed(j, now=NOW), None),
+    Case("a retried follower runs on its own", job(F, coalesced=True, coalesced_with="L"),
+         lambda j: t.retry_failed(j, now=NOW), Q, {"coalesced": False, "coalesced_with": None}),
+    Case("a waiting follower is not claimed", job(Q, coalesced_with="L"), claim, None),
+    Case("a released follower is claimed", job(Q, coalesced=False), claim, R, {"attempts": 1}),
+    Case("follow: the claim is given back", job(R, attempts=1, lease_until=LATER),
+         lambda j: follow(j, attempt=1), Q,
+         {"attempts": 0, "coalesced_with": "L", "lease_until": None, "coalesced": False}),
+    Case("a stale claim cannot follow", job(R, attempts=2), lambda j: follow(j, attempt=1), None),
+    Case("a job does not follow itself", job(R, id="L", attempts=1),
+         lambda j: follow(j, attempt=1), None),
+    Case("a follower shares its leader's answer", job(Q, coalesced_with="L"),
+         lambda j: settle(j, leader=job(S, id="L", result=ANSWER, attempts=1)), S,
+         {"result": ANSWER, "coalesced": True, "completed_at": NOW, "webhook": HOOK}, True),
+    Case("a follower shares its leader's LLM failure", job(Q, coalesced_with="L"),
+         lambda j: settle(j, leader=job(F, id="L", error=REJECTED)), F,
+         {"error": REJECTED, "coalesced": True}, True),
+    Case("a follower waits while its leader runs", job(Q, coalesced_with="L"),
+         lambda j: settle(j, leader=job(Q, id="L", attempts=1)), None),
+    Case("a cancelled leader releases its follower", job(Q, coalesced_with="L"),
+         lambda j: settle(j, leader=job(C, id="L")), Q,
+         {"coalesced_with": None, "coalesced": False}),
+    Case("an erased leader releases its follower", job(Q, coalesced_with="L"),
+         lambda j: settle(j, leader=None), Q, {"coalesced_with": None}),
+    Case("a leader that never ran releases its follower", job(Q, coalesced_with="L"),
+         lambda j: settle(j, leader=job(F, id="L", error=EXHAUSTED)), Q, {"coalesced_with": None}),
+    Case("a follower of another job is left alone", job(Q, coalesced_with="M"),
+         lambda j: settle(j, leader=job(S, id="L", result=ANSWER)), None),
+    Case("a follower cancelled meanwhile is left alone", job(C, coalesced_with="L"),
+         lambda j: settle(j, leader=job(S, id="L", result=ANSWER)), None),
 ]  # fmt: skip
 
 
@@ -167,6 +209,24 @@ def test_a_retried_job_counts_its_new_run_only_when_it_ends_again() -> None:
     done = t.finish(claimed.after, outcome(S, result=ANSWER), now=LATER)
     assert done is not None and done.usage is not None
     assert (done.usage.requests, done.usage.llm_calls) == (1, 1)  # not 3: no call twice
+
+
+def test_a_shared_answer_counts_as_coalesced_without_tokens_or_calls() -> None:
+    leader = job(S, id="L", attempts=1, result=ANSWER, completed_at=NOW)
+    change = t.settle(
+        job(Q, coalesced_with="L"), leader_id="L", leader=leader, webhook_for=lambda u: None,
+        now=NOW,
+    )  # fmt: skip
+    assert change is not None and change.usage is not None
+    counted = change.usage
+    assert (counted.requests, counted.succeeded, counted.coalesced, counted.llm_calls) == (
+        1,
+        1,
+        1,
+        0,
+    )
+    assert (counted.input_tokens, counted.output_tokens, sum(counted.latency)) == (0, 0, 0)
+    assert counted.provider == "gemini"  # the provider whose answer it shares
 
 
 def test_only_ended_jobs_may_be_deleted() -> None:

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
+from shared.adapters.store import dynamodb_coalescing as coalescing
 from shared.adapters.store.dynamodb_calls import (
     batch_write,
     bounded,
@@ -365,6 +366,28 @@ class DynamoDbJobStore:
             if found is not None:
                 return found
         return None
+
+    # coalescing (dynamodb_coalescing.py)
+
+    async def key_holder(self, tenant: str, cache_key: str) -> str | None:
+        return await coalescing.key_holder(self._db, tenant, cache_key)
+
+    async def take_key(
+        self, tenant: str, cache_key: str, job_id: str, *, replacing: str | None
+    ) -> bool:
+        return await coalescing.take_key(self._db, tenant, cache_key, job_id, replacing)
+
+    async def release_key(self, tenant: str, cache_key: str, job_id: str) -> None:
+        await coalescing.release_key(self._db, tenant, cache_key, job_id)
+
+    async def add_follower(self, leader_id: str, follower_id: str) -> None:
+        await coalescing.add_follower(self._db, leader_id, follower_id)
+
+    async def followers(self, leader_id: str) -> list[str]:
+        return await coalescing.followers(self._db, leader_id)
+
+    async def drop_followers(self, leader_id: str) -> None:
+        await coalescing.drop_followers(self._db, leader_id)
 
     # retention
 

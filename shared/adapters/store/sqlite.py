@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import aiosqlite
 
+from shared.adapters.store import sqlite_coalescing as coalescing
 from shared.adapters.store.sqlite_changes import change_jobs
 from shared.adapters.store.sqlite_purge import purge_chunk
 from shared.adapters.store.sqlite_queries import (
@@ -368,6 +369,36 @@ class SqliteJobStore:
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         job = await self.get_job(subject_id)
         return job if job is not None else await self.get_batch(subject_id)
+
+    async def key_holder(self, tenant: str, cache_key: str) -> str | None:
+        rows = await self._read_row(coalescing.KEY_HOLDER, (tenant, cache_key))
+        return str(rows[0][0]) if rows else None
+
+    async def take_key(
+        self, tenant: str, cache_key: str, job_id: str, *, replacing: str | None
+    ) -> bool:
+        return await self._write(
+            lambda db: coalescing.take_key(db, tenant, cache_key, job_id, replacing),
+            durable=False,
+        )
+
+    async def release_key(self, tenant: str, cache_key: str, job_id: str) -> None:
+        await self._write_returning(
+            coalescing.RELEASE_KEY, (tenant, cache_key, job_id), durable=False
+        )
+
+    async def add_follower(self, leader_id: str, follower_id: str) -> None:
+        await self._write_returning(
+            coalescing.ADD_FOLLOWER, (leader_id, follower_id), durable=False
+        )
+
+    async def followers(self, leader_id: str) -> list[str]:
+        return [
+            row[0] for row in await self._read.execute_fetchall(coalescing.FOLLOWERS, (leader_id,))
+        ]
+
+    async def drop_followers(self, leader_id: str) -> None:
+        await self._write_returning(coalescing.DROP_FOLLOWERS, (leader_id,), durable=False)
 
     async def purge_expired(self, limit: int) -> int:
         """One chunk of the retention purge (sqlite_purge.py)."""

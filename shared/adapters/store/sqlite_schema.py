@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.adapters.store.sqlite_usage import USAGE_SCHEMA
+from shared.adapters.store.sqlite_usage import SUMMED_COLUMNS, USAGE_SCHEMA
 from shared.models import Batch, BatchCounts, Job, WebhookDelivery
 
 # When a job or batch ended (shared/retention.py), as indexed for the retention purge
@@ -79,6 +79,20 @@ CREATE INDEX IF NOT EXISTS batches_webhook_due ON batches (webhook_state, webhoo
 
 -- Counters moved by a trigger once; the store now writes what shared.transitions decides.
 DROP TRIGGER IF EXISTS jobs_batch_counts;
+
+-- Coalescing (shared/coalescing.py): the job in flight for each tenant x cache key, and the
+-- jobs waiting for a job's outcome (rows of a job go once its followers are settled).
+CREATE TABLE IF NOT EXISTS coalescing_keys (
+    tenant TEXT NOT NULL,
+    cache_key TEXT NOT NULL,
+    holder TEXT NOT NULL,
+    PRIMARY KEY (tenant, cache_key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS job_followers (
+    leader_id TEXT NOT NULL,
+    follower_id TEXT NOT NULL,
+    PRIMARY KEY (leader_id, follower_id)
+) WITHOUT ROWID;
 
 -- A ping after SQLITE_FULL writes a row here and deletes it: is there room for a write again?
 CREATE TABLE IF NOT EXISTS space_probe (filler BLOB);
@@ -176,6 +190,7 @@ def create_schema(db: sqlite3.Connection) -> None:
     db.execute("BEGIN IMMEDIATE")
     try:
         add_batch_created_at(db)
+        add_usage_columns(db)
     except BaseException:
         db.execute("ROLLBACK")
         raise
@@ -192,6 +207,14 @@ def add_batch_created_at(db: sqlite3.Connection) -> None:
     missing = "SELECT id, json_extract(data, '$.created_at') FROM batches WHERE created_at IS NULL"
     filled = [(ts(datetime.fromisoformat(at)), batch_id) for batch_id, at in db.execute(missing)]
     db.executemany("UPDATE batches SET created_at = ? WHERE id = ?", filled)
+
+
+def add_usage_columns(db: sqlite3.Connection) -> None:
+    """Migrate a file made before a usage counter existed (`coalesced`): add its column."""
+    columns = {row[1] for row in db.execute("PRAGMA table_info(usage_counters)")}
+    for name in SUMMED_COLUMNS:
+        if name not in columns:
+            db.execute(f"ALTER TABLE usage_counters ADD COLUMN {name} INTEGER NOT NULL DEFAULT 0")
 
 
 def batch_from_row(row: Any) -> Batch:

@@ -26,11 +26,11 @@ LATENCY_COLUMNS = tuple(f"lat_{k:02d}" for k in range(LATENCY_BUCKETS))
 KEY_COLUMNS = ("tenant", "day", "model", "provider")
 
 
-_SUMMED = [*COUNTER_FIELDS, *LATENCY_COLUMNS]
-_ADD = f"""INSERT INTO usage_counters ({", ".join((*KEY_COLUMNS, *_SUMMED))})
-    VALUES ({", ".join("?" for _ in (*KEY_COLUMNS, *_SUMMED))})
+SUMMED_COLUMNS = [*COUNTER_FIELDS, *LATENCY_COLUMNS]
+_ADD = f"""INSERT INTO usage_counters ({", ".join((*KEY_COLUMNS, *SUMMED_COLUMNS))})
+    VALUES ({", ".join("?" for _ in (*KEY_COLUMNS, *SUMMED_COLUMNS))})
     ON CONFLICT ({", ".join(KEY_COLUMNS)}) DO UPDATE SET
-    {", ".join(f"{name} = {name} + excluded.{name}" for name in _SUMMED)}"""
+    {", ".join(f"{name} = {name} + excluded.{name}" for name in SUMMED_COLUMNS)}"""
 _ADD_CODE = (
     "UPDATE usage_counters SET failed_by_code = json_set(failed_by_code, ?,"
     " coalesce(json_extract(failed_by_code, ?), 0) + ?)"
@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS usage_counters (
     day TEXT NOT NULL,
     model TEXT NOT NULL,
     provider TEXT NOT NULL,
-    {" ".join(f"{name} INTEGER NOT NULL DEFAULT 0," for name in _SUMMED)}
+    {" ".join(f"{name} INTEGER NOT NULL DEFAULT 0," for name in SUMMED_COLUMNS)}
     failed_by_code TEXT NOT NULL DEFAULT '{{}}',
     PRIMARY KEY (tenant, day, model, provider)
 ) WITHOUT ROWID;
@@ -64,7 +64,7 @@ DROP TRIGGER IF EXISTS jobs_usage_on_end;
 DROP TRIGGER IF EXISTS jobs_usage_on_insert;
 """
 
-_READ_COLUMNS = ("day", "model", "provider", *_SUMMED, "failed_by_code")
+_READ_COLUMNS = ("day", "model", "provider", *SUMMED_COLUMNS, "failed_by_code")
 USAGE_READ = (  # one range of the primary key: this tenant's rows for the days asked
     f"SELECT {', '.join(_READ_COLUMNS)} FROM usage_counters"
     " WHERE tenant = ? AND day BETWEEN ? AND ? ORDER BY day, model, provider"
