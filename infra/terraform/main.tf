@@ -47,6 +47,8 @@ locals {
     BATCH_MAX_BYTES = "6000000"
     # Only the API reads and writes the OpenAI dialect's files (uploads, outputs made on read).
     FILES_BUCKET = aws_s3_bucket.files.bucket
+    # API Gateway's HTTP API gives up on an integration after 29 s: answer the wait_timeout first.
+    CHAT_COMPLETIONS_WAIT_S = "25"
   })
 
   worker_env = merge(local.common_env, local.redis_env, {
