@@ -9,6 +9,9 @@ RUN := $(UV) run --frozen
 # inexactly, so a venv that `make test` completed keeps its dev packages (no churn either way).
 SERVE := $(UV) run --frozen --no-dev
 CODE := api worker shared
+# schemathesis makes its test cases as the run goes: under pytest-xdist, mixed with other files,
+# only one of them ran. `make test` runs that file on its own, after the rest.
+SCHEMATHESIS := tests/integration/test_schemathesis.py
 
 .PHONY: help bootstrap serve-deps run api worker aws-local test test-unit test-integration test-e2e lint format bench clean dev diagrams
 
@@ -52,7 +55,9 @@ worker: serve-deps  ## run one arq worker (needs REDIS_URL)
 
 test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers), with coverage
 	$(MAKE) --no-print-directory lint
-	$(RUN) pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 --cov --cov-report=
+	$(RUN) pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 --cov --cov-report= \
+	  --ignore=$(SCHEMATHESIS)
+	$(RUN) pytest -q -p no:cacheprovider --cov --cov-append --cov-report= $(SCHEMATHESIS)
 
 test-unit: bootstrap  ## unit tests only (no I/O, seconds)
 	$(RUN) pytest -q tests/unit
