@@ -16,6 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from api.errors import ApiError, rate_limited
 from shared.config import ANONYMOUS_TENANT, Settings
+from shared.keys import Caller
 from shared.logs import bind
 
 if TYPE_CHECKING:
@@ -45,6 +46,7 @@ async def authenticate(
     settings: Settings = request.app.state.settings
     if not settings.tenants_by_key:
         bind(tenant=ANONYMOUS_TENANT)
+        request.state.caller = Caller(ANONYMOUS_TENANT)
         return ANONYMOUS_TENANT
     given = credentials.credentials if credentials else ""
     tenant = tenant_for_key(given, settings.tenants_by_key) if given else None
@@ -58,7 +60,14 @@ async def authenticate(
             headers={"WWW-Authenticate": "Bearer"},
         )
     bind(tenant=tenant)  # the request's log records carry it from here on
+    request.state.caller = Caller(tenant)
     return tenant
+
+
+async def current_caller(request: Request, tenant: Annotated[str, Depends(authenticate)]) -> Caller:
+    """The authenticated caller: its tenant, key id, limits and default priority."""
+    caller: Caller = request.state.caller
+    return caller
 
 
 def client_address(request: Request) -> str:

@@ -21,6 +21,7 @@ from pydantic import ValidationError
 
 from api.errors import ApiError, FieldError
 from api.jsonbody import is_json, loads, media_type, reason
+from shared.keys import Priority
 from shared.models import BatchCreate, BatchItem
 
 NDJSON_TYPES = {"application/x-ndjson", "application/jsonl", "application/ndjson"}
@@ -32,6 +33,7 @@ class ParsedBatch:
     requests: Sequence[BatchItem]
     webhook_url: str | None = None
     metadata: dict[str, str] = field(default_factory=dict)
+    priority: Priority | None = None
 
 
 async def spool(chunks: AsyncIterator[bytes]) -> tuple[IO[bytes], hashlib._Hash]:
@@ -46,13 +48,25 @@ async def spool(chunks: AsyncIterator[bytes]) -> tuple[IO[bytes], hashlib._Hash]
 
 
 def parse_batch(
-    body: IO[bytes], content_type: str | None, *, max_requests: int, webhook_url: str | None
+    body: IO[bytes],
+    content_type: str | None,
+    *,
+    max_requests: int,
+    webhook_url: str | None,
+    priority: Priority | None = None,
 ) -> ParsedBatch:
+    """The batch's requests and options; `webhook_url` and `priority` (query parameters) are
+    the NDJSON body's, and a JSON body's own fields win over them."""
     if media_type(content_type) in NDJSON_TYPES:
-        return ParsedBatch(NdjsonRequests.read(body, max_requests), webhook_url)
+        return ParsedBatch(NdjsonRequests.read(body, max_requests), webhook_url, {}, priority)
     if is_json(content_type):
         batch = parse_json(body.read(), max_requests)
-        return ParsedBatch(batch.requests, batch.webhook_url or webhook_url, batch.metadata)
+        return ParsedBatch(
+            batch.requests,
+            batch.webhook_url or webhook_url,
+            batch.metadata,
+            batch.priority or priority,
+        )
     raise ApiError(
         415,
         "unsupported_media_type",

@@ -9,7 +9,7 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from api.auth import authenticate
+from api.auth import authenticate, current_caller
 from api.metrics import ApiMetrics
 from api.openai.errors import OpenAIError
 from api.ratelimit import enforce_rate_limit
@@ -17,6 +17,7 @@ from shared.batches import BatchService
 from shared.config import Settings
 from shared.factory import Services
 from shared.files import FileService
+from shared.keys import Caller
 from shared.logs import bind
 from shared.service import ChatService
 from shared.usage_report import UsageService
@@ -75,5 +76,6 @@ FilesDep = Annotated[FileService, Depends(get_files)]
 UsageDep = Annotated[UsageService, Depends(get_usage_service)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
+CallerDep = Annotated[Caller, Depends(current_caller)]
 RateLimitedTenant = Annotated[str, Depends(enforce_rate_limit)]  # the tenant, within its budget
 LogIds = Depends(bind_log_ids)

@@ -85,6 +85,8 @@ class BatchJobs(Sequence[Job]):
         job = Job(
             id=self.plan.ids[position],
             tenant=batch.tenant,
+            key_id=batch.key_id,
+            priority=batch.priority,
             request=item.chat_request(),
             batch_id=batch.id,
             custom_id=item.custom_id,

@@ -12,6 +12,7 @@ from shared.batch_jobs import BatchJobs, BatchPlan
 from shared.coalescing import Coalescing
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
+from shared.keys import Caller, Priority
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -64,6 +65,8 @@ class BatchService:
         idempotency_key: str | None = None,
         request_hash: str | None = None,
         batch_id: str | None = None,
+        priority: Priority | None = None,
+        caller: Caller | None = None,
     ) -> Batch:
         """Store the batch and its jobs in one write, answer cache hits, enqueue the rest.
 
@@ -74,8 +77,13 @@ class BatchService:
         `request_hash` differs), and nothing new is stored or run. That replay is looked up
         first: a read is never refused for backpressure.
 
-        `batch_id`: the id to give it (the OpenAI dialect's time-ordered ids), else a new one."""
+        `batch_id`: the id to give it (the OpenAI dialect's time-ordered ids), else a new one.
+        `caller`: the key that sends it; its id, and `priority` or the key's default, go on
+        every job."""
+        caller = caller or Caller(tenant)
         batch = Batch(
+            key_id=caller.key_id,
+            priority=caller.priority_for(priority),
             **({"id": batch_id} if batch_id else {}),
             tenant=tenant,
             webhook_url=webhook_url,

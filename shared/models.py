@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from shared.keys import DEFAULT_PRIORITY, Priority
+
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
 MAX_METADATA_KEYS = 16
@@ -332,7 +334,7 @@ class ChatRequest(BaseModel):
         return {k: v for k, v in dumped.items() if not (k in LATER_FIELDS and v is None)}
 
 
-LATER_FIELDS = frozenset({"top_p", "stop", "seed", "response_format"})
+LATER_FIELDS = frozenset({"top_p", "stop", "seed", "response_format", "priority"})
 _CHAT_FIELDS = tuple(ChatRequest.model_fields)
 
 
@@ -358,6 +360,12 @@ class JobCreate(ChatRequest):
     webhook_url: WebhookUrl = None
     metadata: Metadata = Field(default_factory=dict)
     cache: CacheFlag = True
+    priority: Priority | None = Field(
+        None,
+        description="`high`, `normal` or `low`: workers take higher priorities first; null: the "
+        "API key's default (`normal` for keys from API_KEYS).",
+        examples=["normal"],
+    )
 
 
 class BatchItem(ChatRequest):
@@ -406,6 +414,12 @@ class BatchCreate(BaseModel):
     )
     webhook_url: WebhookUrl = None
     metadata: Metadata = Field(default_factory=dict)
+    priority: Priority | None = Field(
+        None,
+        description="`high`, `normal` or `low`, for every job of the batch: workers take "
+        "higher priorities first; null: the API key's default (`normal` for keys from API_KEYS).",
+        examples=["normal"],
+    )
 
 
 class Usage(BaseModel):
@@ -559,6 +573,8 @@ class Job(BaseModel):
     # the identical job in flight that this one joined (shared/coalescing.py): while it is
     # queued with this set, it waits for that job's outcome instead of calling the LLM
     coalesced_with: str | None = None
+    key_id: str | None = None  # the run-time API key that submitted it (None: a bootstrap key)
+    priority: Priority = DEFAULT_PRIORITY
 
     @property
     def waiting_on(self) -> str | None:
@@ -627,6 +643,9 @@ class JobPublic(BaseModel):
     webhook: WebhookPublic | None = Field(
         description="Delivery of its webhook; null when it has no `webhook_url`."
     )
+    priority: Priority = Field(
+        DEFAULT_PRIORITY, description="The priority it was queued with.", examples=["normal"]
+    )
 
 
 _PUBLIC_JOB_FIELDS = tuple(f for f in JobPublic.model_fields if f not in _DERIVED_JOB_FIELDS)
@@ -660,6 +679,8 @@ class Batch(BaseModel):
     webhook_url: str | None = None
     idempotency_key: str | None = None
     request_hash: str | None = None
+    key_id: str | None = None
+    priority: Priority = DEFAULT_PRIORITY
 
     def public(self) -> BatchPublic:
         fields = {f: getattr(self, f) for f in _PUBLIC_BATCH_FIELDS}

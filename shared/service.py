@@ -12,6 +12,7 @@ from contextlib import suppress
 from shared.admission import Admission
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
+from shared.keys import Caller
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -71,11 +72,19 @@ class ChatService:
         self.metrics = metrics or JobMetrics()
         self.streams = streams  # jobs' live events, for shared/answer_stream.py
 
-    async def submit(self, tenant: str, body: JobCreate, idempotency_key: str | None = None) -> Job:
+    async def submit(
+        self,
+        tenant: str,
+        body: JobCreate,
+        idempotency_key: str | None = None,
+        *,
+        caller: Caller | None = None,
+    ) -> Job:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`).
         A replay (an Idempotency-Key used within 24 h) answers the job that key made, before
-        anything else: a read is never refused for backpressure."""
-        job = self._new_job(tenant, body, idempotency_key)
+        anything else: a read is never refused for backpressure. `caller`: the key that sends
+        it (its id and default priority go on the job)."""
+        job = self._new_job(caller or Caller(tenant), body, idempotency_key)
         if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
             self.metrics.jobs_submitted("replayed")
             return self._check_same_body(earlier, job)
@@ -97,10 +106,12 @@ class ChatService:
         job_id = await self.store.find_idempotent("job", tenant, idempotency_key)
         return await self.store.get_job(job_id, tenant) if job_id else None
 
-    def _new_job(self, tenant: str, body: JobCreate, idempotency_key: str | None) -> Job:
-        request = body.chat_request()
+    def _new_job(self, caller: Caller, body: JobCreate, idempotency_key: str | None) -> Job:
+        request, tenant = body.chat_request(), caller.tenant
         return Job(
             tenant=tenant,
+            key_id=caller.key_id,
+            priority=caller.priority_for(body.priority),
             request=request,
             webhook_url=body.webhook_url,
             metadata=body.metadata,

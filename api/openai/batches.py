@@ -17,7 +17,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query
 
 from api.batch_body import SPOOL_MEMORY_BYTES
-from api.deps import BatchesDep, ChatDep, FilesDep, RateLimitedTenant, SettingsDep, TenantDep
+from api.deps import (
+    BatchesDep,
+    CallerDep,
+    ChatDep,
+    FilesDep,
+    RateLimitedTenant,
+    SettingsDep,
+    TenantDep,
+)
 from api.jsonbody import StrictJsonRoute
 from api.openai.batch_files import batch_records
 from api.openai.batch_input import BatchInput, read_input
@@ -26,6 +34,7 @@ from api.openai.objects import BatchCreateBody, BatchList, BatchRecord, OpenAIBa
 from shared.batches import BatchService
 from shared.errors import NotFound
 from shared.files import FileService, created_ms, new_hex
+from shared.keys import Caller
 from shared.models import Batch, BatchStatus
 
 router = APIRouter(route_class=StrictJsonRoute)
@@ -58,6 +67,7 @@ async def create_openai_batch(
     batches: BatchesDep,
     chat: ChatDep,
     tenant: RateLimitedTenant,
+    caller: CallerDep,
     settings: SettingsDep,
 ) -> OpenAIBatch:
     """Create a batch from an uploaded file: `failed` with `errors` when a line is bad."""
@@ -83,7 +93,7 @@ async def create_openai_batch(
         await batch_records(files).put(tenant, record.id, record)
         if record.errors:
             return batch_object(record, None)
-        native = await _run(batches, files, tenant, record, parsed, body)
+        native = await _run(batches, files, caller, record, parsed, body)
     finally:
         parsed.close()
     return batch_object(record, native)
@@ -102,7 +112,7 @@ async def _read(
 async def _run(
     batches: BatchService,
     files: FileService,
-    tenant: str,
+    caller: Caller,
     record: BatchRecord,
     parsed: BatchInput,
     body: BatchCreateBody,
@@ -110,14 +120,15 @@ async def _run(
     """The native batch; should it be refused (backlog, queue), the record goes too."""
     try:
         return await batches.create(
-            tenant,
+            caller.tenant,
             parsed.requests(),
+            caller=caller,
             webhook_url=body.webhook_url,
             metadata=body.metadata,
             batch_id=record.id,
         )
     except BaseException:
-        await batch_records(files).delete(tenant, record.id)
+        await batch_records(files).delete(caller.tenant, record.id)
         raise
 
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Response
 from fastapi.responses import StreamingResponse
 
-from api.deps import ChatDep, RateLimitedTenant, SettingsDep
+from api.deps import CallerDep, ChatDep, RateLimitedTenant, SettingsDep
 from api.jsonbody import StrictJsonRoute
 from api.openai.errors import OpenAIError, documented, openai_error
 from api.openai.schemas import (
@@ -61,6 +61,7 @@ async def create_chat_completion(
     body: ChatCompletionCreate,
     chat: ChatDep,
     tenant: RateLimitedTenant,
+    caller: CallerDep,
     settings: SettingsDep,
 ) -> Response:
     """Create a chat completion (OpenAI's API), run as a chat job."""
@@ -68,7 +69,7 @@ async def create_chat_completion(
         chat.models.check(body.model)
     except UnknownModel as exc:
         raise OpenAIError(404, "model_not_found", str(exc), param="model") from None
-    job = await chat.submit(tenant, body.job())
+    job = await chat.submit(tenant, body.job(), caller=caller)
     bind(job_id=job.id)
     headers = {JOB_HEADER: job.id, CACHED_HEADER: str(job.cached).lower()}
     wait_s = settings.chat_completions_wait_s

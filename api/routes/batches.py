@@ -11,11 +11,12 @@ from fastapi import APIRouter, Path, Query, Request, Response
 from fastapi.responses import StreamingResponse
 
 from api.batch_body import parse_batch, spool
-from api.deps import BatchesDep, LogIds, RateLimitedTenant, SettingsDep, TenantDep
+from api.deps import BatchesDep, CallerDep, LogIds, RateLimitedTenant, SettingsDep, TenantDep
 from api.errors import documented
 from api.jsonbody import StrictJsonRoute
 from api.routes.jobs import Cursor, IdempotencyKey, Limit, invalid_cursor
 from shared.errors import InvalidCursor
+from shared.keys import Priority
 from shared.logs import bind
 from shared.models import BATCH_ID_EXAMPLE, WEBHOOK_URL_DESCRIPTION, BatchPage, BatchPublic, HttpUrl
 
@@ -27,6 +28,14 @@ WebhookUrl = Annotated[
         description="For NDJSON bodies (a JSON body has its own `webhook_url`): where "
         f"`batch.completed` is sent. {WEBHOOK_URL_DESCRIPTION}",
         examples=["https://hooks.example.com/chatjobs"],
+    ),
+]
+PriorityParam = Annotated[
+    Priority | None,
+    Query(
+        description="For NDJSON bodies (a JSON body has its own `priority`): `high`, `normal` "
+        "or `low` for every job; null: the API key's default.",
+        examples=["low"],
     ),
 ]
 BatchId = Annotated[str, Path(description="The batch's id.", examples=[BATCH_ID_EXAMPLE])]
@@ -82,8 +91,10 @@ async def create_batch(
     response: Response,
     batches: BatchesDep,
     tenant: RateLimitedTenant,
+    caller: CallerDep,
     settings: SettingsDep,
     webhook_url: WebhookUrl = None,
+    priority: PriorityParam = None,
     idempotency_key: IdempotencyKey = None,
 ) -> BatchPublic:
     """Submit a batch (JSON `{"requests": [...]}` or NDJSON, one request a line)."""
@@ -96,6 +107,7 @@ async def create_batch(
             content_type,
             max_requests=settings.batch_max_requests,
             webhook_url=webhook_url,
+            priority=priority,
         )
         batch = await batches.create(
             tenant,
@@ -103,7 +115,9 @@ async def create_batch(
             webhook_url=parsed.webhook_url,
             metadata=parsed.metadata,
             idempotency_key=idempotency_key,
-            request_hash=_request_hash(digest, content_type, webhook_url)
+            caller=caller,
+            priority=parsed.priority,
+            request_hash=_request_hash(digest, content_type, webhook_url, priority)
             if idempotency_key
             else None,
         )
@@ -114,9 +128,12 @@ async def create_batch(
     return batch.public()
 
 
-def _request_hash(digest: Any, content_type: str | None, webhook_url: str | None) -> str:
+def _request_hash(
+    digest: Any, content_type: str | None, webhook_url: str | None, priority: str | None
+) -> str:
     """What an Idempotency-Key replay must repeat exactly: the body as sent and its framing."""
-    digest.update(f"\n{content_type or ''}\n{webhook_url or ''}".encode())
+    framing = f"\n{content_type or ''}\n{webhook_url or ''}"
+    digest.update((framing + (f"\n{priority}" if priority else "")).encode())
     return str(digest.hexdigest())
 
 

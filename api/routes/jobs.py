@@ -6,7 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Header, Path, Query, Response
 
-from api.deps import ChatDep, LogIds, RateLimitedTenant, TenantDep
+from api.deps import CallerDep, ChatDep, LogIds, RateLimitedTenant, TenantDep
 from api.errors import HEADERS, ApiError, FieldError, documented
 from api.jsonbody import StrictJsonRoute
 from shared.errors import InvalidCursor
@@ -83,10 +83,11 @@ async def create_job(
     response: Response,
     chat: ChatDep,
     tenant: RateLimitedTenant,
+    caller: CallerDep,
     idempotency_key: IdempotencyKey = None,
 ) -> JobPublic:
     """Submit a chat job: answered at once from the cache (200) or queued (202)."""
-    job = await chat.submit(tenant, body, idempotency_key)
+    job = await chat.submit(tenant, body, idempotency_key, caller=caller)
     bind(job_id=job.id)
     if job.status.is_terminal:
         response.status_code = 200

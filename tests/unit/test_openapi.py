@@ -91,7 +91,7 @@ def test_both_batch_body_types_are_described(document: dict[str, Any]) -> None:
     content = document["paths"]["/v1/batches"]["post"]["requestBody"]["content"]
     assert set(content) == {"application/json", "application/x-ndjson"}
     batch = resolve(document, content["application/json"]["schema"]["$ref"])
-    assert set(batch["properties"]) == {"requests", "webhook_url", "metadata"}
+    assert set(batch["properties"]) == {"requests", "webhook_url", "metadata", "priority"}
     item = resolve(document, batch["properties"]["requests"]["items"]["$ref"])
     assert "custom_id" in item["required"]
     lines = content["application/x-ndjson"]["schema"]
