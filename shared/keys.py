@@ -56,3 +56,15 @@ class Caller:
     def priority_for(self, asked: Priority | None) -> Priority:
         """The request's own priority, else the key's default."""
         return asked or self.priority
+
+
+class KeyHold(BaseModel):
+    """What a job took from its key's limits when it was admitted; shared/key_usage.py says
+    what its changes give back or settle (a job without one settles nothing)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    month: str  # "YYYY-MM" (UTC): the month its tokens count in
+    tokens: int | None = None  # tokens reserved for it; None: no monthly token budget to settle
+    slot: bool = False  # it holds one of the key's max_in_flight until it ends
+    per_minute: bool = False  # its tokens count in the minute it ends (the key has a tpm)

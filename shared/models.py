@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.keys import DEFAULT_PRIORITY, Priority
+from shared.keys import DEFAULT_PRIORITY, KeyHold, Priority
 
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
@@ -575,6 +575,7 @@ class Job(BaseModel):
     coalesced_with: str | None = None
     key_id: str | None = None  # the run-time API key that submitted it (None: a bootstrap key)
     priority: Priority = DEFAULT_PRIORITY
+    key_hold: KeyHold | None = None  # what it took from its key's limits (shared/key_usage.py)
 
     @property
     def waiting_on(self) -> str | None:

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import IO, Literal, NamedTuple, Protocol
 
 from shared.job_stream import Delta, StreamEvent
+from shared.key_usage import KeyDeltas, KeyMonth
 from shared.models import (
     Batch,
     BatchStatus,
@@ -203,8 +204,60 @@ class RecordRetention(Protocol):
         themselves (DynamoDB's TTL, and reads hide them meanwhile) deletes nothing here."""
 
 
+class KeyCounters(Protocol):
+    """Each run-time API key's counters against its limits (shared/key_usage.py): requests and
+    tokens per UTC month (`month` is "YYYY-MM"), jobs in flight, and tokens of jobs that ended
+    per minute (`minute` is "YYYY-MM-DDTHH:MM"). Every conditional write is one atomic
+    compare-and-set, exact across processes. A job's own changes move these counters in the
+    write of the change (`Change.key_deltas`), as they move usage counters."""
+
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        """Add `requests` and `tokens` to the key's month only if neither then passes its
+        maximum (None: no maximum), in one atomic write. The month's figures after it, or None
+        when refused (nothing was added)."""
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        """Give back what `reserve` took (a submit refused after its reservation)."""
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        """The key's figures for the month (zeros when it has none)."""
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        """Record that the key's `kind` budget event went out this month: True the first time
+        only (a compare-and-set), so the event goes out once however many processes see it."""
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        """Take `jobs` in-flight slots, only if the key then holds at most `ceiling`."""
+
+    async def in_flight(self, key_id: str) -> int:
+        """The slots the key holds: its jobs admitted and not yet ended."""
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        """Tokens of the key's jobs that ended in `minute`."""
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        """Move a key's counters outside a job's change (slots and tokens given back when a
+        submit is refused before its jobs were stored)."""
+
+
 class Store(
-    JobStore, BatchStore, WebhookOutbox, UsageStore, CoalescingStore, RecordRetention, Protocol
+    JobStore,
+    BatchStore,
+    WebhookOutbox,
+    UsageStore,
+    CoalescingStore,
+    RecordRetention,
+    KeyCounters,
+    Protocol,
 ):
     """What one storage technology provides; the composition root hands out its narrower ports."""
 

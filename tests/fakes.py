@@ -6,11 +6,13 @@ import asyncio
 import base64
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.errors import InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
+from shared.key_usage import KeyDeltas, KeyMonth, usage_rows
 from shared.models import (
     Batch,
     BatchStatus,
@@ -26,7 +28,7 @@ from shared.models import (
 from shared.ports import IdempotentKind, JobHandler, JobRef
 from shared.retention import expires_at
 from shared.transitions import Change, Decision, created_usage
-from shared.usage import UsageCounters, UsageKey, usage_key
+from shared.usage import UsageCounters, UsageKey
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
@@ -39,6 +41,7 @@ class FakeJobStore:
         self.usage_counters: dict[UsageKey, UsageCounters] = {}
         self.coalescing_keys: dict[tuple[str, str], str] = {}
         self.job_followers: dict[str, set[str]] = {}
+        self.key_counters = FakeKeyCounters()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -60,10 +63,11 @@ class FakeJobStore:
             return job
 
     def _add_usage(self, job: Job, added: UsageCounters | None) -> None:
-        if added is not None:
-            key = usage_key(job)
+        if added is None:
+            return
+        for key, row in usage_rows(job, added):
             held = self.usage_counters.get(key)
-            self.usage_counters[key] = held.plus(added) if held is not None else added
+            self.usage_counters[key] = held.plus(row) if held is not None else row
 
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
         return [
@@ -169,6 +173,8 @@ class FakeJobStore:
         job = change.after
         self.jobs[job.id] = job
         self._add_usage(job, change.usage)
+        if change.key_deltas is not None:
+            self.key_counters.move(change.key_deltas)
         batch = self.batches.get(job.batch_id) if job.batch_id else None
         if batch is not None and change.counter_deltas:
             counts = batch.counts.model_copy()
@@ -329,6 +335,46 @@ class FakeJobStore:
     async def drop_followers(self, leader_id: str) -> None:
         self.job_followers.pop(leader_id, None)
 
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        async with self._lock:
+            return self.key_counters.reserve(
+                key_id, month, requests, tokens, max_requests, max_tokens
+            )
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        async with self._lock:
+            self.key_counters.unreserve(key_id, month, requests, tokens)
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        return self.key_counters.months.get((key_id, month), KeyMonth())
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        async with self._lock:
+            return self.key_counters.mark_alerted(key_id, month, kind)
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        async with self._lock:
+            return self.key_counters.enter(key_id, jobs, ceiling)
+
+    async def in_flight(self, key_id: str) -> int:
+        return self.key_counters.flights.get(key_id, 0)
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        return self.key_counters.minutes.get((key_id, minute), 0)
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        async with self._lock:
+            self.key_counters.move(deltas)
+
     async def purge_expired(self, limit: int) -> int:
         async with self._lock:
             now = utcnow()
@@ -342,6 +388,64 @@ class FakeJobStore:
             for held, key in expired:
                 del held[key]
             return len(expired)
+
+
+class FakeKeyCounters:
+    """Each key's counters in memory, with the rules of shared/key_usage.py (the store's lock
+    makes every method one atomic step)."""
+
+    def __init__(self) -> None:
+        self.months: dict[tuple[str, str], KeyMonth] = {}
+        self.flights: dict[str, int] = {}
+        self.minutes: dict[tuple[str, str], int] = {}
+
+    def reserve(
+        self,
+        key_id: str,
+        month: str,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        held = self.months.get((key_id, month), KeyMonth())
+        if max_requests is not None and held.requests + requests > max_requests:
+            return None
+        if max_tokens is not None and held.tokens + tokens > max_tokens:
+            return None
+        return self._set(key_id, month, held.requests + requests, held.tokens + tokens)
+
+    def unreserve(self, key_id: str, month: str, requests: int, tokens: int) -> None:
+        held = self.months.get((key_id, month), KeyMonth())
+        self._set(key_id, month, held.requests - requests, held.tokens - tokens)
+
+    def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        held = self.months.get((key_id, month), KeyMonth())
+        if kind in held.alerted:
+            return False
+        self.months[(key_id, month)] = replace(held, alerted=held.alerted | {kind})
+        return True
+
+    def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        if self.flights.get(key_id, 0) + jobs > ceiling:
+            return False
+        self.flights[key_id] = self.flights.get(key_id, 0) + jobs
+        return True
+
+    def move(self, deltas: KeyDeltas) -> None:
+        key_id = deltas.key_id
+        for month, tokens in deltas.months.items():
+            held = self.months.get((key_id, month), KeyMonth())
+            self._set(key_id, month, held.requests, held.tokens + tokens)
+        if deltas.in_flight:
+            self.flights[key_id] = self.flights.get(key_id, 0) + deltas.in_flight
+        for minute, tokens in deltas.minutes.items():
+            self.minutes[(key_id, minute)] = self.minutes.get((key_id, minute), 0) + tokens
+
+    def _set(self, key_id: str, month: str, requests: int, tokens: int) -> KeyMonth:
+        held = self.months.get((key_id, month), KeyMonth())
+        self.months[(key_id, month)] = new = replace(held, requests=requests, tokens=tokens)
+        return new
 
 
 class FakeResultCache:

@@ -2,7 +2,8 @@
 
 Items, keys and indexes: dynamodb_items.py. Status changes are decided by shared.transitions and
 written by compare-and-set, with what moves with them (batch counters, usage counters, a released
-idempotency key) in the same transaction (dynamodb_table.py, dynamodb_usage.py).
+idempotency key, the API key's counters) in the same transaction (dynamodb_table.py,
+dynamodb_usage.py, dynamodb_key_counters.py).
 Idempotency keys: dynamodb_keys.py. Query parameters and the
 listing cursor: dynamodb_queries.py. Nothing here scans the table: every read is a GetItem or a
 Query of the table or of an index. Index reads are eventually consistent, so a sweep may see a
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.store import dynamodb_coalescing as coalescing
+from shared.adapters.store import dynamodb_key_counters as key_counters
 from shared.adapters.store.dynamodb_calls import (
     batch_write,
     bounded,
@@ -63,6 +65,7 @@ from shared.adapters.store.dynamodb_queries import (
 from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.errors import Conflict
+from shared.key_usage import KeyDeltas, KeyMonth
 from shared.models import (
     Batch,
     BatchStatus,
@@ -402,6 +405,43 @@ class DynamoDbJobStore:
         """One Query of the tenant's USAGE# partition: counter items only."""
         params = usage_query(self.table, tenant, start, end)
         return merged_shards([item async for item in query_items(self._db.ddb, params)])
+
+    # key counters (dynamodb_key_counters.py)
+
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        return await key_counters.reserve(
+            self._db, key_id, month, requests, tokens, max_requests, max_tokens
+        )
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        await key_counters.unreserve(self._db, key_id, month, requests, tokens)
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        return await key_counters.key_month(self._db, key_id, month)
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        return await key_counters.mark_alerted(self._db, key_id, month, kind)
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        return await key_counters.enter(self._db, key_id, jobs, ceiling)
+
+    async def in_flight(self, key_id: str) -> int:
+        return await key_counters.in_flight(self._db, key_id)
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        return await key_counters.minute_tokens(self._db, key_id, minute)
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        await key_counters.move(self._db, deltas)
 
     # helpers
 
