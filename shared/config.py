@@ -138,6 +138,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: str = "120/minute"
+    budget_token_estimate: int = Field(
+        1000,
+        ge=1,
+        description="Tokens reserved against a key's monthly_tokens for a request without "
+        "max_tokens (a request with it reserves max_tokens); settled to the tokens the job "
+        "really used when it ends",
+    )
+    budget_webhook_url: str | None = Field(
+        None,
+        description="Where `key.budget_threshold` events go (a key's monthly budget crossing "
+        "80%), signed with the key's tenant's webhook secret; unset: no such events",
+    )
     auth_failure_limit: str = Field(
         "10/minute",
         description="Wrong API keys allowed from one client address (IPv6: one /64) in a moving "

@@ -87,3 +87,21 @@ class UnknownModel(ChatJobsError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class KeyLimitExceeded(ChatJobsError):
+    """A run-time API key's limit refuses the request (429); `retry_after_s`: when it may
+    succeed again."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(retry_after_s, 1)
+
+
+class BudgetExceeded(KeyLimitExceeded):
+    """The key's monthly request or token budget has no room for the request
+    (429 `budget_exceeded`); it resets at the start of the next UTC month."""
+
+
+class KeyRateLimited(KeyLimitExceeded):
+    """The key's rpm, tpm or max_in_flight refuses the request for now (429 `rate_limited`)."""

@@ -25,6 +25,7 @@ from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
 from shared.finished import FinishedJobs
+from shared.key_limits import KeyGate
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
@@ -34,6 +35,7 @@ from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
 from shared.webhooks import WebhookDispatcher, WebhookSender, check_url
 from shared.webhooks.hooks import WebhookHooks
+from shared.webhooks.key_events import BudgetWebhooks
 from shared.webhooks.secrets import WebhookSecrets, masters_from
 
 __all__ = ["ServiceFactory", "Services"]
@@ -135,12 +137,14 @@ class ServiceFactory:
             store, s.max_queued_jobs, queue if isinstance(queue, LocalQueue) else None
         )
         coalescing = Coalescing(store, cache, queue, hooks)
+        gate = self._key_gate(stack, store, sender, secrets)
         batches = BatchService(
-            store, cache, queue, hooks, admission, s.models, metrics, coalescing
+            store, cache, queue, hooks, admission, s.models, metrics, coalescing, gate
         )
         finished = FinishedJobs(events, batches, coalescing)
         chat = ChatService(
-            store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams
+            store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams,
+            gate=gate,
         )
         # fmt: off
         executor = JobExecutor(store, cache, llm, job_timeout_s=s.job_timeout_s,
@@ -154,6 +158,23 @@ class ServiceFactory:
                         Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
                         stack, self.adapters.sqs(queue), streams=streams)
         # fmt: on
+
+    def _key_gate(
+        self, stack: AsyncExitStack, store: Store, sender: WebhookSender, secrets: WebhookSecrets
+    ) -> KeyGate:
+        """Run-time API keys' limits (shared/key_limits.py); rpm in RATE_LIMIT's window."""
+        s, alerts = self.settings, None
+        if s.budget_webhook_url:
+            alerts = BudgetWebhooks(
+                s.budget_webhook_url, sender, schedule=s.retry_delays_s, secret_for=secrets.signing
+            )
+            stack.push_async_callback(_logged, "budget webhooks", alerts.close)
+        return KeyGate(
+            store,
+            self.adapters.rate_window(),
+            token_estimate=s.budget_token_estimate,
+            alerts=alerts,
+        )
 
 
 Step = Callable[[], Awaitable[None]]
