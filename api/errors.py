@@ -27,6 +27,7 @@ from shared.errors import (
     ChatJobsError,
     Conflict,
     InvalidWebhookUrl,
+    KeyLimitExceeded,
     KeyRateLimited,
     NotFound,
     Overloaded,
@@ -241,6 +242,7 @@ DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
     Overloaded: DomainAnswer(503, "overloaded"),
     BudgetExceeded: DomainAnswer(429, "budget_exceeded"),
     KeyRateLimited: DomainAnswer(429, "rate_limited"),
+    KeyLimitExceeded: DomainAnswer(429, "rate_limited"),
     StoreFull: DomainAnswer(
         503,
         "store_full",

@@ -87,6 +87,10 @@ class BudgetWebhooks:
             log.warning("%s %s attempt %d: HTTP %d", BUDGET_THRESHOLD, webhook_id, attempt, status)
         log.error("%s %s was not delivered", BUDGET_THRESHOLD, webhook_id)
 
+    async def wait(self) -> None:
+        """Until the deliveries under way have ended (delivered, or out of attempts)."""
+        await asyncio.gather(*self._sending, return_exceptions=True)
+
     async def close(self) -> None:
         """Stop retrying (the process is stopping)."""
         for task in list(self._sending):
