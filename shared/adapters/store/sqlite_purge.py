@@ -4,8 +4,9 @@ bounded chunks (shared/retention.py says what expires; the indexes are in sqlite
 Each chunk is one write of at most `limit` rows, so the writer is never held for long: jobs that
 ended before the cutoff, then batches that did, then batch idempotency keys older than their 24 h
 window, then coalescing rows whose job is gone (a crash between a leader's end and its release
-leaves them; the next identical request would take the key over anyway). A job's result, webhook delivery state and idempotency key are in its row, and go with it;
-the usage counters are another table, and stay.
+leaves them; the next identical request would take the key over anyway). A job's result, webhook
+delivery state and idempotency key are in its row, and go with it; the usage counters are another
+table, and stay.
 """
 
 from __future__ import annotations
