@@ -1,15 +1,28 @@
 """Refuse request bodies over the size limit with 413, by Content-Length or by bytes received
-(OpenAI's error shape under /openai/)."""
+(OpenAI's error shape under /openai/).
+
+Before answering, the rest of the body is read and thrown away (at most DRAIN_MAX_BYTES, within
+DRAIN_S): a server that answers and closes while the client is still sending makes the kernel
+reset the connection, and most clients (the `openai` SDK, httpx, requests) send the whole body
+before reading, so they would see the reset instead of the 413. The server cannot drain after
+answering: once the response is complete, uvicorn ends the request's `receive`.
+"""
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 
+import anyio
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from api.errors import ApiError, error_response
 from api.openai.errors import in_dialect, openai_error
+
+log = logging.getLogger(__name__)
+DRAIN_MAX_BYTES = 256 * 1024 * 1024  # past this the connection is just closed (and reset)
+DRAIN_S = 30.0
 
 
 class BodyLimitMiddleware:
@@ -34,8 +47,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         limit = self.limit_for(scope["path"])
-        declared = Headers(scope=scope).get("content-length", "")
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
+            if "100-continue" not in headers.get("expect", "").lower():  # else nothing is sent
+                await _drain(receive, int(declared))
             await _too_large(limit, scope["path"])(scope, receive, send)
             return
         received = 0
@@ -46,10 +62,31 @@ class BodyLimitMiddleware:
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    if message.get("more_body"):
+                        await _drain(receive, DRAIN_MAX_BYTES)
                     raise _too_large_error(limit)
             return message
 
         await self.app(scope, receive_within_limit, send)
+
+
+async def _drain(receive: Receive, expected: int) -> None:
+    """Read and drop what the client still sends, so it reads the 413 instead of a reset;
+    nothing when more than DRAIN_MAX_BYTES would come, and no longer than DRAIN_S."""
+    if expected > DRAIN_MAX_BYTES:
+        return
+    left = expected
+    with anyio.move_on_after(DRAIN_S):
+        try:
+            while left > 0:
+                message = await receive()
+                if message["type"] != "http.request":
+                    return
+                left -= len(message.get("body", b""))
+                if not message.get("more_body"):
+                    return
+        except ApiError:  # the body stalled (HTTP_BODY_TIMEOUT_S): stop waiting for it
+            log.info("an oversized body stalled while it was being drained")
 
 
 def _message(limit: int) -> str:

@@ -61,6 +61,8 @@ class Coalescing:
         key = job.cache_key
         if key is None:
             return LEADS
+        if await self.store.take_key(job.tenant, key, job.id, replacing=None):
+            return Joined(answer=await self._cached(key))  # the common case: one write
         for _ in range(MAX_TRIES):
             holder = await self.store.key_holder(job.tenant, key)
             if holder == job.id:

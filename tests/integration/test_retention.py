@@ -52,3 +52,30 @@ async def test_embedded_mode_purges_expired_jobs_from_its_start(tmp_path: Path) 
         assert await services.store.usage("t1", *days) == usage != []
     finally:
         await services.close()
+
+
+async def test_the_purge_drops_coalescing_rows_whose_job_is_gone(tmp_path: Path) -> None:
+    """A crash between a leader's end and its release leaves its key and follower rows; once
+    the job is purged (or never stored), the purge takes them too, and a live holder stays."""
+    store = SqliteJobStore(str(tmp_path / "chatjobs.db"), retention=timedelta(days=7))
+    await store.start()
+    try:
+        live = await store.create_job(ended_job(0).model_copy(update={"status": JobStatus.running}))
+        expired = await store.create_job(ended_job(8))
+        assert await store.take_key("t1", "live-key", live.id, replacing=None)
+        assert await store.take_key("t1", "old-key", expired.id, replacing=None)
+        assert await store.take_key("t1", "never-key", "job_never_stored", replacing=None)
+        await store.add_follower(expired.id, "job_follower")
+        await store.add_follower(live.id, "job_live_follower")
+
+        while await store.purge_expired(limit=1) == 1:
+            pass
+
+        assert await store.get_job(expired.id) is None
+        assert await store.key_holder("t1", "old-key") is None
+        assert await store.key_holder("t1", "never-key") is None
+        assert await store.followers(expired.id) == []
+        assert await store.key_holder("t1", "live-key") == live.id
+        assert await store.followers(live.id) == ["job_live_follower"]
+    finally:
+        await store.close()

@@ -3,8 +3,10 @@ bounded chunks (shared/retention.py says what expires; the indexes are in sqlite
 
 Each chunk is one write of at most `limit` rows, so the writer is never held for long: jobs that
 ended before the cutoff, then batches that did, then batch idempotency keys older than their 24 h
-window. A job's result, webhook delivery state and idempotency key are in its row, and go with it;
-the usage counters are another table, and stay.
+window, then coalescing rows whose job is gone (a crash between a leader's end and its release
+leaves them; the next identical request would take the key over anyway). A job's result, webhook
+delivery state and idempotency key are in its row, and go with it; the usage counters are another
+table, and stay.
 """
 
 from __future__ import annotations
@@ -33,6 +35,16 @@ EXPIRED_BATCH_KEYS = (
     " (SELECT rowid FROM batch_idempotency WHERE created_at <= ? LIMIT ?)"
 )
 
+# WITHOUT ROWID tables: rows are named by their primary key
+ORPHAN_KEYS = (
+    "DELETE FROM coalescing_keys WHERE (tenant, cache_key) IN (SELECT tenant, cache_key"
+    " FROM coalescing_keys AS k WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = k.holder) LIMIT ?)"
+)
+ORPHAN_FOLLOWERS = (
+    "DELETE FROM job_followers WHERE (leader_id, follower_id) IN (SELECT leader_id, follower_id"
+    " FROM job_followers AS f WHERE NOT EXISTS (SELECT 1 FROM jobs WHERE id = f.leader_id) LIMIT ?)"
+)
+
 
 def ended_before(moment: datetime) -> str:
     """A bound for the JSON timestamps in `data` (pydantic's `…T10:42:07.123456Z`): those of
@@ -53,4 +65,7 @@ def purge_chunk(
     ):
         if deleted < limit:
             deleted += db.execute(sql, (bound, limit - deleted)).rowcount
+    for sql in (ORPHAN_KEYS, ORPHAN_FOLLOWERS):
+        if deleted < limit:
+            deleted += db.execute(sql, (limit - deleted,)).rowcount
     return deleted
