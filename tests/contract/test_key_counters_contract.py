@@ -138,8 +138,9 @@ class KeyCountersContract:
         key = new_key()
         taken = await asyncio.gather(
             *(
-                store.reserve(key, MONTH, requests=1, tokens=10, max_requests=None,
-                              max_tokens=95)  # fmt: skip
+                store.reserve(
+                    key, MONTH, requests=1, tokens=10, max_requests=None, max_tokens=95
+                )  # fmt: skip
                 for _ in range(40)
             )
         )
@@ -174,9 +175,7 @@ class KeyCountersContract:
         assert await store.minute_tokens(key, minute_of(utcnow() + timedelta(minutes=2))) == 0
         assert (await store.key_month(key, MONTH)).tokens == 30
 
-    async def test_a_budget_event_is_marked_once_per_key_month_and_kind(
-        self, store: Store
-    ) -> None:
+    async def test_a_budget_event_is_marked_once_per_key_month_and_kind(self, store: Store) -> None:
         key = new_key()
         marks = await asyncio.gather(
             *(store.mark_alerted(key, MONTH, "requests") for _ in range(10))
