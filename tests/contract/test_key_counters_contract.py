@@ -50,8 +50,10 @@ async def finish(store: Store, job: Job, answer: Completion | None = ANSWER) -> 
     writes = JobWrites(store)
     running = await writes.claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
     assert running is not None
-    status = JobStatus.succeeded if answer is not None else JobStatus.failed
-    outcome = JobOutcome(status, expect=JobStatus.running, attempt=1, result=answer)
+    if answer is not None:
+        outcome = JobOutcome(JobStatus.succeeded, expect=JobStatus.running, result=answer)
+    else:
+        outcome = JobOutcome(JobStatus.failed, expect=JobStatus.running)
     done = await writes.finish(job.id, outcome)
     assert done is not None
     return done
@@ -85,8 +87,9 @@ class KeyCountersContract:
         over_tokens = await store.reserve(
             key, MONTH, requests=1, tokens=11, max_requests=5, max_tokens=10
         )
-        too_big = await store.reserve(key, "2026-06", requests=6, tokens=0, max_requests=5,
-                                      max_tokens=None)  # fmt: skip
+        too_big = await store.reserve(
+            key, "2026-06", requests=6, tokens=0, max_requests=5, max_tokens=None
+        )
         assert over_requests is None and over_tokens is None and too_big is None
         month = await store.key_month(key, MONTH)
         assert (month.requests, month.tokens) == (4, 0)
@@ -102,12 +105,11 @@ class KeyCountersContract:
 
     async def test_months_and_keys_count_apart(self, store: Store) -> None:
         a, b = new_key(), new_key()
-        assert await store.reserve(a, MONTH, requests=1, tokens=0, max_requests=1,
-                                   max_tokens=None)  # fmt: skip
-        assert await store.reserve(a, "2026-06", requests=1, tokens=0, max_requests=1,
-                                   max_tokens=None)  # fmt: skip
-        assert await store.reserve(b, MONTH, requests=1, tokens=0, max_requests=1,
-                                   max_tokens=None)  # fmt: skip
+        assert await store.reserve(a, MONTH, requests=1, tokens=0, max_requests=1, max_tokens=None)
+        assert await store.reserve(
+            a, "2026-06", requests=1, tokens=0, max_requests=1, max_tokens=None
+        )
+        assert await store.reserve(b, MONTH, requests=1, tokens=0, max_requests=1, max_tokens=None)
 
     async def test_unreserve_gives_a_reservation_back(self, store: Store) -> None:
         key = new_key()
@@ -138,9 +140,7 @@ class KeyCountersContract:
         key = new_key()
         taken = await asyncio.gather(
             *(
-                store.reserve(
-                    key, MONTH, requests=1, tokens=10, max_requests=None, max_tokens=95
-                )  # fmt: skip
+                store.reserve(key, MONTH, requests=1, tokens=10, max_requests=None, max_tokens=95)
                 for _ in range(40)
             )
         )
@@ -167,8 +167,7 @@ class KeyCountersContract:
     async def test_tokens_count_per_minute_and_settle_per_month(self, store: Store) -> None:
         key = new_key()
         minute = minute_of(utcnow())  # DynamoDB hides a minute item an hour after its minute
-        await store.reserve(key, MONTH, requests=1, tokens=100, max_requests=None,
-                            max_tokens=1000)  # fmt: skip
+        await store.reserve(key, MONTH, requests=1, tokens=100, max_requests=None, max_tokens=1000)
         await store.move_key_counters(KeyDeltas(key, months={MONTH: -70}, minutes={minute: 30}))
         await store.move_key_counters(KeyDeltas(key, minutes={minute: 5}))
         assert await store.minute_tokens(key, minute) == 35
@@ -189,8 +188,7 @@ class KeyCountersContract:
         self, store: Store
     ) -> None:
         key, month = new_key(), month_of(utcnow())
-        await store.reserve(key, month, requests=1, tokens=100, max_requests=None,
-                            max_tokens=1000)  # fmt: skip
+        await store.reserve(key, month, requests=1, tokens=100, max_requests=None, max_tokens=1000)
         assert await store.enter(key, 1, ceiling=1)
         hold = KeyHold(month=month, tokens=100, slot=True, per_minute=True)
         job = await store.create_job(Job(tenant="t1", request=REQUEST, key_id=key, key_hold=hold))
@@ -208,8 +206,7 @@ class KeyCountersContract:
 
     async def test_a_failed_job_gives_back_its_whole_reservation(self, store: Store) -> None:
         key, month = new_key(), month_of(utcnow())
-        await store.reserve(key, month, requests=1, tokens=50, max_requests=None,
-                            max_tokens=100)  # fmt: skip
+        await store.reserve(key, month, requests=1, tokens=50, max_requests=None, max_tokens=100)
         await store.enter(key, 1, ceiling=4)
         hold = KeyHold(month=month, tokens=50, slot=True)
         job = await store.create_job(Job(tenant="t1", request=REQUEST, key_id=key, key_hold=hold))
@@ -221,8 +218,9 @@ class KeyCountersContract:
     async def test_a_cancelled_batch_frees_every_slot_at_once(self, store: Store) -> None:
         key, month = new_key(), month_of(utcnow())
         await store.enter(key, 120, ceiling=120)
-        await store.reserve(key, month, requests=120, tokens=1200, max_requests=None,
-                            max_tokens=None)  # fmt: skip
+        await store.reserve(
+            key, month, requests=120, tokens=1200, max_requests=None, max_tokens=None
+        )
         batch = Batch(tenant="t1", key_id=key)
         hold = KeyHold(month=month, tokens=10, slot=True)
         jobs = [
@@ -248,8 +246,7 @@ class KeyCountersContract:
         job = Job(tenant="t1", request=REQUEST, batch_id=batch.id, key_id=key, key_hold=hold)
         batch.counts.total = batch.counts.queued = 1
         await store.create_batch(batch, [job])
-        await store.reserve(key, month, requests=1, tokens=40, max_requests=None,
-                            max_tokens=None)  # fmt: skip
+        await store.reserve(key, month, requests=1, tokens=40, max_requests=None, max_tokens=None)
         await finish(store, job, answer=None)
         assert await JobWrites(store).retry_failed(batch.id) == [job.id]
         assert await store.in_flight(key) == 0
