@@ -27,6 +27,7 @@ from shared.keys import Caller, KeyLimits
 from shared.models import BatchItem, Completion, JobCreate
 from shared.retry import RetryPolicy
 from shared.service import ChatService, cache_key
+from shared.usage_report import GroupBy, UsageService
 from shared.webhooks.hooks import WebhookHooks
 from shared.webhooks.key_events import BUDGET_THRESHOLD, BudgetWebhooks
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
@@ -325,3 +326,19 @@ async def test_the_budget_event_is_signed_for_the_tenant_and_retried_with_one_id
         "month": "2026-12",
         "resets_at": "2027-01-01T00:00:00Z",
     }
+
+
+async def test_usage_by_key_has_a_row_per_key_and_one_for_keys_without_an_id(
+    parts: Parts,
+) -> None:
+    await parts.chat.submit("t1", body("a b"), caller=caller("key_a", monthly_requests=9))
+    await parts.chat.submit("t1", body("c d"), caller=caller("key_a", monthly_requests=9))
+    await parts.chat.submit("t1", body("e f g"), caller=Caller("t1", "key_b"))  # no limits
+    await parts.chat.submit("t1", body("h"), caller=Caller("t1"))  # a bootstrap key
+    await parts.chat.submit("t2", body("i"), caller=Caller("t2", "key_c"))
+    await parts.run_all()
+
+    report = await UsageService(parts.store).report("t1", group_by=GroupBy.key)
+
+    rows = [(r.group, r.requests, r.input_tokens, r.output_tokens) for r in report.data]
+    assert rows == [("bootstrap", 1, 1, 1), ("key_a", 2, 4, 4), ("key_b", 1, 3, 3)]
