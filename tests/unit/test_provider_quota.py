@@ -11,13 +11,13 @@ from datetime import timedelta
 
 import pytest
 
+from shared import transitions
 from shared.adapters.llm.build import build_llm
 from shared.adapters.llm.circuit import CircuitBreaker, CircuitState
 from shared.adapters.llm.fallback import FallbackLLM
 from shared.adapters.llm.quoted import QuotedProvider
 from shared.adapters.quota.memory import MemoryProviderQuota
 from shared.errors import QuotaExceeded, TransientLLMError
-from shared import transitions
 from shared.execution import JobExecutor
 from shared.job_stream import Delta
 from shared.metrics import JobMetrics
