@@ -65,10 +65,10 @@ class FallbackLLM:
         if self.fallback is None:
             raise primary_error
         names = self.primary.name, primary_error, self.fallback.name
-        quota = isinstance(primary_error, QuotaExceeded)  # routine overflow, not trouble
-        log.log(
-            logging.INFO if quota else logging.WARNING, "%s failed (%s); falling back to %s", *names
-        )
+        if isinstance(primary_error, QuotaExceeded):  # routine overflow: not a fallback alarm
+            log.info("%s is full (%s); its overflow goes to %s", *names)
+        else:
+            log.warning("%s failed (%s); falling back to %s", *names)
         return self.fallback
 
     async def start(self) -> None:
