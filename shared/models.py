@@ -578,6 +578,9 @@ class Job(BaseModel):
     coalesced_with: str | None = None
     key_id: str | None = None  # the run-time API key that submitted it (None: a bootstrap key)
     priority: Priority = DEFAULT_PRIORITY
+    # seconds it waited, queued, for room in the providers' shared quotas (no attempt spent):
+    # its retry budget is longer by as much (shared/retry.py)
+    quota_waited_s: float = 0.0
 
     @property
     def waiting_on(self) -> str | None:
