@@ -78,6 +78,14 @@ def _aliases(value: object) -> object:
     return aliases
 
 
+def _zero_when_empty(value: object) -> object:
+    """GEMINI_RPM= (set but empty) means no quota, as unset does."""
+    return 0 if isinstance(value, str) and not value.strip() else value
+
+
+QuotaValue = Annotated[int, BeforeValidator(_zero_when_empty), Field(ge=0)]
+
+
 # NoDecode: the environment keeps its plain comma-separated formats (not JSON)
 ApiKeys = Annotated[tuple[ApiKey, ...], NoDecode, BeforeValidator(_api_keys)]
 Aliases = Annotated[dict[str, str], NoDecode, BeforeValidator(_aliases)]
@@ -270,6 +278,24 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 20.0
     circuit_failure_threshold: int = 5
     circuit_cooldown_s: float = 30.0
+
+    # provider quotas, shared by every worker (docs/adr/0014): unset or 0 means no quota
+    gemini_rpm: QuotaValue = Field(
+        0,
+        description="Gemini calls per minute, counted across every worker process and Lambda "
+        "container; a job that would pass it waits, queued, with no attempt spent",
+    )
+    gemini_tpm: QuotaValue = Field(
+        0,
+        description="Gemini tokens per minute (input + output), counted from each call's "
+        "reported usage when it ends and enforced before the next call",
+    )
+    openrouter_rpm: QuotaValue = Field(
+        0, description="OpenRouter calls per minute, counted like GEMINI_RPM"
+    )
+    openrouter_tpm: QuotaValue = Field(
+        0, description="OpenRouter tokens per minute, counted like GEMINI_TPM"
+    )
 
     # workers
     worker_concurrency: int = 16

@@ -105,3 +105,15 @@ class BudgetExceeded(KeyLimitExceeded):
 
 class KeyRateLimited(KeyLimitExceeded):
     """The key's rpm, tpm or max_in_flight refuses the request for now (429 `rate_limited`)."""
+
+
+class QuotaExceeded(TransientLLMError):
+    """No call was made: the provider's shared quota (calls or tokens per minute) has no room,
+    or the provider is paused after a 429, for `retry_after_s`. `providers`: every provider
+    that was refused this way (the primary and the fallback, when both were)."""
+
+    def __init__(self, message: str, *, provider: str, retry_after_s: float,
+                 providers: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(message, provider=provider, retry_after_s=retry_after_s)
+        self.retry_after_s: float = retry_after_s
+        self.providers = providers or (provider,)

@@ -95,7 +95,10 @@ class ServiceFactory:
         cache = cache if cache is not None else a.cache()
         if cache is not None:
             stack.push_async_callback(_logged, "cache", cache.close)
-        llm = llm if llm is not None else a.llm()
+        if llm is None:
+            quota = a.provider_quota()
+            stack.push_async_callback(_logged, "provider quota", quota.close)
+            llm = a.llm(quota)
         await _entered(stack, "LLM", llm.start, llm.close)
         queue = queue if queue is not None else a.queue()
         events = events if events is not None else a.events()

@@ -579,6 +579,9 @@ class Job(BaseModel):
     key_id: str | None = None  # the run-time API key that submitted it (None: a bootstrap key)
     priority: Priority = DEFAULT_PRIORITY
     key_hold: KeyHold | None = None  # what it took from its key's limits (shared/key_usage.py)
+    # seconds it waited, queued, for room in the providers' shared quotas (no attempt spent):
+    # its retry budget is longer by as much (shared/retry.py)
+    quota_waited_s: float = 0.0
 
     @property
     def waiting_on(self) -> str | None:

@@ -383,3 +383,29 @@ class LLMProvider(Protocol):
         whose content is the text of the deltas. Close it (`aclose`) when leaving early."""
 
     async def close(self) -> None: ...
+
+
+class ProviderQuota(Protocol):
+    """Each LLM provider's calls and tokens per minute (GEMINI_RPM, …; shared/quotas.py), and
+    its pause after a 429 with Retry-After, counted where every worker sees the same numbers:
+    Redis, DynamoDB, or this process's memory. Limits are given to the adapter when it is made;
+    a provider without limits is only ever paused. Raises when the backend fails (the caller
+    then lets the call through: shared/adapters/llm/quoted.py)."""
+
+    async def acquire(self, provider: str) -> float:
+        """Take a slot for one call now: 0.0 when taken; else the seconds until one may be (the
+        provider is paused, or its calls or tokens of the last minute are spent), nothing
+        taken."""
+
+    async def wait_s(self, provider: str) -> float:
+        """What `acquire` would answer now, with nothing taken."""
+
+    async def spend_tokens(self, provider: str, tokens: int) -> None:
+        """Count a finished call's tokens (its reported usage) against the provider's tokens
+        per minute."""
+
+    async def pause(self, provider: str, seconds: float) -> None:
+        """Let no call reach the provider for `seconds` from now (a longer pause already set
+        stays)."""
+
+    async def close(self) -> None: ...

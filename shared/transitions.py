@@ -112,6 +112,27 @@ def requeue(
     )
 
 
+def defer(
+    job: Job, *, attempt: int, note: JobError, not_before: datetime, now: datetime
+) -> Change | None:
+    """running → queued until `not_before`, for the claim that made `attempt`, which is given
+    back: no provider could be called (their shared quotas had no room), so no attempt was
+    spent. The wait is added to `quota_waited_s`, which lengthens the job's retry budget."""
+    if job.status is not JobStatus.running or job.attempts != attempt:
+        return None
+    waited = max((_utc(not_before) - _utc(now)).total_seconds(), 0.0)
+    return _change(
+        job,
+        now,
+        status=JobStatus.queued,
+        attempts=attempt - 1,
+        error=note,
+        lease_until=None,
+        not_before=not_before,
+        quota_waited_s=job.quota_waited_s + waited,
+    )
+
+
 def finish(job: Job, outcome: JobOutcome, *, now: datetime) -> Change | None:
     """`outcome.expect` → `outcome.status`, with the result or error."""
     if job.status is not outcome.expect:

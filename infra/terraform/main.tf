@@ -53,6 +53,11 @@ locals {
 
   worker_env = merge(local.common_env, local.redis_env, {
     WORKER_CONCURRENCY = tostring(var.worker_concurrency)
+    # provider quotas, counted in DynamoDB by every worker container (docs/adr/0014); 0: none
+    GEMINI_RPM     = tostring(var.gemini_rpm)
+    GEMINI_TPM     = tostring(var.gemini_tpm)
+    OPENROUTER_RPM = tostring(var.openrouter_rpm)
+    OPENROUTER_TPM = tostring(var.openrouter_tpm)
   })
 
   scheduler_env = merge(local.common_env, local.redis_env)

@@ -174,6 +174,46 @@ variable "worker_concurrency" {
   default     = 10
 }
 
+variable "gemini_rpm" {
+  description = "GEMINI_RPM: Gemini calls per minute across every worker container (counted in DynamoDB); 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.gemini_rpm >= 0 && floor(var.gemini_rpm) == var.gemini_rpm
+    error_message = "gemini_rpm must be a whole number, 0 or more."
+  }
+}
+
+variable "gemini_tpm" {
+  description = "GEMINI_TPM: Gemini tokens per minute across every worker container, counted from each call's reported usage; 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.gemini_tpm >= 0 && floor(var.gemini_tpm) == var.gemini_tpm
+    error_message = "gemini_tpm must be a whole number, 0 or more."
+  }
+}
+
+variable "openrouter_rpm" {
+  description = "OPENROUTER_RPM: OpenRouter calls per minute across every worker container; 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.openrouter_rpm >= 0 && floor(var.openrouter_rpm) == var.openrouter_rpm
+    error_message = "openrouter_rpm must be a whole number, 0 or more."
+  }
+}
+
+variable "openrouter_tpm" {
+  description = "OPENROUTER_TPM: OpenRouter tokens per minute across every worker container; 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.openrouter_tpm >= 0 && floor(var.openrouter_tpm) == var.openrouter_tpm
+    error_message = "openrouter_tpm must be a whole number, 0 or more."
+  }
+}
+
 variable "cache_ttl_s" {
   description = "CACHE_TTL_S: lifetime of a cached result in seconds."
   type        = number
