@@ -42,6 +42,12 @@ ALL_KEYS = "APIKEYS"
 HASH_ITEM_SLACK = timedelta(days=1)  # a previous hash's item outlives its grace by this much
 _TIMES = ("created_at", "last_used_at", "expires_at", "revoked_at", "previous_valid_until")
 _TEXTS = ("tenant", "name", "prefix", "key_hash", "priority", "previous_hash")
+# `expires_at` is the table's TTL attribute (epoch seconds): a key's own expiry is named apart
+_ATTRIBUTE = {"expires_at": "key_expires_at"}
+
+
+def _attribute(field: str) -> str:
+    return _ATTRIBUTE.get(field, field)
 
 
 def key_key(key_id: str) -> Item:
@@ -60,18 +66,18 @@ def key_item(record: ApiKeyRecord) -> Item:
     item: Item = {**key_key(record.id), "limits": s(record.limits.model_dump_json())}
     for name in _TEXTS:
         if (value := getattr(record, name)) is not None:
-            item[name] = s(value)
+            item[_attribute(name)] = s(value)
     for name in _TIMES:
         if (at := getattr(record, name)) is not None:
-            item[name] = s(iso(at))
+            item[_attribute(name)] = s(iso(at))
     return item
 
 
 def record_of(item: Item) -> ApiKeyRecord:
     values: dict[str, Any] = {"id": item[PK]["S"].removeprefix("APIKEY#")}
     for name in (*_TEXTS, *_TIMES):
-        if name in item:
-            values[name] = item[name]["S"]
+        if _attribute(name) in item:
+            values[name] = item[_attribute(name)]["S"]
     values["limits"] = KeyLimits.model_validate_json(item["limits"]["S"])
     return ApiKeyRecord.model_validate(values)
 
