@@ -62,7 +62,7 @@ class KeyResolver:
         self.hasher = hasher
         self.ttl_s = ttl_s
         self._clock = clock
-        self._now = now
+        self.now = now  # wall clock: expiries, grace periods
         self._max_cached = max_cached
         self._cache: OrderedDict[str, _Entry] = OrderedDict()
         self._touched: dict[str, float] = {}
@@ -73,7 +73,7 @@ class KeyResolver:
             return None
         key_hash = self.hasher.hash(secret)
         record = await self._record(key_hash)
-        if record is None or not record.accepts(key_hash, self._now()):
+        if record is None or not record.accepts(key_hash, self.now()):
             return None
         await self._touch(record.id)
         return record.caller()
@@ -107,7 +107,7 @@ class KeyResolver:
             self._touched.clear()
         self._touched[key_id] = at
         try:
-            await self.store.touch_key(key_id, self._now())
+            await self.store.touch_key(key_id, self.now())
         except Exception:
             log.warning("could not record the use of key %s", key_id, exc_info=True)
 
@@ -151,7 +151,7 @@ class KeyService:
         return await self.store.list_keys(tenant=tenant, limit=limit, cursor=cursor)
 
     async def revoke(self, key_id: str) -> ApiKeyRecord:
-        record = await self.store.revoke_key(key_id, utcnow())
+        record = await self.store.revoke_key(key_id, self.resolver.now())
         self.resolver.forget()
         if record is None:
             raise NotFound(key_id)
@@ -160,7 +160,7 @@ class KeyService:
     async def rotate(self, key_id: str, grace_period_s: int) -> tuple[ApiKeyRecord, str]:
         """A new secret (shown once); the old one works `grace_period_s` more (0: not at all)."""
         old = await self.get(key_id)
-        now = utcnow()
+        now = self.resolver.now()
         if old.status(now) != "active":
             raise Conflict(f"key {key_id} is {old.status(now)}: only an active key is rotated")
         secret = new_secret()
