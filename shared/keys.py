@@ -218,7 +218,20 @@ class ApiKeyCreated(ApiKeyPublic):
 class KeyCreate(BaseModel):
     """A new run-time key."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "tenant": "acme",
+                    "name": "acme production backend",
+                    "expires_at": "2027-01-01T00:00:00Z",
+                    "limits": {"rpm": 600, "max_in_flight": 50},
+                    "priority": "normal",
+                }
+            ]
+        },
+    )
 
     tenant: TenantName
     name: KeyName
@@ -250,7 +263,9 @@ DEFAULT_GRACE_S = 3_600
 class KeyRotate(BaseModel):
     """A rotation: a new secret, and how long the old one keeps working."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(
+        extra="forbid", json_schema_extra={"examples": [{"grace_period_s": 3600}]}
+    )
 
     grace_period_s: int = Field(
         DEFAULT_GRACE_S,
@@ -265,7 +280,7 @@ class KeyRotate(BaseModel):
 class ApiKeyPage(BaseModel):
     """A page of keys, newest first."""
 
-    data: list[ApiKeyPublic]
+    data: list[ApiKeyPublic] = Field(description="The keys on this page, newest first.")
     next_cursor: str | None = Field(
         description="Pass as `cursor` for the next page; null on the last page."
     )

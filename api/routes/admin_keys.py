@@ -115,7 +115,13 @@ async def rotate_key(
     admin: AdminDep,
     key_id: KeyId,
     keys: KeysDep,
-    body: Annotated[KeyRotate | None, Body()] = None,
+    body: Annotated[
+        KeyRotate | None,
+        Body(
+            description="Optional: without a body, the grace period is 3600 s.",
+            examples=[{"grace_period_s": 3600}],
+        ),
+    ] = None,
 ) -> ApiKeyCreated:
     """Give an active key a new secret (in this answer only); the old one keeps working for
     `grace_period_s` (default 3600), then stops. 409 for a revoked or expired key."""
