@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hmac
 import ipaddress
+import logging
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Annotated
 
@@ -22,6 +23,8 @@ from api.errors import ApiError, rate_limited
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.keys import Caller, is_runtime_secret
 from shared.logs import bind
+
+log = logging.getLogger(__name__)
 
 if TYPE_CHECKING:
     from api.ratelimit import TenantRateLimiter
@@ -70,7 +73,12 @@ async def caller_for_key(request: Request, given: str) -> Caller | None:
         caller = Caller(tenant)
     elif services.keys is not None and is_runtime_secret(given):
         await throttle_failures(request, failed=False)
-        caller = await services.keys.resolver.resolve(given)
+        try:
+            caller = await services.keys.resolver.resolve(given)
+        except Exception:  # the store is unreachable: refuse, but not as a wrong key
+            log.warning("cannot look up an API key", exc_info=True)
+            message = "the API key cannot be checked just now; retry later"
+            raise ApiError(503, "unavailable", message, headers={"Retry-After": "5"}) from None
         if caller is not None:
             return caller  # tested against the throttle already
     await throttle_failures(request, failed=caller is None)

@@ -214,3 +214,17 @@ async def test_wrong_run_time_keys_count_against_the_address() -> None:
         assert statuses == [401, 401, 429]
         assert (await api.submit(headers=bearer(secret))).status_code == 429
         assert api.app.state.services.keys.resolver.lookups == lookups + 2  # not after the limit
+
+
+async def test_a_store_that_cannot_answer_refuses_run_time_keys_with_503(admin_api: Api) -> None:
+    secret = (await make_key(admin_api))["key"]
+
+    async def unreachable(key_hash: str) -> None:
+        raise OSError("the store is down")
+
+    admin_api.store.find_key_by_hash = unreachable  # type: ignore[method-assign]
+    admin_api.app.state.services.keys.resolver.forget()
+    refused = await admin_api.submit(headers=bearer(secret))
+    assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
+    assert refused.json()["error"]["code"] == "unavailable"
+    assert (await admin_api.submit(headers=T1)).status_code == 202  # bootstrap keys still work
