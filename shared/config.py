@@ -86,7 +86,15 @@ def _zero_when_empty(value: object) -> object:
 QuotaValue = Annotated[int, BeforeValidator(_zero_when_empty), Field(ge=0)]
 
 
+def _admin_keys(value: object) -> object:
+    """`key1,key2` (ADMIN_API_KEYS) → the keys."""
+    if not isinstance(value, str):
+        return value
+    return [part.strip() for part in value.split(",") if part.strip()]
+
+
 # NoDecode: the environment keeps its plain comma-separated formats (not JSON)
+AdminKeys = Annotated[tuple[SecretStr, ...], NoDecode, BeforeValidator(_admin_keys)]
 ApiKeys = Annotated[tuple[ApiKey, ...], NoDecode, BeforeValidator(_api_keys)]
 Aliases = Annotated[dict[str, str], NoDecode, BeforeValidator(_aliases)]
 Schedule = Annotated[
@@ -118,6 +126,25 @@ class Settings(BaseSettings):
     api_keys: ApiKeys = Field((), description="tenant:key pairs, comma-separated")
     webhook_signing_secret: SecretStr | None = Field(
         None, description="Master secret from which each tenant's whsec_ secret is derived"
+    )
+    # API keys made at run time (shared/key_service.py, api/routes/admin_keys.py)
+    admin_api_keys: AdminKeys = Field(
+        (),
+        description="Keys of the admin API (/v1/admin/…), comma-separated; unset: no admin API. "
+        "With neither API_KEYS nor ADMIN_API_KEYS, the API serves one anonymous tenant",
+    )
+    key_hash_secret: SecretStr | None = Field(
+        None,
+        description="Server secret of the HMAC-SHA256 that run-time API keys are stored as; "
+        "unset: derived from WEBHOOK_SIGNING_SECRET (then rotating that one invalidates every "
+        "run-time key), else (not on Lambda) a random one kept beside the SQLite file",
+    )
+    key_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Seconds an API process keeps a run-time key's look-up (found or not): a "
+        "revoked key is refused everywhere within this long. 0: look every key up each time",
     )
     webhook_signing_secret_previous: SecretStr | None = Field(
         None,
@@ -361,6 +388,13 @@ class Settings(BaseSettings):
             raise ValueError("API_KEYS gives the same key to more than one tenant")
         return keys
 
+    @model_validator(mode="after")
+    def _admin_keys_are_not_tenant_keys(self) -> Settings:
+        admin = {k.get_secret_value() for k in self.admin_api_keys}
+        if admin & set(self.tenants_by_key):
+            raise ValueError("ADMIN_API_KEYS and API_KEYS share a key: keep them apart")
+        return self
+
     @field_validator("gemini_model", "openrouter_model")
     @classmethod
     def _plain_model_name(cls, name: str) -> str:
@@ -405,10 +439,12 @@ class Settings(BaseSettings):
             ("OPENROUTER_API_KEY", self.openrouter_api_key),
             ("WEBHOOK_SIGNING_SECRET", self.webhook_signing_secret),
             ("WEBHOOK_SIGNING_SECRET_PREVIOUS", self.webhook_signing_secret_previous),
+            ("KEY_HASH_SECRET", self.key_hash_secret),
         ]
         values = [(name, secret.get_secret_value()) for name, secret in named if secret is not None]
         keys = [(f"API_KEYS ({k.tenant})", k.key.get_secret_value()) for k in self.api_keys]
-        return values + keys
+        admin = [("ADMIN_API_KEYS", k.get_secret_value()) for k in self.admin_api_keys]
+        return values + keys + admin
 
     @field_validator("auth_failure_limit")
     @classmethod

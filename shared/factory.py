@@ -25,7 +25,9 @@ from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
 from shared.finished import FinishedJobs
+from shared.key_hashing import hasher_from
 from shared.key_limits import KeyGate
+from shared.key_service import KeyResolver, KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
@@ -108,6 +110,7 @@ class ServiceFactory:
         if streams is not None:
             stack.push_async_callback(_logged, "job streams", streams.close)
         services = self._wire(stack, store, cache, queue, llm, events, streams)
+        services = replace(services, keys=self._keys(store))
         if (files := a.files()) is not None:
             await _entered(stack, "file storage", files.start, files.close)
             services = replace(services, files=FileService(files))
@@ -116,6 +119,11 @@ class ServiceFactory:
         if consume:
             await services.sweeper.recover_after_restart()
         return services
+
+    def _keys(self, store: Store) -> KeyService:
+        """Run-time API keys; KEY_HASH_SECRET is required on Lambda (shared/key_hashing.py)."""
+        s = self.settings
+        return KeyService(store, KeyResolver(store, hasher_from(s), s.key_cache_ttl_s))
 
     # fmt: off
     def _wire(self, stack: AsyncExitStack, store: Store, cache: ResultCache | None,

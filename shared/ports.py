@@ -10,6 +10,7 @@ from typing import IO, Literal, NamedTuple, Protocol
 
 from shared.job_stream import Delta, StreamEvent
 from shared.key_usage import KeyDeltas, KeyMonth
+from shared.keys import ApiKeyRecord
 from shared.models import (
     Batch,
     BatchStatus,
@@ -249,6 +250,49 @@ class KeyCounters(Protocol):
         submit is refused before its jobs were stored)."""
 
 
+class KeyStore(Protocol):
+    """Run-time API keys (shared/keys.py): records keyed by id, found by the keyed hash of their
+    secret. The store never sees a secret, only its hash."""
+
+    async def create_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
+        """Store a new key. Raises Conflict when its id or hash is taken."""
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key whose current secret hashes to `key_hash`, or whose previous one does while
+        its grace period lasts; None otherwise (whatever its status: the caller checks it).
+        A consistent read of a key (or two): no listing, no scan."""
+
+    async def list_keys(
+        self, *, tenant: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[ApiKeyRecord], str | None]:
+        """Keys (of one tenant, or all) newest first, with an opaque cursor for the next page.
+        Raises InvalidCursor for a cursor this store did not make."""
+
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKeyRecord | None:
+        """Mark the key revoked at `at` (once: a second revocation keeps the first time).
+        The key as now stored, or None when there is none."""
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        expect_hash: str,
+        new_hash: str,
+        new_prefix: str,
+        previous_valid_until: datetime | None,
+    ) -> ApiKeyRecord | None:
+        """Give an unrevoked key a new secret, only while its current hash is still
+        `expect_hash` (a compare-and-set: of two rotations from the same read, one wins). The
+        old secret stays valid until `previous_valid_until` (None: not at all); a secret older
+        than that one stops now. The key as now stored, or None when the condition failed."""
+
+    async def touch_key(self, key_id: str, at: datetime) -> None:
+        """Record that the key was used at `at` (kept only if later than what is stored).
+        Callers throttle it (shared/key_service.py): never a write per request."""
+
+
 class Store(
     JobStore,
     BatchStore,
@@ -257,6 +301,7 @@ class Store(
     CoalescingStore,
     RecordRetention,
     KeyCounters,
+    KeyStore,
     Protocol,
 ):
     """What one storage technology provides; the composition root hands out its narrower ports."""

@@ -17,6 +17,7 @@ from shared.batches import BatchService
 from shared.config import Settings
 from shared.execution import JobExecutor
 from shared.files import FileService
+from shared.key_service import KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.service import ChatService
@@ -54,6 +55,7 @@ class Services:
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
     files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
     streams: JobStreams | None = None  # None: followers of a job read its record
+    keys: KeyService | None = None  # run-time API keys (None only where a test wired none)
 
     @property
     def background(self) -> BackgroundTasks:

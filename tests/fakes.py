@@ -10,9 +10,10 @@ from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any
 
-from shared.errors import InvalidCursor, QueueUnavailable
+from shared.errors import Conflict, InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
 from shared.key_usage import KeyDeltas, KeyMonth, usage_rows
+from shared.keys import ApiKeyRecord
 from shared.models import (
     Batch,
     BatchStatus,
@@ -33,7 +34,90 @@ from shared.usage import UsageCounters, UsageKey
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 
 
-class FakeJobStore:
+class FakeApiKeys:
+    """The KeyStore port in memory (FakeJobStore's): records by id, found by either hash."""
+
+    @property
+    def api_keys(self) -> dict[str, ApiKeyRecord]:
+        found: dict[str, ApiKeyRecord] = self.__dict__.setdefault("_api_keys", {})
+        return found
+
+    async def create_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
+        hashes = {h for k in self.api_keys.values() for h in (k.key_hash, k.previous_hash)}
+        if record.id in self.api_keys or record.key_hash in hashes:
+            raise Conflict(f"key {record.id} (or its secret's hash) exists already")
+        self.api_keys[record.id] = record
+        return record
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        return self.api_keys.get(key_id)
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        now = utcnow()
+        for record in self.api_keys.values():
+            until = record.previous_valid_until
+            in_grace = record.previous_hash == key_hash and until is not None and now < until
+            if record.key_hash == key_hash or in_grace:
+                return record
+        return None
+
+    async def list_keys(
+        self, *, tenant: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[ApiKeyRecord], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        rows = [k for k in self.api_keys.values() if tenant in (None, k.tenant)]
+        rows.sort(key=lambda k: (k.created_at, k.id), reverse=True)
+        if cursor is not None:
+            try:
+                created_at, _, key_id = base64.urlsafe_b64decode(cursor).decode().partition("|")
+                after = (datetime.fromisoformat(created_at), key_id)
+            except (ValueError, UnicodeError):
+                raise InvalidCursor("invalid cursor") from None
+            rows = [k for k in rows if (k.created_at, k.id) < after]
+        page, more = rows[:limit], len(rows) > limit
+        last = page[-1] if page else None
+        raw = f"{last.created_at.isoformat()}|{last.id}" if last else ""
+        return page, base64.urlsafe_b64encode(raw.encode()).decode() if more else None
+
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKeyRecord | None:
+        record = self.api_keys.get(key_id)
+        if record is None:
+            return None
+        if record.revoked_at is None:
+            record = self.api_keys[key_id] = record.model_copy(update={"revoked_at": at})
+        return record
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        expect_hash: str,
+        new_hash: str,
+        new_prefix: str,
+        previous_valid_until: datetime | None,
+    ) -> ApiKeyRecord | None:
+        record = self.api_keys.get(key_id)
+        if record is None or record.key_hash != expect_hash or record.revoked_at is not None:
+            return None
+        rotated = record.model_copy(
+            update={
+                "key_hash": new_hash,
+                "prefix": new_prefix,
+                "previous_hash": expect_hash if previous_valid_until is not None else None,
+                "previous_valid_until": previous_valid_until,
+            }
+        )
+        self.api_keys[key_id] = rotated
+        return rotated
+
+    async def touch_key(self, key_id: str, at: datetime) -> None:
+        record = self.api_keys.get(key_id)
+        if record is not None and (record.last_used_at is None or record.last_used_at < at):
+            self.api_keys[key_id] = record.model_copy(update={"last_used_at": at})
+
+
+class FakeJobStore(FakeApiKeys):
     def __init__(self, retention: timedelta | None = None) -> None:
         self.retention = retention
         self.jobs: dict[str, Job] = {}

@@ -33,7 +33,7 @@ variable "batch_queue_name" {
 }
 
 variable "secret_name" {
-  description = "Secrets Manager secret holding the JSON object of API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET (AWS_SECRET_ID). Default: names.SECRET_ID. Terraform creates the secret, never its value."
+  description = "Secrets Manager secret holding the JSON object of API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET, ADMIN_API_KEYS, KEY_HASH_SECRET (AWS_SECRET_ID). Default: names.SECRET_ID. Terraform creates the secret, never its value."
   type        = string
   default     = "chatjobs/app"
 }

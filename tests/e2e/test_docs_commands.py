@@ -72,6 +72,9 @@ NOT_RUN = {
         "docker-compose.yml and the Dockerfile",
         "make aws-local": "serves until Ctrl-C; test_readme_walk_through[aws-local] runs the "
         "walk-through against the program it starts, `python -m shared.adapters.aws.local`",
+        "export ADMIN=": "needs ADMIN_API_KEYS, which the walk-through's keyless service has "
+        "not; tests/e2e/test_api_keys_e2e.py and tests/unit/test_admin_keys_api.py make, list, "
+        "rotate and revoke keys through the same requests",
     },
     DEPLOYMENT: {
         "export AWS_REGION=": f"{_AWS}, and `terraform init` downloads the AWS provider",

@@ -5,9 +5,10 @@ written by compare-and-set, with what moves with them (batch counters, usage cou
 idempotency key, the API key's counters) in the same transaction (dynamodb_table.py,
 dynamodb_usage.py, dynamodb_key_counters.py).
 Idempotency keys: dynamodb_keys.py. Query parameters and the
-listing cursor: dynamodb_queries.py. Nothing here scans the table: every read is a GetItem or a
-Query of the table or of an index. Index reads are eventually consistent, so a sweep may see a
-job as it was a moment ago; every write re-checks the record it changes.
+listing cursor: dynamodb_queries.py. Run-time API keys: dynamodb_api_keys.py. Nothing here scans
+the table: every read is a GetItem or a Query of the table or of an index. Index reads are
+eventually consistent, so a sweep may see a job as it was a moment ago; every write re-checks the
+record it changes.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.store import dynamodb_coalescing as coalescing
 from shared.adapters.store import dynamodb_key_counters as key_counters
+from shared.adapters.store.dynamodb_api_keys import DynamoDbApiKeys
 from shared.adapters.store.dynamodb_calls import (
     batch_write,
     bounded,
@@ -83,7 +85,7 @@ if TYPE_CHECKING:
 SHARD_PAGE = 1_000  # items per Query page when merging shards
 
 
-class DynamoDbJobStore:
+class DynamoDbJobStore(DynamoDbApiKeys):
     def __init__(
         self, clients: AwsClients, table: str, *, retention: timedelta | None = None
     ) -> None:

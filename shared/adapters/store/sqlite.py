@@ -27,6 +27,7 @@ import aiosqlite
 
 from shared.adapters.store import sqlite_coalescing as coalescing
 from shared.adapters.store import sqlite_key_counters as key_counters
+from shared.adapters.store.sqlite_api_keys import API_KEYS_SCHEMA, SqliteApiKeys
 from shared.adapters.store.sqlite_changes import change_jobs
 from shared.adapters.store.sqlite_purge import purge_chunk
 from shared.adapters.store.sqlite_queries import (
@@ -93,7 +94,7 @@ PROBE_BYTES = 64 * 1024
 T = TypeVar("T")
 
 
-class SqliteJobStore:
+class SqliteJobStore(SqliteApiKeys):
     def __init__(
         self, path: str, *, busy_timeout_ms: int = 5_000, retention: timedelta | None = None
     ) -> None:
@@ -121,6 +122,7 @@ class SqliteJobStore:
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         create_schema(db)
+        db.executescript(API_KEYS_SCHEMA)
         return db
 
     async def close(self) -> None:
