@@ -82,9 +82,9 @@ variable "api_timeout_s" {
 }
 
 variable "worker_memory_mb" {
-  description = "Memory of the SQS worker function in MB."
+  description = "Memory of the SQS worker function in MB. 256 holds the worker (about 70 MB once imported) and WORKER_CONCURRENCY jobs that wait on the LLM; watch Max Memory Used in its REPORT log lines."
   type        = number
-  default     = 512
+  default     = 256
 }
 
 variable "worker_timeout_s" {
@@ -141,6 +141,17 @@ variable "lambda_tracing_mode" {
   validation {
     condition     = contains(["PassThrough", "Active"], var.lambda_tracing_mode)
     error_message = "lambda_tracing_mode must be PassThrough or Active."
+  }
+}
+
+variable "api_access_log_class" {
+  description = "Log class of the API Gateway access log group: INFREQUENT_ACCESS (half the ingestion price; Logs Insights works, metric filters and Live Tail do not, and none are used on it) or STANDARD. Changing it replaces the group, and the access logs in it."
+  type        = string
+  default     = "INFREQUENT_ACCESS"
+
+  validation {
+    condition     = contains(["STANDARD", "INFREQUENT_ACCESS"], var.api_access_log_class)
+    error_message = "api_access_log_class must be STANDARD or INFREQUENT_ACCESS."
   }
 }
 
