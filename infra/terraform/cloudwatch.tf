@@ -13,6 +13,7 @@ resource "aws_cloudwatch_log_group" "api_access" {
   #checkov:skip=CKV_AWS_338:Retention is log_retention_days (default 30): access logs hold client IPs, kept short as data minimisation and for cost; raise it where a compliance regime requires a year.
   name              = "/aws/apigateway/${var.name}-http"
   retention_in_days = var.log_retention_days
+  log_group_class   = var.api_access_log_class
 }
 
 # --- alarms ----------------------------------------------------------------------------------------

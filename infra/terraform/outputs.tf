@@ -77,3 +77,8 @@ output "alarm_topic_arn" {
   description = "The SNS topic alarms notify (alarm_sns_topic_arn, or the one made for alarm_email); null: none."
   value       = local.alarm_topic_arn
 }
+
+output "dashboard_url" {
+  description = "The CloudWatch dashboard of the stack (dashboard.tf) in the AWS console."
+  value       = "https://${var.aws_region}.console.aws.amazon.com/cloudwatch/home?region=${var.aws_region}#dashboards/dashboard/${aws_cloudwatch_dashboard.main.dashboard_name}"
+}

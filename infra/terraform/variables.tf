@@ -54,9 +54,9 @@ variable "image_tag" {
 }
 
 variable "lambda_architecture" {
-  description = "CPU architecture of the image and the functions: x86_64, or arm64 (about 20% cheaper per GB-second; build the image with --platform linux/arm64)."
+  description = "CPU architecture of the image and the functions: arm64 (Graviton, 20% cheaper per GB-second than x86_64; build the image with --platform linux/arm64), or x86_64 (build with --platform linux/amd64)."
   type        = string
-  default     = "x86_64"
+  default     = "arm64"
 
   validation {
     condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
@@ -82,9 +82,9 @@ variable "api_timeout_s" {
 }
 
 variable "worker_memory_mb" {
-  description = "Memory of the SQS worker function in MB."
+  description = "Memory of the SQS worker function in MB. 256 holds the worker (about 70 MB once imported) and WORKER_CONCURRENCY jobs that wait on the LLM; watch Max Memory Used in its REPORT log lines."
   type        = number
-  default     = 512
+  default     = 256
 }
 
 variable "worker_timeout_s" {
@@ -131,6 +131,28 @@ variable "scheduler_reserved_concurrency" {
   description = "Reserved concurrency of the scheduled function (1 guarantees sweeps never overlap); null: unreserved."
   type        = number
   default     = null
+}
+
+variable "lambda_tracing_mode" {
+  description = "X-Ray tracing of the three functions. PassThrough (default): Lambda records no trace of its own (nothing upstream of these functions is traced, so none are recorded and none billed). Active: Lambda samples the first invocation each second and 5% of the rest, which at 10,000 requests a day is nearly every invocation, about $3.40 a month (docs/DEPLOYMENT.md). The code carries no X-Ray SDK, so a trace shows Lambda's own segments: init, invocation, overhead."
+  type        = string
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.lambda_tracing_mode)
+    error_message = "lambda_tracing_mode must be PassThrough or Active."
+  }
+}
+
+variable "api_access_log_class" {
+  description = "Log class of the API Gateway access log group: INFREQUENT_ACCESS (half the ingestion price; Logs Insights works, metric filters and Live Tail do not, and none are used on it) or STANDARD. Changing it replaces the group, and the access logs in it."
+  type        = string
+  default     = "INFREQUENT_ACCESS"
+
+  validation {
+    condition     = contains(["STANDARD", "INFREQUENT_ACCESS"], var.api_access_log_class)
+    error_message = "api_access_log_class must be STANDARD or INFREQUENT_ACCESS."
+  }
 }
 
 variable "log_retention_days" {

@@ -34,6 +34,20 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
 }
 
+# What each index holds besides its own and the table's keys: DynamoDB's INCLUDE projection of
+# these attributes, KEYS_ONLY when empty. A write to an item touches an index only when one of its
+# keys or a projected attribute changes, so a job's claim, its answer and its webhook's progress
+# (all in `data`) cost the indexes little; a reader that needs the record fetches it from the
+# table by key (ItemTable.fetch). `status` serves the listings' and the sweeps' filters,
+# `expires_at` lets a listing skip ended records past their retention, `batch_id` the sweep.
+INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "tenant_jobs": ("status", "expires_at"),
+    "batch_jobs": ("status", "expires_at"),
+    "tenant_batches": ("expires_at",),
+    "unfinished": ("status", "batch_id"),
+    "due_webhooks": (),
+}
+
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries
 BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their own concurrency cap
 DLQ_SUFFIX: Final = "-dlq"

@@ -18,7 +18,6 @@ from typing import Any
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 
-ALL = {"ProjectionType": "ALL"}
 # Terraform's queue settings (infra/terraform/sqs.tf; tests/infra/test_terraform.py compares).
 VISIBILITY_TIMEOUT_S = 540  # 6 x the worker Lambda's timeout (worker_timeout_s, 90 s)
 QUEUE_ATTRIBUTES = {
@@ -62,11 +61,19 @@ def table_definition(table: str) -> dict[str, Any]:
             {
                 "IndexName": n,
                 "KeySchema": _key_schema(h, r),
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": projection(n),
             }
             for n, (h, r) in names.INDEXES.items()
         ],
     }
+
+
+def projection(index: str) -> dict[str, Any]:
+    """names.INDEX_PROJECTIONS as DynamoDB's Projection: INCLUDE those attributes, or KEYS_ONLY."""
+    attributes = names.INDEX_PROJECTIONS[index]
+    if not attributes:
+        return {"ProjectionType": "KEYS_ONLY"}
+    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)}
 
 
 def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:

@@ -25,6 +25,7 @@ from shared.adapters.store import dynamodb_coalescing as coalescing
 from shared.adapters.store import dynamodb_key_counters as key_counters
 from shared.adapters.store.dynamodb_api_keys import DynamoDbApiKeys
 from shared.adapters.store.dynamodb_calls import (
+    batch_get,
     batch_write,
     bounded,
     count,
@@ -38,10 +39,13 @@ from shared.adapters.store.dynamodb_changes import (
     with_webhook,
 )
 from shared.adapters.store.dynamodb_items import (
+    BATCH_JOBS,
     DUE_WEBHOOKS,
     OPEN_BATCHES,
     PK,
     SK,
+    TENANT_BATCHES,
+    TENANT_JOBS,
     UNFINISHED,
     Item,
     all_shards,
@@ -60,7 +64,7 @@ from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reser
 from shared.adapters.store.dynamodb_queries import (
     BATCH_CURSOR_TAG,
     batch_list_query,
-    encode_cursor,
+    index_cursor,
     index_query,
     list_query,
 )
@@ -162,8 +166,11 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         if batch_id is not None and await self.get_batch(batch_id, tenant) is None:
             return [], None  # another tenant's batch, or one not (yet) stored
         found, more = await self._page(params, limit)
-        jobs = [stored_job(item).job for item in found]
-        return jobs, encode_cursor(jobs[-1]) if more else None
+        jobs = [stored_job(item).job for item in await self._fetch(found)]
+        if status is not None:  # the index said so a moment ago: the record has the last word
+            jobs = [job for job in jobs if job.status == status]
+        index = BATCH_JOBS if by_batch else TENANT_JOBS
+        return jobs, index_cursor(found[-1], index) if more else None
 
     async def change_job(
         self, job_id: str, decide: Decision, *, durable: bool = True
@@ -286,8 +293,8 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         if limit < 1:
             raise ValueError("limit must be at least 1")
         found, more = await self._page(batch_list_query(self.table, tenant, cursor, limit), limit)
-        batches = [stored_batch(item).batch for item in found]
-        return batches, encode_cursor(batches[-1], BATCH_CURSOR_TAG) if more else None
+        batches = [stored_batch(item).batch for item in await self._fetch(found)]
+        return batches, index_cursor(found[-1], TENANT_BATCHES, BATCH_CURSOR_TAG) if more else None
 
     async def mark_batch(
         self,
@@ -305,7 +312,7 @@ class DynamoDbJobStore(DynamoDbApiKeys):
 
     async def closable_batch_ids(self) -> list[str]:
         open_batches = await self._collect(self._query(UNFINISHED, OPEN_BATCHES))
-        batches = [stored_batch(item).batch for item in open_batches]
+        batches = [stored_batch(item).batch for item in await self._fetch(open_batches)]
         return [batch.id for batch in batches if batch.counts.done >= batch.counts.total]
 
     # webhooks
@@ -348,14 +355,16 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         return await merged(sources, key=lambda item: item["gsi_webhook_sk"]["S"], limit=limit)
 
     async def _lease_webhook(self, item: Item, lease_until: datetime) -> bool:
+        """Lease the delivery of the record the (keys-only) index entry names, as now stored."""
+        subject_id = subject_id_of(item)
         if item[PK]["S"].startswith("JOB#"):
-            old = stored_job(item)
-            if old.job.webhook is None:
+            old = await self._db.read_job(subject_id)
+            if old is None or old.job.webhook is None:
                 return False
             leased = with_webhook(old.job, webhook_leased(old.job.webhook, lease_until))
             return await self._db.write_job(old, leased) is Write.done
-        stored = stored_batch(item)
-        if stored.batch.webhook is None:
+        stored = await self._db.read_batch(subject_id)
+        if stored is None or stored.batch.webhook is None:
             return False
         hook = webhook_leased(stored.batch.webhook, lease_until)
         return (
@@ -459,6 +468,12 @@ class DynamoDbJobStore(DynamoDbApiKeys):
                 if len(found) > limit:
                     break
         return found[:limit], len(found) > limit
+
+    async def _fetch(self, index_items: list[Item]) -> list[Item]:
+        """The records index entries name, read from the table (indexes project little of
+        them: names.INDEX_PROJECTIONS); records gone since are left out."""
+        keys = [{PK: item[PK], SK: item[SK]} for item in index_items]
+        return await batch_get(self._db.ddb, self.table, keys) if keys else []
 
     async def _collect(self, params: dict[str, Any]) -> list[Item]:
         return [item async for item in query_items(self._db.ddb, params)]
