@@ -13,6 +13,7 @@ from shared.coalescing import Coalescing
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
 from shared.keys import Caller, Priority
+from shared.lanes import lane_of
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -151,7 +152,7 @@ class BatchService:
 
     async def _enqueue_or_fail(self, batch: Batch, job_ids: list[str]) -> None:
         try:
-            await self.queue.enqueue_many(job_ids, group=batch.id)
+            await self.queue.enqueue_many(job_ids, group=batch.id, lane=lane_of(batch))
         except QueueUnavailable:
             error = JobError(code="queue_unavailable", message="the queue refused the batch")
             await self.writes.end_queued(batch.id, JobStatus.failed, error)
@@ -210,7 +211,7 @@ class BatchService:
             await self.store.mark_batch(
                 batch_id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
             )
-            await self.queue.enqueue_many(retried, group=batch_id)
+            await self.queue.enqueue_many(retried, group=batch_id, lane=lane_of(batch))
         # jobs may all have ended again before the batch reopened: close it now if so
         return await self.check_completed(batch_id) or await self.get(tenant, batch_id)
 

@@ -13,6 +13,7 @@ from shared.admission import Admission
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
 from shared.keys import Caller
+from shared.lanes import lane_of
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -158,7 +159,7 @@ class ChatService:
 
     async def _enqueue_or_fail(self, job: Job) -> None:
         try:
-            await self.queue.enqueue(job.id)
+            await self.queue.enqueue(job.id, lane=lane_of(job))
         except QueueUnavailable:
             refused = JobOutcome(
                 JobStatus.failed,

@@ -194,7 +194,7 @@ class FakeJobStore:
         unfinished = (JobStatus.queued, JobStatus.running) if status is None else (status,)
         jobs = sorted(self.jobs.values(), key=lambda j: j.created_at)
         return [
-            JobRef(j.id, j.batch_id)
+            JobRef(j.id, j.batch_id, j.tenant, j.priority)
             for j in jobs
             if j.status in unfinished and (updated_before is None or j.updated_at < updated_before)
         ][:limit]

@@ -1,9 +1,11 @@
 """BatchRunner: a worker's batch jobs, taken from their groups into the slots arq's jobs leave free.
 
 Batch jobs do not pass through arq's queue (docs/adr/0009): as soon as this process has a free
-slot, the runner takes that many batch jobs (`ArqJobQueue.take_batch_jobs`, one round trip, one
-job of each batch in turn) and runs each through the same handler as everything else. A delay
-the executor asks for becomes a delayed arq job. A job cancelled on the way out goes back to its
+slot, the runner takes that many batch jobs (`ArqJobQueue.take_batch_jobs`, one round trip, the
+highest priority first, tenants and their batches in turn, docs/adr/0015) and runs each through
+the same handler as everything else, in its lane. A delay the executor asks for waits in the
+queue's delayed set; before each take the runner puts the delayed jobs that are due back in their
+lanes (`ArqJobQueue.release_due`). A job cancelled on the way out goes back to its
 group at once; a job whose worker died is found by the lost-job sweep
 (`Sweeper.sweep_forever`, shared/sweeps.py).
 """
@@ -14,7 +16,9 @@ import asyncio
 import logging
 from contextlib import suppress
 
-from shared.adapters.queue.arq import ArqJobQueue, BatchJob
+from shared.adapters.queue.arq import ArqJobQueue
+from shared.adapters.queue.arq_lanes import BatchJob
+from shared.lanes import delivering
 from shared.logs import bound
 from shared.ports import JobHandler
 from worker.outage import UNREACHABLE, Outage
@@ -57,6 +61,7 @@ class BatchRunner:
                 await self.slots.until(lambda: not self.slots.batch_jobs)
 
     async def take(self) -> list[BatchJob]:
+        await self.queue.release_due()
         taken = await self.queue.take_batch_jobs(self.slots.free)
         for job in taken:
             self.slots.start_batch_job(self._run(job), name=f"batch job {job.id}")
@@ -64,7 +69,7 @@ class BatchRunner:
 
     async def _run(self, job: BatchJob) -> None:
         try:
-            with bound(job_id=job.id):
+            with bound(job_id=job.id), delivering(job.lane):
                 await self.handler(job.id)
         except asyncio.CancelledError:
             await self._put_back(job)
@@ -75,7 +80,7 @@ class BatchRunner:
     async def _put_back(self, job: BatchJob) -> None:
         try:
             async with asyncio.timeout(PUT_BACK_S):
-                await self.queue.enqueue_many([job.id], group=job.group)
+                await self.queue.enqueue_many([job.id], group=job.group, lane=job.lane)
         except UNREACHABLE as exc:  # TimeoutError is an OSError
             log.warning("batch job %s: not put back (%r); the sweep will find it", job.id, exc)
 
