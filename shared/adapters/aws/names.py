@@ -36,6 +36,8 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
 
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries
 BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their own concurrency cap
+HIGH_QUEUE: Final = "chatjobs-high-jobs"  # `high` priority jobs, singles and batch (ADR 0015)
+LOW_QUEUE: Final = "chatjobs-low-jobs"  # `low` priority jobs, singles and batch
 DLQ_SUFFIX: Final = "-dlq"
 MAX_RECEIVE_COUNT: Final = 5
 FILES_BUCKET: Final = "chatjobs-files"  # Terraform adds the account id: bucket names are global
