@@ -18,6 +18,7 @@ class RankedSlots:
     def __init__(self, capacity: int) -> None:
         self.capacity = max(capacity, 1)
         self.busy = 0
+        self.incoming = 0  # received, not yet asking for a slot (`expect`)
         self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._order = itertools.count()
         self._changed = asyncio.Event()
@@ -29,10 +30,15 @@ class RankedSlots:
     @property
     def room(self) -> int:
         """Slots neither busy nor promised to a waiter: what a poller may still receive."""
-        return self.capacity - self.busy - self.waiting
+        return self.capacity - self.busy - self.waiting - self.incoming
+
+    def expect(self, count: int) -> None:
+        """`count` more will ask for a slot soon (messages just received)."""
+        self.incoming += count
 
     @asynccontextmanager
     async def slot(self, rank: int) -> AsyncIterator[None]:
+        self.incoming = max(self.incoming - 1, 0)
         if self.busy < self.capacity and not self.waiting:
             self.busy += 1
         else:

@@ -117,6 +117,7 @@ class PriorityPoller:
 
     def _start(self, url: str, messages: list[SqsMessage]) -> None:
         if messages:
+            self.slots.expect(len(messages))
             task = asyncio.create_task(self._handle(url, messages))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
