@@ -11,6 +11,7 @@ from typing import Any
 
 from shared.errors import InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
+from shared.lanes import Lane, current_lane
 from shared.models import (
     Batch,
     BatchStatus,
@@ -373,6 +374,7 @@ class FakeJobQueue:
     def __init__(self) -> None:
         self.pending: list[str] = []
         self.delays: dict[str, float] = {}
+        self.lanes: dict[str, Lane] = {}  # the lane each job was last enqueued in
         self.handler: JobHandler | None = None
         self.refuse = False
 
@@ -382,15 +384,18 @@ class FakeJobQueue:
     async def close(self) -> None:
         return None
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
         if self.refuse:
             raise QueueUnavailable("fake queue is refusing work")
         self.pending.append(job_id)
         self.delays[job_id] = delay_s
+        self.lanes[job_id] = current_lane(lane)
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         for job_id in job_ids:
-            await self.enqueue(job_id)
+            await self.enqueue(job_id, lane=lane)
 
     async def ping(self) -> bool:
         return not self.refuse

@@ -33,7 +33,7 @@ from shared.adapters.queue.arq import (
 from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.adapters.queue.sqs import SqsJobQueue
 from shared.errors import QueueUnavailable
-from shared.lanes import DEFAULT_LANE
+from shared.lanes import DEFAULT_LANE, Lane, delivering
 from shared.ports import JobQueue, JobRef
 from tests.fakes import FakeJobQueue
 
@@ -357,6 +357,74 @@ class TestArqJobQueue(JobQueueContract):
         tenants = arq_lanes.tenants_key("normal")
         assert await redis_db.exists(tenants, groups, WAITING_KEY) == 0
         assert await harness.queue.take_batch_jobs(10) == []
+
+    async def test_higher_priorities_first_then_tenants_then_their_batches_in_turn(
+        self, harness: ArqHarness
+    ) -> None:
+        queue = harness.queue
+        await queue.enqueue_many(["low1", "low2"], group="L", lane=Lane("low", "A"))
+        await queue.enqueue_many(["a1", "a2", "a3"], group="A1", lane=Lane("normal", "A"))
+        await queue.enqueue_many(["x1", "x2"], group="A2", lane=Lane("normal", "A"))
+        await queue.enqueue_many(["b1", "b2", "b3"], group="B1", lane=Lane("normal", "B"))
+        await queue.enqueue_many(["h1"], group="H", lane=Lane("high", "C"))
+        taken = await queue.take_batch_jobs(20)
+        assert [job.id for job in taken] == [
+            "h1",
+            *("a1", "b1", "x1", "b2", "a2", "b3", "x2", "a3"),  # A and B in turn; A's batches too
+            *("low1", "low2"),
+        ]
+        assert taken[0].lane == Lane("high", "C") and taken[-1].lane == Lane("low", "A")
+
+    async def test_single_jobs_are_scored_by_priority(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await harness.queue.enqueue("low", lane=Lane("low", "A"))
+        await harness.queue.enqueue("normal", lane=Lane("normal", "A"))
+        await harness.queue.enqueue("high", lane=Lane("high", "B"))
+        await harness.queue.enqueue("normal2")
+        assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"high", b"normal", b"normal2", b"low"]
+        await harness.deliver({"low", "normal", "high", "normal2"}, max_jobs=1)
+        assert harness.seen == ["high", "normal", "normal2", "low"]
+
+    async def test_a_due_retry_comes_back_at_its_priority(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        for n in range(3):
+            await harness.queue.enqueue(f"low{n}", lane=Lane("low", "A"))
+        await harness.queue.enqueue("retried", delay_s=0.05, lane=Lane("high", "B"))
+        with delivering(Lane("normal", "C")):  # a consumer's retry names no lane: it keeps its own
+            await harness.queue.enqueue("again", delay_s=0.05)
+        assert await redis_db.smembers(WAITING_KEY) == {b"retried", b"again"}  # held: not lost
+        assert await harness.queue.release_due() == 0  # not due yet
+        await asyncio.sleep(0.1)
+        assert await harness.queue.release_due() == 2
+        queued = await (await harness.queue.connected()).queued_jobs(queue_name=QUEUE_NAME)
+        by_score = [j.args for j in sorted(queued, key=lambda j: j.score or 0)]
+        assert by_score == [
+            ("retried", "high", "B"),
+            ("again", "normal", "C"),
+            *((f"low{n}", "low", "A") for n in range(3)),
+        ]
+        assert await redis_db.zcard(DELAYED_KEY) == 0
+        assert await redis_db.smembers(WAITING_KEY) == set()
+
+    async def test_groups_queued_before_priorities_are_still_taken(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await redis_db.rpush(arq_lanes.LEGACY_GROUP_PREFIX + "old", "o1", "o2")
+        await redis_db.sadd(WAITING_KEY, "o1", "o2")
+        await redis_db.zadd(arq_lanes.LEGACY_GROUPS_KEY, {"old": 0})
+        await harness.queue.enqueue_many(["n1"], group="new", lane=Lane("normal", "A"))
+        await harness.queue.enqueue_many(["l1"], group="low", lane=Lane("low", "A"))
+        assert await harness.queue.pending()
+        taken = await harness.queue.take_batch_jobs(10)
+        assert [(job.id, job.group, job.lane) for job in taken] == [
+            ("n1", "new", Lane("normal", "A")),
+            ("o1", "old", DEFAULT_LANE),
+            ("o2", "old", DEFAULT_LANE),
+            ("l1", "low", Lane("low", "A")),
+        ]
+        assert await redis_db.exists(arq_lanes.LEGACY_GROUPS_KEY, WAITING_KEY) == 0
 
     async def test_a_new_group_gets_the_next_turn(self, harness: ArqHarness) -> None:
         await harness.queue.enqueue_many([f"a{n}" for n in range(10)], group="A")

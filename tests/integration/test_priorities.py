@@ -241,7 +241,7 @@ async def test_sqs_messages_name_their_tenant_as_message_group(
             if not messages:
                 break
             for message in messages:
-                work = (await sqs_services.store.get_job(job_id_of(message)))
+                work = await sqs_services.store.get_job(job_id_of(message))
                 assert work is not None
                 assert message["Attributes"]["MessageGroupId"] == work.tenant
                 seen.add((work.tenant, work.priority))

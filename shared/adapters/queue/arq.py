@@ -96,7 +96,7 @@ class ArqJobQueue:
     async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
         lane = current_lane(lane)
         if delay_s > 0:
-            await self._delay(Delayed(job_id, lane, None), delay_s)
+            await self._delay(Delayed(job_id, lane), delay_s)
         else:
             await self._call(lambda pool: self._enqueue_single(pool, job_id, job_id, lane))
 
@@ -138,14 +138,13 @@ class ArqJobQueue:
         ]
 
     async def release_due(self) -> int:
-        """Put the delayed jobs that are due back in their lanes: batch jobs at the front of
-        their group, single jobs as arq jobs at their priority; returns how many."""
+        """Make the delayed jobs that are due arq jobs at their priority; returns how many."""
 
         async def due(pool: ArqRedis) -> list[bytes]:
             if self._due is None:
                 self._due = pool.register_script(lanes.DUE)
             now = round(time.time() * 1000)
-            args: list[str | int] = [now, RELEASE_CHUNK, lanes.PREFIX, lanes.SEP]
+            args: list[str | int] = [now, RELEASE_CHUNK, lanes.SEP]
             singles: list[bytes] = await self._due(keys=[DELAYED_KEY, WAITING_KEY], args=args)
             return singles
 

@@ -7,10 +7,10 @@ Batch jobs wait in lanes, never in arq's queue:
 - `chatjobs:batch-waiting`: set of every job id waiting in a lane or in `chatjobs:delayed`.
 
 Delays (retries, waits) of any job wait in `chatjobs:delayed`, a sorted set by due time in ms,
-whose members name the job and its lane. Once due, a batch job goes back to the front of its
-group's list (in the same script) and a single job is handed back, to become an arq job at its
-priority's score (`ArqJobQueue.release_due`): arq's own deferred jobs would come due behind every
-job already waiting, whatever their priority.
+whose members name the job and its lane. Once due, each is handed back, to become an arq job at
+its priority's score (`ArqJobQueue.release_due`): arq's own deferred jobs would come due behind
+every job already waiting, whatever their priority. A batch job's retry, too, comes back as a
+single job of its lane, as it did before priorities (docs/adr/0009).
 
 Groups written before priorities existed (`chatjobs:groups`, `chatjobs:group:<name>`) are still
 taken, as `normal` jobs of no tenant, after the new `normal` lanes.
@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from shared.keys import PRIORITIES
 from shared.lanes import DEFAULT_LANE, Lane, priority_or_default
 
 PREFIX = "chatjobs:"
@@ -55,20 +54,17 @@ class BatchJob:
 
 @dataclass(frozen=True)
 class Delayed:
-    """A delayed job: a single job (no group) or a batch job of `group`."""
-
     id: str
     lane: Lane
-    group: str | None
 
     def entry(self) -> str:
-        return SEP.join((self.lane.priority, self.lane.tenant, self.group or "", self.id))
+        return SEP.join((self.lane.priority, self.lane.tenant, self.id))
 
     @classmethod
     def parse(cls, raw: bytes | str) -> Delayed:
         text = raw.decode() if isinstance(raw, bytes) else raw
-        priority, tenant, group, job_id = text.split(SEP, 3)
-        return cls(job_id, Lane(priority_or_default(priority), tenant), group or None)
+        priority, tenant, job_id = text.split(SEP, 2)
+        return cls(job_id, Lane(priority_or_default(priority), tenant))
 
 
 # One job is: pop the head of the head group of the head tenant; the group goes to the back of its
@@ -124,33 +120,15 @@ end
 return taken
 """
 
-# Up to ARGV[2] delayed entries due by ARGV[1] (ms): each leaves the delayed set; a batch job goes
-# to the front of its group (its lane's turns made sure of), a single job is returned (and leaves
-# the waiting set: it is about to be an arq job). KEYS: delayed, waiting. ARGV: now, count,
-# prefix, separator.
+# Up to ARGV[2] delayed entries due by ARGV[1] (ms), taken out of the delayed and waiting sets (they
+# are about to be arq jobs). KEYS: delayed, waiting. ARGV: now, count, separator.
 DUE = """
 local due = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))
-local singles = {}
 for _, entry in ipairs(due) do
   redis.call('ZREM', KEYS[1], entry)
-  local parts, start = {}, 1
-  for _ = 1, 3 do
-    local stop = string.find(entry, ARGV[4], start, true)
-    parts[#parts + 1] = string.sub(entry, start, stop - 1)
-    start = stop + 1
-  end
-  local priority, tenant, group, job_id = parts[1], parts[2], parts[3], string.sub(entry, start)
-  if group == '' then
-    redis.call('SREM', KEYS[2], job_id)
-    singles[#singles + 1] = entry
-  else
-    local tenants = ARGV[3] .. 'turns:' .. priority
-    redis.call('LPUSH', ARGV[3] .. 'jobs:' .. priority .. ':' .. tenant .. ':' .. group, job_id)
-    redis.call('ZADD', tenants .. ':' .. tenant, 'NX', 0, group)
-    redis.call('ZADD', tenants, 'NX', 0, tenant)
-  end
+  local first = string.find(entry, ARGV[3], 1, true)
+  local job_id = string.sub(entry, string.find(entry, ARGV[3], first + 1, true) + 1)
+  redis.call('SREM', KEYS[2], job_id)
 end
-return singles
+return due
 """
-
-TAKE_ARGS = PRIORITIES
