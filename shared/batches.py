@@ -123,7 +123,7 @@ class BatchService:
         return await self.store.get_batch(batch_id, tenant) if batch_id else None
 
     async def _store_and_enqueue(self, batch: Batch, jobs: BatchJobs, queued: list[str]) -> Batch:
-        await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
+        await self.admission.admit(len(queued), lane_of(batch))  # Overloaded past MAX_QUEUED_JOBS
         stored = await self.store.create_batch(batch, jobs)
         if stored.id == batch.id and queued:
             await self._enqueue_or_fail(batch, queued)
@@ -205,7 +205,7 @@ class BatchService:
             raise Conflict(f"batch is {batch.status.value}: its failed jobs cannot run again")
         if batch.counts.failed == 0:
             return batch
-        await self.admission.admit(batch.counts.failed)
+        await self.admission.admit(batch.counts.failed, lane_of(batch))
         retried = await self.writes.retry_failed(batch_id)
         if retried:
             await self.store.mark_batch(

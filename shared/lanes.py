@@ -75,6 +75,10 @@ class RoundRobin(Generic[K, V]):
     def __len__(self) -> int:
         return self._size
 
+    def count(self, key: K) -> int:
+        queue = self._queues.get(key)
+        return len(queue) if queue is not None else 0
+
     def put(self, key: K, items: list[V] | tuple[V, ...]) -> None:
         if items:
             self._queues.setdefault(key, deque()).extend(items)
@@ -102,6 +106,14 @@ class Turns:
     def __len__(self) -> int:
         singles = sum(len(q) for q in self._singles.values())
         return singles + sum(len(q) for q in self._groups.values())
+
+    def ahead_of(self, lane: Lane) -> int:
+        """Jobs that go before or alongside a new job of `lane`: every job of a higher priority,
+        and the tenant's own at its priority (other tenants' take turns with it)."""
+        higher = PRIORITIES[: RANK[lane.priority]]
+        count = sum(len(self._singles[p]) + len(self._batches[p]) for p in higher)
+        own = self._singles[lane.priority].count(lane.tenant)
+        return count + own + self._batches[lane.priority].count(lane.tenant)
 
     def put_single(self, job_id: str, lane: Lane) -> None:
         self._singles[lane.priority].put(lane.tenant, [job_id])

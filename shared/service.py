@@ -136,7 +136,7 @@ class ChatService:
                 }
             )
         else:
-            await self.admission.admit(1)  # Overloaded past MAX_QUEUED_JOBS
+            await self.admission.admit(1, lane_of(job))  # Overloaded past MAX_QUEUED_JOBS
         stored = await self.store.create_job(job)
         if stored.id == job.id and stored.status is JobStatus.queued:
             await self._enqueue_or_fail(stored)

@@ -34,7 +34,7 @@ class InProcessJobQueue:
         self._timers: set[asyncio.TimerHandle] = set()
         self._started = False
         self._closed = False
-        self._room: deque[tuple[int, asyncio.Future[None]]] = deque()  # (below, waiter)
+        self._room: deque[tuple[int, Lane | None, asyncio.Future[None]]] = deque()
 
     def __len__(self) -> int:
         """Jobs waiting now (delayed ones not counted)."""
@@ -68,18 +68,23 @@ class InProcessJobQueue:
     async def ping(self) -> bool:
         return self._started and not self._closed
 
-    async def wait_below(self, length: int, timeout_s: float) -> bool:
-        """Wait until fewer than `length` jobs are waiting (woken in turn, as workers take jobs);
-        False if `timeout_s` passed first."""
-        if len(self) < length:
+    def waiting_ahead(self, lane: Lane | None = None) -> int:
+        """Jobs waiting now; with `lane`, those a new job of that lane would wait for: every job
+        of a higher priority and its tenant's own at its priority (`Turns.ahead_of`)."""
+        return len(self) if lane is None else self._turns.ahead_of(lane)
+
+    async def wait_below(self, length: int, timeout_s: float, lane: Lane | None = None) -> bool:
+        """Wait until fewer than `length` jobs are waiting (ahead of `lane`, when given); woken in
+        turn, as workers take jobs; False if `timeout_s` passed first."""
+        if self.waiting_ahead(lane) < length:
             return True
         room: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._room.append((length, room))
+        self._room.append((length, lane, room))
         try:
             async with asyncio.timeout(timeout_s):
                 await room
         except TimeoutError:
-            return len(self) < length
+            return self.waiting_ahead(lane) < length
         finally:
             if not room.done():
                 room.cancel()
@@ -119,10 +124,14 @@ class InProcessJobQueue:
 
     def _take(self) -> tuple[str, Lane]:
         taken = self._turns.take()
-        while self._room and self._room[0][1].done():  # gave up waiting
-            self._room.popleft()
-        if self._room and len(self) < self._room[0][0]:  # one job taken, one submit let in
-            self._room.popleft()[1].set_result(None)
+        for waiter in [w for w in self._room if w[2].done()]:  # gave up waiting
+            self._room.remove(waiter)
+        for waiter in self._room:  # one job taken, one submit let in: the first that fits
+            below, lane, room = waiter
+            if self.waiting_ahead(lane) < below:
+                self._room.remove(waiter)
+                room.set_result(None)
+                break
         return taken
 
     async def _work(self, handler: JobHandler) -> None:
