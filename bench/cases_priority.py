@@ -1,5 +1,5 @@
-"""Priorities and tenant turns under load (docs/adr/0015), in the Redis layout: one API, one worker
-(WORKER_CONCURRENCY 16) and a stub LLM that answers in 50 ms.
+"""Priorities and tenant turns under load (docs/adr/0015), in the Redis layout (one API, one worker)
+and embedded (the API runs the jobs), WORKER_CONCURRENCY 16, a stub LLM that answers in 50 ms.
 
 Tenant A queues a 5,000-job batch; meanwhile tenant B sends `high` single jobs one after another
 (submit, then wait for the job), and a 200-job `normal` batch. Each is measured against the same
@@ -105,19 +105,19 @@ def started_a_batch(http: httpx.Client, priority: str) -> str:
     return batch_id
 
 
-def measure(run: Run) -> dict[str, Any]:
+def measure(run: Run, *, redis: bool) -> dict[str, Any]:
     run.flush_redis()
     stub, url = run.stub_llm(LLM_DELAY_S)
     env = ENV | {"GEMINI_API_KEY": "bench", "GEMINI_BASE_URL": url}
-    api = run.api("api-priority", redis=True, **env)
-    worker = run.worker("worker-priority", api, **env)
+    api = run.api("api-priority", redis=redis, **env)
+    worker = run.worker("worker-priority", api, **env) if redis else api.proc
     result: dict[str, Any] = {}
     try:
         with client(api, "A") as a, client(api, "B") as b:
             singles(b, "warm-up", WARMUP)  # connections, imports, the first store writes
             result["idle_singles"] = singles(b, "idle single")
             result["idle_batch_s"] = time_batch(b, "idle batch", "normal")
-            watched = {"api": api.proc, "worker": worker, "llm_stub": stub}
+            watched = {"api": api.proc, "llm_stub": stub} | ({"worker": worker} if redis else {})
             with cpu_window(**watched) as cpu:
                 low = started_a_batch(a, "low")
                 result["busy_singles"] = singles(b, "busy single")
@@ -130,15 +130,19 @@ def measure(run: Run) -> dict[str, Any]:
             result["a_normal_when_b_done"] = batch_status(a, normal)["counts"]
             a.post(f"/v1/batches/{normal}/cancel").raise_for_status()
     finally:
-        for proc in (worker, api.proc, stub):
+        for proc in [*([worker] if redis else []), api.proc, stub]:
             run.fleet.stop(proc)
     return result
 
 
 def priority_rows(run: Run) -> list[Row]:
-    m = measure(run)
+    return layout_rows(run, redis=True) + layout_rows(run, redis=False)
+
+
+def layout_rows(run: Run, *, redis: bool) -> list[Row]:
+    m = measure(run, redis=redis)
     idle, busy = m["idle_singles"], m["busy_singles"]
-    where = f"A's {A_JOBS:,}-job low batch running"
+    where = f"A's {A_JOBS:,}-job low batch running ({'Redis' if redis else 'embedded'})"
     rows = [
         Row(
             f"B's high singles {q}, {where}",
