@@ -4,8 +4,8 @@ Batch jobs do not pass through arq's queue (docs/adr/0009): as soon as this proc
 slot, the runner takes that many batch jobs (`ArqJobQueue.take_batch_jobs`, one round trip, the
 highest priority first, tenants and their batches in turn, docs/adr/0015) and runs each through
 the same handler as everything else, in its lane. A delay the executor asks for waits in the
-queue's delayed set; before each take the runner puts the delayed jobs that are due back in their
-lanes (`ArqJobQueue.release_due`). A job cancelled on the way out goes back to its
+queue's delayed set; every IDLE_POLL_S the runner makes the delayed jobs that are due arq jobs at
+their priority (`ArqJobQueue.release_due`). A job cancelled on the way out goes back to its
 group at once; a job whose worker died is found by the lost-job sweep
 (`Sweeper.sweep_forever`, shared/sweeps.py).
 """
@@ -37,7 +37,11 @@ class BatchRunner:
         self.queue, self.handler, self.slots, self.idle_s = queue, handler, slots, idle_s
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Take batch jobs into free slots until `stop` is set; Redis outages are waited out."""
+        """Take batch jobs into free slots, and release delayed jobs as they come due, until
+        `stop` is set; Redis outages are waited out."""
+        await asyncio.gather(self._take_jobs(stop), self._release_due(stop))
+
+    async def _take_jobs(self, stop: asyncio.Event) -> None:
         outage = Outage("batch jobs")
         while await self.slots.until(lambda: self.slots.free > 0 or stop.is_set()):
             if stop.is_set():
@@ -51,17 +55,30 @@ class BatchRunner:
             if not taken:
                 await _sleep_unless(stop, self.idle_s)
 
+    async def _release_due(self, stop: asyncio.Event) -> None:
+        """Due delayed jobs back at their priority, whether or not a slot is free: a single job
+        starts on arq's next poll regardless."""
+        outage = Outage("delayed jobs")
+        while not stop.is_set():
+            try:
+                await self.queue.release_due()
+            except UNREACHABLE as exc:
+                await _sleep_unless(stop, outage.failed(exc))
+                continue
+            outage.recovered()
+            await _sleep_unless(stop, self.idle_s)
+
     async def drain(self) -> None:
         """Run batch jobs until none is waiting or running (burst mode)."""
         while True:
             await self.slots.until(lambda: self.slots.free > 0)
+            await self.queue.release_due()
             if not await self.take():
                 if not self.slots.batch_jobs:
                     return
                 await self.slots.until(lambda: not self.slots.batch_jobs)
 
     async def take(self) -> list[BatchJob]:
-        await self.queue.release_due()
         taken = await self.queue.take_batch_jobs(self.slots.free)
         for job in taken:
             self.slots.start_batch_job(self._run(job), name=f"batch job {job.id}")
