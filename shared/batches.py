@@ -14,6 +14,7 @@ from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
 from shared.key_limits import KeyGate, KeyTicket
 from shared.keys import Caller, Priority
+from shared.lanes import lane_of
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -135,7 +136,7 @@ class BatchService:
         self, batch: Batch, jobs: BatchJobs, queued: list[str], ticket: KeyTicket | None
     ) -> Batch:
         try:
-            await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
+            await self.admission.admit(len(queued), lane_of(batch))
             stored = await self.store.create_batch(batch, jobs)
         except BaseException:
             await asyncio.shield(self.gate.refund(ticket))
@@ -171,7 +172,7 @@ class BatchService:
         self, batch: Batch, job_ids: list[str], ticket: KeyTicket | None
     ) -> None:
         try:
-            await self.queue.enqueue_many(job_ids, group=batch.id)
+            await self.queue.enqueue_many(job_ids, group=batch.id, lane=lane_of(batch))
         except QueueUnavailable:
             error = JobError(code="queue_unavailable", message="the queue refused the batch")
             # the jobs' ends free their slots and tokens; the requests are given back here
@@ -226,13 +227,13 @@ class BatchService:
             raise Conflict(f"batch is {batch.status.value}: its failed jobs cannot run again")
         if batch.counts.failed == 0:
             return batch
-        await self.admission.admit(batch.counts.failed)
+        await self.admission.admit(batch.counts.failed, lane_of(batch))
         retried = await self.writes.retry_failed(batch_id)
         if retried:
             await self.store.mark_batch(
                 batch_id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
             )
-            await self.queue.enqueue_many(retried, group=batch_id)
+            await self.queue.enqueue_many(retried, group=batch_id, lane=lane_of(batch))
         # jobs may all have ended again before the batch reopened: close it now if so
         return await self.check_completed(batch_id) or await self.get(tenant, batch_id)
 

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from shared.job_writes import JobWrites
+from shared.lanes import lane_of
 from shared.models import Completion, Job, JobStatus
 from shared.ports import JobQueue, ResultCache, Store
 from shared.webhooks.hooks import WebhookHooks
@@ -125,7 +126,7 @@ class Coalescing:
         for job in released:
             log.info("job %s runs on its own: the job it joined did not answer", job.id)
             if job.batch_id is None:
-                await self.queue.enqueue(job.id)
+                await self.queue.enqueue(job.id, lane=lane_of(job))
             else:
-                await self.queue.enqueue_many([job.id], group=job.batch_id)
+                await self.queue.enqueue_many([job.id], group=job.batch_id, lane=lane_of(job))
         return [job for job in changed if job.status.is_terminal]

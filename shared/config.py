@@ -249,6 +249,17 @@ class Settings(BaseSettings):
     sqs_batch_queue_url: str | None = Field(
         None, description="SQS queue for batch jobs; unset: batch jobs share SQS_QUEUE_URL"
     )
+    # priorities on SQS (docs/adr/0015)
+    sqs_high_queue_url: str | None = Field(
+        None,
+        description="SQS queue for `high` priority jobs, singles and batch jobs, consumed first; "
+        "unset: they share the `normal` queues (no priority on SQS)",
+    )
+    sqs_low_queue_url: str | None = Field(
+        None,
+        description="SQS queue for `low` priority jobs, singles and batch jobs, consumed last; "
+        "unset: they share the `normal` queues",
+    )
     dynamodb_table: str = "chatjobs"
     files_backend: Literal["local", "s3", "none"] | None = Field(
         None,

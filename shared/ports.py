@@ -10,7 +10,8 @@ from typing import IO, Literal, NamedTuple, Protocol
 
 from shared.job_stream import Delta, StreamEvent
 from shared.key_usage import KeyDeltas, KeyMonth
-from shared.keys import ApiKeyRecord
+from shared.keys import DEFAULT_PRIORITY, ApiKeyRecord, Priority
+from shared.lanes import Lane
 from shared.models import (
     Batch,
     BatchStatus,
@@ -33,6 +34,12 @@ class JobRef(NamedTuple):
 
     id: str
     batch_id: str | None
+    tenant: str = ""  # with priority: the job's lane (shared/lanes.py), kept when re-enqueued
+    priority: Priority = DEFAULT_PRIORITY
+
+    @property
+    def lane(self) -> Lane:
+        return Lane(self.priority, self.tenant)
 
 
 class JobStore(Protocol):
@@ -333,14 +340,21 @@ class JobQueue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
-        """Raise QueueUnavailable when the queue cannot take the job."""
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
+        """Raise QueueUnavailable when the queue cannot take the job.
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+        `lane`: the job's priority and tenant (shared/lanes.py says the order they are taken
+        in); None: the lane of the delivery running now (a retry keeps its place), else
+        `normal` for no tenant."""
+
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         """Enqueue a batch's jobs in one pipelined call.
 
-        Jobs enqueued one by one go ahead of batch jobs, and the jobs of different groups
-        (batches) are interleaved, so one tenant's big batch cannot starve everyone else."""
+        A higher priority goes first; within a priority, jobs enqueued one by one go ahead of
+        batch jobs, and tenants, then a tenant's groups (batches), take turns, so one tenant's
+        big batch cannot starve everyone else."""
 
     async def ping(self) -> bool: ...
 

@@ -14,6 +14,7 @@ from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
 from shared.key_limits import KeyGate, KeyTicket
 from shared.keys import Caller
+from shared.lanes import lane_of
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -144,7 +145,7 @@ class ChatService:
         ticket = await self.gate.admit(caller, requests=1, tokens=tokens, slots=queued)
         try:
             if queued:
-                await self.admission.admit(1)  # Overloaded past MAX_QUEUED_JOBS
+                await self.admission.admit(1, lane_of(job))  # Overloaded past MAX_QUEUED_JOBS
             if ticket is not None:
                 job = job.model_copy(update={"key_hold": ticket.hold_for(job)})
             stored = await self.store.create_job(job)
@@ -174,7 +175,7 @@ class ChatService:
 
     async def _enqueue_or_fail(self, job: Job, ticket: KeyTicket | None) -> None:
         try:
-            await self.queue.enqueue(job.id)
+            await self.queue.enqueue(job.id, lane=lane_of(job))
         except QueueUnavailable:
             refused = JobOutcome(
                 JobStatus.failed,

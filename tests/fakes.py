@@ -14,6 +14,7 @@ from shared.errors import Conflict, InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
 from shared.key_usage import KeyDeltas, KeyMonth, usage_rows
 from shared.keys import ApiKeyRecord
+from shared.lanes import Lane, current_lane
 from shared.models import (
     Batch,
     BatchStatus,
@@ -284,7 +285,7 @@ class FakeJobStore(FakeApiKeys):
         unfinished = (JobStatus.queued, JobStatus.running) if status is None else (status,)
         jobs = sorted(self.jobs.values(), key=lambda j: j.created_at)
         return [
-            JobRef(j.id, j.batch_id)
+            JobRef(j.id, j.batch_id, j.tenant, j.priority)
             for j in jobs
             if j.status in unfinished and (updated_before is None or j.updated_at < updated_before)
         ][:limit]
@@ -561,6 +562,7 @@ class FakeJobQueue:
     def __init__(self) -> None:
         self.pending: list[str] = []
         self.delays: dict[str, float] = {}
+        self.lanes: dict[str, Lane] = {}  # the lane each job was last enqueued in
         self.handler: JobHandler | None = None
         self.refuse = False
 
@@ -570,15 +572,18 @@ class FakeJobQueue:
     async def close(self) -> None:
         return None
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
         if self.refuse:
             raise QueueUnavailable("fake queue is refusing work")
         self.pending.append(job_id)
         self.delays[job_id] = delay_s
+        self.lanes[job_id] = current_lane(lane)
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         for job_id in job_ids:
-            await self.enqueue(job_id)
+            await self.enqueue(job_id, lane=lane)
 
     async def ping(self) -> bool:
         return not self.refuse

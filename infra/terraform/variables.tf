@@ -32,6 +32,18 @@ variable "batch_queue_name" {
   default     = "chatjobs-batch-jobs"
 }
 
+variable "high_queue_name" {
+  description = "SQS queue for high-priority jobs, singles and batch (SQS_HIGH_QUEUE_URL). Default: names.HIGH_QUEUE. Its DLQ is this name + \"-dlq\"."
+  type        = string
+  default     = "chatjobs-high-jobs"
+}
+
+variable "low_queue_name" {
+  description = "SQS queue for low-priority jobs, singles and batch (SQS_LOW_QUEUE_URL). Default: names.LOW_QUEUE. Its DLQ is this name + \"-dlq\"."
+  type        = string
+  default     = "chatjobs-low-jobs"
+}
+
 variable "secret_name" {
   description = "Secrets Manager secret holding the JSON object of API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET, ADMIN_API_KEYS, KEY_HASH_SECRET (AWS_SECRET_ID). Default: names.SECRET_ID. Terraform creates the secret, never its value."
   type        = string
@@ -336,6 +348,28 @@ variable "batch_max_concurrency" {
   }
 }
 
+variable "high_max_concurrency" {
+  description = "scaling_config.maximum_concurrency of the high-priority queue (2-1000): its weight among the queues. Keep it at or above jobs_max_concurrency."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.high_max_concurrency >= 2 && var.high_max_concurrency <= 1000
+    error_message = "high_max_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "low_max_concurrency" {
+  description = "scaling_config.maximum_concurrency of the low-priority queue (2-1000): its weight among the queues. Keep it at or below batch_max_concurrency."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.low_max_concurrency >= 2 && var.low_max_concurrency <= 1000
+    error_message = "low_max_concurrency must be between 2 and 1000."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # API Gateway
 # ---------------------------------------------------------------------------------------------
@@ -390,6 +424,18 @@ variable "batch_queue_max_age_s" {
   description = "Alarm when the oldest message on the batch queue is older than this (seconds); big batches legitimately wait longer."
   type        = number
   default     = 3600
+}
+
+variable "high_queue_max_age_s" {
+  description = "Alarm when the oldest message on the high-priority queue is older than this (seconds)."
+  type        = number
+  default     = 120
+}
+
+variable "low_queue_max_age_s" {
+  description = "Alarm when the oldest message on the low-priority queue is older than this (seconds); low-priority work waits while anything else runs."
+  type        = number
+  default     = 14400
 }
 
 variable "lambda_errors_threshold" {

@@ -81,7 +81,13 @@ class Adapters:
             from shared.adapters.queue.sqs import SqsJobQueue
 
             url = require(s.sqs_queue_url, "SQS_QUEUE_URL", "QUEUE_BACKEND=sqs")
-            return SqsJobQueue(self.aws, url, s.sqs_batch_queue_url)
+            return SqsJobQueue(
+                self.aws,
+                url,
+                s.sqs_batch_queue_url,
+                high_queue_url=s.sqs_high_queue_url,
+                low_queue_url=s.sqs_low_queue_url,
+            )
         from shared.adapters.queue.inprocess import InProcessJobQueue
 
         return InProcessJobQueue(concurrency=s.worker_concurrency)

@@ -334,6 +334,8 @@ def test_function_env_holds_only_settings(function: str) -> None:
         "DYNAMODB_TABLE",
         "SQS_QUEUE_URL",
         "SQS_BATCH_QUEUE_URL",
+        "SQS_HIGH_QUEUE_URL",
+        "SQS_LOW_QUEUE_URL",
         "AWS_SECRET_ID",
     }
     assert required <= set(env), f"{function} lacks {sorted(required - set(env))}"
@@ -430,7 +432,12 @@ def test_table_matches_names() -> None:
 
 @pytest.mark.parametrize(
     ("queue", "dlq", "expected"),
-    [("jobs", "jobs_dlq", names.JOBS_QUEUE), ("batch", "batch_dlq", names.BATCH_QUEUE)],
+    [
+        ("jobs", "jobs_dlq", names.JOBS_QUEUE),
+        ("batch", "batch_dlq", names.BATCH_QUEUE),
+        ("high", "high_dlq", names.HIGH_QUEUE),
+        ("low", "low_dlq", names.LOW_QUEUE),
+    ],
 )
 def test_queue_matches_names(queue: str, dlq: str, expected: str) -> None:
     assert queue_name(queue) == expected
@@ -448,7 +455,7 @@ def test_queue_matches_names(queue: str, dlq: str, expected: str) -> None:
         ), f"{name} is not encrypted"
 
 
-@pytest.mark.parametrize("queue", ["jobs", "batch"])
+@pytest.mark.parametrize("queue", ["jobs", "batch", "high", "low"])
 def test_visibility_timeout_is_six_worker_timeouts(queue: str) -> None:
     visibility = resolve(resource("aws_sqs_queue", queue)["visibility_timeout_seconds"])
     worker_timeout = resolve(resource("aws_lambda_function", "worker")["timeout"])
@@ -462,7 +469,10 @@ TF_QUEUE_ATTRIBUTES = {  # Terraform's argument -> SQS's queue attribute
 }
 
 
-@pytest.mark.parametrize(("queue", "dlq"), [("jobs", "jobs_dlq"), ("batch", "batch_dlq")])
+@pytest.mark.parametrize(
+    ("queue", "dlq"),
+    [("jobs", "jobs_dlq"), ("batch", "batch_dlq"), ("high", "high_dlq"), ("low", "low_dlq")],
+)
 def test_aws_setup_gives_the_queues_terraforms_settings(queue: str, dlq: str) -> None:
     """`python -m shared.adapters.aws.setup` (and `make aws-local`) create what Terraform does."""
     for name, expected in ((queue, setup.QUEUE_ATTRIBUTES), (dlq, setup.DLQ_ATTRIBUTES)):
@@ -491,7 +501,8 @@ def test_secret_name_matches_names_and_holds_no_value() -> None:
 def test_each_queue_feeds_the_worker_with_partial_batch_failures() -> None:
     mappings = blocks("resource", "aws_lambda_event_source_mapping")
     sources = {m["event_source_arn"]: m for m in mappings.values()}
-    assert set(sources) == {"${aws_sqs_queue.jobs.arn}", "${aws_sqs_queue.batch.arn}"}
+    queues = ("high", "jobs", "batch", "low")  # highest priority first (docs/adr/0015)
+    assert set(sources) == {f"${{aws_sqs_queue.{q}.arn}}" for q in queues}
     concurrency = {}
     for source, mapping in sources.items():
         assert mapping["function_name"] == "${aws_lambda_function.worker.arn}"
@@ -500,8 +511,10 @@ def test_each_queue_feeds_the_worker_with_partial_batch_failures() -> None:
         assert resolve(mapping["maximum_batching_window_in_seconds"]) >= 0
         concurrency[source] = resolve(mapping["scaling_config"][0]["maximum_concurrency"])
         assert concurrency[source] >= 2
-    # Singles get more room than batches, so a huge batch never delays single submits.
-    assert concurrency["${aws_sqs_queue.jobs.arn}"] > concurrency["${aws_sqs_queue.batch.arn}"]
+    # Singles get more room than batches, so a huge batch never delays single submits; the
+    # priority queues weigh the same way: high at or above jobs, low at or below batch.
+    weights = [concurrency[f"${{aws_sqs_queue.{q}.arn}}"] for q in queues]
+    assert weights[0] >= weights[1] > weights[2] >= weights[3], weights
 
 
 def test_scheduler_runs_every_minute() -> None:
@@ -593,7 +606,7 @@ def test_failed_jobs_and_fallback_rate_alarm_where_the_other_alarms_do() -> None
     assert failed["metric_name"] == "FailedJobs"
     rate = resource("aws_cloudwatch_metric_alarm", "fallback_rate")
     queries = {q["id"]: q for q in rate["metric_query"]}
-    assert set(queries) == {"rate", "fallbacks", "jobs", "batch"}
+    assert set(queries) == {"rate", "fallbacks", "jobs", "batch", "high", "low"}
     assert queries["rate"]["return_data"] is True
     for alarm in (failed, rate):
         assert alarm["alarm_actions"] == "${local.alarm_actions}"

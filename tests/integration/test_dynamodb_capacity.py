@@ -124,5 +124,6 @@ def test_units_per_job_with_projected_indexes(
     # Projections: a batch's counter updates and its jobs' status changes no longer rewrite
     # whole records in the indexes.
     assert batched["now"] < 0.75 * batched["all_compressed"], batched
-    # Compression: a job's item (and any index copy) takes fewer started KBs on every write.
-    assert single["now"] < 0.8 * single["projected_text"], single
+    # Compression: a job's item (and any index copy) takes fewer started KBs on every write
+    # (24.5 against 29.5 units once `unfinished` projected the tenant and priority for lanes).
+    assert single["now"] < 0.85 * single["projected_text"], single

@@ -44,12 +44,19 @@ INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
     "tenant_jobs": ("status", "expires_at"),
     "batch_jobs": ("status", "expires_at"),
     "tenant_batches": ("expires_at",),
-    "unfinished": ("status", "batch_id"),
+    "unfinished": (
+        "status",
+        "batch_id",
+        "tenant",
+        "priority",
+    ),  # JobRef: the lane of a job put back
     "due_webhooks": (),
 }
 
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries
 BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their own concurrency cap
+HIGH_QUEUE: Final = "chatjobs-high-jobs"  # `high` priority jobs, singles and batch (ADR 0015)
+LOW_QUEUE: Final = "chatjobs-low-jobs"  # `low` priority jobs, singles and batch
 DLQ_SUFFIX: Final = "-dlq"
 MAX_RECEIVE_COUNT: Final = 5
 FILES_BUCKET: Final = "chatjobs-files"  # Terraform adds the account id: bucket names are global

@@ -3,7 +3,8 @@ LocalStack), with the names Terraform gives them. Idempotent: what exists is lef
 
     AWS_ENDPOINT_URL=http://127.0.0.1:5000 python -m shared.adapters.aws.setup
 
-Prints the environment to give the API and workers (SQS_QUEUE_URL=…, SQS_BATCH_QUEUE_URL=…).
+Prints the environment to give the API and workers (SQS_QUEUE_URL=…, SQS_BATCH_QUEUE_URL=…,
+SQS_HIGH_QUEUE_URL=…, SQS_LOW_QUEUE_URL=…).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class AwsLayout:
     batch_queue_url: str
     secret_id: str
     files_bucket: str
+    high_queue_url: str | None = None  # priorities (docs/adr/0015)
+    low_queue_url: str | None = None
 
     def env(self) -> dict[str, str]:
         return {
@@ -47,6 +50,13 @@ class AwsLayout:
             "SQS_BATCH_QUEUE_URL": self.batch_queue_url,
             "AWS_SECRET_ID": self.secret_id,
             "FILES_BUCKET": self.files_bucket,
+        } | {
+            name: url
+            for name, url in (
+                ("SQS_HIGH_QUEUE_URL", self.high_queue_url),
+                ("SQS_LOW_QUEUE_URL", self.low_queue_url),
+            )
+            if url
         }
 
 
@@ -145,7 +155,11 @@ async def create_layout(
     await create_secret(clients, secret_id, secret or {})
     bucket = prefix + names.FILES_BUCKET
     await create_bucket(clients, bucket)
-    return AwsLayout(table, queue_url, batch_queue_url, secret_id, bucket)
+    high_queue_url = await create_queue(clients, prefix + names.HIGH_QUEUE)
+    low_queue_url = await create_queue(clients, prefix + names.LOW_QUEUE)
+    return AwsLayout(
+        table, queue_url, batch_queue_url, secret_id, bucket, high_queue_url, low_queue_url
+    )
 
 
 async def _main() -> int:

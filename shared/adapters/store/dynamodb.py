@@ -72,6 +72,7 @@ from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, W
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.errors import Conflict
 from shared.key_usage import KeyDeltas, KeyMonth
+from shared.lanes import priority_or_default
 from shared.models import (
     Batch,
     BatchStatus,
@@ -209,7 +210,13 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         ]
         items = await merged(sources, key=lambda item: item["gsi_unfinished_sk"]["S"], limit=limit)
         return [
-            JobRef(subject_id_of(i), i["batch_id"]["S"] if "batch_id" in i else None) for i in items
+            JobRef(
+                subject_id_of(i),
+                i["batch_id"]["S"] if "batch_id" in i else None,
+                i["tenant"]["S"],
+                priority_or_default(i.get("priority", {}).get("S")),
+            )
+            for i in items
         ]
 
     async def count_unfinished(self) -> dict[JobStatus, int]:

@@ -157,6 +157,7 @@ def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
         "status": s(job.status.value),
         "attempts": n(job.attempts),
         "tenant": s(job.tenant),
+        "priority": s(job.priority),  # read by the sweeps' unfinished_jobs, with the tenant
         "created_at": s(iso(job.created_at)),
         "gsi_tenant": s(job.tenant),
         "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),

@@ -63,6 +63,7 @@ from shared.adapters.store.sqlite_usage import add_usage, read_usage
 from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy, is_full
 from shared.errors import StoreFull
 from shared.key_usage import KeyDeltas, KeyMonth, key_usage_row
+from shared.lanes import priority_or_default
 from shared.models import (
     Batch,
     BatchStatus,
@@ -267,7 +268,8 @@ class SqliteJobStore(SqliteApiKeys):
             rows = await self._read.execute_fetchall(IN_STATUS, [JobStatus(status).value])
         if updated_before is not None:
             rows = [r for r in rows if datetime.fromisoformat(r[2]) < updated_before]
-        return [JobRef(row[0], row[1]) for row in rows][: max(limit, 0)]
+        refs = [JobRef(r[0], r[1], r[3], priority_or_default(r[4])) for r in rows]
+        return refs[: max(limit, 0)]
 
     async def count_unfinished(self) -> dict[JobStatus, int]:
         counts = dict.fromkeys((JobStatus.queued, JobStatus.running), 0)
