@@ -1,0 +1,252 @@
+"""A run-time key's budgets and max_in_flight over HTTP, across two real `python -m api` processes
+on one SQLite file (each with its own in-process workers), the key made through
+`POST /v1/admin/keys`: 200 concurrent `POST /v1/jobs` against a budget of 50 requests take
+exactly 50, and the 150 others are 429 `budget_exceeded` naming the budget and its reset with
+Retry-After; the same for a token budget, settled to the stub LLM's token counts; and N jobs in
+flight refuse the N+1th with `rate_limited` until one ends. The admin API's `usage` of the key
+and `chatjobs keys list` show the figures."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import pytest
+
+from shared.key_usage import next_month
+from tests.e2e import procs
+from tests.e2e.conftest import TERMINAL, Api, Launcher, chat
+from tests.e2e.services import KEYS, service_env
+from tests.e2e.test_cli import COMMAND
+from tests.stubs.fixtures import LLMStub
+
+pytestmark = pytest.mark.e2e
+
+ADMIN_KEY = "e2e-budgets-admin"
+SUBMITS = 200
+BUDGET = 50
+IN_FLIGHT = 3
+STALL_S = 8.0  # how long the stub holds the in-flight test's first jobs
+ACCEPTED = (200, 202)
+
+
+@dataclass(frozen=True)
+class Two:
+    a: Api
+    b: Api
+
+    def __iter__(self) -> Iterator[Api]:
+        return iter((self.a, self.b))
+
+
+@pytest.fixture(scope="module")
+def two(module_launcher: Launcher, llm_stub_server: LLMStub) -> Two:
+    """Two API processes on one SQLite file, the stub Gemini behind both."""
+    env = service_env(llm_stub_server, ADMIN_API_KEYS=ADMIN_KEY, LLM_TIMEOUT_S="30")
+    return Two(module_launcher.api("api-a", **env), module_launcher.api("api-b", **env))
+
+
+def admin(api: Api, method: str, path: str, **options: Any) -> dict[str, Any]:
+    with api.client(ADMIN_KEY) as http:
+        response = http.request(method, path, **options)
+    assert response.is_success, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def make_key(api: Api, tenant: str, **limits: int) -> dict[str, Any]:
+    body = {"tenant": tenant, "name": f"{tenant} budget", "limits": limits}
+    return admin(api, "POST", "/v1/admin/keys", json=body)
+
+
+def question(n: int, **fields: Any) -> dict[str, Any]:
+    return chat(f"budget question {n:03d}", **fields)  # the same number of words every time
+
+
+@dataclass(frozen=True)
+class Answer:
+    api: int  # which process: 0 (a) or 1 (b)
+    status: int
+    headers: httpx.Headers
+    body: dict[str, Any]
+
+
+def burst(two: Two, secret: str, **fields: Any) -> list[Answer]:
+    """SUBMITS submits at once with `secret`, alternately to each process."""
+
+    async def all_at_once() -> list[Answer]:
+        limits = httpx.Limits(max_connections=SUBMITS)
+        clients = [
+            httpx.AsyncClient(
+                base_url=api.url,
+                headers={"Authorization": f"Bearer {secret}"},
+                timeout=60,
+                limits=limits,
+                trust_env=False,
+            )
+            for api in two
+        ]
+
+        for client in clients:  # both have the key cached before the burst
+            (await client.get("/v1/jobs", params={"limit": 1})).raise_for_status()
+
+        async def one(n: int) -> Answer:
+            response = await clients[n % 2].post("/v1/jobs", json=question(n, **fields))
+            return Answer(n % 2, response.status_code, response.headers, response.json())
+
+        try:
+            return await asyncio.gather(*(one(n) for n in range(SUBMITS)))
+        finally:
+            for client in clients:
+                await client.aclose()
+
+    return asyncio.run(all_at_once())
+
+
+def check_refusals(refused: list[Answer], budget: str, started: datetime) -> None:
+    """Each is 429 budget_exceeded naming `budget` and the next UTC month, with Retry-After."""
+    resets = next_month(started)
+    when = resets.isoformat().replace("+00:00", "Z")
+    until = (resets - started).total_seconds()
+    for answer in refused:
+        error = answer.body["error"]
+        assert (answer.status, error["code"]) == (429, "budget_exceeded"), answer
+        assert budget in error["message"] and f"resets at {when}" in error["message"], error
+        assert 0 < int(answer.headers["retry-after"]) <= until + 1, answer.headers
+
+
+def key_jobs(api: Api, secret: str) -> list[dict[str, Any]]:
+    with api.client(secret) as http:
+        page = http.get("/v1/jobs", params={"limit": 100}).raise_for_status().json()
+    assert page["next_cursor"] is None
+    jobs: list[dict[str, Any]] = page["data"]
+    return jobs
+
+
+def usage_of(api: Api, key_id: str) -> dict[str, Any]:
+    shown: dict[str, Any] = admin(api, "GET", f"/v1/admin/keys/{key_id}")["usage"]
+    return shown
+
+
+def tokens_of(job: dict[str, Any]) -> int:
+    usage = job["result"]["usage"]
+    return int(usage["input_tokens"] + usage["output_tokens"])
+
+
+def keys_list(api: Api, tenant: str) -> str:
+    env = procs.child_env(CHATJOBS_URL=api.url, CHATJOBS_ADMIN_KEY=ADMIN_KEY, COLUMNS="200")
+    listed = subprocess.run(
+        [*COMMAND, "keys", "list", "--tenant", tenant],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert listed.returncode == 0, listed.stderr
+    return listed.stdout
+
+
+def test_a_request_budget_of_50_takes_exactly_50_of_200_across_two_processes(
+    two: Two, llm_stub: LLMStub
+) -> None:
+    made = make_key(two.a, "budget-requests", monthly_requests=BUDGET)
+    started = datetime.now(UTC)
+    clock = time.monotonic()
+
+    answers = burst(two, made["key"])
+
+    took = time.monotonic() - clock
+    statuses = Counter(a.status for a in answers)
+    accepted = [a for a in answers if a.status in ACCEPTED]
+    refused = [a for a in answers if a.status not in ACCEPTED]
+    per_process = Counter(a.api for a in accepted)
+    print(f"\n{SUBMITS} submits in {took:.2f} s: {dict(statuses)}; accepted by a/b: "
+          f"{per_process[0]}/{per_process[1]}")  # fmt: skip
+    assert (len(accepted), len(refused)) == (BUDGET, SUBMITS - BUDGET), dict(statuses)
+    check_refusals(refused, f"monthly_requests budget of {BUDGET} requests", started)
+
+    stored = key_jobs(two.b, made["key"])  # what was refused was never stored
+    assert sorted(j["id"] for j in stored) == sorted(a.body["id"] for a in accepted)
+    for api in two:  # both processes read the same counters
+        assert usage_of(api, made["id"])["requests"] == BUDGET
+    with two.a.client(made["key"]) as http:
+        one_more = http.post("/v1/jobs", json=question(999))
+    assert one_more.status_code == 429 and "room for 0 more" in one_more.text
+    row = keys_list(two.b, "budget-requests")
+    assert made["id"] in row and f"{BUDGET}/{BUDGET}" in row.split(made["id"])[1]
+
+
+def test_a_token_budget_takes_exactly_what_fits_and_settles_to_the_stubs_counts(
+    two: Two, llm_stub: LLMStub
+) -> None:
+    # what one request costs, as the stub counts it
+    with two.a.client(KEYS["t1"]) as http:
+        probe = http.post("/v1/jobs", json=question(999)).raise_for_status().json()
+        tokens = tokens_of(two.a.wait_terminal([probe["id"]], timeout=30, client=http)[probe["id"]])
+    calls_before = llm_stub.stats()["gemini"]
+    budget = BUDGET * tokens
+    made = make_key(two.a, "budget-tokens", monthly_tokens=budget)
+    started = datetime.now(UTC)
+
+    answers = burst(two, made["key"], max_tokens=tokens)
+
+    accepted = [a for a in answers if a.status in ACCEPTED]
+    refused = [a for a in answers if a.status not in ACCEPTED]
+    assert (len(accepted), len(refused)) == (BUDGET, SUBMITS - BUDGET)
+    check_refusals(refused, f"monthly_tokens budget of {budget} tokens", started)
+    with two.b.client(made["key"]) as http:
+        jobs = two.b.wait_terminal([a.body["id"] for a in accepted], timeout=60, client=http)
+    assert {job["status"] for job in jobs.values()} == {"succeeded"}
+    used = sum(tokens_of(job) for job in jobs.values())
+    assert used == budget  # the stub's own counts, 50 x what the probe used
+    assert llm_stub.stats()["gemini"] - calls_before == BUDGET  # refused ones never reached it
+    for api in two:
+        usage = usage_of(api, made["id"])
+        assert (usage["requests"], usage["tokens"]) == (BUDGET, budget), usage
+    print(f"\ntoken budget {budget} ({tokens} a request): {len(accepted)} accepted, "
+          f"{used} tokens used as the stub counted them")  # fmt: skip
+    with two.b.client(made["key"]) as http:
+        again = http.post("/v1/jobs", json=question(999, max_tokens=tokens))
+    assert again.status_code == 429 and again.json()["error"]["code"] == "budget_exceeded"
+
+
+def test_max_in_flight_refuses_the_next_job_until_one_ends(two: Two, llm_stub: LLMStub) -> None:
+    made = make_key(two.a, "budget-flight", max_in_flight=IN_FLIGHT)
+    clients = {api.url: api.client(made["key"]) for api in two}
+    try:
+
+        def submit(api: Api, n: int) -> httpx.Response:
+            return clients[api.url].post("/v1/jobs", json=question(n))
+
+        llm_stub.set("gemini", "stall", seconds=STALL_S, times=IN_FLIGHT)
+        held = [submit((two.a, two.b)[n % 2], n) for n in range(IN_FLIGHT)]
+        assert [r.status_code for r in held] == [202] * IN_FLIGHT
+
+        refused = [submit(api, 100 + n) for n, api in enumerate(two)]
+        jobs = [two.a.job(r.json()["id"], client=clients[two.a.url]) for r in held]
+        assert all(job["status"] not in TERMINAL for job in jobs), "a held job ended too soon"
+        for answer in refused:
+            error = answer.json()["error"]
+            assert (answer.status_code, error["code"]) == (429, "rate_limited"), answer.text
+            assert f"max_in_flight of {IN_FLIGHT}" in error["message"]
+            assert answer.headers["retry-after"] == "1"
+        assert usage_of(two.b, made["id"])["in_flight"] == IN_FLIGHT
+
+        first = held[0].json()["id"]
+        ended = two.a.wait_terminal([first], timeout=STALL_S + 30, client=clients[two.a.url])
+        assert ended[first]["status"] == "succeeded"
+        assert submit(two.b, 200).status_code == 202  # a slot is free again
+
+        ids = [r.json()["id"] for r in held]
+        two.a.wait_terminal(ids, timeout=STALL_S + 30, client=clients[two.a.url])
+        assert procs.wait_for(lambda: usage_of(two.a, made["id"])["in_flight"] == 0, 30)
+    finally:
+        for client in clients.values():
+            client.close()
