@@ -33,7 +33,8 @@ ADMIN_KEY = "e2e-budgets-admin"
 SUBMITS = 200
 BUDGET = 50
 IN_FLIGHT = 3
-STALL_S = 8.0  # how long the stub holds the in-flight test's first jobs
+EXTRA_TOKENS = 4  # reserved a request beyond what the stub will count
+STALL_S = 6.0  # how long the stub holds the in-flight test's first jobs
 ACCEPTED = (200, 202)
 
 
@@ -78,11 +79,11 @@ class Answer:
     body: dict[str, Any]
 
 
-def burst(two: Two, secret: str, **fields: Any) -> list[Answer]:
-    """SUBMITS submits at once with `secret`, alternately to each process."""
+def burst(two: Two, secret: str, submits: int = SUBMITS, **fields: Any) -> list[Answer]:
+    """`submits` submits at once with `secret`, alternately to each process."""
 
     async def all_at_once() -> list[Answer]:
-        limits = httpx.Limits(max_connections=SUBMITS)
+        limits = httpx.Limits(max_connections=submits)
         clients = [
             httpx.AsyncClient(
                 base_url=api.url,
@@ -102,7 +103,7 @@ def burst(two: Two, secret: str, **fields: Any) -> list[Answer]:
             return Answer(n % 2, response.status_code, response.headers, response.json())
 
         try:
-            return await asyncio.gather(*(one(n) for n in range(SUBMITS)))
+            return await asyncio.gather(*(one(n) for n in range(submits)))
         finally:
             for client in clients:
                 await client.aclose()
@@ -183,38 +184,74 @@ def test_a_request_budget_of_50_takes_exactly_50_of_200_across_two_processes(
     assert made["id"] in row and f"{BUDGET}/{BUDGET}" in row.split(made["id"])[1]
 
 
+def probe_tokens(two: Two) -> int:
+    """What one `question` costs, as the stub counts it (input + output)."""
+    with two.a.client(KEYS["t1"]) as http:
+        probe = http.post("/v1/jobs", json=question(999)).raise_for_status().json()
+        return tokens_of(two.a.wait_terminal([probe["id"]], timeout=30, client=http)[probe["id"]])
+
+
 def test_a_token_budget_takes_exactly_what_fits_and_settles_to_the_stubs_counts(
     two: Two, llm_stub: LLMStub
 ) -> None:
-    # what one request costs, as the stub counts it
-    with two.a.client(KEYS["t1"]) as http:
-        probe = http.post("/v1/jobs", json=question(999)).raise_for_status().json()
-        tokens = tokens_of(two.a.wait_terminal([probe["id"]], timeout=30, client=http)[probe["id"]])
+    tokens = probe_tokens(two)
     calls_before = llm_stub.stats()["gemini"]
     budget = BUDGET * tokens
     made = make_key(two.a, "budget-tokens", monthly_tokens=budget)
     started = datetime.now(UTC)
 
-    answers = burst(two, made["key"], max_tokens=tokens)
+    answers = burst(two, made["key"], max_tokens=tokens)  # reserving what each will use
 
     accepted = [a for a in answers if a.status in ACCEPTED]
     refused = [a for a in answers if a.status not in ACCEPTED]
     assert (len(accepted), len(refused)) == (BUDGET, SUBMITS - BUDGET)
     check_refusals(refused, f"monthly_tokens budget of {budget} tokens", started)
-    with two.b.client(made["key"]) as http:
-        jobs = two.b.wait_terminal([a.body["id"] for a in accepted], timeout=60, client=http)
-    assert {job["status"] for job in jobs.values()} == {"succeeded"}
-    used = sum(tokens_of(job) for job in jobs.values())
-    assert used == budget  # the stub's own counts, 50 x what the probe used
+    used = ended_tokens(two, made["key"], accepted)
+    assert used == budget  # the stub's own counts: 50 x what the probe used
     assert llm_stub.stats()["gemini"] - calls_before == BUDGET  # refused ones never reached it
     for api in two:
         usage = usage_of(api, made["id"])
-        assert (usage["requests"], usage["tokens"]) == (BUDGET, budget), usage
-    print(f"\ntoken budget {budget} ({tokens} a request): {len(accepted)} accepted, "
-          f"{used} tokens used as the stub counted them")  # fmt: skip
+        assert (usage["requests"], usage["tokens"]) == (BUDGET, used), usage
+    print(f"\ntoken budget {budget} ({tokens} a request): {len(accepted)} of {SUBMITS} "
+          f"accepted, {used} tokens used as the stub counted them")  # fmt: skip
     with two.b.client(made["key"]) as http:
-        again = http.post("/v1/jobs", json=question(999, max_tokens=tokens))
-    assert again.status_code == 429 and again.json()["error"]["code"] == "budget_exceeded"
+        again = http.post("/v1/jobs", json=question(999, max_tokens=1))
+    assert again.status_code == 429 and "room for 0 more" in again.text
+
+
+def test_reservations_above_use_settle_to_the_stubs_counts(two: Two, llm_stub: LLMStub) -> None:
+    """Each request reserves more than it will use: jobs that end give the difference back
+    (more fit than the reservations alone allow), and the month settles to the stub's counts,
+    never past the budget; what is left is exactly what the next request may reserve."""
+    tokens = probe_tokens(two)
+    reserve = tokens + EXTRA_TOKENS
+    budget = BUDGET * reserve
+    made = make_key(two.a, "budget-settles", monthly_tokens=budget)
+
+    answers = burst(two, made["key"], max_tokens=reserve)
+
+    accepted = [a for a in answers if a.status in ACCEPTED]
+    assert len(accepted) >= BUDGET, Counter(a.status for a in answers)
+    used = ended_tokens(two, made["key"], accepted)
+    assert used == len(accepted) * tokens <= budget
+    usage = usage_of(two.b, made["id"])
+    assert (usage["requests"], usage["tokens"]) == (len(accepted), used), usage
+    room = budget - used
+    with two.a.client(made["key"]) as http:
+        over = http.post("/v1/jobs", json=question(998, max_tokens=room + 1))
+        assert over.status_code == 429 and f"room for {room} more" in over.text, over.text
+        if room:
+            assert http.post("/v1/jobs", json=question(997, max_tokens=room)).status_code == 202
+    print(f"\ntoken budget {budget} ({reserve} reserved, {tokens} used a request): "
+          f"{len(accepted)} of {SUBMITS} accepted, settled to {used}, {room} left")  # fmt: skip
+
+
+def ended_tokens(two: Two, secret: str, accepted: list[Answer]) -> int:
+    """Wait for the accepted jobs to succeed; the tokens the stub said they used."""
+    with two.b.client(secret) as http:
+        jobs = two.b.wait_terminal([a.body["id"] for a in accepted], timeout=60, client=http)
+    assert {job["status"] for job in jobs.values()} == {"succeeded"}
+    return sum(tokens_of(job) for job in jobs.values())
 
 
 def test_max_in_flight_refuses_the_next_job_until_one_ends(two: Two, llm_stub: LLMStub) -> None:
