@@ -8,7 +8,6 @@ and `chatjobs keys list` show the figures."""
 
 from __future__ import annotations
 
-import asyncio
 import subprocess
 import time
 from collections import Counter
@@ -20,11 +19,12 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.key_usage import next_month
+from tests import http_burst
 from tests.e2e import procs
 from tests.e2e.conftest import TERMINAL, Api, Launcher, chat
 from tests.e2e.services import KEYS, service_env
 from tests.e2e.test_cli import COMMAND
+from tests.http_burst import Answer, check_budget_refusals
 from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.e2e
@@ -35,7 +35,6 @@ BUDGET = 50
 IN_FLIGHT = 3
 EXTRA_TOKENS = 4  # reserved a request beyond what the stub will count
 STALL_S = 6.0  # how long the stub holds the in-flight test's first jobs
-ACCEPTED = (200, 202)
 
 
 @dataclass(frozen=True)
@@ -71,56 +70,11 @@ def question(n: int, **fields: Any) -> dict[str, Any]:
     return chat(f"budget question {n:03d}", **fields)  # the same number of words every time
 
 
-@dataclass(frozen=True)
-class Answer:
-    api: int  # which process: 0 (a) or 1 (b)
-    status: int
-    headers: httpx.Headers
-    body: dict[str, Any]
-
-
-def burst(two: Two, secret: str, submits: int = SUBMITS, **fields: Any) -> list[Answer]:
-    """`submits` submits at once with `secret`, alternately to each process."""
-
-    async def all_at_once() -> list[Answer]:
-        limits = httpx.Limits(max_connections=submits)
-        clients = [
-            httpx.AsyncClient(
-                base_url=api.url,
-                headers={"Authorization": f"Bearer {secret}"},
-                timeout=60,
-                limits=limits,
-                trust_env=False,
-            )
-            for api in two
-        ]
-
-        for client in clients:  # both have the key cached before the burst
-            (await client.get("/v1/jobs", params={"limit": 1})).raise_for_status()
-
-        async def one(n: int) -> Answer:
-            response = await clients[n % 2].post("/v1/jobs", json=question(n, **fields))
-            return Answer(n % 2, response.status_code, response.headers, response.json())
-
-        try:
-            return await asyncio.gather(*(one(n) for n in range(submits)))
-        finally:
-            for client in clients:
-                await client.aclose()
-
-    return asyncio.run(all_at_once())
-
-
-def check_refusals(refused: list[Answer], budget: str, started: datetime) -> None:
-    """Each is 429 budget_exceeded naming `budget` and the next UTC month, with Retry-After."""
-    resets = next_month(started)
-    when = resets.isoformat().replace("+00:00", "Z")
-    until = (resets - started).total_seconds()
-    for answer in refused:
-        error = answer.body["error"]
-        assert (answer.status, error["code"]) == (429, "budget_exceeded"), answer
-        assert budget in error["message"] and f"resets at {when}" in error["message"], error
-        assert 0 < int(answer.headers["retry-after"]) <= until + 1, answer.headers
+def burst(two: Two, secret: str, **fields: Any) -> list[Answer]:
+    """SUBMITS submits at once with `secret`, alternately to each process."""
+    return http_burst.burst(
+        [api.url for api in two], secret, SUBMITS, lambda n: question(n, **fields)
+    )
 
 
 def key_jobs(api: Api, secret: str) -> list[dict[str, Any]]:
@@ -165,13 +119,13 @@ def test_a_request_budget_of_50_takes_exactly_50_of_200_across_two_processes(
 
     took = time.monotonic() - clock
     statuses = Counter(a.status for a in answers)
-    accepted = [a for a in answers if a.status in ACCEPTED]
-    refused = [a for a in answers if a.status not in ACCEPTED]
+    accepted = [a for a in answers if a.accepted]
+    refused = [a for a in answers if not a.accepted]
     per_process = Counter(a.api for a in accepted)
     print(f"\n{SUBMITS} submits in {took:.2f} s: {dict(statuses)}; accepted by a/b: "
           f"{per_process[0]}/{per_process[1]}")  # fmt: skip
     assert (len(accepted), len(refused)) == (BUDGET, SUBMITS - BUDGET), dict(statuses)
-    check_refusals(refused, f"monthly_requests budget of {BUDGET} requests", started)
+    check_budget_refusals(refused, f"monthly_requests budget of {BUDGET} requests", started)
 
     stored = key_jobs(two.b, made["key"])  # what was refused was never stored
     assert sorted(j["id"] for j in stored) == sorted(a.body["id"] for a in accepted)
@@ -202,10 +156,10 @@ def test_a_token_budget_takes_exactly_what_fits_and_settles_to_the_stubs_counts(
 
     answers = burst(two, made["key"], max_tokens=tokens)  # reserving what each will use
 
-    accepted = [a for a in answers if a.status in ACCEPTED]
-    refused = [a for a in answers if a.status not in ACCEPTED]
+    accepted = [a for a in answers if a.accepted]
+    refused = [a for a in answers if not a.accepted]
     assert (len(accepted), len(refused)) == (BUDGET, SUBMITS - BUDGET)
-    check_refusals(refused, f"monthly_tokens budget of {budget} tokens", started)
+    check_budget_refusals(refused, f"monthly_tokens budget of {budget} tokens", started)
     used = ended_tokens(two, made["key"], accepted)
     assert used == budget  # the stub's own counts: 50 x what the probe used
     assert llm_stub.stats()["gemini"] - calls_before == BUDGET  # refused ones never reached it
@@ -230,7 +184,7 @@ def test_reservations_above_use_settle_to_the_stubs_counts(two: Two, llm_stub: L
 
     answers = burst(two, made["key"], max_tokens=reserve)
 
-    accepted = [a for a in answers if a.status in ACCEPTED]
+    accepted = [a for a in answers if a.accepted]
     assert len(accepted) >= BUDGET, Counter(a.status for a in answers)
     used = ended_tokens(two, made["key"], accepted)
     assert used == len(accepted) * tokens <= budget
