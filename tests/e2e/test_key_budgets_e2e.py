@@ -241,3 +241,40 @@ def test_max_in_flight_refuses_the_next_job_until_one_ends(two: Two, llm_stub: L
     finally:
         for client in clients.values():
             client.close()
+
+
+def test_usage_by_key_has_a_row_per_key_of_the_tenant(two: Two, llm_stub: LLMStub) -> None:
+    """Two keys of one tenant (t2) and its bootstrap key: `/v1/usage?group_by=key` shows a row
+    per key id with its own requests and the stub's tokens, the bootstrap key's as `bootstrap`;
+    the admin API's `usage` of a key without budgets shows the same; another tenant sees none."""
+    keys = {name: make_key(two.a, "t2") for name in ("first", "second")}
+    sent = {"first": 3, "second": 2}
+    ids: dict[str, list[str]] = {}
+    for name, count in sent.items():
+        with two.b.client(keys[name]["key"]) as http:
+            jobs = [http.post("/v1/jobs", json=chat(f"{name} usage {n}")) for n in range(count)]
+        ids[name] = [job.raise_for_status().json()["id"] for job in jobs]
+    with two.a.client(KEYS["t2"]) as http:
+        ids["bootstrap"] = [http.post("/v1/jobs", json=chat("bootstrap usage")).json()["id"]]
+        ended = two.a.wait_terminal([i for found in ids.values() for i in found], 30, http)
+    tokens = {name: sum(tokens_of(ended[i]) for i in found) for name, found in ids.items()}
+
+    with two.b.client(keys["second"]["key"]) as http:  # any key of the tenant
+        rows = http.get("/v1/usage", params={"group_by": "key"}).raise_for_status().json()
+    shown = {
+        r["group"]: (r["requests"], r["input_tokens"] + r["output_tokens"]) for r in rows["data"]
+    }
+    by_id = {keys[name]["id"]: name for name in keys} | {"bootstrap": "bootstrap"}
+    assert {by_id[group]: figures for group, figures in shown.items()} == {
+        name: (len(found), tokens[name]) for name, found in ids.items()
+    }
+    for name in keys:
+        usage = usage_of(two.a, keys[name]["id"])
+        assert (usage["requests"], usage["tokens"], usage["in_flight"]) == (
+            sent[name],
+            tokens[name],
+            None,
+        )
+    with two.a.client(KEYS["t1"]) as http:
+        other = http.get("/v1/usage", params={"group_by": "key"}).raise_for_status().json()
+    assert not {r["group"] for r in other["data"]} & set(shown) - {"bootstrap"}
