@@ -103,7 +103,7 @@ def list_keys(
 
 HEADER = (
     f"{'ID':<28}  {'PREFIX':<11}  {'TENANT':<16}  {'STATUS':<7}  {'REQUESTS':>13}  "
-    f"{'TOKENS':>21}  {'IN FLIGHT':>9}  {'LAST USED':<32}  NAME"
+    f"{'TOKENS':>17}  {'IN FLIGHT':>9}  {'LAST USED':<32}  NAME"
 )
 
 
@@ -116,7 +116,7 @@ def key_row(key: dict[str, Any]) -> str:
     flight = _used(usage.get("in_flight"), limits.get("max_in_flight"))
     return (
         f"{key['id']:<28}  {key['prefix']:<11}  {key['tenant']:<16}  {key['status']:<7}  "
-        f"{requests:>13}  {tokens:>21}  {flight:>9}  {used:<32}  {key['name']}"
+        f"{requests:>13}  {tokens:>17}  {flight:>9}  {used:<32}  {key['name']}"
     )
 
 
