@@ -34,8 +34,6 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from pydantic import BaseModel, Field
-
 from shared.adapters.ratelimit import RateWindow
 from shared.errors import BudgetExceeded, KeyRateLimited
 from shared.key_usage import KeyDeltas, KeyMonth, minute_of, month_of, next_month
@@ -81,31 +79,6 @@ class KeyTicket:
             slot=queued and self.slots > 0,
             per_minute=self.limits.tpm is not None,
         )
-
-
-class KeyUsageNow(BaseModel):
-    """A key's use of its limits now: for the admin listing of keys."""
-
-    month: str = Field(description="The UTC month the figures are for (YYYY-MM).")
-    requests: int = Field(description="Requests admitted this month.")
-    tokens: int = Field(
-        description="Tokens used this month, with those reserved for jobs not yet ended."
-    )
-    in_flight: int = Field(description="Jobs queued or running now.")
-
-
-async def key_usage_now(
-    counters: KeyCounters, key_id: str, now: datetime | None = None
-) -> KeyUsageNow:
-    """What `key_id` has used of its limits this month, and its jobs in flight."""
-    month = month_of(now or utcnow())
-    held = await counters.key_month(key_id, month)
-    return KeyUsageNow(
-        month=month,
-        requests=held.requests,
-        tokens=held.tokens,
-        in_flight=await counters.in_flight(key_id),
-    )
 
 
 def estimate(request: ChatRequest, default: int) -> int:

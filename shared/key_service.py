@@ -19,10 +19,13 @@ from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from shared.errors import Conflict, NotFound
+from shared.key_figures import KeyFigures, keys_usage_now
 from shared.key_hashing import KeyHasher
 from shared.keys import (
+    ApiKeyPublic,
     ApiKeyRecord,
     Caller,
     KeyCreate,
@@ -112,10 +115,14 @@ class KeyResolver:
             log.warning("could not record the use of key %s", key_id, exc_info=True)
 
 
+class KeyServiceStore(KeyStore, KeyFigures, Protocol):
+    """The keys, and what they have used (their counters and per-key usage rows)."""
+
+
 class KeyService:
     """Make, list, revoke and rotate run-time keys (the admin API and `chatjobs keys`)."""
 
-    def __init__(self, store: KeyStore, resolver: KeyResolver) -> None:
+    def __init__(self, store: KeyServiceStore, resolver: KeyResolver) -> None:
         self.store = store
         self.resolver = resolver
 
@@ -138,6 +145,12 @@ class KeyService:
         stored = await self.store.create_key(record)
         self.resolver.forget()  # a negative entry for this secret cannot exist, but be plain
         return stored, secret
+
+    async def shown(self, records: list[ApiKeyRecord]) -> list[ApiKeyPublic]:
+        """The keys as the admin API shows them: with what each has used now."""
+        now = self.resolver.now()
+        usage = await keys_usage_now(self.store, records, now)
+        return [record.public(now, usage[record.id]) for record in records]
 
     async def get(self, key_id: str) -> ApiKeyRecord:
         record = await self.store.get_key(key_id)

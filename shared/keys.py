@@ -168,7 +168,7 @@ class ApiKeyRecord(BaseModel):
     def caller(self) -> Caller:
         return Caller(self.tenant, self.id, self.limits, self.priority)
 
-    def public(self, now: datetime) -> ApiKeyPublic:
+    def public(self, now: datetime, usage: KeyUsageNow) -> ApiKeyPublic:
         grace = self.previous_valid_until
         return ApiKeyPublic(
             id=self.id,
@@ -183,7 +183,56 @@ class ApiKeyRecord(BaseModel):
             limits=self.limits,
             priority=self.priority,
             previous_secret_valid_until=grace if grace is not None and now < grace else None,
+            usage=usage,
         )
+
+
+class KeyUsageNow(BaseModel):
+    """A key's use of its limits now, as the admin API shows it (shared/key_figures.py).
+
+    Figures a limit is checked against are read from the key's own counters, exact and including
+    what its unfinished jobs hold; a key without that limit shows its usage rows instead (what
+    `/v1/usage?group_by=key` counts: jobs that ended)."""
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "month": "2026-12",
+                    "resets_at": "2027-01-01T00:00:00Z",
+                    "requests": 50,
+                    "tokens": 12400,
+                    "in_flight": 3,
+                }
+            ]
+        }
+    )
+
+    month: str = Field(
+        description="The UTC calendar month the figures are for (YYYY-MM).", examples=["2026-12"]
+    )
+    resets_at: datetime = Field(
+        description="When the monthly budgets start again: the first instant of the next UTC "
+        "month.",
+        examples=["2027-01-01T00:00:00Z"],
+    )
+    requests: int = Field(
+        description="Requests this month. With a `monthly_requests` or `monthly_tokens` budget: "
+        "those admitted (cache hits included), the count the budget is checked against; "
+        "without one: those that ended.",
+        examples=[50],
+    )
+    tokens: int = Field(
+        description="Tokens this month. With a `monthly_tokens` budget: those its ended jobs "
+        "used plus those reserved for its jobs not yet ended, the count the budget is checked "
+        "against; without one: those its ended jobs used.",
+        examples=[12400],
+    )
+    in_flight: int | None = Field(
+        description="Its jobs admitted and not yet ended (queued or running), counted for a "
+        "key with `max_in_flight`; null for a key without one.",
+        examples=[3],
+    )
 
 
 class ApiKeyPublic(BaseModel):
@@ -214,6 +263,9 @@ class ApiKeyPublic(BaseModel):
         None,
         description="After a rotation: until when the secret it replaced still works; null "
         "when no previous secret works any more.",
+    )
+    usage: KeyUsageNow = Field(
+        description="What it has used this month, and its jobs in flight now (read when answering)."
     )
 
 

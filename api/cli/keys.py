@@ -92,7 +92,8 @@ def list_keys(
     ] = False,
     as_json: Annotated[bool, typer.Option("--json", help="One key per line as JSON.")] = False,
 ) -> int:
-    """List API keys, newest first (never their secrets)."""
+    """List API keys, newest first (never their secrets), with this month's requests and
+    tokens and the jobs in flight of each (used/limit where the key has that limit)."""
     params: dict[str, Any] = {"limit": limit}
     params |= {k: v for k, v in {"tenant": tenant, "cursor": cursor}.items() if v}
     print_listing(ctx, params, path="/v1/admin/keys", header=HEADER, row=key_row, every=every,
@@ -100,15 +101,29 @@ def list_keys(
     return EXIT_OK
 
 
-HEADER = f"{'ID':<28}  {'PREFIX':<11}  {'TENANT':<16}  {'STATUS':<7}  {'LAST USED':<32}  NAME"
+HEADER = (
+    f"{'ID':<28}  {'PREFIX':<11}  {'TENANT':<16}  {'STATUS':<7}  {'REQUESTS':>13}  "
+    f"{'TOKENS':>17}  {'IN FLIGHT':>9}  {'LAST USED':<32}  NAME"
+)
 
 
 def key_row(key: dict[str, Any]) -> str:
+    """A key and this month's use of its limits (`used/limit` where it has one)."""
     used = key.get("last_used_at") or "never"
+    usage, limits = key.get("usage") or {}, key.get("limits") or {}
+    requests = _used(usage.get("requests"), limits.get("monthly_requests"))
+    tokens = _used(usage.get("tokens"), limits.get("monthly_tokens"))
+    flight = _used(usage.get("in_flight"), limits.get("max_in_flight"))
     return (
         f"{key['id']:<28}  {key['prefix']:<11}  {key['tenant']:<16}  {key['status']:<7}  "
-        f"{used:<32}  {key['name']}"
+        f"{requests:>13}  {tokens:>17}  {flight:>9}  {used:<32}  {key['name']}"
     )
+
+
+def _used(figure: int | None, limit: int | None) -> str:
+    if figure is None:
+        return "-"
+    return f"{figure}/{limit}" if limit is not None else str(figure)
 
 
 def revoke(

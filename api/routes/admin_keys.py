@@ -13,6 +13,7 @@ from api.errors import documented
 from api.jsonbody import StrictJsonRoute
 from api.routes.jobs import Cursor, invalid_cursor
 from shared.errors import InvalidCursor
+from shared.key_service import KeyService
 from shared.keys import (
     KEY_ID_EXAMPLE,
     ApiKeyCreated,
@@ -24,7 +25,6 @@ from shared.keys import (
     TenantName,
 )
 from shared.logs import bind
-from shared.models import utcnow
 
 router = APIRouter(prefix="/v1/admin/keys", tags=["admin"], route_class=StrictJsonRoute)
 
@@ -45,8 +45,13 @@ def _responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     return found
 
 
-def _created(record: ApiKeyRecord, secret: str) -> ApiKeyCreated:
-    return ApiKeyCreated(**record.public(utcnow()).model_dump(), key=secret)
+async def _shown(keys: KeyService, record: ApiKeyRecord) -> ApiKeyPublic:
+    [shown] = await keys.shown([record])
+    return shown
+
+
+async def _created(keys: KeyService, record: ApiKeyRecord, secret: str) -> ApiKeyCreated:
+    return ApiKeyCreated(**(await _shown(keys, record)).model_dump(), key=secret)
 
 
 @router.post(
@@ -70,7 +75,7 @@ async def create_key(
     record, secret = await keys.create(body)
     bind(key_id=record.id)
     response.headers["Location"] = f"/v1/admin/keys/{record.id}"
-    return _created(record, secret)
+    return await _created(keys, record, secret)
 
 
 @router.get("", response_model=ApiKeyPage, responses=_responses(*ADMIN_ERRORS))
@@ -81,19 +86,19 @@ async def list_keys(
     limit: Limit = 20,
     cursor: Cursor = None,
 ) -> ApiKeyPage:
-    """List the run-time API keys (of one tenant, or all), newest first, a page at a time."""
+    """List the run-time API keys (of one tenant, or all), newest first, a page at a time,
+    each with what it has used this month (`usage`)."""
     try:
         found, next_cursor = await keys.list(tenant=tenant, limit=limit, cursor=cursor)
     except InvalidCursor:
         raise invalid_cursor() from None
-    now = utcnow()
-    return ApiKeyPage(data=[record.public(now) for record in found], next_cursor=next_cursor)
+    return ApiKeyPage(data=await keys.shown(found), next_cursor=next_cursor)
 
 
 @router.get("/{key_id}", response_model=ApiKeyPublic, responses=_responses(401, 403, 404, 422))
 async def get_key(admin: AdminDep, key_id: KeyId, keys: KeysDep) -> ApiKeyPublic:
-    """Get one API key (never its secret)."""
-    return (await keys.get(key_id)).public(utcnow())
+    """Get one API key (never its secret), with what it has used this month (`usage`)."""
+    return await _shown(keys, await keys.get(key_id))
 
 
 @router.post(
@@ -103,7 +108,7 @@ async def revoke_key(admin: AdminDep, key_id: KeyId, keys: KeysDep) -> ApiKeyPub
     """Revoke a key: refused at once by this API process, and by every other within
     KEY_CACHE_TTL_S. Revoking it again changes nothing."""
     bind(key_id=key_id)
-    return (await keys.revoke(key_id)).public(utcnow())
+    return await _shown(keys, await keys.revoke(key_id))
 
 
 @router.post(
@@ -128,4 +133,4 @@ async def rotate_key(
     bind(key_id=key_id)
     grace = (body or KeyRotate()).grace_period_s
     record, secret = await keys.rotate(key_id, grace)
-    return _created(record, secret)
+    return await _created(keys, record, secret)

@@ -2,8 +2,9 @@
 processes, or two Lambda containers on AWS): the embedded layout (one SQLite file) and the AWS
 one (moto's DynamoDB, SQS). A key made through one instance works on both; revoked, the other
 refuses it within KEY_CACHE_TTL_S; rotated with a grace, its old secret works until the grace
-ends, then nowhere; and no secret is anywhere in the store (the SQLite file's bytes, every
-DynamoDB item)."""
+ends, then nowhere; no secret is anywhere in the store (the SQLite file's bytes, every
+DynamoDB item); and a budget of 50 requests takes exactly 50 of 200 concurrent submits spread
+over both instances, 429 `budget_exceeded` for the rest."""
 
 from __future__ import annotations
 
@@ -11,8 +12,10 @@ import asyncio
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +27,7 @@ from shared.adapters.aws.clients import AwsClients
 from shared.adapters.aws.setup import AwsLayout, create_layout
 from shared.config import Settings
 from tests.conftest import make_settings
+from tests.http_burst import burst, check_budget_refusals
 from tests.serving import ServedApi
 
 pytestmark = pytest.mark.integration
@@ -32,6 +36,8 @@ ADMIN = "layouts-admin-key"
 TTL_S = 1.0
 GRACE_S = 2
 MARGIN_S = 4.0
+SUBMITS = 200
+BUDGET = 50
 
 
 @dataclass(frozen=True)
@@ -48,6 +54,14 @@ class Layout:
             status = http.get("/v1/jobs", params={"limit": 1}, headers=bearer(secret)).status_code
         assert status in (200, 401), status
         return sent, status
+
+    def read(self, n: int, path: str, secret: str) -> dict[str, Any]:
+        """GET `path` from instance `n` with `secret`: a success, as JSON."""
+        with httpx.Client(base_url=self.urls[n], timeout=30) as http:
+            response = http.get(path, headers=bearer(secret))
+        assert response.is_success, response.text
+        answer: dict[str, Any] = response.json()
+        return answer
 
     def admin(self, path: str, body: Any = None) -> dict[str, Any]:
         with httpx.Client(base_url=self.urls[0], timeout=30) as http:
@@ -179,3 +193,31 @@ def stored_bytes(layout: Layout) -> bytes:
         items.extend(page["Items"])
     assert any(item["pk"]["S"].startswith("APIKEYHASH#") for item in items)
     return json.dumps(items).encode()
+
+
+def test_a_budget_of_50_takes_exactly_50_of_200_through_both_instances(layout: Layout) -> None:
+    """Issue 16's budget through HTTP on each layout: the key made through the admin API, 200
+    concurrent submits spread over the two instances (two API processes; two Lambda
+    containers), one counter in the store (SQLite; DynamoDB)."""
+    limits = {"monthly_requests": BUDGET}
+    made = layout.admin("/v1/admin/keys", {"tenant": "budgeted", "name": "fifty", "limits": limits})
+    started = datetime.now(UTC)
+
+    answers = burst(layout.urls, made["key"], SUBMITS, question)
+
+    accepted = [a for a in answers if a.accepted]
+    refused = [a for a in answers if not a.accepted]
+    split = Counter(a.api for a in accepted)
+    print(f"\n{layout.name}: {len(accepted)} accepted ({split[0]}/{split[1]} by instance), "
+          f"{len(refused)} refused")  # fmt: skip
+    assert (len(accepted), len(refused)) == (BUDGET, SUBMITS - BUDGET)
+    check_budget_refusals(refused, f"monthly_requests budget of {BUDGET} requests", started)
+    for n in (0, 1):  # each instance reads the one counter, with what the key's jobs hold
+        usage = layout.read(n, f"/v1/admin/keys/{made['id']}", ADMIN)["usage"]
+        assert (usage["month"], usage["requests"]) == (started.strftime("%Y-%m"), BUDGET), usage
+    stored = layout.read(1, "/v1/jobs?limit=100", made["key"])
+    assert sorted(j["id"] for j in stored["data"]) == sorted(a.body["id"] for a in accepted)
+
+
+def question(n: int) -> dict[str, Any]:
+    return {"messages": [{"role": "user", "content": f"layout budget question {n}"}]}

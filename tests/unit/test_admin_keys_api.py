@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from api.cli.keys import key_row
 from shared.models import utcnow
 from tests.unit.conftest import T1, Api, chat, running_api
 
@@ -228,3 +229,36 @@ async def test_a_store_that_cannot_answer_refuses_run_time_keys_with_503(admin_a
     assert refused.status_code == 503 and refused.headers["retry-after"] == "5"
     assert refused.json()["error"]["code"] == "unavailable"
     assert (await admin_api.submit(headers=T1)).status_code == 202  # bootstrap keys still work
+
+
+async def test_the_listing_and_a_read_show_each_keys_usage_this_month(admin_api: Api) -> None:
+    budgeted = await make_key(admin_api, limits={"monthly_tokens": 1000, "max_in_flight": 5})
+    free = await make_key(admin_api, tenant="t2")
+    assert budgeted["usage"]["requests"] == 0 and budgeted["usage"]["in_flight"] == 0
+    assert free["usage"]["in_flight"] is None  # no max_in_flight: not counted
+    for n in range(3):
+        body = chat(f"q{n} a b", max_tokens=40)
+        assert (await admin_api.submit(body, headers=bearer(budgeted["key"]))).status_code == 202
+    assert (await admin_api.submit(chat("x y"), headers=bearer(free["key"]))).status_code == 202
+
+    held = await admin_api.client.get(f"/v1/admin/keys/{budgeted['id']}", headers=ADMIN)
+    usage = held.json()["usage"]
+    assert (usage["requests"], usage["tokens"], usage["in_flight"]) == (3, 120, 3)  # reserved
+    assert usage["resets_at"].startswith(f"{_next_month()}-01T00:00:00")
+
+    await admin_api.queue.drain()
+
+    listing = (await admin_api.client.get("/v1/admin/keys", headers=ADMIN)).json()["data"]
+    shown = {k["id"]: k["usage"] for k in listing}
+    figures = {k: (u["requests"], u["tokens"], u["in_flight"]) for k, u in shown.items()}
+    # FakeLLM: "q0 a b" is 3 tokens in, 3 out; "x y" 2 and 2
+    assert figures == {budgeted["id"]: (3, 18, 0), free["id"]: (1, 4, None)}
+    assert {u["month"] for u in shown.values()} == {utcnow().strftime("%Y-%m")}
+    rows = {k["id"]: key_row(k).split() for k in listing}  # `chatjobs keys list`
+    assert rows[budgeted["id"]][4:7] == ["3", "18/1000", "0/5"]
+    assert rows[free["id"]][4:7] == ["1", "4", "-"]
+
+
+def _next_month() -> str:
+    now = utcnow()
+    return f"{now.year + 1}-01" if now.month == 12 else f"{now.year}-{now.month + 1:02d}"

@@ -21,7 +21,7 @@ from shared.errors import (
     QueueUnavailable,
 )
 from shared.execution import JobExecutor, requeueing_consumer
-from shared.key_limits import KeyGate, key_usage_now
+from shared.key_limits import KeyGate
 from shared.key_usage import month_of
 from shared.keys import Caller, KeyLimits
 from shared.models import BatchItem, Completion, JobCreate
@@ -342,19 +342,3 @@ async def test_usage_by_key_has_a_row_per_key_and_one_for_keys_without_an_id(
 
     rows = [(r.group, r.requests, r.input_tokens, r.output_tokens) for r in report.data]
     assert rows == [("bootstrap", 1, 1, 1), ("key_a", 2, 4, 4), ("key_b", 1, 3, 3)]
-
-
-async def test_a_keys_usage_now_for_the_admin_listing(parts: Parts) -> None:
-    key = caller(monthly_requests=9, monthly_tokens=1000, max_in_flight=5)
-    await parts.chat.submit("t1", body("a b c", max_tokens=50), caller=key)
-    await parts.chat.submit("t1", body("d e f", max_tokens=50), caller=key)
-    before = await key_usage_now(parts.store, KEY)
-    assert (before.requests, before.tokens, before.in_flight) == (2, 100, 2)
-    await parts.run_all()
-    after = await key_usage_now(parts.store, KEY)
-    assert (after.month, after.requests, after.tokens, after.in_flight) == (
-        month_of(datetime.now(UTC)),
-        2,
-        12,
-        0,
-    )

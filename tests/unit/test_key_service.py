@@ -50,7 +50,8 @@ async def test_a_secret_is_shown_once_and_stored_as_a_keyed_hash() -> None:
     assert record.prefix == secret[:11] and record.key_hash == HASHER.hash(secret)
     assert secret not in record.model_dump_json() and secret not in repr(store.api_keys)
     assert record.id.startswith("key_") and record.status(utcnow()) == "active"
-    public = record.public(utcnow()).model_dump()
+    [shown] = await service(store, Clock()).shown([record])
+    public = shown.model_dump()
     assert "key_hash" not in public and "previous_hash" not in public
     assert (public["tenant"], public["limits"]["rpm"], public["priority"]) == ("acme", 10, "low")
 
