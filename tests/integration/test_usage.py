@@ -197,7 +197,7 @@ def expected(jobs: list[Job], group_by: GroupBy) -> list[dict[str, Any]]:
         provider = "cache" if job.cached else result.provider if result else "none"
         day = job.completed_at.astimezone(UTC).date().isoformat()
         by = {GroupBy.day: day, GroupBy.model: model, GroupBy.provider: provider}
-        group = by[group_by] if group_by in by else job.key_id or NO_KEY  # GroupBy.key
+        group = by.get(group_by, job.key_id or NO_KEY)  # GroupBy.key: the key
         row = groups.setdefault(group, _zero(group))
         shared = job.cached or job.coalesced  # another job's LLM call gave the answer
         answered = job.status is JobStatus.succeeded and not shared and result is not None
