@@ -19,8 +19,11 @@ capacity; a full quota on the way starts again from one. A few jobs may still me
 from __future__ import annotations
 
 import asyncio
+import logging
 import random
 from collections.abc import Awaitable, Callable, Collection
+
+log = logging.getLogger(__name__)
 
 HOLD_JITTER_S = 0.5
 SETTLE_S = 1.0  # the most a consumer waits for a limited round before asking again
@@ -40,7 +43,13 @@ class QuotaGate:
 
     async def hold_s(self) -> float:
         """0 when the consumer may take jobs now; else how long it should take none."""
-        wait = await self._wait_s()
+        try:
+            wait = await self._wait_s()
+        except Exception:  # fail open, as the quota itself does (shared/adapters/llm/quoted.py)
+            log.warning(
+                "could not tell whether a provider may be called; taking jobs", exc_info=True
+            )
+            return 0.0
         if wait <= 0:
             return 0.0
         self._round = 1

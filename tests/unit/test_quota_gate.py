@@ -63,3 +63,12 @@ async def test_settling_waits_for_the_round_at_most_settle_s() -> None:
     await QuotaGate.settle([done])
     assert done.done()
     await QuotaGate.settle([])
+
+
+async def test_a_check_that_fails_holds_nothing() -> None:
+    async def broken() -> float:
+        raise ConnectionError("redis went away")
+
+    gate = QuotaGate(broken, capacity=4)
+    assert await gate.hold_s() == 0
+    assert (gate.take(4), gate.holds) == (4, 0)
