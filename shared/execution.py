@@ -46,6 +46,13 @@ class Availability(Protocol):
         """0 when a provider may be tried now; else seconds until one may (circuits open)."""
 
 
+@runtime_checkable
+class QuotaAware(Protocol):
+    async def quota_wait_s(self) -> float:
+        """0 when a provider may be called now (circuit and shared quota); else seconds until
+        one may, nothing taken (FallbackLLM)."""
+
+
 async def _ignore(job: Job) -> None:
     return None
 
@@ -97,6 +104,7 @@ class JobExecutor:
         self._llm = llm
         # checked once: isinstance against a runtime Protocol costs tens of microseconds
         self._availability = llm if isinstance(llm, Availability) else None
+        self._quota = llm if isinstance(llm, QuotaAware) else None
 
     async def deliver(self, job_id: str) -> float | None:
         """Run one delivery of the job, bounded in time; never raises."""
@@ -165,6 +173,14 @@ class JobExecutor:
             return await self._retry_or_fail(job, started, f"internal error: {type(exc).__name__}")
         await self._succeed(job, started, completion)
         return None
+
+    async def providers_wait_s(self) -> float:
+        """For a consumer deciding whether to take more jobs: 0 when some provider may be
+        called now, else the seconds until one may (its circuit, its shared quota, a 429's
+        pause); nothing taken (docs/adr/0014)."""
+        if self._quota is not None:
+            return await self._quota.quota_wait_s()
+        return self._providers_down_for()
 
     def _providers_down_for(self) -> float:
         return self._availability.unavailable_for_s() if self._availability else 0.0

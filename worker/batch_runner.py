@@ -7,7 +7,9 @@ the same handler as everything else, in its lane. A delay the executor asks for 
 queue's delayed set; every IDLE_POLL_S the runner makes the delayed jobs that are due arq jobs at
 their priority (`ArqJobQueue.release_due`). A job cancelled on the way out goes back to its
 group at once; a job whose worker died is found by the lost-job sweep
-(`Sweeper.sweep_forever`, shared/sweeps.py).
+(`Sweeper.sweep_forever`, shared/sweeps.py). While no LLM provider may be called (quotas full,
+a 429's pause, circuits open), the runner takes no batch jobs: they keep their place in their
+groups instead of turning into delayed single jobs (`QuotaGate`, worker/quota_gate.py).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from shared.lanes import delivering
 from shared.logs import bound
 from shared.ports import JobHandler
 from worker.outage import UNREACHABLE, Outage
+from worker.quota_gate import QuotaGate
 from worker.slots import Slots
 
 log = logging.getLogger(__name__)
@@ -32,9 +35,15 @@ PUT_BACK_S = 2.0
 
 class BatchRunner:
     def __init__(
-        self, queue: ArqJobQueue, handler: JobHandler, slots: Slots, idle_s: float = IDLE_POLL_S
+        self,
+        queue: ArqJobQueue,
+        handler: JobHandler,
+        slots: Slots,
+        idle_s: float = IDLE_POLL_S,
+        gate: QuotaGate | None = None,
     ) -> None:
         self.queue, self.handler, self.slots, self.idle_s = queue, handler, slots, idle_s
+        self.gate = gate
 
     async def run(self, stop: asyncio.Event) -> None:
         """Take batch jobs into free slots, and release delayed jobs as they come due, until
@@ -46,6 +55,9 @@ class BatchRunner:
         while await self.slots.until(lambda: self.slots.free > 0 or stop.is_set()):
             if stop.is_set():
                 return
+            if (hold := await self._hold_s()) > 0:
+                await _sleep_unless(stop, hold)
+                continue
             try:
                 taken = await self.take()
             except UNREACHABLE as exc:
@@ -73,16 +85,28 @@ class BatchRunner:
         while True:
             await self.slots.until(lambda: self.slots.free > 0)
             await self.queue.release_due()
+            if (hold := await self._hold_s()) > 0:
+                await asyncio.sleep(hold)
+                continue
             if not await self.take():
                 if not self.slots.batch_jobs:
                     return
                 await self.slots.until(lambda: not self.slots.batch_jobs)
 
     async def take(self) -> list[BatchJob]:
-        taken = await self.queue.take_batch_jobs(self.slots.free)
-        for job in taken:
-            self.slots.start_batch_job(self._run(job), name=f"batch job {job.id}")
+        gate, free = self.gate, self.slots.free
+        taken = await self.queue.take_batch_jobs(gate.take(free) if gate else free)
+        tasks = [
+            self.slots.start_batch_job(self._run(job), name=f"batch job {job.id}") for job in taken
+        ]
+        if gate is not None and gate.limited:  # a round after a hold: let its calls start
+            gate.took(len(taken))
+            await gate.settle(tasks)
         return taken
+
+    async def _hold_s(self) -> float:
+        """0, or how long to take no batch job: no LLM provider may be called."""
+        return await self.gate.hold_s() if self.gate is not None else 0.0
 
     async def _run(self, job: BatchJob) -> None:
         try:

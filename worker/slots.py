@@ -47,10 +47,11 @@ class Slots:
         self.unsettled.discard(arq_id)
         self.poke()
 
-    def start_batch_job(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def start_batch_job(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
         task = asyncio.create_task(work, name=name)
         self.batch_jobs.add(task)
         task.add_done_callback(self._batch_job_done)
+        return task
 
     def _batch_job_done(self, task: asyncio.Task[Any]) -> None:
         self.batch_jobs.discard(task)

@@ -12,6 +12,10 @@ whose job needs nothing more. Weighted polling, one `PriorityPoller` a process (
   takes whatever comes first;
 - received messages wait for a slot by their queue's rank, so a `high` message received after
   a `low` one still starts first.
+While no LLM provider may be called (quotas full, a 429's pause, circuits open) it receives
+nothing: the messages stay visible in their queues, in their order, instead of each costing a
+claim, a defer and a ChangeMessageVisibility (`QuotaGate`, worker/quota_gate.py; long polls in
+flight are dropped, and what they took comes back after the visibility timeout).
 Every minute it sweeps as the scheduled Lambda does; due webhooks are looked for every
 WEBHOOKS_EVERY_S (each look is a query per shard of the due-webhooks index, which on moto's
 server reads the whole table).
@@ -34,6 +38,7 @@ from shared.adapters.queue.sqs import SqsJobQueue, SqsMessage
 from shared.config import Settings
 from shared.execution import GUARD_MARGIN_S
 from shared.factory import ServiceFactory
+from worker.quota_gate import QuotaGate
 from worker.sqs_consumer import SqsConsumer
 
 log = logging.getLogger(__name__)
@@ -44,6 +49,9 @@ VISIBILITY_SLACK_S = 10  # for the acknowledgement after the jobs
 WEBHOOKS_EVERY_S = 5.0  # each look is a query per shard of the due-webhooks index
 
 
+Started = dict[asyncio.Task[None], int]  # a task handling received messages: how many
+
+
 def visibility_s(settings: Settings) -> int:
     """How long a received message stays hidden: a wait for a slot plus a run, with slack."""
     return math.ceil(2 * (settings.job_timeout_s + GUARD_MARGIN_S) + VISIBILITY_SLACK_S)
@@ -51,11 +59,17 @@ def visibility_s(settings: Settings) -> int:
 
 class PriorityPoller:
     def __init__(
-        self, consumer: SqsConsumer, queue: SqsJobQueue, visibility: int, idle_wait_s: int = WAIT_S
+        self,
+        consumer: SqsConsumer,
+        queue: SqsJobQueue,
+        visibility: int,
+        idle_wait_s: int = WAIT_S,
+        gate: QuotaGate | None = None,
     ) -> None:
         self.consumer, self.queue, self.visibility = consumer, queue, visibility
         self.slots = consumer.slots
         self.idle_wait_s = idle_wait_s
+        self.gate = gate
         self._long_polls: dict[str, asyncio.Task[list[SqsMessage]]] = {}
         self._running: set[asyncio.Task[None]] = set()
 
@@ -84,17 +98,42 @@ class PriorityPoller:
             room.cancel()
         if stopping.done():
             return
+        if (hold := await self.gate.hold_s() if self.gate else 0.0) > 0:
+            self._drop_long_polls()
+            await asyncio.wait({stopping}, timeout=hold)
+            return
         wanted = min(self.slots.room, BATCH_SIZE)
+        if self.gate is not None:
+            wanted = self.gate.take(wanted)
+        started: Started = {}
         for url in self.queue.queue_urls:  # highest first; the first that has messages wins
             messages = await self.queue.receive(
                 url, wanted, 0, visibility_timeout_s=self.visibility
             )
             if messages:
-                self._start(url, messages)
-                return
-        await self._wait_for_any(wanted, stopping)
+                started = self._start(url, messages)
+                break
+        else:
+            started = await self._wait_for_any(wanted, stopping)
+        await self._settle(started)
 
-    async def _wait_for_any(self, wanted: int, stopping: asyncio.Future[Any]) -> None:
+    async def _settle(self, started: Started) -> None:
+        """A round after a hold: let its jobs take their slots before the next look."""
+        if self.gate is not None and self.gate.limited:
+            self.gate.took(sum(started.values()))
+            await self.gate.settle(started.keys())
+
+    def _drop_long_polls(self) -> None:
+        """No receiving while held: what a finished long poll brought is run (SQS hides it
+        already), the others are cancelled (what they took comes back after the visibility)."""
+        for url, task in list(self._long_polls.items()):
+            del self._long_polls[url]
+            if not task.done():
+                task.cancel()
+            elif not task.cancelled() and task.exception() is None:
+                self._start(url, task.result())
+
+    async def _wait_for_any(self, wanted: int, stopping: asyncio.Future[Any]) -> Started:
         """Every queue empty: a long poll on each (one in flight per queue), until one answers."""
         for url in self.queue.queue_urls:
             if url not in self._long_polls:
@@ -106,6 +145,7 @@ class PriorityPoller:
         await asyncio.wait(
             {*self._long_polls.values(), stopping}, return_when=asyncio.FIRST_COMPLETED
         )
+        started: Started = {}
         for url, task in list(self._long_polls.items()):
             if task.done():
                 del self._long_polls[url]
@@ -113,14 +153,17 @@ class PriorityPoller:
                     log.warning("long poll of %s failed: %r", url, task.exception())
                     await asyncio.sleep(1)
                 else:
-                    self._start(url, task.result())
+                    started |= self._start(url, task.result())
+        return started
 
-    def _start(self, url: str, messages: list[SqsMessage]) -> None:
-        if messages:
-            self.slots.expect(len(messages))
-            task = asyncio.create_task(self._handle(url, messages))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+    def _start(self, url: str, messages: list[SqsMessage]) -> Started:
+        if not messages:
+            return {}
+        self.slots.expect(len(messages))
+        task = asyncio.create_task(self._handle(url, messages))
+        self._running.add(task)
+        task.add_done_callback(self._running.discard)
+        return {task: len(messages)}
 
     async def _handle(self, url: str, messages: list[SqsMessage]) -> None:
         try:
@@ -140,7 +183,8 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
             raise RuntimeError("QUEUE_BACKEND=sqs is needed to poll SQS")
         visibility = visibility_s(settings)
         consumer = SqsConsumer(services.executor, queue, settings.worker_concurrency)
-        poller = PriorityPoller(consumer, queue, visibility)
+        gate = QuotaGate(services.executor.providers_wait_s, settings.worker_concurrency)
+        poller = PriorityPoller(consumer, queue, visibility, gate=gate)
         tasks = [
             asyncio.create_task(services.sweeper.sweep_forever(stop)),
             asyncio.create_task(poller.run(stop)),

@@ -33,6 +33,7 @@ from worker.arq_options import completion_wait_s, worker_options
 from worker.batch_runner import BatchRunner
 from worker.metrics import serve_metrics, stop_metrics
 from worker.outage import UNREACHABLE, Outage
+from worker.quota_gate import QuotaGate
 from worker.slots import Slots
 
 log = logging.getLogger(__name__)
@@ -75,7 +76,8 @@ class Supervisor:
             stack.push_async_callback(close_step, "close the queue", self.queue.close)
             services = await self._services(stack)
             handler = requeueing_consumer(services.executor, self.queue)
-            runner = BatchRunner(self.queue, handler, self.slots)
+            gate = QuotaGate(services.executor.providers_wait_s, self.slots.capacity)
+            runner = BatchRunner(self.queue, handler, self.slots, gate=gate)
             server = serve_metrics(self.settings, services.registry)
             if server is not None:
                 stack.push_async_callback(
