@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
-from shared.adapters.store.dynamodb_items import unpacked
+from shared.adapters.store.dynamodb_packing import unpacked
 
 Item = dict[str, Any]
 Projection = Mapping[str, tuple[str, ...] | None]  # index -> kept attributes; None: ALL

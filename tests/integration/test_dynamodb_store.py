@@ -441,3 +441,29 @@ async def test_batch_listing_queries_its_index_and_never_scans(
     with pytest.raises(InvalidCursor):  # a job listing's cursor is not a batch listing's
         job_cursor = base64.urlsafe_b64encode(json.dumps(["j1", T0.isoformat(), "x"]).encode())
         await store.list_batches("t1", cursor=job_cursor.decode())
+
+
+async def test_records_stored_in_earlier_formats_are_read_and_rewritten_packed(
+    store: DynamoDbJobStore,
+) -> None:
+    """Items written by earlier releases: `data` as JSON text (before compression) or as plain
+    zlib (before the preset dictionary), with the attributes those releases kept. The store
+    reads them, and the next write stores the record with the dictionary."""
+    import zlib
+
+    ddb = store._db.ddb
+    jobs = [make_job(), make_job()]
+    stored = [
+        {"S": jobs[0].model_dump_json()},
+        {"B": zlib.compress(jobs[1].model_dump_json().encode())},
+    ]
+    for job, data in zip(jobs, stored, strict=True):
+        item = items.job_item(job, 1, None) | {"data": data, "tenant": {"S": job.tenant}}
+        await ddb.put_item(TableName=store.table, Item=item)
+        assert await store.get_job(job.id) == job
+        now = utcnow()
+        claimed = await JobWrites(store).claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
+        assert claimed is not None and claimed.status is JobStatus.running
+        raw = await raw_item(store, items.job_key(job.id))
+        assert raw is not None and raw["data"]["B"][1] & 0x20  # zlib's FDICT: the dictionary
+        assert "tenant" not in raw  # what nothing reads is no longer written

@@ -28,7 +28,7 @@ TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; DynamoDB deletes expired i
 # read what they need and never scan.
 INDEXES: Final[dict[str, tuple[str, str]]] = {
     "tenant_jobs": ("gsi_tenant", "gsi_tenant_sk"),
-    "batch_jobs": ("gsi_batch", "gsi_batch_sk"),
+    "batch_jobs": ("batch_id", "gsi_tenant_sk"),  # the job's own attributes: no copies to pay for
     "tenant_batches": ("gsi_batch_tenant", "gsi_batch_tenant_sk"),
     "unfinished": ("gsi_unfinished", "gsi_unfinished_sk"),
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),

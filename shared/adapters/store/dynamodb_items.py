@@ -1,7 +1,8 @@
 """Items of DynamoDbJobStore's single table: keys, attribute maps, and the way back to models.
 
-A job or batch item keeps its record as pydantic JSON in `data` (zlib-compressed: `packed`), plus
-copies of what conditions, indexes and counters read. Timestamps in key attributes are fixed-width
+A job or batch item keeps its record as pydantic JSON in `data` (compressed: `packed`,
+dynamodb_packing.py), plus copies of only what conditions, indexes and counters read (`version`,
+`status`, the index keys, `batch_id`, the TTL): every byte is paid on each of a job's writes. Timestamps in key attributes are fixed-width
 UTC ISO text, so string order is time order. Every write raises the item's `version` by one, and
 writers compare-and-set on it (see dynamodb.py). Index attributes are present only while they apply,
 so the sparse indexes `unfinished` and `due_webhooks` hold only what sweeps look for. A job or batch
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from shared.adapters.aws import names
+from shared.adapters.store.dynamodb_packing import packed, unpacked
 from shared.models import (
     Batch,
     BatchCounts,
@@ -70,18 +72,6 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     return {"N": str(value)}
-
-
-def packed(record_json: str) -> dict[str, bytes]:
-    """A record's JSON as stored: zlib-compressed binary. DynamoDB bills every write of an item,
-    and of its index entries, per started KB of the item, and a job's JSON (its request, answer
-    and the names of every field) shrinks to about half."""
-    return {"B": zlib.compress(record_json.encode(), 6)}
-
-
-def unpacked(value: dict[str, Any]) -> str:
-    """The JSON of a stored record; one written before compression holds it as text."""
-    return zlib.decompress(value["B"]).decode() if "B" in value else str(value["S"])
 
 
 def utc(value: datetime) -> datetime:
@@ -155,18 +145,11 @@ def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
         "data": packed(job.model_dump_json()),
         "version": n(version),
         "status": s(job.status.value),
-        "attempts": n(job.attempts),
-        "tenant": s(job.tenant),
-        "created_at": s(iso(job.created_at)),
         "gsi_tenant": s(job.tenant),
         "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),
     }
-    for field in ("lease_until", "not_before"):
-        if (value := getattr(job, field)) is not None:
-            item[field] = s(iso(value))
     if job.batch_id is not None:
-        item |= {"batch_id": s(job.batch_id), "gsi_batch": s(job.batch_id)}
-        item["gsi_batch_sk"] = s(sort_key(job.created_at, job.id))
+        item["batch_id"] = s(job.batch_id)  # batch_jobs' key, with gsi_tenant_sk
     if job.status in UNFINISHED_STATUSES:
         item["gsi_unfinished"] = s(shard_of("JOB", job.id))
         item["gsi_unfinished_sk"] = s(sort_key(job.updated_at, job.id))
@@ -184,8 +167,6 @@ def batch_attributes(batch: Batch, version: int, retention: timedelta | None) ->
         "data": packed(batch.model_dump_json(exclude={"counts"})),
         "version": n(version),
         "status": s(batch.status.value),
-        "tenant": s(batch.tenant),
-        "created_at": s(iso(batch.created_at)),
         "gsi_batch_tenant": s(batch.tenant),
         "gsi_batch_tenant_sk": s(sort_key(batch.created_at, batch.id)),
     }
