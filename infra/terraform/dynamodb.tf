@@ -105,7 +105,7 @@ resource "aws_dynamodb_table" "main" {
     hash_key           = "gsi_unfinished"
     range_key          = "gsi_unfinished_sk"
     projection_type    = "INCLUDE"
-    non_key_attributes = ["status", "batch_id"]
+    non_key_attributes = ["status", "batch_id", "updated_at"]
   }
 
   # Sparse: webhook deliveries that are due.

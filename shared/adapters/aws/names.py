@@ -39,12 +39,14 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
 # keys or a projected attribute changes, so a job's claim, its answer and its webhook's progress
 # (all in `data`) cost the indexes little; a reader that needs the record fetches it from the
 # table by key (ItemTable.fetch). `status` serves the listings' and the sweeps' filters,
-# `expires_at` lets a listing skip ended records past their retention, `batch_id` the sweep.
+# `expires_at` lets a listing skip ended records past their retention, `batch_id` the sweep;
+# `updated_at` (an unfinished job's last change) tells the sweep which jobs have not changed, since
+# a claim keeps the entry's sort key (the time the job was queued) and rewrites it in place.
 INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
     "tenant_jobs": ("status", "expires_at"),
     "batch_jobs": ("status", "expires_at"),
     "tenant_batches": ("expires_at",),
-    "unfinished": ("status", "batch_id"),
+    "unfinished": ("status", "batch_id", "updated_at"),
     "due_webhooks": (),
 }
 

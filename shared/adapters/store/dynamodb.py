@@ -199,12 +199,16 @@ class DynamoDbJobStore(DynamoDbApiKeys):
     ) -> list[JobRef]:
         if limit < 1:
             return []
+        # The sort key is when the job was queued (a claim keeps it), so it bounds the entries
+        # read; the projected `updated_at` says which of them have not changed since.
         below = before(updated_before) if updated_before is not None else None
         page = min(limit, SHARD_PAGE)
         sources = [
             query_items(
                 self._db.ddb,
-                self._query(UNFINISHED, shard, below=below, page=page, status=status),
+                self._query(
+                    UNFINISHED, shard, below=below, page=page, status=status, changed_before=below
+                ),
             )
             for shard in all_shards("JOB")
         ]

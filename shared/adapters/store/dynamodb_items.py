@@ -49,6 +49,8 @@ SHARDS = 8  # key values per sparse index: spreads its writes over partitions (s
 OPEN_BATCHES = "BATCH"  # the `unfinished` partition of open batches (few: not sharded)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 COUNTS = tuple(BatchCounts.model_fields)  # total, queued, running, succeeded, failed, cancelled
+# an unfinished job's last change, projected in `unfinished` (the sweep's "unchanged since")
+UPDATED_AT = "updated_at"
 # present only while they apply: the sparse indexes' keys, and the TTL of an ended record
 OPTIONAL_ATTRS = (*(a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]), TTL)
 UNFINISHED_STATUSES = frozenset({JobStatus.queued, JobStatus.running})
@@ -59,6 +61,7 @@ class StoredJob(NamedTuple):
     job: Job
     version: int
     size: int  # bytes of its JSON, to keep transactions under DynamoDB's 4 MB
+    unfinished_sk: str | None = None  # its entry's sort key in `unfinished`, while it has one
 
 
 class StoredBatch(NamedTuple):
@@ -139,7 +142,12 @@ def expiry(record: Job | Batch, retention: timedelta | None) -> Item:
     return {TTL: n(int(utc(expires).timestamp()))} if expires is not None else {}
 
 
-def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
+def job_item(
+    job: Job, version: int, retention: timedelta | None, unfinished_sk: str | None = None
+) -> Item:
+    """`unfinished_sk`: the sort key the job's `unfinished` entry has now. A running job keeps
+    it (the time it was queued), so its claim rewrites the entry in place (1 write unit) instead
+    of moving it (a delete and a put); `updated_at`, projected, says when it last changed."""
     item: Item = {
         **job_key(job.id),
         "data": packed(job.model_dump_json()),
@@ -151,14 +159,22 @@ def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
     if job.batch_id is not None:
         item["batch_id"] = s(job.batch_id)  # batch_jobs' key, with gsi_tenant_sk
     if job.status in UNFINISHED_STATUSES:
+        kept = unfinished_sk if job.status is JobStatus.running else None
         item["gsi_unfinished"] = s(shard_of("JOB", job.id))
-        item["gsi_unfinished_sk"] = s(sort_key(job.updated_at, job.id))
+        item["gsi_unfinished_sk"] = s(kept or sort_key(job.updated_at, job.id))
+        item[UPDATED_AT] = s(iso(job.updated_at))
     return item | _due_webhook(job.id, job.webhook) | expiry(job, retention)
 
 
 def stored_job(item: Item) -> StoredJob:
     data = unpacked(item["data"])
-    return StoredJob(Job.model_validate_json(data), int(item["version"]["N"]), len(data))
+    since = item.get("gsi_unfinished_sk")
+    return StoredJob(
+        Job.model_validate_json(data),
+        int(item["version"]["N"]),
+        len(data),
+        str(since["S"]) if since is not None else None,
+    )
 
 
 def batch_attributes(batch: Batch, version: int, retention: timedelta | None) -> Item:
