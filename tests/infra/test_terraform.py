@@ -829,3 +829,31 @@ def test_dashboard_lists_every_alarm(dashboard: dict[str, Any]) -> None:
     (alarm_widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
     shown = {arn.split(":")[1] for arn in alarm_widget["properties"]["alarms"]}
     assert shown == set(blocks("resource", "aws_cloudwatch_metric_alarm"))
+
+
+# CloudWatch's always-free allowance: three dashboards of up to 50 metrics each (DEPLOYMENT.md
+# prices this one at $0 on the assumption that the account has no other dashboards).
+FREE_DASHBOARD_METRICS = 50
+
+
+def _alarm_metrics(alarm: dict[str, Any]) -> int:
+    """The metrics an alarm reads: one, or each metric query with a metric (not the math)."""
+    queries = alarm.get("metric_query") or []
+    return sum(1 for query in queries if query.get("metric")) if queries else 1
+
+
+def test_dashboard_fits_cloudwatchs_free_allowance(dashboard: dict[str, Any]) -> None:
+    """Counted the strict way: every metric line of every graph, hidden ones that metric math
+    reads and a second statistic of one metric included, and every metric of every alarm the
+    alarm widget shows."""
+    graphed = [
+        line
+        for _, line in _series(dashboard)
+        if not (isinstance(line[0], dict) and "expression" in line[0])
+    ]
+    alarms = blocks("resource", "aws_cloudwatch_metric_alarm")
+    (alarm_widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    alarmed = sum(
+        _alarm_metrics(alarms[arn.split(":")[1]]) for arn in alarm_widget["properties"]["alarms"]
+    )
+    assert len(graphed) + alarmed <= FREE_DASHBOARD_METRICS, (len(graphed), alarmed)
