@@ -462,7 +462,8 @@ async def test_records_stored_in_earlier_formats_are_read_and_rewritten_packed(
         await ddb.put_item(TableName=store.table, Item=item)
         assert await store.get_job(job.id) == job
         now = utcnow()
-        claimed = await JobWrites(store).claim(job.id, lease_until=now + timedelta(minutes=1), now=now)
+        lease = now + timedelta(minutes=1)
+        claimed = await JobWrites(store).claim(job.id, lease_until=lease, now=now)
         assert claimed is not None and claimed.status is JobStatus.running
         raw = await raw_item(store, items.job_key(job.id))
         assert raw is not None and raw["data"]["B"][1] & 0x20  # zlib's FDICT: the dictionary

@@ -214,8 +214,8 @@ async def _gemini(request: Request) -> Response:
         return _sse([f"data: {c}" for c in chunks], behaviour.chunk_delay_s)
     if behaviour.mode in ("garbage", "cut"):
         return PlainTextResponse("{not json", 200, media_type="application/json")
-    answer = _gemini_answer(behaviour.mode, record["body"], model, whole=True, fixed=behaviour.answer)
-    return JSONResponse(answer)
+    body, fixed = record["body"], behaviour.answer
+    return JSONResponse(_gemini_answer(behaviour.mode, body, model, whole=True, fixed=fixed))
 
 
 def _gemini_answer(

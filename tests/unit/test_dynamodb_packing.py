@@ -42,7 +42,8 @@ def test_the_dictionary_makes_a_job_much_smaller_than_zlib_alone() -> None:
 def test_records_of_earlier_releases_are_read() -> None:
     record = finished_job().model_dump_json()
     assert packing.unpacked({"S": record}) == record  # before compression
-    assert packing.unpacked({"B": zlib.compress(record.encode())}) == record  # before the dictionary
+    plain = zlib.compress(record.encode())
+    assert packing.unpacked({"B": plain}) == record  # before the dictionary
 
 
 def test_a_record_packed_with_an_unknown_dictionary_is_refused() -> None:

@@ -2,12 +2,13 @@
 
 A job or batch item keeps its record as pydantic JSON in `data` (compressed: `packed`,
 dynamodb_packing.py), plus copies of only what conditions, indexes and counters read (`version`,
-`status`, the index keys, `batch_id`, the TTL): every byte is paid on each of a job's writes. Timestamps in key attributes are fixed-width
-UTC ISO text, so string order is time order. Every write raises the item's `version` by one, and
-writers compare-and-set on it (see dynamodb.py). Index attributes are present only while they apply,
-so the sparse indexes `unfinished` and `due_webhooks` hold only what sweeps look for. A job or batch
-that has ended carries the TTL attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py);
-one that may still change carries none.
+`status`, the index keys, `batch_id`, the TTL): every byte is paid on each of a job's writes.
+Timestamps in key attributes are fixed-width UTC ISO text, so string order is time order. Every
+write raises the item's `version` by one, and writers compare-and-set on it (see dynamodb.py).
+Index attributes are present only while they apply, so the sparse indexes `unfinished` and
+`due_webhooks` hold only what sweeps look for. A job or batch that has ended carries the TTL
+attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py); one that may still change
+carries none.
 """
 
 from __future__ import annotations

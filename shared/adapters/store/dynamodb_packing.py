@@ -1,7 +1,7 @@
 """How DynamoDbJobStore stores a job's or batch's JSON in `data`: zlib with a preset dictionary.
 
 DynamoDB bills every write of an item per started KB, and a job is written five or so times.
-Plain zlib cannot do much with one record of 1.5–2 KB: the field names, the nulls and the enum
+Plain zlib cannot do much with one record of 1.5 to 2 KB: the field names, the nulls and the enum
 values appear once each, and a stream only gets short back-references to what it has already
 seen. A preset dictionary (zlib's `zdict`) is that already-seen text: the skeleton of a job and of
 a batch record, so a record's structure costs a few bytes and its prompt and answer most of the
