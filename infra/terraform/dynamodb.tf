@@ -31,12 +31,7 @@ resource "aws_dynamodb_table" "main" {
   }
 
   attribute {
-    name = "gsi_batch"
-    type = "S"
-  }
-
-  attribute {
-    name = "gsi_batch_sk"
+    name = "batch_id"
     type = "S"
   }
 
@@ -84,11 +79,12 @@ resource "aws_dynamodb_table" "main" {
     non_key_attributes = ["status", "expires_at"]
   }
 
-  # A batch's jobs in submission order.
+  # A batch's jobs in submission order. Keyed on the job's own `batch_id` and the tenant index's
+  # sort key (the same created_at#id): no copies of them, which every write of a job would pay for.
   global_secondary_index {
     name               = "batch_jobs"
-    hash_key           = "gsi_batch"
-    range_key          = "gsi_batch_sk"
+    hash_key           = "batch_id"
+    range_key          = "gsi_tenant_sk"
     projection_type    = "INCLUDE"
     non_key_attributes = ["status", "expires_at"]
   }
@@ -109,7 +105,7 @@ resource "aws_dynamodb_table" "main" {
     hash_key           = "gsi_unfinished"
     range_key          = "gsi_unfinished_sk"
     projection_type    = "INCLUDE"
-    non_key_attributes = ["status", "batch_id", "tenant", "priority"]
+    non_key_attributes = ["status", "batch_id", "updated_at", "gsi_tenant", "priority"]
   }
 
   # Sparse: webhook deliveries that are due.

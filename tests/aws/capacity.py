@@ -20,7 +20,7 @@ from typing import Any
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
-from shared.adapters.store.dynamodb_items import unpacked
+from shared.adapters.store.dynamodb_packing import unpacked
 
 Item = dict[str, Any]
 Projection = Mapping[str, tuple[str, ...] | None]  # index -> kept attributes; None: ALL
@@ -68,25 +68,33 @@ def projected(item: Item | None, index: str, kept: tuple[str, ...] | None) -> It
     return {name: value for name, value in item.items() if name in wanted}
 
 
-def write_units(
+def write_parts(
     old: Item | None, new: Item | None, projection: Projection, as_text: bool = False
-) -> int:
+) -> dict[str, int]:
+    """The units of one write: "item" for the table's item, and one entry per index it touches."""
+
     def size(item: Item | None) -> int:
         return item_size(item or {}, as_text)
 
-    charged = units(max(size(old), size(new)), 1024)
+    parts = {"item": units(max(size(old), size(new)), 1024)}
     for index, kept in projection.items():
         before, after = projected(old, index, kept), projected(new, index, kept)
         keys = names.INDEXES[index]
         if before is None and after is None:
             continue
         if before is None or after is None:
-            charged += units(size(before or after), 1024)
+            parts[index] = units(size(before or after), 1024)
         elif any(before[k] != after[k] for k in keys):
-            charged += units(size(before), 1024) + units(size(after), 1024)
+            parts[index] = units(size(before), 1024) + units(size(after), 1024)
         elif before != after:
-            charged += units(max(size(before), size(after)), 1024)
-    return charged
+            parts[index] = units(max(size(before), size(after)), 1024)
+    return parts
+
+
+def write_units(
+    old: Item | None, new: Item | None, projection: Projection, as_text: bool = False
+) -> int:
+    return sum(write_parts(old, new, projection, as_text).values())
 
 
 def apply_update(old: Item | None, key: Item, params: Mapping[str, Any]) -> Item:
@@ -122,6 +130,8 @@ class CapacityMeter:
         self.calls: Counter[str] = Counter()
         # units of the first projection, by (operation, kind of item: the partition key's prefix)
         self.breakdown: Counter[tuple[str, str]] = Counter()
+        # every write under the first projection: (operation, pk, sk, factor, units by part)
+        self.writes: list[tuple[str, str, str, int, dict[str, int]]] = []
         self.operation = ""
         self._pending: dict[int, tuple[str, dict[str, Any]]] = {}
 
@@ -135,7 +145,9 @@ class CapacityMeter:
             self.wru[label] += factor * write_units(old, new, projection, as_text)
         first, as_text = next(iter(self.projections.values()))
         kind = self._key(key)[0].split("#", 1)[0]
-        self.breakdown[self.operation, kind] += factor * write_units(old, new, first, as_text)
+        parts = write_parts(old, new, first, as_text)
+        self.breakdown[self.operation, kind] += factor * sum(parts.values())
+        self.writes.append((self.operation, *self._key(key), factor, parts))
         if new is None:
             self.table.pop(self._key(key), None)
         else:

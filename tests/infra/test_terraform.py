@@ -838,7 +838,36 @@ def test_dashboard_shows_table_api_and_fallback_rate(dashboard: dict[str, Any]) 
     )
 
 
-def test_dashboard_lists_every_alarm(dashboard: dict[str, Any]) -> None:
-    (alarm_widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
-    shown = {arn.split(":")[1] for arn in alarm_widget["properties"]["alarms"]}
-    assert shown == set(blocks("resource", "aws_cloudwatch_metric_alarm"))
+def _alarmed_metric_names(alarm: dict[str, Any]) -> set[str]:
+    queries = alarm.get("metric_query") or []
+    if not queries:
+        return {alarm["metric_name"]}
+    return {metric["metric_name"] for q in queries for metric in q.get("metric") or []}
+
+
+def test_dashboard_graphs_what_every_alarm_watches(dashboard: dict[str, Any]) -> None:
+    """No alarm widget (its alarms' metrics would count against the free allowance too): every
+    alarm's metric is on a graph instead, so an operator sees what an alarm fired on."""
+    graphed = {line[1] for _, line in _series(dashboard) if isinstance(line[0], str)}
+    alarms = blocks("resource", "aws_cloudwatch_metric_alarm")
+    assert alarms
+    for name, alarm in alarms.items():
+        assert _alarmed_metric_names(alarm) <= graphed, name
+
+
+# CloudWatch's always-free allowance: three dashboards of up to 50 metrics each (DEPLOYMENT.md
+# prices this one at $0 on the assumption that the account has no other dashboards).
+FREE_DASHBOARD_METRICS = 50
+
+
+def test_dashboard_fits_cloudwatchs_free_allowance(dashboard: dict[str, Any]) -> None:
+    """Counted the strict way: every metric line of every graph, hidden ones that metric math
+    reads and a second statistic of one metric included (and no alarm widget, whose alarms'
+    metrics would count too)."""
+    graphed = [
+        line
+        for _, line in _series(dashboard)
+        if not (isinstance(line[0], dict) and "expression" in line[0])
+    ]
+    assert not [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    assert len(graphed) <= FREE_DASHBOARD_METRICS, len(graphed)

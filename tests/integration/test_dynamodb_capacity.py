@@ -2,22 +2,29 @@
 
 The Lambda handlers run single jobs (half with a webhook) and a 100-job batch through moto, with
 the traffic model's polls, while tests/aws/capacity.py counts the units each request would be
-billed, under the indexes' projections (names.INDEX_PROJECTIONS) and under ALL, the projection
-they had before. Run with `-s` to print the figures.
+billed, under the indexes' projections (names.INDEX_PROJECTIONS) and under ALL with records as
+JSON text, the layout before docs/adr/0016. The workload runs once with a bootstrap key
+(API_KEYS) and once with a key made at run time with every limit set (rpm, tpm, max_in_flight,
+monthly budgets), whose counters move in the jobs' own writes. Prompts and answers are about 400
+characters of prose each, the answer not an echo of the prompt, so records compress as real
+ones do. Run with `-s` to print the figures.
 """
 
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
+from dataclasses import dataclass
 
 import pytest
 
 from shared.adapters.aws import names
 from shared.adapters.aws.setup import AwsLayout
-from tests.aws.capacity import ALL, CapacityMeter
-from tests.aws.lambda_harness import SqsDriver, api_event, call_api, reset_handlers
+from tests.aws.capacity import ALL, CapacityMeter, item_size
+from tests.aws.lambda_harness import API_KEY, SqsDriver, api_event, call_api, reset_handlers
 from tests.integration.test_aws_lambda import aws_env, layout, prompt
+from tests.stubs.fixtures import LLMStub
 from tests.stubs.webhook_receiver import WebhookReceiver
 from worker import lambda_handler as worker_lambda
 
@@ -26,22 +33,54 @@ __all__ = ["aws_env", "layout"]  # fixtures this module uses
 
 SINGLES = 10
 BATCH = 100
+ADMIN_KEY = "capacity-admin-key"
 # now: the indexes' projections and compressed `data`; before: ALL and `data` as JSON text
 PROJECTIONS = {
     "now": (dict(names.INDEX_PROJECTIONS), False),
-    "all_compressed": (ALL, False),  # compression alone
-    "projected_text": (dict(names.INDEX_PROJECTIONS), True),  # projections alone
     "before": (ALL, True),
 }
-# A prompt of about 400 characters; the stub LLM answers with it, prefixed.
-FILLER = " ".join(
-    "Summarise the meeting notes: revenue grew in the third quarter, costs rose with hiring."
-    for _ in range(4)
+# The figures docs/DEPLOYMENT.md's table uses (write units per job): a change that makes a job
+# cost more fails here, and the page must say so.
+SINGLE_WRU = {"bootstrap": 21.5, "runtime": 34.5}
+BATCH_WRU = {"bootstrap": 29.1, "runtime": 37.5}
+KEY_LIMITS = {
+    "rpm": 6000,
+    "tpm": 10_000_000,
+    "max_in_flight": 1000,
+    "monthly_requests": 1_000_000,
+    "monthly_tokens": 100_000_000,
+}
+# About 400 characters each, as in the traffic model; each job's prompt gets its own prefix.
+PROMPT = (
+    "Please summarise these notes for the team: third-quarter revenue rose by eight percent, "
+    "driven mostly by renewals in the northern region, while hiring for the support desk "
+    "pushed operating costs above plan. Marketing asks to move the spring campaign to April. "
+    "Legal flagged two contracts that still lack signatures. List the three decisions we need "
+    "this week and who owns each."
+)
+ANSWER = (
+    "Three decisions are due this week. First, approve the April date for the spring campaign; "
+    "marketing owns it and needs a yes by Wednesday. Second, chase the two unsigned contracts "
+    "before the quarter closes; legal owns this and should escalate to the account leads. "
+    "Third, decide whether the support hires stay within the revised budget; finance and the "
+    "support lead own that review together."
 )
 
 
+@dataclass
+class Spent:
+    wru: dict[str, float]  # per job, by projection
+    rru: float  # per job
+    writes: dict[str, float]  # units per job, by write (the first projection)
+
+
 @pytest.fixture
-def metered(aws_env: AwsLayout) -> Iterator[tuple[CapacityMeter, AwsLayout]]:
+def metered(
+    aws_env: AwsLayout, llm_stub: LLMStub, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[tuple[CapacityMeter, AwsLayout]]:
+    monkeypatch.setenv("ADMIN_API_KEYS", ADMIN_KEY)
+    monkeypatch.setenv("KEY_HASH_SECRET", "capacity-key-hash-secret-of-32-characters")
+    llm_stub.set("gemini", "ok", answer=ANSWER)
     meter = CapacityMeter(PROJECTIONS)
     reset_handlers()  # fresh runtimes open their clients inside the meter
     with meter.attached():
@@ -49,81 +88,117 @@ def metered(aws_env: AwsLayout) -> Iterator[tuple[CapacityMeter, AwsLayout]]:
     reset_handlers()
 
 
-def snapshot(meter: CapacityMeter) -> tuple[dict[str, int], float]:
-    return dict(meter.wru), meter.rru
+def measured(meter: CapacityMeter, since: tuple[dict[str, int], float, int], jobs: int) -> Spent:
+    wru, rru, first_write = since
+    by_write: Counter[str] = Counter()
+    for operation, pk, _, factor, parts in meter.writes[first_write:]:
+        kind = pk.split("#", 1)[0]
+        for part, units in parts.items():
+            by_write[f"{operation} {kind} {part}"] += factor * units
+    return Spent(
+        {label: (meter.wru[label] - wru.get(label, 0)) / jobs for label in PROJECTIONS},
+        (meter.rru - rru) / jobs,
+        {name: units / jobs for name, units in sorted(by_write.items())},
+    )
 
 
-def spent(
-    meter: CapacityMeter, before: tuple[dict[str, int], float], jobs: int
-) -> dict[str, float]:
-    wru, rru = before
-    per = {label: (meter.wru[label] - wru.get(label, 0)) / jobs for label in PROJECTIONS}
-    return per | {"rru": (meter.rru - rru) / jobs}
+def mark(meter: CapacityMeter) -> tuple[dict[str, int], float, int]:
+    return dict(meter.wru), meter.rru, len(meter.writes)
 
 
-@pytest.mark.timeout(300)
-def test_units_per_job_with_projected_indexes(
+def workload(
+    meter: CapacityMeter, driver: SqsDriver, receiver: WebhookReceiver, key: str, label: str
+) -> tuple[Spent, Spent]:
+    """The traffic model's jobs with `key`: SINGLES singles (half with a webhook), each
+    long-polled and read once more, then one BATCH-job batch polled 10 times and downloaded."""
+    since = mark(meter)
+    ids = []
+    for n in range(SINGLES):
+        hook = {"webhook_url": f"{receiver.base_url}/job"} if n % 2 else {}
+        body = prompt(f"{label} single {n}: {PROMPT}", **hook)
+        answer = call_api(api_event("POST", "/v1/jobs", body=body, key=key))
+        assert answer.status == 202, answer.body
+        ids.append(answer.json()["id"])
+    driver.drain()
+    worker_lambda.scheduled({}, None)  # a sweep, as every minute
+    for job_id in ids:  # the long-poll's answer, then one more read
+        polled = call_api(api_event("GET", f"/v1/jobs/{job_id}", query="wait=5", key=key))
+        assert polled.status == 200 and polled.json()["status"] == "succeeded", polled.body
+    assert call_api(api_event("GET", "/v1/jobs", query="limit=20", key=key)).status == 200
+    single = measured(meter, since, SINGLES)
+
+    since = mark(meter)
+    lines = [
+        json.dumps({"custom_id": f"r{n}", **json.loads(prompt(f"{label} b{n}: {PROMPT}"))})
+        for n in range(BATCH)
+    ]
+    created = call_api(
+        api_event(
+            "POST",
+            "/v1/batches",
+            body="\n".join(lines),
+            headers={"content-type": "application/x-ndjson"},
+            key=key,
+        )
+    )
+    assert created.status == 202, created.body
+    batch_id = created.json()["id"]
+    assert driver.drain() == BATCH
+    worker_lambda.scheduled({}, None)
+    for _ in range(10):
+        assert call_api(api_event("GET", f"/v1/batches/{batch_id}", key=key)).status == 200
+    results = call_api(api_event("GET", f"/v1/batches/{batch_id}/results", key=key))
+    assert len(results.body.splitlines()) == BATCH
+    return single, measured(meter, since, BATCH)
+
+
+def largest_job_item(meter: CapacityMeter) -> int:
+    return max(item_size(item) for (pk, _), item in meter.table.items() if pk.startswith("JOB#"))
+
+
+@pytest.mark.timeout(600)
+def test_units_per_job_with_a_bootstrap_key_and_a_limited_run_time_key(
     metered: tuple[CapacityMeter, AwsLayout],
 ) -> None:
     meter, aws_layout = metered
+    made = call_api(
+        api_event(
+            "POST",
+            "/v1/admin/keys",
+            body=json.dumps({"tenant": "t1", "name": "capacity", "limits": KEY_LIMITS}),
+            key=ADMIN_KEY,
+        )
+    )
+    assert made.status == 201, made.body
     receiver = WebhookReceiver().start()
     try:
         driver = SqsDriver(aws_layout)
-        before = snapshot(meter)
-        ids = []
-        for n in range(SINGLES):
-            hook = {"webhook_url": f"{receiver.base_url}/job"} if n % 2 else {}
-            answer = call_api(
-                api_event("POST", "/v1/jobs", body=prompt(f"single {n}: {FILLER}", **hook))
-            )
-            assert answer.status == 202, answer.body
-            ids.append(answer.json()["id"])
-        driver.drain()
-        worker_lambda.scheduled({}, None)  # a sweep, as every minute
-        for job_id in ids:  # the long-poll's answer, then one more read
-            assert call_api(api_event("GET", f"/v1/jobs/{job_id}", query="wait=5")).status == 200
-        assert call_api(api_event("GET", "/v1/jobs", query="limit=20")).status == 200
-        single = spent(meter, before, SINGLES)
-        assert len([d for d in receiver.deliveries if d.path == "/job"]) == SINGLES // 2
-
-        singles_by_write = dict(meter.breakdown)
-        meter.breakdown.clear()
-        before = snapshot(meter)
-        lines = [
-            json.dumps({"custom_id": f"r{n}", **json.loads(prompt(f"b{n}: {FILLER}"))})
-            for n in range(BATCH)
-        ]
-        created = call_api(
-            api_event(
-                "POST",
-                "/v1/batches",
-                body="\n".join(lines),
-                headers={"content-type": "application/x-ndjson"},
-            )
-        )
-        assert created.status == 202, created.body
-        batch_id = created.json()["id"]
-        assert driver.drain() == BATCH
-        worker_lambda.scheduled({}, None)
-        for _ in range(10):
-            assert call_api(api_event("GET", f"/v1/batches/{batch_id}")).status == 200
-        results = call_api(api_event("GET", f"/v1/batches/{batch_id}/results"))
-        assert len(results.body.splitlines()) == BATCH
-        batched = spent(meter, before, BATCH)
+        spent = {
+            "bootstrap": workload(meter, driver, receiver, API_KEY, "bootstrap"),
+            "runtime": workload(meter, driver, receiver, made.json()["key"], "runtime"),
+        }
+        assert len([d for d in receiver.deliveries if d.path == "/job"]) == SINGLES
     finally:
         receiver.stop()
-    for label, breakdown in (("single", singles_by_write), ("batch", dict(meter.breakdown))):
-        jobs = SINGLES if label == "single" else BATCH
-        print(
-            f"\n{label} job, units by write:", {k: v / jobs for k, v in sorted(breakdown.items())}
-        )
-    print(f"\nper single job: {single}\nper batch job: {batched}\ncalls: {dict(meter.calls)}")
-    # Together, the two halve the units per job.
-    assert single["now"] < 0.6 * single["before"], single
-    assert batched["now"] < 0.6 * batched["before"], batched
-    # Projections: a batch's counter updates and its jobs' status changes no longer rewrite
-    # whole records in the indexes.
-    assert batched["now"] < 0.75 * batched["all_compressed"], batched
-    # Compression: a job's item (and any index copy) takes fewer started KBs on every write
-    # (24.5 against 29.5 units once `unfinished` projected the tenant and priority for lanes).
-    assert single["now"] < 0.85 * single["projected_text"], single
+    for caller, (single, batched) in spent.items():
+        for kind, figures in (("single", single), ("batch", batched)):
+            print(f"\n{caller} key, per {kind} job: WRU {figures.wru}, RRU {figures.rru:.2f}")
+            for write, units in figures.writes.items():
+                print(f"  {write}: {units:.2f}")
+    biggest = largest_job_item(meter)
+    print(f"\nlargest job item: {biggest} bytes; calls: {dict(meter.calls)}")
+
+    # A finished job with its ~400-character prompt and answer, its webhook's state and its
+    # index keys stays within one 1 KB write unit (a preset dictionary, no copies of `data`).
+    assert biggest <= 1024
+    for caller, (single, batched) in spent.items():
+        assert single.wru["now"] <= SINGLE_WRU[caller], (caller, single)
+        assert batched.wru["now"] <= BATCH_WRU[caller], (caller, batched)
+    # Projections and packed records: about half the units of ALL and JSON text (a key's
+    # counter items are small either way).
+    for figures in spent["bootstrap"]:
+        assert figures.wru["now"] < 0.55 * figures.wru["before"], figures
+    # A run-time key with every limit: its rpm window, month and in-flight counters at admission,
+    # then its usage row, month, in-flight and minute counters in the job's last transaction.
+    bootstrap, runtime = spent["bootstrap"], spent["runtime"]
+    assert runtime[0].wru["now"] - bootstrap[0].wru["now"] <= 13

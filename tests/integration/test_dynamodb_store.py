@@ -37,6 +37,7 @@ from shared.models import (
     WebhookState,
     utcnow,
 )
+from shared.ports import JobRef
 from shared.transitions import JobOutcome, end_queued
 
 pytestmark = pytest.mark.integration
@@ -440,3 +441,60 @@ async def test_batch_listing_queries_its_index_and_never_scans(
     with pytest.raises(InvalidCursor):  # a job listing's cursor is not a batch listing's
         job_cursor = base64.urlsafe_b64encode(json.dumps(["j1", T0.isoformat(), "x"]).encode())
         await store.list_batches("t1", cursor=job_cursor.decode())
+
+
+async def test_records_stored_in_earlier_formats_are_read_and_rewritten_packed(
+    store: DynamoDbJobStore,
+) -> None:
+    """Items written by earlier releases: `data` as JSON text (before compression) or as plain
+    zlib (before the preset dictionary), with the attributes those releases kept. The store
+    reads them, and the next write stores the record with the dictionary."""
+    import zlib
+
+    ddb = store._db.ddb
+    jobs = [make_job(), make_job()]
+    stored = [
+        {"S": jobs[0].model_dump_json()},
+        {"B": zlib.compress(jobs[1].model_dump_json().encode())},
+    ]
+    for job, data in zip(jobs, stored, strict=True):
+        item = items.job_item(job, 1, None) | {"data": data, "tenant": {"S": job.tenant}}
+        await ddb.put_item(TableName=store.table, Item=item)
+        assert await store.get_job(job.id) == job
+        now = utcnow()
+        lease = now + timedelta(minutes=1)
+        claimed = await JobWrites(store).claim(job.id, lease_until=lease, now=now)
+        assert claimed is not None and claimed.status is JobStatus.running
+        raw = await raw_item(store, items.job_key(job.id))
+        assert raw is not None and raw["data"]["B"][1] & 0x20  # zlib's FDICT: the dictionary
+        assert "tenant" not in raw  # what nothing reads is no longer written
+
+
+async def test_a_claim_keeps_the_unfinished_entry_and_the_sweep_still_finds_stale_jobs(
+    store: DynamoDbJobStore,
+) -> None:
+    """A claim rewrites the job's `unfinished` entry in place (its sort key stays the time it
+    was queued); the projected `updated_at` is what "unchanged since" reads."""
+    job = await store.create_job(make_job(created_at=T0, updated_at=T0))
+    queued = await raw_item(store, items.job_key(job.id))
+    assert queued is not None
+    claimed_at = T0 + timedelta(seconds=10)
+    lease = claimed_at + timedelta(minutes=1)
+    assert await JobWrites(store).claim(job.id, lease_until=lease, now=claimed_at) is not None
+    running = await raw_item(store, items.job_key(job.id))
+    assert running is not None
+    assert running["gsi_unfinished_sk"] == queued["gsi_unfinished_sk"]
+    assert running["updated_at"]["S"] == items.iso(claimed_at)
+    # claimed after the cutoff: not stale; unchanged since before it: stale, running or not
+    assert await store.unfinished_jobs(updated_before=T0 + timedelta(seconds=5)) == []
+    assert await store.unfinished_jobs(updated_before=T0 + timedelta(seconds=11)) == [
+        JobRef(job.id, None, job.tenant)
+    ]
+    # an entry written before `updated_at` was projected is bounded by its sort key alone
+    older = make_job(created_at=T0, updated_at=T0)
+    item = items.job_item(older, 1, None)
+    del item["updated_at"]
+    await store._db.ddb.put_item(TableName=store.table, Item=item)
+    assert await store.unfinished_jobs(updated_before=T0 + timedelta(seconds=5)) == [
+        JobRef(older.id, None, older.tenant)
+    ]

@@ -42,7 +42,9 @@ GOOGLE_STATUS = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
 @dataclass(frozen=True)
 class Behaviour:
     """How a provider answers. `times`: only the next N requests, then back to ok.
-    `chunk_delay_s`: the pause between a streamed answer's chunks."""
+    `chunk_delay_s`: the pause between a streamed answer's chunks. `answer`: Gemini's whole
+    (not streamed) answer text instead of the echo of the prompt (tests/aws/capacity.py: an
+    answer that does not repeat its prompt compresses like a real one)."""
 
     mode: str = "ok"
     status: int = 500
@@ -50,6 +52,7 @@ class Behaviour:
     retry_after: int = 1
     times: int | None = None
     chunk_delay_s: float = 0.0
+    answer: str | None = None
 
 
 class StubState:
@@ -211,18 +214,25 @@ async def _gemini(request: Request) -> Response:
         return _sse([f"data: {c}" for c in chunks], behaviour.chunk_delay_s)
     if behaviour.mode in ("garbage", "cut"):
         return PlainTextResponse("{not json", 200, media_type="application/json")
-    return JSONResponse(_gemini_answer(behaviour.mode, record["body"], model, whole=True))
+    body, fixed = record["body"], behaviour.answer
+    return JSONResponse(_gemini_answer(behaviour.mode, body, model, whole=True, fixed=fixed))
 
 
 def _gemini_answer(
-    mode: str, body: dict[str, Any], model: str, *, whole: bool, text: str | None = None
+    mode: str,
+    body: dict[str, Any],
+    model: str,
+    *,
+    whole: bool,
+    text: str | None = None,
+    fixed: str | None = None,
 ) -> dict[str, Any]:
     """The answer, or with `text` one streamed chunk of it (the last one when `whole`)."""
     if mode == "block":
         return {"promptFeedback": {"blockReason": "SAFETY"}, "modelVersion": model}
     if mode == "safety":
         return {"candidates": [{"finishReason": "SAFETY", "index": 0}], "modelVersion": model}
-    answer = _gemini_text(body)
+    answer = fixed if fixed is not None else _gemini_text(body)
     candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text or answer}]}}
     if not whole:
         return {"candidates": [candidate], "modelVersion": model}

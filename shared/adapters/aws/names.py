@@ -28,7 +28,7 @@ TTL_ATTRIBUTE: Final = "expires_at"  # epoch seconds; DynamoDB deletes expired i
 # read what they need and never scan.
 INDEXES: Final[dict[str, tuple[str, str]]] = {
     "tenant_jobs": ("gsi_tenant", "gsi_tenant_sk"),
-    "batch_jobs": ("gsi_batch", "gsi_batch_sk"),
+    "batch_jobs": ("batch_id", "gsi_tenant_sk"),  # the job's own attributes: no copies to pay for
     "tenant_batches": ("gsi_batch_tenant", "gsi_batch_tenant_sk"),
     "unfinished": ("gsi_unfinished", "gsi_unfinished_sk"),
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
@@ -39,17 +39,15 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
 # keys or a projected attribute changes, so a job's claim, its answer and its webhook's progress
 # (all in `data`) cost the indexes little; a reader that needs the record fetches it from the
 # table by key (ItemTable.fetch). `status` serves the listings' and the sweeps' filters,
-# `expires_at` lets a listing skip ended records past their retention, `batch_id` the sweep.
+# `expires_at` lets a listing skip ended records past their retention, `batch_id` the sweep;
+# `updated_at` (an unfinished job's last change) tells the sweep which jobs have not changed, since
+# a claim keeps the entry's sort key (the time the job was queued) and rewrites it in place.
 INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
     "tenant_jobs": ("status", "expires_at"),
     "batch_jobs": ("status", "expires_at"),
     "tenant_batches": ("expires_at",),
-    "unfinished": (
-        "status",
-        "batch_id",
-        "tenant",
-        "priority",
-    ),  # JobRef: the lane of a job put back
+    # the sweeps' JobRef reads the tenant and priority (the lane of a job put back)
+    "unfinished": ("status", "batch_id", "updated_at", "gsi_tenant", "priority"),
     "due_webhooks": (),
 }
 

@@ -34,6 +34,7 @@ from shared.adapters.store.dynamodb_calls import (
     transact,
 )
 from shared.adapters.store.dynamodb_changes import (
+    is_due,
     marked,
     webhook_leased,
     with_webhook,
@@ -199,12 +200,16 @@ class DynamoDbJobStore(DynamoDbApiKeys):
     ) -> list[JobRef]:
         if limit < 1:
             return []
+        # The sort key is when the job was queued (a claim keeps it), so it bounds the entries
+        # read; the projected `updated_at` says which of them have not changed since.
         below = before(updated_before) if updated_before is not None else None
         page = min(limit, SHARD_PAGE)
         sources = [
             query_items(
                 self._db.ddb,
-                self._query(UNFINISHED, shard, below=below, page=page, status=status),
+                self._query(
+                    UNFINISHED, shard, below=below, page=page, status=status, changed_before=below
+                ),
             )
             for shard in all_shards("JOB")
         ]
@@ -213,7 +218,7 @@ class DynamoDbJobStore(DynamoDbApiKeys):
             JobRef(
                 subject_id_of(i),
                 i["batch_id"]["S"] if "batch_id" in i else None,
-                i["tenant"]["S"],
+                i["gsi_tenant"]["S"],
                 priority_or_default(i.get("priority", {}).get("S")),
             )
             for i in items
@@ -348,7 +353,7 @@ class DynamoDbJobStore(DynamoDbApiKeys):
             if not fresh:
                 break
             tried.update(subject_id_of(item) for item in fresh)
-            leased = await bounded(self._lease_webhook(item, lease_until) for item in fresh)
+            leased = await bounded(self._lease_webhook(item, now, lease_until) for item in fresh)
             won += [subject_id_of(item) for item, ok in zip(fresh, leased, strict=True) if ok]
         return won
 
@@ -361,17 +366,18 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         ]
         return await merged(sources, key=lambda item: item["gsi_webhook_sk"]["S"], limit=limit)
 
-    async def _lease_webhook(self, item: Item, lease_until: datetime) -> bool:
-        """Lease the delivery of the record the (keys-only) index entry names, as now stored."""
+    async def _lease_webhook(self, item: Item, now: datetime, lease_until: datetime) -> bool:
+        """Lease the delivery of the record the (keys-only) index entry names, as now stored:
+        only if it is still due (another sweeper may have leased it since the index was read)."""
         subject_id = subject_id_of(item)
         if item[PK]["S"].startswith("JOB#"):
             old = await self._db.read_job(subject_id)
-            if old is None or old.job.webhook is None:
+            if old is None or old.job.webhook is None or not is_due(old.job.webhook, now):
                 return False
             leased = with_webhook(old.job, webhook_leased(old.job.webhook, lease_until))
             return await self._db.write_job(old, leased) is Write.done
         stored = await self._db.read_batch(subject_id)
-        if stored is None or stored.batch.webhook is None:
+        if stored is None or stored.batch.webhook is None or not is_due(stored.batch.webhook, now):
             return False
         hook = webhook_leased(stored.batch.webhook, lease_until)
         return (

@@ -15,6 +15,7 @@ from shared.models import (
     BatchStatus,
     Job,
     WebhookDelivery,
+    WebhookState,
     utcnow,
 )
 from shared.transitions import Change
@@ -27,6 +28,14 @@ def with_webhook(job: Job, delivery: WebhookDelivery) -> Change:
 
 def webhook_leased(webhook: WebhookDelivery, lease_until: datetime) -> WebhookDelivery:
     return webhook.model_copy(update={"next_attempt_at": lease_until})
+
+
+def is_due(webhook: WebhookDelivery | None, now: datetime) -> bool:
+    """Pending and due by `now`: not delivered, given up, or leased by another sweeper since
+    the (eventually consistent) index said it was due."""
+    if webhook is None or webhook.state is not WebhookState.pending:
+        return False
+    return webhook.next_attempt_at is not None and webhook.next_attempt_at <= now
 
 
 def marked(

@@ -1,12 +1,14 @@
 """Items of DynamoDbJobStore's single table: keys, attribute maps, and the way back to models.
 
-A job or batch item keeps its record as pydantic JSON in `data` (zlib-compressed: `packed`), plus
-copies of what conditions, indexes and counters read. Timestamps in key attributes are fixed-width
-UTC ISO text, so string order is time order. Every write raises the item's `version` by one, and
-writers compare-and-set on it (see dynamodb.py). Index attributes are present only while they apply,
-so the sparse indexes `unfinished` and `due_webhooks` hold only what sweeps look for. A job or batch
-that has ended carries the TTL attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py);
-one that may still change carries none.
+A job or batch item keeps its record as pydantic JSON in `data` (compressed: `packed`,
+dynamodb_packing.py), plus copies of only what conditions, indexes and counters read (`version`,
+`status`, the index keys, `batch_id`, the TTL): every byte is paid on each of a job's writes.
+Timestamps in key attributes are fixed-width UTC ISO text, so string order is time order. Every
+write raises the item's `version` by one, and writers compare-and-set on it (see dynamodb.py).
+Index attributes are present only while they apply, so the sparse indexes `unfinished` and
+`due_webhooks` hold only what sweeps look for. A job or batch that has ended carries the TTL
+attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py); one that may still change
+carries none.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
 from shared.adapters.aws import names
+from shared.adapters.store.dynamodb_packing import packed, unpacked
+from shared.keys import DEFAULT_PRIORITY
 from shared.models import (
     Batch,
     BatchCounts,
@@ -47,6 +51,8 @@ SHARDS = 8  # key values per sparse index: spreads its writes over partitions (s
 OPEN_BATCHES = "BATCH"  # the `unfinished` partition of open batches (few: not sharded)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 COUNTS = tuple(BatchCounts.model_fields)  # total, queued, running, succeeded, failed, cancelled
+# an unfinished job's last change, projected in `unfinished` (the sweep's "unchanged since")
+UPDATED_AT = "updated_at"
 # present only while they apply: the sparse indexes' keys, and the TTL of an ended record
 OPTIONAL_ATTRS = (*(a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]), TTL)
 UNFINISHED_STATUSES = frozenset({JobStatus.queued, JobStatus.running})
@@ -57,6 +63,7 @@ class StoredJob(NamedTuple):
     job: Job
     version: int
     size: int  # bytes of its JSON, to keep transactions under DynamoDB's 4 MB
+    unfinished_sk: str | None = None  # its entry's sort key in `unfinished`, while it has one
 
 
 class StoredBatch(NamedTuple):
@@ -70,18 +77,6 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     return {"N": str(value)}
-
-
-def packed(record_json: str) -> dict[str, bytes]:
-    """A record's JSON as stored: zlib-compressed binary. DynamoDB bills every write of an item,
-    and of its index entries, per started KB of the item, and a job's JSON (its request, answer
-    and the names of every field) shrinks to about half."""
-    return {"B": zlib.compress(record_json.encode(), 6)}
-
-
-def unpacked(value: dict[str, Any]) -> str:
-    """The JSON of a stored record; one written before compression holds it as text."""
-    return zlib.decompress(value["B"]).decode() if "B" in value else str(value["S"])
 
 
 def utc(value: datetime) -> datetime:
@@ -149,34 +144,41 @@ def expiry(record: Job | Batch, retention: timedelta | None) -> Item:
     return {TTL: n(int(utc(expires).timestamp()))} if expires is not None else {}
 
 
-def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
+def job_item(
+    job: Job, version: int, retention: timedelta | None, unfinished_sk: str | None = None
+) -> Item:
+    """`unfinished_sk`: the sort key the job's `unfinished` entry has now. A running job keeps
+    it (the time it was queued), so its claim rewrites the entry in place (1 write unit) instead
+    of moving it (a delete and a put); `updated_at`, projected, says when it last changed."""
     item: Item = {
         **job_key(job.id),
         "data": packed(job.model_dump_json()),
         "version": n(version),
         "status": s(job.status.value),
-        "attempts": n(job.attempts),
-        "tenant": s(job.tenant),
-        "priority": s(job.priority),  # read by the sweeps' unfinished_jobs, with the tenant
-        "created_at": s(iso(job.created_at)),
         "gsi_tenant": s(job.tenant),
         "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),
     }
-    for field in ("lease_until", "not_before"):
-        if (value := getattr(job, field)) is not None:
-            item[field] = s(iso(value))
     if job.batch_id is not None:
-        item |= {"batch_id": s(job.batch_id), "gsi_batch": s(job.batch_id)}
-        item["gsi_batch_sk"] = s(sort_key(job.created_at, job.id))
+        item["batch_id"] = s(job.batch_id)  # batch_jobs' key, with gsi_tenant_sk
+    if job.priority != DEFAULT_PRIORITY:  # the sweeps' JobRef lane, with gsi_tenant (projected)
+        item["priority"] = s(job.priority)
     if job.status in UNFINISHED_STATUSES:
+        kept = unfinished_sk if job.status is JobStatus.running else None
         item["gsi_unfinished"] = s(shard_of("JOB", job.id))
-        item["gsi_unfinished_sk"] = s(sort_key(job.updated_at, job.id))
+        item["gsi_unfinished_sk"] = s(kept or sort_key(job.updated_at, job.id))
+        item[UPDATED_AT] = s(iso(job.updated_at))
     return item | _due_webhook(job.id, job.webhook) | expiry(job, retention)
 
 
 def stored_job(item: Item) -> StoredJob:
     data = unpacked(item["data"])
-    return StoredJob(Job.model_validate_json(data), int(item["version"]["N"]), len(data))
+    since = item.get("gsi_unfinished_sk")
+    return StoredJob(
+        Job.model_validate_json(data),
+        int(item["version"]["N"]),
+        len(data),
+        str(since["S"]) if since is not None else None,
+    )
 
 
 def batch_attributes(batch: Batch, version: int, retention: timedelta | None) -> Item:
@@ -185,8 +187,6 @@ def batch_attributes(batch: Batch, version: int, retention: timedelta | None) ->
         "data": packed(batch.model_dump_json(exclude={"counts"})),
         "version": n(version),
         "status": s(batch.status.value),
-        "tenant": s(batch.tenant),
-        "created_at": s(iso(batch.created_at)),
         "gsi_batch_tenant": s(batch.tenant),
         "gsi_batch_tenant_sk": s(sort_key(batch.created_at, batch.id)),
     }

@@ -128,9 +128,12 @@ def index_query(
     below: str | None = None,
     status: JobStatus | None = None,
     page: int | None = None,
+    changed_before: str | None = None,
 ) -> dict[str, Any]:
     """One partition of an index in sort-key order: `below` bounds the sort key (exclusive),
-    `status` filters, `page` caps the items read per call."""
+    `status` filters, `changed_before` keeps entries whose `updated_at` is before it (entries
+    written before it was projected have none: kept, as their sort key already bounds them),
+    `page` caps the items read per call."""
     hash_attr, range_attr = names.INDEXES[index]
     values: Item = {":partition": s(partition)}
     key = f"#{hash_attr} = :partition"
@@ -138,8 +141,14 @@ def index_query(
         key += f" AND #{range_attr} < :below"
         values[":below"] = s(below)
     parts = {"KeyConditionExpression": key}
+    filters = []
     if status is not None:
-        parts["FilterExpression"] = "#status = :status"
+        filters.append("#status = :status")
         values[":status"] = s(status.value)
+    if changed_before is not None:
+        filters.append("(attribute_not_exists(#updated_at) OR #updated_at < :changed_before)")
+        values[":changed_before"] = s(changed_before)
+    if filters:
+        parts["FilterExpression"] = " AND ".join(filters)
     params = {"TableName": table, "IndexName": index, **expression(values, **parts)}
     return params | ({"Limit": page} if page else {})

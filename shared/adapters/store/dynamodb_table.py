@@ -223,7 +223,7 @@ class ItemTable:
     def _job_put(self, old: StoredJob, new: Job) -> Item:
         values = {":version": n(old.version), ":status": s(old.job.status.value)}
         condition = "#version = :version AND #status = :status"
-        item = job_item(new, old.version + 1, self.retention)
+        item = job_item(new, old.version + 1, self.retention, old.unfinished_sk)
         put = {
             "TableName": self.table,
             "Item": item,
