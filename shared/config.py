@@ -16,6 +16,7 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     SecretStr,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -78,7 +79,15 @@ def _aliases(value: object) -> object:
     return aliases
 
 
+def _admin_keys(value: object) -> object:
+    """`secret1,secret2` (ADMIN_API_KEYS) → the secrets."""
+    if not isinstance(value, str):
+        return value
+    return [key.strip() for key in value.split(",") if key.strip()]
+
+
 # NoDecode: the environment keeps its plain comma-separated formats (not JSON)
+AdminKeys = Annotated[tuple[SecretStr, ...], NoDecode, BeforeValidator(_admin_keys)]
 ApiKeys = Annotated[tuple[ApiKey, ...], NoDecode, BeforeValidator(_api_keys)]
 Aliases = Annotated[dict[str, str], NoDecode, BeforeValidator(_aliases)]
 Schedule = Annotated[
@@ -123,6 +132,27 @@ class Settings(BaseSettings):
         "e.g. 2026-12-01T00:00:00Z); required with WEBHOOK_SIGNING_SECRET_PREVIOUS",
     )
     webhook_allow_private: bool = False
+    # operator access (/v1/admin, /console)
+    admin_api_keys: AdminKeys = Field(
+        (),
+        description="Operator keys, comma-separated: they open /v1/admin/... and sign in to "
+        "/console; unset: neither is open to anyone",
+    )
+    console_session_secret: SecretStr | None = Field(
+        None,
+        description="Signs the console's session cookie; unset: derived from ADMIN_API_KEYS "
+        "(so every API process agrees, and changing the keys signs everyone out)",
+    )
+    console_session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="A console sign-in lasts this long (seconds)"
+    )
+    worker_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often each worker process records its heartbeat (the console's "
+        "workers list); one missing three beats is shown as gone",
+    )
     webhook_retry_schedule: Schedule = Field(
         (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
         description="Seconds before each webhook delivery attempt, comma-separated",
@@ -323,6 +353,16 @@ class Settings(BaseSettings):
             raise ValueError("API_KEYS gives the same key to more than one tenant")
         return keys
 
+    @field_validator("admin_api_keys")
+    @classmethod
+    def _admin_keys_are_not_tenant_keys(
+        cls, keys: tuple[SecretStr, ...], info: ValidationInfo
+    ) -> tuple[SecretStr, ...]:
+        tenant_keys = {k.key.get_secret_value() for k in info.data.get("api_keys", ())}
+        if any(key.get_secret_value() in tenant_keys for key in keys):
+            raise ValueError("ADMIN_API_KEYS holds a key that API_KEYS gives a tenant")
+        return keys
+
     @field_validator("gemini_model", "openrouter_model")
     @classmethod
     def _plain_model_name(cls, name: str) -> str:
@@ -370,7 +410,8 @@ class Settings(BaseSettings):
         ]
         values = [(name, secret.get_secret_value()) for name, secret in named if secret is not None]
         keys = [(f"API_KEYS ({k.tenant})", k.key.get_secret_value()) for k in self.api_keys]
-        return values + keys
+        admin = [("ADMIN_API_KEYS", key.get_secret_value()) for key in self.admin_api_keys]
+        return values + keys + admin
 
     @field_validator("auth_failure_limit")
     @classmethod

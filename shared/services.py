@@ -18,7 +18,17 @@ from shared.config import Settings
 from shared.execution import JobExecutor
 from shared.files import FileService
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
+from shared.adapters.llm.fallback import provider_health
+from shared.heartbeats import Heartbeat, WorkerKind
+from shared.ports import (
+    JobEvents,
+    JobQueue,
+    JobStreams,
+    LLMProvider,
+    ResultCache,
+    Store,
+    WorkerRegistry,
+)
 from shared.service import ChatService
 from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
@@ -54,6 +64,16 @@ class Services:
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
     files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
     streams: JobStreams | None = None  # None: followers of a job read its record
+    workers: WorkerRegistry | None = None  # workers' heartbeats (shared/heartbeats.py)
+
+    def heartbeat(self, kind: WorkerKind) -> Heartbeat:
+        """This process's heartbeat as a worker of `kind` (its LLM providers' health with it)."""
+        if self.workers is None:
+            raise RuntimeError("no worker registry was started")
+        llm = self.llm
+        return Heartbeat(
+            self.workers, kind, self.settings.worker_heartbeat_s, lambda: provider_health(llm)
+        )
 
     @property
     def background(self) -> BackgroundTasks:

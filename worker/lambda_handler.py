@@ -13,6 +13,7 @@ import time
 from typing import Any
 
 from shared.factory import Services
+from shared.heartbeats import Heartbeat
 from shared.lambda_runtime import LambdaRuntime
 from shared.logs import configure_logging
 from worker.sqs_consumer import SqsConsumer
@@ -23,6 +24,7 @@ WEBHOOK_BATCH = 100
 SCHEDULED_BUDGET_S = 40.0  # leaves room within the scheduler's timeout
 
 _runtime: LambdaRuntime | None = None
+_heartbeat: Heartbeat | None = None  # this sandbox's, made with its services
 
 
 def runtime() -> LambdaRuntime:
@@ -49,7 +51,17 @@ def handler(event: dict[str, Any], context: Any = None) -> dict[str, Any]:
 async def handle_jobs(services: Services, event: dict[str, Any]) -> dict[str, Any]:
     answer = await consumer_for(services).handle_event(event)
     await services.webhooks.deliver_due(WEBHOOK_BATCH)  # the jobs just finished: don't wait
+    await sandbox_heartbeat(services).beat_if_due()
     return answer
+
+
+def sandbox_heartbeat(services: Services) -> Heartbeat:
+    """A sandbox runs no loop between invocations: it beats after handling one, at most every
+    WORKER_HEARTBEAT_S."""
+    global _heartbeat
+    if _heartbeat is None:
+        _heartbeat = services.heartbeat("lambda")
+    return _heartbeat
 
 
 def scheduled(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, int]:

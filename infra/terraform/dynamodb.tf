@@ -95,6 +95,16 @@ resource "aws_dynamodb_table" "main" {
     projection_type = "ALL"
   }
 
+  attribute {
+    name = "gsi_day"
+    type = "S"
+  }
+
+  attribute {
+    name = "gsi_day_sk"
+    type = "S"
+  }
+
   # Sparse: only queued/running jobs carry gsi_unfinished, so the sweep reads them without a scan.
   global_secondary_index {
     name            = "unfinished"
@@ -103,11 +113,20 @@ resource "aws_dynamodb_table" "main" {
     projection_type = "ALL"
   }
 
-  # Sparse: webhook deliveries that are due.
+  # Sparse: webhook deliveries that are due, and (partition FAILED) those that gave up.
   global_secondary_index {
     name            = "due_webhooks"
     hash_key        = "gsi_webhook"
     range_key       = "gsi_webhook_sk"
+    projection_type = "ALL"
+  }
+
+  # Every tenant's jobs (J#<day>) and batches (B#<day>) by UTC day of creation, newest first:
+  # the operator console's listings (/v1/admin/jobs, /v1/admin/batches) without a scan.
+  global_secondary_index {
+    name            = "by_day"
+    hash_key        = "gsi_day"
+    range_key       = "gsi_day_sk"
     projection_type = "ALL"
   }
 

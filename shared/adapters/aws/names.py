@@ -32,6 +32,10 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
     "tenant_batches": ("gsi_batch_tenant", "gsi_batch_tenant_sk"),
     "unfinished": ("gsi_unfinished", "gsi_unfinished_sk"),
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
+    # by_day: every tenant's jobs (`J#<day>`) and batches (`B#<day>`) of one UTC day, newest
+    # first: the operator console's listings across tenants (dynamodb_admin.py), one partition
+    # a day so no listing scans.
+    "by_day": ("gsi_day", "gsi_day_sk"),
 }
 
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.store import dynamodb_coalescing as coalescing
+from shared.adapters.store import dynamodb_admin as admin
 from shared.adapters.store.dynamodb_calls import (
     batch_write,
     bounded,
@@ -62,6 +63,7 @@ from shared.adapters.store.dynamodb_queries import (
 )
 from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
+from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog
 from shared.errors import Conflict
 from shared.models import (
     Batch,
@@ -402,6 +404,29 @@ class DynamoDbJobStore:
         """One Query of the tenant's USAGE# partition: counter items only."""
         params = usage_query(self.table, tenant, start, end)
         return merged_shards([item async for item in query_items(self._db.ddb, params)])
+
+    # AdminStore: the operator's reads across tenants (dynamodb_admin.py)
+
+    async def find_jobs(
+        self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        listing = admin.job_listing(query, cursor, self.retention)
+        items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
+        return admin.jobs_of(items), admin.encode_cursor(position) if position else None
+
+    async def find_batches(
+        self, query: BatchQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        listing = admin.batch_listing(query, cursor, self.retention)
+        items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
+        return admin.batches_of(items), admin.encode_cursor(position) if position else None
+
+    async def failing_webhooks(self, *, limit: int = 100) -> list[Job | Batch]:
+        return await admin.failing_webhooks(self._db.ddb, self.table, limit)
+
+    async def queue_backlog(self) -> QueueBacklog:
+        counts = await self.count_unfinished()
+        return await admin.queue_backlog(self._db.ddb, self.table, counts)
 
     # helpers
 
