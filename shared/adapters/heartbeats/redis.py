@@ -4,7 +4,9 @@ shared by the API and every arq worker. A read drops the beats older than BEAT_K
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from datetime import timedelta
+from typing import cast
 
 from pydantic import ValidationError
 from redis.asyncio import Redis
@@ -28,23 +30,27 @@ class RedisWorkerRegistry:
 
     async def beat(self, beat: WorkerBeat) -> None:
         try:
-            await self._redis.hset(KEY, beat.id, beat.model_dump_json())
+            await cast(Awaitable[int], self._redis.hset(KEY, beat.id, beat.model_dump_json()))
         except RedisError as exc:
             log.warning("heartbeat not recorded: %s", exc)
 
     async def beats(self) -> list[WorkerBeat]:
         since = utcnow() - timedelta(seconds=BEAT_KEPT_S)
         kept: list[WorkerBeat] = []
-        stale: list[bytes] = []
-        for worker, raw in (await self._redis.hgetall(KEY)).items():
+        stale: list[str] = []
+        held = await cast(Awaitable[dict[bytes, bytes]], self._redis.hgetall(KEY))
+        for worker, raw in held.items():
             try:
                 beat = WorkerBeat.model_validate_json(raw)
             except ValidationError:
-                stale.append(worker)
+                stale.append(worker.decode())
                 continue
-            (kept.append(beat) if beat.last_beat >= since else stale.append(worker))
+            if beat.last_beat >= since:
+                kept.append(beat)
+            else:
+                stale.append(worker.decode())
         if stale:
-            await self._redis.hdel(KEY, *stale)
+            await cast(Awaitable[int], self._redis.hdel(KEY, *stale))
         return sorted(kept, key=lambda b: b.last_beat, reverse=True)
 
     async def close(self) -> None:

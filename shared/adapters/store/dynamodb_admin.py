@@ -77,7 +77,7 @@ def decode_cursor(cursor: str) -> str:
         tag, sort_key = json.loads(base64.urlsafe_b64decode(cursor.encode()))
         valid = tag == CURSOR_TAG and isinstance(sort_key, str)
         if valid:
-            datetime.fromisoformat(sort_key.partition("#")[0])
+            date.fromisoformat(sort_key[:10])
     except (binascii.Error, ValueError, TypeError, UnicodeError, RecursionError):
         valid = False
     if not valid:
@@ -181,9 +181,8 @@ def _resume_at(params: dict[str, Any], listing: Listing, partition: str) -> str:
     start = params.get("ExclusiveStartKey")
     if start is not None:
         return str(start[range_attr]["S"])
-    if listing.index == BY_DAY:
-        day = date.fromisoformat(partition.split("#", 1)[1]) + timedelta(days=1)
-        return min(listing.high, day.isoformat())
+    if listing.index == BY_DAY:  # all of that day: '~' sorts after every key of the day
+        return min(listing.high, partition.split("#", 1)[1] + "~")
     return listing.high
 
 
@@ -219,9 +218,9 @@ async def queue_backlog(ddb: Any, table: str, counts: dict[JobStatus, int]) -> Q
         "IndexName": UNFINISHED,
         **expression({":p": s(OPEN_BATCHES)}, KeyConditionExpression=f"#{hash_attr} = :p"),
     }
-    in_batches = sum(
-        stored_batch(item).batch.counts.queued async for item in query_items(ddb, open_batches)
-    )
+    in_batches = 0
+    async for item in query_items(ddb, open_batches):
+        in_batches += stored_batch(item).batch.counts.queued
     oldest = await asyncio.gather(*(_oldest_queued(ddb, table, sh) for sh in all_shards("JOB")))
     queued = counts[JobStatus.queued]
     return QueueBacklog(
