@@ -57,7 +57,7 @@ class WorkerBeat(BaseModel):
         default_factory=list, description="Its LLM providers' health."
     )
 
-    def alive(self, now: datetime) -> bool:
+    def alive_at(self, now: datetime) -> bool:
         return now - self.last_beat <= timedelta(seconds=self.interval_s * MISSED_BEATS)
 
 
