@@ -21,7 +21,7 @@ from api.openai.router import router as openai_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.requestid import install_request_id
-from api.routes import batches, health, job_events, jobs, usage, webhooks
+from api.routes import admin, batches, health, job_events, jobs, usage, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
 
@@ -104,6 +104,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(webhooks.router)
     app.include_router(usage.router)
     app.include_router(openai_router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     install_openapi(app, settings)

@@ -85,7 +85,9 @@ class AdminBatchPage(BaseModel):
 class FailingWebhook(BaseModel):
     """A webhook that gave up, or waits to retry after failing."""
 
-    subject_id: str = Field(description="The job or batch it announces.", examples=[BATCH_ID_EXAMPLE])
+    subject_id: str = Field(
+        description="The job or batch it announces.", examples=[BATCH_ID_EXAMPLE]
+    )
     kind: Literal["job", "batch"] = Field(description="What the subject is.")
     tenant: str = Field(description="The subject's tenant.")
     url: str = Field(description="Where it goes.")
@@ -282,4 +284,3 @@ class AdminService:
 
 def job_page(jobs: list[Job], cursor: str | None) -> AdminJobPage:
     return AdminJobPage(data=[admin_job(j) for j in jobs], next_cursor=cursor)
-

@@ -24,8 +24,8 @@ from shared.coalescing import Coalescing
 from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
-from shared.heartbeats import WorkerKind
 from shared.finished import FinishedJobs
+from shared.heartbeats import WorkerKind
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy

@@ -93,7 +93,9 @@ def hour_figures(jobs: list[Job], sampled: bool, window: timedelta = WINDOW) -> 
     ended = [j for j in jobs if j.status.is_terminal and j.completed_at is not None]
     failed = [j for j in ended if j.status is JobStatus.failed]
     answered = [j for j in ended if j.result is not None and not j.cached and not j.coalesced]
-    spans = [((j.completed_at or j.created_at) - j.created_at).total_seconds() * 1000 for j in ended]
+    spans = [
+        ((j.completed_at or j.created_at) - j.created_at).total_seconds() * 1000 for j in ended
+    ]
     llm = [float(j.result.latency_ms) for j in answered if j.result is not None]
     codes = Counter(j.error.code if j.error else "unknown" for j in failed)
     fallbacks = [j for j in answered if j.result is not None and j.result.fallback]

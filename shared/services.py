@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from shared.adapters.llm.fallback import provider_health
+from shared.admin import AdminService
 from shared.background import BackgroundTasks
 from shared.batches import BatchService
-from shared.config import Settings
+from shared.config import ANONYMOUS_TENANT, Settings
 from shared.execution import JobExecutor
 from shared.files import FileService
-from shared.metrics import Backlog, JobMetrics
-from shared.adapters.llm.fallback import provider_health
 from shared.heartbeats import Heartbeat, WorkerKind
+from shared.metrics import Backlog, JobMetrics
 from shared.ports import (
     JobEvents,
     JobQueue,
@@ -65,6 +66,15 @@ class Services:
     files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
     streams: JobStreams | None = None  # None: followers of a job read its record
     workers: WorkerRegistry | None = None  # workers' heartbeats (shared/heartbeats.py)
+
+    @property
+    def admin(self) -> AdminService:
+        """The operator's reads and actions across tenants (the known tenants: API_KEYS')."""
+        s = self.settings
+        tenants = list(dict.fromkeys(k.tenant for k in s.api_keys)) or [ANONYMOUS_TENANT]
+        return AdminService(
+            self.store, self.chat, self.batches, self.webhooks, self.workers, tenants
+        )
 
     def heartbeat(self, kind: WorkerKind) -> Heartbeat:
         """This process's heartbeat as a worker of `kind` (its LLM providers' health with it)."""

@@ -47,7 +47,9 @@ NOW = utcnow().replace(microsecond=0)
 
 
 def job(tenant: str, minutes_ago: float, **fields: Any) -> Job:
-    return Job(tenant=tenant, request=REQUEST, created_at=NOW - timedelta(minutes=minutes_ago), **fields)
+    return Job(
+        tenant=tenant, request=REQUEST, created_at=NOW - timedelta(minutes=minutes_ago), **fields
+    )
 
 
 async def every_page(store: Store, query: JobQuery, limit: int = 3) -> list[Job]:
@@ -149,8 +151,12 @@ class AdminStoreContract:
                 created_at=NOW - timedelta(hours=i * 20),
                 counts=BatchCounts(total=1, queued=1),
             )
-            made.append(await store.create_batch(batch, [job(tenant, i * 60 * 20, batch_id=batch.id)]))
-        await store.mark_batch(made[1].id, expect=[BatchStatus.in_progress], to=BatchStatus.cancelled)
+            made.append(
+                await store.create_batch(batch, [job(tenant, i * 60 * 20, batch_id=batch.id)])
+            )
+        await store.mark_batch(
+            made[1].id, expect=[BatchStatus.in_progress], to=BatchStatus.cancelled
+        )
 
         async def listed(query: BatchQuery) -> list[str]:
             seen, cursor = [], None
@@ -171,7 +177,9 @@ class AdminStoreContract:
                 state=state,
                 attempts=attempts,
                 last_status_code=500 if attempts else None,
-                next_attempt_at=NOW + timedelta(minutes=5) if state is WebhookState.pending else None,
+                next_attempt_at=NOW + timedelta(minutes=5)
+                if state is WebhookState.pending
+                else None,
             )
             return job(
                 "t1", 1, status=JobStatus.succeeded, webhook_url="http://x.test/h", webhook=delivery
@@ -182,7 +190,9 @@ class AdminStoreContract:
         for one in [gave_up, retrying, *quiet]:
             await store.create_job(one)
         batch = Batch(tenant="t2", counts=BatchCounts(total=1, succeeded=1))
-        await store.create_batch(batch, [job("t2", 1, batch_id=batch.id, status=JobStatus.succeeded)])
+        await store.create_batch(
+            batch, [job("t2", 1, batch_id=batch.id, status=JobStatus.succeeded)]
+        )
         await store.set_webhook(
             batch.id, WebhookDelivery(id="msg_b", state=WebhookState.failed, attempts=3)
         )
@@ -246,7 +256,11 @@ class TestSqliteAdminStore(AdminStoreContract):
             assert not any("TEMP B-TREE" in step for step in plan), plan  # index order: no sort
 
     async def test_the_other_reads_use_indexes(self, tmp_path: Path, store: Store) -> None:
-        for query in (BatchQuery(), BatchQuery(tenant="t1"), BatchQuery(status=BatchStatus.completed)):
+        for query in (
+            BatchQuery(),
+            BatchQuery(tenant="t1"),
+            BatchQuery(status=BatchStatus.completed),
+        ):
             sql, params = batch_search(query, None)
             plan = self.plan(tmp_path, sql, [*params, 51])
             assert not any(full_scan(step) for step in plan), plan

@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
-from shared.adapters.store import dynamodb_coalescing as coalescing
 from shared.adapters.store import dynamodb_admin as admin
+from shared.adapters.store import dynamodb_coalescing as coalescing
 from shared.adapters.store.dynamodb_calls import (
     batch_write,
     bounded,

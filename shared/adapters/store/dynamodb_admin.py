@@ -130,7 +130,9 @@ def batch_listing(query: BatchQuery, cursor: str | None, retention: timedelta | 
 def _params(table: str, listing: Listing, partition: str, page: int) -> dict[str, Any]:
     hash_attr, range_attr = names.INDEXES[listing.index]
     values: Item = {":p": s(partition), ":low": s(listing.low), ":high": s(listing.high)}
-    parts = {"KeyConditionExpression": f"#{hash_attr} = :p AND #{range_attr} BETWEEN :low AND :high"}
+    parts = {
+        "KeyConditionExpression": f"#{hash_attr} = :p AND #{range_attr} BETWEEN :low AND :high"
+    }
     conditions = []
     for i, (attr, (op, value)) in enumerate(sorted(listing.filters.items())):
         conditions.append(f"#{attr} {op} :f{i}")
