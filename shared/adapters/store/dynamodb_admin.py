@@ -214,7 +214,7 @@ async def failing_webhooks(ddb: Any, table: str, limit: int) -> list[Job | Batch
 
 
 async def queue_backlog(ddb: Any, table: str, counts: dict[JobStatus, int]) -> QueueBacklog:
-    hash_attr, range_attr = names.INDEXES[UNFINISHED]
+    hash_attr, _ = names.INDEXES[UNFINISHED]
     open_batches = {
         "TableName": table,
         "IndexName": UNFINISHED,

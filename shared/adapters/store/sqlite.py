@@ -407,11 +407,12 @@ class SqliteJobStore:
         return failing_first(found)[:limit]
 
     async def queue_backlog(self) -> QueueBacklog:
-        read = self._read.execute_fetchall
-        queued = list(await read(COUNT_STATUS, ["queued"]))[0][0]
-        running = list(await read(COUNT_STATUS, ["running"]))[0][0]
-        in_batches = list(await read(QUEUED_IN_BATCHES))[0][0]
-        oldest = list(await read(OLDEST_QUEUED))[0][0]
+        async def one(sql: str, *params: str) -> Any:
+            rows = await self._read.execute_fetchall(sql, params)
+            return next(iter(rows))[0]
+
+        queued, running = await one(COUNT_STATUS, "queued"), await one(COUNT_STATUS, "running")
+        in_batches, oldest = await one(QUEUED_IN_BATCHES), await one(OLDEST_QUEUED)
         return QueueBacklog(
             queued_single=max(queued - in_batches, 0),
             queued_batch=min(in_batches, queued),
