@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from api.bodylimit import BodyLimitMiddleware
 from api.bodytimeout import BodyTimeoutMiddleware
+from api.console import install_console
 from api.docs_ui import install_docs
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -109,4 +110,5 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(metrics_router)
     install_openapi(app, settings)
     install_docs(app)
+    install_console(app)
     return app
