@@ -51,14 +51,14 @@ class CircuitBreaker:
             if self._probing:
                 return False
             self._probing = True
-        return self.state != CircuitState.open
+        allowed = self.state != CircuitState.open
+        self.calls += allowed  # every call let through (the console's count)
+        return allowed
 
     def record_success(self) -> None:
         self.state, self.failures, self._probing = CircuitState.closed, 0, False
-        self.calls += 1
 
     def record_failure(self, error: str | None = None) -> None:
-        self.calls += 1
         self.failed_at.append(self.clock())
         self.last_error, self.last_error_at = error, utcnow()
         self.failures += 1
