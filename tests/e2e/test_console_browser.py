@@ -20,7 +20,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -52,7 +52,7 @@ def ensure_chromium() -> None:
 class Receiver(BaseHTTPRequestHandler):
     """A webhook receiver that always fails (500) and counts what it was sent."""
 
-    hits: list[str] = []
+    hits: ClassVar[list[str]] = []
 
     def do_POST(self) -> None:
         length = int(self.headers.get("content-length", 0))
