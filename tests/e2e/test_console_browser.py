@@ -30,7 +30,8 @@ from tests.stubs.fixtures import LLMStub
 
 playwright = pytest.importorskip("playwright.sync_api")
 
-pytestmark = [pytest.mark.e2e, pytest.mark.xdist_group("console-browser"), pytest.mark.timeout(300)]
+# tests/conftest.py puts every e2e test in one xdist group: they run one at a time
+pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
 
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ADMIN_KEY = "console-admin-key"

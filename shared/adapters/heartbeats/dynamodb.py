@@ -29,7 +29,7 @@ class DynamoDbWorkerRegistry:
             names.PARTITION_KEY: {"S": PARTITION},
             names.SORT_KEY: {"S": beat.id},
             "data": {"S": beat.model_dump_json()},
-            names.TTL_ATTRIBUTE: {"N": str(int(time.time()) + BEAT_KEPT_S)},
+            names.TTL_ATTRIBUTE: {"N": str(int(beat.last_beat.timestamp()) + BEAT_KEPT_S)},
         }
         try:
             ddb = await self._clients.client("dynamodb")
