@@ -78,6 +78,8 @@ class AdminBatch(BatchPublic):
 
 
 class AdminBatchPage(BaseModel):
+    """A page of every tenant's batches, newest first."""
+
     data: list[AdminBatch] = Field(description="The batches of this page, newest first.")
     next_cursor: str | None = Field(description="Pass as `cursor` for the next page.")
 
@@ -101,10 +103,14 @@ class FailingWebhook(BaseModel):
 
 
 class FailingWebhooks(BaseModel):
+    """Webhooks that gave up or wait to retry."""
+
     data: list[FailingWebhook] = Field(description="Gave up first, then most attempts first.")
 
 
 class TenantUsage(BaseModel):
+    """One tenant's usage rows."""
+
     tenant: str = Field(description="The tenant.")
     data: list[UsageRow] = Field(description="Its rows, in group order.")
 

@@ -18,6 +18,8 @@ CIRCUIT_ORDER = {"open": 3, "half_open": 2, "closed": 1, "none": 0}
 
 
 class QueueFigures(BaseModel):
+    """One queue's backlog."""
+
     queued: int = Field(description="Jobs waiting for a worker.", examples=[12])
 
 
@@ -58,6 +60,8 @@ class ProviderFigures(ProviderHealth):
 
 
 class WorkerFigures(WorkerBeat):
+    """A worker's latest heartbeat, and whether it is still alive."""
+
     alive: bool = Field(description="Heard from within three heartbeats.")
 
 
@@ -65,8 +69,8 @@ class Overview(BaseModel):
     """GET /v1/admin/overview: the service at a glance."""
 
     generated_at: datetime = Field(description="When these figures were read.")
-    backlog: BacklogFigures
-    last_hour: HourFigures
+    backlog: BacklogFigures = Field(description="The queues now.")
+    last_hour: HourFigures = Field(description="The last hour's jobs: throughput, latency, errors.")
     providers: list[ProviderFigures] = Field(description="LLM providers, from live workers.")
     workers: list[WorkerFigures] = Field(description="Workers heard from in the last hour.")
 

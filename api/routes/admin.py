@@ -90,7 +90,9 @@ CreatedTo = Annotated[
         examples=["2026-01-06T00:00:00Z"],
     ),
 ]
-Limit = Annotated[int, Query(ge=1, le=200, description="Records on a page, 1 to 200.")]
+Limit = Annotated[
+    int, Query(ge=1, le=200, description="Records on a page, 1 to 200.", examples=[50])
+]
 Cursor = Annotated[
     str | None,
     Query(
@@ -110,7 +112,11 @@ SubjectId = Annotated[
 ]
 Tenants = Annotated[
     str | None,
-    Query(max_length=128, description="Only this tenant; default: every known tenant."),
+    Query(
+        max_length=128,
+        description="Only this tenant; default: every known tenant.",
+        examples=["acme"],
+    ),
 ]
 READ = documented(401, 403, 422)
 ONE = documented(401, 403, 404, 422)
@@ -222,7 +228,9 @@ async def get_admin_overview(admin: AdminDep) -> Overview:
 @router.get("/webhooks/failing", response_model=FailingWebhooks, responses=READ)
 async def list_failing_webhooks(
     admin: AdminDep,
-    limit: Annotated[int, Query(ge=1, le=500, description="At most this many.")] = 100,
+    limit: Annotated[
+        int, Query(ge=1, le=500, description="At most this many.", examples=[100])
+    ] = 100,
 ) -> FailingWebhooks:
     """Webhooks that gave up, or wait to retry after a failed attempt, with their last error."""
     return FailingWebhooks(data=[failing_webhook(s) for s in await admin.failing_webhooks(limit)])
