@@ -96,7 +96,7 @@ async def jobs_page(request: Request, session: SessionDep, admin: AdminDep) -> H
     status = params.get("status") or None
     query = JobQuery(
         tenant=params.get("tenant") or None,
-        status=JobStatus(status) if status in JobStatus.__members__ else None,
+        status=JobStatus(status) if status and status in JobStatus.__members__ else None,
         batch_id=params.get("batch_id") or None,
         created_from=_instant(params.get("created_from")),
         created_to=_instant(params.get("created_to")),
@@ -142,7 +142,7 @@ async def batches_page(request: Request, session: SessionDep, admin: AdminDep) -
     status = params.get("status") or None
     query = BatchQuery(
         tenant=params.get("tenant") or None,
-        status=BatchStatus(status) if status in BatchStatus.__members__ else None,
+        status=BatchStatus(status) if status and status in BatchStatus.__members__ else None,
     )
     try:
         batches, cursor = await admin.batches_page(query, limit=PAGE, cursor=params.get("cursor"))
