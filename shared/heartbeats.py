@@ -95,8 +95,12 @@ class Heartbeat:
         due = self.last_sent is None or utcnow() - self.last_sent >= timedelta(
             seconds=self.interval_s
         )
-        if due:
+        if not due:
+            return
+        try:
             await self.beat()
+        except Exception:  # a heartbeat must never fail the work it rides along
+            log.exception("heartbeat failed")
 
     async def run_forever(self, stop: asyncio.Event) -> None:
         while not stop.is_set():

@@ -24,7 +24,7 @@ WEBHOOK_BATCH = 100
 SCHEDULED_BUDGET_S = 40.0  # leaves room within the scheduler's timeout
 
 _runtime: LambdaRuntime | None = None
-_heartbeat: Heartbeat | None = None  # this sandbox's, made with its services
+_heartbeats: dict[int, Heartbeat] = {}  # this sandbox's, by its Services (one per container)
 
 
 def runtime() -> LambdaRuntime:
@@ -58,10 +58,11 @@ async def handle_jobs(services: Services, event: dict[str, Any]) -> dict[str, An
 def sandbox_heartbeat(services: Services) -> Heartbeat:
     """A sandbox runs no loop between invocations: it beats after handling one, at most every
     WORKER_HEARTBEAT_S."""
-    global _heartbeat
-    if _heartbeat is None:
-        _heartbeat = services.heartbeat("lambda")
-    return _heartbeat
+    found = _heartbeats.get(id(services))
+    if found is None:
+        _heartbeats.clear()  # a new Services (tests make several): the old one is closed
+        found = _heartbeats[id(services)] = services.heartbeat("lambda")
+    return found
 
 
 def scheduled(event: dict[str, Any] | None = None, context: Any = None) -> dict[str, int]:
