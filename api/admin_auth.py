@@ -1,21 +1,20 @@
-"""Operator access: `require_admin` lets a Bearer key from ADMIN_API_KEYS through.
+"""Admin access (/v1/admin/…, and the operator console later): a key from ADMIN_API_KEYS.
 
-A tenant's key answers 403 (it is a key, just not an operator's); no key or a wrong one 401, and
-wrong keys count against the address like anywhere else (AUTH_FAILURE_LIMIT). Keys are compared
-in constant time. With no ADMIN_API_KEYS, nobody is an operator.
-"""
+No key, or a key that is nobody's: 401. A tenant's key (API_KEYS or a run-time `ck_` key): 403,
+it is known but not an admin's. With no ADMIN_API_KEYS configured there is no admin access at
+all (401 for everyone). Wrong keys count against the client address as on every route
+(AUTH_FAILURE_LIMIT)."""
 
 from __future__ import annotations
 
 import hmac
-from collections.abc import Iterable
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import SecretStr
 
-from api.auth import tenant_for_key, throttle_failures
+from api.auth import caller_for_key, throttle_failures
 from api.errors import ApiError
 from shared.config import Settings
 from shared.logs import bind
@@ -24,44 +23,48 @@ admin_bearer = HTTPBearer(
     auto_error=False,
     scheme_name="AdminBearer",
     bearerFormat="admin key",
-    description="An operator key from ADMIN_API_KEYS, sent as `Authorization: Bearer <key>`.",
+    description="A key from ADMIN_API_KEYS, sent as `Authorization: Bearer <key>`.",
 )
 
 
-def is_admin_key(given: str, admin_keys: Iterable[SecretStr]) -> bool:
-    """Compare against every admin key in constant time (no early exit on a match)."""
-    found = False
-    for key in admin_keys:
-        found |= hmac.compare_digest(given.encode(), key.get_secret_value().encode())
+@dataclass(frozen=True)
+class Admin:
+    """An authenticated admin: which of the ADMIN_API_KEYS (its 1-based position), for logs."""
+
+    label: str
+
+
+def admin_for_key(given: str, admin_keys: list[str]) -> Admin | None:
+    """Compare against every admin key in constant time."""
+    found: Admin | None = None
+    for n, key in enumerate(admin_keys, start=1):
+        if hmac.compare_digest(given.encode(), key.encode()):
+            found = Admin(f"admin#{n}")
     return found
-
-
-def not_an_operator() -> ApiError:
-    return ApiError(403, "forbidden", "this key is not an operator key (ADMIN_API_KEYS)")
 
 
 async def require_admin(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(admin_bearer)],
-) -> None:
-    """An operator's request goes on; a tenant key answers 403, none or a wrong one 401."""
+) -> Admin:
+    """The admin, or 401 (no key, or nobody's) / 403 (a tenant's key)."""
     settings: Settings = request.app.state.settings
     given = credentials.credentials if credentials else ""
-    admin = bool(given) and is_admin_key(given, settings.admin_api_keys)
-    tenant = None if admin or not given else tenant_for_key(given, settings.tenants_by_key)
-    if given:
-        await throttle_failures(request, failed=not admin and tenant is None)
-    if admin:
-        bind(tenant="admin")
-        return
-    if tenant is not None:
-        raise not_an_operator()
+    keys = [key.get_secret_value() for key in settings.admin_api_keys]
+    admin = admin_for_key(given, keys) if given else None
+    if admin is not None:
+        await throttle_failures(request, failed=False)
+        bind(admin=admin.label)
+        return admin
+    if given and await caller_for_key(request, given) is not None:
+        message = "this API key is a tenant's: the admin API needs an admin key"
+        raise ApiError(403, "forbidden", message)
     raise ApiError(
         401,
         "unauthorized",
-        "an operator key is required: send 'Authorization: Bearer <admin key>'",
+        "an admin key (ADMIN_API_KEYS) is required: send 'Authorization: Bearer <key>'",
         headers={"WWW-Authenticate": "Bearer"},
     )
 
 
-AdminDep = Depends(require_admin)
+AdminDep = Annotated[Admin, Depends(require_admin)]

@@ -10,6 +10,7 @@ from importlib.metadata import PackageNotFoundError, version
 
 from fastapi import FastAPI
 
+from api.auth import anonymous
 from api.bodylimit import BodyLimitMiddleware
 from api.bodytimeout import BodyTimeoutMiddleware
 from api.console import install_console
@@ -22,7 +23,7 @@ from api.openai.router import router as openai_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.requestid import install_request_id
-from api.routes import admin, batches, health, job_events, jobs, usage, webhooks
+from api.routes import admin, admin_keys, batches, health, job_events, jobs, usage, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
 
@@ -45,13 +46,18 @@ def _version() -> str:
 
 
 def check_auth_config(settings: Settings) -> None:
-    """Lambda must never run open; locally, no keys means one anonymous tenant."""
-    if settings.tenants_by_key:
+    """Lambda must never run open; locally, no keys (API_KEYS nor ADMIN_API_KEYS) means one
+    anonymous tenant."""
+    if not anonymous(settings):
         return
     if settings.on_lambda:
-        raise RuntimeError("API_KEYS is empty: refusing to serve on Lambda without API keys")
+        raise RuntimeError(
+            "API_KEYS is empty, and so is ADMIN_API_KEYS: refusing to serve on Lambda without "
+            "API keys"
+        )
     log.warning(
-        "API_KEYS is empty: serving every caller as the single tenant %r without authentication",
+        "API_KEYS is empty, and so is ADMIN_API_KEYS: serving every caller as the single "
+        "tenant %r without authentication",
         ANONYMOUS_TENANT,
     )
 
@@ -104,6 +110,7 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(batches.router)
     app.include_router(webhooks.router)
     app.include_router(usage.router)
+    app.include_router(admin_keys.router)
     app.include_router(openai_router)
     app.include_router(admin.router)
     app.include_router(health.router)

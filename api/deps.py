@@ -10,6 +10,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from api.auth import authenticate, current_caller
+from api.errors import ApiError
 from api.metrics import ApiMetrics
 from api.openai.errors import OpenAIError
 from api.ratelimit import enforce_rate_limit
@@ -17,6 +18,7 @@ from shared.batches import BatchService
 from shared.config import Settings
 from shared.factory import Services
 from shared.files import FileService
+from shared.key_service import KeyService
 from shared.keys import Caller
 from shared.logs import bind
 from shared.service import ChatService
@@ -56,6 +58,13 @@ async def get_usage_service(request: Request) -> UsageService:
     return services.usage
 
 
+async def get_keys(request: Request) -> KeyService:
+    services: Services = request.app.state.services
+    if services.keys is None:
+        raise ApiError(503, "unavailable", "run-time API keys are not configured here")
+    return services.keys
+
+
 async def bind_log_ids(request: Request) -> None:
     """Log records of a request about one job or batch carry its id (async: a sync dependency
     would run in a thread, whose context changes do not reach the request)."""
@@ -74,6 +83,7 @@ ChatDep = Annotated[ChatService, Depends(get_chat)]
 BatchesDep = Annotated[BatchService, Depends(get_batches)]
 FilesDep = Annotated[FileService, Depends(get_files)]
 UsageDep = Annotated[UsageService, Depends(get_usage_service)]
+KeysDep = Annotated[KeyService, Depends(get_keys)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 TenantDep = Annotated[str, Depends(authenticate)]
 CallerDep = Annotated[Caller, Depends(current_caller)]

@@ -23,9 +23,12 @@ from api.jsonbody import is_json
 from api.openai.errors import OpenAIError, in_dialect, openai_error
 from api.requestid import HEADER as REQUEST_ID
 from shared.errors import (
+    BudgetExceeded,
     ChatJobsError,
     Conflict,
     InvalidWebhookUrl,
+    KeyLimitExceeded,
+    KeyRateLimited,
     NotFound,
     Overloaded,
     QueueUnavailable,
@@ -51,6 +54,7 @@ ErrorCode = Literal[
     "unsupported_media_type",
     "invalid_request",  # the request is malformed; `fields` names what is wrong
     "rate_limited",
+    "budget_exceeded",  # the key's monthly budget has no room; it resets at the next UTC month
     "queue_unavailable",  # the queue could not take the job; retry after Retry-After
     "overloaded",  # more jobs are waiting than MAX_QUEUED_JOBS; retry after Retry-After
     "store_full",  # the store's disk is full: nothing was stored; retry after Retry-After
@@ -236,6 +240,9 @@ DOMAIN_ANSWERS: dict[type[ChatJobsError], DomainAnswer] = {
         log_level=logging.WARNING,
     ),
     Overloaded: DomainAnswer(503, "overloaded"),
+    BudgetExceeded: DomainAnswer(429, "budget_exceeded"),
+    KeyRateLimited: DomainAnswer(429, "rate_limited"),
+    KeyLimitExceeded: DomainAnswer(429, "rate_limited"),
     StoreFull: DomainAnswer(
         503,
         "store_full",
@@ -305,7 +312,9 @@ _DESCRIPTIONS = {
     413: "The body is over the size limit (`payload_too_large`)",
     415: "Unsupported Content-Type (`unsupported_media_type`)",
     422: "The request is malformed; `fields` names what (`invalid_request`)",
-    429: "Over the tenant's RATE_LIMIT (`rate_limited`); retry after Retry-After",
+    429: "Over the tenant's RATE_LIMIT or the key's rpm, tpm or max_in_flight (`rate_limited`),"
+    " or over the key's monthly budget (`budget_exceeded`, until the next UTC month); retry"
+    " after Retry-After",
     503: "The queue could not take the work (`queue_unavailable`), more jobs are waiting "
     "than MAX_QUEUED_JOBS (`overloaded`), or the store's disk is full (`store_full`); retry "
     "after Retry-After",

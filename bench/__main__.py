@@ -16,7 +16,15 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import cases_console, cases_files, cases_http, cases_llm, cases_memory, cases_queue
+from bench import (
+    cases_console,
+    cases_files,
+    cases_http,
+    cases_llm,
+    cases_memory,
+    cases_priority,
+    cases_queue,
+)
 from bench.procs import Fleet
 from bench.report import (
     Row,
@@ -28,7 +36,7 @@ from bench.report import (
 )
 from bench.service import Run
 
-CASES = ("http", "latency", "batch", "memory", "files", "llm", "console")
+CASES = ("http", "latency", "batch", "priority", "memory", "files", "llm", "console")
 
 
 def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]:
@@ -55,6 +63,9 @@ def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]
     if "batch" in only:
         say("batch throughput")
         rows.extend(cases_queue.batch_rows(run))
+    if "priority" in only:
+        say("priorities and tenant turns under a 5,000-job batch")
+        rows.extend(cases_priority.priority_rows(run))
     if "memory" in only:
         say("memory")
         rows.append(cases_memory.memory_row(run))

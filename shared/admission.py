@@ -5,7 +5,8 @@
   store's count of queued jobs, read at most every REFRESH_S, plus what this process accepted
   since; a cache hit adds nothing to it and is never refused.
 - Embedded mode, where the jobs run in the API's own event loop: a submit waits while more than
-  LOCAL_BACKLOG_PER_SLOT jobs a worker slot are waiting, up to LOCAL_WAIT_S (then Overloaded). So
+  LOCAL_BACKLOG_PER_SLOT jobs a worker slot are waiting ahead of it (of a higher priority, or its
+  own tenant's at its priority: shared/lanes.py), up to LOCAL_WAIT_S (then Overloaded). So
   accepting cannot take the whole loop from running: under a sustained flood the API accepts as
   fast as its workers finish, and the backlog stays short.
 """
@@ -19,6 +20,7 @@ import time
 from typing import Protocol, runtime_checkable
 
 from shared.errors import Overloaded
+from shared.lanes import Lane
 from shared.models import JobStatus
 from shared.ports import JobStore
 
@@ -38,8 +40,9 @@ class LocalQueue(Protocol):
 
     def __len__(self) -> int: ...
 
-    async def wait_below(self, length: int, timeout_s: float) -> bool:
-        """Wait until fewer than `length` jobs are waiting; False if `timeout_s` passed first."""
+    async def wait_below(self, length: int, timeout_s: float, lane: Lane | None = None) -> bool:
+        """Wait until fewer than `length` jobs are waiting (ahead of a job of `lane`, when
+        given); False if `timeout_s` passed first."""
 
 
 class Admission:
@@ -52,8 +55,10 @@ class Admission:
         self._accepted_since = 0
         self._counting: asyncio.Task[None] | None = None
 
-    async def admit(self, jobs: int) -> None:
-        """Take `jobs` new queued jobs, or raise Overloaded."""
+    async def admit(self, jobs: int, lane: Lane | None = None) -> None:
+        """Take `jobs` new queued jobs, or raise Overloaded. `lane`: theirs; embedded, only the
+        jobs that would run before them count (a higher priority's, and their tenant's own), so
+        one tenant's big backlog does not turn another tenant's submits away."""
         if jobs <= 0:
             return
         if self.max_queued:
@@ -66,7 +71,7 @@ class Admission:
                 )
         if self.local is not None:
             high_water = LOCAL_BACKLOG_PER_SLOT * self.local.concurrency
-            if not await self.local.wait_below(high_water, LOCAL_WAIT_S):
+            if not await self.local.wait_below(high_water, LOCAL_WAIT_S, lane):
                 raise Overloaded(
                     "the workers are behind; retry later", retry_after_s=math.ceil(LOCAL_WAIT_S)
                 )

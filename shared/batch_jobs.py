@@ -9,11 +9,12 @@ than the ids and cache keys.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, overload
 
+from shared.keys import KeyHold
 from shared.model_catalog import ModelCatalog
 from shared.models import Batch, BatchItem, Job, JobStatus, new_id
 from shared.service import cache_key
@@ -26,6 +27,7 @@ class BatchPlan:
     ids: list[str] = field(default_factory=list)
     cache_keys: list[str | None] = field(default_factory=list)
     webhook_urls: set[str] = field(default_factory=set)
+    max_tokens: list[int | None] = field(default_factory=list)  # for the key's token estimate
 
     @classmethod
     def of(cls, tenant: str, items: Sequence[BatchItem], models: ModelCatalog) -> BatchPlan:
@@ -34,12 +36,17 @@ class BatchPlan:
             models.check(item.model, where=f"custom_id {item.custom_id!r}: ")
             plan.ids.append(new_id("job"))
             plan.cache_keys.append(cache_key(tenant, item.chat_request()) if item.cache else None)
+            plan.max_tokens.append(item.max_tokens)
             if item.webhook_url:
                 plan.webhook_urls.add(item.webhook_url)
         return plan
 
     def queued_ids(self, hits: Mapping[str, Any]) -> list[str]:
         return [i for i, key in zip(self.ids, self.cache_keys, strict=True) if key not in hits]
+
+    def queued_max_tokens(self, hits: Mapping[str, Any]) -> list[int | None]:
+        pairs = zip(self.max_tokens, self.cache_keys, strict=True)
+        return [tokens for tokens, key in pairs if key not in hits]
 
 
 class BatchJobs(Sequence[Job]):
@@ -52,8 +59,10 @@ class BatchJobs(Sequence[Job]):
         plan: BatchPlan,
         hits: Mapping[str, Any],
         answer: Any,
+        hold: Callable[[Job], KeyHold] | None = None,
     ) -> None:
         self.batch, self.items, self.plan, self.hits, self.answer = batch, items, plan, hits, answer
+        self.hold = hold  # what each job holds on its key's limits (shared/key_limits.py)
 
     def __len__(self) -> int:
         return len(self.plan.ids)
@@ -98,6 +107,8 @@ class BatchJobs(Sequence[Job]):
         )
         if key is not None and key in self.hits:
             job = self.answer(job, self.hits[key])
+        if self.hold is not None:
+            job.key_hold = self.hold(job)
         return job
 
     def queued(self) -> Iterator[Job]:

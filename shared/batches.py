@@ -12,7 +12,9 @@ from shared.batch_jobs import BatchJobs, BatchPlan
 from shared.coalescing import Coalescing
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
+from shared.key_limits import KeyGate, KeyTicket
 from shared.keys import Caller, Priority
+from shared.lanes import lane_of
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -44,6 +46,7 @@ class BatchService:
         models: ModelCatalog | None = None,
         metrics: JobMetrics | None = None,
         coalescing: Coalescing | None = None,
+        gate: KeyGate | None = None,
     ) -> None:
         self.store = store
         self.writes = JobWrites(store)
@@ -54,6 +57,7 @@ class BatchService:
         self.models = models or ModelCatalog()
         self.metrics = metrics or JobMetrics()
         self.coalescing = coalescing
+        self.gate = gate or KeyGate(store)  # the caller's key's limits (shared/key_limits.py)
 
     async def create(
         self,
@@ -98,15 +102,22 @@ class BatchService:
         plan = await asyncio.to_thread(BatchPlan.of, tenant, items, self.models)
         for url in {u for u in (webhook_url, *plan.webhook_urls) if u}:
             await self.hooks.check_url(url)
+        await self.gate.check_rates(caller)  # one submission for the key's rpm
         hits = await self._cached(plan.cache_keys)
         queued = plan.queued_ids(hits)
         batch.counts = BatchCounts(
             total=len(plan.ids), queued=len(queued), succeeded=len(plan.ids) - len(queued)
         )
+        default = self.gate.token_estimate
+        tokens = sum(t or default for t in plan.queued_max_tokens(hits))
+        # every request counts, and the batch is refused whole if they do not all fit
+        ticket = await self.gate.admit(
+            caller, requests=len(plan.ids), tokens=tokens, slots=len(queued)
+        )
+        hold = ticket.hold_for if ticket is not None else None
+        jobs = BatchJobs(batch, items, plan, hits, self._answered, hold)
         try:
-            stored = await self._store_and_enqueue(
-                batch, BatchJobs(batch, items, plan, hits, self._answered), queued
-            )
+            stored = await self._store_and_enqueue(batch, jobs, queued, ticket)
         except (QueueUnavailable, Overloaded):
             self.metrics.jobs_submitted("rejected", len(plan.ids))
             raise
@@ -121,11 +132,19 @@ class BatchService:
         batch_id = await self.store.find_idempotent("batch", tenant, idempotency_key)
         return await self.store.get_batch(batch_id, tenant) if batch_id else None
 
-    async def _store_and_enqueue(self, batch: Batch, jobs: BatchJobs, queued: list[str]) -> Batch:
-        await self.admission.admit(len(queued))  # Overloaded past MAX_QUEUED_JOBS
-        stored = await self.store.create_batch(batch, jobs)
-        if stored.id == batch.id and queued:
-            await self._enqueue_or_fail(batch, queued)
+    async def _store_and_enqueue(
+        self, batch: Batch, jobs: BatchJobs, queued: list[str], ticket: KeyTicket | None
+    ) -> Batch:
+        try:
+            await self.admission.admit(len(queued), lane_of(batch))
+            stored = await self.store.create_batch(batch, jobs)
+        except BaseException:
+            await asyncio.shield(self.gate.refund(ticket))
+            raise
+        if stored.id != batch.id:  # a replay found late: the earlier batch counted already
+            await self.gate.refund(ticket)
+        elif queued:
+            await self._enqueue_or_fail(batch, queued, ticket)
         return stored
 
     def _answered(self, job: Job, hit: Any) -> Job:
@@ -149,12 +168,16 @@ class BatchService:
             log.warning("cache read failed for a batch; treating as misses", exc_info=True)
             return {}
 
-    async def _enqueue_or_fail(self, batch: Batch, job_ids: list[str]) -> None:
+    async def _enqueue_or_fail(
+        self, batch: Batch, job_ids: list[str], ticket: KeyTicket | None
+    ) -> None:
         try:
-            await self.queue.enqueue_many(job_ids, group=batch.id)
+            await self.queue.enqueue_many(job_ids, group=batch.id, lane=lane_of(batch))
         except QueueUnavailable:
             error = JobError(code="queue_unavailable", message="the queue refused the batch")
+            # the jobs' ends free their slots and tokens; the requests are given back here
             await self.writes.end_queued(batch.id, JobStatus.failed, error)
+            await self.gate.refund_requests(ticket)
             # Closed without a webhook: the caller was answered 503, not given this batch.
             await self.store.mark_batch(
                 batch.id,
@@ -204,13 +227,13 @@ class BatchService:
             raise Conflict(f"batch is {batch.status.value}: its failed jobs cannot run again")
         if batch.counts.failed == 0:
             return batch
-        await self.admission.admit(batch.counts.failed)
+        await self.admission.admit(batch.counts.failed, lane_of(batch))
         retried = await self.writes.retry_failed(batch_id)
         if retried:
             await self.store.mark_batch(
                 batch_id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
             )
-            await self.queue.enqueue_many(retried, group=batch_id)
+            await self.queue.enqueue_many(retried, group=batch_id, lane=lane_of(batch))
         # jobs may all have ended again before the batch reopened: close it now if so
         return await self.check_completed(batch_id) or await self.get(tenant, batch_id)
 
@@ -231,7 +254,7 @@ class BatchService:
         await self.store.mark_batch(
             batch_id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
         )
-        await self.queue.enqueue_many([job_id], group=batch_id)
+        await self.queue.enqueue_many([job_id], group=batch_id, lane=lane_of(batch))
         await self.check_completed(batch_id)
         return retried
 

@@ -22,6 +22,7 @@ import logging
 from dataclasses import dataclass
 
 from shared.job_writes import JobWrites
+from shared.lanes import lane_of
 from shared.models import Completion, Job, JobStatus
 from shared.ports import JobQueue, ResultCache, Store
 from shared.webhooks.hooks import WebhookHooks
@@ -61,6 +62,8 @@ class Coalescing:
         key = job.cache_key
         if key is None:
             return LEADS
+        if await self.store.take_key(job.tenant, key, job.id, replacing=None):
+            return Joined(answer=await self._cached(key))  # the common case: one write
         for _ in range(MAX_TRIES):
             holder = await self.store.key_holder(job.tenant, key)
             if holder == job.id:
@@ -123,7 +126,7 @@ class Coalescing:
         for job in released:
             log.info("job %s runs on its own: the job it joined did not answer", job.id)
             if job.batch_id is None:
-                await self.queue.enqueue(job.id)
+                await self.queue.enqueue(job.id, lane=lane_of(job))
             else:
-                await self.queue.enqueue_many([job.id], group=job.batch_id)
+                await self.queue.enqueue_many([job.id], group=job.batch_id, lane=lane_of(job))
         return [job for job in changed if job.status.is_terminal]

@@ -16,7 +16,6 @@ from pydantic import (
     Field,
     NonNegativeFloat,
     SecretStr,
-    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -79,11 +78,19 @@ def _aliases(value: object) -> object:
     return aliases
 
 
+def _zero_when_empty(value: object) -> object:
+    """GEMINI_RPM= (set but empty) means no quota, as unset does."""
+    return 0 if isinstance(value, str) and not value.strip() else value
+
+
+QuotaValue = Annotated[int, BeforeValidator(_zero_when_empty), Field(ge=0)]
+
+
 def _admin_keys(value: object) -> object:
-    """`secret1,secret2` (ADMIN_API_KEYS) → the secrets."""
+    """`key1,key2` (ADMIN_API_KEYS) → the keys."""
     if not isinstance(value, str):
         return value
-    return [key.strip() for key in value.split(",") if key.strip()]
+    return [part.strip() for part in value.split(",") if part.strip()]
 
 
 # NoDecode: the environment keeps its plain comma-separated formats (not JSON)
@@ -120,6 +127,25 @@ class Settings(BaseSettings):
     webhook_signing_secret: SecretStr | None = Field(
         None, description="Master secret from which each tenant's whsec_ secret is derived"
     )
+    # API keys made at run time (shared/key_service.py, api/routes/admin_keys.py)
+    admin_api_keys: AdminKeys = Field(
+        (),
+        description="Keys of the admin API (/v1/admin/…), comma-separated; unset: no admin API. "
+        "With neither API_KEYS nor ADMIN_API_KEYS, the API serves one anonymous tenant",
+    )
+    key_hash_secret: SecretStr | None = Field(
+        None,
+        description="Server secret of the HMAC-SHA256 that run-time API keys are stored as; "
+        "unset: derived from WEBHOOK_SIGNING_SECRET (then rotating that one invalidates every "
+        "run-time key), else (not on Lambda) a random one kept beside the SQLite file",
+    )
+    key_cache_ttl_s: float = Field(
+        5.0,
+        ge=0,
+        le=300,
+        description="Seconds an API process keeps a run-time key's look-up (found or not): a "
+        "revoked key is refused everywhere within this long. 0: look every key up each time",
+    )
     webhook_signing_secret_previous: SecretStr | None = Field(
         None,
         description="During a rotation: the master secret WEBHOOK_SIGNING_SECRET replaced; "
@@ -132,12 +158,7 @@ class Settings(BaseSettings):
         "e.g. 2026-12-01T00:00:00Z); required with WEBHOOK_SIGNING_SECRET_PREVIOUS",
     )
     webhook_allow_private: bool = False
-    # operator access (/v1/admin, /console)
-    admin_api_keys: AdminKeys = Field(
-        (),
-        description="Operator keys, comma-separated: they open /v1/admin/... and sign in to "
-        "/console; unset: neither is open to anyone",
-    )
+    # the operator console (/console): signed in with an ADMIN_API_KEYS key
     console_session_secret: SecretStr | None = Field(
         None,
         description="Signs the console's session cookie; unset: derived from ADMIN_API_KEYS "
@@ -168,6 +189,18 @@ class Settings(BaseSettings):
     host: str = "127.0.0.1"
     port: int = 8000
     rate_limit: str = "120/minute"
+    budget_token_estimate: int = Field(
+        1000,
+        ge=1,
+        description="Tokens reserved against a key's monthly_tokens for a request without "
+        "max_tokens (a request with it reserves max_tokens); settled to the tokens the job "
+        "really used when it ends",
+    )
+    budget_webhook_url: str | None = Field(
+        None,
+        description="Where `key.budget_threshold` events go (a key's monthly budget crossing "
+        "80%), signed with the key's tenant's webhook secret; unset: no such events",
+    )
     auth_failure_limit: str = Field(
         "10/minute",
         description="Wrong API keys allowed from one client address (IPv6: one /64) in a moving "
@@ -232,6 +265,17 @@ class Settings(BaseSettings):
     sqs_batch_queue_url: str | None = Field(
         None, description="SQS queue for batch jobs; unset: batch jobs share SQS_QUEUE_URL"
     )
+    # priorities on SQS (docs/adr/0015)
+    sqs_high_queue_url: str | None = Field(
+        None,
+        description="SQS queue for `high` priority jobs, singles and batch jobs, consumed first; "
+        "unset: they share the `normal` queues (no priority on SQS)",
+    )
+    sqs_low_queue_url: str | None = Field(
+        None,
+        description="SQS queue for `low` priority jobs, singles and batch jobs, consumed last; "
+        "unset: they share the `normal` queues",
+    )
     dynamodb_table: str = "chatjobs"
     files_backend: Literal["local", "s3", "none"] | None = Field(
         None,
@@ -288,6 +332,24 @@ class Settings(BaseSettings):
     llm_timeout_s: float = 20.0
     circuit_failure_threshold: int = 5
     circuit_cooldown_s: float = 30.0
+
+    # provider quotas, shared by every worker (docs/adr/0014): unset or 0 means no quota
+    gemini_rpm: QuotaValue = Field(
+        0,
+        description="Gemini calls per minute, counted across every worker process and Lambda "
+        "container; a job that would pass it waits, queued, with no attempt spent",
+    )
+    gemini_tpm: QuotaValue = Field(
+        0,
+        description="Gemini tokens per minute (input + output), counted from each call's "
+        "reported usage when it ends and enforced before the next call",
+    )
+    openrouter_rpm: QuotaValue = Field(
+        0, description="OpenRouter calls per minute, counted like GEMINI_RPM"
+    )
+    openrouter_tpm: QuotaValue = Field(
+        0, description="OpenRouter tokens per minute, counted like GEMINI_TPM"
+    )
 
     # workers
     worker_concurrency: int = 16
@@ -353,15 +415,12 @@ class Settings(BaseSettings):
             raise ValueError("API_KEYS gives the same key to more than one tenant")
         return keys
 
-    @field_validator("admin_api_keys")
-    @classmethod
-    def _admin_keys_are_not_tenant_keys(
-        cls, keys: tuple[SecretStr, ...], info: ValidationInfo
-    ) -> tuple[SecretStr, ...]:
-        tenant_keys = {k.key.get_secret_value() for k in info.data.get("api_keys", ())}
-        if any(key.get_secret_value() in tenant_keys for key in keys):
-            raise ValueError("ADMIN_API_KEYS holds a key that API_KEYS gives a tenant")
-        return keys
+    @model_validator(mode="after")
+    def _admin_keys_are_not_tenant_keys(self) -> Settings:
+        admin = {k.get_secret_value() for k in self.admin_api_keys}
+        if admin & set(self.tenants_by_key):
+            raise ValueError("ADMIN_API_KEYS and API_KEYS share a key: keep them apart")
+        return self
 
     @field_validator("gemini_model", "openrouter_model")
     @classmethod
@@ -407,10 +466,11 @@ class Settings(BaseSettings):
             ("OPENROUTER_API_KEY", self.openrouter_api_key),
             ("WEBHOOK_SIGNING_SECRET", self.webhook_signing_secret),
             ("WEBHOOK_SIGNING_SECRET_PREVIOUS", self.webhook_signing_secret_previous),
+            ("KEY_HASH_SECRET", self.key_hash_secret),
         ]
         values = [(name, secret.get_secret_value()) for name, secret in named if secret is not None]
         keys = [(f"API_KEYS ({k.tenant})", k.key.get_secret_value()) for k in self.api_keys]
-        admin = [("ADMIN_API_KEYS", key.get_secret_value()) for key in self.admin_api_keys]
+        admin = [("ADMIN_API_KEYS", k.get_secret_value()) for k in self.admin_api_keys]
         return values + keys + admin
 
     @field_validator("auth_failure_limit")

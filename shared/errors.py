@@ -87,3 +87,33 @@ class UnknownModel(ChatJobsError):
     def __init__(self, message: str, *, field: str) -> None:
         super().__init__(message)
         self.field = field
+
+
+class KeyLimitExceeded(ChatJobsError):
+    """A run-time API key's limit refuses the request (429); `retry_after_s`: when it may
+    succeed again."""
+
+    def __init__(self, message: str, *, retry_after_s: int) -> None:
+        super().__init__(message)
+        self.retry_after_s = max(retry_after_s, 1)
+
+
+class BudgetExceeded(KeyLimitExceeded):
+    """The key's monthly request or token budget has no room for the request
+    (429 `budget_exceeded`); it resets at the start of the next UTC month."""
+
+
+class KeyRateLimited(KeyLimitExceeded):
+    """The key's rpm, tpm or max_in_flight refuses the request for now (429 `rate_limited`)."""
+
+
+class QuotaExceeded(TransientLLMError):
+    """No call was made: the provider's shared quota (calls or tokens per minute) has no room,
+    or the provider is paused after a 429, for `retry_after_s`. `providers`: every provider
+    that was refused this way (the primary and the fallback, when both were)."""
+
+    def __init__(self, message: str, *, provider: str, retry_after_s: float,
+                 providers: tuple[str, ...] = ()) -> None:  # fmt: skip
+        super().__init__(message, provider=provider, retry_after_s=retry_after_s)
+        self.retry_after_s: float = retry_after_s
+        self.providers = providers or (provider,)

@@ -14,7 +14,7 @@ from typing import Protocol, runtime_checkable
 
 from shared.answer_publisher import AnswerPublisher
 from shared.coalescing import Coalescing
-from shared.errors import PermanentLLMError, TransientLLMError
+from shared.errors import PermanentLLMError, QuotaExceeded, TransientLLMError
 from shared.job_writes import JobWrites
 from shared.logs import bound
 from shared.metrics import NO_PROVIDER, JobMetrics
@@ -37,6 +37,7 @@ log = logging.getLogger(__name__)
 
 GUARD_MARGIN_S = 2.0  # the whole delivery may overrun the LLM timeout by this much
 ERROR_RETRY_S = 5.0  # after an unexpected error (e.g. the store briefly unreachable)
+QUOTA_JITTER_S = 1.0  # spread of the returns of jobs that waited for the same quota slot
 
 
 @runtime_checkable
@@ -126,7 +127,7 @@ class JobExecutor:
         with bound(job_id=job.id, tenant=job.tenant, batch_id=job.batch_id):
             await self.publish.status(job)
             started = time.perf_counter()
-            if job.attempts == 1:
+            if job.attempts == 1 and not job.quota_waited_s:  # its first run
                 queued_at = job.retried_at or job.created_at
                 self.metrics.job_started(waited_s=(now - queued_at).total_seconds())
             if job.attempts > self.retry.max_attempts:
@@ -154,6 +155,8 @@ class JobExecutor:
         except PermanentLLMError as exc:
             await self._fail(job, started, "llm_rejected", f"{exc.provider}: {exc}", exc.provider)
             return None
+        except QuotaExceeded as exc:
+            return await self._wait_for_quota(job, exc)
         except (TransientLLMError, TimeoutError) as exc:
             wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
             return await self._retry_or_fail(job, started, _describe(exc), wait)
@@ -209,6 +212,24 @@ class JobExecutor:
             return None
         await self.publish.status(requeued)
         self.metrics.job_retried(time.perf_counter() - started)
+        return delay
+
+    async def _wait_for_quota(self, job: Job, exc: QuotaExceeded) -> float | None:
+        """No provider could be called: back to the queue until a slot frees (with up to
+        QUOTA_JITTER_S more, so the jobs that waited together do not all come back at once),
+        the claim given back and the wait kept off the retry budget (docs/adr/0014)."""
+        delay = exc.retry_after_s + self.retry.rng.uniform(0, QUOTA_JITTER_S)
+        not_before = utcnow() + timedelta(seconds=delay)
+        when = not_before.isoformat(timespec="seconds")
+        note = JobError(code="retrying", message=f"waiting for a provider quota ({exc}); "
+                        f"next try at {when}, no attempt spent")  # fmt: skip
+        deferred = await self.writes.defer(
+            job.id, attempt=job.attempts, note=note, not_before=not_before
+        )
+        if deferred is None:
+            return None
+        await self.publish.status(deferred)
+        self.metrics.quota_waited(exc.providers)
         return delay
 
     async def _succeed(

@@ -26,6 +26,9 @@ from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
 from shared.finished import FinishedJobs
 from shared.heartbeats import WorkerKind
+from shared.key_hashing import hasher_from
+from shared.key_limits import KeyGate
+from shared.key_service import KeyResolver, KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
@@ -35,6 +38,7 @@ from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
 from shared.webhooks import WebhookDispatcher, WebhookSender, check_url
 from shared.webhooks.hooks import WebhookHooks
+from shared.webhooks.key_events import BudgetWebhooks
 from shared.webhooks.secrets import WebhookSecrets, masters_from
 
 __all__ = ["ServiceFactory", "Services"]
@@ -104,7 +108,10 @@ class ServiceFactory:
         cache = cache if cache is not None else a.cache()
         if cache is not None:
             stack.push_async_callback(_logged, "cache", cache.close)
-        llm = llm if llm is not None else a.llm()
+        if llm is None:
+            quota = a.provider_quota()
+            stack.push_async_callback(_logged, "provider quota", quota.close)
+            llm = a.llm(quota)
         await _entered(stack, "LLM", llm.start, llm.close)
         queue = queue if queue is not None else a.queue()
         events = events if events is not None else a.events()
@@ -117,6 +124,7 @@ class ServiceFactory:
         workers = a.workers()
         stack.push_async_callback(_logged, "worker registry", workers.close)
         services = replace(services, workers=workers)
+        services = replace(services, keys=self._keys(store))
         if (files := a.files()) is not None:
             await _entered(stack, "file storage", files.start, files.close)
             services = replace(services, files=FileService(files))
@@ -125,6 +133,11 @@ class ServiceFactory:
         if consume:
             await services.sweeper.recover_after_restart()
         return services
+
+    def _keys(self, store: Store) -> KeyService:
+        """Run-time API keys; KEY_HASH_SECRET is required on Lambda (shared/key_hashing.py)."""
+        s = self.settings
+        return KeyService(store, KeyResolver(store, hasher_from(s), s.key_cache_ttl_s))
 
     # fmt: off
     def _wire(self, stack: AsyncExitStack, store: Store, cache: ResultCache | None,
@@ -149,12 +162,14 @@ class ServiceFactory:
             store, s.max_queued_jobs, queue if isinstance(queue, LocalQueue) else None
         )
         coalescing = Coalescing(store, cache, queue, hooks)
+        gate = self._key_gate(stack, store, sender, secrets)
         batches = BatchService(
-            store, cache, queue, hooks, admission, s.models, metrics, coalescing
+            store, cache, queue, hooks, admission, s.models, metrics, coalescing, gate
         )
         finished = FinishedJobs(events, batches, coalescing)
         chat = ChatService(
-            store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams
+            store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams,
+            gate=gate,
         )
         # fmt: off
         executor = JobExecutor(store, cache, llm, job_timeout_s=s.job_timeout_s,
@@ -168,6 +183,23 @@ class ServiceFactory:
                         Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
                         stack, self.adapters.sqs(queue), streams=streams)
         # fmt: on
+
+    def _key_gate(
+        self, stack: AsyncExitStack, store: Store, sender: WebhookSender, secrets: WebhookSecrets
+    ) -> KeyGate:
+        """Run-time API keys' limits (shared/key_limits.py); rpm in RATE_LIMIT's window."""
+        s, alerts = self.settings, None
+        if s.budget_webhook_url:
+            alerts = BudgetWebhooks(
+                s.budget_webhook_url, sender, schedule=s.retry_delays_s, secret_for=secrets.signing
+            )
+            stack.push_async_callback(_logged, "budget webhooks", alerts.close)
+        return KeyGate(
+            store,
+            self.adapters.rate_window(),
+            token_estimate=s.budget_token_estimate,
+            alerts=alerts,
+        )
 
 
 Step = Callable[[], Awaitable[None]]

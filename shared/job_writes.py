@@ -38,6 +38,15 @@ class JobWrites:
         )
         return _after(await self.store.change_job(job_id, decide))
 
+    async def defer(
+        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime
+    ) -> Job | None:
+        """Queued again until `not_before`, its claim given back (a wait for a provider quota)."""
+        decide = partial(
+            transitions.defer, attempt=attempt, note=note, not_before=not_before, now=utcnow()
+        )
+        return _after(await self.store.change_job(job_id, decide))
+
     async def finish(self, job_id: str, outcome: JobOutcome) -> Job | None:
         """End the job as `outcome` says; None when its condition did not hold."""
         decide = partial(transitions.finish, outcome=outcome, now=utcnow())

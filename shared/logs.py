@@ -24,8 +24,9 @@ LogFormat = Literal["auto", "json", "text"]
 FIELDS = ("request_id", "job_id", "batch_id", "tenant")
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 JSON_FORMAT = "%(asctime)s %(levelname)s %(name)s %(message)s"
-# Libraries that log every call at INFO; their warnings still show.
-QUIET = ("httpx", "httpcore")
+# Libraries that log every call at INFO; their warnings still show. mangum.http logs each request
+# the Lambda API answers, which API Gateway's access log already records (docs/DEPLOYMENT.md).
+QUIET = ("httpx", "httpcore", "mangum.http")
 
 _context: ContextVar[Mapping[str, str]] = ContextVar("log_context", default=MappingProxyType({}))
 

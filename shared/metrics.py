@@ -75,6 +75,19 @@ class JobMetrics:
             registry=self.registry,
         )
 
+        self.quota_waits = Counter(
+            "chatjobs_provider_quota_waits",
+            "Runs that put their job back on the queue, no attempt spent, because the provider's "
+            "shared quota (calls or tokens per minute) had no room or it was paused after a 429 "
+            "(and so had the fallback's, when there is one), by provider",
+            ["provider"],
+            registry=self.registry,
+        )
+
+    def quota_waited(self, providers: tuple[str, ...]) -> None:
+        for provider in providers:
+            self.quota_waits.labels(provider=provider).inc()
+
     def jobs_submitted(self, outcome: str, count: int = 1) -> None:
         if count:
             self.submitted.labels(outcome=outcome).inc(count)

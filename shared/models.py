@@ -23,7 +23,7 @@ from pydantic import (
     model_validator,
 )
 
-from shared.keys import DEFAULT_PRIORITY, Priority
+from shared.keys import DEFAULT_PRIORITY, KeyHold, Priority
 
 MAX_MESSAGES = 100
 MAX_CONTENT_CHARS = 100_000
@@ -352,14 +352,20 @@ JOB_EXAMPLE: dict[str, Any] = {
 }
 
 
-class JobCreate(ChatRequest):
-    """Body of POST /v1/jobs: a chat request, where to report, what to echo back."""
-
-    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+class JobOptions(ChatRequest):
+    """What a job adds to its chat request, in every way of submitting one (a single job, a
+    batch's request): where to report, what to echo back, whether the cache may answer."""
 
     webhook_url: WebhookUrl = None
     metadata: Metadata = Field(default_factory=dict)
     cache: CacheFlag = True
+
+
+class JobCreate(JobOptions):
+    """Body of POST /v1/jobs: a chat request, where to report, what to echo back."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [JOB_EXAMPLE]})
+
     priority: Priority | None = Field(
         None,
         description="`high`, `normal` or `low`: workers take higher priorities first; null: the "
@@ -368,7 +374,7 @@ class JobCreate(ChatRequest):
     )
 
 
-class BatchItem(ChatRequest):
+class BatchItem(JobOptions):
     """One request of a batch: a job body plus the caller's unique `custom_id`."""
 
     model_config = ConfigDict(
@@ -384,9 +390,6 @@ class BatchItem(ChatRequest):
         f"{MAX_CUSTOM_ID_CHARS} characters); results and jobs carry it.",
         examples=["q-1"],
     )
-    webhook_url: WebhookUrl = None
-    metadata: Metadata = Field(default_factory=dict)
-    cache: CacheFlag = True
 
 
 class BatchCreate(BaseModel):
@@ -587,6 +590,10 @@ class Job(BaseModel):
     coalesced_with: str | None = None
     key_id: str | None = None  # the run-time API key that submitted it (None: a bootstrap key)
     priority: Priority = DEFAULT_PRIORITY
+    key_hold: KeyHold | None = None  # what it took from its key's limits (shared/key_usage.py)
+    # seconds it waited, queued, for room in the providers' shared quotas (no attempt spent):
+    # its retry budget is longer by as much (shared/retry.py)
+    quota_waited_s: float = 0.0
 
     @property
     def waiting_on(self) -> str | None:

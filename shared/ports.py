@@ -11,6 +11,9 @@ from typing import IO, Literal, NamedTuple, Protocol
 from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog
 from shared.heartbeats import WorkerBeat
 from shared.job_stream import Delta, StreamEvent
+from shared.key_usage import KeyDeltas, KeyMonth
+from shared.keys import DEFAULT_PRIORITY, ApiKeyRecord, Priority
+from shared.lanes import Lane
 from shared.models import (
     Batch,
     BatchStatus,
@@ -33,6 +36,12 @@ class JobRef(NamedTuple):
 
     id: str
     batch_id: str | None
+    tenant: str = ""  # with priority: the job's lane (shared/lanes.py), kept when re-enqueued
+    priority: Priority = DEFAULT_PRIORITY
+
+    @property
+    def lane(self) -> Lane:
+        return Lane(self.priority, self.tenant)
 
 
 class JobStore(Protocol):
@@ -244,6 +253,94 @@ class WorkerRegistry(Protocol):
     async def close(self) -> None: ...
 
 
+class KeyCounters(Protocol):
+    """Each run-time API key's counters against its limits (shared/key_usage.py): requests and
+    tokens per UTC month (`month` is "YYYY-MM"), jobs in flight, and tokens of jobs that ended
+    per minute (`minute` is "YYYY-MM-DDTHH:MM"). Every conditional write is one atomic
+    compare-and-set, exact across processes. A job's own changes move these counters in the
+    write of the change (`Change.key_deltas`), as they move usage counters."""
+
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        """Add `requests` and `tokens` to the key's month only if neither then passes its
+        maximum (None: no maximum), in one atomic write. The month's figures after it, or None
+        when refused (nothing was added)."""
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        """Give back what `reserve` took (a submit refused after its reservation)."""
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        """The key's figures for the month (zeros when it has none)."""
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        """Record that the key's `kind` budget event went out this month: True the first time
+        only (a compare-and-set), so the event goes out once however many processes see it."""
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        """Take `jobs` in-flight slots, only if the key then holds at most `ceiling`."""
+
+    async def in_flight(self, key_id: str) -> int:
+        """The slots the key holds: its jobs admitted and not yet ended."""
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        """Tokens of the key's jobs that ended in `minute`."""
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        """Move a key's counters outside a job's change (slots and tokens given back when a
+        submit is refused before its jobs were stored)."""
+
+
+class KeyStore(Protocol):
+    """Run-time API keys (shared/keys.py): records keyed by id, found by the keyed hash of their
+    secret. The store never sees a secret, only its hash."""
+
+    async def create_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
+        """Store a new key. Raises Conflict when its id or hash is taken."""
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None: ...
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        """The key whose current secret hashes to `key_hash`, or whose previous one does while
+        its grace period lasts; None otherwise (whatever its status: the caller checks it).
+        A consistent read of a key (or two): no listing, no scan."""
+
+    async def list_keys(
+        self, *, tenant: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[ApiKeyRecord], str | None]:
+        """Keys (of one tenant, or all) newest first, with an opaque cursor for the next page.
+        Raises InvalidCursor for a cursor this store did not make."""
+
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKeyRecord | None:
+        """Mark the key revoked at `at` (once: a second revocation keeps the first time).
+        The key as now stored, or None when there is none."""
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        expect_hash: str,
+        new_hash: str,
+        new_prefix: str,
+        previous_valid_until: datetime | None,
+    ) -> ApiKeyRecord | None:
+        """Give an unrevoked key a new secret, only while its current hash is still
+        `expect_hash` (a compare-and-set: of two rotations from the same read, one wins). The
+        old secret stays valid until `previous_valid_until` (None: not at all); a secret older
+        than that one stops now. The key as now stored, or None when the condition failed."""
+
+    async def touch_key(self, key_id: str, at: datetime) -> None:
+        """Record that the key was used at `at` (kept only if later than what is stored).
+        Callers throttle it (shared/key_service.py): never a write per request."""
+
+
 class Store(
     JobStore,
     BatchStore,
@@ -252,6 +349,8 @@ class Store(
     CoalescingStore,
     RecordRetention,
     AdminStore,
+    KeyCounters,
+    KeyStore,
     Protocol,
 ):
     """What one storage technology provides; the composition root hands out its narrower ports."""
@@ -283,14 +382,21 @@ class JobQueue(Protocol):
 
     async def close(self) -> None: ...
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
-        """Raise QueueUnavailable when the queue cannot take the job."""
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
+        """Raise QueueUnavailable when the queue cannot take the job.
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+        `lane`: the job's priority and tenant (shared/lanes.py says the order they are taken
+        in); None: the lane of the delivery running now (a retry keeps its place), else
+        `normal` for no tenant."""
+
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         """Enqueue a batch's jobs in one pipelined call.
 
-        Jobs enqueued one by one go ahead of batch jobs, and the jobs of different groups
-        (batches) are interleaved, so one tenant's big batch cannot starve everyone else."""
+        A higher priority goes first; within a priority, jobs enqueued one by one go ahead of
+        batch jobs, and tenants, then a tenant's groups (batches), take turns, so one tenant's
+        big batch cannot starve everyone else."""
 
     async def ping(self) -> bool: ...
 
@@ -376,5 +482,31 @@ class LLMProvider(Protocol):
     def stream(self, request: ChatRequest) -> AsyncGenerator[Delta, None]:
         """The answer's text as it is written, then one Delta (text "") with the Completion,
         whose content is the text of the deltas. Close it (`aclose`) when leaving early."""
+
+    async def close(self) -> None: ...
+
+
+class ProviderQuota(Protocol):
+    """Each LLM provider's calls and tokens per minute (GEMINI_RPM, …; shared/quotas.py), and
+    its pause after a 429 with Retry-After, counted where every worker sees the same numbers:
+    Redis, DynamoDB, or this process's memory. Limits are given to the adapter when it is made;
+    a provider without limits is only ever paused. Raises when the backend fails (the caller
+    then lets the call through: shared/adapters/llm/quoted.py)."""
+
+    async def acquire(self, provider: str) -> float:
+        """Take a slot for one call now: 0.0 when taken; else the seconds until one may be (the
+        provider is paused, or its calls or tokens of the last minute are spent), nothing
+        taken."""
+
+    async def wait_s(self, provider: str) -> float:
+        """What `acquire` would answer now, with nothing taken."""
+
+    async def spend_tokens(self, provider: str, tokens: int) -> None:
+        """Count a finished call's tokens (its reported usage) against the provider's tokens
+        per minute."""
+
+    async def pause(self, provider: str, seconds: float) -> None:
+        """Let no call reach the provider for `seconds` from now (a longer pause already set
+        stays)."""
 
     async def close(self) -> None: ...

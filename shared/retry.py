@@ -37,6 +37,7 @@ class RetryPolicy:
 
     def allows(self, job: Job, delay_s: float) -> bool:
         """May the job try again after `delay_s`? Only within its budget and attempt guard."""
-        deadline = (job.retried_at or job.created_at) + timedelta(seconds=self.budget_s)
+        budget = self.budget_s + job.quota_waited_s  # waits for a provider quota are not retries
+        deadline = (job.retried_at or job.created_at) + timedelta(seconds=budget)
         in_budget = utcnow() + timedelta(seconds=delay_s) <= deadline
         return in_budget and job.attempts < self.max_attempts

@@ -30,6 +30,9 @@ SECRET_KEYS: Final = (
     # a webhook signing-secret rotation: the old master and when it stops signing, put together
     "WEBHOOK_SIGNING_SECRET_PREVIOUS",
     "WEBHOOK_SIGNING_SECRET_PREVIOUS_EXPIRES_AT",
+    # run-time API keys: the admin API's keys, and the server secret their hashes are keyed with
+    "ADMIN_API_KEYS",
+    "KEY_HASH_SECRET",
 )
 
 CacheKey = tuple[str, str | None, str | None]  # secret id, endpoint, region

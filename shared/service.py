@@ -12,7 +12,9 @@ from contextlib import suppress
 from shared.admission import Admission
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
 from shared.job_writes import JobWrites
+from shared.key_limits import KeyGate, KeyTicket
 from shared.keys import Caller
+from shared.lanes import lane_of
 from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
@@ -59,6 +61,7 @@ class ChatService:
         models: ModelCatalog | None = None,
         metrics: JobMetrics | None = None,
         streams: JobStreams | None = None,
+        gate: KeyGate | None = None,
     ) -> None:
         self.store = store
         self.writes = JobWrites(store)
@@ -71,6 +74,7 @@ class ChatService:
         self.models = models or ModelCatalog()
         self.metrics = metrics or JobMetrics()
         self.streams = streams  # jobs' live events, for shared/answer_stream.py
+        self.gate = gate or KeyGate(store)  # the caller's key's limits (shared/key_limits.py)
 
     async def submit(
         self,
@@ -83,16 +87,18 @@ class ChatService:
         """Store the job and enqueue it, or answer it at once from the cache (`cached: true`).
         A replay (an Idempotency-Key used within 24 h) answers the job that key made, before
         anything else: a read is never refused for backpressure. `caller`: the key that sends
-        it (its id and default priority go on the job)."""
-        job = self._new_job(caller or Caller(tenant), body, idempotency_key)
+        it (its id and default priority go on the job, and its limits apply: KeyGate)."""
+        caller = caller or Caller(tenant)
+        job = self._new_job(caller, body, idempotency_key)
         if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
             self.metrics.jobs_submitted("replayed")
             return self._check_same_body(earlier, job)
         self.models.check(body.model)
         if body.webhook_url:
             await self.hooks.check_url(body.webhook_url)
+        await self.gate.check_rates(caller)
         try:
-            stored = await self._store_and_enqueue(job)
+            stored = await self._store_and_enqueue(job, caller)
         except (QueueUnavailable, Overloaded):
             self.metrics.jobs_submitted("rejected")
             raise
@@ -120,7 +126,7 @@ class ChatService:
             request_hash=body_hash(body) if idempotency_key else None,  # compared on replays
         )
 
-    async def _store_and_enqueue(self, job: Job) -> Job:
+    async def _store_and_enqueue(self, job: Job, caller: Caller) -> Job:
         hit = await self._cached(job.cache_key)
         if hit is not None:
             now = utcnow()
@@ -134,11 +140,22 @@ class ChatService:
                     "webhook": self.hooks.delivery_for(job.webhook_url),
                 }
             )
-        else:
-            await self.admission.admit(1)  # Overloaded past MAX_QUEUED_JOBS
-        stored = await self.store.create_job(job)
-        if stored.id == job.id and stored.status is JobStatus.queued:
-            await self._enqueue_or_fail(stored)
+        queued = int(hit is None)  # a cache hit counts as a request, with no tokens nor slot
+        tokens = self.gate.estimate([job.request]) * queued
+        ticket = await self.gate.admit(caller, requests=1, tokens=tokens, slots=queued)
+        try:
+            if queued:
+                await self.admission.admit(1, lane_of(job))  # Overloaded past MAX_QUEUED_JOBS
+            if ticket is not None:
+                job = job.model_copy(update={"key_hold": ticket.hold_for(job)})
+            stored = await self.store.create_job(job)
+        except BaseException:
+            await asyncio.shield(self.gate.refund(ticket))
+            raise
+        if stored.id != job.id:  # a replay found late: the earlier job counted already
+            await self.gate.refund(ticket)
+        elif stored.status is JobStatus.queued:
+            await self._enqueue_or_fail(stored, ticket)
         return stored
 
     @staticmethod
@@ -156,9 +173,9 @@ class ChatService:
             log.warning("cache read failed; treating as a miss", exc_info=True)
             return None
 
-    async def _enqueue_or_fail(self, job: Job) -> None:
+    async def _enqueue_or_fail(self, job: Job, ticket: KeyTicket | None) -> None:
         try:
-            await self.queue.enqueue(job.id)
+            await self.queue.enqueue(job.id, lane=lane_of(job))
         except QueueUnavailable:
             refused = JobOutcome(
                 JobStatus.failed,
@@ -166,7 +183,8 @@ class ChatService:
                 error=JobError(code="queue_unavailable", message="the queue refused the job"),
                 release_idempotency_key=True,  # a 503 must stay retryable with the same key
             )
-            await self.writes.finish(job.id, refused)
+            await self.writes.finish(job.id, refused)  # its end frees its slot and tokens
+            await self.gate.refund_requests(ticket)
             raise
 
     async def get(self, tenant: str, job_id: str, wait_s: float = 0) -> Job:
@@ -249,7 +267,7 @@ class ChatService:
         if retried is None:
             current = await self._read(tenant, job_id)
             raise Conflict(f"job is {current.status.value}: only a failed job can run again")
-        await self._enqueue_or_fail(retried)
+        await self._enqueue_or_fail(retried, None)
         return retried
 
     async def delete(self, tenant: str, job_id: str) -> None:

@@ -20,6 +20,7 @@ from shared.config import ANONYMOUS_TENANT, Settings
 from shared.execution import JobExecutor
 from shared.files import FileService
 from shared.heartbeats import Heartbeat, WorkerKind
+from shared.key_service import KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import (
     JobEvents,
@@ -66,6 +67,7 @@ class Services:
     files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
     streams: JobStreams | None = None  # None: followers of a job read its record
     workers: WorkerRegistry | None = None  # workers' heartbeats (shared/heartbeats.py)
+    keys: KeyService | None = None  # run-time API keys (None only where a test wired none)
 
     @property
     def admin(self) -> AdminService:

@@ -15,6 +15,7 @@ from datetime import timedelta
 
 from shared.batches import BatchService
 from shared.job_writes import JobWrites
+from shared.lanes import Lane
 from shared.models import utcnow
 from shared.ports import JobQueue, JobRef, Store
 
@@ -133,11 +134,11 @@ class Sweeper:
     async def reenqueue(self, refs: Sequence[JobRef]) -> None:
         """Single jobs one by one; a batch's jobs together in its group, so they keep their
         batch's place in the fair interleave instead of jumping ahead as single jobs."""
-        groups: dict[str, list[str]] = defaultdict(list)
+        groups: dict[tuple[str, Lane], list[str]] = defaultdict(list)
         for ref in refs:
             if ref.batch_id is None:
-                await self.queue.enqueue(ref.id)
+                await self.queue.enqueue(ref.id, lane=ref.lane)
             else:
-                groups[ref.batch_id].append(ref.id)
-        for batch_id, job_ids in groups.items():
-            await self.queue.enqueue_many(job_ids, group=batch_id)
+                groups[(ref.batch_id, ref.lane)].append(ref.id)
+        for (batch_id, lane), job_ids in groups.items():
+            await self.queue.enqueue_many(job_ids, group=batch_id, lane=lane)

@@ -15,8 +15,9 @@ from datetime import UTC, datetime
 from functools import cached_property
 from typing import Literal
 
+from shared.key_usage import KeyDeltas, key_deltas, rerun_hold, usage_rows
 from shared.models import Completion, Job, JobError, JobStatus, WebhookDelivery
-from shared.usage import UsageCounters, UsageKey, usage_key, usage_of
+from shared.usage import UsageCounters, UsageKey, usage_of
 
 Ended = Literal[JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled]
 
@@ -62,6 +63,11 @@ class Change:
         ends = self.after.status.is_terminal and not self.before.status.is_terminal
         return usage_of(self.after) if ends else None
 
+    @cached_property
+    def key_deltas(self) -> KeyDeltas | None:
+        """What this change moves on its API key's counters (shared/key_usage.py)."""
+        return key_deltas(self.before, self.after)
+
     @property
     def released_key(self) -> str | None:
         """The idempotency key this change gives back, if any."""
@@ -103,6 +109,27 @@ def requeue(
         return None
     return _change(
         job, now, status=JobStatus.queued, error=note, lease_until=None, not_before=not_before
+    )
+
+
+def defer(
+    job: Job, *, attempt: int, note: JobError, not_before: datetime, now: datetime
+) -> Change | None:
+    """running → queued until `not_before`, for the claim that made `attempt`, which is given
+    back: no provider could be called (their shared quotas had no room), so no attempt was
+    spent. The wait is added to `quota_waited_s`, which lengthens the job's retry budget."""
+    if job.status is not JobStatus.running or job.attempts != attempt:
+        return None
+    waited = max((_utc(not_before) - _utc(now)).total_seconds(), 0.0)
+    return _change(
+        job,
+        now,
+        status=JobStatus.queued,
+        attempts=attempt - 1,
+        error=note,
+        lease_until=None,
+        not_before=not_before,
+        quota_waited_s=job.quota_waited_s + waited,
     )
 
 
@@ -211,6 +238,7 @@ def retry_failed(job: Job, *, now: datetime) -> Change | None:
         retried_at=now,
         coalesced=False,
         coalesced_with=None,
+        key_hold=rerun_hold(job, now),
     )
 
 
@@ -245,7 +273,8 @@ class UsageTally:
 
     def add(self, job: Job) -> None:
         counters = created_usage(job)
-        if counters is not None:
-            key = usage_key(job)
+        if counters is None:
+            return
+        for key, row in usage_rows(job, counters):  # the tenant's row, and its key's
             held = self.by_key.get(key)
-            self.by_key[key] = held.plus(counters) if held is not None else counters
+            self.by_key[key] = held.plus(row) if held is not None else row

@@ -12,26 +12,34 @@ from enum import StrEnum
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import InvalidPeriod
+from shared.key_usage import KEY_PROVIDER, keyed_tenant
 from shared.models import utcnow
 from shared.ports import UsageStore
-from shared.usage import UsageCounters
+from shared.usage import COUNTER_FIELDS, UsageCounters
 
 DEFAULT_DAYS = 7
 MAX_DAYS = 366
 
 
 class GroupBy(StrEnum):
-    """What a usage row adds up: one UTC day, one model or one provider."""
+    """What a usage row adds up: one UTC day, one model, one provider or one API key."""
 
     day = "day"
     model = "model"
     provider = "provider"
+    key = "key"
+
+
+NO_KEY = "bootstrap"  # group_by=key: requests made with no run-time key (API_KEYS, or none)
 
 
 class UsageRow(BaseModel):
     """One group's figures. Jobs count on the UTC day they ended."""
 
-    group: str = Field(description="The day (YYYY-MM-DD), model or provider.")
+    group: str = Field(
+        description="The day (YYYY-MM-DD), model, provider, or API key id (`bootstrap`: keys "
+        "from API_KEYS, which have no id)."
+    )
     requests: int = Field(description="Jobs that ended: succeeded + failed + cancelled.")
     succeeded: int = Field(description="Jobs that ended with an answer.")
     failed: int = Field(description="Jobs that ended without one.")
@@ -65,7 +73,25 @@ class UsageReport(BaseModel):
 def group_of(counters: UsageCounters, group_by: GroupBy) -> str:
     if group_by is GroupBy.day:
         return counters.day.isoformat()
+    if group_by is GroupBy.key:  # per-key rows hold the key id as their model
+        return counters.model
     return counters.model if group_by is GroupBy.model else counters.provider
+
+
+def _sum(rows: list[UsageCounters], model: str) -> UsageCounters:
+    total = UsageCounters(day=date.min, model=model, provider=KEY_PROVIDER)
+    for row in rows:
+        total = total.plus(row)
+    return total
+
+
+def _minus(a: UsageCounters, b: UsageCounters) -> UsageCounters:
+    """`a` less `b`'s figures (b is part of a)."""
+    sums = {name: getattr(a, name) - getattr(b, name) for name in COUNTER_FIELDS}
+    codes = {code: n - b.failed_by_code.get(code, 0) for code, n in a.failed_by_code.items()}
+    latency = [x - y for x, y in zip(a.latency, b.latency, strict=True)]
+    codes = {code: n for code, n in codes.items() if n}
+    return a.model_copy(update={**sums, "failed_by_code": codes, "latency": latency})
 
 
 def summarize(counters: list[UsageCounters], group_by: GroupBy) -> list[UsageRow]:
@@ -116,6 +142,19 @@ class UsageService:
         """The tenant's usage, read from its counters only (never from its jobs)."""
         start, end = period(start, end, utcnow().date())
         counters = await self.store.usage(tenant, start, end)
+        if group_by is GroupBy.key:
+            counters = await self._per_key(tenant, start, end, counters)
         return UsageReport(
             from_=start, to=end, group_by=group_by, data=summarize(counters, group_by)
         )
+
+    async def _per_key(
+        self, tenant: str, start: date, end: date, total: list[UsageCounters]
+    ) -> list[UsageCounters]:
+        """The tenant's per-key rows (shared/key_usage.py), and what the tenant's own rows
+        hold beyond them as NO_KEY."""
+        keyed = await self.store.usage(keyed_tenant(tenant), start, end)
+        rest = _sum(total, NO_KEY)
+        for row in keyed:
+            rest = _minus(rest, row)
+        return keyed + ([rest] if rest.requests > 0 else [])

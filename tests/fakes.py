@@ -6,12 +6,16 @@ import asyncio
 import base64
 from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
+from dataclasses import replace
 from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog, failing_first
-from shared.errors import InvalidCursor, QueueUnavailable
+from shared.errors import Conflict, InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
+from shared.key_usage import KeyDeltas, KeyMonth, usage_rows
+from shared.keys import ApiKeyRecord
+from shared.lanes import Lane, current_lane
 from shared.models import (
     Batch,
     BatchStatus,
@@ -27,13 +31,96 @@ from shared.models import (
 from shared.ports import IdempotentKind, JobHandler, JobRef
 from shared.retention import expires_at
 from shared.transitions import Change, Decision, created_usage
-from shared.usage import UsageCounters, UsageKey, usage_key
+from shared.usage import UsageCounters, UsageKey
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 R = TypeVar("R", Job, Batch)
 
 
-class FakeJobStore:
+class FakeApiKeys:
+    """The KeyStore port in memory (FakeJobStore's): records by id, found by either hash."""
+
+    @property
+    def api_keys(self) -> dict[str, ApiKeyRecord]:
+        found: dict[str, ApiKeyRecord] = self.__dict__.setdefault("_api_keys", {})
+        return found
+
+    async def create_key(self, record: ApiKeyRecord) -> ApiKeyRecord:
+        hashes = {h for k in self.api_keys.values() for h in (k.key_hash, k.previous_hash)}
+        if record.id in self.api_keys or record.key_hash in hashes:
+            raise Conflict(f"key {record.id} (or its secret's hash) exists already")
+        self.api_keys[record.id] = record
+        return record
+
+    async def get_key(self, key_id: str) -> ApiKeyRecord | None:
+        return self.api_keys.get(key_id)
+
+    async def find_key_by_hash(self, key_hash: str) -> ApiKeyRecord | None:
+        now = utcnow()
+        for record in self.api_keys.values():
+            until = record.previous_valid_until
+            in_grace = record.previous_hash == key_hash and until is not None and now < until
+            if record.key_hash == key_hash or in_grace:
+                return record
+        return None
+
+    async def list_keys(
+        self, *, tenant: str | None = None, limit: int = 20, cursor: str | None = None
+    ) -> tuple[list[ApiKeyRecord], str | None]:
+        if limit < 1:
+            raise ValueError("limit must be at least 1")
+        rows = [k for k in self.api_keys.values() if tenant in (None, k.tenant)]
+        rows.sort(key=lambda k: (k.created_at, k.id), reverse=True)
+        if cursor is not None:
+            try:
+                created_at, _, key_id = base64.urlsafe_b64decode(cursor).decode().partition("|")
+                after = (datetime.fromisoformat(created_at), key_id)
+            except (ValueError, UnicodeError):
+                raise InvalidCursor("invalid cursor") from None
+            rows = [k for k in rows if (k.created_at, k.id) < after]
+        page, more = rows[:limit], len(rows) > limit
+        last = page[-1] if page else None
+        raw = f"{last.created_at.isoformat()}|{last.id}" if last else ""
+        return page, base64.urlsafe_b64encode(raw.encode()).decode() if more else None
+
+    async def revoke_key(self, key_id: str, at: datetime) -> ApiKeyRecord | None:
+        record = self.api_keys.get(key_id)
+        if record is None:
+            return None
+        if record.revoked_at is None:
+            record = self.api_keys[key_id] = record.model_copy(update={"revoked_at": at})
+        return record
+
+    async def rotate_key(
+        self,
+        key_id: str,
+        *,
+        expect_hash: str,
+        new_hash: str,
+        new_prefix: str,
+        previous_valid_until: datetime | None,
+    ) -> ApiKeyRecord | None:
+        record = self.api_keys.get(key_id)
+        if record is None or record.key_hash != expect_hash or record.revoked_at is not None:
+            return None
+        rotated = record.model_copy(
+            update={
+                "key_hash": new_hash,
+                "prefix": new_prefix,
+                "previous_hash": expect_hash if previous_valid_until is not None else None,
+                "previous_valid_until": previous_valid_until,
+            }
+        )
+        self.api_keys[key_id] = rotated
+        return rotated
+
+    async def touch_key(self, key_id: str, at: datetime) -> None:
+        record = self.api_keys.get(key_id)
+        if record is not None and (record.last_used_at is None or record.last_used_at < at):
+            self.api_keys[key_id] = record.model_copy(update={"last_used_at": at})
+
+
+class FakeJobStore(FakeApiKeys):
     def __init__(self, retention: timedelta | None = None) -> None:
         self.retention = retention
         self.jobs: dict[str, Job] = {}
@@ -41,6 +128,7 @@ class FakeJobStore:
         self.usage_counters: dict[UsageKey, UsageCounters] = {}
         self.coalescing_keys: dict[tuple[str, str], str] = {}
         self.job_followers: dict[str, set[str]] = {}
+        self.key_counters = FakeKeyCounters()
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
@@ -62,10 +150,11 @@ class FakeJobStore:
             return job
 
     def _add_usage(self, job: Job, added: UsageCounters | None) -> None:
-        if added is not None:
-            key = usage_key(job)
+        if added is None:
+            return
+        for key, row in usage_rows(job, added):
             held = self.usage_counters.get(key)
-            self.usage_counters[key] = held.plus(added) if held is not None else added
+            self.usage_counters[key] = held.plus(row) if held is not None else row
 
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
         return [
@@ -171,6 +260,8 @@ class FakeJobStore:
         job = change.after
         self.jobs[job.id] = job
         self._add_usage(job, change.usage)
+        if change.key_deltas is not None:
+            self.key_counters.move(change.key_deltas)
         batch = self.batches.get(job.batch_id) if job.batch_id else None
         if batch is not None and change.counter_deltas:
             counts = batch.counts.model_copy()
@@ -196,7 +287,7 @@ class FakeJobStore:
         unfinished = (JobStatus.queued, JobStatus.running) if status is None else (status,)
         jobs = sorted(self.jobs.values(), key=lambda j: j.created_at)
         return [
-            JobRef(j.id, j.batch_id)
+            JobRef(j.id, j.batch_id, j.tenant, j.priority)
             for j in jobs
             if j.status in unfinished and (updated_before is None or j.updated_at < updated_before)
         ][:limit]
@@ -331,6 +422,46 @@ class FakeJobStore:
     async def drop_followers(self, leader_id: str) -> None:
         self.job_followers.pop(leader_id, None)
 
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        async with self._lock:
+            return self.key_counters.reserve(
+                key_id, month, requests, tokens, max_requests, max_tokens
+            )
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        async with self._lock:
+            self.key_counters.unreserve(key_id, month, requests, tokens)
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        return self.key_counters.months.get((key_id, month), KeyMonth())
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        async with self._lock:
+            return self.key_counters.mark_alerted(key_id, month, kind)
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        async with self._lock:
+            return self.key_counters.enter(key_id, jobs, ceiling)
+
+    async def in_flight(self, key_id: str) -> int:
+        return self.key_counters.flights.get(key_id, 0)
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        return self.key_counters.minutes.get((key_id, minute), 0)
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        async with self._lock:
+            self.key_counters.move(deltas)
+
     async def purge_expired(self, limit: int) -> int:
         async with self._lock:
             now = utcnow()
@@ -406,6 +537,64 @@ def _matches(job: Job, query: JobQuery) -> bool:
     )
 
 
+class FakeKeyCounters:
+    """Each key's counters in memory, with the rules of shared/key_usage.py (the store's lock
+    makes every method one atomic step)."""
+
+    def __init__(self) -> None:
+        self.months: dict[tuple[str, str], KeyMonth] = {}
+        self.flights: dict[str, int] = {}
+        self.minutes: dict[tuple[str, str], int] = {}
+
+    def reserve(
+        self,
+        key_id: str,
+        month: str,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        held = self.months.get((key_id, month), KeyMonth())
+        if max_requests is not None and held.requests + requests > max_requests:
+            return None
+        if max_tokens is not None and held.tokens + tokens > max_tokens:
+            return None
+        return self._set(key_id, month, held.requests + requests, held.tokens + tokens)
+
+    def unreserve(self, key_id: str, month: str, requests: int, tokens: int) -> None:
+        held = self.months.get((key_id, month), KeyMonth())
+        self._set(key_id, month, held.requests - requests, held.tokens - tokens)
+
+    def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        held = self.months.get((key_id, month), KeyMonth())
+        if kind in held.alerted:
+            return False
+        self.months[(key_id, month)] = replace(held, alerted=held.alerted | {kind})
+        return True
+
+    def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        if self.flights.get(key_id, 0) + jobs > ceiling:
+            return False
+        self.flights[key_id] = self.flights.get(key_id, 0) + jobs
+        return True
+
+    def move(self, deltas: KeyDeltas) -> None:
+        key_id = deltas.key_id
+        for month, tokens in deltas.months.items():
+            held = self.months.get((key_id, month), KeyMonth())
+            self._set(key_id, month, held.requests, held.tokens + tokens)
+        if deltas.in_flight:
+            self.flights[key_id] = self.flights.get(key_id, 0) + deltas.in_flight
+        for minute, tokens in deltas.minutes.items():
+            self.minutes[(key_id, minute)] = self.minutes.get((key_id, minute), 0) + tokens
+
+    def _set(self, key_id: str, month: str, requests: int, tokens: int) -> KeyMonth:
+        held = self.months.get((key_id, month), KeyMonth())
+        self.months[(key_id, month)] = new = replace(held, requests=requests, tokens=tokens)
+        return new
+
+
 class FakeResultCache:
     def __init__(self) -> None:
         self.entries: dict[str, Completion] = {}
@@ -435,6 +624,7 @@ class FakeJobQueue:
     def __init__(self) -> None:
         self.pending: list[str] = []
         self.delays: dict[str, float] = {}
+        self.lanes: dict[str, Lane] = {}  # the lane each job was last enqueued in
         self.handler: JobHandler | None = None
         self.refuse = False
 
@@ -444,15 +634,18 @@ class FakeJobQueue:
     async def close(self) -> None:
         return None
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
         if self.refuse:
             raise QueueUnavailable("fake queue is refusing work")
         self.pending.append(job_id)
         self.delays[job_id] = delay_s
+        self.lanes[job_id] = current_lane(lane)
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         for job_id in job_ids:
-            await self.enqueue(job_id)
+            await self.enqueue(job_id, lane=lane)
 
     async def ping(self) -> bool:
         return not self.refuse

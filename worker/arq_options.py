@@ -31,12 +31,16 @@ from arq.worker import func
 from shared.adapters.queue.arq import (
     FUNCTION,
     QUEUE_NAME,
+    ArqJobQueue,
     arq_job_timeout_s,
 )
 
 __all__ = ["arq_job_timeout_s", "completion_wait_s", "worker_options"]
 from shared.config import Settings
+from shared.errors import QueueUnavailable
 from shared.factory import Services
+from shared.keys import DEFAULT_PRIORITY
+from shared.lanes import Lane, delivering, priority_or_default
 from shared.logs import bound
 from worker.slots import Slots
 
@@ -47,15 +51,28 @@ HEALTH_CHECK_INTERVAL_S = 30
 HEALTH_CHECK_KEY = QUEUE_NAME + ":health-check"  # arq's default for this queue, for `arq --check`
 
 
-async def run_job(ctx: dict[str, Any], job_id: str) -> None:
-    """Run one delivery. A delay (a retry, a job still owed, an unexpected error) becomes an arq
-    Retry of the same arq job, which arq would otherwise drop as a failed job."""
+async def run_job(
+    ctx: dict[str, Any], job_id: str, priority: str = DEFAULT_PRIORITY, tenant: str = ""
+) -> None:
+    """Run one delivery (`priority` and `tenant`: its lane; arq jobs enqueued before issue 16
+    have neither). A delay (a retry, a job still owed, an unexpected error) waits in the queue's
+    delayed set, to come back at its priority (ArqJobQueue.release_due); when that cannot be
+    written, it becomes an arq Retry of the same arq job, which arq would otherwise drop as a
+    failed job."""
     services: Services = ctx["services"]
     slots: Slots = ctx["slots"]
-    with bound(job_id=job_id), slots.arq_job(ctx["job_id"]):
+    lane = Lane(priority_or_default(priority), tenant)
+    with bound(job_id=job_id), slots.arq_job(ctx["job_id"]), delivering(lane):
         delay = await services.executor.deliver(job_id)
-    if delay is not None:
-        raise Retry(defer=delay)
+    if delay is None:
+        return
+    queue: ArqJobQueue | None = ctx.get("queue")
+    try:
+        if queue is None:
+            raise QueueUnavailable("no queue to delay the job in")
+        await queue.enqueue(job_id, delay_s=delay, lane=lane)
+    except QueueUnavailable:
+        raise Retry(defer=delay) from None
 
 
 async def job_settled(ctx: dict[str, Any]) -> None:

@@ -18,14 +18,24 @@ from typing import Any
 from shared.adapters.aws.names import MAX_RECEIVE_COUNT
 from shared.adapters.queue.sqs import SqsJobQueue, SqsMessage
 from shared.execution import JobExecutor
+from shared.lanes import delivering
+from worker.ranked_slots import RankedSlots
 
 log = logging.getLogger(__name__)
 
 
 class SqsConsumer:
-    def __init__(self, executor: JobExecutor, queue: SqsJobQueue, concurrency: int) -> None:
+    """`slots`: shared with other consumers (the poller's, one per process); else its own."""
+
+    def __init__(
+        self,
+        executor: JobExecutor,
+        queue: SqsJobQueue,
+        concurrency: int,
+        slots: RankedSlots | None = None,
+    ) -> None:
         self.executor, self.queue = executor, queue
-        self._gate = asyncio.Semaphore(max(concurrency, 1))
+        self.slots = slots or RankedSlots(concurrency)
 
     async def handle_event(self, event: dict[str, Any]) -> dict[str, Any]:
         """A Lambda SQS event → the ReportBatchItemFailures answer."""
@@ -40,16 +50,20 @@ class SqsConsumer:
         retry = [m.message_id for m in await self.handle_messages(messages)]
         return {"batchItemFailures": [{"itemIdentifier": i} for i in unreadable + retry]}
 
-    async def handle_messages(self, messages: Sequence[SqsMessage]) -> list[SqsMessage]:
-        """Run the messages' jobs concurrently (up to `concurrency` at a time); returns those
-        SQS must deliver again (their visibility already set to the retry delay)."""
-        outcomes = await asyncio.gather(*(self._handle(m) for m in messages))
+    async def handle_messages(
+        self, messages: Sequence[SqsMessage], rank: int = 0
+    ) -> list[SqsMessage]:
+        """Run the messages' jobs concurrently (up to `concurrency` at a time, a free slot going
+        to the lowest `rank` waiting); returns those SQS must deliver again (their visibility
+        already set to the retry delay)."""
+        outcomes = await asyncio.gather(*(self._handle(m, rank) for m in messages))
         return [m for m, retry in zip(messages, outcomes, strict=True) if retry]
 
-    async def _handle(self, message: SqsMessage) -> bool:
+    async def _handle(self, message: SqsMessage, rank: int) -> bool:
         """True when SQS must deliver this message again."""
-        async with self._gate:
-            delay = await self.executor.deliver(message.job_id)
+        async with self.slots.slot(rank):
+            with delivering(message.lane):
+                delay = await self.executor.deliver(message.job_id)
         if delay is None:
             return False
         return await self._retry_later(message, delay)
@@ -59,7 +73,8 @@ class SqsConsumer:
             if message.receive_count < MAX_RECEIVE_COUNT - 1:
                 await self.queue.retry_later(message, delay_s)
                 return True
-            await self.queue.enqueue(message.job_id, delay_s=delay_s)  # a fresh receive count
+            # a fresh receive count, on the queue of its lane
+            await self.queue.enqueue(message.job_id, delay_s=delay_s, lane=message.lane)
             return False
         except Exception:
             log.exception("could not schedule the retry of job %s", message.job_id)

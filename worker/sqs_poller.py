@@ -1,14 +1,23 @@
 """`QUEUE_BACKEND=sqs python -m worker`: the AWS layout's worker on a laptop or a container.
 
-It long-polls both queues and hands what it receives to the same SqsConsumer the Lambda uses,
-deleting each message whose job needs nothing more. Single jobs and batch jobs have their own
-pollers and their own concurrency, as their two Lambda event source mappings do, so a big batch
-never delays a single submit. Every minute it sweeps as the scheduled Lambda does; due webhooks
-are looked for every WEBHOOKS_EVERY_S (each look is a query per shard of the due-webhooks index,
-which on moto's server reads the whole table).
+It polls every queue (`SqsJobQueue.queue_urls`: `high`, `normal` singles, `normal` batch jobs,
+`low`) and hands what it receives to the same SqsConsumer the Lambda uses, deleting each message
+whose job needs nothing more. Weighted polling, one `PriorityPoller` a process (docs/adr/0015):
+- it receives only while it has room (WORKER_CONCURRENCY slots, `RankedSlots`), and no more
+  messages than that room;
+- while there is work, it asks the queues in order with short receives (no wait) and takes the
+  first queue that answers with messages: a lower queue is read only when the higher ones gave
+  nothing;
+- when every queue is empty, it long-polls each of them (one receive in flight per queue) and
+  takes whatever comes first;
+- received messages wait for a slot by their queue's rank, so a `high` message received after
+  a `low` one still starts first.
+Every minute it sweeps as the scheduled Lambda does; due webhooks are looked for every
+WEBHOOKS_EVERY_S (each look is a query per shard of the due-webhooks index, which on moto's
+server reads the whole table).
 
 The queues' visibility timeout (540 s) is sized for Lambda, which may hold a record through
-retried, throttled invocations. A poller holds what it received for at most two jobs' time (one
+retried, throttled invocations. A poller holds what it received for about two jobs' time (one
 waiting for a free slot, one running, each bounded by the executor), so it receives with that
 visibility instead: when a poller dies (kill -9, a crashed container), its jobs come back that
 soon, not nine minutes later. A stop (SIGTERM) ends the long polls at once; running jobs finish.
@@ -19,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from typing import Any
 
 from shared.adapters.queue.sqs import SqsJobQueue, SqsMessage
 from shared.config import Settings
@@ -39,36 +49,85 @@ def visibility_s(settings: Settings) -> int:
     return math.ceil(2 * (settings.job_timeout_s + GUARD_MARGIN_S) + VISIBILITY_SLACK_S)
 
 
-async def poll(
-    consumer: SqsConsumer, queue: SqsJobQueue, url: str, stop: asyncio.Event, visibility: int
-) -> None:
-    while not stop.is_set():
+class PriorityPoller:
+    def __init__(
+        self, consumer: SqsConsumer, queue: SqsJobQueue, visibility: int, idle_wait_s: int = WAIT_S
+    ) -> None:
+        self.consumer, self.queue, self.visibility = consumer, queue, visibility
+        self.slots = consumer.slots
+        self.idle_wait_s = idle_wait_s
+        self._long_polls: dict[str, asyncio.Task[list[SqsMessage]]] = {}
+        self._running: set[asyncio.Task[None]] = set()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Poll until `stop` is set; then let the received jobs finish."""
+        stopping = asyncio.ensure_future(stop.wait())
         try:
-            messages = await receive_until_stopped(queue, url, stop, visibility)
-            retry = await consumer.handle_messages(messages)
-            done = [m for m in messages if m not in retry]
-            await asyncio.gather(*(queue.ack(m) for m in done))
+            while not stop.is_set():
+                try:
+                    await self._turn(stopping)
+                except Exception:
+                    log.exception("polling SQS failed; trying again")
+                    await asyncio.sleep(1)
+        finally:
+            stopping.cancel()
+            for task in self._long_polls.values():  # what they took comes back after visibility
+                task.cancel()
+            await asyncio.gather(*self._long_polls.values(), return_exceptions=True)
+            await asyncio.gather(*self._running, return_exceptions=True)
+
+    async def _turn(self, stopping: asyncio.Future[Any]) -> None:
+        room = asyncio.ensure_future(self.slots.until_room())
+        try:
+            await asyncio.wait({room, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            room.cancel()
+        if stopping.done():
+            return
+        wanted = min(self.slots.room, BATCH_SIZE)
+        for url in self.queue.queue_urls:  # highest first; the first that has messages wins
+            messages = await self.queue.receive(
+                url, wanted, 0, visibility_timeout_s=self.visibility
+            )
+            if messages:
+                self._start(url, messages)
+                return
+        await self._wait_for_any(wanted, stopping)
+
+    async def _wait_for_any(self, wanted: int, stopping: asyncio.Future[Any]) -> None:
+        """Every queue empty: a long poll on each (one in flight per queue), until one answers."""
+        for url in self.queue.queue_urls:
+            if url not in self._long_polls:
+                self._long_polls[url] = asyncio.create_task(
+                    self.queue.receive(
+                        url, wanted, self.idle_wait_s, visibility_timeout_s=self.visibility
+                    )
+                )
+        await asyncio.wait(
+            {*self._long_polls.values(), stopping}, return_when=asyncio.FIRST_COMPLETED
+        )
+        for url, task in list(self._long_polls.items()):
+            if task.done():
+                del self._long_polls[url]
+                if task.exception() is not None:
+                    log.warning("long poll of %s failed: %r", url, task.exception())
+                    await asyncio.sleep(1)
+                else:
+                    self._start(url, task.result())
+
+    def _start(self, url: str, messages: list[SqsMessage]) -> None:
+        if messages:
+            self.slots.expect(len(messages))
+            task = asyncio.create_task(self._handle(url, messages))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+
+    async def _handle(self, url: str, messages: list[SqsMessage]) -> None:
+        try:
+            retry = await self.consumer.handle_messages(messages, self.queue.rank_of(url))
+            await asyncio.gather(*(self.queue.ack(m) for m in messages if m not in retry))
         except Exception:
-            log.exception("polling %s failed; trying again", url)
-            await asyncio.sleep(1)
-
-
-async def receive_until_stopped(
-    queue: SqsJobQueue, url: str, stop: asyncio.Event, visibility: int
-) -> list[SqsMessage]:
-    """One long poll, abandoned when `stop` is set (what it may have taken comes back after
-    `visibility` seconds)."""
-    receiving = asyncio.ensure_future(
-        queue.receive(url, BATCH_SIZE, WAIT_S, visibility_timeout_s=visibility)
-    )
-    stopping = asyncio.ensure_future(stop.wait())
-    try:
-        await asyncio.wait({receiving, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        stopping.cancel()
-        receiving.cancel()  # no-op when it is done
-    await asyncio.wait({receiving})  # its cancellation done (this task's is not swallowed)
-    return [] if receiving.cancelled() else receiving.result()
+            log.exception("handling messages of %s failed; SQS delivers them again", url)
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
@@ -81,22 +140,19 @@ async def serve(settings: Settings, stop: asyncio.Event) -> None:
         queue = services.sqs
         if queue is None:
             raise RuntimeError("QUEUE_BACKEND=sqs is needed to poll SQS")
-        pollers = max(1, math.ceil(settings.worker_concurrency / BATCH_SIZE))
         visibility = visibility_s(settings)
-        tasks = [asyncio.create_task(services.sweeper.sweep_forever(stop))]
-        for url in queue.queue_urls:
-            consumer = SqsConsumer(services.executor, queue, settings.worker_concurrency)
-            tasks += [
-                asyncio.create_task(poll(consumer, queue, url, stop, visibility))
-                for _ in range(pollers)
-            ]
+        consumer = SqsConsumer(services.executor, queue, settings.worker_concurrency)
+        poller = PriorityPoller(consumer, queue, visibility)
+        tasks = [
+            asyncio.create_task(services.sweeper.sweep_forever(stop)),
+            asyncio.create_task(poller.run(stop)),
+        ]
         log.info(
-            "polling %s with %d pollers each, holding messages %d s",
+            "polling %s in that order, holding messages %d s",
             ", ".join(queue.queue_urls),
-            pollers,
             visibility,
         )
         await stop.wait()
-        await asyncio.gather(*tasks)  # pollers finish the jobs they hold, then stop
+        await asyncio.gather(*tasks)  # the poller finishes the jobs it holds, then stops
     finally:
         await services.close()

@@ -119,7 +119,7 @@ class Supervisor:
     async def _worker(self, services: Services) -> None:
         """One arq Worker, until it fails, ends (burst) or the supervisor stops."""
         pool = await self.queue.connected()
-        ctx: dict[str, Any] = {"services": services, "slots": self.slots}
+        ctx: dict[str, Any] = {"services": services, "slots": self.slots, "queue": self.queue}
         worker = Worker(
             **worker_options(self.settings, pool, ctx, burst=self.burst),
             on_startup=self._connected,

@@ -9,7 +9,7 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli import batches, jobs, openai_batches, usage
+from api.cli import batches, jobs, keys, openai_batches, usage
 from api.cli.exits import (
     EPILOG,
     EXIT_HTTP,
@@ -24,7 +24,7 @@ from api.cli.http import Target, checked, target
 app = typer.Typer(
     name="chatjobs",
     help="Command-line client for the chatjobs API: submit prompts and batches, follow them, "
-    "list, cancel, fetch results, and see your usage.",
+    "list, cancel, fetch results, see your usage, and (admins) manage API keys.",
     epilog=EPILOG,
     no_args_is_help=True,
     add_completion=False,
@@ -128,6 +128,19 @@ app.command("openai-batch")(command(openai_batches.openai_batch))
 app.command("openai-file")(command(openai_batches.openai_file))
 app.command("webhook-secret")(command(webhook_secret))
 app.command()(command(usage.usage))
+
+keys_app = typer.Typer(
+    help="Make, list, revoke and rotate API keys (needs an admin key).",
+    no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+keys_app.callback()(keys.admin_options)
+keys_app.command("create")(command(keys.create))
+keys_app.command("list")(command(keys.list_keys))
+keys_app.command("revoke")(command(keys.revoke))
+keys_app.command("rotate")(command(keys.rotate))
+app.add_typer(keys_app, name="keys")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ EXIT_INTERRUPTED: Final = 130
 
 EPILOG: Final = (
     "Environment: CHATJOBS_URL (API base URL, default http://127.0.0.1:8000), "
-    "CHATJOBS_API_KEY (bearer key).\n\n"
+    "CHATJOBS_API_KEY (bearer key), CHATJOBS_ADMIN_KEY (admin key of `chatjobs keys`).\n\n"
     f"Exit codes: {EXIT_OK} ok · {EXIT_JOB_FAILED} job failed or cancelled, batch had failures · "
     f"{EXIT_USAGE} usage error · {EXIT_HTTP} HTTP error from the API (4xx/5xx) · "
     f"{EXIT_UNREACHABLE} server unreachable · "

@@ -11,8 +11,8 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Form, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 
-from api.admin_auth import is_admin_key
-from api.auth import tenant_for_key, throttle_failures
+from api.admin_auth import admin_for_key
+from api.auth import caller_for_key, throttle_failures
 from api.console.session import SessionDep, start_session
 from api.console.views import render
 from shared.admin import AdminService, admin_batch, admin_job_detail, failing_webhook
@@ -55,10 +55,12 @@ async def sign_in(request: Request, key: Annotated[str, Form(max_length=512)] = 
     """An admin key opens a session; a tenant's key is refused (403), a wrong one too (401)."""
     settings: Settings = request.app.state.settings
     key = key.strip()
-    admin = bool(key) and is_admin_key(key, settings.admin_api_keys)
-    tenant = None if admin or not key else tenant_for_key(key, settings.tenants_by_key)
-    if key:
-        await throttle_failures(request, failed=not admin and tenant is None)
+    admins = [k.get_secret_value() for k in settings.admin_api_keys]
+    admin = admin_for_key(key, admins) is not None if key else False
+    if admin:
+        await throttle_failures(request, failed=False)
+    # a tenant's key, bootstrap or run-time (a wrong key counts against AUTH_FAILURE_LIMIT there)
+    tenant = None if admin or not key else await caller_for_key(request, key)
     if not admin:
         message = (
             "That is a tenant's API key: only an operator key (ADMIN_API_KEYS) opens the console."

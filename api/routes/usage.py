@@ -47,7 +47,12 @@ To = Annotated[
     ),
 ]
 GroupByParam = Annotated[
-    GroupBy, Query(description="One row per day, model or provider.", examples=["model"])
+    GroupBy,
+    Query(
+        description="One row per day, model, provider or API key (`key`: a row per run-time "
+        "key id, and `bootstrap` for keys from API_KEYS).",
+        examples=["model"],
+    ),
 ]
 
 

@@ -13,6 +13,7 @@ resource "aws_cloudwatch_log_group" "api_access" {
   #checkov:skip=CKV_AWS_338:Retention is log_retention_days (default 30): access logs hold client IPs, kept short as data minimisation and for cost; raise it where a compliance regime requires a year.
   name              = "/aws/apigateway/${var.name}-http"
   retention_in_days = var.log_retention_days
+  log_group_class   = var.api_access_log_class
 }
 
 # --- alarms ----------------------------------------------------------------------------------------
@@ -21,6 +22,8 @@ locals {
   queues = {
     jobs  = { name = aws_sqs_queue.jobs.name, dlq = aws_sqs_queue.jobs_dlq.name, max_age_s = var.jobs_queue_max_age_s }
     batch = { name = aws_sqs_queue.batch.name, dlq = aws_sqs_queue.batch_dlq.name, max_age_s = var.batch_queue_max_age_s }
+    high  = { name = aws_sqs_queue.high.name, dlq = aws_sqs_queue.high_dlq.name, max_age_s = var.high_queue_max_age_s }
+    low   = { name = aws_sqs_queue.low.name, dlq = aws_sqs_queue.low_dlq.name, max_age_s = var.low_queue_max_age_s }
   }
 }
 
@@ -146,7 +149,7 @@ resource "aws_cloudwatch_metric_alarm" "failed_jobs" {
   depends_on          = [aws_cloudwatch_log_metric_filter.job_outcomes]
 }
 
-# Fallbacks per job message processed (deleted from either queue), over 15 minutes.
+# Fallbacks per job message processed (deleted from any queue), over 15 minutes.
 resource "aws_cloudwatch_metric_alarm" "fallback_rate" {
   alarm_name          = "${var.name}-fallback-rate"
   alarm_description   = "More than ${var.fallback_rate_alarm_percent}% of the jobs processed in 15 minutes fell back from Gemini to OpenRouter: Gemini failing, rate-limited or its circuit open (the worker log's `falling back to` lines say why)."
@@ -160,7 +163,7 @@ resource "aws_cloudwatch_metric_alarm" "fallback_rate" {
 
   metric_query {
     id          = "rate"
-    expression  = "IF(jobs + batch > 0, 100 * fallbacks / (jobs + batch), 0)"
+    expression  = "IF(jobs + batch + high + low > 0, 100 * fallbacks / (jobs + batch + high + low), 0)"
     label       = "fallbacks per job processed (%)"
     return_data = true
   }
@@ -192,6 +195,28 @@ resource "aws_cloudwatch_metric_alarm" "fallback_rate" {
       namespace   = "AWS/SQS"
       metric_name = "NumberOfMessagesDeleted"
       dimensions  = { QueueName = aws_sqs_queue.batch.name }
+      period      = 900
+      stat        = "Sum"
+    }
+  }
+
+  metric_query {
+    id = "high"
+    metric {
+      namespace   = "AWS/SQS"
+      metric_name = "NumberOfMessagesDeleted"
+      dimensions  = { QueueName = aws_sqs_queue.high.name }
+      period      = 900
+      stat        = "Sum"
+    }
+  }
+
+  metric_query {
+    id = "low"
+    metric {
+      namespace   = "AWS/SQS"
+      metric_name = "NumberOfMessagesDeleted"
+      dimensions  = { QueueName = aws_sqs_queue.low.name }
       period      = 900
       stat        = "Sum"
     }

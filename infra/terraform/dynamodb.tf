@@ -70,29 +70,37 @@ resource "aws_dynamodb_table" "main" {
     type = "S"
   }
 
+  # Projections (names.INDEX_PROJECTIONS; setup.py creates the same): keys plus the few attributes
+  # the queries filter on. A job's claim, answer and webhook progress change only its `data`, so
+  # they are not written again to every index at the item's full size; readers fetch the records
+  # they list from the table by key (BatchGetItem).
+
   # A tenant's jobs, newest first.
   global_secondary_index {
-    name            = "tenant_jobs"
-    hash_key        = "gsi_tenant"
-    range_key       = "gsi_tenant_sk"
-    projection_type = "ALL"
+    name               = "tenant_jobs"
+    hash_key           = "gsi_tenant"
+    range_key          = "gsi_tenant_sk"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["status", "expires_at"]
   }
 
   # A batch's jobs in submission order.
   global_secondary_index {
-    name            = "batch_jobs"
-    hash_key        = "gsi_batch"
-    range_key       = "gsi_batch_sk"
-    projection_type = "ALL"
+    name               = "batch_jobs"
+    hash_key           = "gsi_batch"
+    range_key          = "gsi_batch_sk"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["status", "expires_at"]
   }
 
   # A tenant's batches, newest first (GET /v1/batches). A batch stored before this index existed
   # is listed once it is written again (an open one when it completes); by id it reads as before.
   global_secondary_index {
-    name            = "tenant_batches"
-    hash_key        = "gsi_batch_tenant"
-    range_key       = "gsi_batch_tenant_sk"
-    projection_type = "ALL"
+    name               = "tenant_batches"
+    hash_key           = "gsi_batch_tenant"
+    range_key          = "gsi_batch_tenant_sk"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["expires_at"]
   }
 
   attribute {
@@ -107,10 +115,11 @@ resource "aws_dynamodb_table" "main" {
 
   # Sparse: only queued/running jobs carry gsi_unfinished, so the sweep reads them without a scan.
   global_secondary_index {
-    name            = "unfinished"
-    hash_key        = "gsi_unfinished"
-    range_key       = "gsi_unfinished_sk"
-    projection_type = "ALL"
+    name               = "unfinished"
+    hash_key           = "gsi_unfinished"
+    range_key          = "gsi_unfinished_sk"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["status", "batch_id", "tenant", "priority"]
   }
 
   # Sparse: webhook deliveries that are due, and (partition FAILED) those that gave up.
@@ -118,16 +127,17 @@ resource "aws_dynamodb_table" "main" {
     name            = "due_webhooks"
     hash_key        = "gsi_webhook"
     range_key       = "gsi_webhook_sk"
-    projection_type = "ALL"
+    projection_type = "KEYS_ONLY"
   }
 
   # Every tenant's jobs (J#<day>) and batches (B#<day>) by UTC day of creation, newest first:
   # the operator console's listings (/v1/admin/jobs, /v1/admin/batches) without a scan.
   global_secondary_index {
-    name            = "by_day"
-    hash_key        = "gsi_day"
-    range_key       = "gsi_day_sk"
-    projection_type = "ALL"
+    name               = "by_day"
+    hash_key           = "gsi_day"
+    range_key          = "gsi_day_sk"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["status", "expires_at"]
   }
 
   # Cache entries (CACHE_TTL_S), idempotency keys (24 h), rate windows, and ended jobs and batches

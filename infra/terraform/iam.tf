@@ -17,7 +17,7 @@ data "aws_iam_policy_document" "lambda_assume" {
 
 locals {
   table_arns = [aws_dynamodb_table.main.arn, "${aws_dynamodb_table.main.arn}/index/*"]
-  queue_arns = [aws_sqs_queue.jobs.arn, aws_sqs_queue.batch.arn]
+  queue_arns = [aws_sqs_queue.jobs.arn, aws_sqs_queue.batch.arn, aws_sqs_queue.high.arn, aws_sqs_queue.low.arn]
 
   # Item reads and writes of the single table. TransactWriteItems needs the action of each item
   # it holds (Put/Update/Delete/ConditionCheck); BatchWriteItem stores big batches' jobs;

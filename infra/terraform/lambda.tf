@@ -29,7 +29,7 @@ resource "aws_lambda_function" "api" {
   }
 
   tracing_config {
-    mode = "Active"
+    mode = var.lambda_tracing_mode
   }
 
   dynamic "vpc_config" {
@@ -69,7 +69,7 @@ resource "aws_lambda_function" "worker" {
   }
 
   tracing_config {
-    mode = "Active"
+    mode = var.lambda_tracing_mode
   }
 
   dynamic "vpc_config" {
@@ -117,7 +117,7 @@ resource "aws_lambda_function" "scheduler" {
   }
 
   tracing_config {
-    mode = "Active"
+    mode = var.lambda_tracing_mode
   }
 
   dynamic "vpc_config" {

@@ -25,6 +25,8 @@ locals {
     DYNAMODB_TABLE         = aws_dynamodb_table.main.name
     SQS_QUEUE_URL          = aws_sqs_queue.jobs.url
     SQS_BATCH_QUEUE_URL    = aws_sqs_queue.batch.url
+    SQS_HIGH_QUEUE_URL     = aws_sqs_queue.high.url
+    SQS_LOW_QUEUE_URL      = aws_sqs_queue.low.url
     AWS_SECRET_ID          = aws_secretsmanager_secret.app.name
     CACHE_TTL_S            = tostring(var.cache_ttl_s)
     JOB_RETENTION_DAYS     = tostring(var.job_retention_days)
@@ -53,6 +55,11 @@ locals {
 
   worker_env = merge(local.common_env, local.redis_env, {
     WORKER_CONCURRENCY = tostring(var.worker_concurrency)
+    # provider quotas, counted in DynamoDB by every worker container (docs/adr/0014); 0: none
+    GEMINI_RPM     = tostring(var.gemini_rpm)
+    GEMINI_TPM     = tostring(var.gemini_tpm)
+    OPENROUTER_RPM = tostring(var.openrouter_rpm)
+    OPENROUTER_TPM = tostring(var.openrouter_tpm)
   })
 
   scheduler_env = merge(local.common_env, local.redis_env)

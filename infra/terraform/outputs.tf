@@ -50,11 +50,23 @@ output "batch_queue_url" {
   value       = aws_sqs_queue.batch.url
 }
 
+output "high_queue_url" {
+  description = "SQS queue for high-priority jobs (SQS_HIGH_QUEUE_URL)."
+  value       = aws_sqs_queue.high.url
+}
+
+output "low_queue_url" {
+  description = "SQS queue for low-priority jobs (SQS_LOW_QUEUE_URL)."
+  value       = aws_sqs_queue.low.url
+}
+
 output "dlq_urls" {
-  description = "Dead-letter queues by source queue (jobs, batch); redrive them from the SQS console or `aws sqs start-message-move-task`."
+  description = "Dead-letter queues by source queue (jobs, batch, high, low); redrive them from the SQS console or `aws sqs start-message-move-task`."
   value = {
     jobs  = aws_sqs_queue.jobs_dlq.url
     batch = aws_sqs_queue.batch_dlq.url
+    high  = aws_sqs_queue.high_dlq.url
+    low   = aws_sqs_queue.low_dlq.url
   }
 }
 
@@ -76,4 +88,9 @@ output "redis_endpoint" {
 output "alarm_topic_arn" {
   description = "The SNS topic alarms notify (alarm_sns_topic_arn, or the one made for alarm_email); null: none."
   value       = local.alarm_topic_arn
+}
+
+output "dashboard_url" {
+  description = "The CloudWatch dashboard of the stack (dashboard.tf) in the AWS console."
+  value       = "https://${var.aws_region}.console.aws.amazon.com/cloudwatch/home?region=${var.aws_region}#dashboards/dashboard/${aws_cloudwatch_dashboard.main.dashboard_name}"
 }

@@ -32,8 +32,20 @@ variable "batch_queue_name" {
   default     = "chatjobs-batch-jobs"
 }
 
+variable "high_queue_name" {
+  description = "SQS queue for high-priority jobs, singles and batch (SQS_HIGH_QUEUE_URL). Default: names.HIGH_QUEUE. Its DLQ is this name + \"-dlq\"."
+  type        = string
+  default     = "chatjobs-high-jobs"
+}
+
+variable "low_queue_name" {
+  description = "SQS queue for low-priority jobs, singles and batch (SQS_LOW_QUEUE_URL). Default: names.LOW_QUEUE. Its DLQ is this name + \"-dlq\"."
+  type        = string
+  default     = "chatjobs-low-jobs"
+}
+
 variable "secret_name" {
-  description = "Secrets Manager secret holding the JSON object of API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET (AWS_SECRET_ID). Default: names.SECRET_ID. Terraform creates the secret, never its value."
+  description = "Secrets Manager secret holding the JSON object of API_KEYS, GEMINI_API_KEY, OPENROUTER_API_KEY, WEBHOOK_SIGNING_SECRET, ADMIN_API_KEYS, KEY_HASH_SECRET (AWS_SECRET_ID). Default: names.SECRET_ID. Terraform creates the secret, never its value."
   type        = string
   default     = "chatjobs/app"
 }
@@ -54,9 +66,9 @@ variable "image_tag" {
 }
 
 variable "lambda_architecture" {
-  description = "CPU architecture of the image and the functions: x86_64, or arm64 (about 20% cheaper per GB-second; build the image with --platform linux/arm64)."
+  description = "CPU architecture of the image and the functions: arm64 (Graviton, 20% cheaper per GB-second than x86_64; build the image with --platform linux/arm64), or x86_64 (build with --platform linux/amd64)."
   type        = string
-  default     = "x86_64"
+  default     = "arm64"
 
   validation {
     condition     = contains(["x86_64", "arm64"], var.lambda_architecture)
@@ -82,9 +94,9 @@ variable "api_timeout_s" {
 }
 
 variable "worker_memory_mb" {
-  description = "Memory of the SQS worker function in MB."
+  description = "Memory of the SQS worker function in MB. 256 holds the worker (about 70 MB once imported) and WORKER_CONCURRENCY jobs that wait on the LLM; watch Max Memory Used in its REPORT log lines."
   type        = number
-  default     = 512
+  default     = 256
 }
 
 variable "worker_timeout_s" {
@@ -133,6 +145,28 @@ variable "scheduler_reserved_concurrency" {
   default     = null
 }
 
+variable "lambda_tracing_mode" {
+  description = "X-Ray tracing of the three functions. PassThrough (default): Lambda records no trace of its own (nothing upstream of these functions is traced, so none are recorded and none billed). Active: Lambda samples the first invocation each second and 5% of the rest, which at 10,000 requests a day is nearly every invocation, about $3.40 a month (docs/DEPLOYMENT.md). The code carries no X-Ray SDK, so a trace shows Lambda's own segments: init, invocation, overhead."
+  type        = string
+  default     = "PassThrough"
+
+  validation {
+    condition     = contains(["PassThrough", "Active"], var.lambda_tracing_mode)
+    error_message = "lambda_tracing_mode must be PassThrough or Active."
+  }
+}
+
+variable "api_access_log_class" {
+  description = "Log class of the API Gateway access log group: INFREQUENT_ACCESS (half the ingestion price; Logs Insights works, metric filters and Live Tail do not, and none are used on it) or STANDARD. Changing it replaces the group, and the access logs in it."
+  type        = string
+  default     = "INFREQUENT_ACCESS"
+
+  validation {
+    condition     = contains(["STANDARD", "INFREQUENT_ACCESS"], var.api_access_log_class)
+    error_message = "api_access_log_class must be STANDARD or INFREQUENT_ACCESS."
+  }
+}
+
 variable "log_retention_days" {
   description = "Retention of every CloudWatch log group (functions and API access logs), in days."
   type        = number
@@ -172,6 +206,46 @@ variable "worker_concurrency" {
   description = "WORKER_CONCURRENCY: how many SQS records one worker invocation runs at the same time (at most the batch size is delivered per invocation)."
   type        = number
   default     = 10
+}
+
+variable "gemini_rpm" {
+  description = "GEMINI_RPM: Gemini calls per minute across every worker container (counted in DynamoDB); 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.gemini_rpm >= 0 && floor(var.gemini_rpm) == var.gemini_rpm
+    error_message = "gemini_rpm must be a whole number, 0 or more."
+  }
+}
+
+variable "gemini_tpm" {
+  description = "GEMINI_TPM: Gemini tokens per minute across every worker container, counted from each call's reported usage; 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.gemini_tpm >= 0 && floor(var.gemini_tpm) == var.gemini_tpm
+    error_message = "gemini_tpm must be a whole number, 0 or more."
+  }
+}
+
+variable "openrouter_rpm" {
+  description = "OPENROUTER_RPM: OpenRouter calls per minute across every worker container; 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.openrouter_rpm >= 0 && floor(var.openrouter_rpm) == var.openrouter_rpm
+    error_message = "openrouter_rpm must be a whole number, 0 or more."
+  }
+}
+
+variable "openrouter_tpm" {
+  description = "OPENROUTER_TPM: OpenRouter tokens per minute across every worker container; 0: no quota."
+  type        = number
+  default     = 0
+  validation {
+    condition     = var.openrouter_tpm >= 0 && floor(var.openrouter_tpm) == var.openrouter_tpm
+    error_message = "openrouter_tpm must be a whole number, 0 or more."
+  }
 }
 
 variable "cache_ttl_s" {
@@ -274,6 +348,28 @@ variable "batch_max_concurrency" {
   }
 }
 
+variable "high_max_concurrency" {
+  description = "scaling_config.maximum_concurrency of the high-priority queue (2-1000): its weight among the queues. Keep it at or above jobs_max_concurrency."
+  type        = number
+  default     = 30
+
+  validation {
+    condition     = var.high_max_concurrency >= 2 && var.high_max_concurrency <= 1000
+    error_message = "high_max_concurrency must be between 2 and 1000."
+  }
+}
+
+variable "low_max_concurrency" {
+  description = "scaling_config.maximum_concurrency of the low-priority queue (2-1000): its weight among the queues. Keep it at or below batch_max_concurrency."
+  type        = number
+  default     = 2
+
+  validation {
+    condition     = var.low_max_concurrency >= 2 && var.low_max_concurrency <= 1000
+    error_message = "low_max_concurrency must be between 2 and 1000."
+  }
+}
+
 # ---------------------------------------------------------------------------------------------
 # API Gateway
 # ---------------------------------------------------------------------------------------------
@@ -328,6 +424,18 @@ variable "batch_queue_max_age_s" {
   description = "Alarm when the oldest message on the batch queue is older than this (seconds); big batches legitimately wait longer."
   type        = number
   default     = 3600
+}
+
+variable "high_queue_max_age_s" {
+  description = "Alarm when the oldest message on the high-priority queue is older than this (seconds)."
+  type        = number
+  default     = 120
+}
+
+variable "low_queue_max_age_s" {
+  description = "Alarm when the oldest message on the low-priority queue is older than this (seconds); low-priority work waits while anything else runs."
+  type        = number
+  default     = 14400
 }
 
 variable "lambda_errors_threshold" {

@@ -15,6 +15,7 @@ from shared.ports import (
     JobQueue,
     JobStreams,
     LLMProvider,
+    ProviderQuota,
     ResultCache,
     Store,
     WorkerRegistry,
@@ -81,7 +82,13 @@ class Adapters:
             from shared.adapters.queue.sqs import SqsJobQueue
 
             url = require(s.sqs_queue_url, "SQS_QUEUE_URL", "QUEUE_BACKEND=sqs")
-            return SqsJobQueue(self.aws, url, s.sqs_batch_queue_url)
+            return SqsJobQueue(
+                self.aws,
+                url,
+                s.sqs_batch_queue_url,
+                high_queue_url=s.sqs_high_queue_url,
+                low_queue_url=s.sqs_low_queue_url,
+            )
         from shared.adapters.queue.inprocess import InProcessJobQueue
 
         return InProcessJobQueue(concurrency=s.worker_concurrency)
@@ -149,10 +156,29 @@ class Adapters:
 
         return MemoryWorkerRegistry()
 
-    def llm(self) -> LLMProvider:
+    def llm(self, quota: ProviderQuota | None = None) -> LLMProvider:
         from shared.adapters.llm.build import build_llm
 
-        return build_llm(self.settings)
+        return build_llm(self.settings, quota)
+
+    def provider_quota(self) -> ProviderQuota:
+        """The providers' quotas and 429 pauses (docs/adr/0014), where every worker counts them:
+        Redis with REDIS_URL, DynamoDB in the AWS layout, else this process's memory (embedded:
+        the one worker)."""
+        from shared.quotas import quota_limits
+
+        s, limits = self.settings, quota_limits(self.settings)
+        if s.redis_url:
+            from shared.adapters.quota.redis import RedisProviderQuota
+
+            return RedisProviderQuota(s.redis_url, limits)
+        if s.resolved_store == "dynamodb":
+            from shared.adapters.quota.dynamodb import DynamoDbProviderQuota
+
+            return DynamoDbProviderQuota(self.aws, s.dynamodb_table, limits)
+        from shared.adapters.quota.memory import MemoryProviderQuota
+
+        return MemoryProviderQuota(limits)
 
     def sweep_policy(self, queue: JobQueue) -> SweepPolicy:
         """How the lost-job sweep treats this queue, from the queue's own redelivery horizon."""

@@ -60,13 +60,14 @@ class MasterSecrets:
         return TenantSecrets(secret, tenant_secret(self.previous, tenant), expires)
 
 
-def load_or_create_master(path: Path) -> str:
+def load_or_create_master(path: Path, what: str = "webhook master secret") -> str:
     """Read the per-install master secret from `path`, creating it (mode 0600) on first use.
 
-    Used when WEBHOOK_SIGNING_SECRET is unset (embedded mode). Safe when several processes start
-    at once: the file appears atomically with its content, and the first writer wins.
+    Used when WEBHOOK_SIGNING_SECRET is unset (embedded mode), and for KEY_HASH_SECRET likewise
+    (`what` names it in errors). Safe when several processes start at once: the file appears
+    atomically with its content, and the first writer wins.
     """
-    existing = _read(path)
+    existing = _read(path, what)
     if existing is not None:
         return existing
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -79,19 +80,19 @@ def load_or_create_master(path: Path) -> str:
             os.link(staging, path)
     finally:
         staging.unlink(missing_ok=True)
-    created = _read(path)
+    created = _read(path, what)
     if created is None:
-        raise RuntimeError(f"could not create the webhook master secret at {path}")
+        raise RuntimeError(f"could not create the {what} at {path}")
     return created
 
 
-def _read(path: Path) -> str | None:
+def _read(path: Path, what: str) -> str | None:
     try:
         value = path.read_text().strip()
     except FileNotFoundError:
         return None
     if not value:
-        raise ValueError(f"the webhook master secret file {path} is empty")
+        raise ValueError(f"the {what} file {path} is empty")
     return value
 
 

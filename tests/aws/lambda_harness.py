@@ -127,12 +127,19 @@ class SqsDriver:
                 )
         return failed
 
+    @property
+    def queue_urls(self) -> list[str]:
+        """Each event source mapping's queue, highest priority first."""
+        layout = self.layout
+        urls = (layout.high_queue_url, layout.queue_url, layout.batch_queue_url)
+        return [url for url in (*urls, layout.low_queue_url) if url]
+
     def drain(self, *, rounds: int = 500, idle_rounds: int = 2) -> int:
-        """Deliver until both queues stay empty; returns the messages handled."""
+        """Deliver until every queue stays empty; returns the messages handled."""
         handled, idle = 0, 0
         for _ in range(rounds):
             got = 0
-            for url in (self.layout.queue_url, self.layout.batch_queue_url):
+            for url in self.queue_urls:
                 messages = self.receive(url, wait_s=0)
                 if messages:
                     self.invoke(url, messages)

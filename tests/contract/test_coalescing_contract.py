@@ -53,11 +53,20 @@ async def claimed(store: Store, tenant: str = "t1", key: str = "k1") -> Job:
 
 
 class ReadBeforeTheEnd:
-    """A store whose first reads of the key and of `leader` see the leader still running."""
+    """A store whose first look at the key (taking it while free, or reading its holder) and
+    first read of `leader` see the leader still running."""
 
     def __init__(self, store: Store, leader: Job) -> None:
         self.store, self.leader = store, leader
-        self.stale = {"key", "leader"}
+        self.stale = {"take", "key", "leader"}
+
+    async def take_key(
+        self, tenant: str, cache_key: str, job_id: str, *, replacing: str | None
+    ) -> bool:
+        if replacing is None and "take" in self.stale:
+            self.stale.discard("take")
+            return False  # the leader held it then
+        return await self.store.take_key(tenant, cache_key, job_id, replacing=replacing)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.store, name)

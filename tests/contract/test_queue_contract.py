@@ -22,10 +22,10 @@ from arq.worker import func
 
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.aws.setup import AwsLayout
+from shared.adapters.queue import arq_lanes
 from shared.adapters.queue.arq import (
+    DELAYED_KEY,
     FUNCTION,
-    GROUP_PREFIX,
-    GROUPS_KEY,
     QUEUE_NAME,
     WAITING_KEY,
     ArqJobQueue,
@@ -33,6 +33,7 @@ from shared.adapters.queue.arq import (
 from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.adapters.queue.sqs import SqsJobQueue
 from shared.errors import QueueUnavailable
+from shared.lanes import DEFAULT_LANE, Lane, delivering
 from shared.ports import JobQueue, JobRef
 from tests.fakes import FakeJobQueue
 
@@ -85,25 +86,32 @@ class ArqHarness(Harness):
         self.redis_url = redis_url
 
     async def deliver(self, expected: Collection[str], max_jobs: int = 10) -> None:
-        async def run_job(ctx: dict[str, Any], job_id: str) -> None:
+        """As a worker does, until every expected delivery came: delayed jobs that are due back
+        in their lanes, batch jobs as its batch runner takes them, the rest by a burst arq
+        Worker."""
+
+        async def run_job(ctx: dict[str, Any], job_id: str, *lane: str) -> None:
             await self.record(job_id)
 
-        for job in await self.queue.take_batch_jobs(100_000):  # a worker's batch runner
-            await self.record(job.id)
-        worker = Worker(
-            functions=[func(run_job, name=FUNCTION)],
-            redis_settings=RedisSettings.from_dsn(self.redis_url),
-            burst=True,
-            poll_delay=0,
-            handle_signals=False,
-            keep_result=0,
-            max_jobs=max_jobs,
-        )
-        try:
-            async with asyncio.timeout(10):
-                await worker.async_run()
-        finally:
-            await worker.close()
+        async with asyncio.timeout(10):
+            while Counter(expected) - Counter(self.seen):
+                await self.queue.release_due()
+                for job in await self.queue.take_batch_jobs(100_000):
+                    await self.record(job.id)
+                worker = Worker(
+                    functions=[func(run_job, name=FUNCTION)],
+                    redis_settings=RedisSettings.from_dsn(self.redis_url),
+                    burst=True,
+                    poll_delay=0,
+                    handle_signals=False,
+                    keep_result=0,
+                    max_jobs=max_jobs,
+                )
+                try:
+                    await worker.async_run()
+                finally:
+                    await worker.close()
+                await asyncio.sleep(0.01)
 
 
 def closed_port_url() -> str:
@@ -299,20 +307,22 @@ class TestArqJobQueue(JobQueueContract):
         pool = await harness.queue.connected()
         assert await pool.queued_jobs(queue_name=QUEUE_NAME) == []  # arq holds none of them
         taken = await harness.queue.take_batch_jobs(1000)
-        assert [(job.id, job.group) for job in taken] == [
-            (f"job_{n}", "batch_1") for n in range(100)
+        assert [(job.id, job.group, job.lane) for job in taken] == [
+            (f"job_{n}", "batch_1", DEFAULT_LANE) for n in range(100)
         ]
-        assert await redis_db.exists(GROUPS_KEY, GROUP_PREFIX + "batch_1", WAITING_KEY) == 0
+        keys = (arq_lanes.tenants_key("normal"), arq_lanes.groups_key(DEFAULT_LANE))
+        assert await redis_db.exists(*keys, WAITING_KEY) == 0
 
-    async def test_a_single_job_is_an_arq_job(self, harness: ArqHarness) -> None:
+    async def test_a_single_job_is_an_arq_job_and_a_delayed_one_waits_outside_arq(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
         await harness.queue.enqueue("job_a")
         await harness.queue.enqueue("job_b", delay_s=60)
         pool = await harness.queue.connected()
         queued = await pool.queued_jobs(queue_name=QUEUE_NAME)
-        assert sorted((j.function, j.args) for j in queued) == [
-            (FUNCTION, ("job_a",)),
-            (FUNCTION, ("job_b",)),
-        ]
+        assert [(j.function, j.args) for j in queued] == [(FUNCTION, ("job_a", "normal", ""))]
+        assert await redis_db.zcard(DELAYED_KEY) == 1
+        assert await redis_db.smembers(WAITING_KEY) == {b"job_b"}
 
     async def test_an_immediate_enqueue_of_a_waiting_job_is_a_no_op(
         self, harness: ArqHarness
@@ -338,13 +348,83 @@ class TestArqJobQueue(JobQueueContract):
 
         taken = await harness.queue.take_batch_jobs(3)
         assert [(job.id, job.group) for job in taken] == [("a1", "A"), ("b1", "B"), ("a2", "A")]
-        assert await redis_db.lrange(GROUP_PREFIX + "A", 0, -1) == [b"a3"]
-        assert await redis_db.zrange(GROUPS_KEY, 0, -1) == [b"A"]  # B is done
+        groups = arq_lanes.groups_key(DEFAULT_LANE)
+        assert await redis_db.lrange(arq_lanes.jobs_key(DEFAULT_LANE, "A"), 0, -1) == [b"a3"]
+        assert await redis_db.zrange(groups, 0, -1) == [b"A"]  # B is done
         assert await redis_db.smembers(WAITING_KEY) == {b"a3"}
 
         assert [job.id for job in await harness.queue.take_batch_jobs(10)] == ["a3"]
-        assert await redis_db.exists(GROUPS_KEY, GROUP_PREFIX + "A", WAITING_KEY) == 0
+        tenants = arq_lanes.tenants_key("normal")
+        assert await redis_db.exists(tenants, groups, WAITING_KEY) == 0
         assert await harness.queue.take_batch_jobs(10) == []
+
+    async def test_higher_priorities_first_then_tenants_then_their_batches_in_turn(
+        self, harness: ArqHarness
+    ) -> None:
+        queue = harness.queue
+        await queue.enqueue_many(["low1", "low2"], group="L", lane=Lane("low", "A"))
+        await queue.enqueue_many(["a1", "a2", "a3"], group="A1", lane=Lane("normal", "A"))
+        await queue.enqueue_many(["x1", "x2"], group="A2", lane=Lane("normal", "A"))
+        await queue.enqueue_many(["b1", "b2", "b3"], group="B1", lane=Lane("normal", "B"))
+        await queue.enqueue_many(["h1"], group="H", lane=Lane("high", "C"))
+        taken = await queue.take_batch_jobs(20)
+        assert [job.id for job in taken] == [
+            "h1",
+            *("a1", "b1", "x1", "b2", "a2", "b3", "x2", "a3"),  # A and B in turn; A's batches too
+            *("low1", "low2"),
+        ]
+        assert taken[0].lane == Lane("high", "C") and taken[-1].lane == Lane("low", "A")
+
+    async def test_single_jobs_are_scored_by_priority(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await harness.queue.enqueue("low", lane=Lane("low", "A"))
+        await harness.queue.enqueue("normal", lane=Lane("normal", "A"))
+        await harness.queue.enqueue("high", lane=Lane("high", "B"))
+        await harness.queue.enqueue("normal2")
+        assert await redis_db.zrange(QUEUE_NAME, 0, -1) == [b"high", b"normal", b"normal2", b"low"]
+        await harness.deliver({"low", "normal", "high", "normal2"}, max_jobs=1)
+        assert harness.seen == ["high", "normal", "normal2", "low"]
+
+    async def test_a_due_retry_comes_back_at_its_priority(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        for n in range(3):
+            await harness.queue.enqueue(f"low{n}", lane=Lane("low", "A"))
+        await harness.queue.enqueue("retried", delay_s=0.05, lane=Lane("high", "B"))
+        with delivering(Lane("normal", "C")):  # a consumer's retry names no lane: it keeps its own
+            await harness.queue.enqueue("again", delay_s=0.05)
+        assert await redis_db.smembers(WAITING_KEY) == {b"retried", b"again"}  # held: not lost
+        assert await harness.queue.release_due() == 0  # not due yet
+        await asyncio.sleep(0.1)
+        assert await harness.queue.release_due() == 2
+        queued = await (await harness.queue.connected()).queued_jobs(queue_name=QUEUE_NAME)
+        by_score = [j.args for j in sorted(queued, key=lambda j: j.score or 0)]
+        assert by_score == [
+            ("retried", "high", "B"),
+            ("again", "normal", "C"),
+            *((f"low{n}", "low", "A") for n in range(3)),
+        ]
+        assert await redis_db.zcard(DELAYED_KEY) == 0
+        assert await redis_db.smembers(WAITING_KEY) == set()
+
+    async def test_groups_queued_before_priorities_are_still_taken(
+        self, harness: ArqHarness, redis_db: Any
+    ) -> None:
+        await redis_db.rpush(arq_lanes.LEGACY_GROUP_PREFIX + "old", "o1", "o2")
+        await redis_db.sadd(WAITING_KEY, "o1", "o2")
+        await redis_db.zadd(arq_lanes.LEGACY_GROUPS_KEY, {"old": 0})
+        await harness.queue.enqueue_many(["n1"], group="new", lane=Lane("normal", "A"))
+        await harness.queue.enqueue_many(["l1"], group="low", lane=Lane("low", "A"))
+        assert await harness.queue.pending()
+        taken = await harness.queue.take_batch_jobs(10)
+        assert [(job.id, job.group, job.lane) for job in taken] == [
+            ("n1", "new", Lane("normal", "A")),
+            ("o1", "old", DEFAULT_LANE),
+            ("o2", "old", DEFAULT_LANE),
+            ("l1", "low", Lane("low", "A")),
+        ]
+        assert await redis_db.exists(arq_lanes.LEGACY_GROUPS_KEY, WAITING_KEY) == 0
 
     async def test_a_new_group_gets_the_next_turn(self, harness: ArqHarness) -> None:
         await harness.queue.enqueue_many([f"a{n}" for n in range(10)], group="A")
@@ -366,8 +446,8 @@ class TestArqJobQueue(JobQueueContract):
         await harness.queue.take_batch_jobs(1)  # "taken" left its group: a worker runs it
         names = ("single", "later", "taken", "waiting", "unknown")
         lost = await harness.queue.lost([JobRef(name, None) for name in names])
-        # "later" went in as its own arq job (later@<due>), "taken" is out of Redis's hands
-        assert [ref.id for ref in lost] == ["later", "taken", "unknown"]
+        # "later" waits in the delayed set; "taken" is out of Redis's hands
+        assert [ref.id for ref in lost] == ["taken", "unknown"]
 
     async def test_start_survives_an_unreachable_redis(self) -> None:
         queue = ArqJobQueue(closed_port_url(), timeout_s=2)

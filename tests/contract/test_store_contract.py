@@ -21,6 +21,7 @@ from shared.adapters.store.sqlite_queries import COUNT_UNFINISHED, batch_list_qu
 from shared.adapters.store.sqlite_schema import ts
 from shared.errors import InvalidCursor
 from shared.job_writes import JobWrites
+from shared.lanes import Lane
 from shared.models import (
     Batch,
     BatchCounts,
@@ -476,13 +477,13 @@ class JobStoreContract:
         await store.create_batch(batch, jobs)
         refs = await store.unfinished_jobs()
         assert set(refs) == {
-            JobRef(queued.id, None),
-            JobRef(running.id, None),
-            JobRef(jobs[0].id, batch.id),
+            JobRef(queued.id, None, "t1"),
+            JobRef(running.id, None, "t1"),
+            JobRef(jobs[0].id, batch.id, "t1"),
         }
         assert len(await store.unfinished_jobs(limit=1)) == 1
         only_running = await store.unfinished_jobs(status=JobStatus.running)
-        assert only_running == [JobRef(running.id, None)]
+        assert only_running == [JobRef(running.id, None, "t1")]
 
     async def test_unfinished_jobs_updated_before(self, store: Store) -> None:
         old = await store.create_job(make_job())
@@ -490,9 +491,32 @@ class JobStoreContract:
         cutoff = utcnow()
         await asyncio.sleep(0.002)
         await store.create_job(make_job())
-        assert await store.unfinished_jobs(updated_before=cutoff) == [JobRef(old.id, None)]
+        assert await store.unfinished_jobs(updated_before=cutoff) == [JobRef(old.id, None, "t1")]
         await JobWrites(store).claim(old.id, **lease())  # touched: fresh
         assert await store.unfinished_jobs(updated_before=cutoff) == []
+
+    async def test_priorities_and_key_ids_round_trip_and_unfinished_jobs_name_their_lanes(
+        self, store: Store
+    ) -> None:
+        high = await store.create_job(make_job("t2", priority="high", key_id="key_1"))
+        low = await store.create_job(make_job("t3", priority="low"))
+        batch, jobs = make_batch(2, tenant="t4")
+        batch = batch.model_copy(update={"priority": "low", "key_id": "key_2"})
+        jobs = [j.model_copy(update={"priority": "low", "key_id": "key_2"}) for j in jobs]
+        await store.create_batch(batch, jobs)
+        stored = await store.get_job(high.id)
+        assert stored is not None and (stored.priority, stored.key_id) == ("high", "key_1")
+        assert stored.public().priority == "high"
+        assert (await store.get_job(jobs[1].id)) == jobs[1]
+        stored_batch = await store.get_batch(batch.id, "t4")
+        assert stored_batch is not None
+        assert (stored_batch.priority, stored_batch.key_id) == ("low", "key_2")
+        refs = {ref.id: ref for ref in await store.unfinished_jobs()}
+        assert refs[high.id].lane == Lane("high", "t2")
+        assert refs[low.id].lane == Lane("low", "t3")
+        assert refs[jobs[0].id] == JobRef(jobs[0].id, batch.id, "t4", "low")
+        await JobWrites(store).claim(high.id, **lease())  # rewritten: still high
+        assert (await store.unfinished_jobs(status=JobStatus.running))[0].lane.priority == "high"
 
     async def test_count_unfinished(self, store: Store) -> None:
         assert await store.count_unfinished() == {JobStatus.queued: 0, JobStatus.running: 0}

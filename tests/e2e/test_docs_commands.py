@@ -31,9 +31,10 @@ from typing import Any
 
 import pytest
 
+from shared.key_usage import next_month
 from tests.e2e import procs
 from tests.e2e.conftest import Api, Launcher
-from tests.e2e.services import wait_batch
+from tests.e2e.services import wait_batch, wait_until
 from tests.tools import find_uv
 
 pytestmark = pytest.mark.e2e
@@ -53,10 +54,24 @@ BATCH = "cat > prompts.jsonl <<'EOF'"
 BATCH_FOLLOW = "curl -s http://127.0.0.1:8000/v1/batches/batch_9a…"
 USAGE = "curl -s 'http://127.0.0.1:8000/v1/usage?group_by=provider'"
 CLI = "uv run chatjobs submit "
+BUDGET_MAKE = 'curl -s http://127.0.0.1:8000/v1/admin/keys -H "Authorization: Bearer $ADMIN"'
+BUDGET_SPEND = "for n in 1 2 3 4; do curl "
+BUDGET_SEE = "curl -s http://127.0.0.1:8000/v1/admin/keys/key_7c1e…"
 ONE_TEST = "uv run pytest tests/unit/test_service.py -k cache_key"
 COUNT = "uv run pytest --collect-only -q tests/unit | tail -1"
 RUN = {
-    README: (SUBMIT, POLL, SECRET, BATCH, BATCH_FOLLOW, USAGE, CLI),
+    README: (
+        SUBMIT,
+        POLL,
+        SECRET,
+        BATCH,
+        BATCH_FOLLOW,
+        USAGE,
+        CLI,
+        BUDGET_MAKE,
+        BUDGET_SPEND,
+        BUDGET_SEE,
+    ),
     TESTING: (ONE_TEST, COUNT),
 }
 
@@ -72,6 +87,9 @@ NOT_RUN = {
         "docker-compose.yml and the Dockerfile",
         "make aws-local": "serves until Ctrl-C; test_readme_walk_through[aws-local] runs the "
         "walk-through against the program it starts, `python -m shared.adapters.aws.local`",
+        "export ADMIN=": "needs ADMIN_API_KEYS, which the walk-through's keyless service has "
+        "not; tests/e2e/test_api_keys_e2e.py and tests/unit/test_admin_keys_api.py make, list, "
+        "rotate and revoke keys through the same requests",
     },
     DEPLOYMENT: {
         "export AWS_REGION=": f"{_AWS}, and `terraform init` downloads the AWS provider",
@@ -231,7 +249,7 @@ class Shell:
 
     def rewrite(self, text: str) -> str:
         text = text.replace(DOC_URL, self.base_url)
-        text = re.sub(r"\b(job|batch)_\w*…", lambda m: self.ids[m.group(1)], text)
+        text = re.sub(r"\b(job|batch|key)_\w*…", lambda m: self.ids[m.group(1)], text)
         assert "…" not in text, f"a placeholder this test cannot fill: {text}"
         return text
 
@@ -497,6 +515,65 @@ def test_testing_md_commands(tmp_path: Path) -> None:
         assert re.search(r"\b1 passed\b", shell.run(command).stdout)
     (count,) = block(TESTING, COUNT).commands
     assert re.match(r"\d+ tests collected\b", shell.run(count).stdout)
+
+
+BUDGET_ADMIN = "docs-budget-admin"
+
+
+@pytest.fixture
+def budget_api(launcher: Launcher) -> Api:
+    """The budget walk-through's server: embedded, with an admin key and no tenant keys."""
+    return launcher.api("docs-budgets", ADMIN_API_KEYS=BUDGET_ADMIN)
+
+
+@pytest.mark.timeout(120)
+def test_readme_budget_walk_through(budget_api: Api, tmp_path: Path) -> None:
+    """README's walk-through of a key with a budget: made, spent, refused, and its usage."""
+    work = tmp_path / "work"
+    work.mkdir()
+    shell = Shell(work, tmp_path / "bin", budget_api.url)
+    shell.env["ADMIN"] = BUDGET_ADMIN  # "with `ADMIN` set to a key of `ADMIN_API_KEYS`"
+
+    (make,) = block(README, BUDGET_MAKE).commands
+    (made,) = json_values(shell.run(make).stdout)
+    assert made["limits"]["monthly_requests"] == 3 and make.shown('"monthly_requests": 3')
+    usage = made["usage"]
+    assert (usage["requests"], usage["tokens"], usage["in_flight"]) == (0, 0, None)
+    assert make.shown('"requests": 0, "tokens": 0') and make.shown('"in_flight": null')
+    assert made["key"].startswith(made["prefix"]) and make.shown('"key": "ck_Q8aTn2Lw')
+    assert "Put the secret in `KEY` (`export KEY=ck_" in prose(README)
+    shell.env["KEY"], shell.ids["key"] = made["key"], made["id"]
+
+    spend, over = block(README, BUDGET_SPEND).commands
+    assert shell.run(spend).stdout.split() == spend.shown("202 202 202 429").split()
+    status, headers, answer = http_answer(shell.run(over).stdout)
+    assert status == over.shown("HTTP/1.1 429 Too Many Requests")
+    assert int(headers["retry-after"]) > 0 and over.shown("retry-after: ")
+    error = answer["error"]
+    assert error["code"] == "budget_exceeded" and over.shown('"code": "budget_exceeded"')
+    resets = next_month(datetime.now(UTC)).isoformat().replace("+00:00", "Z")
+    assert f"it resets at {resets}" in error["message"] and over.shown("it resets at")
+    assert over.shown("this key's monthly_requests budget of 3") in error["message"]
+
+    with budget_api.client(made["key"]) as http:  # the three jobs have run
+        wait_until(
+            lambda: http.get("/v1/jobs", params={"status": "succeeded"}).json()["data"],
+            lambda done: len(done) == 3,
+            30,
+            "the walk-through's three jobs succeeded",
+        )
+    read, report, listing = block(README, BUDGET_SEE).commands
+    (key,) = json_values(shell.run(read).stdout)
+    assert (key["usage"]["requests"], key["usage"]["in_flight"]) == (3, None)
+    assert read.shown('"requests": 3, "tokens": ')
+    (rows,) = json_values(shell.run(report).stdout)
+    [row] = rows["data"]
+    assert (row["group"], row["requests"], row["succeeded"]) == (made["id"], 3, 3)
+    assert report.shown('"group": "key_7c1e…", "requests": 3, "succeeded": 3')
+    assert key["usage"]["tokens"] == row["input_tokens"] + row["output_tokens"]
+    header, line = shell.run(listing).stdout.splitlines()
+    assert header.split()[4:7] == listing.shown("REQUESTS  TOKENS  IN FLIGHT").split()[:3]
+    assert line.split()[0] == made["id"] and "3/3" in line.split() and listing.shown("3/3")
 
 
 def test_http_answer_parses_curl_output() -> None:

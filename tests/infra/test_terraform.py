@@ -334,6 +334,8 @@ def test_function_env_holds_only_settings(function: str) -> None:
         "DYNAMODB_TABLE",
         "SQS_QUEUE_URL",
         "SQS_BATCH_QUEUE_URL",
+        "SQS_HIGH_QUEUE_URL",
+        "SQS_LOW_QUEUE_URL",
         "AWS_SECRET_ID",
     }
     assert required <= set(env), f"{function} lacks {sorted(required - set(env))}"
@@ -360,7 +362,8 @@ def test_function_runs_its_handler_from_the_one_image(function: str) -> None:
     assert body["package_type"] == "Image"
     assert body["image_uri"] == "${local.image_uri}"
     assert body["image_config"][0]["command"] == [HANDLERS[function]]
-    assert body["tracing_config"][0]["mode"] == "Active"
+    assert body["tracing_config"][0]["mode"] == "${var.lambda_tracing_mode}"
+    assert body["architectures"] == ["${var.lambda_architecture}"]
     assert {"memory_size", "timeout"} <= set(body)
 
 
@@ -401,7 +404,23 @@ def test_table_matches_names() -> None:
         gsi["name"]: (gsi["hash_key"], gsi["range_key"]) for gsi in table["global_secondary_index"]
     }
     assert indexes == names.INDEXES
-    assert all(gsi["projection_type"] == "ALL" for gsi in table["global_secondary_index"])
+    projections = {
+        gsi["name"]: (gsi["projection_type"], gsi.get("non_key_attributes", []))
+        for gsi in table["global_secondary_index"]
+    }
+    assert projections == {
+        index: ("INCLUDE", list(kept)) if kept else ("KEYS_ONLY", [])
+        for index, kept in names.INDEX_PROJECTIONS.items()
+    }
+    # `python -m shared.adapters.aws.setup` (moto, LocalStack, the store tests) creates the same.
+    created = setup.table_definition(names.TABLE)["GlobalSecondaryIndexes"]
+    assert {
+        gsi["IndexName"]: (
+            gsi["Projection"]["ProjectionType"],
+            gsi["Projection"].get("NonKeyAttributes", []),
+        )
+        for gsi in created
+    } == projections
     # DynamoDB refuses attribute definitions that no key uses, so the set must be exact.
     attributes = {attr["name"]: attr["type"] for attr in table["attribute"]}
     keys = {names.PARTITION_KEY, names.SORT_KEY, *(a for k in names.INDEXES.values() for a in k)}
@@ -413,7 +432,12 @@ def test_table_matches_names() -> None:
 
 @pytest.mark.parametrize(
     ("queue", "dlq", "expected"),
-    [("jobs", "jobs_dlq", names.JOBS_QUEUE), ("batch", "batch_dlq", names.BATCH_QUEUE)],
+    [
+        ("jobs", "jobs_dlq", names.JOBS_QUEUE),
+        ("batch", "batch_dlq", names.BATCH_QUEUE),
+        ("high", "high_dlq", names.HIGH_QUEUE),
+        ("low", "low_dlq", names.LOW_QUEUE),
+    ],
 )
 def test_queue_matches_names(queue: str, dlq: str, expected: str) -> None:
     assert queue_name(queue) == expected
@@ -431,7 +455,7 @@ def test_queue_matches_names(queue: str, dlq: str, expected: str) -> None:
         ), f"{name} is not encrypted"
 
 
-@pytest.mark.parametrize("queue", ["jobs", "batch"])
+@pytest.mark.parametrize("queue", ["jobs", "batch", "high", "low"])
 def test_visibility_timeout_is_six_worker_timeouts(queue: str) -> None:
     visibility = resolve(resource("aws_sqs_queue", queue)["visibility_timeout_seconds"])
     worker_timeout = resolve(resource("aws_lambda_function", "worker")["timeout"])
@@ -445,7 +469,10 @@ TF_QUEUE_ATTRIBUTES = {  # Terraform's argument -> SQS's queue attribute
 }
 
 
-@pytest.mark.parametrize(("queue", "dlq"), [("jobs", "jobs_dlq"), ("batch", "batch_dlq")])
+@pytest.mark.parametrize(
+    ("queue", "dlq"),
+    [("jobs", "jobs_dlq"), ("batch", "batch_dlq"), ("high", "high_dlq"), ("low", "low_dlq")],
+)
 def test_aws_setup_gives_the_queues_terraforms_settings(queue: str, dlq: str) -> None:
     """`python -m shared.adapters.aws.setup` (and `make aws-local`) create what Terraform does."""
     for name, expected in ((queue, setup.QUEUE_ATTRIBUTES), (dlq, setup.DLQ_ATTRIBUTES)):
@@ -474,7 +501,8 @@ def test_secret_name_matches_names_and_holds_no_value() -> None:
 def test_each_queue_feeds_the_worker_with_partial_batch_failures() -> None:
     mappings = blocks("resource", "aws_lambda_event_source_mapping")
     sources = {m["event_source_arn"]: m for m in mappings.values()}
-    assert set(sources) == {"${aws_sqs_queue.jobs.arn}", "${aws_sqs_queue.batch.arn}"}
+    queues = ("high", "jobs", "batch", "low")  # highest priority first (docs/adr/0015)
+    assert set(sources) == {f"${{aws_sqs_queue.{q}.arn}}" for q in queues}
     concurrency = {}
     for source, mapping in sources.items():
         assert mapping["function_name"] == "${aws_lambda_function.worker.arn}"
@@ -483,8 +511,10 @@ def test_each_queue_feeds_the_worker_with_partial_batch_failures() -> None:
         assert resolve(mapping["maximum_batching_window_in_seconds"]) >= 0
         concurrency[source] = resolve(mapping["scaling_config"][0]["maximum_concurrency"])
         assert concurrency[source] >= 2
-    # Singles get more room than batches, so a huge batch never delays single submits.
-    assert concurrency["${aws_sqs_queue.jobs.arn}"] > concurrency["${aws_sqs_queue.batch.arn}"]
+    # Singles get more room than batches, so a huge batch never delays single submits; the
+    # priority queues weigh the same way: high at or above jobs, low at or below batch.
+    weights = [concurrency[f"${{aws_sqs_queue.{q}.arn}}"] for q in queues]
+    assert weights[0] >= weights[1] > weights[2] >= weights[3], weights
 
 
 def test_scheduler_runs_every_minute() -> None:
@@ -576,7 +606,7 @@ def test_failed_jobs_and_fallback_rate_alarm_where_the_other_alarms_do() -> None
     assert failed["metric_name"] == "FailedJobs"
     rate = resource("aws_cloudwatch_metric_alarm", "fallback_rate")
     queries = {q["id"]: q for q in rate["metric_query"]}
-    assert set(queries) == {"rate", "fallbacks", "jobs", "batch"}
+    assert set(queries) == {"rate", "fallbacks", "jobs", "batch", "high", "low"}
     assert queries["rate"]["return_data"] is True
     for alarm in (failed, rate):
         assert alarm["alarm_actions"] == "${local.alarm_actions}"
@@ -607,3 +637,208 @@ def test_only_the_api_is_told_of_and_granted_the_files_bucket() -> None:
     assert files <= _actions("api")
     for role in ("worker", "scheduler"):
         assert not any(a.startswith("s3:") for a in _actions(role)), role
+
+
+# --- what the monthly price in docs/DEPLOYMENT.md assumes -----------------------------------------
+
+
+def test_defaults_are_the_ones_docs_deployment_prices() -> None:
+    """arm64 (20% less per GB-second) and no X-Ray traces unless asked for (Active: ~$3.40)."""
+    variables = blocks("variable")
+    assert resolve(variables["lambda_architecture"]["default"]) == "arm64"
+    assert resolve(variables["lambda_tracing_mode"]["default"]) == "PassThrough"
+    for function in HANDLERS:
+        body = resource("aws_lambda_function", function)
+        assert body["tracing_config"][0]["mode"] == "${var.lambda_tracing_mode}"
+    deployment = (ROOT / "docs" / "DEPLOYMENT.md").read_text()
+    assert "--platform linux/arm64" in deployment  # the image is built for what the functions run
+    assert "--platform linux/amd64 --provenance" not in deployment
+
+
+# --- the CloudWatch dashboard ------------------------------------------------------------------
+
+_RESOURCE_REF = re.compile(r"\baws_(\w+?)\.(\w+)(\.\w+)?")
+
+
+def _mock_module(directory: Path) -> None:
+    """dashboard.tf's locals in a module of their own, with every resource they read replaced by a
+    name as Terraform would give it (queues, functions, table) or a recognisable stand-in (alarm
+    ARNs, the API id), so that `terraform apply` renders the body without any provider."""
+    text = (TF_DIR / "dashboard.tf").read_text()
+    text = text[: text.index('resource "aws_cloudwatch_dashboard"')]
+    alarms = blocks("resource", "aws_cloudwatch_metric_alarm")
+    mocks: list[str] = []
+    for name, alarm in alarms.items():
+        each = str(alarm.get("for_each", "")).removeprefix("${").removesuffix("}")
+        value = (
+            f'{{ for k, v in {each} : k => {{ arn = "alarm:{name}:${{k}}" }} }}'
+            if each
+            else f'{{ arn = "alarm:{name}" }}'
+        )
+        mocks.append(f"  mock_alarm_{name} = {value}")
+
+    def replace(match: re.Match[str]) -> str:
+        kind, name, attribute = match[1], match[2], match[3]
+        if kind == "cloudwatch_metric_alarm":
+            return f"local.mock_alarm_{name}{attribute or ''}"
+        if kind == "apigatewayv2_api":
+            return '"api-id"'
+        if kind == "dynamodb_table":
+            return json.dumps(resolve(resource("aws_dynamodb_table", name)["name"]))
+        raise AssertionError(f"dashboard.tf reads aws_{kind}.{name}: teach this test to mock it")
+
+    text = _RESOURCE_REF.sub(replace, text)
+    queues = {
+        key: {
+            "name": queue_name(_queue_resource(entry["name"])),
+            "dlq": queue_name(_queue_resource(entry["dlq"])),
+            "max_age_s": resolve(entry["max_age_s"]),
+        }
+        for key, entry in locals_()["queues"].items()
+    }
+    given = {
+        "queues": queues,
+        "functions": {key: resolve(value) for key, value in locals_()["functions"].items()},
+        "job_metrics_namespace": resolve(locals_()["job_metrics_namespace"]),
+        "job_log_metrics": dict.fromkeys(locals_()["job_log_metrics"], "pattern"),
+    }
+    variables = (TF_DIR / "variables.tf").read_text()
+    (directory / "variables.tf").write_text(variables)
+    (directory / "dashboard.tf").write_text(text)
+    given_hcl = "\n".join(
+        f"  {key} = jsondecode({json.dumps(json.dumps(v))})" for key, v in given.items()
+    )
+    (directory / "given.tf").write_text(
+        "locals {\n" + given_hcl + "\n" + "\n".join(mocks) + "\n}\n"
+        'output "body" {\n  value = jsonencode({ widgets = concat('
+        "local.dashboard_queue_widgets, local.dashboard_function_widgets, "
+        "local.dashboard_other_widgets) })\n}\n"
+    )
+
+
+def _queue_resource(reference: str) -> str:
+    found = re.fullmatch(r"\$\{aws_sqs_queue\.(\w+)\.name\}", reference)
+    assert found, f"local.queues names a queue by {reference!r}, not aws_sqs_queue.<name>.name"
+    return found[1]
+
+
+@cache
+def _rendered_dashboard(directory: Path) -> dict[str, Any]:
+    terraform = find_tool("terraform")
+    if terraform is None:
+        pytest.skip("no terraform binary on PATH: the dashboard body cannot be rendered")
+    _mock_module(directory)
+    env = {**os.environ, "CHECKPOINT_DISABLE": "1", "TF_IN_AUTOMATION": "1"}
+    for command in (
+        ["init", "-backend=false", "-input=false"],
+        ["apply", "-auto-approve", "-input=false", "-var", "image_tag=test"],
+    ):
+        run = subprocess.run(
+            [terraform, *command],
+            cwd=directory,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=120,
+            check=False,
+        )
+        assert run.returncode == 0, (
+            f"terraform {command[0]}:\n{run.stdout[-3000:]}\n{run.stderr[-3000:]}"
+        )
+    output = subprocess.run(
+        [terraform, "output", "-raw", "body"],
+        cwd=directory,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=True,
+    )
+    body: dict[str, Any] = json.loads(output.stdout)
+    return body
+
+
+@pytest.fixture(scope="module")
+def dashboard(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    return _rendered_dashboard(tmp_path_factory.mktemp("dashboard"))
+
+
+def _series(dashboard: dict[str, Any]) -> list[tuple[str, list[Any]]]:
+    """(widget title, metric line) for every metric line of every graph."""
+    return [
+        (widget["properties"]["title"], line)
+        for widget in dashboard["widgets"]
+        for line in widget["properties"].get("metrics", [])
+    ]
+
+
+def _dimension(dashboard: dict[str, Any], namespace: str, metric: str, dimension: str) -> set[str]:
+    return {
+        line[line.index(dimension) + 1]
+        for _, line in _series(dashboard)
+        if line[:2] == [namespace, metric] and dimension in line
+    }
+
+
+def test_dashboard_is_one_resource_named_after_the_stack() -> None:
+    dashboards = blocks("resource", "aws_cloudwatch_dashboard")
+    assert list(dashboards) == ["main"]
+    assert dashboards["main"]["dashboard_name"] == "${var.name}"
+
+
+def test_dashboard_shows_every_queue_and_dlq(dashboard: dict[str, Any]) -> None:
+    redrive = {
+        name: re.search(
+            r"deadLetterTargetArn\s*=\s*aws_sqs_queue\.(\w+)\.arn", body["redrive_policy"]
+        )
+        for name, body in blocks("resource", "aws_sqs_queue").items()
+        if "redrive_policy" in body
+    }
+    sources = {queue_name(name) for name in redrive}
+    dlqs = {queue_name(found[1]) for found in redrive.values() if found}
+    every_queue = {queue_name(name) for name in blocks("resource", "aws_sqs_queue")}
+    assert sources | dlqs == every_queue, "a queue with neither a DLQ nor a source queue"
+    for metric in ("ApproximateNumberOfMessagesVisible", "ApproximateAgeOfOldestMessage"):
+        shown = _dimension(dashboard, "AWS/SQS", metric, "QueueName")
+        assert sources <= shown, (metric, sorted(sources - shown))
+    dead_letters = [
+        line[3] for title, line in _series(dashboard) if title.startswith("Dead letters")
+    ]
+    assert sorted(dead_letters) == sorted(dlqs)
+
+
+def test_dashboard_shows_every_function(dashboard: dict[str, Any]) -> None:
+    roles = [
+        re.fullmatch(r"\$\{local\.functions\.(\w+)\}", body["function_name"])
+        for body in blocks("resource", "aws_lambda_function").values()
+    ]
+    assert all(roles), "every function is named from local.functions, which the dashboard reads"
+    functions = {resolve(locals_()["functions"][role[1]]) for role in roles if role}
+    assert len(functions) == len(HANDLERS)
+    for metric in ("Errors", "Throttles", "Duration"):
+        assert _dimension(dashboard, "AWS/Lambda", metric, "FunctionName") == functions, metric
+
+
+def test_dashboard_shows_table_api_and_fallback_rate(dashboard: dict[str, Any]) -> None:
+    table = resolve(resource("aws_dynamodb_table", "main")["name"])
+    for metric in ("ReadThrottleEvents", "WriteThrottleEvents"):
+        assert _dimension(dashboard, "AWS/DynamoDB", metric, "TableName") == {table}
+    assert _dimension(dashboard, "AWS/ApiGateway", "5xx", "ApiId") == {"api-id"}
+    namespace = resolve(locals_()["job_metrics_namespace"])
+    assert any(line[:2] == [namespace, "Fallbacks"] for _, line in _series(dashboard))
+    (rate,) = [
+        line[0]["expression"]
+        for _, line in _series(dashboard)
+        if isinstance(line[0], dict) and "expression" in line[0]
+    ]
+    ids = {line[-1].get("id") for _, line in _series(dashboard) if isinstance(line[-1], dict)}
+    assert (
+        "fallbacks" in rate
+        and set(re.findall(r"\b[a-z]\w*\b", rate)) - {"fallbacks"} - {"if"} <= ids
+    )
+
+
+def test_dashboard_lists_every_alarm(dashboard: dict[str, Any]) -> None:
+    (alarm_widget,) = [w for w in dashboard["widgets"] if w["type"] == "alarm"]
+    shown = {arn.split(":")[1] for arn in alarm_widget["properties"]["alarms"]}
+    assert shown == set(blocks("resource", "aws_cloudwatch_metric_alarm"))

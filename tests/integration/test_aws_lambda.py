@@ -127,7 +127,9 @@ def test_a_thousand_prompt_batch_completes_with_one_signed_webhook(
         batch_id = created.json()["id"]
 
         driver = SqsDriver(aws_env)
-        assert driver.drain() == 1_000
+        # at least once: on a loaded machine a message can come back after its visibility
+        # timeout (seen: 1,002 deliveries); the batch's counts below stay exact all the same
+        assert driver.drain() >= 1_000
         assert llm_stub.stats()["gemini"] <= 1_000
 
         batch = call_api(api_event("GET", f"/v1/batches/{batch_id}")).json()

@@ -24,6 +24,8 @@ SECRET = {
     "GEMINI_API_KEY": "gemini-from-secret",
     "OPENROUTER_API_KEY": "openrouter-from-secret",
     "WEBHOOK_SIGNING_SECRET": "signing-from-secret",
+    "ADMIN_API_KEYS": "admin-one-from-secret,admin-two-from-secret",
+    "KEY_HASH_SECRET": "key-hash-from-secret-0123456789",
 }
 
 
@@ -42,7 +44,7 @@ async def secret_env(
     monkeypatch: pytest.MonkeyPatch,
 ) -> str:
     await create_secret(aws_clients, aws_layout.secret_id, SECRET)
-    for name in ("API_KEYS", "GEMINI_API_KEY", "OPENROUTER_API_KEY", "WEBHOOK_SIGNING_SECRET"):
+    for name in SECRET:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SECRET_ID", aws_layout.secret_id)
     monkeypatch.setenv("AWS_ENDPOINT_URL", moto_endpoint)
@@ -81,6 +83,9 @@ async def test_settings_take_their_secrets_from_the_secret(secret_env: str) -> N
     assert revealed(s.gemini_api_key) == "gemini-from-secret"
     assert revealed(s.openrouter_api_key) == "openrouter-from-secret"
     assert revealed(s.webhook_signing_secret) == "signing-from-secret"
+    admin = [revealed(key) for key in s.admin_api_keys]
+    assert admin == ["admin-one-from-secret", "admin-two-from-secret"]
+    assert revealed(s.key_hash_secret) == "key-hash-from-secret-0123456789"
 
 
 async def test_the_environment_and_init_arguments_override_the_secret(

@@ -69,6 +69,9 @@ BEYOND_THE_SCHEMA: dict[str, list[tuple[str, str]]] = {
     "GET /v1/admin/usage": [("from|to", PERIOD)],
     "GET /v1/admin/jobs": [("cursor", "^not a cursor returned by this endpoint$")],
     "GET /v1/admin/batches": [("cursor", "^not a cursor returned by this endpoint$")],
+    "GET /v1/admin/keys": [("cursor", "^not a cursor returned by this endpoint$")],
+    # a key's expiry must be in the future: today's date again
+    "POST /v1/admin/keys": [("expires_at", "^must be in the future$")],
 }
 
 
@@ -131,7 +134,7 @@ APP = create_app(
     ServiceFactory(
         make_settings(
             api_keys="t1:k1",
-            admin_api_keys="admin-k1",
+            admin_api_keys="admin1",
             sqlite_path=str(Path(WORKDIR.name) / "chatjobs.db"),
             files_dir=str(Path(WORKDIR.name) / "files"),
             webhook_allow_private=False,
@@ -142,9 +145,7 @@ CONFIG = schemathesis.Config.from_dict(
     {
         # schemathesis sends the key where the document asks for it, and leaves it out (or
         # spoils it) in negative cases, which must then answer 401
-        "auth": {
-            "openapi": {"HTTPBearer": {"bearer": "k1"}, "AdminBearer": {"bearer": "admin-k1"}}
-        },
+        "auth": {"openapi": {"HTTPBearer": {"bearer": "k1"}, "AdminBearer": {"bearer": "admin1"}}},
         # like most HTTP APIs it ignores query parameters it does not know (cache busters...)
         "generation": {"allow-extra-parameters": False},
         # 413: a body over MAX_BODY_BYTES is refused before it is read

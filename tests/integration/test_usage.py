@@ -36,7 +36,7 @@ from shared.models import (
 )
 from shared.ports import Store
 from shared.usage import BUCKET_MS, latency_bucket
-from shared.usage_report import GroupBy, UsageReport
+from shared.usage_report import NO_KEY, GroupBy, UsageReport
 from tests.conftest import make_settings
 from tests.fakes import WholeAnswer
 
@@ -196,7 +196,8 @@ def expected(jobs: list[Job], group_by: GroupBy) -> list[dict[str, Any]]:
         model = result.model if result else job.request.model or "default"
         provider = "cache" if job.cached else result.provider if result else "none"
         day = job.completed_at.astimezone(UTC).date().isoformat()
-        group = {GroupBy.day: day, GroupBy.model: model, GroupBy.provider: provider}[group_by]
+        by = {GroupBy.day: day, GroupBy.model: model, GroupBy.provider: provider}
+        group = by.get(group_by, job.key_id or NO_KEY)  # GroupBy.key: the key
         row = groups.setdefault(group, _zero(group))
         shared = job.cached or job.coalesced  # another job's LLM call gave the answer
         answered = job.status is JobStatus.succeeded and not shared and result is not None

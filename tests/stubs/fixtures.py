@@ -57,6 +57,10 @@ class LLMStub:
     def stats(self) -> dict[str, int]:
         return self.state.stats()
 
+    def arrivals(self, provider: str) -> list[tuple[float, str]]:
+        """(arrival time, API key) of each request to `provider`, in order."""
+        return self.state.arrivals(provider)
+
     def calls_by_prompt(self) -> Counter[str]:
         return self.state.calls_by_prompt()
 

@@ -7,7 +7,7 @@ the request asks for JSON output), behaviour is switchable per provider at runti
 through `StubState`, or over HTTP with `POST /_control`), and it counts and records requests
 (`GET /_stats`, `GET /_requests/{provider}`); each record carries the generation parameters it
 was sent, in one shape for both providers (`options`: temperature, max_tokens, top_p, stop,
-seed, json, schema).
+seed, json, schema), and when it arrived (`at`; `StubState.arrivals`: calls per second).
 
 Run it as a process: `python -m tests.stubs.llm_server --port 8099`, then point `GEMINI_BASE_URL`
 at `http://127.0.0.1:8099` and `OPENROUTER_BASE_URL` at `http://127.0.0.1:8099/api/v1`.
@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import json
 import threading
+import time
 from collections import Counter
 from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict, dataclass, replace
@@ -99,6 +100,12 @@ class StubState:
             seen = self.requests[provider]
             return seen[-1] if seen else None
 
+    def arrivals(self, provider: str) -> list[tuple[float, str]]:
+        """When each request to `provider` arrived (epoch s, in order) and the API key it sent."""
+        with self._lock:
+            seen = list(self.requests[provider])
+        return [(r["at"], _api_key(r["headers"])) for r in seen]
+
     def calls_by_prompt(self) -> Counter[str]:
         """How many requests (to either provider) each last user message was sent in."""
         with self._lock:
@@ -148,7 +155,8 @@ async def _record(request: Request, provider: str) -> dict[str, Any]:
     headers = {k: v for k, v in request.headers.items() if k in ("authorization", "x-goog-api-key")}
     body = await request.json()
     options = _gemini_options(body) if provider == "gemini" else _openrouter_options(body)
-    return {"path": request.url.path, "headers": headers, "body": body, "options": options}
+    record = {"path": request.url.path, "headers": headers, "body": body, "options": options}
+    return record | {"at": time.time()}  # when it arrived (epoch s): calls per second, per minute
 
 
 def _gemini_options(body: dict[str, Any]) -> dict[str, Any]:
@@ -338,6 +346,11 @@ def _request_prompt(body: dict[str, Any]) -> str:
     if "contents" in body:
         return _last_text(body["contents"], "user", _parts_text)
     return _last_text(body.get("messages", []), "user", lambda m: str(m.get("content", "")))
+
+
+def _api_key(headers: dict[str, str]) -> str:
+    key = headers.get("x-goog-api-key") or headers.get("authorization", "")
+    return key.removeprefix("Bearer ")
 
 
 def _retry_after(behaviour: Behaviour) -> dict[str, str]:

@@ -17,6 +17,7 @@ HANDLED_ELSEWHERE = {
     errors.LLMError,
     errors.TransientLLMError,
     errors.PermanentLLMError,
+    errors.QuotaExceeded,  # an LLM error: the worker waits, it never reaches HTTP
     errors.InvalidCursor,
     errors.InvalidPeriod,
 }

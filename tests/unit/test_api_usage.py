@@ -139,3 +139,11 @@ async def test_a_jobs_result_keeps_the_public_shape(api: Api) -> None:
     await api.queue.drain()
     done = (await api.client.get(f"/v1/jobs/{job['id']}", headers=T1)).json()
     assert set(done["result"]) == {"content", "provider", "model", "usage", "latency_ms"}
+
+
+async def test_group_by_key_puts_keys_from_api_keys_under_bootstrap(api: Api) -> None:
+    await api.submit(chat("hello"))
+    await api.queue.drain()
+    by_key = (await usage(api, group_by="key"))["data"]
+    assert [(r["group"], r["requests"]) for r in by_key] == [("bootstrap", 1)]
+    assert set(by_key[0]) == ROW_FIELDS

@@ -8,9 +8,14 @@ from typing import Any
 
 import pytest
 
+from shared import admission
 from shared.adapters.queue.inprocess import InProcessJobQueue
+from shared.admission import Admission
+from shared.errors import Overloaded
+from shared.lanes import Lane
 from shared.models import ChatRequest, Completion, Message
 from shared.service import cache_key
+from tests.fakes import FakeJobStore
 from tests.unit.conftest import T1, chat, running_api
 
 
@@ -78,6 +83,47 @@ async def test_in_process_submits_wait_for_a_worker_to_take_a_job() -> None:
     assert not waiting.done()
     queue._take()  # what a worker does
     assert await asyncio.wait_for(waiting, 1) is True
+    await queue.close()
+
+
+async def test_one_tenants_backlog_does_not_turn_others_away() -> None:
+    """Embedded: only the jobs that would run first count: a higher priority's, and the
+    submitter's own at its priority (other tenants' take turns with it)."""
+    queue = InProcessJobQueue(concurrency=1)  # nothing takes jobs
+    await queue.start()
+    await queue.enqueue_many([f"a{n}" for n in range(10)], "big", Lane("low", "A"))
+    await queue.enqueue_many([f"n{n}" for n in range(3)], "mid", Lane("normal", "A"))
+    assert await queue.wait_below(5, timeout_s=0, lane=Lane("low", "A")) is False  # 3 + 10
+    assert await queue.wait_below(5, timeout_s=0, lane=Lane("low", "B")) is True  # 3 ahead
+    assert await queue.wait_below(3, timeout_s=0, lane=Lane("low", "B")) is False
+    assert await queue.wait_below(1, timeout_s=0, lane=Lane("normal", "B")) is True
+    assert await queue.wait_below(1, timeout_s=0, lane=Lane("high", "A")) is True
+    assert await queue.wait_below(5, timeout_s=0) is False  # no lane: every waiting job
+    waiting = asyncio.create_task(queue.wait_below(3, timeout_s=5, lane=Lane("normal", "A")))
+    behind = asyncio.create_task(queue.wait_below(12, timeout_s=5, lane=Lane("low", "A")))
+    await asyncio.sleep(0.01)
+    queue._take()  # "n0": A's normal jobs drop to 2, and the first waiter that fits goes in
+    assert await asyncio.wait_for(waiting, 1) is True
+    assert not behind.done()  # 2 + 10 ahead of it, not below 12
+    queue._take()
+    assert await asyncio.wait_for(behind, 1) is True
+    await queue.close()
+
+
+async def test_a_tenant_is_admitted_beside_another_tenants_full_backlog(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admission, "LOCAL_WAIT_S", 0.05)
+    queue = InProcessJobQueue(concurrency=1)  # 50 waiting jobs a slot, and nothing takes any
+    await queue.start()
+    gate = Admission(FakeJobStore(), 0, queue)
+    await queue.enqueue_many([f"a{n}" for n in range(60)], "big", Lane("normal", "A"))
+    with pytest.raises(Overloaded):
+        await gate.admit(1, Lane("normal", "A"))
+    await gate.admit(1, Lane("normal", "B"))
+    await gate.admit(1, Lane("high", "A"))
+    with pytest.raises(Overloaded):
+        await gate.admit(1, Lane("low", "B"))
     await queue.close()
 
 

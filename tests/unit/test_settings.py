@@ -142,6 +142,8 @@ def test_a_rotation_needs_an_end_and_a_different_secret(
         ("OPENROUTER_API_KEY", "...", "OPENROUTER_API_KEY"),
         ("WEBHOOK_SIGNING_SECRET", "changeme", "WEBHOOK_SIGNING_SECRET"),
         ("API_KEYS", "acme:…", "API_KEYS (acme)"),
+        ("ADMIN_API_KEYS", "…", "ADMIN_API_KEYS"),
+        ("KEY_HASH_SECRET", "changeme", "KEY_HASH_SECRET"),
     ],
 )
 def test_lambda_refuses_the_secret_templates_placeholders(
@@ -152,6 +154,17 @@ def test_lambda_refuses_the_secret_templates_placeholders(
         from_env(monkeypatch, **{**SECRETS, name: value})
     message = str(refused.value)
     assert named in message and "placeholder" in message and "DEPLOYMENT.md" in message
+
+
+def test_admin_keys_are_a_list_kept_apart_from_tenant_keys(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    settings = from_env(monkeypatch, **{**SECRETS, "ADMIN_API_KEYS": " a1 , a2,,"})
+    assert [k.get_secret_value() for k in settings.admin_api_keys] == ["a1", "a2"]
+    tenant_key = next(iter(from_env(monkeypatch, **SECRETS).tenants_by_key))
+    with pytest.raises(ValidationError, match="share a key") as refused:
+        from_env(monkeypatch, **{**SECRETS, "ADMIN_API_KEYS": tenant_key})
+    assert tenant_key not in str(refused.value)
 
 
 def test_placeholders_are_refused_on_lambda_only(monkeypatch: pytest.MonkeyPatch) -> None:

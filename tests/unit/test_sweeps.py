@@ -9,6 +9,7 @@ from datetime import timedelta
 
 from shared.adapters.queue.inprocess import InProcessJobQueue
 from shared.batches import BatchService
+from shared.lanes import Lane
 from shared.models import Batch, BatchCounts, ChatRequest, Job, JobStatus, Message, utcnow
 from shared.sweeps import PURGE_CHUNK, Sweeper, SweepPolicy, none_lost
 from tests.fakes import FakeJobQueue, FakeJobStore
@@ -20,12 +21,17 @@ class GroupRecordingQueue(FakeJobQueue):
     def __init__(self) -> None:
         super().__init__()
         self.calls: list[tuple[str | None, list[str]]] = []
+        self.lanes_of: dict[str, Lane | None] = {}
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
         self.calls.append((None, [job_id]))
+        self.lanes_of[job_id] = lane
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         self.calls.append((group, list(job_ids)))
+        self.lanes_of |= dict.fromkeys(job_ids, lane)
 
 
 async def stored_batch(store: FakeJobStore, name: str, size: int) -> list[str]:
@@ -53,9 +59,19 @@ async def test_after_a_restart_singles_go_first_and_batches_take_turns() -> None
     b = await stored_batch(store, "batch_b", 3)
     single = await store.create_job(Job(tenant="t1", request=REQUEST))
     await Sweeper(store, BatchService(store, None, queue), queue).recover_after_restart()
-    order = [queue._take() for _ in range(7)]
+    order = [queue._take()[0] for _ in range(7)]
     assert order[0] == single.id
     assert order[1:] == [a[0], b[0], a[1], b[1], a[2], b[2]]
+
+
+async def test_recovered_jobs_keep_their_priority_and_tenant() -> None:
+    store, queue = FakeJobStore(), GroupRecordingQueue()
+    batch = Batch(id="b", tenant="t2", priority="low", counts=BatchCounts(total=1, queued=1))
+    low = Job(tenant="t2", request=REQUEST, batch_id="b", priority="low")
+    await store.create_batch(batch, [low])
+    high = await store.create_job(Job(tenant="t1", request=REQUEST, priority="high"))
+    await Sweeper(store, BatchService(store, None, queue), queue).recover_after_restart()
+    assert queue.lanes_of == {low.id: Lane("low", "t2"), high.id: Lane("high", "t1")}
 
 
 def expired_job(days_ago: float) -> Job:

@@ -38,8 +38,30 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
     "by_day": ("gsi_day", "gsi_day_sk"),
 }
 
+# What each index holds besides its own and the table's keys: DynamoDB's INCLUDE projection of
+# these attributes, KEYS_ONLY when empty. A write to an item touches an index only when one of its
+# keys or a projected attribute changes, so a job's claim, its answer and its webhook's progress
+# (all in `data`) cost the indexes little; a reader that needs the record fetches it from the
+# table by key (ItemTable.fetch). `status` serves the listings' and the sweeps' filters,
+# `expires_at` lets a listing skip ended records past their retention, `batch_id` the sweep.
+INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
+    "tenant_jobs": ("status", "expires_at"),
+    "batch_jobs": ("status", "expires_at"),
+    "tenant_batches": ("expires_at",),
+    "unfinished": (
+        "status",
+        "batch_id",
+        "tenant",
+        "priority",
+    ),  # JobRef: the lane of a job put back
+    "due_webhooks": (),
+    "by_day": ("status", "expires_at"),
+}
+
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries
 BATCH_QUEUE: Final = "chatjobs-batch-jobs"  # batch jobs, consumed with their own concurrency cap
+HIGH_QUEUE: Final = "chatjobs-high-jobs"  # `high` priority jobs, singles and batch (ADR 0015)
+LOW_QUEUE: Final = "chatjobs-low-jobs"  # `low` priority jobs, singles and batch
 DLQ_SUFFIX: Final = "-dlq"
 MAX_RECEIVE_COUNT: Final = 5
 FILES_BUCKET: Final = "chatjobs-files"  # Terraform adds the account id: bucket names are global

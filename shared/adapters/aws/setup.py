@@ -3,7 +3,8 @@ LocalStack), with the names Terraform gives them. Idempotent: what exists is lef
 
     AWS_ENDPOINT_URL=http://127.0.0.1:5000 python -m shared.adapters.aws.setup
 
-Prints the environment to give the API and workers (SQS_QUEUE_URL=…, SQS_BATCH_QUEUE_URL=…).
+Prints the environment to give the API and workers (SQS_QUEUE_URL=…, SQS_BATCH_QUEUE_URL=…,
+SQS_HIGH_QUEUE_URL=…, SQS_LOW_QUEUE_URL=…).
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 
-ALL = {"ProjectionType": "ALL"}
 # Terraform's queue settings (infra/terraform/sqs.tf; tests/infra/test_terraform.py compares).
 VISIBILITY_TIMEOUT_S = 540  # 6 x the worker Lambda's timeout (worker_timeout_s, 90 s)
 QUEUE_ATTRIBUTES = {
@@ -37,6 +37,8 @@ class AwsLayout:
     batch_queue_url: str
     secret_id: str
     files_bucket: str
+    high_queue_url: str | None = None  # priorities (docs/adr/0015)
+    low_queue_url: str | None = None
 
     def env(self) -> dict[str, str]:
         return {
@@ -48,6 +50,13 @@ class AwsLayout:
             "SQS_BATCH_QUEUE_URL": self.batch_queue_url,
             "AWS_SECRET_ID": self.secret_id,
             "FILES_BUCKET": self.files_bucket,
+        } | {
+            name: url
+            for name, url in (
+                ("SQS_HIGH_QUEUE_URL", self.high_queue_url),
+                ("SQS_LOW_QUEUE_URL", self.low_queue_url),
+            )
+            if url
         }
 
 
@@ -62,11 +71,19 @@ def table_definition(table: str) -> dict[str, Any]:
             {
                 "IndexName": n,
                 "KeySchema": _key_schema(h, r),
-                "Projection": {"ProjectionType": "ALL"},
+                "Projection": projection(n),
             }
             for n, (h, r) in names.INDEXES.items()
         ],
     }
+
+
+def projection(index: str) -> dict[str, Any]:
+    """names.INDEX_PROJECTIONS as DynamoDB's Projection: INCLUDE those attributes, or KEYS_ONLY."""
+    attributes = names.INDEX_PROJECTIONS[index]
+    if not attributes:
+        return {"ProjectionType": "KEYS_ONLY"}
+    return {"ProjectionType": "INCLUDE", "NonKeyAttributes": list(attributes)}
 
 
 def _key_schema(hash_key: str, range_key: str) -> list[dict[str, str]]:
@@ -138,7 +155,11 @@ async def create_layout(
     await create_secret(clients, secret_id, secret or {})
     bucket = prefix + names.FILES_BUCKET
     await create_bucket(clients, bucket)
-    return AwsLayout(table, queue_url, batch_queue_url, secret_id, bucket)
+    high_queue_url = await create_queue(clients, prefix + names.HIGH_QUEUE)
+    low_queue_url = await create_queue(clients, prefix + names.LOW_QUEUE)
+    return AwsLayout(
+        table, queue_url, batch_queue_url, secret_id, bucket, high_queue_url, low_queue_url
+    )
 
 
 async def _main() -> int:

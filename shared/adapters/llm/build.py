@@ -7,8 +7,9 @@ from typing import TYPE_CHECKING
 
 from shared.adapters.llm.circuit import CircuitBreaker
 from shared.adapters.llm.fallback import FallbackLLM
+from shared.adapters.llm.quoted import QuotedProvider
 from shared.config import Settings
-from shared.ports import LLMProvider
+from shared.ports import LLMProvider, ProviderQuota
 
 if TYPE_CHECKING:
     from shared.adapters.llm.gemini import GeminiConnection
@@ -16,9 +17,12 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-def build_llm(settings: Settings) -> LLMProvider:
-    """Gemini first and OpenRouter as fallback; whichever has a key; offline when neither has."""
+def build_llm(settings: Settings, quota: ProviderQuota | None = None) -> LLMProvider:
+    """Gemini first and OpenRouter as fallback; whichever has a key; offline when neither has.
+    With `quota`, every call to either first takes a slot of its shared quota."""
     providers = [p for p in (_gemini(settings), _openrouter(settings)) if p is not None]
+    if quota is not None:
+        providers = [QuotedProvider(p, quota) for p in providers]
     if not providers:
         from shared.adapters.llm.offline import OfflineProvider
 

@@ -7,7 +7,8 @@ from collections.abc import AsyncGenerator, Iterator
 from contextlib import aclosing, contextmanager
 
 from shared.adapters.llm.circuit import CircuitBreaker
-from shared.errors import LLMError, PermanentLLMError, TransientLLMError
+from shared.adapters.llm.quoted import QuotedProvider
+from shared.errors import LLMError, PermanentLLMError, QuotaExceeded, TransientLLMError
 from shared.heartbeats import ProviderHealth
 from shared.job_stream import Delta
 from shared.models import ChatRequest, Completion
@@ -66,7 +67,10 @@ class FallbackLLM:
         if self.fallback is None:
             raise primary_error
         names = self.primary.name, primary_error, self.fallback.name
-        log.warning("%s failed (%s); falling back to %s", *names)
+        if isinstance(primary_error, QuotaExceeded):  # routine overflow: not a fallback alarm
+            log.info("%s is full (%s); its overflow goes to %s", *names)
+        else:
+            log.warning("%s failed (%s); falling back to %s", *names)
         self.fallbacks += 1
         return self.fallback
 
@@ -89,6 +93,24 @@ class FallbackLLM:
         if self.fallback is not None:
             waits.append(self.fallback_breaker.wait_s() if self.fallback_breaker else 0.0)
         return min(waits)
+
+    async def quota_wait_s(self) -> float:
+        """0 when some provider may be called now (its circuit and its shared quota let a call
+        through); else the seconds until one may, nothing taken."""
+        waits = []
+        for provider, breaker in self._providers():
+            circuit = breaker.wait_s() if breaker is not None else 0.0
+            quota = await provider.wait_s() if isinstance(provider, QuotedProvider) else 0.0
+            if max(circuit, quota) == 0:
+                return 0.0
+            waits.append(max(circuit, quota))
+        return min(waits)
+
+    def _providers(self) -> list[tuple[LLMProvider, CircuitBreaker | None]]:
+        pairs: list[tuple[LLMProvider, CircuitBreaker | None]] = [(self.primary, self.breaker)]
+        if self.fallback is not None:
+            pairs.append((self.fallback, self.fallback_breaker))
+        return pairs
 
     async def close(self) -> None:
         await self.primary.close()
@@ -139,11 +161,38 @@ def _after(primary_error: LLMError) -> Iterator[None]:
     try:
         yield
     except LLMError as exc:
+        if (waiting := _neither_called(primary_error, exc)) is not None:
+            raise waiting from exc
         message = f"{primary_error.provider}: {primary_error}; {exc.provider}: {exc}"
         wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
         raise TransientLLMError(
             message, provider=FallbackLLM.name, status_code=exc.status_code, retry_after_s=wait
         ) from exc
+
+
+class CircuitOpen(TransientLLMError):
+    """The provider was not called: its circuit is open for `retry_in_s`."""
+
+    def __init__(self, message: str, *, provider: str, retry_in_s: float) -> None:
+        super().__init__(message, provider=provider)
+        self.retry_in_s = retry_in_s
+
+
+def _neither_called(primary: LLMError, fallback: LLMError) -> QuotaExceeded | None:
+    """When a quota kept one provider from being called and a quota or an open circuit kept
+    the other: the job waits for the sooner of the two (no attempt spent)."""
+    refused = [e for e in (primary, fallback) if isinstance(e, QuotaExceeded | CircuitOpen)]
+    quotas = [e for e in refused if isinstance(e, QuotaExceeded)]
+    if len(refused) < 2 or not quotas:
+        return None
+    wait = min(e.retry_after_s if isinstance(e, QuotaExceeded) else e.retry_in_s for e in refused)
+    providers = tuple(p for e in quotas for p in e.providers)
+    message = f"no provider may be called for {wait:.1f} s: " + "; ".join(
+        f"{e.provider}: {e}" for e in refused
+    )
+    return QuotaExceeded(
+        message, provider=FallbackLLM.name, retry_after_s=wait, providers=providers
+    )
 
 
 @contextmanager
@@ -152,10 +201,14 @@ def _guarded(provider: LLMProvider, breaker: CircuitBreaker | None) -> Iterator[
     if breaker is not None and not breaker.allow():
         retry_in = breaker.retry_in_s()
         message = f"circuit open after repeated failures; next probe in {retry_in:.0f} s"
-        raise TransientLLMError(message, provider=provider.name)
+        raise CircuitOpen(message, provider=provider.name, retry_in_s=retry_in)
     try:
         with _typed(provider):
             yield
+    except QuotaExceeded:
+        if breaker is not None:  # not called: no verdict on the provider
+            breaker.release()
+        raise
     except TransientLLMError as exc:
         if breaker is not None:
             breaker.record_failure(str(exc))

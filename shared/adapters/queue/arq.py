@@ -1,27 +1,30 @@
 """ArqJobQueue: jobs on Redis through arq's documented API; `python -m worker` consumes them
 (worker/supervisor.py).
 
-Single jobs, and every delayed enqueue (a retry), are arq jobs, written by
-`ArqRedis.enqueue_job`. Batch jobs never enter arq's queue: they wait in one Redis list per group
-(`chatjobs:group:<batch id>`), a sorted set holds the groups' turns and a set every waiting id.
-Workers take them from there with `take_batch_jobs`, one job of each group in turn, only into
-the slots their arq jobs leave free (docs/adr/0009). So a single job never waits behind a batch
-job, and a big batch cannot keep a smaller one waiting.
+Single jobs are arq jobs, written by `ArqRedis.enqueue_job`, at a score set by their priority
+(`_defer_until` a priority's band in the past: arq starts the lowest scores first). Batch jobs
+never enter arq's queue: they wait in lanes of our own (shared/adapters/queue/arq_lanes.py), by
+priority, tenant and batch. Workers take them with `take_batch_jobs`, the highest priority first
+and tenants, then their batches, in turn, only into the slots their arq jobs leave free
+(docs/adr/0009, 0015). So a single job never waits behind a batch job, and a big batch cannot
+keep another tenant's batch waiting. Every delay (a retry) waits in `chatjobs:delayed` until due,
+then goes back to its lane (`release_due`).
 
 arq job ids: an immediate enqueue uses the job id itself, so enqueueing a job that arq already holds
-(waiting or running) is a no-op (arq's job uniqueness). A delayed enqueue is a request to run the
-job again later, which must not be swallowed by the arq job asking for it, so it gets its own arq id
-`<job id>@<due ms>`. Duplicates are harmless: the executor claims a job with a compare-and-set.
+(waiting or running) is a no-op (arq's job uniqueness). A delayed job, once due, is a request to run
+the job again, which must not be swallowed by the arq job that asked for it, so it gets its own arq
+id `<job id>@<due ms>`. Duplicates are harmless: the executor claims a job with a compare-and-set.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, replace
-from datetime import timedelta
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
 from arq.connections import ArqRedis, RedisSettings, create_pool
@@ -29,56 +32,31 @@ from arq.jobs import Job, JobStatus
 from redis.commands.core import AsyncScript
 from redis.exceptions import RedisError
 
+from shared.adapters.queue import arq_lanes as lanes
+from shared.adapters.queue.arq_lanes import BatchJob, Delayed
 from shared.config import Settings
 from shared.errors import QueueUnavailable
+from shared.keys import PRIORITIES, Priority
+from shared.lanes import RANK, Lane, current_lane
 from shared.ports import JobHandler, JobRef
 
 log = logging.getLogger(__name__)
 
 FUNCTION = "run_job"
 QUEUE_NAME = "arq:queue"  # arq's default name, kept: jobs queued before an upgrade still run
-GROUPS_KEY = "chatjobs:groups"  # sorted set: group -> turn; the lowest turn goes next
-GROUP_PREFIX = "chatjobs:group:"  # list of the group's waiting job ids
-WAITING_KEY = "chatjobs:batch-waiting"  # set of every job id waiting in a group
-DEFAULT_GROUP = "_"
+WAITING_KEY = lanes.WAITING_KEY
+DELAYED_KEY = lanes.DELAYED_KEY
 JOB_EXPIRES = timedelta(days=7)  # arq drops a job never started within this (its default: 1 day)
+# A priority's single jobs are scored this much before the next lower priority's: longer than any
+# arq job may wait (JOB_EXPIRES), so an old `normal` job still goes after a new `high` one.
+BAND = timedelta(days=10)
+RELEASE_CHUNK = 100
 STATUS_CHUNK = 100
 # connection refused/reset, timeouts, and refusals such as OOM, READONLY or NOAUTH all mean
 # "this job was not taken"
 UNAVAILABLE = (RedisError, OSError)
 
-# Up to ARGV[1] batch jobs, one from each group in turn: the head group gives its first job, then
-# goes to the back of the turns (or away, once empty). KEYS: groups, waiting set. ARGV: count,
-# group prefix. Returns {id, group, id, group, ...}.
-TAKE = """
-local taken = {}
-while #taken < 2 * tonumber(ARGV[1]) do
-  local head = redis.call('ZRANGE', KEYS[1], 0, 0)
-  if #head == 0 then break end
-  local group = ARGV[2] .. head[1]
-  local job_id = redis.call('LPOP', group)
-  if redis.call('LLEN', group) == 0 then
-    redis.call('ZREM', KEYS[1], head[1])
-  else
-    local last = redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')
-    redis.call('ZADD', KEYS[1], tonumber(last[2]) + 1, head[1])
-  end
-  if job_id then
-    redis.call('SREM', KEYS[2], job_id)
-    taken[#taken + 1] = job_id
-    taken[#taken + 1] = head[1]
-  end
-end
-return taken
-"""
-
 T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class BatchJob:
-    id: str
-    group: str
 
 
 class ArqJobQueue:
@@ -89,6 +67,7 @@ class ArqJobQueue:
         self._pool: ArqRedis | None = None
         self._connecting = asyncio.Lock()
         self._take: AsyncScript | None = None
+        self._due: AsyncScript | None = None
 
     async def start(self, handler: JobHandler | None = None) -> None:
         if handler is not None:
@@ -101,7 +80,7 @@ class ArqJobQueue:
     async def close(self) -> None:
         if self._pool is not None:
             await self._pool.aclose()
-        self._pool, self._take = None, None
+        self._pool, self._take, self._due = None, None, None
 
     async def connected(self) -> ArqRedis:
         """The connection pool (arq's `create_pool`), made on first use; QueueUnavailable when
@@ -114,57 +93,73 @@ class ArqJobQueue:
                     raise QueueUnavailable(f"cannot connect to Redis: {exc!r}") from exc
         return self._pool
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
-        delay_ms = max(round(delay_s * 1000), 0)
-        arq_id = f"{job_id}@{round(time.time() * 1000) + delay_ms}" if delay_ms else job_id
-        delay = timedelta(milliseconds=delay_ms)
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
+        lane = current_lane(lane)
+        if delay_s > 0:
+            await self._delay(Delayed(job_id, lane), delay_s)
+        else:
+            await self._call(lambda pool: self._enqueue_single(pool, job_id, job_id, lane))
 
-        async def write(pool: ArqRedis) -> object:
-            return await pool.enqueue_job(
-                FUNCTION,
-                job_id,
-                _job_id=arq_id,
-                _queue_name=QUEUE_NAME,
-                _defer_by=delay if delay_ms else None,
-                _expires=JOB_EXPIRES + delay,
-            )
-
-        await self._call(write)
-
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
         if not job_ids:
             return
-        name = group or DEFAULT_GROUP
+        lane, name = current_lane(lane), group or lanes.DEFAULT_GROUP
 
         async def write(pool: ArqRedis) -> object:
             async with pool.pipeline(transaction=True) as pipe:
-                pipe.rpush(GROUP_PREFIX + name, *job_ids)
+                pipe.rpush(lanes.jobs_key(lane, name), *job_ids)
                 pipe.sadd(WAITING_KEY, *job_ids)
-                pipe.zadd(GROUPS_KEY, {name: 0}, nx=True)  # a new group's first job goes next
+                pipe.zadd(lanes.groups_key(lane), {name: 0}, nx=True)  # a new group goes next
+                pipe.zadd(lanes.tenants_key(lane.priority), {lane.tenant: 0}, nx=True)
                 return await pipe.execute()
 
         await self._call(write, extra_s=len(job_ids) / 10_000)  # 50k jobs: ~0.6 s
 
     async def take_batch_jobs(self, count: int) -> list[BatchJob]:
-        """Up to `count` batch jobs, one from each group in turn; taken jobs are no longer held
-        here (a worker that dies running one leaves it to the lost-job sweep)."""
+        """Up to `count` batch jobs: the highest priority first, tenants then their groups in
+        turn; taken jobs are no longer held here (a worker that dies running one leaves it to the
+        lost-job sweep)."""
         if count < 1:
             return []
 
         async def take(pool: ArqRedis) -> list[bytes]:
             if self._take is None:
-                self._take = pool.register_script(TAKE)
-            flat: list[bytes] = await self._take(
-                keys=[GROUPS_KEY, WAITING_KEY], args=[count, GROUP_PREFIX]
-            )
+                self._take = pool.register_script(lanes.TAKE)
+            keys = [WAITING_KEY, lanes.LEGACY_GROUPS_KEY]
+            flat: list[bytes] = await self._take(keys=keys, args=[count, lanes.PREFIX, *PRIORITIES])
             return flat
 
-        flat = await self._call(take)
-        return [BatchJob(flat[i].decode(), flat[i + 1].decode()) for i in range(0, len(flat), 2)]
+        flat = [part.decode() for part in await self._call(take)]
+        return [
+            BatchJob(flat[i], flat[i + 1], Lane(flat[i + 2], flat[i + 3]))  # type: ignore[arg-type]
+            for i in range(0, len(flat), 4)
+        ]
+
+    async def release_due(self) -> int:
+        """Make the delayed jobs that are due arq jobs at their priority; returns how many."""
+
+        async def due(pool: ArqRedis) -> list[bytes]:
+            if self._due is None:
+                self._due = pool.register_script(lanes.DUE)
+            now = round(time.time() * 1000)
+            args: list[str | int] = [now, RELEASE_CHUNK, lanes.SEP]
+            singles: list[bytes] = await self._due(keys=[DELAYED_KEY, WAITING_KEY], args=args)
+            return singles
+
+        singles = [Delayed.parse(raw) for raw in await self._call(due)]
+        for n, job in enumerate(singles):
+            try:
+                await self._release(job)
+            except QueueUnavailable:  # back where it was, for the next look
+                await self._delay_all(singles[n:], 0)
+                raise
+        return len(singles)
 
     async def lost(self, refs: list[JobRef]) -> list[JobRef]:
-        """The jobs among `refs` this queue holds nowhere: waiting in no group, and unknown to
-        arq (`Job.status()` is `not_found`)."""
+        """The jobs among `refs` this queue holds nowhere: waiting in no lane nor delayed, and
+        unknown to arq (`Job.status()` is `not_found`)."""
         if not refs:
             return []
         pool = await self.connected()
@@ -179,9 +174,11 @@ class ArqJobQueue:
         return lost
 
     async def pending(self) -> bool:
-        """Whether any job waits: in a batch group or in arq's queue (arq's `queued_jobs`)."""
+        """Whether any job waits: in a lane, delayed, or in arq's queue (arq's `queued_jobs`)."""
         pool = await self.connected()
-        if await pool.zcard(GROUPS_KEY):
+        keys = [lanes.tenants_key(p) for p in PRIORITIES]
+        keys += [lanes.LEGACY_GROUPS_KEY, DELAYED_KEY]
+        if await pool.exists(*keys):
             return True
         return bool(await pool.queued_jobs(queue_name=QUEUE_NAME))
 
@@ -197,6 +194,37 @@ class ArqJobQueue:
         except (QueueUnavailable, *UNAVAILABLE):
             return False
 
+    async def _enqueue_single(self, pool: ArqRedis, job_id: str, arq_id: str, lane: Lane) -> object:
+        return await pool.enqueue_job(
+            FUNCTION,
+            job_id,
+            lane.priority,
+            lane.tenant,
+            _job_id=arq_id,
+            _queue_name=QUEUE_NAME,
+            _defer_until=band_start(lane.priority),
+            _expires=JOB_EXPIRES,
+        )
+
+    async def _release(self, job: Delayed) -> None:
+        arq_id = f"{job.id}@{round(time.time() * 1000)}"
+        await self._call(lambda pool: self._enqueue_single(pool, job.id, arq_id, job.lane))
+
+    async def _delay(self, job: Delayed, delay_s: float) -> None:
+        await self._call(lambda pool: self._write_delayed(pool, [job], delay_s))
+
+    async def _delay_all(self, jobs: Sequence[Delayed], delay_s: float) -> None:
+        with contextlib.suppress(QueueUnavailable):
+            await self._call(lambda pool: self._write_delayed(pool, jobs, delay_s))
+
+    @staticmethod
+    async def _write_delayed(pool: ArqRedis, jobs: Sequence[Delayed], delay_s: float) -> object:
+        due = round((time.time() + max(delay_s, 0)) * 1000)
+        async with pool.pipeline(transaction=True) as pipe:
+            pipe.sadd(WAITING_KEY, *(job.id for job in jobs))
+            pipe.zadd(DELAYED_KEY, {job.entry(): due for job in jobs})
+            return await pipe.execute()
+
     async def _call(self, step: Callable[[ArqRedis], Awaitable[T]], extra_s: float = 0) -> T:
         """One bounded call on the pool; an unreachable Redis becomes QueueUnavailable."""
         try:
@@ -204,6 +232,13 @@ class ArqJobQueue:
                 return await step(await self.connected())
         except (TimeoutError, *UNAVAILABLE) as exc:
             raise QueueUnavailable(f"Redis queue unavailable: {exc!r}") from exc
+
+
+def band_start(priority: Priority) -> datetime | None:
+    """The score arq gives a single job of `priority` enqueued now: now for `low`, a BAND
+    earlier for each priority above it (None: arq's own, now)."""
+    steps = len(PRIORITIES) - 1 - RANK[priority]
+    return datetime.now(UTC) - steps * BAND if steps else None
 
 
 HARD_MARGIN_S = 5.0  # arq's job_timeout over the executor's own bound (worker/arq_options.py)

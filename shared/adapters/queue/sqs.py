@@ -1,11 +1,17 @@
-"""SqsJobQueue: jobs as SQS messages `{"job_id": …}`, singles on one queue, batch jobs on another.
+"""SqsJobQueue: jobs as SQS messages `{"job_id": …, "priority"?, "tenant"?}`, on a queue by lane.
+
+`normal` singles go to SQS_QUEUE_URL, `normal` batch jobs to SQS_BATCH_QUEUE_URL, and `high` and
+`low` jobs, singles and batch alike, to SQS_HIGH_QUEUE_URL and SQS_LOW_QUEUE_URL (unset: to the
+`normal` queue of their kind). Consumers take the queues in that order (`queue_urls`): the SQS
+poller with weighted polling (worker/sqs_poller.py), the Lambda with one event source mapping per
+queue, each capped by its own maximum concurrency (docs/adr/0015).
 
 Producer side (the JobQueue port): `enqueue` is one SendMessage; its delay is capped at SQS's
 900 s (the executor keeps a longer delay on the job and honours it when the message comes back
 early). `enqueue_many` sends SendMessageBatch calls of 10 entries, 16 calls at a time, and sends
-again the entries SQS reports as Failed. Batch messages carry their batch as MessageGroupId, which
-makes the batch queue an SQS fair queue: while one big batch floods it, SQS keeps the dwell time
-of the other batches low. Strict turn-taking between batches is not something SQS offers.
+again the entries SQS reports as Failed. Every message carries its tenant as MessageGroupId, which
+makes each queue an SQS fair queue: while one tenant floods it, SQS keeps the dwell time of the
+other tenants low. Strict turn-taking between tenants is not something SQS offers.
 
 Consumer primitives for the worker (long polling, or a Lambda SQS event): `receive`, `ack`,
 `retry_later`, `parse_event_record`. Only `ack` deletes a message; one never acked comes back
@@ -32,6 +38,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from shared.adapters.aws.clients import AwsClients
 from shared.errors import QueueUnavailable
+from shared.lanes import DEFAULT_LANE, Lane, current_lane, priority_or_default
 from shared.ports import JobHandler
 
 log = logging.getLogger(__name__)
@@ -42,13 +49,14 @@ MAX_DELAY_S = 900  # SendMessage's DelaySeconds limit
 REDELIVERY_HORIZON_S = MAX_DELAY_S + 60.0
 MAX_VISIBILITY_S = 43_200  # 12 h, counted from the message's receipt
 VISIBILITY_SLACK_S = 60  # stay clear of that limit despite clock skew and time since receipt
+MAX_GROUP_ID = 128  # MessageGroupId's limit
 BATCH_ENTRIES = 10  # SendMessageBatch's limit
 PARALLEL_CALLS = 16
 SEND_ATTEMPTS = 5  # for entries SQS reports as Failed (connection retries are botocore's)
 RETRY_BASE_S = 0.1
 UNAVAILABLE = (BotoCoreError, ClientError, aiohttp.ClientError, OSError, TimeoutError)
 RECEIVE_ATTRIBUTES = ["ApproximateReceiveCount", "ApproximateFirstReceiveTimestamp"]
-MAX_BODY_CHARS = 1_024  # ours are about 50: anything longer was not written by `encode`
+MAX_BODY_CHARS = 1_024  # ours are at most about 200: anything longer was not written by `encode`
 
 
 @dataclass(frozen=True)
@@ -62,10 +70,26 @@ class SqsMessage:
     body: str
     message_id: str  # a Lambda handler names failed messages by it (batchItemFailures)
     first_received_at: float  # epoch seconds
+    lane: Lane = DEFAULT_LANE
 
 
-def encode(job_id: str) -> str:
-    return json.dumps({"job_id": job_id})
+def encode(job_id: str, lane: Lane = DEFAULT_LANE) -> str:
+    body: dict[str, str] = {"job_id": job_id}
+    if lane.priority != DEFAULT_LANE.priority:
+        body["priority"] = lane.priority
+    if lane.tenant:  # what a retry needs for its MessageGroupId, which SQS cuts at 128
+        body["tenant"] = lane.tenant[:MAX_GROUP_ID]
+    return json.dumps(body)
+
+
+def decode_lane(body: str) -> Lane:
+    """The lane a message body names (a body of `decode`'s: checked already); an older body,
+    with none, is `normal` for no tenant."""
+    fields = json.loads(body)
+    tenant = fields.get("tenant")
+    return Lane(
+        priority_or_default(fields.get("priority")), tenant if isinstance(tenant, str) else ""
+    )
 
 
 def decode(body: str) -> str:
@@ -104,17 +128,33 @@ class SqsJobQueue:
         queue_url: str,
         batch_queue_url: str | None = None,
         *,
+        high_queue_url: str | None = None,
+        low_queue_url: str | None = None,
         timeout_s: float = 5.0,
     ) -> None:
         self._clients = clients
         self.queue_url = queue_url
         self.batch_queue_url = batch_queue_url or queue_url
+        self.high_queue_url = high_queue_url
+        self.low_queue_url = low_queue_url
         self._timeout_s = timeout_s
 
     @property
     def queue_urls(self) -> tuple[str, ...]:
-        """The queues to consume: singles first, then batch jobs (when that is another queue)."""
-        return tuple(dict.fromkeys((self.queue_url, self.batch_queue_url)))
+        """The queues to consume, in the order to take them: `high`, `normal` singles, `normal`
+        batch jobs, `low` (each once, the unset ones left out)."""
+        urls = (self.high_queue_url, self.queue_url, self.batch_queue_url, self.low_queue_url)
+        return tuple(dict.fromkeys(url for url in urls if url))
+
+    def url_for(self, lane: Lane, *, batch: bool) -> str:
+        """The queue a job of `lane` goes to: its priority's, else the `normal` one of its kind."""
+        own = {"high": self.high_queue_url, "low": self.low_queue_url}.get(lane.priority)
+        return own or (self.batch_queue_url if batch else self.queue_url)
+
+    def rank_of(self, url: str) -> int:
+        """The place of `url` in `queue_urls` (0 is taken first); past the end if unknown."""
+        urls = self.queue_urls
+        return urls.index(url) if url in urls else len(urls)
 
     async def start(self, handler: JobHandler | None = None) -> None:
         if handler is not None:
@@ -123,19 +163,25 @@ class SqsJobQueue:
     async def close(self) -> None:
         """Nothing to release: the clients belong to AwsClients."""
 
-    async def enqueue(self, job_id: str, delay_s: float = 0) -> None:
+    async def enqueue(self, job_id: str, delay_s: float = 0, lane: Lane | None = None) -> None:
+        lane = current_lane(lane)
         delay = min(math.ceil(max(delay_s, 0)), MAX_DELAY_S)
+        message = {"MessageBody": encode(job_id, lane), "DelaySeconds": delay}
+        if lane.tenant:
+            message["MessageGroupId"] = lane.tenant[:MAX_GROUP_ID]
         async with self._sqs("SendMessage") as sqs:
-            await sqs.send_message(
-                QueueUrl=self.queue_url, MessageBody=encode(job_id), DelaySeconds=delay
-            )
+            await sqs.send_message(QueueUrl=self.url_for(lane, batch=False), **message)
 
-    async def enqueue_many(self, job_ids: Sequence[str], group: str | None = None) -> None:
+    async def enqueue_many(
+        self, job_ids: Sequence[str], group: str | None = None, lane: Lane | None = None
+    ) -> None:
+        lane = current_lane(lane)
+        url = self.url_for(lane, batch=True)
         chunks = iter(_chunks(job_ids, BATCH_ENTRIES))
 
         async def sender() -> None:
             for chunk in chunks:  # the senders share one iterator: each takes the next chunk
-                await self._send_batch(chunk, group)
+                await self._send_batch(url, chunk, lane.tenant or group, lane)
 
         calls = min(PARALLEL_CALLS, math.ceil(len(job_ids) / BATCH_ENTRIES))
         try:
@@ -211,6 +257,7 @@ class SqsJobQueue:
                 queue_url=queue_url_from_arn(record["eventSourceARN"]),
                 message_id=record["messageId"],
                 body=record["body"],
+                lane=decode_lane(record["body"]),
                 **_receipt(record.get("attributes", {})),
             )
         except ValueError:
@@ -218,14 +265,16 @@ class SqsJobQueue:
         except Exception as exc:
             raise ValueError(f"not an SQS job record: {exc!r}") from None
 
-    async def _send_batch(self, job_ids: Sequence[str], group: str | None) -> None:
-        pending = {str(n): _entry(str(n), job_id, group) for n, job_id in enumerate(job_ids)}
+    async def _send_batch(
+        self, url: str, job_ids: Sequence[str], group: str | None, lane: Lane
+    ) -> None:
+        pending = {str(n): _entry(str(n), job_id, group, lane) for n, job_id in enumerate(job_ids)}
         for attempt in range(SEND_ATTEMPTS):
             if attempt:
                 await asyncio.sleep(RETRY_BASE_S * 2 ** (attempt - 1))
             async with self._sqs("SendMessageBatch") as sqs:
                 response = await sqs.send_message_batch(
-                    QueueUrl=self.batch_queue_url, Entries=list(pending.values())
+                    QueueUrl=url, Entries=list(pending.values())
                 )
             failed = response.get("Failed", [])
             if not failed:
@@ -250,10 +299,10 @@ class SqsJobQueue:
             raise QueueUnavailable(f"SQS {action} failed: {exc!r}") from exc
 
 
-def _entry(entry_id: str, job_id: str, group: str | None) -> dict[str, str]:
-    entry = {"Id": entry_id, "MessageBody": encode(job_id)}
+def _entry(entry_id: str, job_id: str, group: str | None, lane: Lane) -> dict[str, str]:
+    entry = {"Id": entry_id, "MessageBody": encode(job_id, lane)}
     if group:
-        entry["MessageGroupId"] = group[:128]
+        entry["MessageGroupId"] = group[:MAX_GROUP_ID]
     return entry
 
 
@@ -282,6 +331,7 @@ def _received(queue_url: str, raw: Mapping[str, Any]) -> SqsMessage:
         queue_url=queue_url,
         message_id=raw["MessageId"],
         body=raw["Body"],
+        lane=decode_lane(raw["Body"]),
         **_receipt(raw.get("Attributes", {})),
     )
 

@@ -2,11 +2,13 @@
 
 Items, keys and indexes: dynamodb_items.py. Status changes are decided by shared.transitions and
 written by compare-and-set, with what moves with them (batch counters, usage counters, a released
-idempotency key) in the same transaction (dynamodb_table.py, dynamodb_usage.py).
+idempotency key, the API key's counters) in the same transaction (dynamodb_table.py,
+dynamodb_usage.py, dynamodb_key_counters.py).
 Idempotency keys: dynamodb_keys.py. Query parameters and the
-listing cursor: dynamodb_queries.py. Nothing here scans the table: every read is a GetItem or a
-Query of the table or of an index. Index reads are eventually consistent, so a sweep may see a
-job as it was a moment ago; every write re-checks the record it changes.
+listing cursor: dynamodb_queries.py. Run-time API keys: dynamodb_api_keys.py. Nothing here scans
+the table: every read is a GetItem or a Query of the table or of an index. Index reads are
+eventually consistent, so a sweep may see a job as it was a moment ago; every write re-checks the
+record it changes.
 """
 
 from __future__ import annotations
@@ -21,7 +23,10 @@ from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.store import dynamodb_admin as admin
 from shared.adapters.store import dynamodb_coalescing as coalescing
+from shared.adapters.store import dynamodb_key_counters as key_counters
+from shared.adapters.store.dynamodb_api_keys import DynamoDbApiKeys
 from shared.adapters.store.dynamodb_calls import (
+    batch_get,
     batch_write,
     bounded,
     count,
@@ -35,10 +40,13 @@ from shared.adapters.store.dynamodb_changes import (
     with_webhook,
 )
 from shared.adapters.store.dynamodb_items import (
+    BATCH_JOBS,
     DUE_WEBHOOKS,
     OPEN_BATCHES,
     PK,
     SK,
+    TENANT_BATCHES,
+    TENANT_JOBS,
     UNFINISHED,
     Item,
     all_shards,
@@ -57,7 +65,7 @@ from shared.adapters.store.dynamodb_keys import create_keyed_job, release, reser
 from shared.adapters.store.dynamodb_queries import (
     BATCH_CURSOR_TAG,
     batch_list_query,
-    encode_cursor,
+    index_cursor,
     index_query,
     list_query,
 )
@@ -65,6 +73,8 @@ from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, W
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
 from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog
 from shared.errors import Conflict
+from shared.key_usage import KeyDeltas, KeyMonth
+from shared.lanes import priority_or_default
 from shared.models import (
     Batch,
     BatchStatus,
@@ -82,7 +92,7 @@ if TYPE_CHECKING:
 SHARD_PAGE = 1_000  # items per Query page when merging shards
 
 
-class DynamoDbJobStore:
+class DynamoDbJobStore(DynamoDbApiKeys):
     def __init__(
         self, clients: AwsClients, table: str, *, retention: timedelta | None = None
     ) -> None:
@@ -159,8 +169,11 @@ class DynamoDbJobStore:
         if batch_id is not None and await self.get_batch(batch_id, tenant) is None:
             return [], None  # another tenant's batch, or one not (yet) stored
         found, more = await self._page(params, limit)
-        jobs = [stored_job(item).job for item in found]
-        return jobs, encode_cursor(jobs[-1]) if more else None
+        jobs = [stored_job(item).job for item in await self._fetch(found)]
+        if status is not None:  # the index said so a moment ago: the record has the last word
+            jobs = [job for job in jobs if job.status == status]
+        index = BATCH_JOBS if by_batch else TENANT_JOBS
+        return jobs, index_cursor(found[-1], index) if more else None
 
     async def change_job(
         self, job_id: str, decide: Decision, *, durable: bool = True
@@ -199,7 +212,13 @@ class DynamoDbJobStore:
         ]
         items = await merged(sources, key=lambda item: item["gsi_unfinished_sk"]["S"], limit=limit)
         return [
-            JobRef(subject_id_of(i), i["batch_id"]["S"] if "batch_id" in i else None) for i in items
+            JobRef(
+                subject_id_of(i),
+                i["batch_id"]["S"] if "batch_id" in i else None,
+                i["tenant"]["S"],
+                priority_or_default(i.get("priority", {}).get("S")),
+            )
+            for i in items
         ]
 
     async def count_unfinished(self) -> dict[JobStatus, int]:
@@ -283,8 +302,8 @@ class DynamoDbJobStore:
         if limit < 1:
             raise ValueError("limit must be at least 1")
         found, more = await self._page(batch_list_query(self.table, tenant, cursor, limit), limit)
-        batches = [stored_batch(item).batch for item in found]
-        return batches, encode_cursor(batches[-1], BATCH_CURSOR_TAG) if more else None
+        batches = [stored_batch(item).batch for item in await self._fetch(found)]
+        return batches, index_cursor(found[-1], TENANT_BATCHES, BATCH_CURSOR_TAG) if more else None
 
     async def mark_batch(
         self,
@@ -302,7 +321,7 @@ class DynamoDbJobStore:
 
     async def closable_batch_ids(self) -> list[str]:
         open_batches = await self._collect(self._query(UNFINISHED, OPEN_BATCHES))
-        batches = [stored_batch(item).batch for item in open_batches]
+        batches = [stored_batch(item).batch for item in await self._fetch(open_batches)]
         return [batch.id for batch in batches if batch.counts.done >= batch.counts.total]
 
     # webhooks
@@ -345,14 +364,16 @@ class DynamoDbJobStore:
         return await merged(sources, key=lambda item: item["gsi_webhook_sk"]["S"], limit=limit)
 
     async def _lease_webhook(self, item: Item, lease_until: datetime) -> bool:
+        """Lease the delivery of the record the (keys-only) index entry names, as now stored."""
+        subject_id = subject_id_of(item)
         if item[PK]["S"].startswith("JOB#"):
-            old = stored_job(item)
-            if old.job.webhook is None:
+            old = await self._db.read_job(subject_id)
+            if old is None or old.job.webhook is None:
                 return False
             leased = with_webhook(old.job, webhook_leased(old.job.webhook, lease_until))
             return await self._db.write_job(old, leased) is Write.done
-        stored = stored_batch(item)
-        if stored.batch.webhook is None:
+        stored = await self._db.read_batch(subject_id)
+        if stored is None or stored.batch.webhook is None:
             return False
         hook = webhook_leased(stored.batch.webhook, lease_until)
         return (
@@ -411,15 +432,20 @@ class DynamoDbJobStore:
         self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Job], str | None]:
         listing = admin.job_listing(query, cursor, self.retention)
+        if query.batch_id is not None and query.tenant is not None:
+            if await self.get_batch(query.batch_id, query.tenant) is None:
+                return [], None  # another tenant's batch
         items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
-        return admin.jobs_of(items), admin.encode_cursor(position) if position else None
+        jobs = await admin.jobs_of(self._db.ddb, self.table, items, query)
+        return jobs, admin.encode_cursor(position) if position else None
 
     async def find_batches(
         self, query: BatchQuery, *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Batch], str | None]:
         listing = admin.batch_listing(query, cursor, self.retention)
         items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
-        return admin.batches_of(items), admin.encode_cursor(position) if position else None
+        batches = await admin.batches_of(self._db.ddb, self.table, items, query)
+        return batches, admin.encode_cursor(position) if position else None
 
     async def failing_webhooks(self, *, limit: int = 100) -> list[Job | Batch]:
         return await admin.failing_webhooks(self._db.ddb, self.table, limit)
@@ -427,6 +453,43 @@ class DynamoDbJobStore:
     async def queue_backlog(self) -> QueueBacklog:
         counts = await self.count_unfinished()
         return await admin.queue_backlog(self._db.ddb, self.table, counts)
+
+    # key counters (dynamodb_key_counters.py)
+
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        return await key_counters.reserve(
+            self._db, key_id, month, requests, tokens, max_requests, max_tokens
+        )
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        await key_counters.unreserve(self._db, key_id, month, requests, tokens)
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        return await key_counters.key_month(self._db, key_id, month)
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        return await key_counters.mark_alerted(self._db, key_id, month, kind)
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        return await key_counters.enter(self._db, key_id, jobs, ceiling)
+
+    async def in_flight(self, key_id: str) -> int:
+        return await key_counters.in_flight(self._db, key_id)
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        return await key_counters.minute_tokens(self._db, key_id, minute)
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        await key_counters.move(self._db, deltas)
 
     # helpers
 
@@ -442,6 +505,12 @@ class DynamoDbJobStore:
                 if len(found) > limit:
                     break
         return found[:limit], len(found) > limit
+
+    async def _fetch(self, index_items: list[Item]) -> list[Item]:
+        """The records index entries name, read from the table (indexes project little of
+        them: names.INDEX_PROJECTIONS); records gone since are left out."""
+        keys = [{PK: item[PK], SK: item[SK]} for item in index_items]
+        return await batch_get(self._db.ddb, self.table, keys) if keys else []
 
     async def _collect(self, params: dict[str, Any]) -> list[Item]:
         return [item async for item in query_items(self._db.ddb, params)]

@@ -25,30 +25,30 @@ from datetime import date, datetime, timedelta
 from typing import Any
 
 from shared.adapters.aws import names
-from shared.adapters.store.dynamodb_calls import expression, query_items
+from shared.adapters.store.dynamodb_calls import batch_get, expression, query_items
 from shared.adapters.store.dynamodb_items import (
     BATCH_JOBS,
     BY_DAY,
     DUE_WEBHOOKS,
     FAILED_WEBHOOKS,
     OPEN_BATCHES,
+    PK,
+    SK,
     TENANT_BATCHES,
     TENANT_JOBS,
     UNFINISHED,
-    WEBHOOK_ATTEMPTS,
     Item,
     all_shards,
     day_partition,
     is_live,
     iso,
-    n,
     s,
     stored_batch,
     stored_job,
 )
 from shared.admin_queries import READ_BUDGET, BatchQuery, JobQuery, QueueBacklog, failing_first
 from shared.errors import InvalidCursor
-from shared.models import Batch, Job, JobStatus, utcnow
+from shared.models import Batch, Job, JobStatus, WebhookState, utcnow
 
 CURSOR_TAG = "a1"
 MAX_QUERIES = 60  # Queries one listing call makes at most (empty days cost one each)
@@ -110,9 +110,7 @@ def job_listing(query: JobQuery, cursor: str | None, retention: timedelta | None
     filters = {}
     if query.status is not None:
         filters["status"] = ("=", query.status.value)
-    if query.batch_id is not None:
-        if query.tenant is not None:
-            filters["tenant"] = ("=", query.tenant)
+    if query.batch_id is not None:  # the batch's tenant is checked by the store
         return Listing(BATCH_JOBS, iter([query.batch_id]), low, high, filters)
     if query.tenant is not None:
         return Listing(TENANT_JOBS, iter([query.tenant]), low, high, filters)
@@ -136,7 +134,7 @@ def _params(table: str, listing: Listing, partition: str, page: int) -> dict[str
     conditions = []
     for i, (attr, (op, value)) in enumerate(sorted(listing.filters.items())):
         conditions.append(f"#{attr} {op} :f{i}")
-        values[f":f{i}"] = n(int(value)) if attr == WEBHOOK_ATTEMPTS else s(value)
+        values[f":f{i}"] = s(value)
     if conditions:
         parts["FilterExpression"] = " AND ".join(conditions)
     return {
@@ -188,12 +186,22 @@ def _resume_at(params: dict[str, Any], listing: Listing, partition: str) -> str:
     return listing.high
 
 
-def jobs_of(items: list[Item]) -> list[Job]:
-    return [stored_job(item).job for item in items]
+async def records(ddb: Any, table: str, index_items: list[Item]) -> list[Item]:
+    """The records index entries name, read from the table in the entries' order (indexes
+    project little of them: names.INDEX_PROJECTIONS); records gone since are left out."""
+    keys = [{PK: item[PK], SK: item[SK]} for item in index_items]
+    return await batch_get(ddb, table, keys) if keys else []
 
 
-def batches_of(items: list[Item]) -> list[Batch]:
-    return [stored_batch(item).batch for item in items]
+async def jobs_of(ddb: Any, table: str, items: list[Item], query: JobQuery) -> list[Job]:
+    jobs = [stored_job(item).job for item in await records(ddb, table, items)]
+    # the index said so a moment ago: the record has the last word
+    return [j for j in jobs if query.status is None or j.status == query.status]
+
+
+async def batches_of(ddb: Any, table: str, items: list[Item], query: BatchQuery) -> list[Batch]:
+    batches = [stored_batch(item).batch for item in await records(ddb, table, items)]
+    return [b for b in batches if query.status is None or b.status == query.status]
 
 
 def _subject(item: Item) -> Job | Batch:
@@ -203,14 +211,23 @@ def _subject(item: Item) -> Job | Batch:
 
 
 async def failing_webhooks(ddb: Any, table: str, limit: int) -> list[Job | Batch]:
+    """The `FAILED` partition, and the pending deliveries of the due shards whose record shows a
+    failed attempt (the index is keys-only: records are read from the table)."""
     gave_up = Listing(DUE_WEBHOOKS, iter([FAILED_WEBHOOKS]), LOWEST, "~")
-    retrying = [
-        Listing(DUE_WEBHOOKS, iter([shard]), LOWEST, HIGHEST, {WEBHOOK_ATTEMPTS: (">", "0")})
-        for shard in all_shards("DUE")
+    pending = [Listing(DUE_WEBHOOKS, iter([sh]), LOWEST, HIGHEST) for sh in all_shards("DUE")]
+    found = await asyncio.gather(*(newest(ddb, table, x, limit) for x in [gave_up, *pending]))
+    entries = [item for items, _ in found for item in items]
+    subjects = [_subject(item) for item in await records(ddb, table, entries)]
+    failing = [
+        s
+        for s in subjects
+        if s.webhook is not None
+        and (
+            s.webhook.state is WebhookState.failed
+            or (s.webhook.state is WebhookState.pending and s.webhook.attempts > 0)
+        )
     ]
-    found = await asyncio.gather(*(newest(ddb, table, x, limit) for x in [gave_up, *retrying]))
-    subjects = [_subject(item) for items, _ in found for item in items]
-    return failing_first(subjects)[:limit]
+    return failing_first(failing)[:limit]
 
 
 async def queue_backlog(ddb: Any, table: str, counts: dict[JobStatus, int]) -> QueueBacklog:
@@ -220,9 +237,10 @@ async def queue_backlog(ddb: Any, table: str, counts: dict[JobStatus, int]) -> Q
         "IndexName": UNFINISHED,
         **expression({":p": s(OPEN_BATCHES)}, KeyConditionExpression=f"#{hash_attr} = :p"),
     }
-    in_batches = 0
-    async for item in query_items(ddb, open_batches):
-        in_batches += stored_batch(item).batch.counts.queued
+    entries = [item async for item in query_items(ddb, open_batches)]
+    in_batches = sum(
+        stored_batch(item).batch.counts.queued for item in await records(ddb, table, entries)
+    )
     oldest = await asyncio.gather(*(_oldest_queued(ddb, table, sh) for sh in all_shards("JOB")))
     queued = counts[JobStatus.queued]
     return QueueBacklog(
@@ -247,5 +265,6 @@ async def _oldest_queued(ddb: Any, table: str, shard: str) -> datetime | None:
         ),
     }
     async for item in query_items(ddb, params):
-        return stored_job(item).job.created_at
+        found = await records(ddb, table, [item])
+        return stored_job(found[0]).job.created_at if found else None
     return None

@@ -27,6 +27,7 @@ RETRYABLE_REASONS = frozenset(
 )
 MAX_RETRIES = 8
 BATCH_WRITE_SIZE = 25  # DynamoDB's limit per BatchWriteItem
+BATCH_GET_SIZE = 100  # DynamoDB's limit per BatchGetItem
 PARALLEL_CALLS = 8
 
 
@@ -116,6 +117,34 @@ async def _write_chunk(ddb: Any, table: str, chunk: list[Item]) -> None:
             return
         await backoff(attempt)
     raise RuntimeError(f"DynamoDB left {len(chunk)} batch writes unprocessed")
+
+
+async def batch_get(ddb: Any, table: str, keys: list[Item]) -> list[Item]:
+    """The live items of `keys`, in the order of `keys`, read consistently (BatchGetItem, 100 keys
+    a call, retrying what DynamoDB left unprocessed); a key with no live item is left out."""
+    chunks = [keys[i : i + BATCH_GET_SIZE] for i in range(0, len(keys), BATCH_GET_SIZE)]
+    found: dict[tuple[str, ...], Item] = {}
+    for items in await bounded(_get_chunk(ddb, table, chunk) for chunk in chunks):
+        found.update((_identity(item, keys[0]), item) for item in items)
+    wanted = (found.get(_identity(key, key)) for key in keys)
+    return [item for item in wanted if item is not None and is_live(item)]
+
+
+def _identity(item: Item, key: Item) -> tuple[str, ...]:
+    return tuple(str(item[name]) for name in sorted(key))
+
+
+async def _get_chunk(ddb: Any, table: str, chunk: list[Item]) -> list[Item]:
+    items: list[Item] = []
+    request: dict[str, Any] = {table: {"Keys": chunk, "ConsistentRead": True}}
+    for attempt in range(MAX_RETRIES * 2):
+        response = await ddb.batch_get_item(RequestItems=request)
+        items += response.get("Responses", {}).get(table, [])
+        request = response.get("UnprocessedKeys") or {}
+        if not request:
+            return items
+        await backoff(attempt)
+    raise RuntimeError(f"DynamoDB left {len(request[table]['Keys'])} batch reads unprocessed")
 
 
 async def query_items(ddb: Any, params: dict[str, Any]) -> AsyncGenerator[Item, None]:

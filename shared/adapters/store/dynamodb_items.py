@@ -1,12 +1,12 @@
 """Items of DynamoDbJobStore's single table: keys, attribute maps, and the way back to models.
 
-A job or batch item keeps its record as pydantic JSON in `data`, plus copies of what conditions,
-indexes and counters read. Timestamps in key attributes are fixed-width UTC ISO text, so string
-order is time order. Every write raises the item's `version` by one, and writers compare-and-set
-on it (see dynamodb.py). Index attributes are present only while they apply, so the sparse
-indexes `unfinished` and `due_webhooks` hold only what sweeps look for. A job or batch that has
-ended carries the TTL attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py); one that
-may still change carries none.
+A job or batch item keeps its record as pydantic JSON in `data` (zlib-compressed: `packed`), plus
+copies of what conditions, indexes and counters read. Timestamps in key attributes are fixed-width
+UTC ISO text, so string order is time order. Every write raises the item's `version` by one, and
+writers compare-and-set on it (see dynamodb.py). Index attributes are present only while they apply,
+so the sparse indexes `unfinished` and `due_webhooks` hold only what sweeps look for. A job or batch
+that has ended carries the TTL attribute (JOB_RETENTION_DAYS after it ended, shared/retention.py);
+one that may still change carries none.
 """
 
 from __future__ import annotations
@@ -45,7 +45,6 @@ TENANT_JOBS, BATCH_JOBS, TENANT_BATCHES, UNFINISHED, DUE_WEBHOOKS, BY_DAY = (
     "by_day",
 )
 FAILED_WEBHOOKS = "FAILED"  # the due_webhooks partition of deliveries that gave up (few)
-WEBHOOK_ATTEMPTS = "webhook_attempts"  # on a pending delivery: > 0 once an attempt failed
 SHARDS = 8  # key values per sparse index: spreads its writes over partitions (see shard_of)
 OPEN_BATCHES = "BATCH"  # the `unfinished` partition of open batches (few: not sharded)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -54,7 +53,6 @@ COUNTS = tuple(BatchCounts.model_fields)  # total, queued, running, succeeded, f
 OPTIONAL_ATTRS = (
     *(a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]),
     TTL,
-    WEBHOOK_ATTEMPTS,
 )
 UNFINISHED_STATUSES = frozenset({JobStatus.queued, JobStatus.running})
 OPEN_STATUSES = frozenset({BatchStatus.in_progress, BatchStatus.cancelling})
@@ -77,6 +75,18 @@ def s(value: str) -> dict[str, str]:
 
 def n(value: int) -> dict[str, str]:
     return {"N": str(value)}
+
+
+def packed(record_json: str) -> dict[str, bytes]:
+    """A record's JSON as stored: zlib-compressed binary. DynamoDB bills every write of an item,
+    and of its index entries, per started KB of the item, and a job's JSON (its request, answer
+    and the names of every field) shrinks to about half."""
+    return {"B": zlib.compress(record_json.encode(), 6)}
+
+
+def unpacked(value: dict[str, Any]) -> str:
+    """The JSON of a stored record; one written before compression holds it as text."""
+    return zlib.decompress(value["B"]).decode() if "B" in value else str(value["S"])
 
 
 def utc(value: datetime) -> datetime:
@@ -147,11 +157,12 @@ def expiry(record: Job | Batch, retention: timedelta | None) -> Item:
 def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
     item: Item = {
         **job_key(job.id),
-        "data": s(job.model_dump_json()),
+        "data": packed(job.model_dump_json()),
         "version": n(version),
         "status": s(job.status.value),
         "attempts": n(job.attempts),
         "tenant": s(job.tenant),
+        "priority": s(job.priority),  # read by the sweeps' unfinished_jobs, with the tenant
         "created_at": s(iso(job.created_at)),
         "gsi_tenant": s(job.tenant),
         "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),
@@ -170,14 +181,14 @@ def job_item(job: Job, version: int, retention: timedelta | None) -> Item:
 
 
 def stored_job(item: Item) -> StoredJob:
-    data = item["data"]["S"]
+    data = unpacked(item["data"])
     return StoredJob(Job.model_validate_json(data), int(item["version"]["N"]), len(data))
 
 
 def batch_attributes(batch: Batch, version: int, retention: timedelta | None) -> Item:
     """Everything of a batch item but its key and counters (which job writes move)."""
     item: Item = {
-        "data": s(batch.model_dump_json(exclude={"counts"})),
+        "data": packed(batch.model_dump_json(exclude={"counts"})),
         "version": n(version),
         "status": s(batch.status.value),
         "tenant": s(batch.tenant),
@@ -199,7 +210,7 @@ def batch_item(batch: Batch, version: int, retention: timedelta | None) -> Item:
 
 def stored_batch(item: Item) -> StoredBatch:
     counts = BatchCounts(**{name: int(item[f"c_{name}"]["N"]) for name in COUNTS})
-    batch = Batch.model_validate_json(item["data"]["S"]).model_copy(update={"counts": counts})
+    batch = Batch.model_validate_json(unpacked(item["data"])).model_copy(update={"counts": counts})
     return StoredBatch(batch, int(item["version"]["N"]))
 
 
@@ -242,5 +253,4 @@ def _due_webhook(subject_id: str, hook: WebhookDelivery | None) -> Item:
     return {
         "gsi_webhook": s(shard_of("DUE", subject_id)),
         "gsi_webhook_sk": s(sort_key(hook.next_attempt_at, subject_id)),
-        WEBHOOK_ATTEMPTS: n(hook.attempts),
     }

@@ -39,6 +39,14 @@ def encode_cursor(record: Job | Batch, tag: str = CURSOR_TAG) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode()
 
 
+def index_cursor(item: Item, index: str, tag: str = CURSOR_TAG) -> str:
+    """encode_cursor's cursor for the record an entry of a listing index names, read from the
+    entry's sort key (`<created_at ISO>#<id>`), which every projection holds."""
+    created_at, _, subject_id = item[names.INDEXES[index][1]]["S"].partition("#")
+    raw = json.dumps([tag, created_at, subject_id], separators=(",", ":"))
+    return base64.urlsafe_b64encode(raw.encode()).decode()
+
+
 def decode_cursor(cursor: str, expected_tag: str = CURSOR_TAG) -> tuple[str, str]:
     """(created_at ISO, id) from a cursor this module made for this listing; InvalidCursor
     otherwise."""

@@ -42,10 +42,11 @@ from shared.adapters.store.dynamodb_items import (
     stored_job,
     utc,
 )
+from shared.adapters.store.dynamodb_key_counters import key_item_names, key_updates
 from shared.adapters.store.dynamodb_usage import usage_updates
+from shared.key_usage import merged, usage_rows
 from shared.models import Batch, Job, JobStatus, utcnow
 from shared.transitions import Change, Decision
-from shared.usage import UsageKey, usage_key
 
 BatchChange = Callable[[Batch], Batch | None]
 
@@ -113,7 +114,11 @@ class ItemTable:
         if change.released_key:
             ops["key"] = self._key_release(old.job)
         if change.usage is not None:
-            (ops["usage"],) = usage_updates(self.table, [(change.after, change.usage)])
+            for i, update in enumerate(usage_updates(self.table, [(change.after, change.usage)])):
+                ops[f"usage{i}"] = update
+        if change.key_deltas is not None:
+            for i, update in enumerate(key_updates(self.table, change.key_deltas)):
+                ops[f"api_key{i}"] = update
         while len(ops) > 1:
             reasons = await transact(self.ddb, list(ops.values()))
             if reasons is None:
@@ -154,6 +159,8 @@ class ItemTable:
         if (counts := self._counter_update(changes[0].after.batch_id, changes)) is not None:
             ops.append(counts)
         ops += usage_updates(self.table, [(c.after, c.usage) for c in changes if c.usage])
+        for deltas in merged(c.key_deltas for c in changes):
+            ops += key_updates(self.table, deltas)
         if await transact(self.ddb, ops) is None:
             return changes
         one_by_one = await bounded(self.change_job(old.job.id, decide) for old, _ in pairs)
@@ -245,17 +252,25 @@ class ItemTable:
 
 def _fitting(pairs: list[tuple[StoredJob, Change]]) -> list[list[tuple[StoredJob, Change]]]:
     """`pairs` in parts that each fit one transaction with their batch's counter update and an
-    update per usage counter item they move (a batch's jobs may name many models)."""
+    update per counter item they move (usage rows: a batch's jobs may name many models; their
+    key's counters)."""
     parts: list[list[tuple[StoredJob, Change]]] = [[]]
-    keys: set[UsageKey] = set()
+    keys: set[object] = set()
     for old, change in pairs:
-        key = {usage_key(change.after)} if change.usage is not None else set()
+        key = _items_moved(change)
         if parts[-1] and len(parts[-1]) + 2 + len(keys | key) > TRANSACTION_ITEMS:
             parts.append([])
             keys = set()
         parts[-1].append((old, change))
         keys |= key
     return parts
+
+
+def _items_moved(change: Change) -> set[object]:
+    """The counter items a change's write updates besides the job's: usage rows (its tenant's
+    and its key's) and its key's counters."""
+    usage = usage_rows(change.after, change.usage) if change.usage is not None else []
+    return {key for key, _ in usage} | key_item_names(change.key_deltas)
 
 
 def _chunks(snapshots: list[StoredJob]) -> list[list[StoredJob]]:

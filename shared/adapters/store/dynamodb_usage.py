@@ -25,13 +25,13 @@ from urllib.parse import quote
 from shared.adapters.aws.names import PARTITION_KEY, SORT_KEY
 from shared.adapters.store.dynamodb_calls import expression
 from shared.adapters.store.dynamodb_items import Item, n, s
+from shared.key_usage import usage_rows
 from shared.models import Job
 from shared.usage import (
     COUNTER_FIELDS,
     LATENCY_BUCKETS,
     UsageCounters,
     UsageKey,
-    usage_key,
 )
 
 PREFIX = "USAGE#"
@@ -58,8 +58,8 @@ def added_by(counted: Iterable[Counted]) -> dict[UsageKey, UsageCounters]:
     """What these jobs add, summed per counter item."""
     added: dict[UsageKey, UsageCounters] = {}
     for job, counters in counted:
-        key = usage_key(job)
-        added[key] = added[key].plus(counters) if key in added else counters
+        for key, row in usage_rows(job, counters):  # the tenant's row, and its key's
+            added[key] = added[key].plus(row) if key in added else row
     return added
 
 

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import aiosqlite
 
 from shared.adapters.store import sqlite_coalescing as coalescing
+from shared.adapters.store import sqlite_key_counters as key_counters
 from shared.adapters.store.sqlite_admin import (
     COUNT_STATUS,
     FAILING_BATCH_WEBHOOKS,
@@ -35,6 +36,7 @@ from shared.adapters.store.sqlite_admin import (
     batch_search,
     job_search,
 )
+from shared.adapters.store.sqlite_api_keys import API_KEYS_SCHEMA, SqliteApiKeys
 from shared.adapters.store.sqlite_changes import change_jobs
 from shared.adapters.store.sqlite_purge import purge_chunk
 from shared.adapters.store.sqlite_queries import (
@@ -70,6 +72,8 @@ from shared.adapters.store.sqlite_usage import add_usage, read_usage
 from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy, is_full
 from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog, failing_first
 from shared.errors import StoreFull
+from shared.key_usage import KeyDeltas, KeyMonth, key_usage_row
+from shared.lanes import priority_or_default
 from shared.models import (
     Batch,
     BatchStatus,
@@ -101,7 +105,7 @@ PROBE_BYTES = 64 * 1024
 T = TypeVar("T")
 
 
-class SqliteJobStore:
+class SqliteJobStore(SqliteApiKeys):
     def __init__(
         self, path: str, *, busy_timeout_ms: int = 5_000, retention: timedelta | None = None
     ) -> None:
@@ -129,6 +133,7 @@ class SqliteJobStore:
         db.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_ms)}")
         db.execute("PRAGMA journal_mode = WAL")
         create_schema(db)
+        db.executescript(API_KEYS_SCHEMA)
         return db
 
     async def close(self) -> None:
@@ -202,6 +207,8 @@ class SqliteJobStore:
             usage = created_usage(job)
             if usage is not None:
                 add_usage(db, job.tenant, usage)
+                if (keyed := key_usage_row(job, usage)) is not None:
+                    add_usage(db, *keyed)
             return None
 
         earlier = await self._write(insert)
@@ -271,7 +278,8 @@ class SqliteJobStore:
             rows = await self._read.execute_fetchall(IN_STATUS, [JobStatus(status).value])
         if updated_before is not None:
             rows = [r for r in rows if datetime.fromisoformat(r[2]) < updated_before]
-        return [JobRef(row[0], row[1]) for row in rows][: max(limit, 0)]
+        refs = [JobRef(r[0], r[1], r[3], priority_or_default(r[4])) for r in rows]
+        return refs[: max(limit, 0)]
 
     async def count_unfinished(self) -> dict[JobStatus, int]:
         counts = dict.fromkeys((JobStatus.queued, JobStatus.running), 0)
@@ -463,6 +471,49 @@ class SqliteJobStore:
     async def usage(self, tenant: str, start: date, end: date) -> list[UsageCounters]:
         """Counter rows only (the triggers in sqlite_usage.py keep them)."""
         return await read_usage(self._read, tenant, start, end)
+
+    # key counters (sqlite_key_counters.py)
+
+    async def reserve(
+        self,
+        key_id: str,
+        month: str,
+        *,
+        requests: int,
+        tokens: int,
+        max_requests: int | None,
+        max_tokens: int | None,
+    ) -> KeyMonth | None:
+        return await self._write(
+            lambda db: key_counters.reserve(
+                db, key_id, month, requests, tokens, max_requests, max_tokens
+            )
+        )
+
+    async def unreserve(self, key_id: str, month: str, *, requests: int, tokens: int) -> None:
+        await self._write(lambda db: key_counters.unreserve(db, key_id, month, requests, tokens))
+
+    async def key_month(self, key_id: str, month: str) -> KeyMonth:
+        rows = await self._read_row(key_counters.READ_MONTH, (key_id, month))
+        return key_counters.key_month_of(rows[0] if rows else None)
+
+    async def mark_alerted(self, key_id: str, month: str, kind: str) -> bool:
+        return await self._write(lambda db: key_counters.mark_alerted(db, key_id, month, kind))
+
+    async def enter(self, key_id: str, jobs: int, ceiling: int) -> bool:
+        return await self._write(lambda db: key_counters.enter(db, key_id, jobs, ceiling))
+
+    async def in_flight(self, key_id: str) -> int:
+        rows = await self._read_row(key_counters.READ_FLIGHT, (key_id,))
+        return int(rows[0][0]) if rows else 0
+
+    async def minute_tokens(self, key_id: str, minute: str) -> int:
+        rows = await self._read_row(key_counters.READ_MINUTE, (key_id, minute))
+        return int(rows[0][0]) if rows else 0
+
+    async def move_key_counters(self, deltas: KeyDeltas) -> None:
+        if not deltas.empty:
+            await self._write(lambda db: key_counters.apply_key_deltas(db, deltas))
 
 
 def _probe_room(db: sqlite3.Connection) -> None:

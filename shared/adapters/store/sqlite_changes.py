@@ -2,7 +2,8 @@
 
 A change is decided and written inside one write transaction of the single writer connection,
 so the job it was decided on cannot change in between: the read is the compare of the
-compare-and-set. The job's row, its batch's counters and its tenant's usage move together.
+compare-and-set. The job's row, its batch's counters, its tenant's usage and its API key's counters
+(sqlite_key_counters.py) move together.
 """
 
 from __future__ import annotations
@@ -10,8 +11,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Sequence
 
+from shared.adapters.store.sqlite_key_counters import apply_key_deltas
 from shared.adapters.store.sqlite_schema import COUNT_COLUMNS, JOB_COLUMNS, job_row
 from shared.adapters.store.sqlite_usage import add_usage
+from shared.key_usage import key_usage_row
 from shared.models import Job
 from shared.transitions import Change, Decision
 
@@ -48,3 +51,7 @@ def write_change(db: sqlite3.Connection, change: Change) -> None:
     usage = change.usage
     if usage is not None:
         add_usage(db, change.after.tenant, usage)
+        if (keyed := key_usage_row(change.after, usage)) is not None:
+            add_usage(db, *keyed)
+    if change.key_deltas is not None:
+        apply_key_deltas(db, change.key_deltas)

@@ -26,12 +26,13 @@ CLAIMABLE = (
     " OR (status = 'running' AND (lease_until IS NULL OR lease_until < ?)))"
 )
 UNFINISHED = (
-    "SELECT id, batch_id, json_extract(data, '$.updated_at') FROM jobs"
+    "SELECT id, batch_id, json_extract(data, '$.updated_at'), tenant,"
+    " json_extract(data, '$.priority') FROM jobs"
     " WHERE status IN ('queued', 'running') ORDER BY created_at"
 )
 IN_STATUS = (  # answered from the jobs_status index
-    "SELECT id, batch_id, json_extract(data, '$.updated_at') FROM jobs"
-    " WHERE status = ? ORDER BY created_at"
+    "SELECT id, batch_id, json_extract(data, '$.updated_at'), tenant,"
+    " json_extract(data, '$.priority') FROM jobs WHERE status = ? ORDER BY created_at"
 )
 COUNT_UNFINISHED = (  # answered from the jobs_status index
     "SELECT status, count(*) FROM jobs WHERE status IN ('queued', 'running') GROUP BY status"

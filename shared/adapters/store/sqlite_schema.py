@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+from shared.adapters.store.sqlite_key_counters import KEY_COUNTERS_SCHEMA
 from shared.adapters.store.sqlite_usage import SUMMED_COLUMNS, USAGE_SCHEMA
 from shared.models import Batch, BatchCounts, Job, WebhookDelivery
 
@@ -99,6 +100,7 @@ CREATE TABLE IF NOT EXISTS space_probe (filler BLOB);
 """
     + RETENTION_SCHEMA
     + USAGE_SCHEMA
+    + KEY_COUNTERS_SCHEMA
 )
 
 # Run after `add_batch_created_at`: a file made before the column existed gets it first.
