@@ -432,9 +432,9 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
     ) -> tuple[list[Job], str | None]:
         listing = admin.job_listing(query, cursor, self.retention)
-        if query.batch_id is not None and query.tenant is not None:
-            if await self.get_batch(query.batch_id, query.tenant) is None:
-                return [], None  # another tenant's batch
+        batch_id, tenant = query.batch_id, query.tenant
+        if batch_id and tenant and await self.get_batch(batch_id, tenant) is None:
+            return [], None  # another tenant's batch
         items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
         jobs = await admin.jobs_of(self._db.ddb, self.table, items, query)
         return jobs, admin.encode_cursor(position) if position else None
