@@ -13,7 +13,7 @@ CODE := api worker shared
 # only one of them ran. `make test` runs that file on its own, after the rest.
 SCHEMATHESIS := tests/integration/test_schemathesis.py
 
-.PHONY: help bootstrap serve-deps run api worker aws-local test test-unit test-integration test-e2e lint format bench clean dev diagrams
+.PHONY: help bootstrap serve-deps run api worker aws-local test test-unit test-integration test-e2e lint format bench clean dev diagrams console-screenshots
 
 help:  ## list targets
 	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-18s %s\n", $$1, $$2}'
@@ -55,6 +55,7 @@ worker: serve-deps  ## run one arq worker (needs REDIS_URL)
 
 test: bootstrap  ## lint, then every test tier (starts its own Redis and stub servers), with coverage
 	$(MAKE) --no-print-directory lint
+	scripts/ensure-chromium || echo "chromium missing: the console's browser tests will skip" >&2
 	$(RUN) pytest -q -p no:cacheprovider -n 2 --dist loadgroup --durations=25 --cov --cov-report= \
 	  --ignore=$(SCHEMATHESIS)
 	$(RUN) pytest -q -p no:cacheprovider --cov --cov-append --cov-report= $(SCHEMATHESIS)
@@ -92,6 +93,10 @@ diagrams: bootstrap  ## draw docs/asset/*.png from docs/diagrams/ (installs Grap
 	  $$sudo apt-get install -y -qq graphviz >/dev/null \
 	  || { $$sudo apt-get update -qq && $$sudo apt-get install -y -qq graphviz >/dev/null; }; }
 	$(RUN) python docs/diagrams/generate_diagrams.py
+
+console-screenshots: bootstrap  ## retake docs/asset/console-*.png with the console's browser tests
+	scripts/ensure-chromium
+	CONSOLE_SCREENSHOTS=docs/asset $(RUN) pytest -q -p no:cacheprovider tests/e2e/test_console_browser.py
 
 bench: bootstrap  ## the service against bare FastAPI and bare arq, same run (docs/PERFORMANCE.md)
 	$(RUN) python -m bench

@@ -13,6 +13,7 @@ from fastapi import FastAPI
 from api.auth import anonymous
 from api.bodylimit import BodyLimitMiddleware
 from api.bodytimeout import BodyTimeoutMiddleware
+from api.console import install_console
 from api.docs_ui import install_docs
 from api.errors import ErrorResponse, install_error_handlers
 from api.metrics import ApiMetrics, MetricsMiddleware
@@ -22,7 +23,7 @@ from api.openai.router import router as openai_router
 from api.openapi import install_openapi, operation_id
 from api.ratelimit import TenantRateLimiter
 from api.requestid import install_request_id
-from api.routes import admin_keys, batches, health, job_events, jobs, usage, webhooks
+from api.routes import admin, admin_keys, batches, health, job_events, jobs, usage, webhooks
 from shared.config import ANONYMOUS_TENANT, Settings
 from shared.factory import ServiceFactory
 
@@ -111,8 +112,10 @@ def create_app(factory: ServiceFactory | None = None) -> FastAPI:
     app.include_router(usage.router)
     app.include_router(admin_keys.router)
     app.include_router(openai_router)
+    app.include_router(admin.router)
     app.include_router(health.router)
     app.include_router(metrics_router)
     install_openapi(app, settings)
     install_docs(app)
+    install_console(app)
     return app

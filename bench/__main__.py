@@ -16,7 +16,15 @@ from types import FrameType
 
 from rich.console import Console
 
-from bench import cases_files, cases_http, cases_llm, cases_memory, cases_priority, cases_queue
+from bench import (
+    cases_console,
+    cases_files,
+    cases_http,
+    cases_llm,
+    cases_memory,
+    cases_priority,
+    cases_queue,
+)
 from bench.procs import Fleet
 from bench.report import (
     Row,
@@ -28,7 +36,7 @@ from bench.report import (
 )
 from bench.service import Run
 
-CASES = ("http", "latency", "batch", "priority", "memory", "files", "llm")
+CASES = ("http", "latency", "batch", "priority", "memory", "files", "llm", "console")
 
 
 def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]:
@@ -67,6 +75,9 @@ def run_cases(run: Run, only: set[str], say: Callable[[str], None]) -> list[Row]
     if "llm" in only:
         say("Gemini call CPU: google-genai against REST")
         rows.append(cases_llm.gemini_cpu_row(run))
+    if "console" in only:
+        say("the operator console with 100,000 jobs in the store")
+        rows.extend(cases_console.console_rows(run))
     return rows
 
 

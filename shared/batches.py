@@ -237,6 +237,27 @@ class BatchService:
         # jobs may all have ended again before the batch reopened: close it now if so
         return await self.check_completed(batch_id) or await self.get(tenant, batch_id)
 
+    async def retry_job(self, tenant: str, batch_id: str, job_id: str) -> Job:
+        """One failed job of the batch runs again, as `retry_failed` runs them all."""
+        batch = await self.get(tenant, batch_id)
+        if batch.status in (BatchStatus.cancelling, BatchStatus.cancelled):
+            raise Conflict(f"batch is {batch.status.value}: its failed jobs cannot run again")
+        job = await self.store.get_job(job_id, tenant)
+        if job is None or job.batch_id != batch_id:
+            raise NotFound(job_id)
+        if job.status is not JobStatus.failed:
+            raise Conflict(f"job is {job.status.value}: only a failed job can run again")
+        await self.admission.admit(1)
+        retried = await self.writes.retry_failed_job(job_id)
+        if retried is None:
+            raise Conflict("job is no longer failed: only a failed job can run again")
+        await self.store.mark_batch(
+            batch_id, expect=[BatchStatus.completed], to=BatchStatus.in_progress, reopen=True
+        )
+        await self.queue.enqueue_many([job_id], group=batch_id, lane=lane_of(batch))
+        await self.check_completed(batch_id)
+        return retried
+
     async def close_finished(self) -> int:
         """Close batches whose completion check was missed (a crash between a job's last write
         and the check); returns how many were closed."""

@@ -158,6 +158,22 @@ class Settings(BaseSettings):
         "e.g. 2026-12-01T00:00:00Z); required with WEBHOOK_SIGNING_SECRET_PREVIOUS",
     )
     webhook_allow_private: bool = False
+    # the operator console (/console): signed in with an ADMIN_API_KEYS key
+    console_session_secret: SecretStr | None = Field(
+        None,
+        description="Signs the console's session cookie; unset: derived from ADMIN_API_KEYS "
+        "(so every API process agrees, and changing the keys signs everyone out)",
+    )
+    console_session_ttl_s: int = Field(
+        8 * 3600, ge=60, description="A console sign-in lasts this long (seconds)"
+    )
+    worker_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        le=300,
+        description="How often each worker process records its heartbeat (the console's "
+        "workers list); one missing three beats is shown as gone",
+    )
     webhook_retry_schedule: Schedule = Field(
         (0.0, 5.0, 300.0, 1800.0, 7200.0, 18000.0, 36000.0, 36000.0),
         description="Seconds before each webhook delivery attempt, comma-separated",

@@ -25,6 +25,7 @@ from shared.config import Settings
 from shared.execution import JobExecutor, requeueing_consumer
 from shared.files import FileService
 from shared.finished import FinishedJobs
+from shared.heartbeats import WorkerKind
 from shared.key_hashing import hasher_from
 from shared.key_limits import KeyGate
 from shared.key_service import KeyResolver, KeyService
@@ -73,9 +74,16 @@ class ServiceFactory:
     def build_rate_window(self) -> RateWindow:
         return self.adapters.rate_window()
 
-    async def start(self, *, consume: bool, deliver_webhooks: bool | None = None) -> Services:
+    async def start(
+        self,
+        *,
+        consume: bool,
+        deliver_webhooks: bool | None = None,
+        heartbeat: WorkerKind | None = None,
+    ) -> Services:
         """Build and start everything. `consume` starts in-process workers (embedded mode);
-        `deliver_webhooks` (default: same as `consume`) runs webhook delivery here."""
+        `deliver_webhooks` (default: same as `consume`) runs webhook delivery here;
+        `heartbeat` (default: `embedded` when consuming) records this process as a worker."""
         async with AsyncExitStack() as stack:  # closes what started if anything below fails
             services = await self._start(stack, consume)
             services = replace(services, stack=stack.pop_all())  # outlives start()
@@ -86,6 +94,9 @@ class ServiceFactory:
             )
         if consume:  # embedded: this process is the worker, so it runs the sweep loop
             services.background.start("sweeps", services.sweeper.sweep_forever)
+        kind = heartbeat or ("embedded" if consume else None)
+        if kind is not None:
+            services.background.start("heartbeat", services.heartbeat(kind).run_forever)
         return services
 
     async def _start(self, stack: AsyncExitStack, consume: bool) -> Services:
@@ -110,6 +121,9 @@ class ServiceFactory:
         if streams is not None:
             stack.push_async_callback(_logged, "job streams", streams.close)
         services = self._wire(stack, store, cache, queue, llm, events, streams)
+        workers = a.workers()
+        stack.push_async_callback(_logged, "worker registry", workers.close)
+        services = replace(services, workers=workers)
         services = replace(services, keys=self._keys(store))
         if (files := a.files()) is not None:
             await _entered(stack, "file storage", files.start, files.close)

@@ -130,6 +130,11 @@ class JobWrites:
             if cursor is None:
                 return retried
 
+    async def retry_failed_job(self, job_id: str) -> Job | None:
+        """failed → queued for one job (an operator's retry); None when it was not failed."""
+        decide = partial(transitions.retry_failed, now=utcnow())
+        return _after(await self.store.change_job(job_id, decide))
+
     async def restart_running(self) -> int:
         """running → queued for every job (embedded start-up: the previous process is gone)."""
         running = await self.store.unfinished_jobs(limit=1_000_000, status=JobStatus.running)

@@ -493,6 +493,17 @@ class WebhookState(StrEnum):
     failed = "failed"
 
 
+class WebhookAttempt(BaseModel):
+    """One delivery attempt, as the operator console lists them."""
+
+    at: datetime = Field(description="When it was made.")
+    status_code: int | None = Field(None, description="The receiver's HTTP status; null: none.")
+    error: str | None = Field(None, description="Why it failed; null: delivered.")
+
+
+WEBHOOK_HISTORY = 10  # attempts a delivery remembers (the latest)
+
+
 class WebhookDelivery(BaseModel):
     """Visible delivery state of a job's or batch's webhook."""
 
@@ -502,6 +513,7 @@ class WebhookDelivery(BaseModel):
     last_status_code: int | None = None
     last_error: str | None = None
     next_attempt_at: datetime | None = None
+    history: list[WebhookAttempt] = Field(default_factory=list)  # the latest attempts
 
 
 class WebhookPublic(BaseModel):

@@ -8,6 +8,8 @@ from contextlib import AbstractContextManager
 from datetime import date, datetime
 from typing import IO, Literal, NamedTuple, Protocol
 
+from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog
+from shared.heartbeats import WorkerBeat
 from shared.job_stream import Delta, StreamEvent
 from shared.key_usage import KeyDeltas, KeyMonth
 from shared.keys import DEFAULT_PRIORITY, ApiKeyRecord, Priority
@@ -212,6 +214,45 @@ class RecordRetention(Protocol):
         themselves (DynamoDB's TTL, and reads hide them meanwhile) deletes nothing here."""
 
 
+class AdminStore(Protocol):
+    """What the operator console reads across tenants. Every read goes through an index and
+    reads a bounded number of records (at most READ_BUDGET a call, shared/admin_queries.py):
+    never a scan, whatever the store holds."""
+
+    async def find_jobs(
+        self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        """Jobs matching `query`, newest first (created_at, then id), with an opaque cursor for
+        the rest. A page may come back short, with a cursor, when the filter dropped most of
+        what was read. Raises InvalidCursor for a cursor this store did not make."""
+
+    async def find_batches(
+        self, query: BatchQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        """Batches matching `query`, newest first, with an opaque cursor (as find_jobs)."""
+
+    async def failing_webhooks(self, *, limit: int = 100) -> list[Job | Batch]:
+        """Jobs and batches whose webhook gave up (`failed`) or is waiting to retry after a
+        failed attempt, the longest-failing first."""
+
+    async def queue_backlog(self) -> QueueBacklog:
+        """Queued jobs by queue (singles, batch jobs), running jobs, the oldest queued one."""
+
+
+class WorkerRegistry(Protocol):
+    """Heartbeats of the processes that run jobs (shared/heartbeats.py): each writes its own
+    every WORKER_HEARTBEAT_S; the console lists them. Old beats are forgotten on their own."""
+
+    async def beat(self, beat: WorkerBeat) -> None:
+        """Record this worker's latest beat (replacing its previous one). Never raises."""
+
+    async def beats(self) -> list[WorkerBeat]:
+        """The latest beat of every worker heard from lately (within BEAT_KEPT_S), newest
+        first."""
+
+    async def close(self) -> None: ...
+
+
 class KeyCounters(Protocol):
     """Each run-time API key's counters against its limits (shared/key_usage.py): requests and
     tokens per UTC month (`month` is "YYYY-MM"), jobs in flight, and tokens of jobs that ended
@@ -307,6 +348,7 @@ class Store(
     UsageStore,
     CoalescingStore,
     RecordRetention,
+    AdminStore,
     KeyCounters,
     KeyStore,
     Protocol,

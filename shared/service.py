@@ -255,6 +255,21 @@ class ChatService:
             await self.on_finished(cancelled)
         return cancelled
 
+    async def retry(self, tenant: str, job_id: str) -> Job:
+        """failed → queued, run again as if new (shared.transitions.retry_failed), for a single
+        job; a batch's job goes through BatchService.retry_job. Another status answers
+        Conflict; past MAX_QUEUED_JOBS, Overloaded with nothing changed."""
+        job = await self._read(tenant, job_id)
+        if job.status is not JobStatus.failed:
+            raise Conflict(f"job is {job.status.value}: only a failed job can run again")
+        await self.admission.admit(1)
+        retried = await self.writes.retry_failed_job(job_id)
+        if retried is None:
+            current = await self._read(tenant, job_id)
+            raise Conflict(f"job is {current.status.value}: only a failed job can run again")
+        await self._enqueue_or_fail(retried, None)
+        return retried
+
     async def delete(self, tenant: str, job_id: str) -> None:
         """Erase a job that has ended, with its result, and the cached answer its request made
         (cache keys are per tenant: only this tenant's entry goes; another job of the tenant

@@ -12,14 +12,25 @@ from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
 
+from shared.adapters.llm.fallback import provider_health
+from shared.admin import AdminService
 from shared.background import BackgroundTasks
 from shared.batches import BatchService
-from shared.config import Settings
+from shared.config import ANONYMOUS_TENANT, Settings
 from shared.execution import JobExecutor
 from shared.files import FileService
+from shared.heartbeats import Heartbeat, WorkerKind
 from shared.key_service import KeyService
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
+from shared.ports import (
+    JobEvents,
+    JobQueue,
+    JobStreams,
+    LLMProvider,
+    ResultCache,
+    Store,
+    WorkerRegistry,
+)
 from shared.service import ChatService
 from shared.sweeps import Sweeper
 from shared.usage_report import UsageService
@@ -55,7 +66,26 @@ class Services:
     sqs: SqsJobQueue | None = None  # the queue again, typed, when it is SQS (the SQS consumers)
     files: FileService | None = None  # None: no file storage here (Lambda without FILES_BUCKET)
     streams: JobStreams | None = None  # None: followers of a job read its record
+    workers: WorkerRegistry | None = None  # workers' heartbeats (shared/heartbeats.py)
     keys: KeyService | None = None  # run-time API keys (None only where a test wired none)
+
+    @property
+    def admin(self) -> AdminService:
+        """The operator's reads and actions across tenants (the known tenants: API_KEYS')."""
+        s = self.settings
+        tenants = list(dict.fromkeys(k.tenant for k in s.api_keys)) or [ANONYMOUS_TENANT]
+        return AdminService(
+            self.store, self.chat, self.batches, self.webhooks, self.workers, tenants
+        )
+
+    def heartbeat(self, kind: WorkerKind) -> Heartbeat:
+        """This process's heartbeat as a worker of `kind` (its LLM providers' health with it)."""
+        if self.workers is None:
+            raise RuntimeError("no worker registry was started")
+        llm = self.llm
+        return Heartbeat(
+            self.workers, kind, self.settings.worker_heartbeat_s, lambda: provider_health(llm)
+        )
 
     @property
     def background(self) -> BackgroundTasks:

@@ -8,8 +8,9 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, Sequence
 from dataclasses import replace
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog, failing_first
 from shared.errors import Conflict, InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
 from shared.key_usage import KeyDeltas, KeyMonth, usage_rows
@@ -33,6 +34,7 @@ from shared.transitions import Change, Decision, created_usage
 from shared.usage import UsageCounters, UsageKey
 
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
+R = TypeVar("R", Job, Batch)
 
 
 class FakeApiKeys:
@@ -473,6 +475,66 @@ class FakeJobStore(FakeApiKeys):
             for held, key in expired:
                 del held[key]
             return len(expired)
+
+    # AdminStore: the operator's reads across tenants
+    async def find_jobs(
+        self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        rows = [j for j in self.jobs.values() if _matches(j, query)]
+        return self._newest_page(rows, limit, cursor)
+
+    async def find_batches(
+        self, query: BatchQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        rows = [
+            b
+            for b in self.batches.values()
+            if (query.tenant is None or b.tenant == query.tenant)
+            and (query.status is None or b.status == query.status)
+        ]
+        return self._newest_page(rows, limit, cursor)
+
+    def _newest_page(
+        self, rows: Sequence[R], limit: int, cursor: str | None
+    ) -> tuple[list[R], str | None]:
+        ordered = sorted(rows, key=lambda r: (r.created_at, r.id), reverse=True)
+        if cursor is not None:
+            after = self._decode_cursor(cursor)
+            ordered = [r for r in ordered if (r.created_at, r.id) < after]
+        page = ordered[: max(limit, 1)]
+        return page, self._encode_cursor(page[-1]) if len(ordered) > len(page) else None
+
+    async def failing_webhooks(self, *, limit: int = 100) -> list[Job | Batch]:
+        records: list[Job | Batch] = [*self.jobs.values(), *self.batches.values()]
+        failing = [
+            r
+            for r in records
+            if r.webhook is not None
+            and (
+                r.webhook.state is WebhookState.failed
+                or (r.webhook.state is WebhookState.pending and r.webhook.attempts > 0)
+            )
+        ]
+        return failing_first(failing)[:limit]
+
+    async def queue_backlog(self) -> QueueBacklog:
+        queued = [j for j in self.jobs.values() if j.status is JobStatus.queued]
+        return QueueBacklog(
+            queued_single=len([j for j in queued if j.batch_id is None]),
+            queued_batch=len([j for j in queued if j.batch_id is not None]),
+            running=len([j for j in self.jobs.values() if j.status is JobStatus.running]),
+            oldest_queued_at=min((j.created_at for j in queued), default=None),
+        )
+
+
+def _matches(job: Job, query: JobQuery) -> bool:
+    return (
+        (query.tenant is None or job.tenant == query.tenant)
+        and (query.status is None or job.status == query.status)
+        and (query.batch_id is None or job.batch_id == query.batch_id)
+        and (query.created_from is None or job.created_at >= query.created_from)
+        and (query.created_to is None or job.created_at < query.created_to)
+    )
 
 
 class FakeKeyCounters:

@@ -174,7 +174,9 @@ class PriorityPoller:
 
 
 async def serve(settings: Settings, stop: asyncio.Event) -> None:
-    services = await ServiceFactory(settings).start(consume=False, deliver_webhooks=False)
+    services = await ServiceFactory(settings).start(
+        consume=False, deliver_webhooks=False, heartbeat="sqs-poller"
+    )
     webhooks = services.webhooks
     services.background.start("webhooks", lambda end: webhooks.run_forever(WEBHOOKS_EVERY_S, end))
     try:

@@ -98,7 +98,7 @@ class Supervisor:
         if self.given is not None:
             return self.given
         factory = ServiceFactory(self.settings, queue=self.queue)
-        services = await factory.start(consume=False, deliver_webhooks=True)
+        services = await factory.start(consume=False, deliver_webhooks=True, heartbeat="arq")
         stack.push_async_callback(close_step, "close the services", services.close)
         return services
 

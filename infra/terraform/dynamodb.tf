@@ -99,6 +99,16 @@ resource "aws_dynamodb_table" "main" {
     non_key_attributes = ["expires_at"]
   }
 
+  attribute {
+    name = "gsi_day"
+    type = "S"
+  }
+
+  attribute {
+    name = "gsi_day_sk"
+    type = "S"
+  }
+
   # Sparse: only queued/running jobs carry gsi_unfinished, so the sweep reads them without a scan.
   global_secondary_index {
     name               = "unfinished"
@@ -108,12 +118,22 @@ resource "aws_dynamodb_table" "main" {
     non_key_attributes = ["status", "batch_id", "updated_at", "gsi_tenant", "priority"]
   }
 
-  # Sparse: webhook deliveries that are due.
+  # Sparse: webhook deliveries that are due, and (partition FAILED) those that gave up.
   global_secondary_index {
     name            = "due_webhooks"
     hash_key        = "gsi_webhook"
     range_key       = "gsi_webhook_sk"
     projection_type = "KEYS_ONLY"
+  }
+
+  # Every tenant's jobs (J#<day>) and batches (B#<day>) by UTC day of creation, newest first:
+  # the operator console's listings (/v1/admin/jobs, /v1/admin/batches) without a scan.
+  global_secondary_index {
+    name               = "by_day"
+    hash_key           = "gsi_day"
+    range_key          = "gsi_day_sk"
+    projection_type    = "INCLUDE"
+    non_key_attributes = ["status", "expires_at"]
   }
 
   # Cache entries (CACHE_TTL_S), idempotency keys (24 h), rate windows, and ended jobs and batches

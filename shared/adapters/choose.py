@@ -18,6 +18,7 @@ from shared.ports import (
     ProviderQuota,
     ResultCache,
     Store,
+    WorkerRegistry,
 )
 from shared.sweeps import SweepPolicy, all_lost, none_lost
 
@@ -138,6 +139,22 @@ class Adapters:
 
             return RedisJobStreams(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
         return None
+
+    def workers(self) -> WorkerRegistry:
+        """Where workers' heartbeats go: Redis when arq workers run the jobs, the table on AWS,
+        else this process (embedded: the API is the worker)."""
+        s = self.settings
+        if s.resolved_queue == "arq":
+            from shared.adapters.heartbeats.redis import RedisWorkerRegistry
+
+            return RedisWorkerRegistry(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
+        if s.resolved_store == "dynamodb":
+            from shared.adapters.heartbeats.dynamodb import DynamoDbWorkerRegistry
+
+            return DynamoDbWorkerRegistry(self.aws, s.dynamodb_table)
+        from shared.adapters.heartbeats.memory import MemoryWorkerRegistry
+
+        return MemoryWorkerRegistry()
 
     def llm(self, quota: ProviderQuota | None = None) -> LLMProvider:
         from shared.adapters.llm.build import build_llm

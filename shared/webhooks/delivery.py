@@ -18,7 +18,15 @@ import httpx
 from standardwebhooks import Webhook
 
 from shared.errors import ChatJobsError, InvalidWebhookUrl
-from shared.models import Batch, Job, WebhookDelivery, WebhookState, utcnow
+from shared.models import (
+    WEBHOOK_HISTORY,
+    Batch,
+    Job,
+    WebhookAttempt,
+    WebhookDelivery,
+    WebhookState,
+    utcnow,
+)
 from shared.ports import WebhookOutbox
 from shared.webhooks.events import build_event, event_type_for, pending_delivery
 from shared.webhooks.ssrf import IPAddress, Resolver, check_url
@@ -233,6 +241,7 @@ class WebhookDispatcher:
             state, next_at = WebhookState.pending, self._clock() + delay
         else:
             state, next_at = WebhookState.failed, None
+        made = WebhookAttempt(at=self._clock(), status_code=status, error=error)
         return delivery.model_copy(
             update={
                 "state": state,
@@ -240,8 +249,20 @@ class WebhookDispatcher:
                 "last_status_code": status,
                 "last_error": error,
                 "next_attempt_at": next_at,
+                "history": [*delivery.history, made][-WEBHOOK_HISTORY:],
             }
         )
+
+    async def redeliver(self, subject: Job | Batch) -> WebhookDelivery:
+        """Send a subject's event again now (an operator's replay), whatever became of it: the
+        same `webhook-id`, one more attempt; past the schedule's end a failure gives up again."""
+        if subject.webhook is None or not subject.webhook_url:
+            raise ValueError(f"{subject.id} has no webhook event to send")
+        again = subject.webhook.model_copy(
+            update={"state": WebhookState.pending, "next_attempt_at": self._clock()}
+        )
+        await self._store.set_webhook(subject.id, again)
+        return again
 
     async def _load(self, subject_id: str) -> Job | Batch | None:
         return await self._store.webhook_subject(subject_id)

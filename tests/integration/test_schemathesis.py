@@ -66,6 +66,9 @@ BEYOND_THE_SCHEMA: dict[str, list[tuple[str, str]]] = {
     "GET /v1/jobs": [("cursor", "^not a cursor returned by this endpoint$")],
     # `from` after `to`, or a period over 366 days: two parameters, and today's date
     "GET /v1/usage": [("from|to", PERIOD)],
+    "GET /v1/admin/usage": [("from|to", PERIOD)],
+    "GET /v1/admin/jobs": [("cursor", "^not a cursor returned by this endpoint$")],
+    "GET /v1/admin/batches": [("cursor", "^not a cursor returned by this endpoint$")],
     "GET /v1/admin/keys": [("cursor", "^not a cursor returned by this endpoint$")],
     # a key's expiry must be in the future: today's date again
     "POST /v1/admin/keys": [("expires_at", "^must be in the future$")],

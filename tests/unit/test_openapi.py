@@ -45,6 +45,18 @@ OPERATIONS = {
     ("get", "/healthz"): "healthz",
     ("get", "/readyz"): "readyz",
     ("get", "/metrics"): "metrics",
+    ("get", "/v1/admin/jobs"): "list_admin_jobs",
+    ("get", "/v1/admin/jobs/{job_id}"): "get_admin_job",
+    ("post", "/v1/admin/jobs/{job_id}/cancel"): "cancel_admin_job",
+    ("post", "/v1/admin/jobs/{job_id}/retry"): "retry_admin_job",
+    ("get", "/v1/admin/batches"): "list_admin_batches",
+    ("get", "/v1/admin/batches/{batch_id}"): "get_admin_batch",
+    ("get", "/v1/admin/batches/{batch_id}/results"): "get_admin_batch_results",
+    ("post", "/v1/admin/batches/{batch_id}/cancel"): "cancel_admin_batch",
+    ("get", "/v1/admin/overview"): "get_admin_overview",
+    ("get", "/v1/admin/webhooks/failing"): "list_failing_webhooks",
+    ("post", "/v1/admin/webhooks/{subject_id}/redeliver"): "redeliver_webhook",
+    ("get", "/v1/admin/usage"): "get_admin_usage",
 }
 ERROR_REF = "#/components/schemas/ErrorResponse"
 

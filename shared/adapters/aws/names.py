@@ -32,6 +32,10 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
     "tenant_batches": ("gsi_batch_tenant", "gsi_batch_tenant_sk"),
     "unfinished": ("gsi_unfinished", "gsi_unfinished_sk"),
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
+    # by_day: every tenant's jobs (`J#<day>`) and batches (`B#<day>`) of one UTC day, newest
+    # first: the operator console's listings across tenants (dynamodb_admin.py), one partition
+    # a day so no listing scans.
+    "by_day": ("gsi_day", "gsi_day_sk"),
 }
 
 # What each index holds besides its own and the table's keys: DynamoDB's INCLUDE projection of
@@ -49,6 +53,7 @@ INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
     # the sweeps' JobRef reads the tenant and priority (the lane of a job put back)
     "unfinished": ("status", "batch_id", "updated_at", "gsi_tenant", "priority"),
     "due_webhooks": (),
+    "by_day": ("status", "expires_at"),
 }
 
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries

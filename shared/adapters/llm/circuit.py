@@ -3,8 +3,15 @@
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable
+from datetime import datetime
 from enum import StrEnum
+
+from shared.models import utcnow
+
+RECENT_S = 300.0  # "recent errors": within the last five minutes
+RECENT_KEPT = 1_000  # failure times kept for that count
 
 
 class CircuitState(StrEnum):
@@ -30,6 +37,11 @@ class CircuitBreaker:
         self.failures = 0
         self.opened_at = 0.0
         self._probing = False
+        # for the console (shared/heartbeats.py ProviderHealth): calls, failures, the last error
+        self.calls = 0
+        self.failed_at: deque[float] = deque(maxlen=RECENT_KEPT)
+        self.last_error: str | None = None
+        self.last_error_at: datetime | None = None
 
     def allow(self) -> bool:
         """May a call go through now? In half-open state only one probe is in flight at a time."""
@@ -39,12 +51,16 @@ class CircuitBreaker:
             if self._probing:
                 return False
             self._probing = True
-        return self.state != CircuitState.open
+        allowed = self.state != CircuitState.open
+        self.calls += allowed  # every call let through (the console's count)
+        return allowed
 
     def record_success(self) -> None:
         self.state, self.failures, self._probing = CircuitState.closed, 0, False
 
-    def record_failure(self) -> None:
+    def record_failure(self, error: str | None = None) -> None:
+        self.failed_at.append(self.clock())
+        self.last_error, self.last_error_at = error, utcnow()
         self.failures += 1
         if self.state == CircuitState.half_open or self.failures >= self.failure_threshold:
             self.state, self.opened_at = CircuitState.open, self.clock()
@@ -62,6 +78,10 @@ class CircuitBreaker:
         if self.state == CircuitState.open:
             return self.retry_in_s()
         return probe_poll_s if self._probing else 0.0
+
+    def recent_failures(self, within_s: float = RECENT_S) -> int:
+        since = self.clock() - within_s
+        return sum(1 for at in self.failed_at if at >= since)
 
     def retry_in_s(self) -> float:
         return max(self.cooldown_s - (self.clock() - self.opened_at), 0.0)

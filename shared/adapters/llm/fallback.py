@@ -9,6 +9,7 @@ from contextlib import aclosing, contextmanager
 from shared.adapters.llm.circuit import CircuitBreaker
 from shared.adapters.llm.quoted import QuotedProvider
 from shared.errors import LLMError, PermanentLLMError, QuotaExceeded, TransientLLMError
+from shared.heartbeats import ProviderHealth
 from shared.job_stream import Delta
 from shared.models import ChatRequest, Completion
 from shared.ports import LLMProvider
@@ -36,6 +37,7 @@ class FallbackLLM:
     ) -> None:
         self.primary, self.fallback, self.breaker = primary, fallback, breaker
         self.fallback_breaker = fallback_breaker
+        self.fallbacks = 0  # calls the fallback took over (the console's fallback rate)
 
     async def complete(self, request: ChatRequest) -> Completion:
         try:
@@ -69,7 +71,15 @@ class FallbackLLM:
             log.info("%s is full (%s); its overflow goes to %s", *names)
         else:
             log.warning("%s failed (%s); falling back to %s", *names)
+        self.fallbacks += 1
         return self.fallback
+
+    def health(self) -> list[ProviderHealth]:
+        """Each provider's circuit, recent errors and calls, as this process sees them."""
+        found = [breaker_health(self.primary.name, self.breaker, self.fallbacks)]
+        if self.fallback is not None:
+            found.append(breaker_health(self.fallback.name, self.fallback_breaker, 0))
+        return found
 
     async def start(self) -> None:
         await self.primary.start()
@@ -106,6 +116,28 @@ class FallbackLLM:
         await self.primary.close()
         if self.fallback is not None:
             await self.fallback.close()
+
+
+def breaker_health(name: str, breaker: CircuitBreaker | None, fallbacks: int) -> ProviderHealth:
+    if breaker is None:
+        return ProviderHealth(name=name, circuit="none", fallbacks=fallbacks)
+    return ProviderHealth(
+        name=name,
+        circuit=breaker.state.value,
+        consecutive_failures=breaker.failures,
+        recent_errors=breaker.recent_failures(),
+        last_error=breaker.last_error,
+        last_error_at=breaker.last_error_at,
+        calls=breaker.calls,
+        fallbacks=fallbacks,
+    )
+
+
+def provider_health(llm: LLMProvider) -> list[ProviderHealth]:
+    """Health of the process's providers: a FallbackLLM's own, or one line for a lone provider."""
+    if isinstance(llm, FallbackLLM):
+        return llm.health()
+    return [ProviderHealth(name=llm.name, circuit="none")]
 
 
 def _marked(completion: Completion) -> Completion:
@@ -177,9 +209,9 @@ def _guarded(provider: LLMProvider, breaker: CircuitBreaker | None) -> Iterator[
         if breaker is not None:  # not called: no verdict on the provider
             breaker.release()
         raise
-    except TransientLLMError:
+    except TransientLLMError as exc:
         if breaker is not None:
-            breaker.record_failure()
+            breaker.record_failure(str(exc))
         raise
     except PermanentLLMError:
         if breaker is not None:  # it answered: the request was at fault, not the provider

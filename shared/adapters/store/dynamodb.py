@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 
 from shared.adapters.aws import names
 from shared.adapters.aws.clients import AwsClients
+from shared.adapters.store import dynamodb_admin as admin
 from shared.adapters.store import dynamodb_coalescing as coalescing
 from shared.adapters.store import dynamodb_key_counters as key_counters
 from shared.adapters.store.dynamodb_api_keys import DynamoDbApiKeys
@@ -71,6 +72,7 @@ from shared.adapters.store.dynamodb_queries import (
 )
 from shared.adapters.store.dynamodb_table import TRANSACTION_ITEMS, ItemTable, Write
 from shared.adapters.store.dynamodb_usage import merged_shards, usage_query, usage_updates
+from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog
 from shared.errors import Conflict
 from shared.key_usage import KeyDeltas, KeyMonth
 from shared.lanes import priority_or_default
@@ -429,6 +431,34 @@ class DynamoDbJobStore(DynamoDbApiKeys):
         """One Query of the tenant's USAGE# partition: counter items only."""
         params = usage_query(self.table, tenant, start, end)
         return merged_shards([item async for item in query_items(self._db.ddb, params)])
+
+    # AdminStore: the operator's reads across tenants (dynamodb_admin.py)
+
+    async def find_jobs(
+        self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        listing = admin.job_listing(query, cursor, self.retention)
+        batch_id, tenant = query.batch_id, query.tenant
+        if batch_id and tenant and await self.get_batch(batch_id, tenant) is None:
+            return [], None  # another tenant's batch
+        items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
+        jobs = await admin.jobs_of(self._db.ddb, self.table, items, query)
+        return jobs, admin.encode_cursor(position) if position else None
+
+    async def find_batches(
+        self, query: BatchQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        listing = admin.batch_listing(query, cursor, self.retention)
+        items, position = await admin.newest(self._db.ddb, self.table, listing, max(limit, 1))
+        batches = await admin.batches_of(self._db.ddb, self.table, items, query)
+        return batches, admin.encode_cursor(position) if position else None
+
+    async def failing_webhooks(self, *, limit: int = 100) -> list[Job | Batch]:
+        return await admin.failing_webhooks(self._db.ddb, self.table, limit)
+
+    async def queue_backlog(self) -> QueueBacklog:
+        counts = await self.count_unfinished()
+        return await admin.queue_backlog(self._db.ddb, self.table, counts)
 
     # key counters (dynamodb_key_counters.py)
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 import time
 import zlib
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NamedTuple
 from urllib.parse import quote
 
@@ -40,13 +40,15 @@ if TYPE_CHECKING:
 Item = dict[str, Any]  # attribute name -> {"S": ...} | {"N": ...}
 
 PK, SK, TTL = names.PARTITION_KEY, names.SORT_KEY, names.TTL_ATTRIBUTE
-TENANT_JOBS, BATCH_JOBS, TENANT_BATCHES, UNFINISHED, DUE_WEBHOOKS = (
+TENANT_JOBS, BATCH_JOBS, TENANT_BATCHES, UNFINISHED, DUE_WEBHOOKS, BY_DAY = (
     "tenant_jobs",
     "batch_jobs",
     "tenant_batches",
     "unfinished",
     "due_webhooks",
+    "by_day",
 )
+FAILED_WEBHOOKS = "FAILED"  # the due_webhooks partition of deliveries that gave up (few)
 SHARDS = 8  # key values per sparse index: spreads its writes over partitions (see shard_of)
 OPEN_BATCHES = "BATCH"  # the `unfinished` partition of open batches (few: not sharded)
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
@@ -54,7 +56,10 @@ COUNTS = tuple(BatchCounts.model_fields)  # total, queued, running, succeeded, f
 # an unfinished job's last change, projected in `unfinished` (the sweep's "unchanged since")
 UPDATED_AT = "updated_at"
 # present only while they apply: the sparse indexes' keys, and the TTL of an ended record
-OPTIONAL_ATTRS = (*(a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]), TTL)
+OPTIONAL_ATTRS = (
+    *(a for index in (UNFINISHED, DUE_WEBHOOKS) for a in names.INDEXES[index]),
+    TTL,
+)
 UNFINISHED_STATUSES = frozenset({JobStatus.queued, JobStatus.running})
 OPEN_STATUSES = frozenset({BatchStatus.in_progress, BatchStatus.cancelling})
 
@@ -157,6 +162,7 @@ def job_item(
         "status": s(job.status.value),
         "gsi_tenant": s(job.tenant),
         "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),
+        **day_keys("J", job.created_at, job.id),
     }
     if job.batch_id is not None:
         item["batch_id"] = s(job.batch_id)  # batch_jobs' key, with gsi_tenant_sk
@@ -189,6 +195,7 @@ def batch_attributes(batch: Batch, version: int, retention: timedelta | None) ->
         "status": s(batch.status.value),
         "gsi_batch_tenant": s(batch.tenant),
         "gsi_batch_tenant_sk": s(sort_key(batch.created_at, batch.id)),
+        **day_keys("B", batch.created_at, batch.id),
     }
     if batch.status in OPEN_STATUSES:
         item["gsi_unfinished"] = s(OPEN_BATCHES)
@@ -226,7 +233,21 @@ def idempotency_item(kind: str, tenant: str, key: str, holder: str, created_at: 
     }
 
 
+def day_partition(kind: str, day: date) -> str:
+    """The by_day partition of a kind's (`J` jobs, `B` batches) records created on `day`."""
+    return f"{kind}#{day.isoformat()}"
+
+
+def day_keys(kind: str, created_at: datetime, subject_id: str) -> Item:
+    return {
+        "gsi_day": s(day_partition(kind, utc(created_at).date())),
+        "gsi_day_sk": s(sort_key(created_at, subject_id)),
+    }
+
+
 def _due_webhook(subject_id: str, hook: WebhookDelivery | None) -> Item:
+    if hook is not None and hook.state is WebhookState.failed:
+        return {"gsi_webhook": s(FAILED_WEBHOOKS), "gsi_webhook_sk": s(subject_id)}
     if hook is None or hook.state is not WebhookState.pending or hook.next_attempt_at is None:
         return {}
     return {

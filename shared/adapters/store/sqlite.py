@@ -27,6 +27,15 @@ import aiosqlite
 
 from shared.adapters.store import sqlite_coalescing as coalescing
 from shared.adapters.store import sqlite_key_counters as key_counters
+from shared.adapters.store.sqlite_admin import (
+    COUNT_STATUS,
+    FAILING_BATCH_WEBHOOKS,
+    FAILING_JOB_WEBHOOKS,
+    OLDEST_QUEUED,
+    QUEUED_IN_BATCHES,
+    batch_search,
+    job_search,
+)
 from shared.adapters.store.sqlite_api_keys import API_KEYS_SCHEMA, SqliteApiKeys
 from shared.adapters.store.sqlite_changes import change_jobs
 from shared.adapters.store.sqlite_purge import purge_chunk
@@ -61,6 +70,7 @@ from shared.adapters.store.sqlite_schema import (
 from shared.adapters.store.sqlite_spool import RowSpool
 from shared.adapters.store.sqlite_usage import add_usage, read_usage
 from shared.adapters.store.sqlite_writer import GroupCommitWriter, is_busy, is_full
+from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog, failing_first
 from shared.errors import StoreFull
 from shared.key_usage import KeyDeltas, KeyMonth, key_usage_row
 from shared.lanes import priority_or_default
@@ -377,6 +387,46 @@ class SqliteJobStore(SqliteApiKeys):
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:
         job = await self.get_job(subject_id)
         return job if job is not None else await self.get_batch(subject_id)
+
+    # AdminStore: the operator's reads across tenants (SQL in sqlite_admin.py)
+    async def find_jobs(
+        self, query: JobQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Job], str | None]:
+        sql, params = job_search(query, cursor)
+        rows = list(await self._read.execute_fetchall(sql, [*params, max(limit, 1) + 1]))
+        jobs = [Job.model_validate_json(row[0]) for row in rows[:limit]]
+        more = len(rows) > limit
+        return jobs, encode_cursor(jobs[-1].created_at, jobs[-1].id) if more else None
+
+    async def find_batches(
+        self, query: BatchQuery, *, limit: int = 50, cursor: str | None = None
+    ) -> tuple[list[Batch], str | None]:
+        sql, params = batch_search(query, cursor)
+        rows = list(await self._read.execute_fetchall(sql, [*params, max(limit, 1) + 1]))
+        batches = [batch_from_row(row) for row in rows[:limit]]
+        more = len(rows) > limit
+        return batches, encode_cursor(batches[-1].created_at, batches[-1].id) if more else None
+
+    async def failing_webhooks(self, *, limit: int = 100) -> list[Job | Batch]:
+        jobs = await self._read.execute_fetchall(FAILING_JOB_WEBHOOKS, [limit])
+        batches = await self._read.execute_fetchall(FAILING_BATCH_WEBHOOKS, [limit])
+        found: list[Job | Batch] = [Job.model_validate_json(row[0]) for row in jobs]
+        found += [batch_from_row(row) for row in batches]
+        return failing_first(found)[:limit]
+
+    async def queue_backlog(self) -> QueueBacklog:
+        async def one(sql: str, *params: str) -> Any:
+            rows = await self._read.execute_fetchall(sql, params)
+            return next(iter(rows))[0]
+
+        queued, running = await one(COUNT_STATUS, "queued"), await one(COUNT_STATUS, "running")
+        in_batches, oldest = await one(QUEUED_IN_BATCHES), await one(OLDEST_QUEUED)
+        return QueueBacklog(
+            queued_single=max(queued - in_batches, 0),
+            queued_batch=min(in_batches, queued),
+            running=running,
+            oldest_queued_at=datetime.fromisoformat(oldest) if oldest else None,
+        )
 
     async def key_holder(self, tenant: str, cache_key: str) -> str | None:
         rows = await self._read_row(coalescing.KEY_HOLDER, (tenant, cache_key))

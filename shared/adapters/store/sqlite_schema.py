@@ -108,6 +108,14 @@ BATCH_LIST_SCHEMA = """
 CREATE INDEX IF NOT EXISTS batches_tenant_created ON batches (tenant, created_at, id);
 """
 
+# The operator's listings across tenants (sqlite_admin.py); run after the migration too.
+ADMIN_SCHEMA = """
+CREATE INDEX IF NOT EXISTS jobs_created ON jobs (created_at, id);
+CREATE INDEX IF NOT EXISTS jobs_status_created ON jobs (status, created_at, id);
+CREATE INDEX IF NOT EXISTS batches_created ON batches (created_at, id);
+CREATE INDEX IF NOT EXISTS batches_status_created ON batches (status, created_at, id);
+"""
+
 COUNT_COLUMNS = tuple(BatchCounts.model_fields)
 JOB_COLUMNS = (
     "id",
@@ -197,7 +205,7 @@ def create_schema(db: sqlite3.Connection) -> None:
         db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
-    db.executescript(BATCH_LIST_SCHEMA)
+    db.executescript(BATCH_LIST_SCHEMA + ADMIN_SCHEMA)
 
 
 def add_batch_created_at(db: sqlite3.Connection) -> None:

@@ -1,0 +1,1 @@
+"""`WorkerRegistry` adapters: where workers' heartbeats are kept (shared/heartbeats.py)."""

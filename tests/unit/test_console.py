@@ -1,0 +1,109 @@
+"""The console over HTTP (fakes at the ports): sign-in, the session cookie's attributes, CSRF on
+every action, pages rendered for a signed-in operator only. The browser tests
+(tests/e2e/test_console_browser.py) click through the same pages in Chromium."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from api.console.session import COOKIE
+from tests.unit.conftest import T2, Api, chat, running_api
+
+ADMIN_KEY = "admin-key"
+
+
+@pytest.fixture
+async def api() -> AsyncIterator[Api]:
+    async with running_api(admin_api_keys=ADMIN_KEY) as running:
+        yield running
+
+
+async def sign_in(client: httpx.AsyncClient, key: str = ADMIN_KEY) -> httpx.Response:
+    return await client.post("/console/sign-in", data={"key": key})
+
+
+def csrf_of(page: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert found, "the page has no CSRF token"
+    return found.group(1)
+
+
+async def test_a_tenant_key_cannot_sign_in(api: Api) -> None:
+    refused = await sign_in(api.client, "k1")
+    assert refused.status_code == 403 and "tenant" in refused.text
+    assert COOKIE not in refused.cookies
+    wrong = await sign_in(api.client, "not-a-key")
+    assert wrong.status_code == 401 and COOKIE not in wrong.cookies
+
+
+async def test_the_session_cookie_is_signed_httponly_and_strict(api: Api) -> None:
+    signed_in = await sign_in(api.client)
+    assert signed_in.status_code == 303
+    cookie = signed_in.headers["set-cookie"]
+    assert f"{COOKIE}=" in cookie and ADMIN_KEY not in cookie
+    assert "HttpOnly" in cookie and "SameSite=strict" in cookie and "Path=/console" in cookie
+    assert "Secure" not in cookie  # plain http here: a Secure cookie would never come back
+
+
+async def test_the_cookie_is_secure_over_https(api: Api) -> None:
+    transport = httpx.ASGITransport(app=api.app)
+    async with httpx.AsyncClient(transport=transport, base_url="https://api.test") as client:
+        assert "Secure" in (await sign_in(client)).headers["set-cookie"]
+
+
+async def test_pages_need_a_session(api: Api) -> None:
+    for path in ("/console/overview", "/console/jobs", "/console/batches", "/console/usage"):
+        response = await api.client.get(path)
+        assert response.status_code == 303 and response.headers["location"] == "/console/sign-in"
+    api.client.cookies.set(COOKIE, "forged.value.here", path="/console")
+    assert (await api.client.get("/console/overview")).status_code == 303
+    fragment = await api.client.get("/console/overview", headers={"HX-Request": "true"})
+    assert fragment.status_code == 401 and fragment.headers["HX-Redirect"] == "/console/sign-in"
+
+
+async def test_every_page_renders_for_an_operator(api: Api) -> None:
+    job_id = (await api.submit(chat("from t2"), headers=T2)).json()["id"]
+    await sign_in(api.client)
+    for path in (
+        "/console/overview",
+        "/console/jobs",
+        f"/console/jobs/{job_id}",
+        "/console/batches",
+        "/console/usage",
+        "/console/webhooks",
+    ):
+        page = await api.client.get(path)
+        assert page.status_code == 200, path
+        assert "script-src 'self'" in page.headers["content-security-policy"]
+    listing = await api.client.get("/console/jobs", params={"tenant": "t2"})
+    assert job_id in listing.text
+
+
+async def test_actions_need_the_sessions_csrf_token(api: Api) -> None:
+    job_id = (await api.submit(chat("cancel me"), headers=T2)).json()["id"]
+    await sign_in(api.client)
+    token = csrf_of((await api.client.get(f"/console/jobs/{job_id}")).text)
+    action = f"/console/jobs/{job_id}/cancel"
+    assert (await api.client.post(action)).status_code == 403
+    assert (await api.client.post(action, data={"csrf_token": "forged"})).status_code == 403
+    assert (await api.client.post(action, headers={"X-CSRF-Token": token + "x"})).status_code == 403
+    assert api.store.jobs[job_id].status.value == "queued"
+    done = await api.client.post(action, data={"csrf_token": token})
+    assert done.status_code == 303 and "cancelled" in done.headers["location"]
+    assert api.store.jobs[job_id].status.value == "cancelled"
+
+
+async def test_a_token_of_another_session_is_refused(api: Api) -> None:
+    job_id = (await api.submit(chat("keep me"), headers=T2)).json()["id"]
+    await sign_in(api.client)
+    other_token = csrf_of((await api.client.get("/console/overview")).text)
+    api.client.cookies.clear()
+    await sign_in(api.client)  # a new session: a new token
+    response = await api.client.post(
+        f"/console/jobs/{job_id}/cancel", data={"csrf_token": other_token}
+    )
+    assert response.status_code == 403
