@@ -104,11 +104,6 @@ resource "aws_dynamodb_table" "main" {
     type = "S"
   }
 
-  attribute {
-    name = "gsi_day_sk"
-    type = "S"
-  }
-
   # Sparse: only queued/running jobs carry gsi_unfinished, so the sweep reads them without a scan.
   global_secondary_index {
     name               = "unfinished"
@@ -127,13 +122,14 @@ resource "aws_dynamodb_table" "main" {
   }
 
   # Every tenant's jobs (J#<day>) and batches (B#<day>) by UTC day of creation, newest first:
-  # the operator console's listings (/v1/admin/jobs, /v1/admin/batches) without a scan.
+  # the operator console's listings (/v1/admin/jobs, /v1/admin/batches) without a scan. Sorted
+  # on the jobs' own gsi_tenant_sk (batches carry it too); keys only, so a job's status changes
+  # never rewrite its entry: the listings check status and expiry on the records they read.
   global_secondary_index {
-    name               = "by_day"
-    hash_key           = "gsi_day"
-    range_key          = "gsi_day_sk"
-    projection_type    = "INCLUDE"
-    non_key_attributes = ["status", "expires_at"]
+    name            = "by_day"
+    hash_key        = "gsi_day"
+    range_key       = "gsi_tenant_sk"
+    projection_type = "KEYS_ONLY"
   }
 
   # Cache entries (CACHE_TTL_S), idempotency keys (24 h), rate windows, and ended jobs and batches

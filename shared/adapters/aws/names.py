@@ -34,8 +34,9 @@ INDEXES: Final[dict[str, tuple[str, str]]] = {
     "due_webhooks": ("gsi_webhook", "gsi_webhook_sk"),
     # by_day: every tenant's jobs (`J#<day>`) and batches (`B#<day>`) of one UTC day, newest
     # first: the operator console's listings across tenants (dynamodb_admin.py), one partition
-    # a day so no listing scans.
-    "by_day": ("gsi_day", "gsi_day_sk"),
+    # a day so no listing scans. Its sort key is a job's own gsi_tenant_sk (created_at#id; a
+    # batch carries the same text under that name): no second copy for every job write to pay.
+    "by_day": ("gsi_day", "gsi_tenant_sk"),
 }
 
 # What each index holds besides its own and the table's keys: DynamoDB's INCLUDE projection of
@@ -53,7 +54,9 @@ INDEX_PROJECTIONS: Final[dict[str, tuple[str, ...]]] = {
     # the sweeps' JobRef reads the tenant and priority (the lane of a job put back)
     "unfinished": ("status", "batch_id", "updated_at", "gsi_tenant", "priority"),
     "due_webhooks": (),
-    "by_day": ("status", "expires_at"),
+    # keys only: a job's status changes and its end (the TTL) never rewrite its by_day entry;
+    # the console's listings check status and expiry on the records they read anyway
+    "by_day": (),
 }
 
 JOBS_QUEUE: Final = "chatjobs-jobs"  # single submits and retries

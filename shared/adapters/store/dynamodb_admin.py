@@ -7,7 +7,10 @@
 - the backlog: counts of the `unfinished` index, and the open batches' queued counters.
 
 A listing reads every sort key `<created_at ISO>#<id>` newest first between the query's time
-bounds; other filters (status, tenant) are FilterExpressions. One call reads at most READ_BUDGET
+bounds; other filters (status, tenant) are FilterExpressions, except on `by_day`, which is keys
+only (a job's status changes never rewrite its entry there): its listings read each page's
+records and check status and expiry on them (`newest` returns those records). One call reads at
+most READ_BUDGET
 items and MAX_QUERIES queries: a page may then come back short, with a cursor. The cursor is the
 sort key where reading stopped (base64url JSON `["a1", key]`), so it resumes there whatever the
 index (a day's partition is found from the key's date).
@@ -132,7 +135,8 @@ def _params(table: str, listing: Listing, partition: str, page: int) -> dict[str
         "KeyConditionExpression": f"#{hash_attr} = :p AND #{range_attr} BETWEEN :low AND :high"
     }
     conditions = []
-    for i, (attr, (op, value)) in enumerate(sorted(listing.filters.items())):
+    filters = {} if _on_records(listing) else listing.filters
+    for i, (attr, (op, value)) in enumerate(sorted(filters.items())):
         conditions.append(f"#{attr} {op} :f{i}")
         values[f":f{i}"] = s(value)
     if conditions:
@@ -146,10 +150,22 @@ def _params(table: str, listing: Listing, partition: str, page: int) -> dict[str
     }
 
 
+def _on_records(listing: Listing) -> bool:
+    """True when the index projects none of the filters' attributes (nor the TTL): the listing
+    checks them on the records it reads from the table."""
+    return listing.index == BY_DAY
+
+
+def _matches(item: Item, filters: dict[str, tuple[str, str]]) -> bool:
+    """A record passes the listing's filters (all `=`, as _params would send them)."""
+    return all(item.get(attr, {}).get("S") == value for attr, (_, value) in filters.items())
+
+
 async def newest(
     ddb: Any, table: str, listing: Listing, limit: int
 ) -> tuple[list[Item], str | None]:
-    """Up to `limit` items newest first, and the sort key to resume below (None: no more)."""
+    """Up to `limit` items newest first, and the sort key to resume below (None: no more).
+    On a keys-only listing (_on_records) the items are the records, filtered and live."""
     _, range_attr = names.INDEXES[listing.index]
     page = limit + 1 if not listing.filters else max(limit + 1, 200)
     found: list[Item] = []
@@ -161,7 +177,10 @@ async def newest(
                 return found, _resume_at(params, listing, partition)
             answer = await ddb.query(**params)
             queries, read = queries + 1, read + int(answer.get("ScannedCount", 0))
-            for item in answer.get("Items", []):
+            items = answer.get("Items", [])
+            if _on_records(listing):
+                items = [i for i in await records(ddb, table, items) if _matches(i, listing.filters)]
+            for item in items:
                 key = item[range_attr]["S"]
                 if key == listing.high or not is_live(item):
                     continue
@@ -189,6 +208,8 @@ def _resume_at(params: dict[str, Any], listing: Listing, partition: str) -> str:
 async def records(ddb: Any, table: str, index_items: list[Item]) -> list[Item]:
     """The records index entries name, read from the table in the entries' order (indexes
     project little of them: names.INDEX_PROJECTIONS); records gone since are left out."""
+    if all("data" in item for item in index_items):
+        return index_items  # records already (newest read them on a keys-only listing)
     keys = [{PK: item[PK], SK: item[SK]} for item in index_items]
     return await batch_get(ddb, table, keys) if keys else []
 

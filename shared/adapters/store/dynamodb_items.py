@@ -161,8 +161,8 @@ def job_item(
         "version": n(version),
         "status": s(job.status.value),
         "gsi_tenant": s(job.tenant),
-        "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),
-        **day_keys("J", job.created_at, job.id),
+        "gsi_tenant_sk": s(sort_key(job.created_at, job.id)),  # also by_day's sort key
+        **day_keys("J", job.created_at),
     }
     if job.batch_id is not None:
         item["batch_id"] = s(job.batch_id)  # batch_jobs' key, with gsi_tenant_sk
@@ -195,7 +195,10 @@ def batch_attributes(batch: Batch, version: int, retention: timedelta | None) ->
         "status": s(batch.status.value),
         "gsi_batch_tenant": s(batch.tenant),
         "gsi_batch_tenant_sk": s(sort_key(batch.created_at, batch.id)),
-        **day_keys("B", batch.created_at, batch.id),
+        **day_keys("B", batch.created_at),
+        # by_day's sort key (a job's own gsi_tenant_sk); a batch has no gsi_tenant or batch_id,
+        # so it never enters tenant_jobs or batch_jobs
+        "gsi_tenant_sk": s(sort_key(batch.created_at, batch.id)),
     }
     if batch.status in OPEN_STATUSES:
         item["gsi_unfinished"] = s(OPEN_BATCHES)
@@ -238,11 +241,9 @@ def day_partition(kind: str, day: date) -> str:
     return f"{kind}#{day.isoformat()}"
 
 
-def day_keys(kind: str, created_at: datetime, subject_id: str) -> Item:
-    return {
-        "gsi_day": s(day_partition(kind, utc(created_at).date())),
-        "gsi_day_sk": s(sort_key(created_at, subject_id)),
-    }
+def day_keys(kind: str, created_at: datetime) -> Item:
+    """by_day's partition key; its sort key is the record's gsi_tenant_sk (created_at#id)."""
+    return {"gsi_day": s(day_partition(kind, utc(created_at).date()))}
 
 
 def _due_webhook(subject_id: str, hook: WebhookDelivery | None) -> Item:
