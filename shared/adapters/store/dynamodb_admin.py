@@ -179,7 +179,8 @@ async def newest(
             queries, read = queries + 1, read + int(answer.get("ScannedCount", 0))
             items = answer.get("Items", [])
             if _on_records(listing):
-                items = [i for i in await records(ddb, table, items) if _matches(i, listing.filters)]
+                read_back = await records(ddb, table, items)
+                items = [i for i in read_back if _matches(i, listing.filters)]
             for item in items:
                 key = item[range_attr]["S"]
                 if key == listing.high or not is_live(item):
