@@ -264,9 +264,9 @@ class JobExecutor:
         done = await self.writes.finish(job.id, outcome)
         if done is None:
             return
-        await self.publish.status(done)
         elapsed = time.perf_counter() - started
         self.metrics.job_finished(JobStatus.succeeded, completion.provider, elapsed)
+        await self.publish.status(done)
         await self.on_finished(done)
 
     async def _fill_cache(self, job: Job, completion: Completion) -> None:
@@ -298,9 +298,9 @@ class JobExecutor:
         )
         failed = await self.writes.finish(job.id, outcome)
         if failed is not None:
-            await self.publish.status(failed)
-            log.warning("job %s failed: %s", job.id, message)
             self.metrics.job_finished(JobStatus.failed, provider, time.perf_counter() - started)
+            log.warning("job %s failed: %s", job.id, message)
+            await self.publish.status(failed)
             await self.on_finished(failed)
 
 

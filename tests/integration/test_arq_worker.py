@@ -277,6 +277,23 @@ def samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
     }
 
 
+async def metrics_once_finished(url: str, jobs: int) -> httpx.Response:
+    """/metrics once it counts `jobs` finished: a job reads done in the store a moment before
+    its worker, resumed after the write, counts it."""
+    async with httpx.AsyncClient() as client:
+        for _ in range(100):
+            response = await client.get(url)
+            finished = sum(
+                value
+                for (name, _), value in samples(response.text).items()
+                if name == "chatjobs_jobs_finished_total"
+            )
+            if finished >= jobs:
+                break
+            await asyncio.sleep(0.02)
+    return response
+
+
 async def test_a_worker_serves_its_job_metrics_on_worker_metrics_port(
     settings: Settings, llm: FakeLLM
 ) -> None:
@@ -290,8 +307,7 @@ async def test_a_worker_serves_its_job_metrics_on_worker_metrics_port(
         llm.errors = [TransientLLMError("busy", provider="fake", status_code=503)]
         jobs = [await services.chat.submit("t1", body(f"metered {n}")) for n in range(3)]
         await wait_until_done(services, [job.id for job in jobs])
-        async with httpx.AsyncClient() as client:
-            response = await client.get(url)
+        response = await metrics_once_finished(url, 3)
         supervisor.stop()
         await asyncio.wait_for(running, 10)
     finally:
