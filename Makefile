@@ -8,7 +8,7 @@ RUN := $(UV) run --frozen
 # Serving needs the project's own dependencies only: no test or lint toolchain. `uv run` syncs
 # inexactly, so a venv that `make test` completed keeps its dev packages (no churn either way).
 SERVE := $(UV) run --frozen --no-dev
-CODE := api worker shared
+CODE := api worker shared chatjobs_cli
 # schemathesis makes its test cases as the run goes: under pytest-xdist, mixed with other files,
 # only one of them ran. `make test` runs that file on its own, after the rest.
 SCHEMATHESIS := tests/integration/test_schemathesis.py
@@ -69,7 +69,7 @@ test-integration: bootstrap  ## contract and integration tests (real Valkey, mot
 test-e2e: bootstrap  ## end-to-end tests (the API and workers as processes)
 	$(RUN) pytest -q tests/e2e
 
-lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared tests
+lint: bootstrap  ## ruff (lint + format check) and mypy on api worker shared chatjobs_cli tests
 	$(RUN) ruff check $(CODE) tests bench
 	$(RUN) ruff format --check $(CODE) tests bench
 	$(RUN) mypy $(CODE) tests

@@ -11,7 +11,7 @@ FILENAME = "02_aws_production"
 TITLE = "chatjobs on AWS (infra/terraform)"
 
 AWS = "diagrams.aws"
-CLIENT = C("clients\nchatjobs CLI, curl", "code", "api.cli", "diagrams.onprem.client.Users")
+CLIENT = C("clients\nchatjobs CLI, curl", "code", "chatjobs_cli", "diagrams.onprem.client.Users")
 GATEWAY = C(
     "API Gateway\nHTTP API", "terraform", "aws_apigatewayv2_api.http", f"{AWS}.network.APIGateway"
 )

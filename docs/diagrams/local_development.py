@@ -13,7 +13,7 @@ TITLE = "chatjobs: local development layouts"
 
 PY = "diagrams.programming.language.Python"
 DEVELOPER = C(
-    "api.cli: chatjobs\ncurl, browser /docs", "code", "api.cli", "diagrams.onprem.client.User"
+    "chatjobs CLI\ncurl, browser /docs", "code", "chatjobs_cli", "diagrams.onprem.client.User"
 )
 # embedded: make run (python -m api), http://127.0.0.1:8000
 APP = C(

@@ -103,7 +103,7 @@ def test_a_big_batch_completes_with_exact_counts(aws_local: Api, tmp_path: Path)
     ]
     (tmp_path / "big.jsonl").write_text("\n".join(lines) + "\n")
     env = procs.child_env(CHATJOBS_URL=aws_local.url, CHATJOBS_API_KEY=KEYS["t1"])
-    command = [str(CHATJOBS)] if CHATJOBS.exists() else [sys.executable, "-m", "api.cli"]
+    command = [str(CHATJOBS)] if CHATJOBS.exists() else [sys.executable, "-m", "chatjobs_cli"]
     args = ["batch", "big.jsonl", "--wait", "--timeout", "150", "--out", "results.jsonl"]
     done = subprocess.run(
         [*command, *args], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=170

@@ -20,7 +20,7 @@ from tests.stubs.webhook_receiver import WebhookReceiver
 pytestmark = pytest.mark.e2e
 
 SCRIPT = Path(sys.executable).with_name("chatjobs")
-COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "api.cli"]
+COMMAND = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "chatjobs_cli"]
 
 
 @pytest.fixture(scope="module")

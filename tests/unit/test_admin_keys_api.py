@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from api.cli.keys import key_row
+from chatjobs_cli.keys import key_row
 from shared.models import utcnow
 from tests.unit.conftest import T1, Api, chat, running_api
 

@@ -24,7 +24,7 @@ from arq import Worker
 from shared.config import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
-SCANNED = ("api", "worker", "shared")
+SCANNED = ("api", "worker", "shared", "chatjobs_cli")
 
 # What arq's reference documents (docs/index.rst: automodule arq.connections (all members),
 # arq.worker (func, Retry, Worker), arq.cron (cron), arq.jobs (JobStatus, Job)), and the package

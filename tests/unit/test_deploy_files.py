@@ -35,7 +35,7 @@ def test_dockerfile_passes_hadolint(dockerfile: str) -> None:
 
 def test_dockerfile_copies_every_package_and_runs_unprivileged() -> None:
     text = (ROOT / "infra/docker/Dockerfile").read_text()
-    for package in ("api", "worker", "shared"):
+    for package in ("api", "worker", "shared", "chatjobs_cli"):  # the image carries the CLI
         assert f"COPY {package} ./{package}" in text
     assert "uv sync --frozen --no-dev" in text
     assert "\nUSER " in text

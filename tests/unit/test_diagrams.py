@@ -123,8 +123,9 @@ def check_compose(component: Component) -> None:
 
 
 def shows(label: str, name: str) -> bool:
-    """`name` is a word of the label (any case: `api.cli` is drawn as "chatjobs CLI")."""
-    return re.search(rf"(?<![\w]){re.escape(name)}(?![\w])", label, re.IGNORECASE) is not None
+    """`name` is a word of the label (any case: `chatjobs_cli` is drawn as "chatjobs CLI")."""
+    word = re.escape(name).replace("_", "[_ ]")
+    return re.search(rf"(?<![\w]){word}(?![\w])", label, re.IGNORECASE) is not None
 
 
 @cache

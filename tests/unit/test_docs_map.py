@@ -10,13 +10,15 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 ARCHITECTURE = ROOT / "docs" / "ARCHITECTURE.md"
-CODE_DIRS = ("api", "worker", "shared")
+CODE_DIRS = ("api", "worker", "shared", "chatjobs_cli")
 # Named in the documents ahead of their arrival from other branches; may be absent or present.
 PENDING = frozenset({"shared/adapters/store/dynamodb.py", "docs/PERFORMANCE.md"})
 # Files the reader creates by following the documents.
 READERS_OWN = frozenset({"infra/terraform/terraform.tfvars"})
 
-REPO_PATH = re.compile(r"`((?:api|worker|shared|tests|infra|docs|scripts)/[\w./-]*[\w/])`")
+REPO_PATH = re.compile(
+    r"`((?:api|worker|shared|chatjobs_cli|tests|infra|docs|scripts)/[\w./-]*[\w/])`"
+)
 # `tests/x.py::name`, `tests/x.py::Class::name`, or `::name` for a test of the file named last
 TEST_REF = re.compile(r"(tests/[\w/]+\.py)((?:::\w+)*)|`((?:::\w+)+)`")
 LINK = re.compile(r"\]\(([^)\s]+)\)")

@@ -9,8 +9,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from api.cli.exits import EXIT_OK, err
-from api.cli.http import Target, checked, print_listing, target
+from chatjobs_cli.exits import EXIT_OK, err
+from chatjobs_cli.http import Target, checked, print_listing, target
 
 
 class Priority(StrEnum):

@@ -12,8 +12,8 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli.batch_io import follow_batch
-from api.cli.exits import (
+from chatjobs_cli.batch_io import follow_batch
+from chatjobs_cli.exits import (
     EXIT_JOB_FAILED,
     EXIT_OK,
     EXIT_STILL_RUNNING,
@@ -21,7 +21,7 @@ from api.cli.exits import (
     CliError,
     err,
 )
-from api.cli.http import BATCH_DONE, checked, target
+from chatjobs_cli.http import BATCH_DONE, checked, target
 
 OPENAI = "/openai/v1"
 ENDPOINT = "/v1/chat/completions"

@@ -1,5 +1,5 @@
 """`chatjobs`: a command-line client for the REST API. The console script runs `main`."""
 
-from api.cli.app import main
+from chatjobs_cli.app import main
 
 __all__ = ["main"]

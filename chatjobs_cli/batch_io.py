@@ -14,8 +14,8 @@ import httpx
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 
-from api.cli.exits import EXIT_USAGE, CliError
-from api.cli.http import BATCH_DONE, checked
+from chatjobs_cli.exits import EXIT_USAGE, CliError
+from chatjobs_cli.http import BATCH_DONE, checked
 
 SUMMARY = "ok {succeeded} · failed {failed} · queued {queued} · running {running}"
 

@@ -12,7 +12,7 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli.exits import EXIT_HTTP, CliError, err
+from chatjobs_cli.exits import EXIT_HTTP, CliError, err
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 BATCH_DONE = frozenset({"completed", "cancelled"})

@@ -8,8 +8,8 @@ from typing import Annotated, Any
 import typer
 from rich.markup import escape
 
-from api.cli.exits import EXIT_JOB_FAILED, EXIT_OK, EXIT_STILL_RUNNING, err
-from api.cli.http import TERMINAL, checked, print_listing, target, wait_job
+from chatjobs_cli.exits import EXIT_JOB_FAILED, EXIT_OK, EXIT_STILL_RUNNING, err
+from chatjobs_cli.http import TERMINAL, checked, print_listing, target, wait_job
 
 
 class Status(StrEnum):

@@ -9,8 +9,8 @@ from rich import box
 from rich.console import Console
 from rich.table import Table
 
-from api.cli.exits import EXIT_OK
-from api.cli.http import checked, target
+from chatjobs_cli.exits import EXIT_OK
+from chatjobs_cli.http import checked, target
 
 COLUMNS = (  # (field, heading); summed in the total row unless a latency
     ("requests", "requests"),

@@ -9,9 +9,16 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli.batch_io import batch_lines, copy_results, follow_batch
-from api.cli.exits import EXIT_JOB_FAILED, EXIT_OK, EXIT_STILL_RUNNING, EXIT_USAGE, CliError, err
-from api.cli.http import BATCH_DONE, checked, print_listing, target
+from chatjobs_cli.batch_io import batch_lines, copy_results, follow_batch
+from chatjobs_cli.exits import (
+    EXIT_JOB_FAILED,
+    EXIT_OK,
+    EXIT_STILL_RUNNING,
+    EXIT_USAGE,
+    CliError,
+    err,
+)
+from chatjobs_cli.http import BATCH_DONE, checked, print_listing, target
 
 
 def submit_batch(

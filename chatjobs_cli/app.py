@@ -9,8 +9,8 @@ import httpx
 import typer
 from rich.markup import escape
 
-from api.cli import batches, jobs, keys, openai_batches, usage
-from api.cli.exits import (
+from chatjobs_cli import batches, jobs, keys, openai_batches, usage
+from chatjobs_cli.exits import (
     EPILOG,
     EXIT_HTTP,
     EXIT_OK,
@@ -19,7 +19,7 @@ from api.cli.exits import (
     CliError,
     err,
 )
-from api.cli.http import Target, checked, target
+from chatjobs_cli.http import Target, checked, target
 
 app = typer.Typer(
     name="chatjobs",
