@@ -11,7 +11,7 @@ from shared.admission import Admission
 from shared.batch_jobs import BatchJobs, BatchPlan
 from shared.coalescing import Coalescing
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
-from shared.job_writes import JobWrites
+from shared.intake import Intake, same_body
 from shared.key_limits import KeyGate, KeyTicket
 from shared.keys import Caller, Priority
 from shared.lanes import lane_of
@@ -22,6 +22,7 @@ from shared.models import (
     BatchCounts,
     BatchItem,
     BatchStatus,
+    Completion,
     Job,
     JobError,
     JobStatus,
@@ -35,7 +36,7 @@ log = logging.getLogger(__name__)
 PAGE = 500
 
 
-class BatchService:
+class BatchService(Intake):
     def __init__(
         self,
         store: Store,
@@ -48,16 +49,11 @@ class BatchService:
         coalescing: Coalescing | None = None,
         gate: KeyGate | None = None,
     ) -> None:
-        self.store = store
-        self.writes = JobWrites(store)
-        self.cache = cache
-        self.queue = queue
-        self.hooks = hooks or WebhookHooks()
-        self.admission = admission or Admission(store, max_queued=0)
-        self.models = models or ModelCatalog()
-        self.metrics = metrics or JobMetrics()
+        super().__init__(
+            store, cache, queue, hooks, admission=admission, models=models, metrics=metrics,
+            gate=gate,
+        )  # fmt: skip
         self.coalescing = coalescing
-        self.gate = gate or KeyGate(store)  # the caller's key's limits (shared/key_limits.py)
 
     async def create(
         self,
@@ -97,13 +93,13 @@ class BatchService:
         )
         if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
             self.metrics.jobs_submitted("replayed", earlier.counts.total)
-            return _same_body(earlier, batch)
+            return same_body(earlier, batch)
         # tens of microseconds a request: 50,000 of them would hold the event loop for seconds
         plan = await asyncio.to_thread(BatchPlan.of, tenant, items, self.models)
         for url in {u for u in (webhook_url, *plan.webhook_urls) if u}:
             await self.hooks.check_url(url)
         await self.gate.check_rates(caller)  # one submission for the key's rpm
-        hits = await self._cached(plan.cache_keys)
+        hits = await self.cached(plan.cache_keys)
         queued = plan.queued_ids(hits)
         batch.counts = BatchCounts(
             total=len(plan.ids), queued=len(queued), succeeded=len(plan.ids) - len(queued)
@@ -123,7 +119,7 @@ class BatchService:
             raise
         if stored.id != batch.id:  # this key made a batch already: that one is the answer
             self.metrics.jobs_submitted("replayed", stored.counts.total)
-            return _same_body(stored, batch)
+            return same_body(stored, batch)
         self.metrics.jobs_submitted("queued", len(queued))
         self.metrics.jobs_submitted("cached", len(plan.ids) - len(queued))
         return await self.check_completed(batch.id) or batch
@@ -135,38 +131,18 @@ class BatchService:
     async def _store_and_enqueue(
         self, batch: Batch, jobs: BatchJobs, queued: list[str], ticket: KeyTicket | None
     ) -> Batch:
-        try:
-            await self.admission.admit(len(queued), lane_of(batch))
-            stored = await self.store.create_batch(batch, jobs)
-        except BaseException:
-            await asyncio.shield(self.gate.refund(ticket))
-            raise
-        if stored.id != batch.id:  # a replay found late: the earlier batch counted already
-            await self.gate.refund(ticket)
-        elif queued:
+        stored = await self.store_admitted(
+            batch,
+            ticket,
+            (len(queued), lane_of(batch)),
+            lambda: self.store.create_batch(batch, jobs),
+        )
+        if stored.id == batch.id and queued:
             await self._enqueue_or_fail(batch, queued, ticket)
         return stored
 
-    def _answered(self, job: Job, hit: Any) -> Job:
-        return job.model_copy(
-            update={
-                "status": JobStatus.succeeded,
-                "cached": True,
-                "result": hit,
-                "completed_at": job.created_at,
-                "webhook": self.hooks.delivery_for(job.webhook_url),
-            }
-        )
-
-    async def _cached(self, keys: Sequence[str | None]) -> dict[str, Any]:
-        wanted = [k for k in keys if k]
-        if not wanted or self.cache is None:
-            return {}
-        try:
-            return await self.cache.get_many(wanted)
-        except Exception:
-            log.warning("cache read failed for a batch; treating as misses", exc_info=True)
-            return {}
+    def _answered(self, job: Job, hit: Completion) -> Job:
+        return self.answered(job, hit, job.created_at)
 
     async def _enqueue_or_fail(
         self, batch: Batch, job_ids: list[str], ticket: KeyTicket | None
@@ -304,12 +280,6 @@ class BatchService:
                 yield job
             if cursor is None:
                 return
-
-
-def _same_body(existing: Batch, submitted: Batch) -> Batch:
-    if existing.request_hash != submitted.request_hash:
-        raise Conflict("Idempotency-Key was already used with a different request body")
-    return existing
 
 
 def result_line(job: Job) -> dict[str, Any]:

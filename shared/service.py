@@ -11,7 +11,7 @@ from contextlib import suppress
 
 from shared.admission import Admission
 from shared.errors import Conflict, NotFound, Overloaded, QueueUnavailable
-from shared.job_writes import JobWrites
+from shared.intake import Intake, same_body
 from shared.key_limits import KeyGate, KeyTicket
 from shared.keys import Caller
 from shared.lanes import lane_of
@@ -19,7 +19,6 @@ from shared.metrics import JobMetrics
 from shared.model_catalog import ModelCatalog
 from shared.models import (
     ChatRequest,
-    Completion,
     Job,
     JobCreate,
     JobError,
@@ -48,7 +47,7 @@ def body_hash(body: JobCreate) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-class ChatService:
+class ChatService(Intake):
     def __init__(
         self,
         store: Store,
@@ -63,18 +62,13 @@ class ChatService:
         streams: JobStreams | None = None,
         gate: KeyGate | None = None,
     ) -> None:
-        self.store = store
-        self.writes = JobWrites(store)
-        self.cache = cache
-        self.queue = queue
-        self.hooks = hooks or WebhookHooks()
+        super().__init__(
+            store, cache, queue, hooks, admission=admission, models=models, metrics=metrics,
+            gate=gate,
+        )  # fmt: skip
         self.on_finished = on_finished
         self.events = events
-        self.admission = admission or Admission(store, max_queued=0)
-        self.models = models or ModelCatalog()
-        self.metrics = metrics or JobMetrics()
         self.streams = streams  # jobs' live events, for shared/answer_stream.py
-        self.gate = gate or KeyGate(store)  # the caller's key's limits (shared/key_limits.py)
 
     async def submit(
         self,
@@ -92,7 +86,7 @@ class ChatService:
         job = self._new_job(caller, body, idempotency_key)
         if idempotency_key and (earlier := await self._made_by(tenant, idempotency_key)):
             self.metrics.jobs_submitted("replayed")
-            return self._check_same_body(earlier, job)
+            return same_body(earlier, job)
         self.models.check(body.model)
         if body.webhook_url:
             await self.hooks.check_url(body.webhook_url)
@@ -104,7 +98,7 @@ class ChatService:
             raise
         if stored.id != job.id:
             self.metrics.jobs_submitted("replayed")
-            return self._check_same_body(stored, job)
+            return same_body(stored, job)
         self.metrics.jobs_submitted("cached" if stored.cached else "queued")
         return stored
 
@@ -127,51 +121,21 @@ class ChatService:
         )
 
     async def _store_and_enqueue(self, job: Job, caller: Caller) -> Job:
-        hit = await self._cached(job.cache_key)
+        hit = (await self.cached([job.cache_key])).get(job.cache_key or "")
         if hit is not None:
-            now = utcnow()
-            job = job.model_copy(
-                update={
-                    "status": JobStatus.succeeded,
-                    "cached": True,
-                    "result": hit,
-                    "completed_at": now,
-                    "updated_at": now,
-                    "webhook": self.hooks.delivery_for(job.webhook_url),
-                }
-            )
+            job = self.answered(job, hit, utcnow())
         queued = int(hit is None)  # a cache hit counts as a request, with no tokens nor slot
         tokens = self.gate.estimate([job.request]) * queued
         ticket = await self.gate.admit(caller, requests=1, tokens=tokens, slots=queued)
-        try:
-            if queued:
-                await self.admission.admit(1, lane_of(job))  # Overloaded past MAX_QUEUED_JOBS
-            if ticket is not None:
-                job = job.model_copy(update={"key_hold": ticket.hold_for(job)})
-            stored = await self.store.create_job(job)
-        except BaseException:
-            await asyncio.shield(self.gate.refund(ticket))
-            raise
-        if stored.id != job.id:  # a replay found late: the earlier job counted already
-            await self.gate.refund(ticket)
-        elif stored.status is JobStatus.queued:
+        if ticket is not None:
+            job = job.model_copy(update={"key_hold": ticket.hold_for(job)})
+        held = job
+        stored = await self.store_admitted(
+            job, ticket, (queued, lane_of(job)), lambda: self.store.create_job(held)
+        )
+        if stored.id == job.id and stored.status is JobStatus.queued:
             await self._enqueue_or_fail(stored, ticket)
         return stored
-
-    @staticmethod
-    def _check_same_body(existing: Job, job: Job) -> Job:
-        if existing.request_hash != job.request_hash:
-            raise Conflict("Idempotency-Key was already used with a different request body")
-        return existing
-
-    async def _cached(self, key: str | None) -> Completion | None:
-        if key is None or self.cache is None:
-            return None
-        try:
-            return await self.cache.get(key)
-        except Exception:  # a cache outage must not fail a submit
-            log.warning("cache read failed; treating as a miss", exc_info=True)
-            return None
 
     async def _enqueue_or_fail(self, job: Job, ticket: KeyTicket | None) -> None:
         try:
