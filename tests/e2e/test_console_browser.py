@@ -1,7 +1,8 @@
 """The operator console in a real headless browser: Debian's chromium driven by Playwright (its
 executable path; no browser is downloaded), against a running `python -m api` holding live data:
-jobs of two tenants, a failed job, a job answered after one retry, a batch running (the stub LLM stalls), a queued job, and a job
-whose webhook receiver (on loopback) answers 500 until the delivery gives up.
+jobs of two tenants, a failed job, a batch running (the stub LLM stalls), a queued job, and a job
+answered after one retry whose webhook receiver (on loopback) answers 500 until the delivery
+gives up.
 
 Signs in, renders every page with that data (no browser console error), clicks cancel, retry,
 re-deliver and batch-cancel and checks their effect through the admin API; a tenant key is
