@@ -18,7 +18,9 @@ from shared.batches import BatchService
 from shared.errors import Conflict, NotFound
 from shared.heartbeats import WorkerBeat
 from shared.models import (
+    ATTEMPT_LOG_LENGTH,
     BATCH_ID_EXAMPLE,
+    AttemptRecord,
     Batch,
     BatchPublic,
     ChatRequest,
@@ -53,9 +55,14 @@ class AdminJob(JobPublic):
 
 
 class AdminJobDetail(AdminJob):
-    """One job in full: its request and each webhook attempt."""
+    """One job in full: its request, its attempts that did not succeed, and each webhook
+    attempt."""
 
     request: ChatRequest = Field(description="What was asked.")
+    attempt_log: list[AttemptRecord] = Field(
+        description=f"Its latest attempts that did not succeed (up to {ATTEMPT_LOG_LENGTH}), "
+        "oldest first; a successful last attempt is the job itself (`completed_at`, `result`)."
+    )
     webhook_attempts: list[WebhookAttempt] = Field(
         description="The latest webhook delivery attempts, oldest first."
     )
@@ -134,7 +141,10 @@ def admin_job(job: Job) -> AdminJob:
 def admin_job_detail(job: Job) -> AdminJobDetail:
     attempts = job.webhook.history if job.webhook else []
     return AdminJobDetail(
-        **admin_job(job).model_dump(), request=job.request, webhook_attempts=attempts
+        **admin_job(job).model_dump(),
+        request=job.request,
+        attempt_log=job.attempt_log,
+        webhook_attempts=attempts,
     )
 
 

@@ -30,7 +30,7 @@ from shared.ports import (
     Store,
 )
 from shared.retry import RetryPolicy
-from shared.transitions import JobOutcome
+from shared.transitions import AttemptFailure, JobOutcome
 from shared.webhooks.hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
@@ -161,16 +161,17 @@ class JobExecutor:
         try:
             completion = await self._complete(job)
         except PermanentLLMError as exc:
-            await self._fail(job, started, "llm_rejected", f"{exc.provider}: {exc}", exc.provider)
+            message = f"{exc.provider}: {exc}"
+            await self._fail(job, started, "llm_rejected", message, exc.provider, exc.provider)
             return None
         except QuotaExceeded as exc:
             return await self._wait_for_quota(job, exc)
         except (TransientLLMError, TimeoutError) as exc:
             wait = exc.retry_after_s if isinstance(exc, TransientLLMError) else None
-            return await self._retry_or_fail(job, started, _describe(exc), wait)
+            return await self._retry_or_fail(job, started, _failure(exc), wait)
         except Exception as exc:
             log.exception("job %s crashed", job.id)
-            return await self._retry_or_fail(job, started, f"internal error: {type(exc).__name__}")
+            return await self._retry_or_fail(job, started, _failure(exc))
         await self._succeed(job, started, completion)
         return None
 
@@ -212,17 +213,22 @@ class JobExecutor:
         return None
 
     async def _retry_or_fail(
-        self, job: Job, started: float, reason: str, retry_after_s: float | None = None
+        self,
+        job: Job,
+        started: float,
+        failure: AttemptFailure,
+        retry_after_s: float | None = None,
     ) -> float | None:
         delay = self.retry.delay_s(job.attempts, retry_after_s)
+        reason = failure.message
         if not self.retry.allows(job, delay):
             message = f"all LLM providers failed after {job.attempts} attempts: {reason}"
-            await self._fail(job, started, "llm_unavailable", message)
+            await self._fail(job, started, "llm_unavailable", message, tried=failure.provider)
             return None
         not_before = utcnow() + timedelta(seconds=delay)
         note = JobError(code="retrying", message=_waiting(job.attempts, not_before, reason))
         requeued = await self.writes.requeue(
-            job.id, attempt=job.attempts, note=note, not_before=not_before
+            job.id, attempt=job.attempts, note=note, not_before=not_before, failure=failure
         )
         if requeued is None:
             return None
@@ -287,14 +293,17 @@ class JobExecutor:
         code: JobErrorCode,
         message: str,
         provider: str = NO_PROVIDER,
+        tried: str | None = None,
     ) -> None:
-        """`provider`: the one that rejected the prompt, if one answered at all."""
+        """`provider`: the one that rejected the prompt, if one answered at all (for the
+        metrics); `tried`: the one whose error ended the attempt (for the attempt log)."""
         outcome = JobOutcome(
             JobStatus.failed,
             expect=JobStatus.running,
             attempt=job.attempts,
             error=JobError(code=code, message=message),
             webhook=self.hooks.delivery_for(job.webhook_url),
+            provider=tried,
         )
         failed = await self.writes.finish(job.id, outcome)
         if failed is not None:
@@ -325,7 +334,12 @@ def _waiting(attempts: int, not_before: datetime, reason: str) -> str:
     return f"attempt {attempts} failed ({reason}); next attempt at {when}"
 
 
-def _describe(exc: BaseException) -> str:
+def _failure(exc: Exception) -> AttemptFailure:
+    """What the attempt log keeps of an attempt's transient error (or crash)."""
     if isinstance(exc, TimeoutError):
-        return "the LLM call timed out"
-    return str(exc)
+        return AttemptFailure(code="timeout", message="the LLM call timed out")
+    if not isinstance(exc, TransientLLMError):
+        crash = f"internal error: {type(exc).__name__}"
+        return AttemptFailure(code="internal_error", message=crash)
+    code = f"http_{exc.status_code}" if exc.status_code else "provider_error"
+    return AttemptFailure(code=code, message=str(exc), provider=exc.provider)

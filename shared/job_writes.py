@@ -14,7 +14,7 @@ from typing import Literal
 from shared import transitions
 from shared.models import Job, JobError, JobStatus, utcnow
 from shared.ports import Store
-from shared.transitions import JobOutcome
+from shared.transitions import AttemptFailure, JobOutcome
 
 PAGE = 500
 
@@ -30,11 +30,22 @@ class JobWrites:
         return _after(await self.store.change_job(job_id, decide, durable=False))
 
     async def requeue(
-        self, job_id: str, *, attempt: int, note: JobError, not_before: datetime | None
+        self,
+        job_id: str,
+        *,
+        attempt: int,
+        note: JobError,
+        not_before: datetime | None,
+        failure: AttemptFailure | None = None,
     ) -> Job | None:
-        """running → queued for a retry, fenced by `attempt`."""
+        """running → queued for a retry, fenced by `attempt`; `failure`: why, for its log."""
         decide = partial(
-            transitions.requeue, attempt=attempt, note=note, not_before=not_before, now=utcnow()
+            transitions.requeue,
+            attempt=attempt,
+            note=note,
+            not_before=not_before,
+            now=utcnow(),
+            failure=failure,
         )
         return _after(await self.store.change_job(job_id, decide))
 

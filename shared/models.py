@@ -558,6 +558,60 @@ def webhook_view(
     return WebhookPublic(url=url, **state)
 
 
+class AttemptOutcome(StrEnum):
+    """How an attempt that did not succeed ended."""
+
+    retrying = "retrying"  # a transient error: the job was queued again for another attempt
+    failed = "failed"  # the job ended failed with it
+    lost = "lost"  # its worker was gone (lease lapsed, or the process restarted): taken back
+
+
+ATTEMPT_LOG_LENGTH = 20  # attempts a job remembers (the latest)
+ATTEMPT_MESSAGE_CHARS = 300
+
+
+def _shortened(message: str | None) -> str | None:
+    if message is None or len(message) <= ATTEMPT_MESSAGE_CHARS:
+        return message
+    return message[: ATTEMPT_MESSAGE_CHARS - 1] + "…"
+
+
+class AttemptRecord(BaseModel):
+    """One attempt of a job that did not succeed, as the operator console lists them. A job's
+    successful attempt is described by the job itself (`completed_at`, `result`), so a job
+    answered the first time has none."""
+
+    attempt: int = Field(description="Its number (`attempts` after its claim).", examples=[1])
+    started_at: datetime = Field(description="When a worker claimed the job for it.")
+    ended_at: datetime = Field(
+        description="When it ended: requeued, failed, or (`lost`) found lost and taken back."
+    )
+    outcome: AttemptOutcome = Field(
+        description="`retrying` (a transient error: queued again), `failed` (the job failed "
+        "with it) or `lost` (its worker was gone: the lease lapsed or the process restarted).",
+        examples=["retrying"],
+    )
+    provider: str | None = Field(
+        None, description="The provider whose error ended it, if one answered.", examples=["gemini"]
+    )
+    code: str | None = Field(
+        None,
+        description="What went wrong: `http_<status>` (the provider answered that status), "
+        "`provider_error` (a provider failed otherwise), `timeout`, `internal_error`, "
+        "`lease_expired`, `process_restarted`, or, for `failed`, the job's error code.",
+        examples=["http_503"],
+    )
+    message: Annotated[str | None, AfterValidator(_shortened)] = Field(
+        None,
+        description=f"What happened, for people (up to {ATTEMPT_MESSAGE_CHARS} characters).",
+        examples=["gemini: HTTP 503 (overloaded)"],
+    )
+
+
+def _no_attempt_log(log: list[AttemptRecord]) -> bool:
+    return not log
+
+
 class Job(BaseModel):
     """A stored job; `tenant` and the fields after it are internal."""
 
@@ -594,6 +648,9 @@ class Job(BaseModel):
     # seconds it waited, queued, for room in the providers' shared quotas (no attempt spent):
     # its retry budget is longer by as much (shared/retry.py)
     quota_waited_s: float = 0.0
+    # the latest attempts that did not succeed, oldest first (shared/transitions.py writes it);
+    # left out of the stored JSON while empty, so a job answered the first time is no bigger
+    attempt_log: list[AttemptRecord] = Field(default_factory=list, exclude_if=_no_attempt_log)
 
     @property
     def waiting_on(self) -> str | None:

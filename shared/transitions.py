@@ -2,9 +2,10 @@
 
 A decision takes the job as a store has just read it and returns a `Change` (or None when the
 job is not in a state the change applies to). A `Change` says everything the write must do: the
-job's new record, the batch counters it moves, the usage counters it adds, the idempotency key
-it gives back. Stores apply a Change atomically, only while the stored job is still
-`change.before` (a compare-and-set), and know no rule of their own.
+job's new record (with, in its `attempt_log`, every attempt that did not succeed), the batch
+counters it moves, the usage counters it adds, the idempotency key it gives back. Stores apply a
+Change atomically, only while the stored job is still `change.before` (a compare-and-set), and
+know no rule of their own.
 """
 
 from __future__ import annotations
@@ -16,10 +17,29 @@ from functools import cached_property
 from typing import Literal
 
 from shared.key_usage import KeyDeltas, key_deltas, rerun_hold, usage_rows
-from shared.models import Completion, Job, JobError, JobStatus, WebhookDelivery
+from shared.models import (
+    ATTEMPT_LOG_LENGTH,
+    AttemptOutcome,
+    AttemptRecord,
+    Completion,
+    Job,
+    JobError,
+    JobStatus,
+    WebhookDelivery,
+)
 from shared.usage import UsageCounters, UsageKey, usage_of
 
 Ended = Literal[JobStatus.succeeded, JobStatus.failed, JobStatus.cancelled]
+
+
+@dataclass(frozen=True)
+class AttemptFailure:
+    """Why an attempt did not succeed, as its AttemptRecord keeps it: `code` (`http_503`,
+    `timeout`, ...; see AttemptRecord), the provider whose error it was, if any."""
+
+    code: str | None
+    message: str
+    provider: str | None = None
 
 
 @dataclass(frozen=True)
@@ -37,6 +57,7 @@ class JobOutcome:
     webhook: WebhookDelivery | None = None
     release_idempotency_key: bool = False  # a refused submit stays retryable with its key
     cached: bool = False  # the result came from the cache (found when the job was claimed)
+    provider: str | None = None  # a failure's: the provider whose error ended the attempt
 
 
 @dataclass(frozen=True)
@@ -96,19 +117,41 @@ def claim(job: Job, *, lease_until: datetime, now: datetime) -> Change | None:
     )
     if not (due or lapsed):
         return None
+    fields: dict[str, object] = {}
+    if lapsed:  # the claim that held it is lost: its worker died, or overran its lease
+        fields["attempt_log"] = _logged(job, now, AttemptOutcome.lost, LEASE_EXPIRED)
     return _change(
-        job, now, status=JobStatus.running, attempts=job.attempts + 1, lease_until=lease_until
+        job,
+        now,
+        status=JobStatus.running,
+        attempts=job.attempts + 1,
+        lease_until=lease_until,
+        **fields,
     )
 
 
 def requeue(
-    job: Job, *, attempt: int, note: JobError, not_before: datetime | None, now: datetime
+    job: Job,
+    *,
+    attempt: int,
+    note: JobError,
+    not_before: datetime | None,
+    now: datetime,
+    failure: AttemptFailure | None = None,
 ) -> Change | None:
-    """running → queued for a retry, only for the claim that made `attempt`."""
+    """running → queued for a retry, only for the claim that made `attempt`; the attempt is
+    logged as `retrying` with `failure` (without one, with the note's message)."""
     if job.status is not JobStatus.running or job.attempts != attempt:
         return None
+    why = failure or AttemptFailure(code=None, message=note.message)
     return _change(
-        job, now, status=JobStatus.queued, error=note, lease_until=None, not_before=not_before
+        job,
+        now,
+        status=JobStatus.queued,
+        error=note,
+        lease_until=None,
+        not_before=not_before,
+        attempt_log=_logged(job, now, AttemptOutcome.retrying, why),
     )
 
 
@@ -154,7 +197,15 @@ def finish(job: Job, outcome: JobOutcome, *, now: datetime) -> Change | None:
         fields["idempotency_key"] = None
     if outcome.cached:
         fields["cached"] = True
+    if job.status is JobStatus.running and outcome.status is JobStatus.failed:
+        fields["attempt_log"] = _logged(job, now, AttemptOutcome.failed, _failure_of(outcome))
     return _change(job, now, **fields)
+
+
+def _failure_of(outcome: JobOutcome) -> AttemptFailure:
+    error = outcome.error
+    code, message = (error.code, error.message) if error else (None, "failed")
+    return AttemptFailure(code=code, message=message, provider=outcome.provider)
 
 
 # What a job that joined another (a follower) shares of its outcome: the LLM's own answers
@@ -218,10 +269,11 @@ def retry_failed(job: Job, *, now: datetime) -> Change | None:
 
     Its attempts start again from 0, so the retry gets a whole JOB_MAX_ATTEMPTS, and its retry
     budget counts from `retried_at`. Its error and any result are cleared, and so is its webhook
-    state (a `job.*` event goes out again when it ends). Usage: the failed run stays counted as
-    it was (its request, its failure, its LLM calls, on the day it failed); the new run counts
-    as a request of its own when it ends, with only its own attempts as LLM calls, so no call,
-    token or failure is counted twice."""
+    state (a `job.*` event goes out again when it ends); its attempt log is kept, and the new
+    run's attempts follow it numbered from 1 again (they started after `retried_at`). Usage: the
+    failed run stays counted as it was (its request, its failure, its LLM calls, on the day it
+    failed); the new run counts as a request of its own when it ends, with only its own attempts
+    as LLM calls, so no call, token or failure is counted twice."""
     if job.status is not JobStatus.failed:
         return None
     return _change(
@@ -250,10 +302,38 @@ def deletable(job: Job) -> bool:
 
 
 def restart(job: Job, *, now: datetime) -> Change | None:
-    """A running job whose process is gone (embedded start-up), queued again."""
+    """A running job whose process is gone (embedded start-up), queued again; its attempt is
+    logged as `lost`."""
     if job.status is not JobStatus.running:
         return None
-    return _change(job, now, status=JobStatus.queued, lease_until=None)
+    log = _logged(job, now, AttemptOutcome.lost, PROCESS_RESTARTED)
+    return _change(job, now, status=JobStatus.queued, lease_until=None, attempt_log=log)
+
+
+LEASE_EXPIRED = AttemptFailure(
+    code="lease_expired", message="its lease ran out before it ended: claimed again"
+)
+PROCESS_RESTARTED = AttemptFailure(
+    code="process_restarted", message="the process running it stopped: queued again"
+)
+
+
+def _logged(
+    job: Job, now: datetime, outcome: AttemptOutcome, failure: AttemptFailure
+) -> list[AttemptRecord]:
+    """The job's attempt log with its current attempt added (the latest ATTEMPT_LOG_LENGTH).
+    That attempt started when it was claimed: the running job's `updated_at`, as no other
+    change writes a running job and stays running."""
+    record = AttemptRecord(
+        attempt=job.attempts,
+        started_at=job.updated_at,
+        ended_at=now,
+        outcome=outcome,
+        provider=failure.provider,
+        code=failure.code,
+        message=failure.message,
+    )
+    return [*job.attempt_log, record][-ATTEMPT_LOG_LENGTH:]
 
 
 def _change(job: Job, now: datetime, **fields: object) -> Change:

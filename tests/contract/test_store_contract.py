@@ -37,7 +37,7 @@ from shared.models import (
     utcnow,
 )
 from shared.ports import JobRef, Store
-from shared.transitions import Ended, JobOutcome
+from shared.transitions import LEASE_EXPIRED, AttemptFailure, Ended, JobOutcome
 from tests.fakes import FakeJobStore
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)  # whole second: microsecond 0 must still sort first
@@ -88,6 +88,18 @@ def ids(jobs: list[Job]) -> list[str]:
 
 def cancel(job_id: str) -> tuple[str, JobOutcome]:
     return job_id, JobOutcome(JobStatus.cancelled, expect=JobStatus.queued)
+
+
+BUSY = AttemptFailure(code="http_503", message="gemini: HTTP 503", provider="gemini")
+TIMED_OUT = AttemptFailure(code="timeout", message="the LLM call timed out")
+
+
+def history(job: Job) -> list[tuple[object, ...]]:
+    """A job's attempt log as plain values, to compare across stores."""
+    return [
+        (r.attempt, r.outcome.value, r.started_at, r.ended_at, r.provider, r.code, r.message)
+        for r in job.attempt_log
+    ]
 
 
 def lease(minutes: float = 1) -> dict[str, datetime]:
@@ -560,6 +572,58 @@ class JobStoreContract:
         assert failed is not None and failed.status is JobStatus.failed and failed.error == error
         stored = await store.get_batch(batch.id)
         assert stored is not None and stored.counts.failed == 2
+
+    # the attempt log: every store keeps the history the transitions wrote, unchanged
+
+    async def test_a_retried_then_failed_job_keeps_each_attempt(self, store: Store) -> None:
+        job = await store.create_job(make_job())
+        writes, note = JobWrites(store), JobError(code="retrying", message="x")
+        expected: list[tuple[object, ...]] = []
+        for attempt, failure in enumerate((BUSY, TIMED_OUT), start=1):
+            running = await writes.claim(job.id, **lease())
+            assert running is not None
+            requeued = await writes.requeue(
+                job.id, attempt=attempt, note=note, not_before=None, failure=failure
+            )
+            assert requeued is not None
+            expected.append((attempt, "retrying", running.updated_at, requeued.updated_at,
+                             failure.provider, failure.code, failure.message))  # fmt: skip
+        running = await writes.claim(job.id, **lease())
+        assert running is not None
+        gave_up = JobError(code="llm_unavailable", message="all LLM providers failed")
+        outcome = JobOutcome(
+            JobStatus.failed, JobStatus.running, attempt=3, error=gave_up, provider="gemini"
+        )
+        failed = await writes.finish(job.id, outcome)
+        assert failed is not None
+        expected.append((3, "failed", running.updated_at, failed.updated_at, "gemini",
+                         "llm_unavailable", gave_up.message))  # fmt: skip
+        stored = await store.get_job(job.id)
+        assert stored == failed and history(stored) == expected
+
+    async def test_a_lost_then_recovered_job_keeps_its_lost_attempt(self, store: Store) -> None:
+        job = await store.create_job(make_job())
+        now = utcnow()
+        writes = JobWrites(store)
+        lost = await writes.claim(job.id, lease_until=now - timedelta(seconds=1), now=now)
+        recovered = await writes.claim(job.id, **lease())
+        assert lost is not None and recovered is not None
+        done = await writes.finish(job.id, JobOutcome(JobStatus.succeeded, JobStatus.running, 2))
+        assert done is not None and done.attempts == 2
+        stored = await store.get_job(job.id)
+        assert stored == done and history(stored) == [
+            (1, "lost", now, recovered.updated_at, None, "lease_expired",
+             LEASE_EXPIRED.message),
+        ]  # fmt: skip
+
+    async def test_a_restart_logs_the_running_attempt_as_lost(self, store: Store) -> None:
+        job = await store.create_job(make_job())
+        running = await JobWrites(store).claim(job.id, **lease())
+        assert running is not None and await JobWrites(store).restart_running() == 1
+        stored = await store.get_job(job.id)
+        assert stored is not None and [r[:3] for r in history(stored)] == [
+            (1, "lost", running.updated_at)
+        ]
 
     async def test_requeue_running(self, store: Store) -> None:
         batch, jobs = make_batch(2)

@@ -1,7 +1,8 @@
 """The operator console in a real headless browser: Debian's chromium driven by Playwright (its
 executable path; no browser is downloaded), against a running `python -m api` holding live data:
 jobs of two tenants, a failed job, a batch running (the stub LLM stalls), a queued job, and a job
-whose webhook receiver (on loopback) answers 500 until the delivery gives up.
+answered after one retry whose webhook receiver (on loopback) answers 500 until the delivery
+gives up.
 
 Signs in, renders every page with that data (no browser console error), clicks cancel, retry,
 re-deliver and batch-cancel and checks their effect through the admin API; a tenant key is
@@ -127,6 +128,7 @@ def scene(
         WORKER_CONCURRENCY="2",
         LLM_TIMEOUT_S="90",
         WORKER_HEARTBEAT_S="1",
+        JOB_RETRY_BASE_S="0.2",  # the hooked job's one retry comes back within 0.2 s
         **stub_llm_env(stub, openrouter=False),
     )
     tenants = {t: api.client(k) for t, k in KEYS.items()}
@@ -139,11 +141,10 @@ def scene(
         return job_id
 
     done = [submit(t, f"hello from {t} #{i}") for t in KEYS for i in range(3)]
+    until(lambda: all(job_status(admin, j) == "succeeded" for j in done), "the first answers")
+    stub.set("gemini", "fail", status=503, times=1)  # one transient error: a retried job
     hooked = submit("t1", "tell my webhook", webhook_url=receiver)
-    until(
-        lambda: all(job_status(admin, j) == "succeeded" for j in [*done, hooked]),
-        "the first jobs to be answered",
-    )
+    until(lambda: job_status(admin, hooked) == "succeeded", "the retried job to be answered")
     stub.set("gemini", "fail", status=400, times=1)  # one permanent refusal: a failed job
     failed = submit("t2", "this one is refused")
     until(lambda: job_status(admin, failed) == "failed", "the refused job to fail")
@@ -250,6 +251,9 @@ def test_every_page_shows_live_data(signed_in: Tab, scene: Scene) -> None:
 
     page.goto(f"/console/jobs/{scene.hooked_job}")
     assert page.inner_text("[data-testid=webhook-state]") == "failed"
+    retried = page.locator("[data-testid=attempt]").all_inner_texts()
+    assert len(retried) == 1 and "retrying" in retried[0] and "http_503" in retried[0]
+    assert "succeeded" in page.inner_text("[data-testid=attempt-final]")
     codes = page.locator("[data-testid=webhook-attempt]").all_inner_texts()
     assert len(codes) == 2 and all("500" in row for row in codes)
     assert "tell my webhook" in page.inner_text("#job")
@@ -303,6 +307,8 @@ def test_retry_a_failed_job_by_clicking(signed_in: Tab, scene: Scene) -> None:
     before = scene.job(scene.failed_job)
     assert before["status"] == "failed" and before["attempts"] == 1
     page.goto(f"/console/jobs/{scene.failed_job}")
+    refused = page.locator("[data-testid=attempt][data-outcome=failed]").inner_text()
+    assert "llm_rejected" in refused and "gemini" in refused
     page.click("text=Retry job")
     page.wait_for_selector(".notice")
     after = scene.job(scene.failed_job)

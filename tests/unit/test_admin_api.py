@@ -3,11 +3,13 @@ batches and webhooks, through the same rules tenants meet."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import timedelta
 
 import pytest
 
+from shared.errors import TransientLLMError
 from shared.models import JobStatus, WebhookDelivery, WebhookState, utcnow
 from tests.unit.conftest import T1, T2, Api, chat, running_api
 
@@ -88,6 +90,40 @@ async def test_cancel_and_retry_any_tenants_job(api: Api) -> None:
     assert api.queue.pending.count(failed_id) == 2  # submitted, then retried
     missing = await api.client.post("/v1/admin/jobs/job_nope/cancel", headers=ADMIN)
     assert missing.status_code == 404
+
+
+async def run_until_settled(api: Api, job_id: str, deliveries: int = 10) -> None:
+    """Deliver the job as a consumer would, again after each delay it asks for (bounded)."""
+    executor = api.app.state.services.executor
+    for _ in range(deliveries):
+        delay = await executor.run(job_id)
+        if delay is None:
+            return
+        await asyncio.sleep(delay)
+    raise AssertionError(f"{job_id} still wants another delivery after {deliveries}")
+
+
+async def test_the_job_detail_lists_each_attempt_that_did_not_succeed() -> None:
+    fast_retries = {"job_retry_base_s": 0.01, "job_retry_max_delay_s": 0.01}
+    async with running_api(admin_api_keys="admin-key", **fast_retries) as api:
+        api.llm.errors = [
+            TransientLLMError("HTTP 503 overloaded", provider="gemini", status_code=503),
+            TransientLLMError("connection refused", provider="openrouter"),
+        ]
+        job_id = (await api.submit(chat("flaky"))).json()["id"]
+        await run_until_settled(api, job_id)
+        detail = (await api.client.get(f"/v1/admin/jobs/{job_id}", headers=ADMIN)).json()
+        public = (await api.client.get(f"/v1/jobs/{job_id}", headers=T1)).json()
+    assert (detail["status"], detail["attempts"]) == ("succeeded", 3)
+    log = detail["attempt_log"]
+    assert [(a["attempt"], a["outcome"], a["provider"], a["code"]) for a in log] == [
+        (1, "retrying", "gemini", "http_503"),
+        (2, "retrying", "openrouter", "provider_error"),
+    ]
+    assert log[0]["message"] == "HTTP 503 overloaded"
+    assert all(a["started_at"] <= a["ended_at"] for a in log)
+    assert log[0]["ended_at"] <= log[1]["started_at"] <= detail["completed_at"]
+    assert "attempt_log" not in public  # the tenant's view is the public contract
 
 
 async def test_batch_cancel_and_results(api: Api) -> None:

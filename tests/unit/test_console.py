@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from api.console.session import COOKIE
+from shared.models import AttemptOutcome, AttemptRecord, Completion, JobStatus, utcnow
 from tests.unit.conftest import T2, Api, chat, running_api
 
 ADMIN_KEY = "admin-key"
@@ -81,6 +82,32 @@ async def test_every_page_renders_for_an_operator(api: Api) -> None:
         assert "script-src 'self'" in page.headers["content-security-policy"]
     listing = await api.client.get("/console/jobs", params={"tenant": "t2"})
     assert job_id in listing.text
+
+
+async def test_the_job_page_lists_its_attempts_then_its_end(api: Api) -> None:
+    job_id = (await api.submit(chat("flaky"), headers=T2)).json()["id"]
+    now = utcnow()
+    log = [
+        AttemptRecord(attempt=1, started_at=now, ended_at=now, outcome=AttemptOutcome.lost,
+                      code="lease_expired"),
+        AttemptRecord(attempt=2, started_at=now, ended_at=now, outcome=AttemptOutcome.retrying,
+                      provider="gemini", code="http_503", message="gemini: <HTTP 503>"),
+    ]  # fmt: skip
+    answer = Completion(content="ok", provider="openrouter", model="m")
+    api.store.jobs[job_id] = api.store.jobs[job_id].model_copy(
+        update={"status": JobStatus.succeeded, "attempts": 3, "attempt_log": log,
+                "result": answer, "completed_at": now}
+    )  # fmt: skip
+    await sign_in(api.client)
+    page = (await api.client.get(f"/console/jobs/{job_id}")).text
+    rows = re.findall(r'<tr data-testid="attempt(?:-final)?"[^>]*>(.*?)</tr>', page)
+    cells = [re.findall(r"<td[^>]*>(.*?)</td>", row) for row in rows]
+    assert [(c[0], re.sub("<[^>]+>", "", c[3]), c[4]) for c in cells] == [
+        ("1", "lost", "—"),
+        ("2", "retrying", "gemini"),
+        ("3", "succeeded", "openrouter"),
+    ]
+    assert "<code>http_503</code> gemini: &lt;HTTP 503&gt;" in cells[1][5]
 
 
 async def test_actions_need_the_sessions_csrf_token(api: Api) -> None:
