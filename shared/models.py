@@ -612,22 +612,81 @@ def _no_attempt_log(log: list[AttemptRecord]) -> bool:
     return not log
 
 
-class Job(BaseModel):
-    """A stored job; `tenant` and the fields after it are internal."""
+JOB_ID_EXAMPLE = "job_5f0c2a9e8b7d4c3a9f1e6d2b8a4c7e10"
+BATCH_ID_EXAMPLE = "batch_9a1b3c5d7e9f4a2b8c6d0e1f3a5b7c9d"
+CREATED_EXAMPLE = "2026-01-05T10:15:00.123456Z"
 
-    id: str = Field(default_factory=lambda: new_id("job"))
-    status: JobStatus = JobStatus.queued
-    created_at: datetime = Field(default_factory=utcnow)
-    updated_at: datetime = Field(default_factory=utcnow)
-    completed_at: datetime | None = None
-    cached: bool = False
-    coalesced: bool = False
-    batch_id: str | None = None
-    custom_id: str | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
-    attempts: int = 0
+
+class JobFields(BaseModel):
+    """What a job is to everyone who sees it: JobPublic (its owner) and Job (the store) share
+    these declarations; each adds its own (the public view's `webhook` summary, the stored
+    job's internals)."""
+
+    id: str = Field(
+        default_factory=lambda: new_id("job"),
+        description="The job's id.",
+        examples=[JOB_ID_EXAMPLE],
+    )
+    status: JobStatus = Field(
+        JobStatus.queued, description="Where the job stands.", examples=["succeeded"]
+    )
+    created_at: datetime = Field(
+        default_factory=utcnow, description="When it was accepted.", examples=[CREATED_EXAMPLE]
+    )
+    updated_at: datetime = Field(
+        default_factory=utcnow,
+        description="When it last changed.",
+        examples=["2026-01-05T10:15:01.020304Z"],
+    )
+    completed_at: datetime | None = Field(
+        None,
+        description="When it finished; null until then.",
+        examples=["2026-01-05T10:15:01.020304Z"],
+    )
+    cached: bool = Field(
+        False, description="Answered from the result cache (no LLM call).", examples=[False]
+    )
+    coalesced: bool = Field(
+        False,
+        description="Answered by joining an identical request of the same key that was in flight"
+        " (its result or error, no LLM call of its own).",
+        examples=[False],
+    )
+    batch_id: str | None = Field(
+        None,
+        description="The batch it belongs to; null for a single job.",
+        examples=[BATCH_ID_EXAMPLE],
+    )
+    custom_id: str | None = Field(
+        None,
+        description="The batch request's `custom_id`; null for a single job.",
+        examples=["q-1"],
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="The `metadata` it was submitted with.",
+        examples=[{"ticket": "T-1042"}],
+    )
+    attempts: int = Field(
+        0,
+        description="How many times a worker took it (retries and redeliveries count).",
+        examples=[1],
+    )
+    result: CompletionPublic | None = Field(
+        None, description="The answer once `succeeded`; else null."
+    )
+    error: JobError | None = Field(
+        None, description="Why it failed (or, with `retrying`, why it waits); else null."
+    )
+    priority: Priority = Field(
+        DEFAULT_PRIORITY, description="The priority it was queued with.", examples=["normal"]
+    )
+
+
+class Job(JobFields):
+    """A stored job: the fields every view shows, then its internals."""
+
     result: Completion | None = None
-    error: JobError | None = None
     webhook: WebhookDelivery | None = None
 
     tenant: str
@@ -667,60 +726,20 @@ class Job(BaseModel):
 _DERIVED_JOB_FIELDS = ("object", "model", "webhook")
 
 
-JOB_ID_EXAMPLE = "job_5f0c2a9e8b7d4c3a9f1e6d2b8a4c7e10"
-BATCH_ID_EXAMPLE = "batch_9a1b3c5d7e9f4a2b8c6d0e1f3a5b7c9d"
-CREATED_EXAMPLE = "2026-01-05T10:15:00.123456Z"
-
-
-class JobPublic(BaseModel):
+class JobPublic(JobFields):
     """A chat job as its owner sees it."""
 
-    id: str = Field(description="The job's id.", examples=[JOB_ID_EXAMPLE])
+    # every field is always in the answer, defaulted or not
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     object: Literal["job"] = Field("job", description="Always `job`.")
-    status: JobStatus = Field(description="Where the job stands.", examples=["succeeded"])
-    created_at: datetime = Field(description="When it was accepted.", examples=[CREATED_EXAMPLE])
-    updated_at: datetime = Field(
-        description="When it last changed.", examples=["2026-01-05T10:15:01.020304Z"]
-    )
-    completed_at: datetime | None = Field(
-        description="When it finished; null until then.", examples=["2026-01-05T10:15:01.020304Z"]
-    )
-    cached: bool = Field(
-        description="Answered from the result cache (no LLM call).", examples=[False]
-    )
-    coalesced: bool = Field(
-        False,
-        description="Answered by joining an identical request of the same key that was in flight"
-        " (its result or error, no LLM call of its own).",
-        examples=[False],
-    )
-    batch_id: str | None = Field(
-        description="The batch it belongs to; null for a single job.", examples=[BATCH_ID_EXAMPLE]
-    )
-    custom_id: str | None = Field(
-        description="The batch request's `custom_id`; null for a single job.", examples=["q-1"]
-    )
-    metadata: dict[str, str] = Field(
-        description="The `metadata` it was submitted with.", examples=[{"ticket": "T-1042"}]
-    )
-    attempts: int = Field(
-        description="How many times a worker took it (retries and redeliveries count).",
-        examples=[1],
-    )
     model: str | None = Field(
         None,
         description="The `model` it was submitted with; null: the primary.",
         examples=["gemini-2.5-flash"],
     )
-    result: CompletionPublic | None = Field(description="The answer once `succeeded`; else null.")
-    error: JobError | None = Field(
-        description="Why it failed (or, with `retrying`, why it waits); else null."
-    )
     webhook: WebhookPublic | None = Field(
-        description="Delivery of its webhook; null when it has no `webhook_url`."
-    )
-    priority: Priority = Field(
-        DEFAULT_PRIORITY, description="The priority it was queued with.", examples=["normal"]
+        None, description="Delivery of its webhook; null when it has no `webhook_url`."
     )
 
 
@@ -742,13 +761,36 @@ class BatchCounts(BaseModel):
         return self.succeeded + self.failed + self.cancelled
 
 
-class Batch(BaseModel):
-    id: str = Field(default_factory=lambda: new_id("batch"))
-    status: BatchStatus = BatchStatus.in_progress
-    counts: BatchCounts = Field(default_factory=BatchCounts)
-    created_at: datetime = Field(default_factory=utcnow)
-    completed_at: datetime | None = None
-    metadata: dict[str, str] = Field(default_factory=dict)
+class BatchFields(BaseModel):
+    """What a batch is to everyone who sees it (BatchPublic, Batch)."""
+
+    id: str = Field(
+        default_factory=lambda: new_id("batch"),
+        description="The batch's id.",
+        examples=[BATCH_ID_EXAMPLE],
+    )
+    status: BatchStatus = Field(
+        BatchStatus.in_progress, description="Where the batch stands.", examples=["completed"]
+    )
+    counts: BatchCounts = Field(default_factory=BatchCounts, description="Its jobs by status.")
+    created_at: datetime = Field(
+        default_factory=utcnow, description="When it was accepted.", examples=[CREATED_EXAMPLE]
+    )
+    completed_at: datetime | None = Field(
+        None,
+        description="When its last job finished (or it was cancelled); null until then.",
+        examples=["2026-01-05T10:16:02.000001Z"],
+    )
+    metadata: dict[str, str] = Field(
+        default_factory=dict,
+        description="The `metadata` it was submitted with.",
+        examples=[{"run": "nightly"}],
+    )
+
+
+class Batch(BatchFields):
+    """A stored batch: the fields every view shows, then its internals."""
+
     webhook: WebhookDelivery | None = None
 
     tenant: str
@@ -768,24 +810,15 @@ class Batch(BaseModel):
 _DERIVED_BATCH_FIELDS = ("object", "webhook")
 
 
-class BatchPublic(BaseModel):
+class BatchPublic(BatchFields):
     """A batch as its owner sees it: its status and exact counts (its jobs are listed with
     `GET /v1/jobs?batch_id=`, its results streamed by `GET /v1/batches/{id}/results`)."""
 
-    id: str = Field(description="The batch's id.", examples=[BATCH_ID_EXAMPLE])
+    model_config = ConfigDict(json_schema_serialization_defaults_required=True)
+
     object: Literal["batch"] = Field("batch", description="Always `batch`.")
-    status: BatchStatus = Field(description="Where the batch stands.", examples=["completed"])
-    counts: BatchCounts = Field(description="Its jobs by status.")
-    created_at: datetime = Field(description="When it was accepted.", examples=[CREATED_EXAMPLE])
-    completed_at: datetime | None = Field(
-        description="When its last job finished (or it was cancelled); null until then.",
-        examples=["2026-01-05T10:16:02.000001Z"],
-    )
-    metadata: dict[str, str] = Field(
-        description="The `metadata` it was submitted with.", examples=[{"run": "nightly"}]
-    )
     webhook: WebhookPublic | None = Field(
-        description="Delivery of `batch.completed`; null when it has no `webhook_url`."
+        None, description="Delivery of `batch.completed`; null when it has no `webhook_url`."
     )
 
 
