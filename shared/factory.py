@@ -30,7 +30,7 @@ from shared.key_hashing import hasher_from
 from shared.key_limits import KeyGate
 from shared.key_service import KeyResolver, KeyService
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
+from shared.ports import JobQueue, JobStreams, JobWakeups, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
 from shared.service import ChatService
 from shared.services import Services
@@ -62,13 +62,13 @@ class ServiceFactory:
         cache: ResultCache | None = None,
         queue: JobQueue | None = None,
         llm: LLMProvider | None = None,
-        events: JobEvents | None = None,
+        wakeups: JobWakeups | None = None,
         streams: JobStreams | None = None,
     ) -> None:
         """Ready-made adapters (tests) are used instead of the ones Settings choose."""
         self.settings = settings or Settings()
         self.adapters = Adapters(self.settings)
-        self.made = (store, cache, queue, llm, events)
+        self.made = (store, cache, queue, llm, wakeups)
         self.made_streams = streams
 
     def build_rate_window(self) -> RateWindow:
@@ -100,7 +100,7 @@ class ServiceFactory:
         return services
 
     async def _start(self, stack: AsyncExitStack, consume: bool) -> Services:
-        a, (store, cache, queue, llm, events) = self.adapters, self.made
+        a, (store, cache, queue, llm, wakeups) = self.adapters, self.made
         if a.aws_clients is not None:
             stack.push_async_callback(_logged, "AWS clients", a.aws_clients.close)
         store = store if store is not None else a.store()
@@ -114,13 +114,13 @@ class ServiceFactory:
             llm = a.llm(quota)
         await _entered(stack, "LLM", llm.start, llm.close)
         queue = queue if queue is not None else a.queue()
-        events = events if events is not None else a.events()
-        if events is not None:
-            stack.push_async_callback(_logged, "job events", events.close)
+        wakeups = wakeups if wakeups is not None else a.wakeups()
+        if wakeups is not None:
+            stack.push_async_callback(_logged, "job wakeups", wakeups.close)
         streams = self.made_streams if self.made_streams is not None else a.streams()
         if streams is not None:
             stack.push_async_callback(_logged, "job streams", streams.close)
-        services = self._wire(stack, store, cache, queue, llm, events, streams)
+        services = self._wire(stack, store, cache, queue, llm, wakeups, streams)
         workers = a.workers()
         stack.push_async_callback(_logged, "worker registry", workers.close)
         services = replace(services, workers=workers)
@@ -141,7 +141,7 @@ class ServiceFactory:
 
     # fmt: off
     def _wire(self, stack: AsyncExitStack, store: Store, cache: ResultCache | None,
-              queue: JobQueue, llm: LLMProvider, events: JobEvents | None,
+              queue: JobQueue, llm: LLMProvider, wakeups: JobWakeups | None,
               streams: JobStreams | None) -> Services:
         # fmt: on
         s, registry = self.settings, CollectorRegistry()
@@ -166,9 +166,9 @@ class ServiceFactory:
         batches = BatchService(
             store, cache, queue, hooks, admission, s.models, metrics, coalescing, gate
         )
-        finished = FinishedJobs(events, batches, coalescing)
+        finished = FinishedJobs(wakeups, batches, coalescing)
         chat = ChatService(
-            store, cache, queue, hooks, finished, events, admission, s.models, metrics, streams,
+            store, cache, queue, hooks, finished, wakeups, admission, s.models, metrics, streams,
             gate=gate,
         )
         # fmt: off
@@ -178,7 +178,7 @@ class ServiceFactory:
                                streams=streams, coalescing=coalescing)
         # fmt: on
         # fmt: off
-        return Services(s, store, cache, queue, llm, events, registry, metrics, backlog, chat,
+        return Services(s, store, cache, queue, llm, wakeups, registry, metrics, backlog, chat,
                         batches, UsageService(store), executor, webhooks, secrets,
                         Sweeper(store, batches, queue, self.adapters.sweep_policy(queue)),
                         stack, self.adapters.sqs(queue), streams=streams)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from shared.batches import BatchService
 from shared.coalescing import Coalescing
 from shared.models import Job
-from shared.ports import JobEvents
+from shared.ports import JobWakeups
 
 
 class FinishedJobs:
@@ -13,9 +13,12 @@ class FinishedJobs:
     the jobs that joined it (shared/coalescing.py), which are announced the same way."""
 
     def __init__(
-        self, events: JobEvents | None, batches: BatchService, coalescing: Coalescing | None = None
+        self,
+        wakeups: JobWakeups | None,
+        batches: BatchService,
+        coalescing: Coalescing | None = None,
     ) -> None:
-        self.events, self.batches, self.coalescing = events, batches, coalescing
+        self.wakeups, self.batches, self.coalescing = wakeups, batches, coalescing
 
     async def __call__(self, job: Job) -> None:
         await self._announce(job)
@@ -24,7 +27,7 @@ class FinishedJobs:
                 await self._announce(follower)
 
     async def _announce(self, job: Job) -> None:
-        if self.events is not None:
-            await self.events.notify([job.id])
+        if self.wakeups is not None:
+            await self.wakeups.notify([job.id])
         if job.batch_id:
             await self.batches.check_completed(job.batch_id)

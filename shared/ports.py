@@ -401,7 +401,7 @@ class JobQueue(Protocol):
     async def ping(self) -> bool: ...
 
 
-class JobEvents(Protocol):
+class JobWakeups(Protocol):
     """Wakes long-polls when their job ends, so that they need not poll the store.
 
     A hint, not a record: whoever waits reads the store again when woken (and now and then

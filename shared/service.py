@@ -25,14 +25,14 @@ from shared.models import (
     JobStatus,
     utcnow,
 )
-from shared.ports import JobEvents, JobFinished, JobQueue, JobStreams, ResultCache, Store
+from shared.ports import JobFinished, JobQueue, JobStreams, JobWakeups, ResultCache, Store
 from shared.transitions import JobOutcome, deletable
 from shared.webhooks.hooks import WebhookHooks
 
 log = logging.getLogger(__name__)
 
 MAX_WAIT_S = 30.0
-RECHECK_S = 1.0  # with JobEvents, a long-poll still reads the store this often (a lost wake-up)
+RECHECK_S = 1.0  # with JobWakeups, a long-poll still reads the store this often (a lost wake-up)
 
 
 def cache_key(tenant: str, request: ChatRequest) -> str:
@@ -55,7 +55,7 @@ class ChatService(Intake):
         queue: JobQueue,
         hooks: WebhookHooks | None = None,
         on_finished: JobFinished | None = None,
-        events: JobEvents | None = None,
+        wakeups: JobWakeups | None = None,
         admission: Admission | None = None,
         models: ModelCatalog | None = None,
         metrics: JobMetrics | None = None,
@@ -67,7 +67,7 @@ class ChatService(Intake):
             gate=gate,
         )  # fmt: skip
         self.on_finished = on_finished
-        self.events = events
+        self.wakeups = wakeups
         self.streams = streams  # jobs' live events, for shared/answer_stream.py
 
     async def submit(
@@ -157,12 +157,12 @@ class ChatService(Intake):
         return await self.wait_finished(tenant, job_id, min(wait_s, MAX_WAIT_S))
 
     async def wait_finished(self, tenant: str, job_id: str, wait_s: float) -> Job:
-        """The job once it is terminal, or as it is when `wait_s` is over. With JobEvents the
+        """The job once it is terminal, or as it is when `wait_s` is over. With JobWakeups the
         job's end wakes the wait; without, the store is polled."""
         deadline = time.monotonic() + max(wait_s, 0.0)
-        if self.events is None or wait_s <= 0:
+        if self.wakeups is None or wait_s <= 0:
             return await self._poll(tenant, job_id, deadline)
-        with self.events.watch(job_id) as finished:  # before the read: no wake-up is missed
+        with self.wakeups.watch(job_id) as finished:  # before the read: no wake-up is missed
             while True:
                 job = await self._read(tenant, job_id)
                 left = deadline - time.monotonic()

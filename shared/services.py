@@ -23,9 +23,9 @@ from shared.heartbeats import Heartbeat, WorkerKind
 from shared.key_service import KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import (
-    JobEvents,
     JobQueue,
     JobStreams,
+    JobWakeups,
     LLMProvider,
     ResultCache,
     Store,
@@ -51,7 +51,7 @@ class Services:
     cache: ResultCache | None
     queue: JobQueue
     llm: LLMProvider
-    events: JobEvents | None  # None: long-polls poll the store
+    wakeups: JobWakeups | None  # None: long-polls poll the store
     registry: CollectorRegistry
     metrics: JobMetrics
     backlog: Backlog

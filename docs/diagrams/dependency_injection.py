@@ -51,7 +51,7 @@ BUILD = [
     C("Adapters.queue", "code", "shared.adapters.choose:Adapters.queue"),
     C("Adapters.cache", "code", "shared.adapters.choose:Adapters.cache"),
     C("Adapters.llm", "code", "shared.adapters.choose:Adapters.llm"),
-    C("Adapters.events", "code", "shared.adapters.choose:Adapters.events"),
+    C("Adapters.wakeups", "code", "shared.adapters.choose:Adapters.wakeups"),
     C("Adapters.rate_window", "code", "shared.adapters.choose:Adapters.rate_window"),
 ]
 ADAPTERS = [  # (choice label, component), per builder above
@@ -93,8 +93,11 @@ ADAPTERS = [  # (choice label, component), per builder above
         ("no key", C("OfflineProvider", "code", "shared.adapters.llm.offline:OfflineProvider")),
     ],
     [
-        ("inprocess", C("LocalJobEvents", "code", "shared.adapters.events.local:LocalJobEvents")),
-        ("arq", C("RedisJobEvents", "code", "shared.adapters.events.redis:RedisJobEvents")),
+        (
+            "inprocess",
+            C("LocalJobWakeups", "code", "shared.adapters.wakeups.local:LocalJobWakeups"),
+        ),
+        ("arq", C("RedisJobWakeups", "code", "shared.adapters.wakeups.redis:RedisJobWakeups")),
         # sqs: none; a long-poll reads the store briefly instead
     ],
     [

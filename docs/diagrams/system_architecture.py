@@ -33,7 +33,7 @@ OUTBOX = C("WebhookOutbox", "code", "shared.ports:WebhookOutbox", "port")
 USAGE_STORE = C("UsageStore", "code", "shared.ports:UsageStore", "port")
 RETENTION = C("RecordRetention", "code", "shared.ports:RecordRetention", "port")
 STORE = C("Store\nall five, one technology", "code", "shared.ports:Store", "port")
-EVENTS = C("JobEvents\nlong-poll wake-ups", "code", "shared.ports:JobEvents", "port")
+EVENTS = C("JobWakeups\nlong-poll wake-ups", "code", "shared.ports:JobWakeups", "port")
 CACHE = C("ResultCache", "code", "shared.ports:ResultCache", "port")
 QUEUE = C("JobQueue", "code", "shared.ports:JobQueue", "port")
 LLM = C("LLMProvider", "code", "shared.ports:LLMProvider", "port")
@@ -73,8 +73,8 @@ PROVIDERS = [
 ]
 OFFLINE = C("OfflineProvider\nno key set", "code", "shared.adapters.llm.offline:OfflineProvider")
 EVENT_ADAPTERS = [
-    C("LocalJobEvents\nin this process", "code", "shared.adapters.events.local:LocalJobEvents"),
-    C("RedisJobEvents\nRedis pub/sub", "code", "shared.adapters.events.redis:RedisJobEvents"),
+    C("LocalJobWakeups\nin this process", "code", "shared.adapters.wakeups.local:LocalJobWakeups"),
+    C("RedisJobWakeups\nRedis pub/sub", "code", "shared.adapters.wakeups.redis:RedisJobWakeups"),
 ]
 MEMORY_WINDOW = C(
     "MemoryRateWindow\none process", "code", "shared.adapters.ratelimit.memory:MemoryRateWindow"

@@ -11,9 +11,9 @@ from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
 from shared.ports import (
     FileStorage,
-    JobEvents,
     JobQueue,
     JobStreams,
+    JobWakeups,
     LLMProvider,
     ProviderQuota,
     ResultCache,
@@ -93,19 +93,19 @@ class Adapters:
 
         return InProcessJobQueue(concurrency=s.worker_concurrency)
 
-    def events(self) -> JobEvents | None:
+    def wakeups(self) -> JobWakeups | None:
         """Long-poll wake-ups: in this process when it runs the jobs, over Redis when arq
         workers do; None with SQS (the store is polled briefly instead)."""
         s = self.settings
         kind = s.resolved_queue
         if kind == "inprocess":
-            from shared.adapters.events.local import LocalJobEvents
+            from shared.adapters.wakeups.local import LocalJobWakeups
 
-            return LocalJobEvents()
+            return LocalJobWakeups()
         if kind == "arq":
-            from shared.adapters.events.redis import RedisJobEvents
+            from shared.adapters.wakeups.redis import RedisJobWakeups
 
-            return RedisJobEvents(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
+            return RedisJobWakeups(require(s.redis_url, "REDIS_URL", "QUEUE_BACKEND=arq"))
         return None
 
     def files(self) -> FileStorage | None:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from shared import service
-from shared.adapters.events.local import LocalJobEvents
+from shared.adapters.wakeups.local import LocalJobWakeups
 from shared.job_writes import JobWrites
 from shared.models import Job, JobCreate, JobStatus
 from shared.service import ChatService
@@ -56,21 +56,21 @@ async def test_a_long_poll_returns_as_soon_as_the_job_ends(
 
 
 async def test_a_cancel_wakes_its_long_polls() -> None:
-    store, events = FakeJobStore(), LocalJobEvents()
-    chat_service = ChatService(store, None, FakeJobQueue(), events=events)
-    chat_service.on_finished = lambda job: events.notify([job.id])
+    store, wakeups = FakeJobStore(), LocalJobWakeups()
+    chat_service = ChatService(store, None, FakeJobQueue(), wakeups=wakeups)
+    chat_service.on_finished = lambda job: wakeups.notify([job.id])
     job = await chat_service.submit("t1", JobCreate.model_validate(chat("cancel me")))
     waiting = asyncio.create_task(chat_service.get("t1", job.id, wait_s=30))
     await asyncio.sleep(0.05)
     await chat_service.cancel("t1", job.id)
     done = await asyncio.wait_for(waiting, timeout=5)
     assert done.status is JobStatus.cancelled
-    assert events.watched == 0  # the waiter unregistered
+    assert wakeups.watched == 0  # the waiter unregistered
 
 
-async def test_without_job_events_the_store_is_polled() -> None:
+async def test_without_job_wakeups_the_store_is_polled() -> None:
     store = FakeJobStore()
-    chat_service = ChatService(store, None, FakeJobQueue())  # no JobEvents (e.g. SQS)
+    chat_service = ChatService(store, None, FakeJobQueue())  # no JobWakeups (e.g. SQS)
     job = await chat_service.submit("t1", JobCreate.model_validate(chat("poll me")))
     waiting = asyncio.create_task(chat_service.get("t1", job.id, wait_s=30))
     await asyncio.sleep(0.05)
@@ -81,8 +81,8 @@ async def test_without_job_events_the_store_is_polled() -> None:
 
 
 async def test_many_waiters_on_one_job_are_all_woken() -> None:
-    events = LocalJobEvents()
-    with events.watch("job_1") as first, events.watch("job_1") as second:
-        await events.notify(["job_1", "job_unwatched"])
+    wakeups = LocalJobWakeups()
+    with wakeups.watch("job_1") as first, wakeups.watch("job_1") as second:
+        await wakeups.notify(["job_1", "job_unwatched"])
         assert first.is_set() and second.is_set()
-    assert events.watched == 0
+    assert wakeups.watched == 0

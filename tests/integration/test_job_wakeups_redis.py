@@ -1,4 +1,4 @@
-"""RedisJobEvents over a real Redis: a job's end wakes the waiters of another process."""
+"""RedisJobWakeups over a real Redis: a job's end wakes the waiters of another process."""
 
 from __future__ import annotations
 
@@ -8,13 +8,13 @@ from typing import Any
 
 import pytest
 
-from shared.adapters.events.redis import RedisJobEvents
+from shared.adapters.wakeups.redis import RedisJobWakeups
 
 pytestmark = pytest.mark.integration
 
 
 async def test_a_notification_wakes_a_waiter_through_redis(redis_url: str, redis_db: Any) -> None:
-    api, worker = RedisJobEvents(redis_url), RedisJobEvents(redis_url)  # two processes' worth
+    api, worker = RedisJobWakeups(redis_url), RedisJobWakeups(redis_url)  # two processes' worth
     try:
         with api.watch("job_a") as finished, api.watch("job_b") as other:
             for _ in range(50):  # until the API's subscription is in place
@@ -30,7 +30,7 @@ async def test_a_notification_wakes_a_waiter_through_redis(redis_url: str, redis
 
 
 async def test_notifying_with_nobody_subscribed_is_harmless(redis_url: str) -> None:
-    worker = RedisJobEvents(redis_url)
+    worker = RedisJobWakeups(redis_url)
     try:
         await worker.notify(["job_a"])
         await worker.notify(["job_b"])  # quiet: nobody listened to the first
@@ -41,16 +41,16 @@ async def test_notifying_with_nobody_subscribed_is_harmless(redis_url: str) -> N
 async def test_an_unreachable_redis_never_fails_a_notification(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    events = RedisJobEvents("redis://127.0.0.1:1/0", timeout_s=0.2)
-    caplog.set_level(logging.DEBUG, logger="shared.adapters.events.redis")
+    wakeups = RedisJobWakeups("redis://127.0.0.1:1/0", timeout_s=0.2)
+    caplog.set_level(logging.DEBUG, logger="shared.adapters.wakeups.redis")
     try:
-        await events.notify(["job_a"])  # returns at once: the send runs in the background
+        await wakeups.notify(["job_a"])  # returns at once: the send runs in the background
         for _ in range(250):  # up to 5 s
             if any("could not publish" in r.getMessage() for r in caplog.records):
                 break
             await asyncio.sleep(0.02)
     finally:
         async with asyncio.timeout(5):
-            await events.close()  # the failed send ended cleanly: nothing left to raise
+            await wakeups.close()  # the failed send ended cleanly: nothing left to raise
     (failure,) = [r for r in caplog.records if "could not publish" in r.getMessage()]
     assert failure.levelno == logging.DEBUG and "1 finished jobs" in failure.getMessage()

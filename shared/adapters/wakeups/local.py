@@ -1,4 +1,4 @@
-"""LocalJobEvents: job-finished wake-ups inside one process (embedded mode: the workers are in
+"""LocalJobWakeups: job-finished wake-ups inside one process (embedded mode: the workers are in
 the API's own event loop). One asyncio.Event per job that somebody waits on."""
 
 from __future__ import annotations
@@ -9,10 +9,10 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from shared.ports import JobEvents
+    from shared.ports import JobWakeups
 
 
-class LocalJobEvents:
+class LocalJobWakeups:
     def __init__(self) -> None:
         self._watched: dict[str, tuple[asyncio.Event, int]] = {}
 
@@ -48,4 +48,4 @@ class LocalJobEvents:
 
 
 if TYPE_CHECKING:
-    _satisfies_port: JobEvents = LocalJobEvents()
+    _satisfies_port: JobWakeups = LocalJobWakeups()

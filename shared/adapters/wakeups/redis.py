@@ -1,10 +1,10 @@
-"""RedisJobEvents: job-finished wake-ups between processes, over one Redis pub/sub channel.
+"""RedisJobWakeups: job-finished wake-ups between processes, over one Redis pub/sub channel.
 
 The worker that ends a job publishes its id; every API process subscribes (on its first
 long-poll) and wakes its own waiters. Ids finishing at the same moment go out in one PUBLISH
 (space-separated), so a busy worker does not pay a round trip per job, and while no process
 listens at all (PUBLISH reached nobody) a worker stays quiet for QUIET_S. Pub/sub keeps nothing
-for a subscriber that is reconnecting: waiters re-read the store now and then anyway (JobEvents).
+for a subscriber that is reconnecting: waiters re-read the store now and then anyway (JobWakeups).
 """
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from shared.adapters.events.local import LocalJobEvents
+from shared.adapters.wakeups.local import LocalJobWakeups
 
 if TYPE_CHECKING:
-    from shared.ports import JobEvents
+    from shared.ports import JobWakeups
 
 log = logging.getLogger(__name__)
 
@@ -31,7 +31,7 @@ RETRY_S = 1.0
 QUIET_S = 1.0  # no subscriber: not worth a round trip per job (waiters re-read the store anyway)
 
 
-class RedisJobEvents:
+class RedisJobWakeups:
     """Connects on first use: building one never touches the network."""
 
     def __init__(self, redis_url: str, *, timeout_s: float = 2.0) -> None:
@@ -39,7 +39,7 @@ class RedisJobEvents:
             redis_url, socket_timeout=timeout_s, socket_connect_timeout=timeout_s
         )
         self._url = redis_url
-        self._local = LocalJobEvents()
+        self._local = LocalJobWakeups()
         self._outbox: list[str] = []
         self._sender: asyncio.Task[None] | None = None
         self._listener: asyncio.Task[None] | None = None
@@ -48,7 +48,7 @@ class RedisJobEvents:
     @contextmanager
     def watch(self, job_id: str) -> Iterator[asyncio.Event]:
         if self._listener is None:
-            self._listener = asyncio.create_task(self._listen(), name="job-events-listener")
+            self._listener = asyncio.create_task(self._listen(), name="job-wakeups-listener")
         with self._local.watch(job_id) as event:
             yield event
 
@@ -57,7 +57,7 @@ class RedisJobEvents:
             return
         self._outbox.extend(job_ids)
         if self._sender is None or self._sender.done():
-            self._sender = asyncio.create_task(self._send(), name="job-events-sender")
+            self._sender = asyncio.create_task(self._send(), name="job-wakeups-sender")
 
     async def _send(self) -> None:
         while self._outbox:
@@ -80,7 +80,7 @@ class RedisJobEvents:
                     async for message in pubsub.listen():
                         self._local.wake(message["data"].decode().split())
             except (RedisError, OSError) as exc:
-                log.debug("job events: subscription lost (%r); resubscribing", exc)
+                log.debug("job wake-ups: subscription lost (%r); resubscribing", exc)
             finally:
                 await client.aclose()
             await asyncio.sleep(RETRY_S)
@@ -98,4 +98,4 @@ class RedisJobEvents:
 
 
 if TYPE_CHECKING:
-    _satisfies_port: JobEvents = RedisJobEvents("redis://localhost")
+    _satisfies_port: JobWakeups = RedisJobWakeups("redis://localhost")

@@ -1,1 +1,0 @@
-"""JobEvents adapters: in-process (embedded mode) and Redis pub/sub (API and workers apart)."""
