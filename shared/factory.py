@@ -31,7 +31,6 @@ from shared.key_limits import KeyGate
 from shared.key_service import KeyResolver, KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import (
-    DeadLetters,
     JobEvents,
     JobQueue,
     JobStreams,
@@ -72,13 +71,12 @@ class ServiceFactory:
         llm: LLMProvider | None = None,
         events: JobEvents | None = None,
         streams: JobStreams | None = None,
-        dead_letters: DeadLetters | None = None,
     ) -> None:
         """Ready-made adapters (tests) are used instead of the ones Settings choose."""
         self.settings = settings or Settings()
         self.adapters = Adapters(self.settings)
         self.made = (store, cache, queue, llm, events)
-        self.made_streams, self.made_dead_letters = streams, dead_letters
+        self.made_streams = streams
 
     def build_rate_window(self) -> RateWindow:
         return self.adapters.rate_window()
@@ -132,8 +130,7 @@ class ServiceFactory:
         services = self._wire(stack, store, cache, queue, llm, events, streams)
         workers = a.workers()
         stack.push_async_callback(_logged, "worker registry", workers.close)
-        dead_letters = self.made_dead_letters or a.dead_letters()
-        services = replace(services, workers=workers, dead_letters=dead_letters)
+        services = replace(services, workers=workers, dead_letters=a.dead_letters())
         services = replace(services, keys=self._keys(store))
         if (files := a.files()) is not None:
             await _entered(stack, "file storage", files.start, files.close)

@@ -13,7 +13,6 @@ from fastapi import FastAPI
 
 from api.app import create_app
 from shared.factory import ServiceFactory
-from shared.ports import DeadLetters
 from tests.conftest import make_settings
 from tests.fakes import FakeJobQueue, FakeJobStore, FakeLLM, FakeResultCache
 
@@ -43,14 +42,10 @@ class Api:
 
 
 @asynccontextmanager
-async def running_api(
-    *, dead_letters: DeadLetters | None = None, **settings: Any
-) -> AsyncIterator[Api]:
+async def running_api(**settings: Any) -> AsyncIterator[Api]:
     store, cache, queue, llm = FakeJobStore(), FakeResultCache(), FakeJobQueue(), FakeLLM()
     config = make_settings(**{"api_keys": "t1:k1,t2:k2", "queue_backend": "inprocess", **settings})
-    factory = ServiceFactory(
-        config, store=store, cache=cache, queue=queue, llm=llm, dead_letters=dead_letters
-    )
+    factory = ServiceFactory(config, store=store, cache=cache, queue=queue, llm=llm)
     app = create_app(factory)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
@@ -120,21 +121,22 @@ async def test_the_embedded_layout_says_it_has_no_dead_letter_queues(api: Api) -
     assert "<html" not in fragment.text and "no-dead-letter-queues" in fragment.text
 
 
-async def test_redrive_a_dead_letter_queue_with_the_csrf_token() -> None:
+async def test_redrive_a_dead_letter_queue_with_the_csrf_token(api: Api) -> None:
     dead = FakeDeadLetters("jobs", "batch")
     dead.dead["batch"] = ["m1", "m2"]
-    async with running_api(admin_api_keys=ADMIN_KEY, dead_letters=dead) as api:
-        await sign_in(api.client)
-        page = (await api.client.get("/console/dead-letters")).text
-        rows = re.findall(r'data-queue="(\w+)">.*?dead-letter-depth">(\d+)<', page, re.S)
-        assert rows == [("jobs", "0"), ("batch", "2")]
-        action = "/console/dead-letters/batch/redrive"
-        assert (await api.client.post(action)).status_code == 403
-        assert dead.dead["batch"] == ["m1", "m2"]
-        done = await api.client.post(action, data={"csrf_token": csrf_of(page)})
-        assert done.status_code == 303 and "2+moved" in done.headers["location"]
-        assert dead.sources["batch"] == ["m1", "m2"] and dead.dead["batch"] == []
-        unknown = await api.client.post(
-            "/console/dead-letters/nope/redrive", data={"csrf_token": csrf_of(page)}
-        )
-        assert "Not+done" in unknown.headers["location"]
+    state = api.app.state
+    state.services = replace(state.services, dead_letters=dead)  # as the AWS layout has
+    await sign_in(api.client)
+    page = (await api.client.get("/console/dead-letters")).text
+    rows = re.findall(r'data-queue="(\w+)">.*?dead-letter-depth">(\d+)<', page, re.S)
+    assert rows == [("jobs", "0"), ("batch", "2")]
+    action = "/console/dead-letters/batch/redrive"
+    assert (await api.client.post(action)).status_code == 403
+    assert dead.dead["batch"] == ["m1", "m2"]
+    done = await api.client.post(action, data={"csrf_token": csrf_of(page)})
+    assert done.status_code == 303 and "2+moved" in done.headers["location"]
+    assert dead.sources["batch"] == ["m1", "m2"] and dead.dead["batch"] == []
+    unknown = await api.client.post(
+        "/console/dead-letters/nope/redrive", data={"csrf_token": csrf_of(page)}
+    )
+    assert "Not+done" in unknown.headers["location"]
