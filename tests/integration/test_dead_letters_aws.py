@@ -23,8 +23,7 @@ from shared.adapters.queue.sqs_dead_letters import SqsDeadLetters
 from shared.config import Settings
 from shared.factory import ServiceFactory
 from shared.lanes import Lane
-from tests.conftest import make_settings
-from tests.integration.test_sqs_poison import queue_counts
+from tests.integration.test_sqs_poison import queue_counts, sqs_settings
 from tests.stubs.fixtures import LLMStub
 from worker import sqs_poller
 
@@ -37,20 +36,14 @@ DEAD_LETTERS = "/v1/admin/dead-letters"
 
 @pytest.fixture
 def settings(aws_layout: AwsLayout, moto_endpoint: str, llm_stub: LLMStub) -> Settings:
-    return make_settings(
-        queue_backend="sqs",
-        store_backend="dynamodb",
-        cache_backend="none",
-        dynamodb_table=aws_layout.table,
-        sqs_queue_url=aws_layout.queue_url,
-        sqs_batch_queue_url=aws_layout.batch_queue_url,
+    return sqs_settings(
+        aws_layout,
+        moto_endpoint,
+        llm_stub,
         sqs_high_queue_url=aws_layout.high_queue_url,
         sqs_low_queue_url=aws_layout.low_queue_url,
-        aws_endpoint_url=moto_endpoint,
         api_keys="t1:k1",
         admin_api_keys="admin-key",
-        gemini_api_key="stub-key",
-        gemini_base_url=llm_stub.gemini_base_url,
     )
 
 
