@@ -30,14 +30,7 @@ from shared.key_hashing import hasher_from
 from shared.key_limits import KeyGate
 from shared.key_service import KeyResolver, KeyService
 from shared.metrics import Backlog, JobMetrics
-from shared.ports import (
-    JobEvents,
-    JobQueue,
-    JobStreams,
-    LLMProvider,
-    ResultCache,
-    Store,
-)
+from shared.ports import JobEvents, JobQueue, JobStreams, LLMProvider, ResultCache, Store
 from shared.retry import RetryPolicy
 from shared.service import ChatService
 from shared.services import Services
