@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.admin_queries import BatchQuery, JobQuery
 from shared.batches import BatchService
+from shared.dead_letters import DeadLetterDesk, NoDeadLetters
 from shared.errors import Conflict, NotFound
 from shared.heartbeats import WorkerBeat
 from shared.models import (
@@ -39,7 +40,7 @@ from shared.overview import (
     provider_figures,
     worker_figures,
 )
-from shared.ports import Store, WorkerRegistry
+from shared.ports import DeadLetters, Store, WorkerRegistry
 from shared.service import ChatService
 from shared.usage_report import GroupBy, UsageRow, period, summarize
 from shared.webhooks import WebhookDispatcher
@@ -179,9 +180,12 @@ class AdminService:
         webhooks: WebhookDispatcher,
         workers: WorkerRegistry | None,
         tenants: Sequence[str],
+        *,
+        dead_letters: DeadLetters | None = None,
     ) -> None:
         self.store, self.chat, self.batches = store, chat, batches
         self.webhooks, self.workers, self.tenants = webhooks, workers, tenants
+        self.dead_letters = DeadLetterDesk(dead_letters or NoDeadLetters())
 
     # reads
 

@@ -123,7 +123,7 @@ class ServiceFactory:
         services = self._wire(stack, store, cache, queue, llm, wakeups, streams)
         workers = a.workers()
         stack.push_async_callback(_logged, "worker registry", workers.close)
-        services = replace(services, workers=workers)
+        services = replace(services, workers=workers, dead_letters=a.dead_letters())
         services = replace(services, keys=self._keys(store))
         if (files := a.files()) is not None:
             await _entered(stack, "file storage", files.start, files.close)

@@ -9,6 +9,7 @@ from datetime import date, datetime
 from typing import IO, Literal, NamedTuple, Protocol
 
 from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog
+from shared.dead_letters import REDRIVE_LIMIT, DeadLetterQueue
 from shared.heartbeats import WorkerBeat
 from shared.job_stream import Delta, StreamEvent
 from shared.key_usage import KeyDeltas, KeyMonth
@@ -251,6 +252,23 @@ class WorkerRegistry(Protocol):
         first."""
 
     async def close(self) -> None: ...
+
+
+class DeadLetters(Protocol):
+    """The layout's dead-letter queues (shared/dead_letters.py): how deep each is, and moving
+    their messages back to the queue they came from. A layout without any (NoDeadLetters) says
+    so with `has_queues` False."""
+
+    has_queues: bool
+
+    async def depths(self) -> list[DeadLetterQueue]:
+        """Each source queue's dead-letter queue with its depth, in the order workers take the
+        source queues. Raises QueueUnavailable when they cannot be read."""
+
+    async def redrive(self, queue: str, limit: int = REDRIVE_LIMIT) -> int:
+        """Move up to `limit` messages of `queue`'s dead-letter queue back to `queue`, bodies
+        and attributes unchanged; returns how many moved. Raises UnknownQueue for a role this
+        layout has no dead-letter queue for."""
 
 
 class KeyCounters(Protocol):

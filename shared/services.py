@@ -7,7 +7,7 @@ but `close()`, which closes the one AsyncExitStack everything was started on.
 from __future__ import annotations
 
 from contextlib import AsyncExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry
@@ -17,12 +17,14 @@ from shared.admin import AdminService
 from shared.background import BackgroundTasks
 from shared.batches import BatchService
 from shared.config import ANONYMOUS_TENANT, Settings
+from shared.dead_letters import NoDeadLetters
 from shared.execution import JobExecutor
 from shared.files import FileService
 from shared.heartbeats import Heartbeat, WorkerKind
 from shared.key_service import KeyService
 from shared.metrics import Backlog, JobMetrics
 from shared.ports import (
+    DeadLetters,
     JobQueue,
     JobStreams,
     JobWakeups,
@@ -68,6 +70,7 @@ class Services:
     streams: JobStreams | None = None  # None: followers of a job read its record
     workers: WorkerRegistry | None = None  # workers' heartbeats (shared/heartbeats.py)
     keys: KeyService | None = None  # run-time API keys (None only where a test wired none)
+    dead_letters: DeadLetters = field(default_factory=NoDeadLetters)  # SQS's DLQs on AWS
 
     @property
     def admin(self) -> AdminService:
@@ -75,7 +78,13 @@ class Services:
         s = self.settings
         tenants = list(dict.fromkeys(k.tenant for k in s.api_keys)) or [ANONYMOUS_TENANT]
         return AdminService(
-            self.store, self.chat, self.batches, self.webhooks, self.workers, tenants
+            self.store,
+            self.chat,
+            self.batches,
+            self.webhooks,
+            self.workers,
+            tenants,
+            dead_letters=self.dead_letters,
         )
 
     def heartbeat(self, kind: WorkerKind) -> Heartbeat:

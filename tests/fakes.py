@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from typing import Any, TypeVar
 
 from shared.admin_queries import BatchQuery, JobQuery, QueueBacklog, failing_first
+from shared.dead_letters import REDRIVE_LIMIT, DeadLetterQueue, UnknownQueue
 from shared.errors import Conflict, InvalidCursor, QueueUnavailable
 from shared.job_stream import Delta, streamed
 from shared.key_usage import KeyDeltas, KeyMonth, usage_rows
@@ -696,3 +697,33 @@ class FakeLLM(WholeAnswer):
 
     async def close(self) -> None:
         return None
+
+
+class FakeDeadLetters:
+    """Dead-letter queues in memory: `dead[role]` holds the message bodies given up on,
+    `sources[role]` what was redriven back."""
+
+    has_queues = True
+
+    def __init__(self, *roles: str) -> None:
+        self.dead: dict[str, list[str]] = {role: [] for role in roles}
+        self.sources: dict[str, list[str]] = {role: [] for role in roles}
+
+    async def depths(self) -> list[DeadLetterQueue]:
+        return [
+            DeadLetterQueue(
+                queue=role,
+                source_queue=f"chatjobs-{role}",
+                dead_letter_queue=f"chatjobs-{role}-dlq",
+                messages=len(bodies),
+                in_flight=0,
+            )
+            for role, bodies in self.dead.items()
+        ]
+
+    async def redrive(self, queue: str, limit: int = REDRIVE_LIMIT) -> int:
+        if queue not in self.dead:
+            raise UnknownQueue(queue, list(self.dead))
+        moved, self.dead[queue] = self.dead[queue][:limit], self.dead[queue][limit:]
+        self.sources[queue] += moved
+        return len(moved)

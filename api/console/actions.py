@@ -5,6 +5,7 @@ saying what happened (or why not: a conflict, overload or a missing record)."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlencode, urlsplit
 
 from fastapi import APIRouter, Request
@@ -12,9 +13,11 @@ from fastapi.responses import RedirectResponse
 
 from api.console.pages import AdminDep
 from api.console.session import CheckedSessionDep, end_session
+from shared.dead_letters import Redriven
 from shared.errors import ChatJobsError
 
 router = APIRouter(prefix="/console", include_in_schema=False)
+T = TypeVar("T")
 
 
 def _back(request: Request, fallback: str, notice: str) -> RedirectResponse:
@@ -27,13 +30,16 @@ def _back(request: Request, fallback: str, notice: str) -> RedirectResponse:
 
 
 async def _done(
-    request: Request, fallback: str, action: Callable[[], Awaitable[object]], success: str
+    request: Request,
+    fallback: str,
+    action: Callable[[], Awaitable[T]],
+    success: str | Callable[[T], str],
 ) -> RedirectResponse:
     try:
-        await action()
+        result = await action()
     except ChatJobsError as exc:  # a conflict, overload, a missing record: say why
         return _back(request, fallback, f"Not done: {exc}")
-    return _back(request, fallback, success)
+    return _back(request, fallback, success if isinstance(success, str) else success(result))
 
 
 @router.post("/jobs/{job_id}/cancel")
@@ -78,6 +84,19 @@ async def console_cancel_batch(
         "/console/batches",
         lambda: admin.cancel_batch(batch_id),
         f"{batch_id}: its queued jobs are cancelled.",
+    )
+
+
+@router.post("/dead-letters/{queue}/redrive")
+async def console_redrive(
+    request: Request, queue: str, session: CheckedSessionDep, admin: AdminDep
+) -> RedirectResponse:
+    def said(done: Redriven) -> str:
+        left = f"; {done.remaining} left, redrive again" if done.remaining else ""
+        return f"{done.moved} moved from the dead-letter queue back to {queue}{left}."
+
+    return await _done(
+        request, "/console/dead-letters", lambda: admin.dead_letters.redrive(queue), said
     )
 
 

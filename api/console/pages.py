@@ -15,10 +15,12 @@ from api.admin_auth import admin_for_key
 from api.auth import caller_for_key, throttle_failures
 from api.console.session import SessionDep, start_session
 from api.console.views import render
+from shared.adapters.aws.names import MAX_RECEIVE_COUNT
 from shared.admin import AdminService, admin_batch, admin_job_detail, failing_webhook
 from shared.admin_queries import BatchQuery, JobQuery
 from shared.config import Settings
-from shared.errors import InvalidCursor, InvalidPeriod, NotFound
+from shared.dead_letters import REDRIVE_LIMIT
+from shared.errors import InvalidCursor, InvalidPeriod, NotFound, QueueUnavailable
 from shared.models import BatchStatus, JobStatus
 from shared.services import Services
 from shared.usage_report import GroupBy
@@ -179,6 +181,23 @@ async def webhooks_page(request: Request, session: SessionDep, admin: AdminDep) 
     failing = [failing_webhook(s) for s in await admin.failing_webhooks(200)]
     context = {"failing": failing, "page": "webhooks"}
     name = _live(request, "webhooks.html", "_webhooks.html")
+    return render(request, name, context, session=session)
+
+
+@router.get("/dead-letters", response_class=HTMLResponse)
+async def dead_letters_page(request: Request, session: SessionDep, admin: AdminDep) -> HTMLResponse:
+    try:
+        report, error = await admin.dead_letters.report(), None
+    except QueueUnavailable as exc:
+        report, error = None, f"The dead-letter queues could not be read: {exc}"
+    context = {
+        "report": report,
+        "error": error,
+        "max_receives": MAX_RECEIVE_COUNT,
+        "redrive_limit": REDRIVE_LIMIT,
+        "page": "dead-letters",
+    }
+    name = _live(request, "dead_letters.html", "_dead_letters.html")
     return render(request, name, context, session=session)
 
 

@@ -33,6 +33,7 @@ from shared.admin import (
     failing_webhook,
 )
 from shared.admin_queries import BatchQuery, JobQuery
+from shared.dead_letters import DeadLetterReport, Redriven, UnknownQueue
 from shared.errors import InvalidCursor, InvalidPeriod
 from shared.models import BATCH_ID_EXAMPLE, BatchStatus, Job
 from shared.overview import Overview
@@ -116,6 +117,15 @@ Tenants = Annotated[
         max_length=128,
         description="Only this tenant; default: every known tenant.",
         examples=["acme"],
+    ),
+]
+QueueRole = Annotated[
+    str,
+    Path(
+        max_length=64,
+        description="The source queue's role, as `GET /v1/admin/dead-letters` lists it "
+        "(`jobs`, `batch`, `high`, `low`); another answers 404 naming `queue`.",
+        examples=["jobs"],
     ),
 ]
 READ = documented(401, 403, 422)
@@ -262,3 +272,26 @@ async def get_admin_usage(
     except InvalidPeriod as exc:
         fields = [FieldError(field=name, message=str(exc)) for name in exc.fields]
         raise ApiError(422, "invalid_request", str(exc), fields=fields) from None
+
+
+@router.get("/dead-letters", response_model=DeadLetterReport, responses=documented(401, 403, 503))
+async def list_dead_letters(admin: AdminDep) -> DeadLetterReport:
+    """Each job queue's dead-letter queue and its depth (AWS); in the embedded and Redis/arq
+    layouts, none (`has_dead_letter_queues` false): failed jobs are listed under jobs."""
+    return await admin.dead_letters.report()
+
+
+@router.post(
+    "/dead-letters/{queue}/redrive",
+    response_model=Redriven,
+    responses=documented(401, 403, 404, 422, 503),
+)
+async def redrive_dead_letters(queue: QueueRole, admin: AdminDep) -> Redriven:
+    """Move a queue's dead letters back to it, a bounded number a call (`remaining` says what
+    is left). A job's message whose job has ended meanwhile is acknowledged by the worker, not
+    run again."""
+    try:
+        return await admin.dead_letters.redrive(queue)
+    except UnknownQueue as exc:
+        field = FieldError(field="queue", message=str(exc))
+        raise ApiError(404, "not_found", str(exc), fields=[field]) from None

@@ -18,6 +18,7 @@ data "aws_iam_policy_document" "lambda_assume" {
 locals {
   table_arns = [aws_dynamodb_table.main.arn, "${aws_dynamodb_table.main.arn}/index/*"]
   queue_arns = [aws_sqs_queue.jobs.arn, aws_sqs_queue.batch.arn, aws_sqs_queue.high.arn, aws_sqs_queue.low.arn]
+  dlq_arns   = [aws_sqs_queue.jobs_dlq.arn, aws_sqs_queue.batch_dlq.arn, aws_sqs_queue.high_dlq.arn, aws_sqs_queue.low_dlq.arn]
 
   # Item reads and writes of the single table. TransactWriteItems needs the action of each item
   # it holds (Put/Update/Delete/ConditionCheck); BatchWriteItem stores big batches' jobs;
@@ -66,7 +67,8 @@ data "aws_iam_policy_document" "common" {
   }
 }
 
-# --- API: enqueue (single and batch), read queue depth for /readyz, the files bucket ---------------
+# --- API: enqueue (single and batch), read queue depth for /readyz, the files bucket, and the ------
+# --- console's dead letters (their depth, and a redrive that moves them back) ----------------------
 
 data "aws_iam_policy_document" "api" {
   source_policy_documents = [data.aws_iam_policy_document.common["api"].json]
@@ -75,6 +77,16 @@ data "aws_iam_policy_document" "api" {
     sid       = "Enqueue"
     actions   = ["sqs:SendMessage", "sqs:GetQueueAttributes"]
     resources = local.queue_arns
+  }
+
+  # The console's Dead letters page (shared/adapters/queue/sqs_dead_letters.py): each queue's
+  # RedrivePolicy names its DLQ (GetQueueAttributes above); a redrive receives from the DLQ,
+  # sends back to the queue (SendMessage above) and deletes from the DLQ. Nothing is consumed
+  # from the job queues themselves.
+  statement {
+    sid       = "RedriveDeadLetters"
+    actions   = ["sqs:GetQueueAttributes", "sqs:ReceiveMessage", "sqs:DeleteMessage"]
+    resources = local.dlq_arns
   }
 
   # The OpenAI dialect's files. ListBucket also makes a missing key answer 404 (NoSuchKey)

@@ -9,7 +9,9 @@ from typing import TYPE_CHECKING
 from shared.adapters.aws.clients import AwsClients
 from shared.adapters.ratelimit import RateWindow
 from shared.config import Settings
+from shared.dead_letters import NoDeadLetters
 from shared.ports import (
+    DeadLetters,
     FileStorage,
     JobQueue,
     JobStreams,
@@ -92,6 +94,21 @@ class Adapters:
         from shared.adapters.queue.inprocess import InProcessJobQueue
 
         return InProcessJobQueue(concurrency=s.worker_concurrency)
+
+    def dead_letters(self) -> DeadLetters:
+        """The job queues' dead-letter queues: SQS's in the AWS layout; the others have none
+        (a job that fails for good is a failed job in the store)."""
+        s = self.settings
+        if s.resolved_queue != "sqs":
+            return NoDeadLetters()
+        from shared.adapters.queue.sqs import source_queues
+        from shared.adapters.queue.sqs_dead_letters import SqsDeadLetters
+
+        url = require(s.sqs_queue_url, "SQS_QUEUE_URL", "QUEUE_BACKEND=sqs")
+        sources = source_queues(
+            url, s.sqs_batch_queue_url, s.sqs_high_queue_url, s.sqs_low_queue_url
+        )
+        return SqsDeadLetters(self.aws, sources)
 
     def wakeups(self) -> JobWakeups | None:
         """Long-poll wake-ups: in this process when it runs the jobs, over Redis when arq

@@ -4,27 +4,36 @@ jobs of two tenants, a failed job, a batch running (the stub LLM stalls), a queu
 answered after one retry whose webhook receiver (on loopback) answers 500 until the delivery
 gives up.
 
-Signs in, renders every page with that data (no browser console error), clicks cancel, retry,
-re-deliver and batch-cancel and checks their effect through the admin API; a tenant key is
-refused, a missing or forged CSRF token too, and the session cookie is HttpOnly and
+Signs in, renders every page with that data (no browser console error; Dead letters says this
+layout has none: redrive is covered over HTTP on moto, tests/integration/test_dead_letters_aws.py),
+clicks cancel, retry, re-deliver and batch-cancel and checks their effect through the admin API;
+a tenant key is refused, a missing or forged CSRF token too, and the session cookie is HttpOnly and
 SameSite=Strict. Screenshots of every page go to CONSOLE_SCREENSHOTS (`make console-screenshots`
 writes docs/asset/console-*.png), else to the test's temporary directory.
 """
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+import uuid
+from collections.abc import Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 import pytest
 
+from shared.adapters.aws import names
+from shared.adapters.aws.clients import AwsClients
+from shared.adapters.aws.setup import AwsLayout, create_layout
+from tests.aws.fixtures import REGION
 from tests.e2e import procs
 from tests.e2e.conftest import Api, Launcher, chat, stub_llm_env
 from tests.stubs.fixtures import LLMStub
@@ -38,6 +47,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 ADMIN_KEY = "console-admin-key"
 KEYS = {"t1": "key-one", "t2": "key-two"}
 WAIT_S = 60
+T = TypeVar("T")
 
 
 def ensure_chromium() -> None:
@@ -199,9 +209,9 @@ class Tab:
     errors: list[str]
 
 
-@pytest.fixture
-def signed_in(browser: Any, scene: Scene) -> Iterator[Tab]:
-    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=scene.api.url)
+@contextmanager
+def signed_in_at(browser: Any, url: str) -> Iterator[Tab]:
+    context = browser.new_context(viewport={"width": 1360, "height": 900}, base_url=url)
     page = context.new_page()
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
@@ -214,6 +224,12 @@ def signed_in(browser: Any, scene: Scene) -> Iterator[Tab]:
         yield Tab(page, errors)
     finally:
         context.close()
+
+
+@pytest.fixture
+def signed_in(browser: Any, scene: Scene) -> Iterator[Tab]:
+    with signed_in_at(browser, scene.api.url) as tab:
+        yield tab
 
 
 def shot(tab: Tab, scene: Scene, name: str) -> None:
@@ -274,6 +290,10 @@ def test_every_page_shows_live_data(signed_in: Tab, scene: Scene) -> None:
     page.goto("/console/webhooks")
     assert page.locator(f"[data-subject={scene.hooked_job}]").count() == 1
     shot(signed_in, scene, "webhooks")
+
+    page.click("nav >> text=Dead letters")  # embedded: no DLQ, failed jobs are under Jobs
+    assert "status=failed" in page.inner_text("[data-testid=no-dead-letter-queues]")
+    shot(signed_in, scene, "dead-letters")
     assert signed_in.errors == []
 
 
@@ -370,3 +390,59 @@ def test_the_session_cookie_is_httponly_and_strict(signed_in: Tab) -> None:
     assert [c["name"] for c in cookies] == ["chatjobs_console"]
     assert cookies[0]["httpOnly"] is True and cookies[0]["sameSite"] == "Strict"
     assert signed_in.page.evaluate("() => document.cookie") == ""  # scripts cannot read it
+
+
+def test_redrive_a_dead_letter_queue_by_clicking(
+    browser: Any, scene: Scene, launcher: Launcher, moto_endpoint: str
+) -> None:
+    """The AWS layout (moto's server): a message in the jobs queue's DLQ is listed, and a
+    click on Redrive moves it back to the jobs queue."""
+    layout = aside(aws_layout_with_a_dead_letter(moto_endpoint))
+    api = launcher.api(
+        "aws-api",
+        **layout.env(),
+        AWS_ENDPOINT_URL=moto_endpoint,
+        API_KEYS="t1:key-one",
+        ADMIN_API_KEYS=ADMIN_KEY,
+    )
+    with signed_in_at(browser, api.url) as tab:
+        tab.page.click("nav >> text=Dead letters")
+        row = tab.page.locator("[data-testid=dead-letter-row][data-queue=jobs]")
+        assert row.locator("[data-testid=dead-letter-depth]").inner_text() == "1"
+        shot(tab, scene, "dead-letters-aws")
+        row.locator("text=Redrive").click()
+        tab.page.wait_for_selector(".notice")
+        assert "1 moved" in tab.page.inner_text(".notice")
+        assert row.locator("[data-testid=dead-letter-depth]").inner_text() == "0"
+        assert tab.errors == []
+    assert aside(depth(moto_endpoint, layout.queue_url)) == 1
+
+
+def aside(work: Coroutine[Any, Any, T]) -> T:
+    """Run `work` on an event loop of its own thread: Playwright's runs in this one."""
+    with ThreadPoolExecutor(1) as thread:
+        return thread.submit(asyncio.run, work).result()
+
+
+async def aws_layout_with_a_dead_letter(endpoint: str) -> AwsLayout:
+    clients = AwsClients(endpoint_url=endpoint, region=REGION)
+    try:
+        layout = await create_layout(clients, prefix=f"b{uuid.uuid4().hex[:10]}-")
+        dlq_url = layout.queue_url + names.DLQ_SUFFIX
+        sqs = await clients.client("sqs")
+        await sqs.send_message(QueueUrl=dlq_url, MessageBody='{"job_id": "job_gone"}')
+    finally:
+        await clients.close()
+    return layout
+
+
+async def depth(endpoint: str, queue_url: str) -> int:
+    clients = AwsClients(endpoint_url=endpoint, region=REGION)
+    try:
+        sqs = await clients.client("sqs")
+        found = await sqs.get_queue_attributes(
+            QueueUrl=queue_url, AttributeNames=["ApproximateNumberOfMessages"]
+        )
+    finally:
+        await clients.close()
+    return int(found["Attributes"]["ApproximateNumberOfMessages"])

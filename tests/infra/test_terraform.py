@@ -566,9 +566,26 @@ def test_wildcard_resources_only_where_aws_requires_them() -> None:
                 assert all(a.startswith("xray:Put") for a in actions), (name, actions)
 
 
+def _resources_of(document: str, action: str) -> set[str]:
+    return {
+        arn
+        for statement in _statements(document)
+        if action in resolve(statement["actions"])
+        for arn in resolve(statement["resources"])
+    }
+
+
 def test_roles_are_least_privilege() -> None:
     consume = {"sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:ChangeMessageVisibility"}
-    assert "sqs:SendMessage" in _actions("api") and not consume & _actions("api")
+    assert "sqs:SendMessage" in _actions("api") and "sqs:ChangeMessageVisibility" not in _actions(
+        "api"
+    )
+    dlqs = set(resolve("${local.dlq_arns}"))
+    assert len(dlqs) == 4 and all(
+        re.fullmatch(r"\$\{aws_sqs_queue\.\w+_dlq\.arn\}", a) for a in dlqs
+    )
+    for action in ("sqs:ReceiveMessage", "sqs:DeleteMessage"):  # the console's redrive
+        assert _resources_of("api", action) == dlqs, action  # the DLQs only, never a job queue
     assert consume | {"sqs:SendMessage"} <= _actions("worker")
     assert "sqs:SendMessage" in _actions("scheduler") and not consume & _actions("scheduler")
     for role in ("api", "worker", "scheduler"):

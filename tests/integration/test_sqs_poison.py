@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 import pytest
 
@@ -25,19 +26,25 @@ POISON = '{"job_id":"x","n":' + "[" * 5000 + "]" * 5000 + "}"
 JOBS = 20
 
 
-@pytest.fixture
-def settings(aws_layout: AwsLayout, moto_endpoint: str, llm_stub: LLMStub) -> Settings:
+def sqs_settings(layout: AwsLayout, endpoint: str, llm_stub: LLMStub, **extra: Any) -> Settings:
+    """The AWS layout on moto, without a cache, answered by the stub Gemini."""
     return make_settings(
         queue_backend="sqs",
         store_backend="dynamodb",
         cache_backend="none",
-        dynamodb_table=aws_layout.table,
-        sqs_queue_url=aws_layout.queue_url,
-        sqs_batch_queue_url=aws_layout.batch_queue_url,
-        aws_endpoint_url=moto_endpoint,
+        dynamodb_table=layout.table,
+        sqs_queue_url=layout.queue_url,
+        sqs_batch_queue_url=layout.batch_queue_url,
+        aws_endpoint_url=endpoint,
         gemini_api_key="stub-key",
         gemini_base_url=llm_stub.gemini_base_url,
+        **extra,
     )
+
+
+@pytest.fixture
+def settings(aws_layout: AwsLayout, moto_endpoint: str, llm_stub: LLMStub) -> Settings:
+    return sqs_settings(aws_layout, moto_endpoint, llm_stub)
 
 
 async def queue_counts(clients: AwsClients, url: str) -> tuple[int, int]:

@@ -14,6 +14,7 @@ from shared.models import JobStatus, WebhookDelivery, WebhookState, utcnow
 from tests.unit.conftest import T1, T2, Api, chat, running_api
 
 ADMIN = {"Authorization": "Bearer admin-key"}
+DEAD_LETTERS = "/v1/admin/dead-letters"
 
 
 @pytest.fixture
@@ -29,7 +30,7 @@ async def api() -> AsyncIterator[Api]:
 async def test_only_admin_keys_open_the_admin_api(
     api: Api, headers: dict[str, str], status: int
 ) -> None:
-    for path in ("/v1/admin/jobs", "/v1/admin/overview", "/v1/admin/batches"):
+    for path in ("/v1/admin/jobs", "/v1/admin/overview", "/v1/admin/batches", DEAD_LETTERS):
         response = await api.client.get(path, headers=headers)
         assert response.status_code == status, (path, response.text)
         if status == 403:
@@ -176,3 +177,18 @@ async def test_usage_per_tenant_and_in_total(api: Api) -> None:
     usage = (await api.client.get("/v1/admin/usage", headers=ADMIN)).json()
     assert [t["tenant"] for t in usage["tenants"]] == ["t1", "t2"]
     assert usage["group_by"] == "day"
+
+
+async def test_the_embedded_layout_has_no_dead_letter_queues(api: Api) -> None:
+    report = (await api.client.get(DEAD_LETTERS, headers=ADMIN)).json()
+    assert report["has_dead_letter_queues"] is False and report["data"] == []
+    assert "status=failed" in report["note"]
+    redrive = await api.client.post(f"{DEAD_LETTERS}/jobs/redrive", headers=ADMIN)
+    assert redrive.status_code == 404, redrive.text
+    assert redrive.json()["error"]["fields"][0]["field"] == "queue"
+
+
+@pytest.mark.parametrize(("headers", "status"), [({}, 401), (T1, 403)])
+async def test_only_admin_keys_redrive(api: Api, headers: dict[str, str], status: int) -> None:
+    response = await api.client.post(f"{DEAD_LETTERS}/jobs/redrive", headers=headers)
+    assert response.status_code == status, response.text

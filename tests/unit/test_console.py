@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 
 import httpx
 import pytest
 
 from api.console.session import COOKIE
 from shared.models import AttemptOutcome, AttemptRecord, Completion, JobStatus, utcnow
+from tests.fakes import FakeDeadLetters
 from tests.unit.conftest import T2, Api, chat, running_api
 
 ADMIN_KEY = "admin-key"
@@ -57,7 +59,7 @@ async def test_the_cookie_is_secure_over_https(api: Api) -> None:
 
 
 async def test_pages_need_a_session(api: Api) -> None:
-    for path in ("/console/overview", "/console/jobs", "/console/batches", "/console/usage"):
+    for path in ("/console/overview", "/console/jobs", "/console/usage", "/console/dead-letters"):
         response = await api.client.get(path)
         assert response.status_code == 303 and response.headers["location"] == "/console/sign-in"
     api.client.cookies.set(COOKIE, "forged.value.here", path="/console")
@@ -76,6 +78,7 @@ async def test_every_page_renders_for_an_operator(api: Api) -> None:
         "/console/batches",
         "/console/usage",
         "/console/webhooks",
+        "/console/dead-letters",
     ):
         page = await api.client.get(path)
         assert page.status_code == 200, path
@@ -134,3 +137,33 @@ async def test_a_token_of_another_session_is_refused(api: Api) -> None:
         f"/console/jobs/{job_id}/cancel", data={"csrf_token": other_token}
     )
     assert response.status_code == 403
+
+
+async def test_the_embedded_layout_says_it_has_no_dead_letter_queues(api: Api) -> None:
+    await sign_in(api.client)
+    page = await api.client.get("/console/dead-letters")
+    assert 'data-testid="no-dead-letter-queues"' in page.text and "status=failed" in page.text
+    assert 'href="/console/dead-letters" aria-current="page"' in page.text
+    fragment = await api.client.get("/console/dead-letters", headers={"HX-Request": "true"})
+    assert "<html" not in fragment.text and "no-dead-letter-queues" in fragment.text
+
+
+async def test_redrive_a_dead_letter_queue_with_the_csrf_token(api: Api) -> None:
+    dead = FakeDeadLetters("jobs", "batch")
+    dead.dead["batch"] = ["m1", "m2"]
+    state = api.app.state
+    state.services = replace(state.services, dead_letters=dead)  # as the AWS layout has
+    await sign_in(api.client)
+    page = (await api.client.get("/console/dead-letters")).text
+    rows = re.findall(r'data-queue="(\w+)">.*?dead-letter-depth">(\d+)<', page, re.S)
+    assert rows == [("jobs", "0"), ("batch", "2")]
+    action = "/console/dead-letters/batch/redrive"
+    assert (await api.client.post(action)).status_code == 403
+    assert dead.dead["batch"] == ["m1", "m2"]
+    done = await api.client.post(action, data={"csrf_token": csrf_of(page)})
+    assert done.status_code == 303 and "2+moved" in done.headers["location"]
+    assert dead.sources["batch"] == ["m1", "m2"] and dead.dead["batch"] == []
+    unknown = await api.client.post(
+        "/console/dead-letters/nope/redrive", data={"csrf_token": csrf_of(page)}
+    )
+    assert "Not+done" in unknown.headers["location"]

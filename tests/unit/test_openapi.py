@@ -57,6 +57,8 @@ OPERATIONS = {
     ("get", "/v1/admin/webhooks/failing"): "list_failing_webhooks",
     ("post", "/v1/admin/webhooks/{subject_id}/redeliver"): "redeliver_webhook",
     ("get", "/v1/admin/usage"): "get_admin_usage",
+    ("get", "/v1/admin/dead-letters"): "list_dead_letters",
+    ("post", "/v1/admin/dead-letters/{queue}/redrive"): "redrive_dead_letters",
 }
 ERROR_REF = "#/components/schemas/ErrorResponse"
 

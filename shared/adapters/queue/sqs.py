@@ -29,7 +29,7 @@ import logging
 import math
 import time
 from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -143,8 +143,10 @@ class SqsJobQueue:
     def queue_urls(self) -> tuple[str, ...]:
         """The queues to consume, in the order to take them: `high`, `normal` singles, `normal`
         batch jobs, `low` (each once, the unset ones left out)."""
-        urls = (self.high_queue_url, self.queue_url, self.batch_queue_url, self.low_queue_url)
-        return tuple(dict.fromkeys(url for url in urls if url))
+        urls = source_queues(
+            self.queue_url, self.batch_queue_url, self.high_queue_url, self.low_queue_url
+        )
+        return tuple(urls.values())
 
     def url_for(self, lane: Lane, *, batch: bool) -> str:
         """The queue a job of `lane` goes to: its priority's, else the `normal` one of its kind."""
@@ -286,17 +288,40 @@ class SqsJobQueue:
             f"SQS refused {len(pending)} batch messages {SEND_ATTEMPTS} times: {_describe(failed)}"
         )
 
-    @asynccontextmanager
-    async def _sqs(self, action: str, extra_s: float = 0) -> AsyncIterator[Any]:
-        """The shared SQS client, with a deadline, and any failure as QueueUnavailable."""
-        try:
-            sqs = await self._clients.client(
-                "sqs"
-            )  # a cold start opens it: not within the deadline
-            async with asyncio.timeout(self._timeout_s + extra_s):
-                yield sqs
-        except UNAVAILABLE as exc:
-            raise QueueUnavailable(f"SQS {action} failed: {exc!r}") from exc
+    def _sqs(self, action: str, extra_s: float = 0) -> AbstractAsyncContextManager[Any]:
+        return sqs_call(self._clients, action, self._timeout_s + extra_s)
+
+
+def source_queues(
+    queue_url: str,
+    batch_queue_url: str | None = None,
+    high_queue_url: str | None = None,
+    low_queue_url: str | None = None,
+) -> dict[str, str]:
+    """The job queues by role, in the order consumers take them: `high`, `jobs` (`normal`
+    singles), `batch` (`normal` batch jobs), `low`; each URL once, the unset ones left out."""
+    roles = {
+        "high": high_queue_url,
+        "jobs": queue_url,
+        "batch": batch_queue_url or queue_url,
+        "low": low_queue_url,
+    }
+    found: dict[str, str] = {}
+    for role, url in roles.items():
+        if url and url not in found.values():
+            found[role] = url
+    return found
+
+
+@asynccontextmanager
+async def sqs_call(clients: AwsClients, action: str, timeout_s: float) -> AsyncIterator[Any]:
+    """The shared SQS client, with a deadline, and any failure as QueueUnavailable."""
+    try:
+        sqs = await clients.client("sqs")  # a cold start opens it: not within the deadline
+        async with asyncio.timeout(timeout_s):
+            yield sqs
+    except UNAVAILABLE as exc:
+        raise QueueUnavailable(f"SQS {action} failed: {exc!r}") from exc
 
 
 def _entry(entry_id: str, job_id: str, group: str | None, lane: Lane) -> dict[str, str]:
