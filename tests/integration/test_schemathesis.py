@@ -90,9 +90,12 @@ def refused_by_a_rule_beyond_the_schema(case: schemathesis.Case[Any], response: 
 
 
 def refused_fields(error: dict[str, Any]) -> list[dict[str, Any]]:
-    """The native error's `fields`, or OpenAI's one `param` (and its message)."""
+    """The native error's `fields`, or OpenAI's one `param` (and its message). OpenAI's shape
+    names one field and counts the rest ("… (and 1 more)"): those are the same request's other
+    fields, which the native operations, sharing their schema, check one by one."""
     if "type" in error:  # OpenAI's shape, under /openai/
-        return [{"field": error["param"], "message": error["message"]}] if error["param"] else []
+        message = re.sub(r" \(and \d+ more\)$", "", error["message"])
+        return [{"field": error["param"], "message": message}] if error["param"] else []
     return list(error.get("fields") or [])
 
 
