@@ -146,7 +146,8 @@ def chart(rows: list[Row]) -> Any:
     ax.set_xscale("log")
     ax.axvline(1.0, color="grey", linewidth=0.8, linestyle=":")
     ax.set_xlabel(
-        "chatjobs ÷ baseline, log scale\n(black tick: goal; green: met, red: not met, grey: no goal)"
+        "chatjobs ÷ baseline, log scale\n"
+        "(black tick: goal; green: met, red: not met, grey: no goal)"
     )
     ax.set_title("chatjobs against its baselines")
     fig.tight_layout()
