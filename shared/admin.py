@@ -48,6 +48,9 @@ from shared.webhooks import WebhookDispatcher
 log = logging.getLogger(__name__)
 
 
+KEY_PAGE = 100  # keys read a page when listing the tenants they belong to
+
+
 class AdminJob(JobPublic):
     """A job as the operator sees it: its owner too."""
 
@@ -255,9 +258,9 @@ class AdminService:
         group_by: GroupBy,
         tenant: str | None = None,
     ) -> AdminUsage:
-        """From the usage counters of each known tenant (API_KEYS), never from jobs."""
+        """From the usage counters of each known tenant, never from jobs."""
         start, end = period(start, end, utcnow().date())
-        tenants = [tenant] if tenant is not None else list(self.tenants)
+        tenants = [tenant] if tenant is not None else await self.known_tenants()
         counters = await asyncio.gather(*(self.store.usage(t, start, end) for t in tenants))
         per_tenant = [
             TenantUsage(tenant=t, data=summarize(c, group_by))
@@ -271,6 +274,16 @@ class AdminService:
             total=summarize(every, group_by),
             tenants=per_tenant,
         )
+
+    async def known_tenants(self) -> list[str]:
+        """The tenants of the bootstrap keys (API_KEYS) and of every run-time key, revoked
+        ones too (their usage stays theirs), sorted."""
+        found, cursor = set(self.tenants), None
+        while True:
+            keys, cursor = await self.store.list_keys(limit=KEY_PAGE, cursor=cursor)
+            found.update(key.tenant for key in keys)
+            if cursor is None:
+                return sorted(found)
 
     # actions
 

@@ -226,7 +226,7 @@ async def usage_page(request: Request, session: SessionDep, admin: AdminDep) -> 
         "usage": daily,
         "chart_data": json.dumps(data).replace("<", "\\u003c"),  # safe inside <script>
         "tenant": tenant,
-        "tenants": list(admin.tenants),
+        "tenants": await admin.known_tenants(),
         "error": error,
         "page": "usage",
     }

@@ -262,3 +262,18 @@ async def test_the_listing_and_a_read_show_each_keys_usage_this_month(admin_api:
 def _next_month() -> str:
     now = utcnow()
     return f"{now.year + 1}-01" if now.month == 12 else f"{now.year}-{now.month + 1:02d}"
+
+
+async def test_admin_usage_counts_the_tenants_of_run_time_keys(admin_api: Api) -> None:
+    made = await make_key(admin_api, tenant="acme")  # no bootstrap key for acme
+    assert (await admin_api.submit(chat("x y"), headers=bearer(made["key"]))).status_code == 202
+    assert (await admin_api.submit(chat("a b c"), headers=T1)).status_code == 202
+    await admin_api.queue.drain()
+    usage = (await admin_api.client.get("/v1/admin/usage", headers=ADMIN)).json()
+    requests = {t["tenant"]: sum(r["requests"] for r in t["data"]) for t in usage["tenants"]}
+    assert requests == {"acme": 1, "t1": 1, "t2": 0}
+    assert sum(row["requests"] for row in usage["total"]) == 2
+    signed_in = await admin_api.client.post("/console/sign-in", data={"key": "admin-secret"})
+    assert signed_in.status_code == 303, signed_in.text
+    page = await admin_api.client.get("/console/usage")  # the client keeps the session cookie
+    assert page.status_code == 200 and '<option value="acme"' in page.text
