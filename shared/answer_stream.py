@@ -1,7 +1,9 @@
 """Following a job as it runs, from its stream (JobStreams) and its record.
 
 `follow_answer` (the OpenAI dialect's streamed chat completions) yields the answer's text as the
-worker publishes it, by the rule of shared/job_stream.py: one attempt's text, never a mix.
+worker publishes it, by the rule of shared/job_stream.py: one attempt's text, never a mix. A job
+that a worker made follow an identical one in flight (shared/coalescing.py) relays its leader's
+text as it is written, then ends with its own record.
 `follow_job` (`GET /v1/jobs/{id}/events`) yields every event of the stream, resumable after any
 of their ids. Both end with the job as its record says. Without a channel (the AWS layout), a
 cache hit, or a job already finished, the whole answer comes at once with the job.
@@ -48,18 +50,33 @@ async def follow_answer(
         yield job
         return
     relay = AnswerRelay()
-    async for item in _follow(chat, chat.streams, tenant, job.id, START, idle_s=wait_s):
-        if isinstance(item, Job):
-            job = item
-            break
-        step = relay.step(item[1])
-        if step == "interrupted":
-            yield Interrupted(await chat.get(tenant, job.id), _why(item[1]))
-            return
-        if step == "relay":
-            yield item[1].text
+    source: str | None = job.waiting_on or job.id  # a follower relays its leader's answer
+    while source is not None:
+        followed, source = source, None
+        async for item in _follow(chat, chat.streams, tenant, followed, START, idle_s=wait_s):
+            if isinstance(item, Job):  # the end of the followed job: then of this one
+                job = (
+                    item if item.id == job.id else await chat.wait_finished(tenant, job.id, wait_s)
+                )
+                break
+            if followed == job.id and _joined(item[1], relay):
+                source = (await chat.get(tenant, job.id)).waiting_on
+                if source is not None:
+                    break  # a worker made it follow an identical job: relay that one's text
+            step = relay.step(item[1])
+            if step == "interrupted":
+                yield Interrupted(await chat.get(tenant, job.id), _why(item[1]))
+                return
+            if step == "relay":
+                yield item[1].text
     async for piece in _the_rest(job, relay.text):
         yield piece
+
+
+def _joined(event: StreamEvent, relay: AnswerRelay) -> bool:
+    """The job went back to `queued` before any of its text was relayed: a worker made it follow
+    an identical job in flight (or a retry is coming: its record says which)."""
+    return event.kind == "status" and event.status is JobStatus.queued and not relay.text
 
 
 async def _the_rest(job: Job, relayed: str) -> AsyncIterator[str | Job | Interrupted]:

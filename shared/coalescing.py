@@ -39,6 +39,7 @@ class Joined:
     waits: bool = False  # it follows an identical job in flight: no LLM call of its own
     answer: Completion | None = None  # the cache held its answer (the leader just ended)
     ended: Job | None = None  # it followed a job that had ended meanwhile, and ended with it
+    following: Job | None = None  # the job as it now waits (queued, `coalesced_with` its leader)
 
 
 LEADS = Joined()
@@ -82,7 +83,9 @@ class Coalescing:
         if followed is None:
             return Joined(waits=True)  # taken over by a later claim, which runs it
         ended = await self.settle(followed)  # the leader may have ended meanwhile
-        return Joined(waits=True, ended=ended[0] if ended else None)
+        if ended:
+            return Joined(waits=True, ended=ended[0])
+        return Joined(waits=True, following=followed)
 
     async def _cached(self, key: str) -> Completion | None:
         if self.cache is None:

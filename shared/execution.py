@@ -151,6 +151,8 @@ class JobExecutor:
         cache answered it (shared/coalescing.py)."""
         assert self.coalescing is not None
         joined = await self.coalescing.join(job)
+        if joined.following is not None:  # its stream's readers switch to the leader's
+            await self.publish.status(joined.following)
         if joined.ended is not None:
             await self.on_finished(joined.ended)
         if joined.answer is not None:

@@ -3,6 +3,7 @@ modules of each layout run these against their served API, the stub streaming sl
 
 from __future__ import annotations
 
+import threading
 import time
 
 import httpx
@@ -85,3 +86,44 @@ def only_the_owner_follows_a_job(url: str, other_key: str) -> Event:
         assert refused.status_code == 404 and refused.json()["error"]["code"] == "not_found"
         *_, last = read_events(http, events_url)
     return last
+
+
+def identical_streams_share_one_call_and_both_stream(url: str, llm_stub: LLMStub) -> None:
+    """Two identical streamed requests a moment apart: one LLM call; the second request's job
+    follows the first (coalesced) and still gets the text piece by piece as it is written."""
+    llm_stub.set("gemini", "ok", chunk_delay_s=CHUNK_DELAY_S)
+    prompt = f"a shared story {time.monotonic()}"
+    results: dict[str, tuple[str, list[tuple[float, str]]]] = {}
+
+    def ask(name: str) -> None:
+        started = time.monotonic()
+        with client(url) as sdk:
+            stream = sdk.chat.completions.with_raw_response.create(
+                model="gemini-2.5-flash",
+                messages=[{"role": "user", "content": prompt}],
+                stream=True,
+            )
+            pieces = [
+                (time.monotonic() - started, chunk.choices[0].delta.content)
+                for chunk in stream.parse()
+                if chunk.choices and chunk.choices[0].delta.content
+            ]
+        results[name] = (stream.headers["x-chatjobs-job-id"], pieces)
+
+    first = threading.Thread(target=ask, args=("leader",))
+    first.start()
+    time.sleep(3 * CHUNK_DELAY_S)  # the first job is running and writing when the second comes
+    ask("follower")
+    first.join(timeout=30)
+    answer = f"gemini says: {prompt}"
+    assert llm_stub.calls_by_prompt()[prompt] == 1
+    writing_s = CHUNK_DELAY_S * (len(answer.split()) - 1)
+    with native(url) as http:
+        for name, (job_id, pieces) in results.items():
+            assert "".join(text for _, text in pieces) == answer, name
+            job = http.get(f"/v1/jobs/{job_id}").json()
+            assert job["result"]["content"] == answer
+            assert job["coalesced"] is (name == "follower")
+    follower = results["follower"][1]
+    assert len(follower) >= 3  # pieces as written, not the answer at the end
+    assert follower[-1][0] - follower[0][0] >= writing_s / 4

@@ -113,3 +113,7 @@ def test_a_last_event_id_that_is_not_one_is_refused_by_name(served: str) -> None
         refused = http.get(events_url, headers={"Last-Event-ID": "soon"})
     assert refused.status_code == 422
     assert "Last-Event-ID" in refused.json()["error"]["message"]
+
+
+def test_a_coalesced_follower_streams_its_leaders_text(served: str, llm_stub: LLMStub) -> None:
+    check.identical_streams_share_one_call_and_both_stream(served, llm_stub)

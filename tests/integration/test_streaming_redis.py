@@ -71,3 +71,9 @@ def test_a_dropped_event_stream_resumes_after_its_redis_event_id(
 def test_another_tenants_job_is_not_found(served: str, llm_stub: LLMStub) -> None:
     last = check.only_the_owner_follows_a_job(served, KEYS["t2"])
     assert last.data["status"] == "succeeded"
+
+
+def test_a_coalesced_follower_streams_its_leaders_text_through_redis(
+    served: str, llm_stub: LLMStub
+) -> None:
+    check.identical_streams_share_one_call_and_both_stream(served, llm_stub)
