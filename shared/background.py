@@ -25,8 +25,10 @@ class BackgroundTasks:
     def __init__(self, stack: AsyncExitStack, grace_s: float = GRACE_S) -> None:
         self.stack, self.grace_s = stack, grace_s
 
-    def start(self, name: str, loop: Loop) -> None:
-        stop = asyncio.Event()
+    def start(self, name: str, loop: Loop, stop: asyncio.Event | None = None) -> None:
+        """Run `loop(stop)` until the stack closes, or until `stop` (the caller's, if given:
+        e.g. a worker's "take no more jobs") is set."""
+        stop = stop or asyncio.Event()
         task = asyncio.create_task(_kept_alive(name, loop, stop), name=name)
 
         async def end() -> None:

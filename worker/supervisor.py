@@ -19,13 +19,14 @@ import asyncio
 import gc
 import logging
 import signal
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack, suppress
 from typing import Any
 
 from arq import Worker
 
 from shared.adapters.queue.arq import ArqJobQueue
+from shared.background import BackgroundTasks
 from shared.config import Settings
 from shared.execution import requeueing_consumer
 from shared.factory import ServiceFactory, Services
@@ -89,9 +90,10 @@ class Supervisor:
                 return
             self._handle_signals(stack)
             log_unrecorded_job_ends()
+            background = BackgroundTasks(stack)
             if self.given is None:
-                _background(stack, services.sweeper.sweep_forever(self.stopping), "sweeps")
-            _background(stack, runner.run(self.stopping), "batch jobs")
+                background.start("sweeps", services.sweeper.sweep_forever, self.stopping)
+            background.start("batch jobs", runner.run, self.stopping)
             await self._serve(services)
 
     async def _services(self, stack: AsyncExitStack) -> Services:
@@ -192,16 +194,6 @@ def log_unrecorded_job_ends() -> None:
             loop.default_exception_handler(context)
 
     loop.set_exception_handler(handle)
-
-
-def _background(stack: AsyncExitStack, work: Coroutine[Any, Any, None], name: str) -> None:
-    task = asyncio.create_task(work, name=name)
-
-    async def cancel() -> None:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-
-    stack.push_async_callback(close_step, f"stop {name}", cancel)
 
 
 async def close_step(what: str, close: Callable[..., Awaitable[object]], *args: Any) -> None:
