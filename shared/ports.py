@@ -157,8 +157,12 @@ class BatchStore(Protocol):
 class WebhookOutbox(Protocol):
     """Pending webhook deliveries, kept on the job or batch they announce."""
 
-    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
-        """Record webhook delivery state on a job or batch (by its id)."""
+    async def set_webhook(
+        self, subject_id: str, delivery: WebhookDelivery, *, expected: WebhookDelivery | None
+    ) -> bool:
+        """Record webhook delivery state on a job or batch (by its id), if its delivery is still
+        `expected` (None: it has none yet). False when it changed meanwhile (an operator's
+        replay, another sweeper past its lease) or there is no such subject: nothing written."""
 
     async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
         """Claim ids of jobs/batches whose pending webhook is due; pushes their next attempt to

@@ -373,7 +373,16 @@ class FakeJobStore(FakeApiKeys):
             if b.status in open_statuses and b.counts.done >= b.counts.total
         ]
 
-    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
+    async def set_webhook(
+        self, subject_id: str, delivery: WebhookDelivery, *, expected: WebhookDelivery | None
+    ) -> bool:
+        subject = self.jobs.get(subject_id) or self.batches.get(subject_id)
+        if subject is None or subject.webhook != expected:
+            return False
+        self._put_webhook(subject_id, delivery)
+        return True
+
+    def _put_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
         if subject_id in self.jobs:
             self.jobs[subject_id] = self.jobs[subject_id].model_copy(update={"webhook": delivery})
         elif subject_id in self.batches:
@@ -391,7 +400,7 @@ class FakeJobStore(FakeApiKeys):
                 if hook.next_attempt_at is not None and hook.next_attempt_at <= now:
                     due.append(subject.id)
                     leased = hook.model_copy(update={"next_attempt_at": lease_until})
-                    await self.set_webhook(subject.id, leased)
+                    self._put_webhook(subject.id, leased)
         return due
 
     async def webhook_subject(self, subject_id: str) -> Job | Batch | None:

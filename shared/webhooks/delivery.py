@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import httpx
 from standardwebhooks import Webhook
 
-from shared.errors import ChatJobsError, InvalidWebhookUrl
+from shared.errors import ChatJobsError, Conflict, InvalidWebhookUrl
 from shared.models import (
     WEBHOOK_HISTORY,
     Batch,
@@ -35,6 +35,7 @@ log = logging.getLogger(__name__)
 
 USER_AGENT = "chatjobs-webhooks/1"
 LEASE_MARGIN_S = 30.0
+REPLAY_TRIES = 5  # reads of a delivery an operator replays while its attempts keep ending
 
 
 class WebhookSendError(ChatJobsError):
@@ -167,7 +168,7 @@ class WebhookDispatcher:
         derived = event_type_for(subject)
         if derived is None or (event_type is not None and event_type != derived):
             raise ValueError(f"{subject.id} cannot announce {event_type or 'an event'} yet")
-        await self._store.set_webhook(subject.id, self.new_delivery())
+        await self._store.set_webhook(subject.id, self.new_delivery(), expected=None)
 
     async def deliver_due(self, limit: int = 100) -> int:
         """Claim due deliveries and attempt them concurrently; return how many were attempted."""
@@ -209,8 +210,16 @@ class WebhookDispatcher:
             return
         if subject.webhook.state != WebhookState.pending:
             return
-        status, error = await self._send(subject, subject.webhook_url, subject.webhook.id)
-        await self._store.set_webhook(subject.id, self._after(subject.webhook, status, error))
+        sent = subject.webhook
+        status, error = await self._send(subject, subject.webhook_url, sent.id)
+        after = self._after(sent, status, error)
+        if not await self._store.set_webhook(subject.id, after, expected=sent):
+            log.info(
+                "webhook %s for %s: its delivery changed during the attempt (a replay, or "
+                "another sweeper past the lease); this attempt's outcome is not recorded",
+                sent.id,
+                subject.id,
+            )
 
     async def _send(
         self, subject: Job | Batch, url: str, webhook_id: str
@@ -255,14 +264,22 @@ class WebhookDispatcher:
 
     async def redeliver(self, subject: Job | Batch) -> WebhookDelivery:
         """Send a subject's event again now (an operator's replay), whatever became of it: the
-        same `webhook-id`, one more attempt; past the schedule's end a failure gives up again."""
-        if subject.webhook is None or not subject.webhook_url:
-            raise ValueError(f"{subject.id} has no webhook event to send")
-        again = subject.webhook.model_copy(
-            update={"state": WebhookState.pending, "next_attempt_at": self._clock()}
-        )
-        await self._store.set_webhook(subject.id, again)
-        return again
+        same `webhook-id`, one more attempt; past the schedule's end a failure gives up again.
+        Written over the delivery as read, read again if an attempt ended meanwhile, so an
+        attempt finishing at the same moment cannot overwrite the replay."""
+        for _ in range(REPLAY_TRIES):
+            if subject.webhook is None or not subject.webhook_url:
+                raise ValueError(f"{subject.id} has no webhook event to send")
+            again = subject.webhook.model_copy(
+                update={"state": WebhookState.pending, "next_attempt_at": self._clock()}
+            )
+            if await self._store.set_webhook(subject.id, again, expected=subject.webhook):
+                return again
+            reread = await self._load(subject.id)
+            if reread is None:
+                break
+            subject = reread
+        raise Conflict(f"{subject.id}: its webhook delivery kept changing")
 
     async def _load(self, subject_id: str) -> Job | Batch | None:
         return await self._store.webhook_subject(subject_id)

@@ -193,9 +193,8 @@ class AdminStoreContract:
         await store.create_batch(
             batch, [job("t2", 1, batch_id=batch.id, status=JobStatus.succeeded)]
         )
-        await store.set_webhook(
-            batch.id, WebhookDelivery(id="msg_b", state=WebhookState.failed, attempts=3)
-        )
+        gave_up_batch = WebhookDelivery(id="msg_b", state=WebhookState.failed, attempts=3)
+        assert await store.set_webhook(batch.id, gave_up_batch, expected=None)
         failing = await store.failing_webhooks(limit=10)
         assert ids(failing) == [gave_up.id, batch.id, retrying.id]
         assert len(await store.failing_webhooks(limit=1)) == 1

@@ -791,13 +791,34 @@ class JobStoreContract:
         batch, jobs = make_batch(1)
         await store.create_batch(batch, jobs)
         delivery = WebhookDelivery(id="msg_1", attempts=2, last_status_code=500, next_attempt_at=T0)
-        await store.set_webhook(job.id, delivery)
-        await store.set_webhook(batch.id, delivery.model_copy(update={"id": "msg_2"}))
-        await store.set_webhook("job_missing", delivery)
+        assert await store.set_webhook(job.id, delivery, expected=None)
+        on_batch = delivery.model_copy(update={"id": "msg_2"})
+        assert await store.set_webhook(batch.id, on_batch, expected=None)
+        assert not await store.set_webhook("job_missing", delivery, expected=None)
         stored_job, stored_batch = await store.get_job(job.id), await store.get_batch(batch.id)
         assert stored_job is not None and stored_job.webhook == delivery
         assert stored_batch is not None and stored_batch.webhook is not None
         assert stored_batch.webhook.id == "msg_2"
+
+    async def test_set_webhook_writes_only_over_the_delivery_it_read(self, store: Store) -> None:
+        """A compare-and-set: an attempt ending as an operator replays (or as another sweeper
+        takes the delivery past its lease) must not overwrite what was written meanwhile."""
+        job = await store.create_job(make_job())
+        batch, jobs = make_batch(1)
+        await store.create_batch(batch, jobs)
+        for subject_id in (job.id, batch.id):
+            read = WebhookDelivery(id="msg_1", next_attempt_at=T0)
+            assert await store.set_webhook(subject_id, read, expected=None)
+            replayed = read.model_copy(update={"next_attempt_at": T0 + timedelta(seconds=5)})
+            assert await store.set_webhook(subject_id, replayed, expected=read)
+            attempted = read.model_copy(update={"state": WebhookState.failed, "attempts": 1})
+            assert not await store.set_webhook(subject_id, attempted, expected=read)
+            assert not await store.set_webhook(subject_id, attempted, expected=None)
+            stored = await store.webhook_subject(subject_id)
+            assert stored is not None and stored.webhook == replayed
+            assert await store.set_webhook(subject_id, attempted, expected=stored.webhook)
+            again = await store.webhook_subject(subject_id)
+            assert again is not None and again.webhook == attempted
 
     async def test_due_webhooks_claims_due_pending_deliveries(self, store: Store) -> None:
         now = utcnow()
@@ -806,15 +827,17 @@ class JobStoreContract:
         delivered_job = await store.create_job(make_job())
         batch, jobs = make_batch(1)
         await store.create_batch(batch, jobs)
-        await store.set_webhook(due_job.id, WebhookDelivery(id="a", next_attempt_at=now))
-        await store.set_webhook(
-            batch.id, WebhookDelivery(id="b", next_attempt_at=T0 - timedelta(days=9999))
-        )
-        await store.set_webhook(
-            later_job.id, WebhookDelivery(id="c", next_attempt_at=now + timedelta(seconds=1))
-        )
+        due = WebhookDelivery(id="a", next_attempt_at=now)
+        overdue = WebhookDelivery(id="b", next_attempt_at=T0 - timedelta(days=9999))
+        later = WebhookDelivery(id="c", next_attempt_at=now + timedelta(seconds=1))
         done = WebhookDelivery(id="d", state=WebhookState.delivered, next_attempt_at=now)
-        await store.set_webhook(delivered_job.id, done)
+        for subject_id, delivery in [
+            (due_job.id, due),
+            (batch.id, overdue),
+            (later_job.id, later),
+            (delivered_job.id, done),
+        ]:
+            assert await store.set_webhook(subject_id, delivery, expected=None)
         lease = now + timedelta(seconds=30)
         assert set(await store.due_webhooks(now, lease, limit=10)) == {due_job.id, batch.id}
         assert await store.due_webhooks(now, lease, limit=10) == []
@@ -831,7 +854,8 @@ class JobStoreContract:
         now = utcnow()
         for i in range(10):
             job = await store.create_job(make_job())
-            await store.set_webhook(job.id, WebhookDelivery(id=f"m{i}", next_attempt_at=now))
+            delivery = WebhookDelivery(id=f"m{i}", next_attempt_at=now)
+            assert await store.set_webhook(job.id, delivery, expected=None)
         lease = now + timedelta(seconds=30)
         first, second = await asyncio.gather(
             store.due_webhooks(now, lease, limit=6), store.due_webhooks(now, lease, limit=6)

@@ -336,11 +336,13 @@ async def test_concurrent_due_webhook_claims_are_disjoint(store: DynamoDbJobStor
     subjects: set[str] = set()
     for i in range(16):
         job = await store.create_job(make_job())
-        await store.set_webhook(job.id, WebhookDelivery(id=f"m{i}", next_attempt_at=now))
+        delivery = WebhookDelivery(id=f"m{i}", next_attempt_at=now)
+        assert await store.set_webhook(job.id, delivery, expected=None)
         subjects.add(job.id)
     batch, jobs = make_batch(1)
     await store.create_batch(batch, jobs)
-    await store.set_webhook(batch.id, WebhookDelivery(id="mb", next_attempt_at=now))
+    delivery = WebhookDelivery(id="mb", next_attempt_at=now)
+    assert await store.set_webhook(batch.id, delivery, expected=None)
     subjects.add(batch.id)
     lease = now + timedelta(seconds=30)
     first, second = await asyncio.gather(
@@ -366,7 +368,8 @@ async def test_sparse_indexes_hold_only_what_sweeps_need(store: DynamoDbJobStore
     await JobWrites(store).finish(job.id, outcome)
     done = await raw_item(store, items.job_key(job.id))
     assert done is not None and "gsi_unfinished" not in done and "gsi_webhook" in done
-    await store.set_webhook(job.id, WebhookDelivery(id="m", state=WebhookState.delivered))
+    delivered_now = WebhookDelivery(id="m", state=WebhookState.delivered)
+    assert await store.set_webhook(job.id, delivered_now, expected=outcome.webhook)
     delivered = await raw_item(store, items.job_key(job.id))
     assert delivered is not None and "gsi_webhook" not in delivered
 

@@ -155,6 +155,53 @@ async def test_claimed_deliveries_are_leased_until_the_attempt_ends() -> None:
     assert await hooks.deliver_due() == 0
 
 
+class HeldSender(FakeSender):
+    """Holds each send until released: an attempt still in flight."""
+
+    def __init__(self, *outcomes: int | Exception) -> None:
+        super().__init__(*outcomes)
+        self.sending = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def send(
+        self, url: str, webhook_id: str, payload: dict[str, Any], secrets: Secrets
+    ) -> int:
+        self.sending.set()
+        await self.release.wait()
+        return await super().send(url, webhook_id, payload, secrets)
+
+
+async def test_a_replay_during_an_attempt_is_not_overwritten_by_its_end() -> None:
+    """The operator replays while the last scheduled attempt is in flight; that attempt then
+    fails for good. The replay stands: the event goes out once more."""
+    subject = job()
+    sender = HeldSender(500, 200)
+    store, hooks, _ = await setup(sender, [0], subject)
+    await hooks.schedule(subject)
+    attempt = asyncio.create_task(hooks.deliver_due())
+    await asyncio.wait_for(sender.sending.wait(), 1)
+    replayed = await hooks.redeliver(store.jobs[subject.id])
+    sender.release.set()
+    assert await attempt == 1
+    assert hook_of(store, subject.id) == replayed  # not `failed` by the attempt that ended
+    assert await hooks.deliver_due() == 1
+    hook = hook_of(store, subject.id)
+    assert (hook.state, hook.last_status_code) == (WebhookState.delivered, 200)
+    assert [sent[1] for sent in sender.sent] == [hook.id, hook.id]
+
+
+async def test_a_replay_reads_again_when_an_attempt_ended_since_its_read() -> None:
+    subject = job()
+    store, hooks, _ = await setup(FakeSender(500), [0], subject)
+    await hooks.schedule(subject)
+    read_before = store.jobs[subject.id]
+    await hooks.deliver_due()  # gives up: failed, attempts 1
+    assert hook_of(store, subject.id).state == WebhookState.failed
+    replayed = await hooks.redeliver(read_before)
+    assert replayed.state == WebhookState.pending and replayed.attempts == 1
+    assert hook_of(store, subject.id) == replayed
+
+
 async def test_run_forever_survives_store_errors(monkeypatch: pytest.MonkeyPatch) -> None:
     subject = job()
     store, hooks, _ = await setup(FakeSender(200), [0], subject)

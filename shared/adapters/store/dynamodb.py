@@ -331,18 +331,29 @@ class DynamoDbJobStore(DynamoDbApiKeys):
 
     # webhooks
 
-    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
+    async def set_webhook(
+        self, subject_id: str, delivery: WebhookDelivery, *, expected: WebhookDelivery | None
+    ) -> bool:
+        """Pinned to the item's version as read, like every change here: a delivery that
+        changed between the read and the write is read again, and compared again."""
         for kind in _kinds(subject_id):
             if kind == "job":
                 changed: Change | Batch | None = await self._db.change_job(
-                    subject_id, lambda job: with_webhook(job, delivery)
+                    subject_id,
+                    lambda job: with_webhook(job, delivery) if job.webhook == expected else None,
                 )
             else:
                 changed = await self._db.change_batch(
-                    subject_id, lambda batch: batch.model_copy(update={"webhook": delivery})
+                    subject_id,
+                    lambda batch: (
+                        batch.model_copy(update={"webhook": delivery})
+                        if batch.webhook == expected
+                        else None
+                    ),
                 )
             if changed is not None:
-                return
+                return True
+        return False
 
     async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
         """Take up to `limit` due deliveries. Each is leased by a write pinned to the version read,

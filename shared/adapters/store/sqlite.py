@@ -359,17 +359,25 @@ class SqliteJobStore(SqliteApiKeys):
     async def closable_batch_ids(self) -> list[str]:
         return [row[0] for row in await self._read.execute_fetchall(CLOSABLE_BATCHES)]
 
-    async def set_webhook(self, subject_id: str, delivery: WebhookDelivery) -> None:
+    async def set_webhook(
+        self, subject_id: str, delivery: WebhookDelivery, *, expected: WebhookDelivery | None
+    ) -> bool:
         # jobs and batches store `webhook` alike: the same assignments fit either table
         assignments, params = update_sql(Job, {"webhook": delivery}, job_columns)
 
-        def update(db: sqlite3.Connection) -> None:
+        def update(db: sqlite3.Connection) -> bool:  # read and write in one transaction
             for table in ("jobs", "batches"):
-                sql = f"UPDATE {table} SET {assignments} WHERE id = ?"
-                if db.execute(sql, [*params, subject_id]).rowcount:
-                    return
+                sql = f"SELECT json_extract(data, '$.webhook') FROM {table} WHERE id = ?"
+                row = db.execute(sql, [subject_id]).fetchone()
+                if row is None:
+                    continue
+                if stored_webhook(row[0]) != expected:
+                    return False
+                db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*params, subject_id])
+                return True
+            return False
 
-        await self._write(update)
+        return await self._write(update)
 
     async def due_webhooks(self, now: datetime, lease_until: datetime, limit: int) -> list[str]:
         lease = (ts(lease_until), field_json(WebhookDelivery, "next_attempt_at", lease_until))
@@ -559,3 +567,7 @@ def _idempotent_holder(db: sqlite3.Connection, tenant: str, key: str) -> str | N
 
 if TYPE_CHECKING:
     _satisfies_port: Store = SqliteJobStore("")
+
+
+def stored_webhook(text: str | None) -> WebhookDelivery | None:
+    return None if text is None else WebhookDelivery.model_validate_json(text)
