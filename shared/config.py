@@ -1,4 +1,5 @@
-"""Settings from the environment (and `.env`). Names are the public contract in DESIGN.md."""
+"""Settings from the environment (and `.env`). Their names are public: README.md's configuration
+table lists every one."""
 
 from __future__ import annotations
 
