@@ -8,6 +8,7 @@ import time
 
 import httpx
 import openai
+from openai.types.chat import ChatCompletionMessageParam
 
 from tests.sse import Event, id_order, read_events
 from tests.stubs.fixtures import LLMStub
@@ -127,3 +128,46 @@ def identical_streams_share_one_call_and_both_stream(url: str, llm_stub: LLMStub
     follower = results["follower"][1]
     assert len(follower) >= 3  # pieces as written, not the answer at the end
     assert follower[-1][0] - follower[0][0] >= writing_s / 4
+
+
+async def plain_cached_and_async_streamed_with_usage(url: str, llm_stub: LLMStub) -> None:
+    """The SDK's other ways in, on this layout: a plain completion, the same again from the
+    cache (no second LLM call), and the async client streaming with usage in a last chunk."""
+    llm_stub.set("gemini", "ok", chunk_delay_s=CHUNK_DELAY_S / 4)
+    ask: list[ChatCompletionMessageParam] = [
+        {"role": "user", "content": "plain then cached on this layout"}
+    ]
+    with client(url) as sdk:
+        first = sdk.chat.completions.with_raw_response.create(
+            model="gemini-2.5-flash", messages=ask
+        )
+        calls = llm_stub.stats()["gemini"]
+        again = sdk.chat.completions.with_raw_response.create(
+            model="gemini-2.5-flash", messages=ask
+        )
+    assert first.headers["x-chatjobs-cached"] == "false"
+    assert again.headers["x-chatjobs-cached"] == "true"
+    assert again.headers["x-chatjobs-job-id"] != first.headers["x-chatjobs-job-id"]
+    answer = first.parse().choices[0].message.content
+    assert answer == "gemini says: plain then cached on this layout"
+    assert again.parse().choices[0].message.content == answer
+    assert llm_stub.stats()["gemini"] == calls  # the cache answered
+    async with openai.AsyncOpenAI(
+        base_url=f"{url}/openai/v1", api_key=KEY, max_retries=0
+    ) as sdk_async:
+        stream = await sdk_async.chat.completions.create(
+            model="gemini-2.5-flash",
+            messages=[{"role": "user", "content": "stream with usage on this layout"}],
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+        chunks = [chunk async for chunk in stream]
+    pieces = [
+        c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content
+    ]
+    assert "".join(pieces) == "gemini says: stream with usage on this layout"
+    assert len(pieces) >= 3  # streamed in pieces, not whole at the end
+    assert chunks[-2].choices[0].finish_reason == "stop"
+    usage = chunks[-1].usage
+    assert chunks[-1].choices == [] and usage is not None
+    assert usage.total_tokens == usage.prompt_tokens + usage.completion_tokens > 0

@@ -117,3 +117,7 @@ def test_a_last_event_id_that_is_not_one_is_refused_by_name(served: str) -> None
 
 def test_a_coalesced_follower_streams_its_leaders_text(served: str, llm_stub: LLMStub) -> None:
     check.identical_streams_share_one_call_and_both_stream(served, llm_stub)
+
+
+async def test_plain_cached_and_async_streamed_completions(served: str, llm_stub: LLMStub) -> None:
+    await check.plain_cached_and_async_streamed_with_usage(served, llm_stub)

@@ -77,3 +77,9 @@ def test_a_coalesced_follower_streams_its_leaders_text_through_redis(
     served: str, llm_stub: LLMStub
 ) -> None:
     check.identical_streams_share_one_call_and_both_stream(served, llm_stub)
+
+
+async def test_plain_cached_and_async_streamed_completions_through_redis(
+    served: str, llm_stub: LLMStub
+) -> None:
+    await check.plain_cached_and_async_streamed_with_usage(served, llm_stub)
