@@ -3,6 +3,7 @@ the backlog, the last hour's jobs (a bounded sample, newest first), and workers'
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from datetime import datetime, timedelta
 
@@ -76,11 +77,13 @@ class Overview(BaseModel):
 
 
 def percentile(values: list[float], pct: float) -> int | None:
+    """The nearest-rank percentile: the smallest value with at least `pct` % of them at or
+    below it (the product first, so 50 % of 14 is rank 7 exactly)."""
     if not values:
         return None
     ordered = sorted(values)
-    rank = max(0, min(len(ordered) - 1, round(pct / 100 * len(ordered) + 0.5) - 1))
-    return round(ordered[rank])
+    rank = max(1, min(len(ordered), math.ceil(pct * len(ordered) / 100)))
+    return round(ordered[rank - 1])
 
 
 def backlog_figures(backlog: QueueBacklog, now: datetime) -> BacklogFigures:
