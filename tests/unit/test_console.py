@@ -4,6 +4,7 @@ every action, pages rendered for a signed-in operator only. The browser tests
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -167,3 +168,20 @@ async def test_redrive_a_dead_letter_queue_with_the_csrf_token(api: Api) -> None
         "/console/dead-letters/nope/redrive", data={"csrf_token": csrf_of(page)}
     )
     assert "Not+done" in unknown.headers["location"]
+
+
+async def test_a_batchs_results_download_from_the_console(api: Api) -> None:
+    """The Batches page's Results link: another tenant's batch, as NDJSON, a line per request in
+    submission order; without a session, the sign-in page."""
+    body = {"requests": [{"custom_id": f"r{i}", **chat(f"b{i}")} for i in range(3)]}
+    batch = (await api.client.post("/v1/batches", json=body, headers=T2)).json()
+    path = f"/console/batches/{batch['id']}/results"
+    assert (await api.client.get(path)).status_code == 303
+    await sign_in(api.client)
+    download = await api.client.get(path)
+    assert download.status_code == 200
+    assert download.headers["content-type"].startswith("application/x-ndjson")
+    assert f'filename="{batch["id"]}.jsonl"' in download.headers["content-disposition"]
+    lines = [json.loads(line) for line in download.text.splitlines()]
+    assert [line["custom_id"] for line in lines] == ["r0", "r1", "r2"]
+    assert (await api.client.get("/console/batches/batch_nope/results")).status_code == 404
