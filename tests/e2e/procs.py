@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -120,4 +121,37 @@ def wait_for(predicate: Callable[[], object], timeout: float, interval: float = 
         if predicate():
             return True
         time.sleep(interval)
+    return False
+
+
+def children(pid: int) -> dict[str, int]:
+    """The child processes of `pid` by program (`api`, `worker`: what follows `-m`), from /proc."""
+    found: dict[str, int] = {}
+    for child in child_pids(pid):
+        with contextlib.suppress(OSError):  # that child has exited
+            args = Path(f"/proc/{child}/cmdline").read_bytes().split(b"\0")
+            if b"-m" in args:
+                found[args[args.index(b"-m") + 1].decode()] = child
+    return found
+
+
+def child_pids(pid: int) -> list[int]:
+    """Children of every thread of `pid`. moto's server in the aws-local launcher starts a thread
+    per request, so a thread listed may be gone when its file is read: skip that one only."""
+    try:
+        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+    except OSError:  # it has exited
+        return []
+    pids: list[int] = []
+    for task in tasks:
+        with contextlib.suppress(OSError):
+            pids += [int(child) for child in (task / "children").read_text().split()]
+    return pids
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
     return False

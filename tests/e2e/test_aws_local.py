@@ -5,7 +5,6 @@ SIGTERM stops it and its children within seconds."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal
@@ -39,28 +38,7 @@ def aws_local(module_launcher: Launcher, llm_stub_server: LLMStub) -> Api:
 
 
 def children(api: Api) -> dict[str, int]:
-    """The launcher's child processes by program (`api`, `worker`), read from /proc."""
-    found: dict[str, int] = {}
-    for pid in child_pids(api.proc.popen.pid):
-        with contextlib.suppress(OSError):  # that child has exited
-            args = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-            if b"-m" in args:
-                found[args[args.index(b"-m") + 1].decode()] = pid
-    return found
-
-
-def child_pids(pid: int) -> list[int]:
-    """Children of every thread of `pid`. moto's server in the launcher starts a thread per
-    request, so a thread listed may be gone when its file is read: skip that one only."""
-    try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
-    except OSError:  # it has exited
-        return []
-    pids: list[int] = []
-    for task in tasks:
-        with contextlib.suppress(OSError):
-            pids += [int(child) for child in (task / "children").read_text().split()]
-    return pids
+    return procs.children(api.proc.popen.pid)
 
 
 def restarted(api: Api, name: str, old_pid: int) -> int:
@@ -79,14 +57,6 @@ def ready(api: Api) -> bool:
         return httpx.get(f"{api.url}/readyz", timeout=2).status_code == 200
     except httpx.TransportError:
         return False
-
-
-def gone(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    return False
 
 
 def rss_mb(pid: int) -> float:
@@ -152,4 +122,4 @@ def test_accepted_jobs_survive_kill_9_and_sigterm_stops_everything(
     api.proc.popen.send_signal(signal.SIGTERM)
     assert api.proc.popen.wait(15) == 0
     assert time.monotonic() - stopping < 10
-    assert all(gone(pid) for pid in running), api.proc.log()
+    assert all(procs.gone(pid) for pid in running), api.proc.log()

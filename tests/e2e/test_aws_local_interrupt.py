@@ -9,9 +9,9 @@ import time
 
 import pytest
 
+from tests.e2e import procs
 from tests.e2e.conftest import Launcher
 from tests.e2e.services import service_env
-from tests.e2e.test_aws_local import children, gone
 from tests.stubs.fixtures import LLMStub
 
 pytestmark = pytest.mark.e2e
@@ -22,7 +22,7 @@ def test_ctrl_c_stops_the_launcher_and_its_children(
     launcher: Launcher, llm_stub_server: LLMStub
 ) -> None:
     api = launcher.aws_local("aws-local-ctrl-c", **service_env(llm_stub_server))
-    running = children(api)
+    running = procs.children(api.proc.popen.pid)
     assert set(running) == {"api", "worker"}, api.proc.log()
     stopping = time.monotonic()
     for pid in (api.proc.popen.pid, *running.values()):  # what a terminal's Ctrl-C does
@@ -31,4 +31,4 @@ def test_ctrl_c_stops_the_launcher_and_its_children(
     took = time.monotonic() - stopping
     print(f"Ctrl-C: the launcher and its children stopped in {took:.2f} s")
     assert took < STOP_WITHIN_S, (took, api.proc.log())
-    assert all(gone(pid) for pid in running.values()), api.proc.log()
+    assert all(procs.gone(pid) for pid in running.values()), api.proc.log()
