@@ -17,7 +17,7 @@ from typing import Any, Protocol
 import httpx
 from standardwebhooks import Webhook
 
-from shared.errors import ChatJobsError, Conflict, InvalidWebhookUrl
+from shared.errors import ChatJobsError, Conflict, InvalidWebhookUrl, NotFound
 from shared.models import (
     WEBHOOK_HISTORY,
     Batch,
@@ -276,8 +276,8 @@ class WebhookDispatcher:
             if await self._store.set_webhook(subject.id, again, expected=subject.webhook):
                 return again
             reread = await self._load(subject.id)
-            if reread is None:
-                break
+            if reread is None:  # deleted meanwhile (DELETE /v1/jobs/{id}, retention)
+                raise NotFound(subject.id)
             subject = reread
         raise Conflict(f"{subject.id}: its webhook delivery kept changing")
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from shared.errors import InvalidWebhookUrl
+from shared.errors import InvalidWebhookUrl, NotFound
 from shared.models import ChatRequest, Job, JobStatus, Message, WebhookDelivery, WebhookState
 from shared.webhooks import Sender, WebhookDispatcher, WebhookSendError, signed_headers
 from shared.webhooks.delivery import Secrets
@@ -200,6 +200,15 @@ async def test_a_replay_reads_again_when_an_attempt_ended_since_its_read() -> No
     replayed = await hooks.redeliver(read_before)
     assert replayed.state == WebhookState.pending and replayed.attempts == 1
     assert hook_of(store, subject.id) == replayed
+
+
+async def test_a_replay_of_a_subject_deleted_since_its_read_is_not_found() -> None:
+    subject = job()
+    store, hooks, _ = await setup(FakeSender(200), [0], subject)
+    await hooks.schedule(subject)
+    read_before = store.jobs.pop(subject.id)  # DELETE /v1/jobs/{id} after the operator's read
+    with pytest.raises(NotFound):
+        await hooks.redeliver(read_before)
 
 
 async def test_run_forever_survives_store_errors(monkeypatch: pytest.MonkeyPatch) -> None:

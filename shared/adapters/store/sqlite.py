@@ -371,7 +371,7 @@ class SqliteJobStore(SqliteApiKeys):
                 row = db.execute(sql, [subject_id]).fetchone()
                 if row is None:
                     continue
-                if stored_webhook(row[0]) != expected:
+                if _stored_webhook(row[0]) != expected:
                     return False
                 db.execute(f"UPDATE {table} SET {assignments} WHERE id = ?", [*params, subject_id])
                 return True
@@ -524,6 +524,11 @@ class SqliteJobStore(SqliteApiKeys):
             await self._write(lambda db: key_counters.apply_key_deltas(db, deltas))
 
 
+def _stored_webhook(text: str | None) -> WebhookDelivery | None:
+    """A `webhook` read with json_extract (NULL: none yet)."""
+    return None if text is None else WebhookDelivery.model_validate_json(text)
+
+
 def _probe_room(db: sqlite3.Connection) -> None:
     """Take and give back PROBE_BYTES of space: SQLITE_FULL while there is no room for them."""
     # INSERT … SELECT has a statement journal: SQLITE_FULL here rolls back this statement only,
@@ -567,7 +572,3 @@ def _idempotent_holder(db: sqlite3.Connection, tenant: str, key: str) -> str | N
 
 if TYPE_CHECKING:
     _satisfies_port: Store = SqliteJobStore("")
-
-
-def stored_webhook(text: str | None) -> WebhookDelivery | None:
-    return None if text is None else WebhookDelivery.model_validate_json(text)
